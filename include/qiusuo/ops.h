@@ -1,0 +1,76 @@
+// The functional API (PyTorch names and semantics). Every function dispatches through
+// the op table, so it records autograd, is traced for export and honours autocast.
+// Binary ops broadcast (NumPy rules); a double argument is a 0-dim tensor of the
+// other operand's dtype. Errors name the op, the expected and the found shapes.
+#pragma once
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "qiusuo/tensor.h"
+
+namespace qs {
+
+// ---- elementwise unary
+Tensor neg(const Tensor& x);
+Tensor exp(const Tensor& x);
+Tensor log(const Tensor& x);
+Tensor sqrt(const Tensor& x);
+Tensor rsqrt(const Tensor& x);
+Tensor abs(const Tensor& x);
+Tensor relu(const Tensor& x);
+Tensor sigmoid(const Tensor& x);
+Tensor tanh(const Tensor& x);
+Tensor gelu(const Tensor& x, const std::string& approximate = "none");  // "none" (erf) | "tanh"
+Tensor silu(const Tensor& x);
+Tensor sin(const Tensor& x);
+Tensor cos(const Tensor& x);
+Tensor square(const Tensor& x);  // x * x
+
+// ---- elementwise binary (broadcasting)
+Tensor add(const Tensor& a, const Tensor& b);
+Tensor sub(const Tensor& a, const Tensor& b);
+Tensor mul(const Tensor& a, const Tensor& b);
+Tensor div(const Tensor& a, const Tensor& b);
+Tensor pow(const Tensor& a, const Tensor& b);
+Tensor pow(const Tensor& a, double exponent);
+Tensor maximum(const Tensor& a, const Tensor& b);
+Tensor minimum(const Tensor& a, const Tensor& b);
+Tensor eq(const Tensor& a, const Tensor& b);  // bool results; not differentiable
+Tensor ne(const Tensor& a, const Tensor& b);
+Tensor lt(const Tensor& a, const Tensor& b);
+Tensor le(const Tensor& a, const Tensor& b);
+Tensor gt(const Tensor& a, const Tensor& b);
+Tensor ge(const Tensor& a, const Tensor& b);
+Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b);  // cond: bool
+Tensor clamp(const Tensor& x, std::optional<double> min, std::optional<double> max);
+Tensor masked_fill(const Tensor& x, const Tensor& mask, double value);  // mask: bool, broadcast
+
+Tensor operator+(const Tensor& a, const Tensor& b);
+Tensor operator-(const Tensor& a, const Tensor& b);
+Tensor operator*(const Tensor& a, const Tensor& b);
+Tensor operator/(const Tensor& a, const Tensor& b);
+Tensor operator+(const Tensor& a, double b);
+Tensor operator-(const Tensor& a, double b);
+Tensor operator*(const Tensor& a, double b);
+Tensor operator/(const Tensor& a, double b);
+Tensor operator+(double a, const Tensor& b);
+Tensor operator-(double a, const Tensor& b);
+Tensor operator*(double a, const Tensor& b);
+Tensor operator/(double a, const Tensor& b);
+
+// ---- reductions. dims empty = all dims.
+Tensor sum(const Tensor& x, const std::vector<int64_t>& dims = {}, bool keepdim = false);
+Tensor mean(const Tensor& x, const std::vector<int64_t>& dims = {}, bool keepdim = false);
+
+// ---- linear algebra
+// matmul: 1-D and 2-D as torch.matmul; >2-D batched with broadcast batch dims.
+Tensor matmul(const Tensor& a, const Tensor& b);
+// linear: y = x w^T + b; x [..., K], w [N, K], b [N] or undefined.
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b = Tensor());
+
+// ---- shape helpers
+// Sums `x` down to `shape` (the reverse of broadcasting): the gradient of expand.
+Tensor sum_to(const Tensor& x, const Shape& shape);
+
+}  // namespace qs

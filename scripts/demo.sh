@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The main job of the README: installs dependencies, builds, and runs `qiusuo demo`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+cmake --preset release >/dev/null
+cmake --build --preset release
+exec build/release/qiusuo demo "$@"

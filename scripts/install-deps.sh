@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs every Debian package qiusuo's build, tests and demo need. Idempotent.
+# Run as root or with sudo on Debian 12.
+set -euo pipefail
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+PKGS=(
+  # build
+  cmake ninja-build g++ ccache pkg-config
+  # core libraries
+  libdnnl-dev nlohmann-json3-dev libfmt-dev zlib1g-dev
+  # tests and benchmarks
+  libgtest-dev libbenchmark-dev
+  # the oracle for golden tests (never a runtime dependency)
+  python3 python3-torch python3-numpy
+  # data: Fashion-MNIST in /usr/share/datasets/fashion-mnist
+  dataset-fashion-mnist
+)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#PKGS[@]} packages already installed"
+  exit 0
+fi
+echo "install-deps: installing ${missing[*]}"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,101 @@
+#include "cli/cli.h"
+
+#include <iostream>
+
+#include "qiusuo/error.h"
+
+namespace qs::cli {
+
+Args::Args(int argc, char** argv) {
+  for (int i = 0; i < argc; ++i) {
+    std::string s = argv[i];
+    if (s.rfind("--", 0) == 0 && s.size() > 2) {
+      std::string name = s.substr(2), value;
+      auto eq = name.find('=');
+      if (eq != std::string::npos) {
+        value = name.substr(eq + 1);
+        name = name.substr(0, eq);
+      } else if (i + 1 < argc && std::string(argv[i + 1]).rfind("--", 0) != 0) {
+        value = argv[++i];
+      } else {
+        value = "";
+      }
+      opts_[name] = value;
+    } else {
+      pos_.push_back(s);
+    }
+  }
+}
+
+std::string Args::str(const std::string& name, const std::string& dflt) {
+  used_[name] = true;
+  auto it = opts_.find(name);
+  return it == opts_.end() ? dflt : it->second;
+}
+std::string Args::required(const std::string& name) {
+  used_[name] = true;
+  auto it = opts_.find(name);
+  if (it == opts_.end() || it->second.empty()) throw UsageError("missing required option --" + name);
+  return it->second;
+}
+int64_t Args::integer(const std::string& name, int64_t dflt) {
+  std::string v = str(name, "");
+  if (!has(name)) return dflt;
+  try {
+    size_t pos = 0;
+    int64_t r = std::stoll(v, &pos);
+    if (pos != v.size()) throw std::invalid_argument(v);
+    return r;
+  } catch (const std::exception&) {
+    throw UsageError("--" + name + " expects an integer, got '" + v + "'");
+  }
+}
+double Args::number(const std::string& name, double dflt) {
+  std::string v = str(name, "");
+  if (!has(name)) return dflt;
+  try {
+    size_t pos = 0;
+    double r = std::stod(v, &pos);
+    if (pos != v.size()) throw std::invalid_argument(v);
+    return r;
+  } catch (const std::exception&) {
+    throw UsageError("--" + name + " expects a number, got '" + v + "'");
+  }
+}
+bool Args::flag(const std::string& name) {
+  used_[name] = true;
+  auto it = opts_.find(name);
+  if (it == opts_.end()) return false;
+  if (!it->second.empty()) {  // "--flag value": give the value back as a positional
+    pos_.push_back(it->second);
+    it->second.clear();
+  }
+  return true;
+}
+void Args::finish() {
+  for (auto& [k, v] : opts_)
+    if (!used_.count(k)) throw UsageError("unknown option --" + k);
+}
+
+void print_usage(std::ostream& os) {
+  os << "qiusuo — a C++ deep-learning toolkit, from first principles to deployment\n\nusage: qiusuo <command> [options]\n\n";
+  for (auto& c : commands()) os << "  " << c.name << std::string(10 - std::min<size_t>(9, std::strlen(c.name)), ' ') << c.summary << "\n";
+  os << "\nRun 'qiusuo <command> --help' for a command's options.\n";
+}
+
+int run_guarded(const std::function<int()>& f) {
+  try {
+    return f();
+  } catch (const UsageError& e) {
+    std::cerr << "qiusuo: " << e.what() << "\n";
+    return kExitUsage;
+  } catch (const qs::IOError& e) {
+    std::cerr << "qiusuo: error: " << e.what() << "\n";
+    return kExitIO;
+  } catch (const std::exception& e) {
+    std::cerr << "qiusuo: error: " << e.what() << "\n";
+    return kExitCheckFailed;
+  }
+}
+
+}  // namespace qs::cli

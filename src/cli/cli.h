@@ -1,0 +1,52 @@
+// Command-line plumbing shared by the verbs: argument parsing, exit codes, progress.
+#pragma once
+#include <functional>
+#include <map>
+#include <ostream>
+#include <string>
+#include <vector>
+
+namespace qs::cli {
+
+// Exit codes: 0 ok, 1 usage, 2 check failed, 3 input/output.
+constexpr int kExitOk = 0, kExitUsage = 1, kExitCheckFailed = 2, kExitIO = 3;
+
+class UsageError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// --name value / --flag / positionals. Unknown options are reported by finish().
+class Args {
+ public:
+  Args(int argc, char** argv);
+  std::string str(const std::string& name, const std::string& dflt);
+  std::string required(const std::string& name);
+  int64_t integer(const std::string& name, int64_t dflt);
+  double number(const std::string& name, double dflt);
+  bool flag(const std::string& name);
+  bool has(const std::string& name) const { return opts_.count(name) > 0; }
+  const std::vector<std::string>& positionals() const { return pos_; }
+  void finish();  // throws UsageError naming any option nobody asked for
+
+ private:
+  std::map<std::string, std::string> opts_;
+  std::map<std::string, bool> used_;
+  std::vector<std::string> pos_;
+};
+
+struct Command {
+  const char* name;
+  const char* summary;
+  std::function<int(Args)> run;
+};
+const std::vector<Command>& commands();
+void print_usage(std::ostream& os);
+// Runs f, mapping exceptions to messages and exit codes.
+int run_guarded(const std::function<int()>& f);
+
+// Verbs (one file each).
+int cmd_check(Args a);
+int cmd_info(Args a);
+
+}  // namespace qs::cli

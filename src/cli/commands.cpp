@@ -1,0 +1,14 @@
+// The table of verbs. Add a verb: a cmd_<verb>.cpp file and one row here.
+#include "cli/cli.h"
+
+namespace qs::cli {
+
+const std::vector<Command>& commands() {
+  static const std::vector<Command> c = {
+      {"check", "run the op-table harness: reference vs optimised, gradcheck", cmd_check},
+      {"info", "show the build, the CPU features oneDNN uses, and the op table", cmd_info},
+  };
+  return c;
+}
+
+}  // namespace qs::cli

@@ -1,0 +1,19 @@
+// qiusuo: one binary, one file per verb (cmd_<verb>.cpp).
+#include <cstring>
+#include <iostream>
+
+#include "cli/cli.h"
+
+int main(int argc, char** argv) {
+  using namespace qs::cli;
+  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "help")) {
+    print_usage(std::cout);
+    return argc < 2 ? kExitUsage : kExitOk;
+  }
+  std::string verb = argv[1];
+  for (const Command& c : commands())
+    if (verb == c.name) return run_guarded([&] { return c.run(Args(argc - 2, argv + 2)); });
+  std::cerr << "qiusuo: unknown command '" << verb << "'\n";
+  print_usage(std::cerr);
+  return kExitUsage;
+}

@@ -1,0 +1,11 @@
+// Optimised CPU kernels (SIMD + OpenMP loops, oneDNN primitives). Each family
+// registers its kernels with the op table.
+#pragma once
+#include "ops/op.h"
+
+namespace qs::kernels {
+
+void register_elementwise_cpu(std::vector<ops::OpDef>& t);
+void register_matmul_dnnl(std::vector<ops::OpDef>& t);
+
+}  // namespace qs::kernels

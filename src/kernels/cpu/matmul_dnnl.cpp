@@ -1,0 +1,73 @@
+// matmul and linear through oneDNN's matmul primitive (built once per shape, cached).
+// f32 x f32 -> f32, and bf16 x bf16 -> f32 for autocast.
+#include "backend/dnnl_util.h"
+#include "kernels/cpu/cpu_kernels.h"
+
+namespace qs::kernels {
+
+namespace {
+
+using backend::plain_md;
+using dnnl::memory;
+
+const char* dnnl_float(const ops::OpCall& c) {
+  for (auto& x : c.in)
+    if (x.defined() && x.dtype() != DType::f32 && x.dtype() != DType::bf16) return "oneDNN path takes f32 or bf16";
+  for (auto& x : c.in)
+    if (x.defined())
+      for (int64_t d = 0; d < x.dim(); ++d)
+        if (x.stride(d) == 0 && x.size(d) > 1) return "expanded (stride-0) operand";
+  if (c.out[0].numel() == 0) return "empty output";
+  if (c.in[0].size(-1) == 0) return "K = 0";
+  return nullptr;
+}
+
+void execute(const std::string& key, const memory::desc& a_md, const memory::desc& b_md, const memory::desc* bias_md,
+             const memory::desc& c_md, void* a, void* b, void* bias, void* out) {
+  const auto& cp = backend::cached_primitive(key, [&] {
+    dnnl::matmul::desc d = bias_md ? dnnl::matmul::desc(a_md, b_md, *bias_md, c_md) : dnnl::matmul::desc(a_md, b_md, c_md);
+    dnnl::matmul::primitive_desc pd(d, backend::dnnl_engine());
+    return backend::CachedPrimitive{dnnl::matmul(pd), pd, pd.impl_info_str()};
+  });
+  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, backend::make_memory(a_md, a)},
+                                       {DNNL_ARG_WEIGHTS, backend::make_memory(b_md, b)},
+                                       {DNNL_ARG_DST, backend::make_memory(c_md, out)}};
+  if (bias_md) args.emplace(DNNL_ARG_BIAS, backend::make_memory(*bias_md, bias));
+  cp.prim.execute(backend::dnnl_stream(), args);
+  backend::dnnl_stream().wait();
+}
+
+void matmul_dnnl(ops::OpCall& c) {
+  const Tensor &a = c.in[0], &b = c.in[1];
+  Tensor& out = c.out[0];
+  int rank = int(out.dim());
+  memory::desc a_md = plain_md(a, rank), b_md = plain_md(b, rank), c_md = plain_md(out, rank);
+  std::string key = "matmul|" + backend::dims_key(a_md) + "|" + backend::dims_key(b_md) + "|" + backend::dims_key(c_md);
+  execute(key, a_md, b_md, nullptr, c_md, a.raw_data(), b.raw_data(), nullptr, out.raw_data());
+}
+
+void linear_dnnl(ops::OpCall& c) {
+  const Tensor &w = c.in[1], &bias = c.in[2];
+  Tensor x = c.in[0].contiguous();
+  Tensor& out = c.out[0];
+  int64_t K = w.size(1), N = w.size(0), M = x.numel() / K;
+  memory::desc a_md({M, K}, backend::dnnl_dtype(x.dtype()), {K, 1});
+  memory::desc b_md({K, N}, backend::dnnl_dtype(w.dtype()), {w.stride(1), w.stride(0)});
+  memory::desc c_md({M, N}, backend::dnnl_dtype(out.dtype()), {N, 1});
+  memory::desc bias_md;
+  if (bias.defined()) bias_md = memory::desc({1, N}, backend::dnnl_dtype(bias.dtype()), {N, bias.stride(0)});
+  std::string key = "linear|" + backend::dims_key(a_md) + "|" + backend::dims_key(b_md) + "|" +
+                    (bias.defined() ? backend::dims_key(bias_md) : "-") + "|" + backend::dims_key(c_md);
+  execute(key, a_md, b_md, bias.defined() ? &bias_md : nullptr, c_md, x.raw_data(), w.raw_data(),
+          bias.defined() ? bias.raw_data() : nullptr, out.raw_data());
+}
+
+
+}  // namespace
+
+void register_matmul_dnnl(std::vector<ops::OpDef>& t) {
+  ops::add_kernel(t, ops::OpKind::matmul, {"onednn", dnnl_float, matmul_dnnl});
+  ops::add_kernel(t, ops::OpKind::linear, {"onednn", dnnl_float, linear_dnnl});
+}
+
+}  // namespace qs::kernels

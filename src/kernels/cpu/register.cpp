@@ -1,0 +1,11 @@
+// The optimised kernels, in the order dispatch tries them (the reference is always last).
+#include "kernels/cpu/cpu_kernels.h"
+
+namespace qs::ops {
+
+void register_optimised_kernels(std::vector<OpDef>& table) {
+  kernels::register_elementwise_cpu(table);
+  kernels::register_matmul_dnnl(table);
+}
+
+}  // namespace qs::ops

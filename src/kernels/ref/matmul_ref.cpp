@@ -1,0 +1,48 @@
+// Reference matrix products: C[b, m, n] = sum_k A[b, m, k] B[b, k, n], in double.
+#include "kernels/ref/ref_kernels.h"
+#include "tensor/strided.h"
+
+namespace qs::kernels {
+
+void matmul_ref(ops::OpCall& c) {
+  const Tensor &a = c.in[0], &b = c.in[1];
+  Tensor& out = c.out[0];
+  int64_t M = a.size(-2), K = a.size(-1), N = b.size(-1);
+  Shape batch(out.shape().begin(), out.shape().end() - 2);
+  Shape a_full(batch), b_full(batch);
+  a_full.insert(a_full.end(), {M, K});
+  b_full.insert(b_full.end(), {K, N});
+  Shape as = broadcast_strides(a, a_full), bs = broadcast_strides(b, b_full);
+  int64_t nb = shape_numel(batch);
+  StridedIndex a_ix(batch, as), b_ix(batch, bs);  // batch dims only (prefix of the strides)
+  size_t r = batch.size();
+  for (int64_t ib = 0; ib < nb; ++ib) {
+    int64_t ao = a_ix.offset(ib), bo = b_ix.offset(ib);
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t n = 0; n < N; ++n) {
+        double acc = 0;
+        for (int64_t k = 0; k < K; ++k)
+          acc += load_as_double(a.raw_data(), a.dtype(), ao + m * as[r] + k * as[r + 1]) *
+                 load_as_double(b.raw_data(), b.dtype(), bo + k * bs[r] + n * bs[r + 1]);
+        store_from_double(out.raw_data(), out.dtype(), (ib * M + m) * N + n, acc);
+      }
+  }
+}
+
+void linear_ref(ops::OpCall& c) {
+  const Tensor &x = c.in[0], &w = c.in[1], &bias = c.in[2];
+  Tensor& out = c.out[0];
+  int64_t K = x.size(-1), N = w.size(0), rows = x.numel() / std::max<int64_t>(K, 1);
+  if (K == 0) rows = shape_numel(Shape(x.shape().begin(), x.shape().end() - 1));
+  StridedIndex x_ix(x.shape(), x.strides());
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t n = 0; n < N; ++n) {
+      double acc = bias.defined() ? load_as_double(bias.raw_data(), bias.dtype(), n * bias.stride(0)) : 0.0;
+      for (int64_t k = 0; k < K; ++k)
+        acc += load_as_double(x.raw_data(), x.dtype(), x_ix.offset(r * K + k)) *
+               load_as_double(w.raw_data(), w.dtype(), n * w.stride(0) + k * w.stride(1));
+      store_from_double(out.raw_data(), out.dtype(), r * N + n, acc);
+    }
+}
+
+}  // namespace qs::kernels

@@ -1,0 +1,25 @@
+// Reference kernels: the specification of every primitive. Plain loops over logical
+// indices as the formula reads, accumulation in double, single-threaded.
+#pragma once
+#include "ops/op.h"
+
+namespace qs::kernels {
+
+// Elementwise (elementwise_ref.cpp)
+template <class Fn> void unary_ref(ops::OpCall& c);
+void gelu_ref(ops::OpCall& c);
+template <class Fn> void binary_ref(ops::OpCall& c);
+template <class Fn> void compare_ref(ops::OpCall& c);
+void where_ref(ops::OpCall& c);
+void clamp_ref(ops::OpCall& c);
+void copy_ref(ops::OpCall& c);  // copy and cast
+
+// Reductions (reduce_ref.cpp)
+void sum_ref(ops::OpCall& c);
+void mean_ref(ops::OpCall& c);
+
+// Linear algebra (matmul_ref.cpp)
+void matmul_ref(ops::OpCall& c);
+void linear_ref(ops::OpCall& c);
+
+}  // namespace qs::kernels

@@ -1,0 +1,164 @@
+// The op table and the one dispatch point.
+#include <cstdlib>
+#include <iostream>
+
+#include "autograd/autograd.h"
+#include "ops/op.h"
+
+namespace qs::ops {
+
+namespace {
+
+std::vector<OpDef> build_table() {
+  std::vector<OpDef> t;
+#define QS_OP(name, nin, nout, flags) t.push_back(OpDef{#name, OpKind::name, nin, nout, uint32_t(flags), &name##_impl, {}});
+#include "ops/ops.def"
+#undef QS_OP
+#ifdef QS_WITH_OPTIMISED
+  register_optimised_kernels(t);
+#endif
+  return t;
+}
+
+enum class ForceImpl { none, ref };
+
+ForceImpl force_impl() {
+  static ForceImpl f = [] {
+    const char* e = std::getenv("QS_FORCE_IMPL");
+    if (!e || !*e) return ForceImpl::none;
+    std::string s(e);
+    if (s == "ref") return ForceImpl::ref;
+    throw Error(fmt::format("QS_FORCE_IMPL='{}' is not understood; expected 'ref' or unset", s));
+  }();
+  return f;
+}
+
+bool verbose_dispatch() {
+  static bool v = [] {
+    const char* e = std::getenv("QS_VERBOSE");
+    return e && std::string(e).find("dispatch") != std::string::npos;
+  }();
+  return v;
+}
+
+thread_local std::vector<DispatchHook*> g_hooks;
+
+std::string describe_inputs(const std::vector<Tensor>& in) {
+  std::string s;
+  for (size_t i = 0; i < in.size(); ++i) {
+    if (i) s += ", ";
+    if (!in[i].defined()) {
+      s += "-";
+      continue;
+    }
+    s += fmt::format("{}{}{}", dtype_name(in[i].dtype()), shape_str(in[i].shape()),
+                     in[i].is_contiguous() ? "" : "(strided)");
+  }
+  return s;
+}
+
+}  // namespace
+
+const std::vector<OpDef>& op_table() {
+  static std::vector<OpDef> table = build_table();
+  return table;
+}
+const OpDef& op_def(OpKind k) { return op_table()[size_t(k)]; }
+const OpDef* find_op(const std::string& name) {
+  for (auto& d : op_table())
+    if (name == d.name) return &d;
+  return nullptr;
+}
+
+void add_kernel(std::vector<OpDef>& table, OpKind k, KernelImpl impl) { table[size_t(k)].optimised.push_back(impl); }
+
+void push_dispatch_hook(DispatchHook* h) { g_hooks.push_back(h); }
+void pop_dispatch_hook(DispatchHook* h) {
+  QS_CHECK(!g_hooks.empty() && g_hooks.back() == h, "internal: dispatch hooks popped out of order");
+  g_hooks.pop_back();
+}
+
+std::vector<TensorSpec> run_meta(const OpCall& call) { return op_def(call.op).impl->meta(call); }
+
+void run_kernel(OpCall& call, const std::string& impl_name) {
+  const OpDef& def = op_def(call.op);
+  if (impl_name == "ref") {
+    def.impl->ref(call);
+    return;
+  }
+  for (auto& k : def.optimised)
+    if (impl_name == k.name) {
+      const char* why = k.supports(call);
+      QS_CHECK(!why, "kernel {}/{} declined: {}", def.name, k.name, why);
+      k.run(call);
+      return;
+    }
+  QS_FAIL("op '{}' has no kernel named '{}'", def.name, impl_name);
+}
+
+std::vector<Tensor> dispatch(OpKind op, std::vector<Tensor> in, Attrs attrs) {
+  const OpDef& def = op_def(op);
+  if (def.nin >= 0)
+    QS_CHECK(int(in.size()) == def.nin, "internal: op '{}' takes {} inputs, got {}", def.name, def.nin, in.size());
+  for (DispatchHook* h : g_hooks) h->before(op, in, attrs);
+
+  OpCall call{op, std::move(in), std::move(attrs), {}};
+  if (def.flags & kView) {
+    call.out.push_back(def.impl->view(call));
+  } else {
+    std::vector<TensorSpec> specs = def.impl->meta(call);
+    call.out.reserve(specs.size());
+    for (auto& s : specs) call.out.push_back(empty(s.shape, s.dtype));
+    const KernelImpl* chosen = nullptr;
+    std::string why_not;
+    if (force_impl() != ForceImpl::ref) {
+      for (auto& k : def.optimised) {
+        const char* why = k.supports(call);
+        if (!why) {
+          chosen = &k;
+          break;
+        }
+        if (verbose_dispatch()) why_not += fmt::format(" [{} declined: {}]", k.name, why);
+      }
+    } else if (verbose_dispatch() && !def.optimised.empty()) {
+      why_not = " [QS_FORCE_IMPL=ref]";
+    }
+    if (verbose_dispatch())
+      std::cerr << fmt::format("qs dispatch: {}({}) {} -> {}{}\n", def.name, describe_inputs(call.in),
+                               call.attrs.to_string(), chosen ? chosen->name : "ref", why_not);
+    if (chosen)
+      chosen->run(call);
+    else
+      def.impl->ref(call);
+  }
+
+  if (grad_enabled()) {
+    bool any = false;
+    for (auto& x : call.in) any = any || (x.defined() && x.requires_grad());
+    if (any) autograd::record(def, call);
+  }
+  for (DispatchHook* h : g_hooks) h->after(call);
+  return std::move(call.out);
+}
+
+Tensor dispatch1(OpKind op, std::vector<Tensor> in, Attrs attrs) {
+  auto out = dispatch(op, std::move(in), std::move(attrs));
+  return std::move(out[0]);
+}
+
+}  // namespace qs::ops
+
+namespace qs {
+std::string Attrs::to_string() const {
+  std::string s;
+  for (auto& [k, v] : items_) {
+    if (!s.empty()) s += ", ";
+    s += k + "=";
+    if (auto* i = std::get_if<int64_t>(&v)) s += std::to_string(*i);
+    else if (auto* d = std::get_if<double>(&v)) s += fmt::format("{:g}", *d);
+    else if (auto* l = std::get_if<std::vector<int64_t>>(&v)) s += shape_str(*l);
+    else s += std::get<std::string>(v);
+  }
+  return s;
+}
+}  // namespace qs

@@ -1,0 +1,140 @@
+// The op table: every primitive is one row of ops.def, and this header turns the rows
+// into the OpKind enum, the per-op implementation records and the dispatch entry point.
+//
+// For a row QS_OP(name, nin, nout, flags) the project defines, in src/ops or
+// src/kernels/ref, one `const OpImpl name_impl` holding
+//   meta      validate the inputs (clear errors) and give output shapes/dtypes
+//   ref       the reference kernel: plain loops, double accumulation, always compiled
+//   backward  gradients as functions of ops (null for non-differentiable rows)
+//   samples   inputs for the generic tests (odd sizes, views, f32 and f64)
+// and optimised kernels register themselves (src/kernels/cpu, in an ordered list tried
+// before the reference, each able to decline with a reason).
+#pragma once
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "qiusuo/attrs.h"
+#include "qiusuo/tensor.h"
+
+namespace qs::ops {
+
+enum OpFlags : uint32_t {
+  kDiff = 1u << 0,     // has a backward
+  kView = 1u << 1,     // output aliases input 0; no kernel
+  kSaveIn = 1u << 2,   // backward needs the inputs
+  kSaveOut = 1u << 3,  // backward needs the outputs
+  kLowp = 1u << 4,     // autocast runs it in bf16 (matmul, linear, conv)
+  kF32 = 1u << 5,      // autocast runs it in f32 (softmax, norms, losses, reductions)
+  kNoSample = 1u << 6, // the generic harness has no samples for it (tested elsewhere)
+};
+
+enum class OpKind : uint16_t {
+#define QS_OP(name, nin, nout, flags) name,
+#include "ops/ops.def"
+#undef QS_OP
+  kCount
+};
+constexpr int kNumOps = int(OpKind::kCount);
+
+struct TensorSpec {
+  Shape shape;
+  DType dtype;
+};
+
+// One invocation of an op: inputs, attributes, outputs (allocated by dispatch).
+struct OpCall {
+  OpKind op;
+  std::vector<Tensor> in;
+  Attrs attrs;
+  std::vector<Tensor> out;
+};
+
+// What backward sees. Inputs/outputs are present only if the row saves them.
+struct GradCtx {
+  std::vector<Tensor> in;
+  std::vector<Tensor> out;
+  std::vector<TensorSpec> in_spec;
+  Attrs attrs;
+  std::vector<bool> needs_grad;  // per input
+};
+
+using MetaFn = std::vector<TensorSpec> (*)(const OpCall&);
+using KernelFn = void (*)(OpCall&);
+using SupportsFn = const char* (*)(const OpCall&);  // nullptr: supported; else why not
+// grads[i] for each output i (undefined if that output got no gradient); returns one
+// gradient per input (undefined where none). Shapes may be broadcast: the engine sums
+// them back to the input's shape.
+using BackwardFn = std::vector<Tensor> (*)(const GradCtx&, const std::vector<Tensor>& grads);
+using ViewFn = Tensor (*)(const OpCall&);
+
+// A generic-test sample: inputs and attributes. `grad_inputs` lists inputs gradcheck
+// perturbs (default: every floating input).
+struct Sample {
+  std::vector<Tensor> in;
+  Attrs attrs;
+  std::string label;
+  std::vector<int> grad_inputs;
+};
+using SamplesFn = std::vector<Sample> (*)(DType dtype, Generator& gen);
+
+struct KernelImpl {
+  const char* name;  // "cpu", "onednn", ...
+  SupportsFn supports;
+  KernelFn run;
+};
+
+struct OpImpl {
+  MetaFn meta = nullptr;
+  KernelFn ref = nullptr;
+  BackwardFn backward = nullptr;
+  SamplesFn samples = nullptr;
+  ViewFn view = nullptr;
+};
+
+struct OpDef {
+  const char* name;
+  OpKind kind;
+  int nin;   // -1: variadic
+  int nout;
+  uint32_t flags;
+  const OpImpl* impl;
+  std::vector<KernelImpl> optimised;  // filled by register_optimised_kernels()
+};
+
+const OpDef& op_def(OpKind k);
+const std::vector<OpDef>& op_table();
+const OpDef* find_op(const std::string& name);
+
+// Called once when the table is built (only in builds with optimised kernels).
+void register_optimised_kernels(std::vector<OpDef>& table);
+void add_kernel(std::vector<OpDef>& table, OpKind k, KernelImpl impl);
+
+// The one dispatch point. Every op call passes through here: hooks (autocast,
+// tracing, fake quantisation), kernel choice (optimised first, reference last;
+// QS_FORCE_IMPL=ref forces references; QS_VERBOSE=dispatch explains), and autograd.
+std::vector<Tensor> dispatch(OpKind op, std::vector<Tensor> in, Attrs attrs = {});
+Tensor dispatch1(OpKind op, std::vector<Tensor> in, Attrs attrs = {});
+
+// Runs one kernel on an already-prepared call (used by the generic tests).
+// impl_name: "ref" or an optimised kernel's name.
+void run_kernel(OpCall& call, const std::string& impl_name);
+std::vector<TensorSpec> run_meta(const OpCall& call);
+
+// Hooks around every dispatched op (a thread-local stack; innermost last).
+class DispatchHook {
+ public:
+  virtual ~DispatchHook() = default;
+  // May rewrite the inputs (autocast casts them). Returns true if it changed them.
+  virtual void before(OpKind op, std::vector<Tensor>& in, Attrs& attrs) {}
+  virtual void after(const OpCall& call) {}
+};
+void push_dispatch_hook(DispatchHook* h);
+void pop_dispatch_hook(DispatchHook* h);
+
+// Declarations of every row's implementation record.
+#define QS_OP(name, nin, nout, flags) extern const OpImpl name##_impl;
+#include "ops/ops.def"
+#undef QS_OP
+
+}  // namespace qs::ops
