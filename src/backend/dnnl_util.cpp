@@ -63,3 +63,19 @@ std::string dims_key(const dnnl::memory::desc& md) {
 }
 
 }  // namespace qs::backend
+
+namespace qs {
+bool native_bf16_available() {
+  static bool ok = [] {
+    try {
+      using dt = dnnl::memory::data_type;
+      dnnl::memory::desc a({16, 16}, dt::bf16, {16, 1}), c({16, 16}, dt::f32, {16, 1});
+      dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a, a, c), backend::dnnl_engine());
+      return std::string(pd.impl_info_str()).rfind("ref", 0) != 0;
+    } catch (const dnnl::error&) {
+      return false;
+    }
+  }();
+  return ok;
+}
+}  // namespace qs

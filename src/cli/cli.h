@@ -46,6 +46,7 @@ void print_usage(std::ostream& os);
 int run_guarded(const std::function<int()>& f);
 
 // Verbs (one file each).
+int cmd_bench(Args a);
 int cmd_check(Args a);
 int cmd_info(Args a);
 

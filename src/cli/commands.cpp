@@ -5,6 +5,7 @@ namespace qs::cli {
 
 const std::vector<Command>& commands() {
   static const std::vector<Command> c = {
+      {"bench", "run benchmark workloads (JSON lines, same names as the PyTorch peers)", cmd_bench},
       {"check", "run the op-table harness: reference vs optimised, gradcheck", cmd_check},
       {"info", "show the build, the CPU features oneDNN uses, and the op table", cmd_info},
   };

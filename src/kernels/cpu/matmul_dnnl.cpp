@@ -2,6 +2,7 @@
 // f32 x f32 -> f32, and bf16 x bf16 -> f32 for autocast.
 #include "backend/dnnl_util.h"
 #include "kernels/cpu/cpu_kernels.h"
+#include "qiusuo/autocast.h"
 
 namespace qs::kernels {
 
@@ -10,9 +11,7 @@ namespace {
 using backend::plain_md;
 using dnnl::memory;
 
-const char* dnnl_float(const ops::OpCall& c) {
-  for (auto& x : c.in)
-    if (x.defined() && x.dtype() != DType::f32 && x.dtype() != DType::bf16) return "oneDNN path takes f32 or bf16";
+const char* dnnl_common(const ops::OpCall& c) {
   for (auto& x : c.in)
     if (x.defined())
       for (int64_t d = 0; d < x.dim(); ++d)
@@ -20,6 +19,32 @@ const char* dnnl_float(const ops::OpCall& c) {
   if (c.out[0].numel() == 0) return "empty output";
   if (c.in[0].size(-1) == 0) return "K = 0";
   return nullptr;
+}
+
+const char* dnnl_float(const ops::OpCall& c) {
+  for (auto& x : c.in) {
+    if (!x.defined()) continue;
+    if (x.dtype() == DType::bf16 && !native_bf16_available()) return "no native bf16 on this CPU";
+    if (x.dtype() != DType::f32 && x.dtype() != DType::bf16) return "oneDNN path takes f32 or bf16";
+  }
+  return dnnl_common(c);
+}
+
+// bf16 operands on a CPU without bf16 units: widen to f32 (exact) and multiply in f32.
+const char* dnnl_widen_supports(const ops::OpCall& c) {
+  if (c.in[0].dtype() != DType::bf16) return "only for bf16 operands";
+  return dnnl_common(c);
+}
+ops::OpCall widened(const ops::OpCall& c) {
+  ops::OpCall w = c;
+  for (auto& x : w.in)
+    if (x.defined() && x.dtype() == DType::bf16) {
+      Tensor f = empty(x.shape(), DType::f32);
+      ops::OpCall cast{ops::OpKind::cast, {x}, {}, {f}};
+      ops::run_kernel(cast, "cpu");
+      x = f;
+    }
+  return w;
 }
 
 void execute(const std::string& key, const memory::desc& a_md, const memory::desc& b_md, const memory::desc* bias_md,
@@ -63,11 +88,22 @@ void linear_dnnl(ops::OpCall& c) {
 }
 
 
+void matmul_widen(ops::OpCall& c) {
+  ops::OpCall w = widened(c);
+  matmul_dnnl(w);
+}
+void linear_widen(ops::OpCall& c) {
+  ops::OpCall w = widened(c);
+  linear_dnnl(w);
+}
+
 }  // namespace
 
 void register_matmul_dnnl(std::vector<ops::OpDef>& t) {
   ops::add_kernel(t, ops::OpKind::matmul, {"onednn", dnnl_float, matmul_dnnl});
   ops::add_kernel(t, ops::OpKind::linear, {"onednn", dnnl_float, linear_dnnl});
+  ops::add_kernel(t, ops::OpKind::matmul, {"onednn-widen-bf16", dnnl_widen_supports, matmul_widen});
+  ops::add_kernel(t, ops::OpKind::linear, {"onednn-widen-bf16", dnnl_widen_supports, linear_widen});
 }
 
 }  // namespace qs::kernels

@@ -1,0 +1,38 @@
+// Workloads behind `qiusuo bench`: each prints JSON objects whose workload names and
+// fields match the PyTorch peers in shared/peers/ so the two compare line by line.
+#pragma once
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace qs::bench {
+
+struct Options {
+  bool bf16 = false;  // run under Autocast
+  int threads = 0;    // 0: all cores
+  int iters = 0;      // 0: the workload's default
+};
+
+struct Workload {
+  const char* name;
+  const char* what;
+  std::function<std::vector<nlohmann::json>(const Options&)> run;
+};
+
+const std::vector<Workload>& workloads();
+
+// Mean seconds per call of fn after `warm` untimed calls.
+inline double time_per_call(const std::function<void()>& fn, int warm, int iters) {
+  for (int i = 0; i < warm; ++i) fn();
+  auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < iters; ++i) fn();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / iters;
+}
+
+// Registration, one function per workload family (bench_<family>.cpp).
+std::vector<Workload> matmul_workloads();
+
+}  // namespace qs::bench

@@ -1,0 +1,15 @@
+#include "bench/bench.h"
+
+namespace qs::bench {
+
+const std::vector<Workload>& workloads() {
+  static const std::vector<Workload> all = [] {
+    std::vector<Workload> w;
+    for (auto&& f : {matmul_workloads})
+      for (auto& x : f()) w.push_back(x);
+    return w;
+  }();
+  return all;
+}
+
+}  // namespace qs::bench

@@ -1,0 +1,33 @@
+// bf16 mixed precision (the CPU equivalent of torch.autocast): inside an Autocast
+// scope, ops flagged kLowp in the op table (matmul, linear, convolution) run with
+// bf16 operands and f32 accumulation and return f32; ops flagged kF32 (softmax,
+// normalisation, losses, reductions) run in f32. Parameters stay f32 (the master
+// weights); their bf16 copies are cached for the scope's lifetime, as PyTorch does.
+// Casts are recorded by autograd, so gradients flow back to the f32 weights.
+#pragma once
+#include <memory>
+
+#include "qiusuo/tensor.h"
+
+namespace qs {
+
+class Autocast {
+ public:
+  explicit Autocast(bool enabled = true);
+  ~Autocast();
+  Autocast(const Autocast&) = delete;
+  Autocast& operator=(const Autocast&) = delete;
+
+ private:
+  struct Hook;
+  std::unique_ptr<Hook> hook_;
+};
+
+bool autocast_active();
+
+// Whether this CPU runs bf16 matmul/convolution natively through oneDNN (AVX512-BF16
+// or AMX). Without it, bf16 operands are widened to f32 for the product: the same
+// numbers, but no speed-up.
+bool native_bf16_available();
+
+}  // namespace qs

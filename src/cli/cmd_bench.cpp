@@ -1,0 +1,49 @@
+// qiusuo bench <workload|all> [--json] [--bf16] [--threads N] [--iters N]
+#include <iostream>
+
+#include "bench/bench.h"
+#include "cli/cli.h"
+#include "qiusuo/autocast.h"
+#include "qiusuo/tensor.h"
+
+namespace qs::cli {
+
+int cmd_bench(Args a) {
+  bench::Options o;
+  bool json = a.flag("json");
+  o.bf16 = a.flag("bf16");
+  o.threads = int(a.integer("threads", 0));
+  o.iters = int(a.integer("iters", 0));
+  bool list = a.flag("list");
+  a.finish();
+  if (list || a.positionals().empty()) {
+    std::cout << "workloads:\n";
+    for (auto& w : bench::workloads()) std::cout << "  " << w.name << "  " << w.what << "\n";
+    return a.positionals().empty() && !list ? kExitUsage : kExitOk;
+  }
+  if (o.threads > 0) set_num_threads(o.threads);
+  int found = 0;
+  for (const std::string& name : a.positionals())
+    for (auto& w : bench::workloads()) {
+      if (name != "all" && name != w.name) continue;
+      ++found;
+      std::vector<nlohmann::json> rows;
+      {
+        Autocast ac(o.bf16);
+        rows = w.run(o);
+      }
+      for (auto& r : rows) {
+        if (o.bf16) r["workload"] = r["workload"].get<std::string>() + "_bf16";
+        r["threads"] = get_num_threads();
+        r["peer"] = "qiusuo";
+        if (json)
+          std::cout << r.dump() << std::endl;
+        else
+          std::cout << r.dump(2) << std::endl;
+      }
+    }
+  if (!found) throw UsageError("no workload named '" + a.positionals().front() + "'; try 'qiusuo bench --list'");
+  return kExitOk;
+}
+
+}  // namespace qs::cli

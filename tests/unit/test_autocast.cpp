@@ -1,0 +1,47 @@
+#include <gtest/gtest.h>
+
+#include "qiusuo/autocast.h"
+#include "qiusuo/autograd.h"
+#include "qiusuo/ops.h"
+
+using namespace qs;
+
+TEST(Autocast, LinearRunsInBf16AndReturnsF32) {
+  Generator g(3);
+  Tensor x = randn({8, 64}, DType::f32, &g);
+  Tensor w = randn({16, 64}, DType::f32, &g).requires_grad_();
+  Tensor b = randn({16}, DType::f32, &g).requires_grad_();
+  Tensor ref = linear(x, w, b);
+  Tensor y;
+  {
+    Autocast ac;
+    EXPECT_TRUE(autocast_active());
+    y = linear(x, w, b);
+  }
+  EXPECT_FALSE(autocast_active());
+  EXPECT_EQ(y.dtype(), DType::f32);
+  // Same as multiplying bf16-rounded operands in f32.
+  Tensor xr = x.to(DType::bf16).to(DType::f32), wr = w.detach().to(DType::bf16).to(DType::f32);
+  Tensor expect = linear(xr, wr, b.detach());
+  auto got = y.to_vector(), want = expect.to_vector(), full = ref.to_vector();
+  double worst_vs_f32 = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    EXPECT_NEAR(got[i], want[i], 1e-4 * (1 + std::abs(want[i])));
+    worst_vs_f32 = std::max(worst_vs_f32, std::abs(got[i] - full[i]));
+  }
+  EXPECT_GT(worst_vs_f32, 0.0);  // it really ran on rounded operands
+  // Gradients reach the f32 master weights, in f32.
+  sum(y).backward();
+  ASSERT_TRUE(w.grad().defined());
+  EXPECT_EQ(w.grad().dtype(), DType::f32);
+  EXPECT_EQ(w.grad().shape(), w.shape());
+  EXPECT_EQ(b.grad().dtype(), DType::f32);
+}
+
+TEST(Autocast, ReductionsStayF32) {
+  Tensor x = randn({4, 5});
+  Autocast ac;
+  Tensor y = matmul(x, x.t());
+  EXPECT_EQ(y.dtype(), DType::f32);
+  EXPECT_EQ(sum(y).dtype(), DType::f32);
+}
