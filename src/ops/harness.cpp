@@ -78,10 +78,15 @@ std::vector<CheckResult> check_kernels(const OpDef& def, uint64_t seed) {
   if (def.flags & kView || !def.impl->samples) return out;
   NoGrad ng;
   int saved_threads = omp_get_max_threads();
-  for (DType dt : {DType::f32, DType::f64}) {
+  std::vector<DType> dtypes = {DType::f32, DType::f64};
+  if (def.flags & kLowp) dtypes.push_back(DType::bf16);  // the autocast path
+  for (DType dt : dtypes) {
     Generator gen(seed);
-    std::vector<Sample> samples = def.impl->samples(dt, gen);
+    std::vector<Sample> samples = def.impl->samples(dt == DType::bf16 ? DType::f32 : dt, gen);
     for (auto& s : samples) {
+      if (dt == DType::bf16)  // operands in bf16; biases and other inputs stay f32
+        for (size_t i = 0; i < s.in.size() && i < 2; ++i)
+          if (s.in[i].defined() && s.in[i].dtype() == DType::f32) s.in[i] = s.in[i].to(DType::bf16);
       OpCall ref_call{def.kind, s.in, s.attrs, {}};
       std::vector<TensorSpec> specs = def.impl->meta(ref_call);
       for (auto& sp : specs) ref_call.out.push_back(empty(sp.shape, sp.dtype));
