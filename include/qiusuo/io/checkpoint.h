@@ -1,0 +1,39 @@
+// Training checkpoints: model and optimiser tensors, step, RNG state, config and any
+// extra JSON, in ONE safetensors file (so any safetensors reader can inspect it).
+//
+// Layout: tensors "model.<name>" and "optim.<name>"; __metadata__ holds
+//   "format": "qiusuo-checkpoint-v1", "step": "<int>", "rng_state": "[u64, ...]",
+//   "config": "<json>", "extra": "<json>"   (all JSON text, as safetensors wants strings).
+#pragma once
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "qiusuo/io/safetensors.h"
+
+namespace qs::io {
+
+constexpr const char* kCheckpointFormat = "qiusuo-checkpoint-v1";
+
+struct Checkpoint {
+  std::vector<std::pair<std::string, Tensor>> model;
+  std::vector<std::pair<std::string, Tensor>> optimizer;
+  int64_t step = 0;
+  std::vector<uint64_t> rng_state;  // e.g. Generator::state()
+  nlohmann::json config;            // null when unset
+  nlohmann::json extra;             // null when unset
+};
+
+// Atomic (see save_safetensors): an interrupted save leaves the previous file intact.
+// Errors (qs::IOError): as save_safetensors (duplicate names within model or optimizer).
+void save_checkpoint(const std::string& path, const Checkpoint& ckpt);
+
+// Errors (qs::IOError): anything load_safetensors rejects; a file without
+// "format": "qiusuo-checkpoint-v1" (e.g. a plain safetensors file, with a hint);
+// missing or malformed step / rng_state / config / extra; a tensor whose name has
+// neither the "model." nor the "optim." prefix.
+Checkpoint load_checkpoint(const std::string& path);
+
+}  // namespace qs::io
