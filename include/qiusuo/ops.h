@@ -69,6 +69,31 @@ Tensor matmul(const Tensor& a, const Tensor& b);
 // linear: y = x w^T + b; x [..., K], w [N, K], b [N] or undefined.
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b = Tensor());
 
+// ---- indexing and joining. Index tensors are i64; an index outside its valid range
+// is an error naming the index, its position and the bound. dim may be negative.
+// embedding: weight [V, D] (float), indices i64 of any shape -> [..., D] (copies rows).
+// Backward scatter-adds the output gradient into weight rows; row padding_idx gets no
+// gradient. padding_idx < 0 means none (torch wraps negative values; we do not).
+Tensor embedding(const Tensor& indices, const Tensor& weight, int64_t padding_idx = -1);
+// index_select: index 1-d of size n; the result has x's shape with size n at dim.
+Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index);
+// gather: index has x's rank, index.size(d) <= x.size(d) for d != dim; out has index's
+// shape: out[i][j] = x[i][index[i][j]] (for dim = 1).
+Tensor gather(const Tensor& x, int64_t dim, const Tensor& index);
+// scatter_add (out of place): returns x + src scattered along dim by index
+// (out[i][index[i][j]] += src[i][j] for dim = 1). index has x's rank,
+// index.size(d) <= src.size(d) for all d and <= x.size(d) for d != dim.
+Tensor scatter_add(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& src);
+// cat: same dtype and rank, equal sizes except at dim. stack: equal shapes, new dim.
+Tensor cat(const std::vector<Tensor>& tensors, int64_t dim = 0);
+Tensor stack(const std::vector<Tensor>& tensors, int64_t dim = 0);
+// split/chunk return views (narrow) of x. split(x, n): pieces of size n, the last may be
+// smaller; split(x, sizes): the sizes must sum to x.size(dim); chunk(x, k): at most k
+// pieces of size ceil(size / k), as torch.chunk.
+std::vector<Tensor> split(const Tensor& x, int64_t split_size, int64_t dim = 0);
+std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, int64_t dim = 0);
+std::vector<Tensor> chunk(const Tensor& x, int64_t chunks, int64_t dim = 0);
+
 // ---- shape helpers
 // Sums `x` down to `shape` (the reverse of broadcasting): the gradient of expand.
 Tensor sum_to(const Tensor& x, const Shape& shape);

@@ -22,4 +22,12 @@ void mean_ref(ops::OpCall& c);
 void matmul_ref(ops::OpCall& c);
 void linear_ref(ops::OpCall& c);
 
+// Indexing and joining (index_ref.cpp)
+void embedding_ref(ops::OpCall& c);
+void embedding_dense_backward_ref(ops::OpCall& c);
+void index_select_ref(ops::OpCall& c);
+void gather_ref(ops::OpCall& c);
+void scatter_add_ref(ops::OpCall& c);
+void cat_ref(ops::OpCall& c);
+
 }  // namespace qs::kernels

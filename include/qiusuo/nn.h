@@ -1,0 +1,7 @@
+// All of qiusuo::nn: the Module base, layers, containers and initialisers.
+#pragma once
+#include "qiusuo/nn/activation.h"
+#include "qiusuo/nn/init.h"
+#include "qiusuo/nn/linear.h"
+#include "qiusuo/nn/module.h"
+#include "qiusuo/nn/sequential.h"
