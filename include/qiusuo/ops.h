@@ -62,6 +62,65 @@ Tensor operator/(double a, const Tensor& b);
 // ---- reductions. dims empty = all dims.
 Tensor sum(const Tensor& x, const std::vector<int64_t>& dims = {}, bool keepdim = false);
 Tensor mean(const Tensor& x, const std::vector<int64_t>& dims = {}, bool keepdim = false);
+// torch.var: sum (x - mean)^2 / (N - correction); correction 1 is the unbiased estimate.
+// N <= correction gives inf or NaN, as in PyTorch.
+Tensor var(const Tensor& x, const std::vector<int64_t>& dims = {}, double correction = 1.0, bool keepdim = false);
+// log sum exp(x) over dims, computed stably (max subtracted first); all -inf gives -inf.
+Tensor logsumexp(const Tensor& x, const std::vector<int64_t>& dims = {}, bool keepdim = false);
+// Largest / smallest values over dims (torch.amax / amin). Numeric dtypes (not bool);
+// reduced dims must be non-empty. Tied elements share the gradient evenly. NaN propagates.
+Tensor amax(const Tensor& x, const std::vector<int64_t>& dims = {}, bool keepdim = false);
+Tensor amin(const Tensor& x, const std::vector<int64_t>& dims = {}, bool keepdim = false);
+// torch.max(x, dim) / torch.min(x, dim): values and the int64 index of the first extremum
+// along `dim`. The gradient of values goes to that index only.
+struct ValuesIndices {
+  Tensor values;
+  Tensor indices;  // int64
+};
+ValuesIndices max(const Tensor& x, int64_t dim, bool keepdim = false);
+ValuesIndices min(const Tensor& x, int64_t dim, bool keepdim = false);
+// Index (int64) of the first maximum along dim, or into the flattened tensor when dim is
+// absent. Not differentiable.
+Tensor argmax(const Tensor& x, std::optional<int64_t> dim = std::nullopt, bool keepdim = false);
+
+// ---- softmax: numerically stable (the max is subtracted), over any dim.
+Tensor softmax(const Tensor& x, int64_t dim);
+Tensor log_softmax(const Tensor& x, int64_t dim);
+
+// ---- normalisation
+// layer_norm: x [..., *normalized_shape]; y = (x - mean) / sqrt(var_biased + eps) * weight + bias,
+// statistics over the trailing normalized_shape dims. weight and bias have exactly
+// normalized_shape (or are undefined). Floating dtypes; all tensors of one dtype.
+Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight = Tensor(),
+                  const Tensor& bias = Tensor(), double eps = 1e-5);
+// rms_norm: y = x / sqrt(mean(x^2) + eps) * weight over the trailing normalized_shape dims.
+Tensor rms_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight = Tensor(), double eps = 1e-6);
+
+// ---- losses. reduction: "mean" | "sum" | "none".
+// nll_loss: logp [N, C] or [N, C, d1, ...] (or [C] with a 0-d target), target int64 [N, d1, ...]
+// with values in [0, C) or ignore_index; weight [C] or undefined. "mean" divides by the
+// summed weights of the targets not ignored (NaN if all are ignored, as in PyTorch).
+// Out-of-range targets are errors. Differentiable in logp only.
+Tensor nll_loss(const Tensor& logp, const Tensor& target, const Tensor& weight = Tensor(), int64_t ignore_index = -100,
+                const std::string& reduction = "mean");
+// cross_entropy = nll_loss(log_softmax(logits, 1), target) with PyTorch's label smoothing:
+// (1 - s) * nll + s / C * smooth, smooth = -sum_c logp (0 at ignored targets), reduced like
+// PyTorch (its "mean" of the smoothing term divides by all targets, ignored ones included).
+Tensor cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_index = -100,
+                     double label_smoothing = 0.0, const std::string& reduction = "mean");
+// (a - b)^2, broadcasting, reduced.
+Tensor mse_loss(const Tensor& a, const Tensor& b, const std::string& reduction = "mean");
+// Stable sigmoid + binary cross entropy: (1 - y) x + (1 + (pw - 1) y) softplus(-x), which is
+// max(x, 0) - x y + log(1 + exp(-|x|)) without pos_weight. pos_weight broadcasts over the
+// last dim (one per class) or is undefined.
+Tensor binary_cross_entropy_with_logits(const Tensor& x, const Tensor& y, const Tensor& pos_weight = Tensor(),
+                                        const std::string& reduction = "mean");
+
+// ---- dropout: zeroes each element with probability p and scales the rest by 1/(1-p).
+// The mask is a pure function of a seed drawn from `gen` (default: the global generator),
+// so the same generator state gives the same mask. Returns x itself when !training or p == 0;
+// p == 1 gives zeros. p must be in [0, 1].
+Tensor dropout(const Tensor& x, double p = 0.5, bool training = true, Generator* gen = nullptr);
 
 // ---- linear algebra
 // matmul: 1-D and 2-D as torch.matmul; >2-D batched with broadcast batch dims.

@@ -22,7 +22,9 @@ struct CheckResult {
 
 // Reference vs every optimised kernel of `def` (f32 and f64 samples).
 std::vector<CheckResult> check_kernels(const OpDef& def, uint64_t seed = 1);
-// Finite differences vs autograd in f64 (eps 1e-6, atol 1e-5, rtol 1e-3).
+// Finite differences vs autograd in f64 (eps 1e-6, atol 1e-5, rtol 1e-3). Up to 200
+// coordinates per input (fewer, down to 32, on samples over 16k elements), plus a
+// directional derivative along a random unit vector for inputs not probed in full.
 std::vector<CheckResult> check_gradients(const OpDef& def, uint64_t seed = 1);
 
 // gradcheck of an arbitrary function of tensors (for composites and modules).

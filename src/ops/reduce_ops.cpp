@@ -1,4 +1,5 @@
-// Reduction primitives: sum and mean over any dims (more in later rows).
+// Reduction primitives over any set of dims: sum, mean, var, logsumexp.
+// (amax/amin/max/min/argmax are in minmax_ops.cpp.)
 #include "kernels/ref/ref_kernels.h"
 #include "ops/functional_internal.h"
 #include "ops/reduce_util.h"
@@ -16,22 +17,29 @@ std::vector<TensorSpec> reduce_meta(const OpCall& c) {
   return {{reduced_shape(x.shape(), dims, c.attrs.b("keepdim", false)), x.dtype()}};
 }
 
-// The gradient of a reduction broadcasts back over the reduced dims.
-Tensor unreduce(const Tensor& g, const TensorSpec& in, const Attrs& a) {
-  std::vector<int64_t> dims = a.has("dims") ? a.ints("dims") : std::vector<int64_t>{};
-  if (dims.empty())
-    for (int64_t d = 0; d < int64_t(in.shape.size()); ++d) dims.push_back(d);
-  for (auto& d : dims) d = wrap_dim(d, int64_t(in.shape.size()), "reduce");
-  return g.reshape(keepdim_shape(in.shape, dims)).expand(in.shape);
-}
-
 std::vector<Tensor> sum_backward(const GradCtx& c, const std::vector<Tensor>& g) {
-  return {unreduce(g[0], c.in_spec[0], c.attrs)};
+  return {unreduce(g[0], c.in_spec[0].shape, c.attrs)};
 }
 std::vector<Tensor> mean_backward(const GradCtx& c, const std::vector<Tensor>& g) {
   int64_t n = shape_numel(c.in_spec[0].shape) / std::max<int64_t>(1, shape_numel(g[0].shape()));
-  return {unreduce(g[0] / double(n), c.in_spec[0], c.attrs)};
+  return {unreduce(g[0] / double(n), c.in_spec[0].shape, c.attrs)};
 }
+// d var / dx = 2 (x - mean) / (N - correction)
+std::vector<Tensor> var_backward(const GradCtx& c, const std::vector<Tensor>& g) {
+  const Tensor& x = c.in[0];
+  auto dims = reduce_dims(x, c.attrs, "var");
+  double n = double(reduced_count(x.shape(), dims));
+  Tensor centred = x - mean(x, dims, true);
+  return {unreduce(g[0], x.shape(), dims) * centred * (2.0 / (n - c.attrs.f("correction", 1.0)))};
+}
+// d logsumexp / dx = exp(x - y), the softmax over the reduced dims
+std::vector<Tensor> logsumexp_backward(const GradCtx& c, const std::vector<Tensor>& g) {
+  const Tensor& x = c.in[0];
+  auto dims = reduce_dims(x, c.attrs, "logsumexp");
+  return {unreduce(g[0], x.shape(), dims) * exp(x - unreduce(c.out[0], x.shape(), dims))};
+}
+
+}  // namespace
 
 std::vector<Sample> reduce_samples(DType dt, Generator& g) {
   std::vector<Sample> s;
@@ -39,15 +47,36 @@ std::vector<Sample> reduce_samples(DType dt, Generator& g) {
   s.push_back({{sample_uniform({7, 17}, dt, g)}, Attrs().set("dims", Shape{1}), "rows"});
   s.push_back({{sample_uniform({7, 17}, dt, g)}, Attrs().set("dims", Shape{0}).set("keepdim", true), "cols keepdim"});
   s.push_back({{sample_uniform({3, 5, 7}, dt, g)}, Attrs().set("dims", Shape{0, 2}), "outer+inner"});
+  s.push_back({{sample_uniform({3, 5, 7}, dt, g)}, Attrs().set("dims", Shape{1}), "middle"});
+  s.push_back({{sample_uniform({2, 3, 5, 7}, dt, g)}, Attrs().set("dims", Shape{-1, 1}).set("keepdim", true), "4d mixed"});
   s.push_back({{sample_transposed({17, 7}, dt, g)}, Attrs().set("dims", Shape{-1}), "strided"});
+  s.push_back({{sample_transposed({33, 5}, dt, g)}, Attrs().set("dims", Shape{0}), "strided cols"});
   s.push_back({{sample_uniform({64, 1000}, dt, g)}, Attrs().set("dims", Shape{1}), "64x1000"});
+  s.push_back({{sample_uniform({300, 65}, dt, g)}, Attrs().set("dims", Shape{0}), "300x65 cols"});
+  s.push_back({{sample_uniform({}, dt, g)}, Attrs(), "0-d"});
   return s;
 }
 
+namespace {
+std::vector<Sample> var_samples(DType dt, Generator& g) {
+  auto s = reduce_samples(dt, g);
+  for (size_t i = 0; i < s.size(); ++i) {
+    bool single = s[i].in[0].numel() == 1;  // N - correction must stay positive
+    s[i].attrs.set("correction", single ? 0.0 : double(int64_t(i) % 3));
+  }
+  return s;
+}
+std::vector<Sample> logsumexp_samples(DType dt, Generator& g) {
+  auto s = reduce_samples(dt, g);
+  s.push_back({{sample_uniform({5, 9}, dt, g, 995, 1005)}, Attrs().set("dims", Shape{1}), "large values"});
+  return s;
+}
 }  // namespace
 
 const OpImpl sum_impl{reduce_meta, kernels::sum_ref, sum_backward, reduce_samples, nullptr};
 const OpImpl mean_impl{reduce_meta, kernels::mean_ref, mean_backward, reduce_samples, nullptr};
+const OpImpl var_impl{reduce_meta, kernels::var_ref, var_backward, var_samples, nullptr};
+const OpImpl logsumexp_impl{reduce_meta, kernels::logsumexp_ref, logsumexp_backward, logsumexp_samples, nullptr};
 
 }  // namespace qs::ops
 
@@ -58,6 +87,13 @@ Tensor sum(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
 }
 Tensor mean(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
   return ops::dispatch1(ops::OpKind::mean, {x}, Attrs().set("dims", dims).set("keepdim", keepdim));
+}
+Tensor var(const Tensor& x, const std::vector<int64_t>& dims, double correction, bool keepdim) {
+  return ops::dispatch1(ops::OpKind::var, {x},
+                        Attrs().set("dims", dims).set("keepdim", keepdim).set("correction", correction));
+}
+Tensor logsumexp(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
+  return ops::dispatch1(ops::OpKind::logsumexp, {x}, Attrs().set("dims", dims).set("keepdim", keepdim));
 }
 
 Tensor sum_to(const Tensor& x, const Shape& shape) {

@@ -17,6 +17,25 @@ void copy_ref(ops::OpCall& c);  // copy and cast
 // Reductions (reduce_ref.cpp)
 void sum_ref(ops::OpCall& c);
 void mean_ref(ops::OpCall& c);
+void var_ref(ops::OpCall& c);
+void amax_ref(ops::OpCall& c);
+void amin_ref(ops::OpCall& c);
+void logsumexp_ref(ops::OpCall& c);
+void max_dim_ref(ops::OpCall& c);  // outputs: values, int64 indices
+void min_dim_ref(ops::OpCall& c);
+void argmax_ref(ops::OpCall& c);
+
+// Softmax (softmax_ref.cpp)
+void softmax_ref(ops::OpCall& c);
+void log_softmax_ref(ops::OpCall& c);
+
+// Normalisation (norm_ref.cpp)
+void layer_norm_ref(ops::OpCall& c);
+void rms_norm_ref(ops::OpCall& c);
+
+// Losses and dropout (loss_ref.cpp)
+void nll_loss_ref(ops::OpCall& c);
+void dropout_ref(ops::OpCall& c);
 
 // Linear algebra (matmul_ref.cpp)
 void matmul_ref(ops::OpCall& c);

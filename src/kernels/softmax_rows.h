@@ -1,0 +1,130 @@
+// Fused softmax / log_softmax rows, shared by the optimised forward kernel and the
+// backward (which runs in every build). The tensor is seen as [O, N, I] with the
+// softmax over N: I == 1 is contiguous rows, I > 1 is handled a tile of columns at a
+// time so that no transpose is needed. Rows are split across OpenMP threads.
+#pragma once
+#include <omp.h>
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+
+namespace qs::kernels {
+
+// exp in the tensor's own type. f32: Cephes' expf (range reduction by ln 2, degree-6
+// polynomial, 2^n built in the exponent bits; ~1 ulp), written so `omp simd` vectorises
+// it. Below -87.3 it returns 0 (exp(-inf) must be exactly 0 for masked softmax).
+template <class T> inline T exp_fast(T x) { return std::exp(x); }
+template <> inline float exp_fast<float>(float x) {
+  float xc = std::min(x, 88.0f);
+  float fx = std::floor(xc * 1.44269504088896341f + 0.5f);
+  float r = xc - fx * 0.693359375f + fx * 2.12194440e-4f;
+  float z = r * r;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * z + r + 1.0f;
+  float scale = std::bit_cast<float>(uint32_t(int32_t(fx) + 127) << 23);
+  float y = p * scale;
+  y = x < -87.3f ? 0.0f : y;
+  return x != x ? x : y;  // NaN passes through
+}
+
+struct SoftmaxBlock {
+  int64_t outer, n, inner;  // [O, N, I], softmax over N
+};
+inline SoftmaxBlock softmax_block(const std::vector<int64_t>& shape, int64_t dim) {
+  SoftmaxBlock b{1, 1, 1};
+  for (int64_t d = 0; d < int64_t(shape.size()); ++d) {
+    int64_t s = shape[size_t(d)];
+    if (d < dim) b.outer *= s;
+    else if (d == dim) b.n = s;
+    else b.inner *= s;
+  }
+  return b;
+}
+
+constexpr int64_t kSoftmaxTile = 64;  // columns per tile when I > 1
+
+// Runs fn(o, i0, i1) over every [o, :, i0:i1] slab (i1 - i0 == 1 for rows), threaded.
+template <class Fn> void for_each_slab(const SoftmaxBlock& b, Fn fn) {
+  int64_t tiles = b.inner == 1 ? 1 : (b.inner + kSoftmaxTile - 1) / kSoftmaxTile;
+  int64_t total = b.outer * tiles;
+  bool par = b.outer * b.n * b.inner > 8192 && total > 1;
+#pragma omp parallel for if (par) schedule(static)
+  for (int64_t t = 0; t < total; ++t) {
+    int64_t o = t / tiles, i0 = (t % tiles) * kSoftmaxTile;
+    fn(o, i0, b.inner == 1 ? 1 : std::min(b.inner, i0 + kSoftmaxTile));
+  }
+}
+
+// y = softmax(x) (or log_softmax) over N; x, y contiguous [O, N, I].
+template <class T, bool Log> void softmax_forward(const T* x, T* y, const SoftmaxBlock& b) {
+  for_each_slab(b, [&](int64_t o, int64_t i0, int64_t i1) {
+    int64_t w = i1 - i0, I = b.inner;
+    const T* xs = x + o * b.n * I + i0;
+    T* ys = y + o * b.n * I + i0;
+    T m[kSoftmaxTile], s[kSoftmaxTile];
+    for (int64_t i = 0; i < w; ++i) m[i] = -std::numeric_limits<T>::infinity(), s[i] = 0;
+    if (w == 1) {  // a contiguous row: vector reductions along it
+      T mx = m[0], sm = 0;
+#pragma omp simd reduction(max : mx)
+      for (int64_t k = 0; k < b.n; ++k) mx = std::max(mx, xs[k]);
+#pragma omp simd reduction(+ : sm)
+      for (int64_t k = 0; k < b.n; ++k) {
+        T e = exp_fast<T>(xs[k] - mx);
+        if constexpr (!Log) ys[k] = e;
+        sm += e;
+      }
+      m[0] = mx, s[0] = sm;
+    } else {
+      for (int64_t k = 0; k < b.n; ++k)
+#pragma omp simd
+        for (int64_t i = 0; i < w; ++i) m[i] = std::max(m[i], xs[k * I + i]);
+      for (int64_t k = 0; k < b.n; ++k)
+#pragma omp simd
+        for (int64_t i = 0; i < w; ++i) {
+          T e = exp_fast<T>(xs[k * I + i] - m[i]);
+          if constexpr (!Log) ys[k * I + i] = e;
+          s[i] += e;
+        }
+    }
+    for (int64_t i = 0; i < w; ++i) s[i] = Log ? m[i] + std::log(s[i]) : T(1) / s[i];
+    for (int64_t k = 0; k < b.n; ++k)
+#pragma omp simd
+      for (int64_t i = 0; i < w; ++i) {
+        if constexpr (Log) ys[k * I + i] = xs[k * I + i] - s[i];
+        else ys[k * I + i] *= s[i];
+      }
+  });
+}
+
+// Gradient over N, given the output y and its gradient g (contiguous [O, N, I]):
+//   softmax:     gx = y (g - sum_N g y)
+//   log_softmax: gx = g - exp(y) sum_N g
+template <class T, bool Log> void softmax_backward(const T* g, const T* y, T* gx, const SoftmaxBlock& b) {
+  for_each_slab(b, [&](int64_t o, int64_t i0, int64_t i1) {
+    int64_t w = i1 - i0, I = b.inner, base = o * b.n * I + i0;
+    T s[kSoftmaxTile] = {};
+    for (int64_t k = 0; k < b.n; ++k)
+#pragma omp simd
+      for (int64_t i = 0; i < w; ++i) {
+        int64_t j = base + k * I + i;
+        s[i] += Log ? g[j] : g[j] * y[j];
+      }
+    for (int64_t k = 0; k < b.n; ++k)
+#pragma omp simd
+      for (int64_t i = 0; i < w; ++i) {
+        int64_t j = base + k * I + i;
+        if constexpr (Log) gx[j] = g[j] - exp_fast<T>(y[j]) * s[i];
+        else gx[j] = y[j] * (g[j] - s[i]);
+      }
+  });
+}
+
+}  // namespace qs::kernels
