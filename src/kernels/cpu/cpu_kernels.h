@@ -7,5 +7,6 @@ namespace qs::kernels {
 
 void register_elementwise_cpu(std::vector<ops::OpDef>& t);
 void register_matmul_dnnl(std::vector<ops::OpDef>& t);
+void register_conv_dnnl(std::vector<ops::OpDef>& t);
 
 }  // namespace qs::kernels

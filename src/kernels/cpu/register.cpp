@@ -6,6 +6,7 @@ namespace qs::ops {
 void register_optimised_kernels(std::vector<OpDef>& table) {
   kernels::register_elementwise_cpu(table);
   kernels::register_matmul_dnnl(table);
+  kernels::register_conv_dnnl(table);
 }
 
 }  // namespace qs::ops
