@@ -3,7 +3,6 @@
 // on AVX2) and are built once per geometry (backend::cached_primitive). The NC(D)HW
 // tensors of the op's contract are reordered in and out through reusable scratch
 // buffers; bf16 operands (autocast) are widened to f32 by the same reorders.
-// QS_CONV_LAYOUT=plain builds the primitives on the plain layouts instead (for timing).
 #include <cstdlib>
 #include <iostream>
 
@@ -20,12 +19,20 @@ using backend::plain_md;
 using dnnl::memory;
 using ops::Spatial;
 
-bool plain_layout() {
-  static bool p = [] {
+// QS_CONV_LAYOUT=any|plain forces one choice; by default a single input channel (the
+// first layer) runs on the plain layouts, where oneDNN's gemm-based kernels beat the
+// blocked ones and no 32-channel activation needs a reorder (measured on AVX2 with
+// tests/ops/test_conv_bench.cpp), and everything else on the blocked layouts.
+enum class Layout { any, plain };
+Layout layout_for(const char* prim, int64_t C, int nsp) {
+  static const std::string forced = [] {
     const char* e = std::getenv("QS_CONV_LAYOUT");
-    return e && std::string(e) == "plain";
+    return std::string(e ? e : "");
   }();
-  return p;
+  if (forced == "plain") return Layout::plain;
+  if (forced == "any") return Layout::any;
+  bool first = C == 1 && (std::string(prim) == "bwd_weights" || nsp <= 2);
+  return first ? Layout::plain : Layout::any;
 }
 
 const char* conv_supports(const ops::OpCall& c) {
@@ -48,6 +55,7 @@ struct ConvGeom {
   memory::dims src, wei, dst, bias, stride, dil, pad;
   int64_t G;
   std::string key;
+  bool plain = false;  // primitive described on the plain layouts (see layout_for)
 };
 
 ConvGeom conv_geom(const Spatial& s, const Shape& ws, int64_t G) {
@@ -85,7 +93,7 @@ memory::desc any_md(const memory::dims& d) { return memory::desc(d, memory::data
 dnnl::convolution_forward::desc fwd_desc(const ConvGeom& g, bool bias, dnnl::prop_kind pk) {
   using dnnl::algorithm;
   memory::desc b = bias ? memory::desc(g.bias, memory::data_type::f32, memory::format_tag::x) : memory::desc();
-  if (plain_layout()) {
+  if (g.plain) {
     auto tag = g.src.size() == 3 ? memory::format_tag::ncw : g.src.size() == 4 ? memory::format_tag::nchw
                                                                                  : memory::format_tag::ncdhw;
     memory::desc src(g.src, memory::data_type::f32, tag), dst(g.dst, memory::data_type::f32, tag);
@@ -109,7 +117,8 @@ void convolution_dnnl(ops::OpCall& c) {
   const Tensor &x = c.in[0], &w = c.in[1], &b = c.in[2];
   Spatial s = ops::conv_spatial(x.shape(), w.shape(), c.attrs, "convolution");
   ConvGeom g = conv_geom(s, w.shape(), c.attrs.i("groups", 1));
-  std::string key = "conv_fwd|" + g.key + (b.defined() ? "b" : "");
+  g.plain = layout_for("fwd", s.C, s.nsp) == Layout::plain;
+  std::string key = "conv_fwd|" + g.key + (b.defined() ? "b" : "") + (g.plain ? "|plain" : "");
   const auto& cp = backend::cached_primitive(key, [&] {
     dnnl::convolution_forward::primitive_desc pd(fwd_desc(g, b.defined(), dnnl::prop_kind::forward_training),
                                                  backend::dnnl_engine());
@@ -130,7 +139,8 @@ void convolution_backward_data_dnnl(ops::OpCall& c) {
   const Tensor &gy = c.in[0], &w = c.in[1];
   Spatial s = ops::conv_spatial(c.attrs.ints("input_shape"), w.shape(), c.attrs, "convolution_backward_data");
   ConvGeom g = conv_geom(s, w.shape(), c.attrs.i("groups", 1));
-  std::string key = "conv_bwd_data|" + g.key;
+  g.plain = layout_for("bwd_data", s.C, s.nsp) == Layout::plain;
+  std::string key = "conv_bwd_data|" + g.key + (g.plain ? "|plain" : "");
   const auto& cp = backend::cached_primitive(key, [&] {
     dnnl::convolution_forward::primitive_desc hint(fwd_desc(g, false, dnnl::prop_kind::forward_training),
                                                    backend::dnnl_engine());
@@ -156,7 +166,8 @@ void convolution_backward_weight_dnnl(ops::OpCall& c) {
   const Shape& ws = c.attrs.ints("weight_shape");
   Spatial s = ops::conv_spatial(x.shape(), ws, c.attrs, "convolution_backward_weight");
   ConvGeom g = conv_geom(s, ws, c.attrs.i("groups", 1));
-  std::string key = "conv_bwd_weights|" + g.key;
+  g.plain = layout_for("bwd_weights", s.C, s.nsp) == Layout::plain;
+  std::string key = "conv_bwd_weights|" + g.key + (g.plain ? "|plain" : "");
   const auto& cp = backend::cached_primitive(key, [&] {
     dnnl::convolution_forward::primitive_desc hint(fwd_desc(g, true, dnnl::prop_kind::forward_training),
                                                    backend::dnnl_engine());

@@ -8,5 +8,7 @@ namespace qs::kernels {
 void register_elementwise_cpu(std::vector<ops::OpDef>& t);
 void register_matmul_dnnl(std::vector<ops::OpDef>& t);
 void register_conv_dnnl(std::vector<ops::OpDef>& t);
+void register_pool_cpu(std::vector<ops::OpDef>& t);
+void register_norm_cpu(std::vector<ops::OpDef>& t);
 
 }  // namespace qs::kernels

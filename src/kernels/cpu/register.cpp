@@ -7,6 +7,8 @@ void register_optimised_kernels(std::vector<OpDef>& table) {
   kernels::register_elementwise_cpu(table);
   kernels::register_matmul_dnnl(table);
   kernels::register_conv_dnnl(table);
+  kernels::register_pool_cpu(table);
+  kernels::register_norm_cpu(table);
 }
 
 }  // namespace qs::ops
