@@ -5,6 +5,7 @@
 #pragma once
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "qiusuo/tensor.h"
@@ -152,6 +153,65 @@ Tensor stack(const std::vector<Tensor>& tensors, int64_t dim = 0);
 std::vector<Tensor> split(const Tensor& x, int64_t split_size, int64_t dim = 0);
 std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, int64_t dim = 0);
 std::vector<Tensor> chunk(const Tensor& x, int64_t chunks, int64_t dim = 0);
+// ---- convolution
+// A per-spatial-dim size argument: one int (repeated over every spatial dim) or a list
+// with one value per spatial dim ({2, 1}).
+struct SizeArg {
+  std::vector<int64_t> v;  // empty: the op's default
+  SizeArg() = default;
+  SizeArg(int64_t x) : v{x} {}
+  SizeArg(int x) : v{int64_t(x)} {}
+  SizeArg(std::initializer_list<int64_t> l) : v(l) {}
+  SizeArg(std::vector<int64_t> x) : v(std::move(x)) {}
+};
+// Cross-correlation as torch.nn.functional.conv1d/2d/3d.
+// x [N, C, L] / [N, C, H, W] / [N, C, D, H, W]; w [O, C / groups, k...]; b [O] or undefined.
+// y [N, O, out...], out = floor((in + 2 padding - dilation (k - 1) - 1) / stride) + 1.
+// f32 or f64 (x and w alike); bf16 x and w (autocast) give an f32 result.
+// Errors: rank, channel mismatch (C != w.size(1) * groups), groups not dividing C or O,
+// a window larger than the padded input, a bias that is not [O].
+Tensor conv1d(const Tensor& x, const Tensor& w, const Tensor& b = Tensor(), SizeArg stride = 1, SizeArg padding = 0,
+              SizeArg dilation = 1, int64_t groups = 1);
+Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b = Tensor(), SizeArg stride = 1, SizeArg padding = 0,
+              SizeArg dilation = 1, int64_t groups = 1);
+Tensor conv3d(const Tensor& x, const Tensor& w, const Tensor& b = Tensor(), SizeArg stride = 1, SizeArg padding = 0,
+              SizeArg dilation = 1, int64_t groups = 1);
+
+// ---- pooling (N, C kept; windows over the spatial dims; f32 or f64)
+// Sizes as for convolution; stride {} (default) = kernel; padding at most kernel / 2;
+// out = floor((in + 2 padding - kernel) / stride) + 1 (no ceil mode, no dilation).
+// max_pool*: padded positions never win. The _with_indices variants also return i64
+// indices of the maxima, flat within each input spatial plane (d * H * W + h * W + w),
+// as PyTorch's return_indices; ties keep the first maximum in window order.
+Tensor max_pool2d(const Tensor& x, SizeArg kernel, SizeArg stride = {}, SizeArg padding = 0);
+Tensor max_pool3d(const Tensor& x, SizeArg kernel, SizeArg stride = {}, SizeArg padding = 0);
+std::pair<Tensor, Tensor> max_pool2d_with_indices(const Tensor& x, SizeArg kernel, SizeArg stride = {},
+                                                  SizeArg padding = 0);
+std::pair<Tensor, Tensor> max_pool3d_with_indices(const Tensor& x, SizeArg kernel, SizeArg stride = {},
+                                                  SizeArg padding = 0);
+// avg_pool*: the divisor is the full window when count_include_pad, else the number of
+// input elements it covers.
+Tensor avg_pool2d(const Tensor& x, SizeArg kernel, SizeArg stride = {}, SizeArg padding = 0,
+                  bool count_include_pad = true);
+Tensor avg_pool3d(const Tensor& x, SizeArg kernel, SizeArg stride = {}, SizeArg padding = 0,
+                  bool count_include_pad = true);
+// adaptive_avg_pool*: output o averages input [floor(o in / out), ceil((o + 1) in / out)).
+Tensor adaptive_avg_pool1d(const Tensor& x, SizeArg output_size);  // x [N, C, L]
+Tensor adaptive_avg_pool2d(const Tensor& x, SizeArg output_size);  // x [N, C, H, W]
+Tensor adaptive_avg_pool3d(const Tensor& x, SizeArg output_size);  // x [N, C, D, H, W]
+
+// ---- normalisation
+// batch_norm as torch.nn.functional.batch_norm. x [N, C, ...]; running_mean, running_var,
+// weight, bias: [C] of x's dtype, each may be undefined (weight 1, bias 0).
+// training: normalises with the batch mean and biased variance over N and the spatial
+// dims (needs more than one value per channel) and, when given, updates the running
+// statistics in place (not recorded by autograd):
+//   running_mean = (1 - momentum) running_mean + momentum mean
+//   running_var  = (1 - momentum) running_var + momentum var * M / (M - 1)   (unbiased)
+// eval: uses running_mean / running_var (both required). Differentiable in x, weight, bias.
+Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var,
+                  const Tensor& weight = Tensor(), const Tensor& bias = Tensor(), bool training = false,
+                  double momentum = 0.1, double eps = 1e-5);
 
 // ---- shape helpers
 // Sums `x` down to `shape` (the reverse of broadcasting): the gradient of expand.

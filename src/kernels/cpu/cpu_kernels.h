@@ -12,5 +12,8 @@ void register_reduce_cpu(std::vector<ops::OpDef>& t);
 void register_softmax_cpu(std::vector<ops::OpDef>& t);
 void register_norm_cpu(std::vector<ops::OpDef>& t);
 void register_dropout_cpu(std::vector<ops::OpDef>& t);
+void register_conv_dnnl(std::vector<ops::OpDef>& t);
+void register_pool_cpu(std::vector<ops::OpDef>& t);
+void register_batch_norm_cpu(std::vector<ops::OpDef>& t);
 
 }  // namespace qs::kernels

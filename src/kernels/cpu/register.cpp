@@ -11,6 +11,9 @@ void register_optimised_kernels(std::vector<OpDef>& table) {
   kernels::register_softmax_cpu(table);
   kernels::register_norm_cpu(table);
   kernels::register_dropout_cpu(table);
+  kernels::register_conv_dnnl(table);
+  kernels::register_pool_cpu(table);
+  kernels::register_batch_norm_cpu(table);
 }
 
 }  // namespace qs::ops

@@ -48,5 +48,27 @@ void index_select_ref(ops::OpCall& c);
 void gather_ref(ops::OpCall& c);
 void scatter_add_ref(ops::OpCall& c);
 void cat_ref(ops::OpCall& c);
+// Convolution (conv_ref.cpp)
+void convolution_ref(ops::OpCall& c);
+void convolution_backward_data_ref(ops::OpCall& c);
+void convolution_backward_weight_ref(ops::OpCall& c);
+// Writes v (logical row-major order) into a contiguous output.
+void store_vector(const Tensor& out, const std::vector<double>& v);
+
+// Pooling (pool_ref.cpp)
+void max_pool_ref(ops::OpCall& c);
+void max_pool_backward_ref(ops::OpCall& c);
+void avg_pool_ref(ops::OpCall& c);
+void avg_pool_backward_ref(ops::OpCall& c);
+void adaptive_avg_pool_ref(ops::OpCall& c);
+void adaptive_avg_pool_backward_ref(ops::OpCall& c);
+
+// Batch normalisation (batch_norm_ref.cpp)
+void batch_norm_ref(ops::OpCall& c);
+void batch_norm_backward_ref(ops::OpCall& c);
+
+// Resampling (interp_ref.cpp)
+void interpolate_ref(ops::OpCall& c);
+void interpolate_backward_ref(ops::OpCall& c);
 
 }  // namespace qs::kernels

@@ -1,0 +1,60 @@
+#include "kernels/cpu/dnnl_layout.h"
+
+#include <memory>
+
+namespace qs::kernels {
+
+namespace {
+void reorder(const dnnl::memory& from, const dnnl::memory& to) {
+  std::string key = "reorder|" + md_key(from.get_desc()) + "|" + md_key(to.get_desc());
+  const auto& cp = backend::cached_primitive(key, [&] {
+    dnnl::reorder::primitive_desc pd(backend::dnnl_engine(), from.get_desc(), backend::dnnl_engine(), to.get_desc());
+    return backend::CachedPrimitive{dnnl::reorder(pd), pd, pd.impl_info_str()};
+  });
+  cp.prim.execute(backend::dnnl_stream(), {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}});
+}
+}  // namespace
+
+std::string md_key(const dnnl::memory::desc& md) {
+  const auto& d = md.data;
+  std::string s = std::to_string(int(d.data_type)) + ":" + std::to_string(int(d.format_kind)) + ":";
+  for (int i = 0; i < d.ndims; ++i) s += std::to_string(d.dims[i]) + "/" + std::to_string(d.padded_dims[i]) + ",";
+  if (d.format_kind == dnnl_blocked) {
+    const auto& b = d.format_desc.blocking;
+    for (int i = 0; i < d.ndims; ++i) s += std::to_string(b.strides[i]) + ",";
+    for (int i = 0; i < b.inner_nblks; ++i) s += std::to_string(b.inner_blks[i]) + "@" + std::to_string(b.inner_idxs[i]);
+  }
+  return s + "+" + std::to_string(d.offset0) + "x" + std::to_string(int(d.extra.flags));
+}
+
+void* Layouts::scratch(size_t bytes) {
+  thread_local std::vector<std::unique_ptr<Storage>> slots;
+  size_t i = size_t(slot_++);
+  if (slots.size() <= i) slots.resize(i + 1);
+  if (!slots[i] || slots[i]->nbytes() < bytes) slots[i] = std::make_unique<Storage>(bytes);
+  return slots[i]->data();
+}
+
+dnnl::memory Layouts::in(const dnnl::memory::desc& user, void* ptr, const dnnl::memory::desc& want) {
+  dnnl::memory u(user, backend::dnnl_engine(), ptr);
+  if (user == want) return u;
+  dnnl::memory m(want, backend::dnnl_engine(), scratch(want.get_size()));
+  reorder(u, m);
+  return m;
+}
+
+dnnl::memory Layouts::out(const dnnl::memory::desc& user, void* ptr, const dnnl::memory::desc& want) {
+  dnnl::memory u(user, backend::dnnl_engine(), ptr);
+  if (user == want) return u;
+  dnnl::memory m(want, backend::dnnl_engine(), scratch(want.get_size()));
+  pending_.emplace_back(m, u);
+  return m;
+}
+
+void Layouts::finish() {
+  for (auto& [from, to] : pending_) reorder(from, to);
+  pending_.clear();
+  backend::dnnl_stream().wait();
+}
+
+}  // namespace qs::kernels

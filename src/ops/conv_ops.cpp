@@ -1,0 +1,182 @@
+// Convolution over 1 to 3 spatial dims (rank of the input), its two backward
+// primitives, samples and the functional API (conv1d / conv2d / conv3d).
+#include "kernels/ref/ref_kernels.h"
+#include "ops/functional_internal.h"
+#include "ops/samples.h"
+#include "ops/spatial.h"
+
+namespace qs::ops {
+
+namespace {
+
+// Under autocast, bf16 operands produce f32 results (f32 accumulation), as matmul.
+DType result_dtype(DType a) { return a == DType::bf16 ? DType::f32 : a; }
+
+std::vector<TensorSpec> convolution_meta(const OpCall& c) {
+  const Tensor &x = c.in[0], &w = c.in[1], &b = c.in[2];
+  QS_CHECK(x.is_floating_point() && x.dtype() == w.dtype(), "convolution: x and weight must share a floating dtype, got "
+           "{} and {}", dtype_name(x.dtype()), dtype_name(w.dtype()));
+  Spatial g = conv_spatial(x.shape(), w.shape(), c.attrs, "convolution");
+  int64_t O = w.size(0);
+  if (b.defined()) {
+    QS_CHECK(b.dim() == 1 && b.size(0) == O, "convolution: bias must be [{}], got {}", O, shape_str(b.shape()));
+    QS_CHECK(b.dtype() == x.dtype() || b.dtype() == result_dtype(x.dtype()), "convolution: bias dtype {} does not "
+             "match x ({})", dtype_name(b.dtype()), dtype_name(x.dtype()));
+  }
+  return {{spatial_shape(g, O, true), result_dtype(x.dtype())}};
+}
+
+// convolution_backward_data(g [N, O, out...], w) -> dx [input_shape]
+std::vector<TensorSpec> convolution_backward_data_meta(const OpCall& c) {
+  const Tensor &gy = c.in[0], &w = c.in[1];
+  const Shape& xs = c.attrs.ints("input_shape");
+  Spatial s = conv_spatial(xs, w.shape(), c.attrs, "convolution_backward_data");
+  QS_CHECK(gy.shape() == spatial_shape(s, w.size(0), true), "convolution_backward_data: gradient {} does not match the "
+           "output shape {}", shape_str(gy.shape()), shape_str(spatial_shape(s, w.size(0), true)));
+  QS_CHECK(gy.dtype() == w.dtype(), "convolution_backward_data: dtypes differ ({} vs {})", dtype_name(gy.dtype()),
+           dtype_name(w.dtype()));
+  return {{xs, gy.dtype()}};
+}
+
+// convolution_backward_weight(g [N, O, out...], x) -> dw [weight_shape], db [O]
+std::vector<TensorSpec> convolution_backward_weight_meta(const OpCall& c) {
+  const Tensor &gy = c.in[0], &x = c.in[1];
+  const Shape& ws = c.attrs.ints("weight_shape");
+  Spatial s = conv_spatial(x.shape(), ws, c.attrs, "convolution_backward_weight");
+  QS_CHECK(gy.shape() == spatial_shape(s, ws[0], true), "convolution_backward_weight: gradient {} does not match the "
+           "output shape {}", shape_str(gy.shape()), shape_str(spatial_shape(s, ws[0], true)));
+  QS_CHECK(gy.dtype() == x.dtype(), "convolution_backward_weight: dtypes differ ({} vs {})", dtype_name(gy.dtype()),
+           dtype_name(x.dtype()));
+  return {{ws, gy.dtype()}, {{ws[0]}, gy.dtype()}};
+}
+
+std::vector<Tensor> convolution_backward(const GradCtx& c, const std::vector<Tensor>& g) {
+  if (!g[0].defined()) return {Tensor(), Tensor(), Tensor()};
+  Tensor gy = g[0];
+  // Gradients are computed in the gradient's dtype (f32 under autocast).
+  Tensor x = c.in[0].to(gy.dtype()), w = c.in[1].to(gy.dtype());
+  Tensor gx, gw, gb;
+  if (c.needs_grad[0]) {
+    Attrs a = c.attrs;
+    a.set("input_shape", x.shape());
+    gx = dispatch1(OpKind::convolution_backward_data, {gy, w}, a);
+  }
+  if (c.needs_grad[1]) {
+    Attrs a = c.attrs;
+    a.set("weight_shape", w.shape());
+    auto r = dispatch(OpKind::convolution_backward_weight, {gy, x}, a);
+    gw = r[0];
+    gb = r[1];
+  } else if (c.needs_grad[2]) {
+    std::vector<int64_t> dims{0};
+    for (int64_t d = 2; d < gy.dim(); ++d) dims.push_back(d);
+    gb = sum(gy, dims);
+  }
+  return {gx, gw, c.needs_grad[2] ? gb : Tensor()};
+}
+
+struct ConvCase {
+  Shape x, w;
+  bool bias;
+  std::vector<int64_t> stride, padding, dilation;
+  int64_t groups;
+  const char* label;
+  bool transposed = false;  // x given as a non-contiguous view
+};
+
+std::vector<ConvCase> conv_cases(DType dt) {
+  std::vector<ConvCase> cs = {
+      {{2, 3, 5, 5}, {4, 3, 3, 3}, true, {1}, {1}, {1}, 1, "2d 3x3 pad 1"},
+      {{2, 3, 7, 6}, {4, 3, 2, 3}, true, {2, 1}, {0, 1}, {2, 1}, 1, "2d stride 2 dilation 2"},
+      {{1, 4, 5, 6}, {6, 2, 3, 3}, false, {1}, {1}, {1}, 2, "2d groups 2 no bias"},
+      {{3, 2, 17}, {4, 2, 3}, true, {2}, {1}, {1}, 1, "1d stride 2"},
+      {{1, 1, 7}, {1, 1, 7}, true, {1}, {0}, {1}, 1, "1d kernel = input"},
+      {{1, 2, 5, 4, 5}, {3, 2, 3, 3, 3}, true, {1}, {1}, {1}, 1, "3d pad 1"},
+      {{2, 3, 5, 5}, {3, 3, 3, 3}, true, {1}, {1}, {1}, 1, "2d strided x", true},
+  };
+  if (dt == DType::f32) {  // realistic layers: kernel comparison only (too big for gradcheck)
+    cs.push_back({{8, 32, 14, 14}, {64, 32, 3, 3}, true, {1}, {1}, {1}, 1, "cnn conv2 (8 images)"});
+    cs.push_back({{2, 1, 33, 17}, {32, 1, 3, 3}, true, {1}, {1}, {1}, 1, "first layer C=1"});
+    cs.push_back({{2, 16, 8, 8, 8}, {32, 16, 3, 3, 3}, true, {1}, {1}, {1}, 1, "cnn3d conv2 (2 volumes)"});
+  }
+  return cs;
+}
+
+Attrs conv_attrs(const ConvCase& k) {
+  return Attrs().set("stride", k.stride).set("padding", k.padding).set("dilation", k.dilation).set("groups", k.groups);
+}
+
+std::vector<Sample> convolution_samples(DType dt, Generator& gen) {
+  std::vector<Sample> s;
+  for (auto& k : conv_cases(dt)) {
+    Tensor x = k.transposed ? sample_transposed(k.x, dt, gen) : sample_uniform(k.x, dt, gen);
+    Tensor b = k.bias ? sample_uniform({k.w[0]}, dt, gen) : Tensor();
+    s.push_back({{x, sample_uniform(k.w, dt, gen, -1, 1), b}, conv_attrs(k), k.label});
+  }
+  return s;
+}
+
+// Backward samples: an upstream gradient of the forward output's shape.
+std::vector<Sample> convolution_backward_data_samples(DType dt, Generator& gen) {
+  std::vector<Sample> s;
+  for (auto& k : conv_cases(dt)) {
+    Attrs a = conv_attrs(k).set("input_shape", k.x);
+    Spatial g = conv_spatial(k.x, k.w, a, "sample");
+    Tensor gy = k.transposed ? sample_transposed(spatial_shape(g, k.w[0], true), dt, gen)
+                             : sample_uniform(spatial_shape(g, k.w[0], true), dt, gen);
+    s.push_back({{gy, sample_uniform(k.w, dt, gen, -1, 1)}, a, k.label});
+  }
+  return s;
+}
+std::vector<Sample> convolution_backward_weight_samples(DType dt, Generator& gen) {
+  std::vector<Sample> s;
+  for (auto& k : conv_cases(dt)) {
+    Attrs a = conv_attrs(k).set("weight_shape", k.w);
+    Spatial g = conv_spatial(k.x, k.w, a, "sample");
+    Tensor x = k.transposed ? sample_transposed(k.x, dt, gen) : sample_uniform(k.x, dt, gen);
+    // Small upstream gradients keep the long f32 sums of the big layers well conditioned.
+    s.push_back({{sample_uniform(spatial_shape(g, k.w[0], true), dt, gen, -0.1, 0.1), x}, a, k.label});
+  }
+  return s;
+}
+
+}  // namespace
+
+const OpImpl convolution_impl{convolution_meta, kernels::convolution_ref, convolution_backward, convolution_samples,
+                              nullptr};
+const OpImpl convolution_backward_data_impl{convolution_backward_data_meta, kernels::convolution_backward_data_ref,
+                                            nullptr, convolution_backward_data_samples, nullptr};
+const OpImpl convolution_backward_weight_impl{convolution_backward_weight_meta,
+                                              kernels::convolution_backward_weight_ref, nullptr,
+                                              convolution_backward_weight_samples, nullptr};
+
+}  // namespace qs::ops
+
+namespace qs {
+
+namespace {
+Tensor conv_nd(int nsp, const Tensor& x, const Tensor& w, const Tensor& b, const SizeArg& stride,
+               const SizeArg& padding, const SizeArg& dilation, int64_t groups) {
+  static const char* names[] = {"", "conv1d", "conv2d", "conv3d"};
+  QS_CHECK(x.dim() == nsp + 2, "{}: expected an input [N, C, {} spatial dims], got {}", names[nsp], nsp,
+           shape_str(x.shape()));
+  Attrs a;
+  a.set("stride", stride.v).set("padding", padding.v).set("dilation", dilation.v).set("groups", groups);
+  return ops::dispatch1(ops::OpKind::convolution, {x, w, b}, std::move(a));
+}
+}  // namespace
+
+Tensor conv1d(const Tensor& x, const Tensor& w, const Tensor& b, SizeArg stride, SizeArg padding,
+              SizeArg dilation, int64_t groups) {
+  return conv_nd(1, x, w, b, stride, padding, dilation, groups);
+}
+Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, SizeArg stride, SizeArg padding,
+              SizeArg dilation, int64_t groups) {
+  return conv_nd(2, x, w, b, stride, padding, dilation, groups);
+}
+Tensor conv3d(const Tensor& x, const Tensor& w, const Tensor& b, SizeArg stride, SizeArg padding,
+              SizeArg dilation, int64_t groups) {
+  return conv_nd(3, x, w, b, stride, padding, dilation, groups);
+}
+
+}  // namespace qs

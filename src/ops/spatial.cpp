@@ -1,0 +1,88 @@
+#include "ops/spatial.h"
+
+namespace qs::ops {
+
+Spatial spatial_of(const Shape& x, const char* op, int min_sp, int max_sp) {
+  int nsp = int(x.size()) - 2;
+  QS_CHECK(nsp >= min_sp && nsp <= max_sp, "{}: expected an input [N, C, spatial...] with {} to {} spatial dims, got {}",
+           op, min_sp, max_sp, shape_str(x));
+  Spatial g;
+  g.nsp = nsp;
+  g.N = x[0];
+  g.C = x[1];
+  for (int i = 0; i < nsp; ++i) g.in[size_t(3 - nsp + i)] = x[size_t(2 + i)];
+  return g;
+}
+
+Dims3 spatial_attr(const Attrs& a, const char* name, int nsp, int64_t dflt, int64_t lo, const char* op) {
+  Dims3 d{dflt, dflt, dflt};
+  if (!a.has(name)) return d;
+  const auto& v = a.ints(name);
+  QS_CHECK(v.size() == 1 || int(v.size()) == nsp, "{}: '{}' needs 1 or {} values for {} spatial dims, got {}", op, name,
+           nsp, nsp, v.size());
+  for (int i = 0; i < nsp; ++i) {
+    int64_t x = v.size() == 1 ? v[0] : v[size_t(i)];
+    QS_CHECK(x >= lo, "{}: '{}' values must be >= {}, got {}", op, name, lo, x);
+    d[size_t(3 - nsp + i)] = x;
+  }
+  for (int i = 0; i < 3 - nsp; ++i) d[size_t(i)] = name == std::string("padding") ? 0 : 1;
+  return d;
+}
+
+void window_out(Spatial& g, const char* op) {
+  for (size_t i = 0; i < 3; ++i) {
+    int64_t span = g.dil[i] * (g.k[i] - 1) + 1;
+    int64_t padded = g.in[i] + 2 * g.pad[i];
+    QS_CHECK(span <= padded, "{}: the window ({} with dilation {}) is larger than the padded input ({} + 2 x {}) in "
+             "spatial dim {}", op, g.k[i], g.dil[i], g.in[i], g.pad[i], int(i) - (3 - g.nsp));
+    g.out[i] = (padded - span) / g.stride[i] + 1;
+  }
+}
+
+Shape spatial_shape(const Spatial& g, int64_t C, bool output) {
+  Shape s{g.N, C};
+  const Dims3& d = output ? g.out : g.in;
+  for (int i = 3 - g.nsp; i < 3; ++i) s.push_back(d[size_t(i)]);
+  return s;
+}
+
+Spatial conv_spatial(const Shape& x, const Shape& w, const Attrs& a, const char* op) {
+  Spatial g = spatial_of(x, op);
+  QS_CHECK(w.size() == x.size(), "{}: weight {} must have the rank of the input {} ([O, C / groups, k...])", op,
+           shape_str(w), shape_str(x));
+  int64_t groups = a.i("groups", 1);
+  QS_CHECK(groups >= 1 && g.C % groups == 0 && w[0] % groups == 0,
+           "{}: groups = {} must divide the input channels ({}) and the output channels ({})", op, groups, g.C, w[0]);
+  QS_CHECK(w[1] * groups == g.C, "{}: the input has {} channels but the weight {} with groups = {} expects {}", op, g.C,
+           shape_str(w), groups, w[1] * groups);
+  for (int i = 0; i < g.nsp; ++i) g.k[size_t(3 - g.nsp + i)] = w[size_t(2 + i)];
+  g.stride = spatial_attr(a, "stride", g.nsp, 1, 1, op);
+  g.pad = spatial_attr(a, "padding", g.nsp, 0, 0, op);
+  g.dil = spatial_attr(a, "dilation", g.nsp, 1, 1, op);
+  window_out(g, op);
+  return g;
+}
+
+Spatial pool_spatial(const Shape& x, const Attrs& a, const char* op, int min_sp, int max_sp) {
+  Spatial g = spatial_of(x, op, min_sp, max_sp);
+  QS_CHECK(a.has("kernel"), "{}: the 'kernel' attribute is required", op);
+  g.k = spatial_attr(a, "kernel", g.nsp, 1, 1, op);
+  g.stride = a.has("stride") && !a.ints("stride").empty() ? spatial_attr(a, "stride", g.nsp, 1, 1, op) : g.k;
+  g.pad = spatial_attr(a, "padding", g.nsp, 0, 0, op);
+  for (size_t i = 0; i < 3; ++i)
+    QS_CHECK(2 * g.pad[i] <= g.k[i], "{}: padding ({}) must be at most half the kernel ({})", op, g.pad[i], g.k[i]);
+  window_out(g, op);
+  return g;
+}
+
+Spatial adaptive_spatial(const Shape& x, const Attrs& a, const char* op) {
+  Spatial g = spatial_of(x, op);
+  QS_CHECK(a.has("output_size"), "{}: the 'output_size' attribute is required", op);
+  g.out = spatial_attr(a, "output_size", g.nsp, 1, 1, op);
+  for (size_t i = 0; i < 3; ++i) QS_CHECK(g.in[i] >= 1, "{}: empty spatial input {}", op, shape_str(x));
+  return g;
+}
+
+std::vector<int64_t> real_dims(const Dims3& d, int nsp) { return std::vector<int64_t>(d.end() - nsp, d.end()); }
+
+}  // namespace qs::ops

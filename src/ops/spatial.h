@@ -1,0 +1,46 @@
+// Geometry shared by convolution, pooling and resampling over 1 to 3 spatial dims.
+// Kernels see three spatial dims (D, H, W): a 2-D op has D = 1, a 1-D op D = H = 1,
+// so one loop nest serves every rank.
+#pragma once
+#include <array>
+
+#include "ops/op.h"
+
+namespace qs::ops {
+
+using Dims3 = std::array<int64_t, 3>;
+
+struct Spatial {
+  int nsp = 0;          // real spatial dims (1, 2 or 3)
+  int64_t N = 0, C = 0; // batch and input channels
+  Dims3 in{1, 1, 1}, out{1, 1, 1};
+  Dims3 k{1, 1, 1}, stride{1, 1, 1}, pad{0, 0, 0}, dil{1, 1, 1};
+  int64_t in_plane() const { return in[0] * in[1] * in[2]; }
+  int64_t out_plane() const { return out[0] * out[1] * out[2]; }
+  int64_t k_plane() const { return k[0] * k[1] * k[2]; }
+};
+
+// x [N, C, spatial...] with rank 3..5 (nsp = rank - 2, checked against `allowed`).
+Spatial spatial_of(const Shape& x, const char* op, int min_sp = 1, int max_sp = 3);
+// Attribute `name`: nsp values (one value is repeated), `dflt` when absent; all >= lo.
+Dims3 spatial_attr(const Attrs& a, const char* name, int nsp, int64_t dflt, int64_t lo, const char* op);
+// Output extent of a sliding window: floor((in + 2 pad - dil (k - 1) - 1) / stride) + 1.
+// Errors when the window does not fit the padded input.
+void window_out(Spatial& g, const char* op);
+// [N, C, out...] with the real spatial dims only.
+Shape spatial_shape(const Spatial& g, int64_t C, bool output);
+// Convolution geometry from x [N, C, in...] and w [O, C / groups, k...] (attrs stride,
+// padding, dilation, groups), with the checks every convolution row shares.
+Spatial conv_spatial(const Shape& x, const Shape& w, const Attrs& a, const char* op);
+// Pooling geometry from x [N, C, in...] (nsp in [min_sp, max_sp]) and attrs kernel,
+// stride (default: kernel), padding (default 0, at most half the kernel, as PyTorch).
+Spatial pool_spatial(const Shape& x, const Attrs& a, const char* op, int min_sp, int max_sp);
+// Adaptive pooling geometry from x [N, C, in...] and attr output_size.
+Spatial adaptive_spatial(const Shape& x, const Attrs& a, const char* op);
+// Adaptive pooling window along one dim: [floor(o in / out), ceil((o + 1) in / out)).
+inline int64_t adaptive_begin(int64_t o, int64_t in, int64_t out) { return (o * in) / out; }
+inline int64_t adaptive_end(int64_t o, int64_t in, int64_t out) { return ((o + 1) * in + out - 1) / out; }
+// A Dims3 back to the nsp real values (for attrs and messages).
+std::vector<int64_t> real_dims(const Dims3& d, int nsp);
+
+}  // namespace qs::ops

@@ -1,0 +1,158 @@
+// Hand-checked values for convolution, pooling and batch normalisation, and the errors
+// they raise on bad input.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "qiusuo/autograd.h"
+#include "qiusuo/ops.h"
+
+namespace qs {
+namespace {
+
+void expect_values(const Tensor& t, const std::vector<double>& want, double tol = 1e-5) {
+  auto got = t.contiguous().to_vector();
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < want.size(); ++i) EXPECT_NEAR(got[i], want[i], tol) << "element " << i;
+}
+
+// x = 0..15 as one 4x4 image.
+Tensor image4() { return arange(0, 16).reshape({1, 1, 4, 4}); }
+
+TEST(Conv, OnesKernelSumsNeighbourhoods) {
+  Tensor y = conv2d(image4(), ones({1, 1, 3, 3}), full({1}, 0.5), 1, 1);
+  ASSERT_EQ(y.shape(), (Shape{1, 1, 4, 4}));
+  // (0,0): 0+1+4+5; (1,1): 0+1+2+4+5+6+8+9+10; (3,3): 10+11+14+15; plus the bias.
+  auto v = y.to_vector();
+  EXPECT_NEAR(v[0], 10.5, 1e-5);
+  EXPECT_NEAR(v[5], 45.5, 1e-5);
+  EXPECT_NEAR(v[15], 50.5, 1e-5);
+  Tensor valid = conv2d(image4(), ones({1, 1, 3, 3}));  // no padding: 2x2
+  expect_values(valid, {45, 54, 81, 90});
+}
+
+TEST(Conv, StrideDilationGroups) {
+  Tensor x = from_vector({1, 2, 3, 4, 5}, {1, 1, 5});
+  expect_values(conv1d(x, from_vector({1, -1}, {1, 1, 2}), Tensor(), 2), {-1, -1});
+  expect_values(conv1d(x, from_vector({1, 1}, {1, 1, 2}), Tensor(), 1, 0, 2), {4, 6, 8});  // x[i] + x[i+2]
+  Tensor y = conv2d(ones({1, 2, 3, 3}), from_vector({2, 3}, {2, 1, 1, 1}), Tensor(), 1, 0, 1, 2);
+  expect_values(y, {2, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3, 3});
+}
+
+TEST(Conv, Conv3dMatchesSumOfSlices) {
+  // A 3x3x3 ones kernel with padding 1 at the centre of a 3x3x3 ones volume sees 27 ones.
+  Tensor y = conv3d(ones({1, 1, 3, 3, 3}), ones({1, 1, 3, 3, 3}), Tensor(), 1, 1);
+  auto v = y.to_vector();
+  EXPECT_NEAR(v[13], 27, 1e-5);
+  EXPECT_NEAR(v[0], 8, 1e-5);
+}
+
+TEST(Conv, GradientCountsWindowsPerInput) {
+  Tensor x = ones({1, 1, 3, 3});
+  Tensor w = ones({1, 1, 3, 3});
+  Tensor b = zeros({1});
+  x.requires_grad_(true);
+  w.requires_grad_(true);
+  b.requires_grad_(true);
+  sum(conv2d(x, w, b, 1, 1)).backward();
+  expect_values(x.grad(), {4, 6, 4, 6, 9, 6, 4, 6, 4});
+  expect_values(w.grad(), {4, 6, 4, 6, 9, 6, 4, 6, 4});  // by symmetry
+  expect_values(b.grad(), {9});
+}
+
+TEST(Conv, Bf16InputsGiveF32Output) {
+  Tensor x = randn({2, 3, 6, 6}), w = randn({4, 3, 3, 3});
+  Tensor want = conv2d(x.to(DType::bf16).to(DType::f32), w.to(DType::bf16).to(DType::f32), Tensor(), 1, 1);
+  Tensor got = conv2d(x.to(DType::bf16), w.to(DType::bf16), Tensor(), 1, 1);
+  EXPECT_EQ(got.dtype(), DType::f32);
+  expect_values(got, want.to_vector(), 1e-4);
+}
+
+TEST(Conv, BadInputsRaise) {
+  EXPECT_THROW(conv2d(ones({1, 3, 5, 5}), ones({4, 2, 3, 3})), Error);  // channel mismatch
+  EXPECT_THROW(conv2d(ones({1, 1, 2, 2}), ones({1, 1, 5, 5}), Tensor(), 1, 1), Error);  // 5 > 2 + 2
+  EXPECT_THROW(conv2d(ones({1, 4, 5, 5}), ones({3, 2, 3, 3}), Tensor(), 1, 0, 1, 2), Error);  // 3 % 2
+  EXPECT_THROW(conv2d(ones({1, 1, 5, 5}), ones({2, 1, 3, 3}), ones({3})), Error);  // bias [3] for 2 outputs
+  EXPECT_THROW(conv2d(ones({1, 5, 5}), ones({1, 1, 3, 3})), Error);  // rank
+  EXPECT_THROW(conv2d(ones({1, 1, 5, 5}), ones({1, 1, 3, 3}), Tensor(), {1, 1, 1}), Error);  // 3 strides for 2-D
+}
+
+TEST(Pool, MaxPoolValuesAndIndices) {
+  Tensor x = from_vector({1, 5, 2, 0, 3, 4, 8, 7, 9, 0, 1, 1, 2, 6, 3, 3}, {1, 1, 4, 4});
+  auto [y, idx] = max_pool2d_with_indices(x, 2);
+  expect_values(y, {5, 8, 9, 3});
+  expect_values(idx, {1, 6, 8, 14});  // ties keep the first maximum (14, not 15)
+  EXPECT_EQ(idx.dtype(), DType::i64);
+  x.requires_grad_(true);
+  sum(max_pool2d(x, 2) * from_vector({1, 2, 3, 4}, {1, 1, 2, 2})).backward();
+  expect_values(x.grad(), {0, 1, 0, 0, 0, 0, 2, 0, 3, 0, 0, 0, 0, 0, 4, 0});
+}
+
+TEST(Pool, MaxPoolPaddingNeverWins) {
+  Tensor x = full({1, 1, 2, 2}, -3.0);
+  auto [y, idx] = max_pool2d_with_indices(x, 3, 1, 1);
+  expect_values(y, {-3, -3, -3, -3});
+  expect_values(idx, {0, 0, 0, 0});
+}
+
+TEST(Pool, AvgPoolCountIncludePad) {
+  Tensor x = ones({1, 1, 3, 3});
+  expect_values(avg_pool2d(x, 3, 1, 1, true), {4. / 9, 6. / 9, 4. / 9, 6. / 9, 1, 6. / 9, 4. / 9, 6. / 9, 4. / 9});
+  expect_values(avg_pool2d(x, 3, 1, 1, false), {1, 1, 1, 1, 1, 1, 1, 1, 1});
+  expect_values(avg_pool3d(arange(0, 8).reshape({1, 1, 2, 2, 2}), 2), {3.5});
+}
+
+TEST(Pool, AdaptiveAvgPoolWindows) {
+  Tensor x = from_vector({1, 2, 3, 4, 5}, {1, 1, 5});
+  expect_values(adaptive_avg_pool1d(x, 3), {1.5, 3, 4.5});  // [0,2) [1,4) [3,5)
+  expect_values(adaptive_avg_pool2d(image4(), 1), {7.5});
+  x.requires_grad_(true);
+  sum(adaptive_avg_pool1d(x, 3)).backward();
+  expect_values(x.grad(), {0.5, 0.5 + 1. / 3, 1. / 3, 1. / 3 + 0.5, 0.5});
+}
+
+TEST(Pool, BadInputsRaise) {
+  EXPECT_THROW(max_pool2d(ones({1, 1, 4, 4}), 2, 2, 2), Error);  // padding > kernel / 2
+  EXPECT_THROW(max_pool2d(ones({1, 1, 1, 4}), 2), Error);        // window larger than input
+  EXPECT_THROW(max_pool2d(ones({1, 4, 4}), 2), Error);           // rank
+}
+
+TEST(BatchNorm, RunningStatisticsAfterTwoSteps) {
+  Tensor rm = zeros({1}), rv = ones({1});
+  Tensor x1 = from_vector({1, 2, 3, 4}, {2, 1, 2});  // mean 2.5, biased var 1.25, unbiased 5/3
+  Tensor y1 = batch_norm(x1, rm, rv, Tensor(), Tensor(), true, 0.1, 1e-5);
+  double s = std::sqrt(1.25 + 1e-5);
+  expect_values(y1, {-1.5 / s, -0.5 / s, 0.5 / s, 1.5 / s});
+  expect_values(rm, {0.25});
+  expect_values(rv, {0.9 + 0.1 * 5.0 / 3.0});
+  Tensor x2 = from_vector({2, 4, 6, 8}, {2, 1, 2});  // mean 5, unbiased var 20 / 3
+  batch_norm(x2, rm, rv, Tensor(), Tensor(), true, 0.1, 1e-5);
+  expect_values(rm, {0.9 * 0.25 + 0.5});
+  expect_values(rv, {0.9 * (0.9 + 0.1 * 5.0 / 3.0) + 0.1 * 20.0 / 3.0});
+  // Eval uses the running statistics, and leaves them alone.
+  Tensor y = batch_norm(from_vector({1.725}, {1, 1}), rm, rv, full({1}, 2.0), full({1}, 0.5), false, 0.1, 1e-5);
+  expect_values(y, {2.0 / std::sqrt(rv.item() + 1e-5) + 0.5});
+  expect_values(rm, {0.725});
+}
+
+TEST(BatchNorm, GradientsOfTrainingMode) {
+  // Training-mode output is invariant to shifting x, so the x gradient of sum(y) is 0
+  // and the bias gradient is the count.
+  Tensor x = randn({4, 3, 5}), w = ones({3}), b = zeros({3});
+  x.requires_grad_(true);
+  w.requires_grad_(true);
+  b.requires_grad_(true);
+  sum(batch_norm(x, Tensor(), Tensor(), w, b, true)).backward();
+  for (double g : x.grad().to_vector()) EXPECT_NEAR(g, 0.0, 1e-5);
+  expect_values(b.grad(), {20, 20, 20});
+  expect_values(w.grad(), {0, 0, 0}, 1e-4);  // sum of xhat is 0
+}
+
+TEST(BatchNorm, BadInputsRaise) {
+  EXPECT_THROW(batch_norm(ones({2, 3, 4}), Tensor(), Tensor(), Tensor(), Tensor(), false), Error);  // eval needs stats
+  EXPECT_THROW(batch_norm(ones({1, 3}), Tensor(), Tensor(), Tensor(), Tensor(), true), Error);  // 1 value per channel
+  EXPECT_THROW(batch_norm(ones({2, 3, 4}), zeros({4}), ones({4}), Tensor(), Tensor(), false), Error);  // [4] for C=3
+}
+
+}  // namespace
+}  // namespace qs
