@@ -213,6 +213,16 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
                   const Tensor& weight = Tensor(), const Tensor& bias = Tensor(), bool training = false,
                   double momentum = 0.1, double eps = 1e-5);
 
+// ---- resampling (torch.nn.functional.interpolate)
+// x [N, C, spatial...] with 1 to 3 spatial dims, resized to `size` (one value, repeated,
+// or one per spatial dim). mode: "nearest" (any rank), "linear" (1-D), "bilinear" (2-D),
+// "trilinear" (3-D); align_corners only for the linear modes. Differentiable in x.
+Tensor interpolate(const Tensor& x, SizeArg size, const std::string& mode = "nearest", bool align_corners = false);
+// The same with scale_factor: out = floor(in * scale_factor) and source coordinates
+// stepped by 1 / scale_factor, as PyTorch with recompute_scale_factor unset.
+Tensor interpolate_scale(const Tensor& x, double scale_factor, const std::string& mode = "nearest",
+                         bool align_corners = false);
+
 // ---- shape helpers
 // Sums `x` down to `shape` (the reverse of broadcasting): the gradient of expand.
 Tensor sum_to(const Tensor& x, const Shape& shape);

@@ -49,16 +49,24 @@ Tensor per_channel(const Tensor& v, int64_t rank) {
   return v.reshape(s);
 }
 
+// The engine passes zeros for outputs that got no gradient; a [C] vector is cheap to test.
+bool any_nonzero(const Tensor& t) {
+  if (!t.defined()) return false;
+  for (double v : t.to_vector())
+    if (v != 0.0) return true;
+  return false;
+}
+
 std::vector<Tensor> batch_norm_backward(const GradCtx& c, const std::vector<Tensor>& g) {
   const Tensor &x = c.in[0], &w = c.in[1], &mean = c.out[1], &invstd = c.out[2];
   Tensor gy = g[0].defined() ? g[0].contiguous() : zeros_like(x);
   auto r = dispatch(OpKind::batch_norm_backward, {gy, x, w, mean, invstd}, c.attrs);
   Tensor gx = r[0];
   // In training save_mean and save_invstd are functions of x too.
-  if (c.attrs.b("training") && c.needs_grad[0] && (g[1].defined() || g[2].defined())) {
+  if (c.attrs.b("training") && c.needs_grad[0]) {
     double M = double(x.numel() / x.size(1));
-    if (g[1].defined()) gx = gx + per_channel(g[1] / M, x.dim());
-    if (g[2].defined()) {
+    if (any_nonzero(g[1])) gx = gx + per_channel(g[1] / M, x.dim());
+    if (any_nonzero(g[2])) {
       Tensor k = neg(invstd * invstd * invstd * g[2]) / M;
       gx = gx + (x - per_channel(mean, x.dim())) * per_channel(k, x.dim());
     }

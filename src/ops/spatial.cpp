@@ -1,5 +1,7 @@
 #include "ops/spatial.h"
 
+#include <cmath>
+
 namespace qs::ops {
 
 Spatial spatial_of(const Shape& x, const char* op, int min_sp, int max_sp) {
@@ -81,6 +83,40 @@ Spatial adaptive_spatial(const Shape& x, const Attrs& a, const char* op) {
   g.out = spatial_attr(a, "output_size", g.nsp, 1, 1, op);
   for (size_t i = 0; i < 3; ++i) QS_CHECK(g.in[i] >= 1, "{}: empty spatial input {}", op, shape_str(x));
   return g;
+}
+
+Spatial interp_spatial(const Shape& x, const Attrs& a) {
+  Spatial g = spatial_of(x, "interpolate");
+  const std::string& mode = a.s("mode");
+  const char* linear_modes[] = {"", "linear", "bilinear", "trilinear"};
+  QS_CHECK(mode == "nearest" || mode == linear_modes[g.nsp], "interpolate: mode '{}' does not fit an input with {} "
+           "spatial dims {} (expected 'nearest' or '{}')", mode, g.nsp, shape_str(x), linear_modes[g.nsp]);
+  QS_CHECK(!(mode == "nearest" && a.b("align_corners", false)), "interpolate: align_corners only applies to the "
+           "linear modes, not 'nearest'");
+  QS_CHECK(a.has("size") && int(a.ints("size").size()) == g.nsp, "interpolate: 'size' needs {} values", g.nsp);
+  g.out = spatial_attr(a, "size", g.nsp, 1, 1, "interpolate");
+  for (size_t i = 0; i < 3; ++i) QS_CHECK(g.in[i] >= 1, "interpolate: empty spatial input {}", shape_str(x));
+  return g;
+}
+
+std::vector<Tap> interp_taps(int64_t in, int64_t out, bool nearest, bool align_corners, double scale) {
+  std::vector<Tap> t(static_cast<size_t>(out));
+  // Source step per output step: 1 / scale when a scale was given, else in / out.
+  double step = scale > 0 ? 1.0 / scale : double(in) / double(out);
+  for (int64_t o = 0; o < out; ++o) {
+    if (nearest) {
+      int64_t i = std::min(int64_t(std::floor(double(o) * step)), in - 1);
+      t[size_t(o)] = {i, i, 1.0, 0.0};
+      continue;
+    }
+    double src = align_corners ? (out > 1 ? double(o) * double(in - 1) / double(out - 1) : 0.0)
+                               : std::max(0.0, (double(o) + 0.5) * step - 0.5);
+    int64_t i0 = std::min(int64_t(src), in - 1);
+    int64_t i1 = i0 + (i0 < in - 1 ? 1 : 0);
+    double w1 = std::min(src - double(i0), 1.0);
+    t[size_t(o)] = {i0, i1, 1.0 - w1, w1};
+  }
+  return t;
 }
 
 std::vector<int64_t> real_dims(const Dims3& d, int nsp) { return std::vector<int64_t>(d.end() - nsp, d.end()); }

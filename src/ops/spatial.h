@@ -40,6 +40,16 @@ Spatial adaptive_spatial(const Shape& x, const Attrs& a, const char* op);
 // Adaptive pooling window along one dim: [floor(o in / out), ceil((o + 1) in / out)).
 inline int64_t adaptive_begin(int64_t o, int64_t in, int64_t out) { return (o * in) / out; }
 inline int64_t adaptive_end(int64_t o, int64_t in, int64_t out) { return ((o + 1) * in + out - 1) / out; }
+// Interpolation geometry from x [N, C, in...] and attrs mode, size (one per spatial
+// dim), align_corners, scale (optional): checks the mode against the rank.
+Spatial interp_spatial(const Shape& x, const Attrs& a);
+// One output coordinate of interpolate along a dim: input taps i0, i1 with weights w0, w1
+// (nearest: i1 = i0, w1 = 0), as PyTorch's upsample kernels compute them.
+struct Tap {
+  int64_t i0, i1;
+  double w0, w1;
+};
+std::vector<Tap> interp_taps(int64_t in, int64_t out, bool nearest, bool align_corners, double scale);
 // A Dims3 back to the nsp real values (for attrs and messages).
 std::vector<int64_t> real_dims(const Dims3& d, int nsp);
 

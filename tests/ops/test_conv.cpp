@@ -154,5 +154,32 @@ TEST(BatchNorm, BadInputsRaise) {
   EXPECT_THROW(batch_norm(ones({2, 3, 4}), zeros({4}), ones({4}), Tensor(), Tensor(), false), Error);  // [4] for C=3
 }
 
+// Values printed by PyTorch 1.13 (torch.nn.functional.interpolate) for x = 0..5 as 2x3.
+TEST(Interpolate, MatchesPyTorch) {
+  Tensor x = arange(0, 6).reshape({1, 1, 2, 3});
+  expect_values(interpolate(x, {3, 4}, "bilinear"), {0, 0.625, 1.375, 2, 1.5, 2.125, 2.875, 3.5, 3, 3.625, 4.375, 5});
+  expect_values(interpolate(x, {3, 4}, "bilinear", true),
+                {0, 2. / 3, 4. / 3, 2, 1.5, 13. / 6, 17. / 6, 3.5, 3, 11. / 3, 13. / 3, 5});
+  expect_values(interpolate(x, {3, 5}), {0, 0, 1, 1, 2, 0, 0, 1, 1, 2, 3, 3, 4, 4, 5});
+  expect_values(interpolate_scale(x, 1.5, "bilinear"),
+                {0, 0.5, 7. / 6, 11. / 6, 1.5, 2, 8. / 3, 10. / 3, 3, 3.5, 25. / 6, 29. / 6});
+  expect_values(interpolate(from_vector({1, 4, 2}, {1, 1, 3}), 5, "linear"), {1, 2.2, 4, 2.8, 2});
+  Tensor v = interpolate(arange(0, 8).reshape({1, 1, 2, 2, 2}), 3, "trilinear", true);
+  auto got = v.to_vector();
+  std::vector<double> want{0, 0.5, 1, 1, 1.5, 2, 2, 2.5, 3};
+  for (size_t i = 0; i < want.size(); ++i) EXPECT_NEAR(got[i], want[i], 1e-5);
+  Tensor xg = arange(0, 6).reshape({1, 1, 2, 3});
+  xg.requires_grad_(true);
+  sum(interpolate(xg, {3, 4}, "bilinear")).backward();
+  expect_values(xg.grad(), {2.0625, 1.875, 2.0625, 2.0625, 1.875, 2.0625});
+}
+
+TEST(Interpolate, BadInputsRaise) {
+  EXPECT_THROW(interpolate(ones({1, 1, 4, 4}), 8, "trilinear"), Error);     // mode vs rank
+  EXPECT_THROW(interpolate(ones({1, 1, 4, 4}), 8, "nearest", true), Error);  // align_corners with nearest
+  EXPECT_THROW(interpolate(ones({1, 1, 4, 4}), {8, 8, 8}, "bilinear"), Error);
+  EXPECT_THROW(interpolate(ones({4, 4}), 8), Error);
+}
+
 }  // namespace
 }  // namespace qs

@@ -111,6 +111,9 @@ void note_impl(const std::string& what, const std::string& impl) {
     return e && std::string(e).find("dispatch") != std::string::npos;
   }();
   if (verbose) std::cerr << "qs onednn: " << what << " -> " << impl << "\n";
+  // oneDNN's reference implementations are orders of magnitude slower: always say so.
+  if (!verbose && impl.rfind("ref", 0) == 0)
+    std::cerr << "qs warning: oneDNN chose its reference implementation for " << what << " (slow)\n";
 }
 
 void convolution_dnnl(ops::OpCall& c) {

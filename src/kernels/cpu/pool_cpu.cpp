@@ -51,6 +51,25 @@ template <class Fn> inline void each_window(const Spatial& g, bool adaptive, Fn&
 // The first maximum wins; NaN beats every number (torch.nn.functional.max_pool*).
 inline bool better(float v, float best) { return v > best || (std::isnan(v) && !std::isnan(best)); }
 
+// The CNN's 2x2, stride 2 window on a 2-D plane: four taps, branchless selects.
+void max_pool_2x2(const float* x, int64_t W, int64_t OH, int64_t OW, float* y, int64_t* idx) {
+  for (int64_t oh = 0; oh < OH; ++oh)
+    for (int64_t ow = 0; ow < OW; ++ow) {
+      int64_t i = 2 * oh * W + 2 * ow;
+      int64_t cand[3] = {i + 1, i + W, i + W + 1};
+      float best = x[i];
+      int64_t at = i;
+      for (int64_t j : cand) {
+        float v = x[j];
+        bool take = v > best || (v != v && best == best);
+        best = take ? v : best;
+        at = take ? j : at;
+      }
+      y[oh * OW + ow] = best;
+      idx[oh * OW + ow] = at;
+    }
+}
+
 // Any window without padding (every tap inside the input), one output row at a time:
 // taps in window order, each a branchless SIMD pass over the row (random data would
 // mispredict a branch per tap).
@@ -89,11 +108,16 @@ void max_pool_cpu(ops::OpCall& c) {
   int64_t* idx = c.out[1].data_ptr<int64_t>();
   int64_t H = g.in[1], W = g.in[2];
   bool unpadded = g.pad[0] == 0 && g.pad[1] == 0 && g.pad[2] == 0;
+  bool plane_2x2 = unpadded && g.in[0] == 1 && g.k[1] == 2 && g.k[2] == 2 && g.stride[1] == 2 && g.stride[2] == 2;
 #pragma omp parallel for schedule(static)
   for (int64_t nc = 0; nc < g.N * g.C; ++nc) {
     const float* xp = x + nc * g.in_plane();
     float* yp = y + nc * g.out_plane();
     int64_t* ip = idx + nc * g.out_plane();
+    if (plane_2x2) {
+      max_pool_2x2(xp, W, g.out[1], g.out[2], yp, ip);
+      continue;
+    }
     if (unpadded) {
       max_pool_unpadded(xp, g, yp, ip);
       continue;
