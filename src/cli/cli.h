@@ -48,6 +48,8 @@ int run_guarded(const std::function<int()>& f);
 // Verbs (one file each).
 int cmd_bench(Args a);
 int cmd_check(Args a);
+int cmd_demo(Args a);
 int cmd_info(Args a);
+int cmd_train(Args a);
 
 }  // namespace qs::cli

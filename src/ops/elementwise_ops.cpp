@@ -32,8 +32,20 @@ template <class Fn> Tensor unary_grad(const Tensor& g, const Tensor& x, const Te
     const T* yp = yc.defined() ? yc.data_ptr<T>() : nullptr;
     T* op = out.data_ptr<T>();
     int64_t n = out.numel();
+    // One loop per saved-tensor combination, so each vectorises.
+    if (xp && yp) {
 #pragma omp parallel for simd if (n > 32768)
-    for (int64_t i = 0; i < n; ++i) op[i] = gp[i] * Fn::df(xp ? xp[i] : T(0), yp ? yp[i] : T(0));
+      for (int64_t i = 0; i < n; ++i) op[i] = gp[i] * Fn::df(xp[i], yp[i]);
+    } else if (xp) {
+#pragma omp parallel for simd if (n > 32768)
+      for (int64_t i = 0; i < n; ++i) op[i] = gp[i] * Fn::df(xp[i], T(0));
+    } else if (yp) {
+#pragma omp parallel for simd if (n > 32768)
+      for (int64_t i = 0; i < n; ++i) op[i] = gp[i] * Fn::df(T(0), yp[i]);
+    } else {
+#pragma omp parallel for simd if (n > 32768)
+      for (int64_t i = 0; i < n; ++i) op[i] = gp[i] * Fn::df(T(0), T(0));
+    }
   });
   return out;
 }

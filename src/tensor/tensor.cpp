@@ -1,5 +1,6 @@
 #include "qiusuo/tensor.h"
 
+#include <malloc.h>
 #include <omp.h>
 
 #include <cmath>
@@ -24,7 +25,23 @@ int64_t shape_numel(const Shape& s) {
   return n;
 }
 
+namespace {
+// Tensors come and go at the same sizes every training step. Keeping freed memory in
+// glibc's heap (instead of unmapping and faulting it back in) makes that reuse cheap:
+// measured at ~13% of a CNN training step.
+void tune_allocator_once() {
+  static const bool done = [] {
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
+    mallopt(M_TOP_PAD, 64 << 20);
+    return true;
+  }();
+  (void)done;
+}
+}  // namespace
+
 Storage::Storage(size_t nbytes, bool zero) : nbytes_(nbytes) {
+  tune_allocator_once();
   size_t alloc = (nbytes + 63) / 64 * 64;
   if (alloc == 0) alloc = 64;
   data_ = std::aligned_alloc(64, alloc);

@@ -9,7 +9,7 @@
 
 #include <fmt/core.h>
 
-namespace qs::cli {
+namespace qs::util {
 
 class Progress {
  public:
@@ -48,4 +48,4 @@ class Progress {
   std::chrono::steady_clock::time_point t0_;
 };
 
-}  // namespace qs::cli
+}  // namespace qs::util

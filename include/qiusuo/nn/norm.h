@@ -1,0 +1,88 @@
+// Normalisation and regularisation layers: BatchNorm1d/2d/3d, LayerNorm, RMSNorm,
+// Dropout (torch.nn names and defaults).
+#pragma once
+#include "qiusuo/nn/module.h"
+
+namespace qs::nn {
+
+// Batch normalisation over [N, C, ...] (1d: [N, C] or [N, C, L]; 2d: [N, C, H, W];
+// 3d: [N, C, D, H, W]). Parameters weight = 1, bias = 0 [C] (when affine); buffers
+// running_mean = 0, running_var = 1 [C] and num_batches_tracked (i64 scalar), named as
+// in PyTorch so state dicts exchange with it. Training normalises with batch
+// statistics and updates the running ones; eval uses the running ones.
+class BatchNorm : public Module {
+ public:
+  BatchNorm(int spatial_dims, int64_t num_features, double eps = 1e-5, double momentum = 0.1, bool affine = true);
+  Tensor forward(const Tensor& x) override;
+  std::string extra_repr() const override;
+  const Tensor& weight() const { return weight_; }
+  const Tensor& bias() const { return bias_; }
+  const Tensor& running_mean() const { return running_mean_; }
+  const Tensor& running_var() const { return running_var_; }
+  double eps() const { return eps_; }
+
+ private:
+  int dims_;
+  int64_t c_;
+  double eps_, momentum_;
+  Tensor weight_, bias_, running_mean_, running_var_, num_batches_tracked_;
+};
+class BatchNorm1d : public BatchNorm {
+ public:
+  explicit BatchNorm1d(int64_t c, double eps = 1e-5, double momentum = 0.1, bool affine = true)
+      : BatchNorm(1, c, eps, momentum, affine) {}
+};
+class BatchNorm2d : public BatchNorm {
+ public:
+  explicit BatchNorm2d(int64_t c, double eps = 1e-5, double momentum = 0.1, bool affine = true)
+      : BatchNorm(2, c, eps, momentum, affine) {}
+};
+class BatchNorm3d : public BatchNorm {
+ public:
+  explicit BatchNorm3d(int64_t c, double eps = 1e-5, double momentum = 0.1, bool affine = true)
+      : BatchNorm(3, c, eps, momentum, affine) {}
+};
+
+// Layer normalisation over the trailing `normalized_shape` dims; weight = 1, bias = 0.
+class LayerNorm : public Module {
+ public:
+  explicit LayerNorm(Shape normalized_shape, double eps = 1e-5, bool elementwise_affine = true, bool bias = true);
+  Tensor forward(const Tensor& x) override;
+  std::string extra_repr() const override;
+  const Tensor& weight() const { return weight_; }
+  const Tensor& bias() const { return bias_; }
+
+ private:
+  Shape shape_;
+  double eps_;
+  Tensor weight_, bias_;
+};
+
+// Root-mean-square normalisation (Zhang & Sennrich 2019); weight = 1.
+class RMSNorm : public Module {
+ public:
+  explicit RMSNorm(Shape normalized_shape, double eps = 1e-6, bool elementwise_affine = true);
+  Tensor forward(const Tensor& x) override;
+  std::string extra_repr() const override;
+  const Tensor& weight() const { return weight_; }
+
+ private:
+  Shape shape_;
+  double eps_;
+  Tensor weight_;
+};
+
+// Zeroes elements with probability p in training (scaling the rest by 1/(1-p)); the
+// identity in eval. Draws from `gen` (default: the program's generator).
+class Dropout : public Module {
+ public:
+  explicit Dropout(double p = 0.5, Generator* gen = nullptr);
+  Tensor forward(const Tensor& x) override;
+  std::string extra_repr() const override;
+
+ private:
+  double p_;
+  Generator* gen_;
+};
+
+}  // namespace qs::nn

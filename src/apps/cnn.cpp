@@ -1,0 +1,45 @@
+#include "qiusuo/apps/cnn.h"
+
+#include "qiusuo/ops.h"
+
+namespace qs::apps {
+
+FashionCNN::FashionCNN(Generator& gen) : Module("FashionCNN") {
+  nn::ConvOptions same{.padding = 1};
+  c1_ = register_module("c1", std::make_shared<nn::Conv2d>(1, 32, 3, same, gen));
+  b1_ = register_module("b1", std::make_shared<nn::BatchNorm2d>(32));
+  c2_ = register_module("c2", std::make_shared<nn::Conv2d>(32, 64, 3, same, gen));
+  b2_ = register_module("b2", std::make_shared<nn::BatchNorm2d>(64));
+  c3_ = register_module("c3", std::make_shared<nn::Conv2d>(64, 128, 3, same, gen));
+  b3_ = register_module("b3", std::make_shared<nn::BatchNorm2d>(128));
+  fc_ = register_module("fc", std::make_shared<nn::Linear>(128, 10, true, gen));
+}
+
+Tensor FashionCNN::forward(const Tensor& x) {
+  QS_CHECK(x.dim() == 4 && x.size(1) == 1, "FashionCNN: expected images [N, 1, H, W], got {}", shape_str(x.shape()));
+  Tensor h = max_pool2d(relu((*b1_)((*c1_)(x))), 2);
+  h = max_pool2d(relu((*b2_)((*c2_)(h))), 2);
+  h = relu((*b3_)((*c3_)(h)));
+  return (*fc_)(adaptive_avg_pool2d(h, 1).flatten(1));
+}
+
+CNN3D::CNN3D(Generator& gen) : Module("CNN3D") {
+  nn::ConvOptions same{.padding = 1};
+  c1_ = register_module("c1", std::make_shared<nn::Conv3d>(1, 16, 3, same, gen));
+  b1_ = register_module("b1", std::make_shared<nn::BatchNorm3d>(16));
+  c2_ = register_module("c2", std::make_shared<nn::Conv3d>(16, 32, 3, same, gen));
+  b2_ = register_module("b2", std::make_shared<nn::BatchNorm3d>(32));
+  c3_ = register_module("c3", std::make_shared<nn::Conv3d>(32, 64, 3, same, gen));
+  b3_ = register_module("b3", std::make_shared<nn::BatchNorm3d>(64));
+  fc_ = register_module("fc", std::make_shared<nn::Linear>(64, 2, true, gen));
+}
+
+Tensor CNN3D::forward(const Tensor& x) {
+  QS_CHECK(x.dim() == 5 && x.size(1) == 1, "CNN3D: expected volumes [N, 1, D, H, W], got {}", shape_str(x.shape()));
+  Tensor h = max_pool3d(relu((*b1_)((*c1_)(x))), 2);
+  h = max_pool3d(relu((*b2_)((*c2_)(h))), 2);
+  h = relu((*b3_)((*c3_)(h)));
+  return (*fc_)(mean(h, {2, 3, 4}));
+}
+
+}  // namespace qs::apps

@@ -1,0 +1,147 @@
+// The Fashion-MNIST training job: SGD with momentum and a cosine schedule, a
+// checkpoint at every epoch end (and every --save-every steps), exact resume.
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+
+#include "util/progress.h"
+#include "qiusuo/apps/cnn.h"
+#include "qiusuo/autocast.h"
+#include "qiusuo/autograd.h"
+#include "qiusuo/data/dataloader.h"
+#include "qiusuo/data/idx.h"
+#include "qiusuo/io/checkpoint.h"
+#include "qiusuo/ops.h"
+#include "qiusuo/optim/optim.h"
+#include "qiusuo/optim/schedule.h"
+
+namespace qs::apps {
+
+namespace {
+
+nlohmann::json config_of(const TrainCnnOptions& o) {
+  return {{"model", "FashionCNN"}, {"epochs", o.epochs},   {"batch", o.batch},
+          {"lr", o.lr},            {"momentum", o.momentum}, {"weight_decay", o.weight_decay},
+          {"seed", o.seed},        {"bf16", o.bf16},       {"limit_train", o.limit_train}};
+}
+
+// Resuming is exact only with the settings the run started with.
+void check_resume_config(const nlohmann::json& saved, const nlohmann::json& now, const std::string& path) {
+  if (!saved.is_object() || saved.value("model", "") != "FashionCNN")
+    throw Error(fmt::format("{}: not a FashionCNN training checkpoint (config: {}); hint: resume a checkpoint written by "
+                            "'qiusuo train cnn'",
+                            path, saved.dump()));
+  for (const char* k : {"batch", "lr", "momentum", "weight_decay", "seed", "bf16", "limit_train", "epochs"})
+    if (saved.contains(k) && saved[k] != now[k])
+      throw Error(fmt::format("{}: the checkpoint was trained with {}={}, this run asks for {}; an exact resume needs "
+                              "the same settings",
+                              path, k, saved[k].dump(), now[k].dump()));
+}
+
+Tensor head(const Tensor& t, int64_t n) { return n > 0 && n < t.size(0) ? t.narrow(0, 0, n).contiguous() : t; }
+
+}  // namespace
+
+std::pair<double, double> evaluate_classifier(nn::Module& model, const Tensor& images, const Tensor& labels,
+                                              int64_t batch, bool bf16) {
+  NoGrad ng;
+  bool was_training = model.is_training();
+  model.eval();
+  int64_t n = images.size(0), correct = 0;
+  double loss_sum = 0;
+  for (int64_t i = 0; i < n; i += batch) {
+    int64_t b = std::min(batch, n - i);
+    Tensor x = images.narrow(0, i, b), y = labels.narrow(0, i, b);
+    Tensor logits;
+    {
+      Autocast ac(bf16);
+      logits = model(x);
+    }
+    loss_sum += cross_entropy(logits, y, -100, 0.0, "sum").item();
+    Tensor hit = eq(argmax(logits, 1), y);
+    correct += int64_t(sum(hit.to(DType::f32)).item());
+  }
+  model.train(was_training);
+  return {double(correct) / double(n), loss_sum / double(n)};
+}
+
+TrainCnnResult train_fashion_cnn(const TrainCnnOptions& o) {
+  if (o.threads > 0) set_num_threads(o.threads);
+  QS_CHECK(o.epochs >= 1 && o.batch >= 1, "train cnn: --epochs and --batch must be positive");
+  data::FashionMNIST train_set(true, o.data_root, true), test_set(false, o.data_root, true);
+  Tensor train_x = head(train_set.images, o.limit_train), train_y = head(train_set.labels, o.limit_train);
+  Tensor test_x = head(test_set.images, o.limit_test), test_y = head(test_set.labels, o.limit_test);
+
+  manual_seed(o.seed);
+  Generator init_gen(o.seed);
+  FashionCNN model(init_gen);
+  optim::SGD sgd(model.parameters(), o.lr, o.momentum, 0.0, o.weight_decay, false);
+  data::TensorDataset ds(train_x, train_y);
+  data::DataLoader loader(ds, o.batch, true, o.seed);
+  const int64_t total_steps = int64_t(o.epochs) * loader.num_batches();
+  optim::CosineAnnealingLR schedule(total_steps);
+  nlohmann::json config = config_of(o);
+
+  int64_t step = 0;
+  if (!o.resume.empty()) {
+    io::Checkpoint ck = io::load_checkpoint(o.resume);
+    check_resume_config(ck.config, config, o.resume);
+    model.load_state_dict(ck.model);
+    sgd.load_state_dict(ck.optimizer);
+    step = ck.step;
+    if (!ck.rng_state.empty()) default_generator().set_state(ck.rng_state);
+    loader.set_epoch(ck.extra.value("epoch", int64_t(0)), ck.extra.value("batch", int64_t(0)));
+  }
+  if (!o.out_dir.empty()) std::filesystem::create_directories(o.out_dir);
+
+  TrainCnnResult r;
+  auto save = [&](const std::string& name) {
+    if (o.out_dir.empty()) return;
+    io::Checkpoint ck{model.state_dict(), sgd.state_dict(), step, default_generator().state(), config,
+                      {{"epoch", loader.epoch()}, {"batch", loader.batch_index()}}};
+    std::string path = (std::filesystem::path(o.out_dir) / name).string();
+    io::save_checkpoint(path, ck);
+    io::save_checkpoint((std::filesystem::path(o.out_dir) / "last.safetensors").string(), ck);
+    r.checkpoint = path;
+  };
+
+  util::Progress progress("train", total_steps, "img", 50);
+  auto t0 = std::chrono::steady_clock::now();
+  int64_t images = 0;
+  bool stopped = false;
+  model.train();
+  while (loader.epoch() < o.epochs && !stopped) {
+    int64_t epoch = loader.epoch();
+    while (auto batch = loader.next()) {
+      schedule.apply(sgd, step);
+      sgd.zero_grad();
+      Tensor logits;
+      {
+        Autocast ac(o.bf16);
+        logits = model(batch->x);
+      }
+      Tensor loss = cross_entropy(logits, batch->y);
+      loss.backward();
+      sgd.step();
+      ++step;
+      images += batch->x.size(0);
+      r.losses.push_back(float(loss.item()));
+      if (!o.quiet) progress.update(step, r.losses.back(), batch->x.size(0));
+      if (o.save_every > 0 && step % o.save_every == 0) save(fmt::format("step-{}.safetensors", step));
+      if (o.stop_after > 0 && step >= o.stop_after) {
+        save(fmt::format("step-{}.safetensors", step));
+        stopped = true;
+        break;
+      }
+    }
+    if (!stopped) save(fmt::format("epoch-{}.safetensors", epoch + 1));
+  }
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  r.images_per_s = r.seconds > 0 ? double(images) / r.seconds : 0;
+  r.steps = step;
+  r.final_train_loss = r.losses.empty() ? 0 : r.losses.back();
+  if (!stopped) std::tie(r.test_accuracy, r.test_loss) = evaluate_classifier(model, test_x, test_y, 256, o.bf16);
+  return r;
+}
+
+}  // namespace qs::apps
