@@ -66,6 +66,11 @@ TEST(Module, DottedNamesAndCounts) {
   EXPECT_EQ(keys(net.state_dict()),
             (std::vector<std::string>{"scale", "running", "features.0.weight", "features.0.bias", "head.weight"}));
   EXPECT_EQ(net.named_children().size(), 2u);
+  std::vector<std::string> mods;
+  for (auto& [n, m] : net.named_modules()) mods.push_back(n + ":" + m->type_name());
+  EXPECT_EQ(mods, (std::vector<std::string>{"features:Sequential", "features.0:Linear", "features.1:ReLU", "head:Linear"}));
+  EXPECT_NE(error_of([&] { (*net.features)[2]; }).find("index 2 is out of range for 2 modules"), std::string::npos);
+  EXPECT_NE(error_of([&] { net.child("tail"); }).find("no child module named 'tail'"), std::string::npos);
   EXPECT_EQ(net.num_parameters(), 2 + 12 + 4 + 8);
   for (auto& p : net.parameters()) EXPECT_TRUE(p.requires_grad());
   EXPECT_FALSE(net.running.requires_grad());
