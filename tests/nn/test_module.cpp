@@ -251,7 +251,14 @@ TEST(IndexOps, GatherScatterIndexSelectValues) {
   EXPECT_EQ(index_select(x, 0, from_vector({1, 1, 0}, {3}, DType::i64)).to_vector(),
             (std::vector<double>{3, 4, 5, 3, 4, 5, 0, 1, 2}));
   std::string msg = error_of([&] { gather(x, 1, from_vector({3}, {1, 1}, DType::i64)); });
-  EXPECT_NE(msg.find("index 3"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("gather: index 3 (element 0 of the indices) is out of range for a dim of size 3"), std::string::npos)
+      << msg;
+  msg = error_of([&] { scatter_add(zeros({2, 3}), 1, idx, ones({2, 1})); });
+  EXPECT_NE(msg.find("scatter_add: index size 2 at dim 1 exceeds the size 1 of src"), std::string::npos) << msg;
+  msg = error_of([&] { index_select(x, 0, idx); });
+  EXPECT_NE(msg.find("index_select: index must be 1-d, got shape [2, 2]"), std::string::npos) << msg;
+  msg = error_of([&] { gather(x, 2, idx); });
+  EXPECT_NE(msg.find("gather: dim 2 out of range for a tensor of rank 2"), std::string::npos) << msg;
 }
 
 TEST(IndexOps, CatStackSplitChunk) {
