@@ -94,11 +94,13 @@ template <class T, bool Log> void softmax_forward(const T* x, T* y, const Softma
           s[i] += e;
         }
     }
-    for (int64_t i = 0; i < w; ++i) s[i] = Log ? m[i] + std::log(s[i]) : T(1) / s[i];
+    // log_softmax as (x - m) - log s: subtracting m + log s at once loses the digits of
+    // log s when |m| is large.
+    for (int64_t i = 0; i < w; ++i) s[i] = Log ? std::log(s[i]) : T(1) / s[i];
     for (int64_t k = 0; k < b.n; ++k)
 #pragma omp simd
       for (int64_t i = 0; i < w; ++i) {
-        if constexpr (Log) ys[k * I + i] = xs[k * I + i] - s[i];
+        if constexpr (Log) ys[k * I + i] = (xs[k * I + i] - m[i]) - s[i];
         else ys[k * I + i] *= s[i];
       }
   });
