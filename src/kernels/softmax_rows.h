@@ -114,12 +114,25 @@ template <class T, bool Log> void softmax_forward(const T* x, T* y, const Softma
   });
 }
 
+// The backward of one contiguous row (see softmax_backward).
+template <class T, bool Log> void softmax_backward_row(const T* g, const T* y, T* gx, int64_t n) {
+  T s = 0;
+#pragma omp simd reduction(+ : s)
+  for (int64_t k = 0; k < n; ++k) s += Log ? g[k] : g[k] * y[k];
+#pragma omp simd
+  for (int64_t k = 0; k < n; ++k) {
+    if constexpr (Log) gx[k] = g[k] - exp_fast<T>(y[k]) * s;
+    else gx[k] = y[k] * (g[k] - s);
+  }
+}
+
 // Gradient over N, given the output y and its gradient g (contiguous [O, N, I]):
 //   softmax:     gx = y (g - sum_N g y)
 //   log_softmax: gx = g - exp(y) sum_N g
 template <class T, bool Log> void softmax_backward(const T* g, const T* y, T* gx, const SoftmaxBlock& b) {
   for_each_slab(b, [&](int64_t o, int64_t i0, int64_t i1) {
     int64_t w = i1 - i0, I = b.inner, base = o * b.n * I + i0;
+    if (I == 1) return softmax_backward_row<T, Log>(g + base, y + base, gx + base, b.n);
     T s[kSoftmaxTile] = {};
     for (int64_t k = 0; k < b.n; ++k)
 #pragma omp simd
