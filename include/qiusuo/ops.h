@@ -105,8 +105,9 @@ Tensor rms_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& we
 Tensor nll_loss(const Tensor& logp, const Tensor& target, const Tensor& weight = Tensor(), int64_t ignore_index = -100,
                 const std::string& reduction = "mean");
 // cross_entropy = nll_loss(log_softmax(logits, 1), target) with PyTorch's label smoothing:
-// (1 - s) * nll + s / C * smooth, smooth = -sum_c logp (0 at ignored targets), reduced like
-// PyTorch (its "mean" of the smoothing term divides by all targets, ignored ones included).
+// (1 - s) * nll + s / C * smooth, smooth = -sum_c logp (0 at ignored targets); "mean" divides
+// both terms by the number of targets not ignored. logits [C] (0-d target), [N, C] or
+// [N, C, d1, ...]; target int64 as for nll_loss. Errors on label_smoothing outside [0, 1].
 Tensor cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_index = -100,
                      double label_smoothing = 0.0, const std::string& reduction = "mean");
 // (a - b)^2, broadcasting, reduced.

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <vector>
 
 namespace qs::kernels {
 
@@ -63,45 +64,66 @@ template <class Fn> void for_each_slab(const SoftmaxBlock& b, Fn fn) {
   }
 }
 
+// One contiguous row of n: vector reductions along it.
+template <class T, bool Log> void softmax_row(const T* x, T* y, int64_t n) {
+  T mx = -std::numeric_limits<T>::infinity(), sm = 0;
+#pragma omp simd reduction(max : mx)
+  for (int64_t k = 0; k < n; ++k) mx = std::max(mx, x[k]);
+#pragma omp simd reduction(+ : sm)
+  for (int64_t k = 0; k < n; ++k) {
+    T e = exp_fast<T>(x[k] - mx);
+    if constexpr (!Log) y[k] = e;
+    sm += e;
+  }
+  // log_softmax as (x - m) - log s: subtracting m + log s at once loses the digits of
+  // log s when |m| is large.
+  T f = Log ? std::log(sm) : T(1) / sm;
+#pragma omp simd
+  for (int64_t k = 0; k < n; ++k) {
+    if constexpr (Log) y[k] = (x[k] - mx) - f;
+    else y[k] *= f;
+  }
+}
+
 // y = softmax(x) (or log_softmax) over N; x, y contiguous [O, N, I].
 template <class T, bool Log> void softmax_forward(const T* x, T* y, const SoftmaxBlock& b) {
   for_each_slab(b, [&](int64_t o, int64_t i0, int64_t i1) {
     int64_t w = i1 - i0, I = b.inner;
     const T* xs = x + o * b.n * I + i0;
     T* ys = y + o * b.n * I + i0;
+    if (I == 1) return softmax_row<T, Log>(xs, ys, b.n);
     T m[kSoftmaxTile], s[kSoftmaxTile];
     for (int64_t i = 0; i < w; ++i) m[i] = -std::numeric_limits<T>::infinity(), s[i] = 0;
-    if (w == 1) {  // a contiguous row: vector reductions along it
-      T mx = m[0], sm = 0;
-#pragma omp simd reduction(max : mx)
-      for (int64_t k = 0; k < b.n; ++k) mx = std::max(mx, xs[k]);
-#pragma omp simd reduction(+ : sm)
-      for (int64_t k = 0; k < b.n; ++k) {
-        T e = exp_fast<T>(xs[k] - mx);
-        if constexpr (!Log) ys[k] = e;
-        sm += e;
-      }
-      m[0] = mx, s[0] = sm;
-    } else {
-      for (int64_t k = 0; k < b.n; ++k)
+    for (int64_t k = 0; k < b.n; ++k)
 #pragma omp simd
-        for (int64_t i = 0; i < w; ++i) m[i] = std::max(m[i], xs[k * I + i]);
-      for (int64_t k = 0; k < b.n; ++k)
-#pragma omp simd
-        for (int64_t i = 0; i < w; ++i) {
-          T e = exp_fast<T>(xs[k * I + i] - m[i]);
-          if constexpr (!Log) ys[k * I + i] = e;
-          s[i] += e;
-        }
-    }
-    for (int64_t i = 0; i < w; ++i) s[i] = Log ? m[i] + std::log(s[i]) : T(1) / s[i];
+      for (int64_t i = 0; i < w; ++i) m[i] = std::max(m[i], xs[k * I + i]);
     for (int64_t k = 0; k < b.n; ++k)
 #pragma omp simd
       for (int64_t i = 0; i < w; ++i) {
-        if constexpr (Log) ys[k * I + i] = xs[k * I + i] - s[i];
+        T e = exp_fast<T>(xs[k * I + i] - m[i]);
+        if constexpr (!Log) ys[k * I + i] = e;
+        s[i] += e;
+      }
+    for (int64_t i = 0; i < w; ++i) s[i] = Log ? std::log(s[i]) : T(1) / s[i];
+    for (int64_t k = 0; k < b.n; ++k)
+#pragma omp simd
+      for (int64_t i = 0; i < w; ++i) {
+        if constexpr (Log) ys[k * I + i] = (xs[k * I + i] - m[i]) - s[i];
         else ys[k * I + i] *= s[i];
       }
   });
+}
+
+// The backward of one contiguous row (see softmax_backward).
+template <class T, bool Log> void softmax_backward_row(const T* g, const T* y, T* gx, int64_t n) {
+  T s = 0;
+#pragma omp simd reduction(+ : s)
+  for (int64_t k = 0; k < n; ++k) s += Log ? g[k] : g[k] * y[k];
+#pragma omp simd
+  for (int64_t k = 0; k < n; ++k) {
+    if constexpr (Log) gx[k] = g[k] - exp_fast<T>(y[k]) * s;
+    else gx[k] = y[k] * (g[k] - s);
+  }
 }
 
 // Gradient over N, given the output y and its gradient g (contiguous [O, N, I]):
@@ -110,6 +132,7 @@ template <class T, bool Log> void softmax_forward(const T* x, T* y, const Softma
 template <class T, bool Log> void softmax_backward(const T* g, const T* y, T* gx, const SoftmaxBlock& b) {
   for_each_slab(b, [&](int64_t o, int64_t i0, int64_t i1) {
     int64_t w = i1 - i0, I = b.inner, base = o * b.n * I + i0;
+    if (I == 1) return softmax_backward_row<T, Log>(g + base, y + base, gx + base, b.n);
     T s[kSoftmaxTile] = {};
     for (int64_t k = 0; k < b.n; ++k)
 #pragma omp simd

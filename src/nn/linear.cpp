@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "qiusuo/autograd.h"
 #include "qiusuo/nn/init.h"
 #include "qiusuo/ops.h"
 
@@ -36,7 +37,10 @@ Embedding::Embedding(int64_t num_embeddings, int64_t embedding_dim, int64_t padd
   QS_CHECK(padding_idx_ < num_, "Embedding: padding_idx {} is out of range for num_embeddings={}", padding_idx_, num_);
   weight_ = register_parameter("weight", empty({num_, dim_}));
   init::normal_(weight_, 0.0, 1.0, gen);
-  if (padding_idx_ >= 0) init::zeros_(weight_.select(0, padding_idx_));
+  if (padding_idx_ >= 0) {
+    NoGrad ng;  // the row view is for filling only, not part of any graph
+    init::zeros_(weight_.select(0, padding_idx_));
+  }
 }
 
 Tensor Embedding::forward(const Tensor& indices) { return embedding(indices, weight_, padding_idx_); }

@@ -53,6 +53,15 @@ std::shared_ptr<Module> Module::child(const std::string& name) const {
   QS_FAIL("{}: has no child module named '{}'", type_name_, name);
 }
 
+std::vector<std::pair<std::string, std::shared_ptr<Module>>> Module::named_modules() const {
+  std::vector<std::pair<std::string, std::shared_ptr<Module>>> out;
+  for (auto& [n, m] : children_) {
+    out.emplace_back(n, m);
+    for (auto& [sub, d] : m->named_modules()) out.emplace_back(n + "." + sub, d);
+  }
+  return out;
+}
+
 void Module::collect(const std::string& prefix, bool params, bool buffers, bool recurse, NamedTensors& out) const {
   if (params)
     for (auto& [n, t] : params_) out.emplace_back(prefix + n, t);

@@ -180,7 +180,8 @@ std::vector<Sample> gather_samples(DType dt, Generator& g) {
           sample(sample_uniform({7, 17}, dt, g), 0, {3, 17}, "dim 0"),
           sample(sample_uniform({3, 7, 5}, dt, g), 2, {3, 1, 5}, "3-d, smaller index"),
           sample(sample_transposed({17, 7}, dt, g), 1, {17, 3}, "transposed x"),
-          sample(sample_uniform({64, 1000}, dt, g), 1, {64, 1}, "64x1000 pick one")};
+          sample(sample_uniform({64, 1000}, dt, g), 1, {64, 1}, "64x1000 pick one"),
+          sample(sample_uniform({64, 1000}, dt, g), 1, {64, 520}, "64x1000 pick 520 (threaded)")};
 }
 std::vector<Sample> scatter_add_samples(DType dt, Generator& g) {
   auto sample = [&](Tensor x, int64_t dim, Tensor src, Shape ishape, std::string label) {

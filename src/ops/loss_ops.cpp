@@ -122,7 +122,10 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_
   Tensor ignored = eq(target, scalar_tensor(double(ignore_index), DType::i64));
   Tensor smooth = where(ignored, scalar_tensor(0.0, lp.dtype()), neg(sum(lp, {cdim})));
   double C = double(logits.shape()[size_t(cdim)]);
-  return nll * (1.0 - label_smoothing) + ops::reduce_loss(smooth, reduction) * (label_smoothing / C);
+  // "mean" divides the smoothing term by the number of targets not ignored, like nll_loss.
+  Tensor zero = scalar_tensor(0.0, lp.dtype()), one = scalar_tensor(1.0, lp.dtype());
+  Tensor reduced = reduction == "mean" ? sum(smooth) / sum(where(ignored, zero, one)) : ops::reduce_loss(smooth, reduction);
+  return nll * (1.0 - label_smoothing) + reduced * (label_smoothing / C);
 }
 
 Tensor mse_loss(const Tensor& a, const Tensor& b, const std::string& reduction) {

@@ -47,7 +47,7 @@ void Adam::update(size_t i, const Tensor& grad) {
     int64_t n = p.numel();
 #pragma omp parallel for simd if (n > 32768)
     for (int64_t k = 0; k < n; ++k) {
-      T g = l2 != T(0) ? gp[k] + l2 * pp[k] : gp[k];
+      T g = gp[k] + l2 * pp[k];  // no branch: the loop must vectorise (see CMakeLists: -fno-math-errno)
       T w = pp[k] * shrink;
       T mk = mp[k] * b1 + one_b1 * g;
       T vk = vp[k] * b2 + one_b2 * g * g;

@@ -52,6 +52,18 @@ NamedTensors Optimizer::state_dict() const {
   return out;
 }
 
+// "<buffer>.<param index>" -> (buffer k, param i); false if the key names neither.
+bool Optimizer::parse_buffer_key(const std::string& key, size_t& k, size_t& i) const {
+  size_t dot = key.rfind('.');
+  if (dot == std::string::npos) return false;
+  std::string digits = key.substr(dot + 1);
+  if (digits.empty() || digits.size() > 9 || digits.find_first_not_of("0123456789") != std::string::npos) return false;
+  i = std::stoul(digits);
+  for (k = 0; k < buffer_specs_.size(); ++k)
+    if (key.compare(0, dot, buffer_specs_[k].name) == 0 && buffer_specs_[k].name.size() == dot) break;
+  return k < buffer_specs_.size() && i < params_.size();
+}
+
 void Optimizer::load_state_dict(const NamedTensors& dict) {
   std::vector<std::string> problems;
   std::vector<std::vector<Tensor>> loaded(buffer_specs_.size(), std::vector<Tensor>(params_.size()));
@@ -73,13 +85,12 @@ void Optimizer::load_state_dict(const NamedTensors& dict) {
       if (check(key, t, {}, DType::f64)) lr = &t;
       continue;
     }
-    size_t dot = key.rfind('.'), k = 0;
-    while (k < buffer_specs_.size() && (dot == std::string::npos || key.substr(0, dot) != buffer_specs_[k].name)) ++k;
-    size_t i = params_.size();
-    if (k < buffer_specs_.size() && dot + 1 < key.size() && key.find_first_not_of("0123456789", dot + 1) == std::string::npos)
-      i = std::stoul(key.substr(dot + 1));
-    if (k == buffer_specs_.size() || i >= params_.size()) {
-      problems.push_back(fmt::format("unexpected key '{}' ({} has {} parameters)", key, name_, params_.size()));
+    size_t k = 0, i = 0;
+    if (!parse_buffer_key(key, k, i)) {
+      std::string names;
+      for (auto& b : buffer_specs_) names += (names.empty() ? "" : "|") + b.name;
+      problems.push_back(fmt::format("unexpected key '{}' (expected step, lr or <{}>.<0..{}>)", key, names,
+                                     int64_t(params_.size()) - 1));
       continue;
     }
     const Tensor& p = params_[i];

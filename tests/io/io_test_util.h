@@ -10,11 +10,22 @@
 
 namespace qs::testing {
 
+// Removed when the test program exits.
+struct TempDirs {
+  std::vector<std::string> dirs;
+  ~TempDirs() {
+    std::error_code ec;
+    for (const auto& d : dirs) std::filesystem::remove_all(d, ec);
+  }
+};
+
 inline std::string temp_dir(const std::string& tag) {
+  static TempDirs all;
   auto p = std::filesystem::temp_directory_path() /
            ("qs_" + tag + "_" + std::to_string(::getpid()));
   std::filesystem::remove_all(p);
   std::filesystem::create_directories(p);
+  all.dirs.push_back(p.string());
   return p.string();
 }
 

@@ -66,6 +66,11 @@ TEST(Module, DottedNamesAndCounts) {
   EXPECT_EQ(keys(net.state_dict()),
             (std::vector<std::string>{"scale", "running", "features.0.weight", "features.0.bias", "head.weight"}));
   EXPECT_EQ(net.named_children().size(), 2u);
+  std::vector<std::string> mods;
+  for (auto& [n, m] : net.named_modules()) mods.push_back(n + ":" + m->type_name());
+  EXPECT_EQ(mods, (std::vector<std::string>{"features:Sequential", "features.0:Linear", "features.1:ReLU", "head:Linear"}));
+  EXPECT_NE(error_of([&] { (*net.features)[2]; }).find("index 2 is out of range for 2 modules"), std::string::npos);
+  EXPECT_NE(error_of([&] { net.child("tail"); }).find("no child module named 'tail'"), std::string::npos);
   EXPECT_EQ(net.num_parameters(), 2 + 12 + 4 + 8);
   for (auto& p : net.parameters()) EXPECT_TRUE(p.requires_grad());
   EXPECT_FALSE(net.running.requires_grad());
@@ -246,7 +251,14 @@ TEST(IndexOps, GatherScatterIndexSelectValues) {
   EXPECT_EQ(index_select(x, 0, from_vector({1, 1, 0}, {3}, DType::i64)).to_vector(),
             (std::vector<double>{3, 4, 5, 3, 4, 5, 0, 1, 2}));
   std::string msg = error_of([&] { gather(x, 1, from_vector({3}, {1, 1}, DType::i64)); });
-  EXPECT_NE(msg.find("index 3"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("gather: index 3 (element 0 of the indices) is out of range for a dim of size 3"), std::string::npos)
+      << msg;
+  msg = error_of([&] { scatter_add(zeros({2, 3}), 1, idx, ones({2, 1})); });
+  EXPECT_NE(msg.find("scatter_add: index size 2 at dim 1 exceeds the size 1 of src"), std::string::npos) << msg;
+  msg = error_of([&] { index_select(x, 0, idx); });
+  EXPECT_NE(msg.find("index_select: index must be 1-d, got shape [2, 2]"), std::string::npos) << msg;
+  msg = error_of([&] { gather(x, 2, idx); });
+  EXPECT_NE(msg.find("gather: dim 2 out of range for a tensor of rank 2"), std::string::npos) << msg;
 }
 
 TEST(IndexOps, CatStackSplitChunk) {

@@ -60,6 +60,8 @@ class Module {
   NamedTensors named_buffers(bool recurse = true) const;
   std::vector<Tensor> buffers(bool recurse = true) const;
   const std::vector<std::pair<std::string, std::shared_ptr<Module>>>& named_children() const { return children_; }
+  // Every descendant (not this module), depth first, with dotted names: "features", "features.0", ...
+  std::vector<std::pair<std::string, std::shared_ptr<Module>>> named_modules() const;
   std::shared_ptr<Module> child(const std::string& name) const;  // error if absent
   int64_t num_parameters() const;  // total elements over all parameters
 

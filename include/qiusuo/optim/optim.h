@@ -53,6 +53,8 @@ class Optimizer {
   double lr_;
 
  private:
+  bool parse_buffer_key(const std::string& key, size_t& k, size_t& i) const;
+
   std::string name_;
   double initial_lr_;
   int64_t steps_ = 0;

@@ -3,10 +3,12 @@
 // vocabulary rows, so sums need no atomics and come out in the reference's order.
 #include <omp.h>
 
+#include <array>
 #include <cstring>
 
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/elementwise_fns.h"
+#include "tensor/strided.h"
 
 namespace qs::kernels {
 
@@ -111,6 +113,82 @@ void cat_cpu(ops::OpCall& c) {
   }
 }
 
+// ---- gather / scatter_add: walk the index's elements in row-major order, keeping the
+// element offsets of the index and of the other operand(s) up to date by carrying
+// coordinates (no divisions per element).
+template <int N> struct Walker {
+  const Shape& shape;
+  std::array<Shape, N> strides;
+  Shape coord;
+  std::array<int64_t, N> off{};
+  Walker(const Shape& s, std::array<Shape, N> st, int64_t start) : shape(s), strides(std::move(st)), coord(s.size(), 0) {
+    for (int64_t d = int64_t(s.size()) - 1; d >= 0; --d) {
+      coord[size_t(d)] = start % s[size_t(d)];
+      start /= s[size_t(d)];
+      for (int k = 0; k < N; ++k) off[size_t(k)] += coord[size_t(d)] * strides[size_t(k)][size_t(d)];
+    }
+  }
+  void next() {
+    for (int64_t d = int64_t(shape.size()) - 1; d >= 0; --d) {
+      size_t u = size_t(d);
+      for (int k = 0; k < N; ++k) off[size_t(k)] += strides[size_t(k)][u];
+      if (++coord[u] < shape[u]) return;
+      for (int k = 0; k < N; ++k) off[size_t(k)] -= coord[u] * strides[size_t(k)][u];
+      coord[u] = 0;
+    }
+  }
+};
+
+const char* gather_scatter_supports(const ops::OpCall& c) {
+  if (!is_f32_or_f64(c.in[0].dtype())) return "dtype is not f32/f64";
+  if (c.in[1].numel() == 0) return "empty index";
+  return nullptr;
+}
+
+// out[i] = x[i with coordinate dim := index[i]]; threads take contiguous ranges of i.
+void gather_cpu(ops::OpCall& c) {
+  const Tensor &x = c.in[0], &index = c.in[1];
+  Tensor& out = c.out[0];
+  size_t dim = size_t(c.attrs.i("dim"));
+  Shape xs = x.strides();
+  int64_t xdim = xs[dim];
+  xs[dim] = 0;
+  const int64_t* ip = index.data_ptr<int64_t>();
+  int64_t n = index.numel();
+  visit_float(x.dtype(), "gather", [&]<class T>() {
+    const T* xp = x.data_ptr<T>();
+    T* op = out.data_ptr<T>();
+#pragma omp parallel if (n > 32768)
+    {
+      int nt = omp_get_num_threads(), t = omp_get_thread_num();
+      int64_t lo = n * t / nt, hi = n * (t + 1) / nt;
+      if (lo < hi) {
+        Walker<2> w(index.shape(), {index.strides(), xs}, lo);
+        for (int64_t i = lo; i < hi; ++i, w.next()) op[i] = xp[w.off[1] + ip[w.off[0]] * xdim];
+      }
+    }
+  });
+}
+
+// out = x; then out[i with coordinate dim := index[i]] += src[i], serially (in the
+// reference's order, so repeated indices sum identically).
+void scatter_add_cpu(ops::OpCall& c) {
+  const Tensor &x = c.in[0], &index = c.in[1], &src = c.in[2];
+  Tensor& out = c.out[0];
+  strided_copy(out, x);
+  size_t dim = size_t(c.attrs.i("dim"));
+  Shape os = out.strides();
+  int64_t odim = os[dim];
+  os[dim] = 0;
+  const int64_t* ip = index.data_ptr<int64_t>();
+  visit_float(x.dtype(), "scatter_add", [&]<class T>() {
+    const T* sp = src.data_ptr<T>();
+    T* op = out.data_ptr<T>();
+    Walker<3> w(index.shape(), {index.strides(), src.strides(), os}, 0);
+    for (int64_t i = 0; i < index.numel(); ++i, w.next()) op[w.off[2] + ip[w.off[0]] * odim] += sp[w.off[1]];
+  });
+}
+
 }  // namespace
 
 void register_index_cpu(std::vector<ops::OpDef>& t) {
@@ -118,6 +196,8 @@ void register_index_cpu(std::vector<ops::OpDef>& t) {
   ops::add_kernel(t, OpKind::embedding, {"cpu", embedding_supports, embedding_cpu});
   ops::add_kernel(t, OpKind::embedding_dense_backward, {"cpu", embedding_backward_supports, embedding_dense_backward_cpu});
   ops::add_kernel(t, OpKind::index_select, {"cpu", index_select_supports, index_select_cpu});
+  ops::add_kernel(t, OpKind::gather, {"cpu", gather_scatter_supports, gather_cpu});
+  ops::add_kernel(t, OpKind::scatter_add, {"cpu", gather_scatter_supports, scatter_add_cpu});
   ops::add_kernel(t, OpKind::cat, {"cpu", cat_supports, cat_cpu});
 }
 

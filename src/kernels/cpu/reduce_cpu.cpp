@@ -3,8 +3,10 @@
 // A == 1: columns, else both); anything else is permuted (kept dims first) into a
 // contiguous copy, giving rows. Work is split over A, tiles of B and, when that is
 // too little to feed the threads, chunks of R whose partial sums are added at the end.
-// Accumulation is in double.
+// Sums accumulate in double. amax/amin/logsumexp/max/min/argmax share the layout.
 #include <omp.h>
+
+#include <cmath>
 
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/elementwise_fns.h"
@@ -99,11 +101,97 @@ const char* reduce_supports(const ops::OpCall& c) {
 void sum_cpu(ops::OpCall& c) { visit_float(c.in[0].dtype(), "sum", [&]<class T>() { sum_cpu_t<T>(c, false); }); }
 void mean_cpu(ops::OpCall& c) { visit_float(c.in[0].dtype(), "mean", [&]<class T>() { sum_cpu_t<T>(c, true); }); }
 
+// ---- extremum reductions (amax, amin, logsumexp; max/min/argmax with indices). Work is
+// split over A and tiles of B only (R is scanned in order, so the first extremum wins).
+
+// Runs slab(a, b0, b1) over every [a, :, b0:b1] of the plan, threaded when large.
+template <class Fn> void for_each_slab(const Plan& p, Fn slab) {
+  int64_t tiles = (p.B + kTileB - 1) / kTileB, work = p.A * tiles;
+#pragma omp parallel for if (p.A * p.R * p.B > kParallelGrain && work > 1) schedule(static)
+  for (int64_t w = 0; w < work; ++w) {
+    int64_t a = w / tiles, b0 = (w % tiles) * kTileB;
+    slab(a, b0, std::min(p.B, b0 + kTileB));
+  }
+}
+
+// v beats the current best (NaN beats everything and is never beaten, as in torch).
+template <bool Max, class T> inline bool beats(T v, T best) {
+  return Max ? (v > best || (v != v && best == best)) : (v < best || (v != v && best == best));
+}
+
+// out[a, b] = max (min) over r of x[a, r, b]; idx (may be null) = the first r reaching it.
+template <class T, bool Max> void extreme_t(const Plan& p, T* out, int64_t* idx) {
+  const T* x = p.x.data_ptr<T>();
+  for_each_slab(p, [&](int64_t a, int64_t b0, int64_t b1) {
+    const T* base = x + a * p.R * p.B;
+    T best[kTileB];
+    int64_t at[kTileB] = {};
+    for (int64_t b = b0; b < b1; ++b) best[b - b0] = base[b];
+    for (int64_t r = 1; r < p.R; ++r)
+      for (int64_t b = b0; b < b1; ++b) {
+        T v = base[r * p.B + b];
+        if (beats<Max>(v, best[b - b0])) best[b - b0] = v, at[b - b0] = r;
+      }
+    for (int64_t b = b0; b < b1; ++b) {
+      out[a * p.B + b] = best[b - b0];
+      if (idx) idx[a * p.B + b] = at[b - b0];
+    }
+  });
+}
+
+// logsumexp = m + log sum exp(x - m), m the max (0 when infinite), as the reference.
+template <class T> void logsumexp_t(const Plan& p, T* out) {
+  const T* x = p.x.data_ptr<T>();
+  std::vector<T> m(size_t(p.A * p.B));
+  extreme_t<T, true>(p, m.data(), nullptr);
+  for_each_slab(p, [&](int64_t a, int64_t b0, int64_t b1) {
+    const T* base = x + a * p.R * p.B;
+    double s[kTileB] = {};
+    T* mm = m.data() + a * p.B;
+    for (int64_t b = b0; b < b1; ++b) mm[b] = std::isinf(mm[b]) ? T(0) : mm[b];
+    for (int64_t r = 0; r < p.R; ++r)
+      for (int64_t b = b0; b < b1; ++b) s[b - b0] += std::exp(double(base[r * p.B + b] - mm[b]));
+    for (int64_t b = b0; b < b1; ++b) out[a * p.B + b] = T(double(mm[b]) + std::log(s[b - b0]));
+  });
+}
+
+// The dims attribute of the row: "dims" (amax, amin, logsumexp) or "dim" (max, min, argmax;
+// absent = all).
+std::vector<int64_t> dims_of(const ops::OpCall& c) {
+  const Tensor& x = c.in[0];
+  if (c.op == ops::OpKind::amax || c.op == ops::OpKind::amin || c.op == ops::OpKind::logsumexp)
+    return ops::reduce_dims(x, c.attrs, ops::op_def(c.op).name);
+  if (x.dim() == 0) return {};
+  if (!c.attrs.has("dim")) return ops::reduce_dims(x, Attrs(), "argmax");
+  return {wrap_dim(c.attrs.i("dim"), x.dim(), ops::op_def(c.op).name)};
+}
+
+void extreme_cpu(ops::OpCall& c) {
+  Plan p = plan_reduce(c.in[0], dims_of(c));
+  visit_float(c.in[0].dtype(), ops::op_def(c.op).name, [&]<class T>() {
+    T* out = c.op == ops::OpKind::argmax ? nullptr : c.out[0].data_ptr<T>();
+    switch (c.op) {
+      case ops::OpKind::amax: extreme_t<T, true>(p, out, nullptr); break;
+      case ops::OpKind::amin: extreme_t<T, false>(p, out, nullptr); break;
+      case ops::OpKind::max_dim: extreme_t<T, true>(p, out, c.out[1].data_ptr<int64_t>()); break;
+      case ops::OpKind::min_dim: extreme_t<T, false>(p, out, c.out[1].data_ptr<int64_t>()); break;
+      case ops::OpKind::logsumexp: logsumexp_t<T>(p, out); break;
+      default: {  // argmax: the values are scratch
+        std::vector<T> v(size_t(p.A * p.B));
+        extreme_t<T, true>(p, v.data(), c.out[0].data_ptr<int64_t>());
+      }
+    }
+  });
+}
+
 }  // namespace
 
 void register_reduce_cpu(std::vector<ops::OpDef>& t) {
   ops::add_kernel(t, ops::OpKind::sum, {"cpu", reduce_supports, sum_cpu});
   ops::add_kernel(t, ops::OpKind::mean, {"cpu", reduce_supports, mean_cpu});
+  for (auto k : {ops::OpKind::amax, ops::OpKind::amin, ops::OpKind::logsumexp, ops::OpKind::max_dim,
+                 ops::OpKind::min_dim, ops::OpKind::argmax})
+    ops::add_kernel(t, k, {"cpu", reduce_supports, extreme_cpu});
 }
 
 }  // namespace qs::kernels
