@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include "autograd/autograd.h"
+#include "qiusuo/autograd.h"
 #include "ops/op.h"
 
 namespace qs::ops {
@@ -126,10 +127,13 @@ std::vector<Tensor> dispatch(OpKind op, std::vector<Tensor> in, Attrs attrs) {
     if (verbose_dispatch())
       std::cerr << fmt::format("qs dispatch: {}({}) {} -> {}{}\n", def.name, describe_inputs(call.in),
                                call.attrs.to_string(), chosen ? chosen->name : "ref", why_not);
-    if (chosen)
-      chosen->run(call);
-    else
-      def.impl->ref(call);
+    {
+      NoGrad no_record;  // kernels may call ops internally (contiguous copies, casts): never record those
+      if (chosen)
+        chosen->run(call);
+      else
+        def.impl->ref(call);
+    }
   }
 
   if (grad_enabled()) {
