@@ -1,5 +1,6 @@
 #include "qiusuo/autocast.h"
 
+#include <cstdio>
 #include <unordered_map>
 
 #include "ops/op.h"
@@ -41,6 +42,14 @@ struct Autocast::Hook : ops::DispatchHook {
 
 Autocast::Autocast(bool enabled) {
   if (!enabled) return;
+  static const bool warned = [] {
+    if (!native_bf16_available())
+      std::fprintf(stderr,
+                   "qiusuo: this CPU has no native bf16 matmul/convolution (no AVX512-BF16 or AMX); autocast keeps "
+                   "bf16 numerics but widens operands to f32 for the products, so expect no speed-up\n");
+    return true;
+  }();
+  (void)warned;
   hook_ = std::make_unique<Hook>();
   ops::push_dispatch_hook(hook_.get());
   ++g_autocast_depth;

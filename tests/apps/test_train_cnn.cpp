@@ -1,0 +1,111 @@
+// The Fashion-MNIST training job: exact resume (mid-epoch and at an epoch end) and
+// clear errors for checkpoints that do not belong to it.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "qiusuo/apps/cnn.h"
+#include "qiusuo/io/checkpoint.h"
+
+using namespace qs;
+
+namespace {
+
+apps::TrainCnnOptions small_run(const std::string& dir) {
+  apps::TrainCnnOptions o;
+  o.epochs = 2;
+  o.batch = 64;
+  o.limit_train = 512;  // 8 steps per epoch
+  o.limit_test = 256;
+  o.threads = 2;
+  o.seed = 7;
+  o.quiet = true;
+  o.out_dir = dir;
+  return o;
+}
+
+std::string fresh_dir(const std::string& name) {
+  auto d = std::filesystem::temp_directory_path() / ("qiusuo-train-" + std::to_string(::getpid()) + "-" + name);
+  std::filesystem::remove_all(d);
+  return d.string();
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST(TrainCnn, ResumeIsExactMidEpochAndAtEpochEnd) {
+  std::string dir = fresh_dir("full");
+  apps::TrainCnnResult full = apps::train_fashion_cnn(small_run(dir));
+  ASSERT_EQ(full.losses.size(), 16u);
+  EXPECT_TRUE(std::filesystem::exists(dir + "/epoch-1.safetensors"));
+  EXPECT_TRUE(std::filesystem::exists(dir + "/epoch-2.safetensors"));
+
+  for (int64_t stop : {5, 8}) {  // mid-epoch, and exactly at the end of epoch 1
+    SCOPED_TRACE(stop);
+    std::string d = fresh_dir("part" + std::to_string(stop));
+    apps::TrainCnnOptions first = small_run(d);
+    first.stop_after = stop;
+    apps::TrainCnnResult a = apps::train_fashion_cnn(first);
+    ASSERT_EQ(a.losses.size(), size_t(stop));
+    apps::TrainCnnOptions second = small_run(d);
+    second.resume = a.checkpoint;
+    apps::TrainCnnResult b = apps::train_fashion_cnn(second);
+    ASSERT_EQ(b.losses.size(), 16u - size_t(stop));
+    for (size_t i = 0; i < b.losses.size(); ++i)
+      EXPECT_EQ(b.losses[i], full.losses[size_t(stop) + i]) << "step " << stop + int64_t(i) + 1;  // bit for bit
+    EXPECT_EQ(b.test_accuracy, full.test_accuracy);
+    std::filesystem::remove_all(d);
+  }
+  std::filesystem::remove_all(dir);
+}
+
+TEST(TrainCnn, RejectsCheckpointsItCannotResume) {
+  std::string dir = fresh_dir("errors");
+  apps::TrainCnnOptions o = small_run(dir);
+  o.stop_after = 2;
+  std::string ckpt = apps::train_fashion_cnn(o).checkpoint;
+  io::Checkpoint ck = io::load_checkpoint(ckpt);
+
+  // A checkpoint of another model.
+  io::Checkpoint other = ck;
+  other.config["model"] = "SomethingElse";
+  io::save_checkpoint(dir + "/other.safetensors", other);
+  apps::TrainCnnOptions r = small_run(dir);
+  r.resume = dir + "/other.safetensors";
+  EXPECT_NE(error_of([&] { apps::train_fashion_cnn(r); }).find("not a FashionCNN training checkpoint"), std::string::npos);
+
+  // Right model name, wrong weights: the error names the tensor, expected and found.
+  io::Checkpoint bad = ck;
+  for (auto& [name, t] : bad.model)
+    if (name == "c1.weight") t = zeros({16, 1, 3, 3});
+  io::save_checkpoint(dir + "/bad.safetensors", bad);
+  r.resume = dir + "/bad.safetensors";
+  std::string msg = error_of([&] { apps::train_fashion_cnn(r); });
+  EXPECT_NE(msg.find("c1.weight"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("[32, 1, 3, 3]"), std::string::npos) << msg;
+
+  // Different settings cannot resume exactly.
+  r.resume = ckpt;
+  r.batch = 32;
+  EXPECT_NE(error_of([&] { apps::train_fashion_cnn(r); }).find("batch"), std::string::npos);
+
+  // A truncated file: an I/O error naming the file, and the original is untouched.
+  std::string trunc = dir + "/trunc.safetensors";
+  std::filesystem::copy_file(ckpt, trunc);
+  std::filesystem::resize_file(trunc, std::filesystem::file_size(trunc) / 2);
+  r = small_run(dir);
+  r.resume = trunc;
+  msg = error_of([&] { apps::train_fashion_cnn(r); });
+  EXPECT_NE(msg.find("trunc.safetensors"), std::string::npos) << msg;
+  EXPECT_NO_THROW(io::load_checkpoint(ckpt));
+  std::filesystem::remove_all(dir);
+}
