@@ -7,6 +7,7 @@ namespace qs::kernels {
 
 void register_elementwise_cpu(std::vector<ops::OpDef>& t);
 void register_matmul_dnnl(std::vector<ops::OpDef>& t);
+void register_matmul_f64(std::vector<ops::OpDef>& t);
 void register_index_cpu(std::vector<ops::OpDef>& t);
 void register_reduce_cpu(std::vector<ops::OpDef>& t);
 void register_softmax_cpu(std::vector<ops::OpDef>& t);

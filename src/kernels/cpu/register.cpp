@@ -6,6 +6,7 @@ namespace qs::ops {
 void register_optimised_kernels(std::vector<OpDef>& table) {
   kernels::register_elementwise_cpu(table);
   kernels::register_matmul_dnnl(table);
+  kernels::register_matmul_f64(table);
   kernels::register_index_cpu(table);
   kernels::register_reduce_cpu(table);
   kernels::register_softmax_cpu(table);
