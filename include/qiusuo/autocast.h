@@ -2,8 +2,8 @@
 // scope, ops flagged kLowp in the op table (matmul, linear, convolution) run with
 // bf16 operands and f32 accumulation and return f32; ops flagged kF32 (softmax,
 // normalisation, losses, reductions) run in f32. Parameters stay f32 (the master
-// weights); their bf16 copies are cached for the scope's lifetime, as PyTorch does.
-// Casts are recorded by autograd, so gradients flow back to the f32 weights.
+// weights) and are cast to bf16 at each use; the casts are recorded by autograd, so
+// gradients flow back to the f32 weights. A scope may span several training steps.
 #pragma once
 #include <memory>
 

@@ -16,7 +16,7 @@ void print_train_help() {
                "summary line. Checkpoints (safetensors) go to DIR/epoch-<e>.safetensors and DIR/last.safetensors.\n\n"
                "  --epochs N        passes over the training set (3)\n"
                "  --batch N         batch size (128)\n"
-               "  --lr X            peak learning rate of SGD with momentum 0.9, cosine schedule (0.05)\n"
+               "  --lr X            peak learning rate of SGD with momentum 0.9, cosine schedule (0.1)\n"
                "  --weight-decay X  L2 penalty (5e-4)\n"
                "  --seed N          initialisation and shuffling seed (0)\n"
                "  --threads N       OpenMP threads (all cores)\n"

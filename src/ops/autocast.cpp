@@ -1,7 +1,6 @@
 #include "qiusuo/autocast.h"
 
 #include <cstdio>
-#include <unordered_map>
 
 #include "ops/op.h"
 
@@ -12,19 +11,12 @@ thread_local int g_autocast_depth = 0;
 }
 
 struct Autocast::Hook : ops::DispatchHook {
-  // bf16 copies of leaf tensors (weights), alive for the scope.
-  std::unordered_map<const TensorImpl*, Tensor> cache;
-
-  Tensor lowp(const Tensor& x) {
+  // No cache of bf16 weight copies: a cached copy would go stale when an optimiser
+  // updates the weight in place, and its graph node is freed by the first backward.
+  // Casting per use costs one pass over each weight per forward.
+  static Tensor lowp(const Tensor& x) {
     if (!x.defined() || x.dtype() != DType::f32) return x;
-    bool cacheable = x.is_leaf() && x.requires_grad();
-    if (cacheable) {
-      auto it = cache.find(x.impl());
-      if (it != cache.end()) return it->second;
-    }
-    Tensor y = x.to(DType::bf16);
-    if (cacheable) cache.emplace(x.impl(), y);
-    return y;
+    return x.to(DType::bf16);
   }
 
   void before(ops::OpKind op, std::vector<Tensor>& in, Attrs& attrs) override {

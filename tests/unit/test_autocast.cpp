@@ -45,3 +45,21 @@ TEST(Autocast, ReductionsStayF32) {
   EXPECT_EQ(y.dtype(), DType::f32);
   EXPECT_EQ(sum(y).dtype(), DType::f32);
 }
+
+TEST(Autocast, ScopeMaySpanTrainingSteps) {
+  Generator g(5);
+  Tensor w = randn({4, 8}, DType::f32, &g).requires_grad_();
+  Tensor x = randn({3, 8}, DType::f32, &g);
+  Autocast ac;
+  Tensor first;
+  for (int step = 0; step < 3; ++step) {
+    Tensor y = linear(x, w);
+    if (step == 0) first = y.detach().clone();
+    sum(y).backward();  // a fresh graph every step
+    NoGrad ng;
+    w.copy_(w - w.grad() * 0.5);  // the update must be seen by the next forward
+    w.zero_grad();
+  }
+  Tensor again = linear(x, w);
+  EXPECT_NE(again.to_vector(), first.to_vector());
+}

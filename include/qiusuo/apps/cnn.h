@@ -42,7 +42,7 @@ class CNN3D : public nn::Module {
 struct TrainCnnOptions {
   int epochs = 3;
   int64_t batch = 128;
-  double lr = 0.05;
+  double lr = 0.1;
   double momentum = 0.9;
   double weight_decay = 5e-4;
   uint64_t seed = 0;
