@@ -4,7 +4,7 @@
 #include <omp.h>
 
 #include "kernels/cpu/cpu_kernels.h"
-#include "tensor/strided.h"
+#include "kernels/matmul_layout.h"
 
 namespace qs::kernels {
 
@@ -37,22 +37,13 @@ const char* f64_only(const ops::OpCall& c) {
 }
 
 void matmul_f64(ops::OpCall& c) {
-  const Tensor &a = c.in[0], &b = c.in[1];
-  Tensor& out = c.out[0];
-  int64_t M = a.size(-2), K = a.size(-1), N = b.size(-1);
-  Shape batch(out.shape().begin(), out.shape().end() - 2);
-  Shape a_full(batch), b_full(batch);
-  a_full.insert(a_full.end(), {M, K});
-  b_full.insert(b_full.end(), {K, N});
-  Shape as = broadcast_strides(a, a_full), bs = broadcast_strides(b, b_full);
-  size_t r = batch.size();
-  StridedIndex a_ix(batch, as), b_ix(batch, bs);
-  const double* ap = a.data_ptr<double>();
-  const double* bp = b.data_ptr<double>();
-  double* op = out.data_ptr<double>();
-  for (int64_t ib = 0; ib < shape_numel(batch); ++ib)
-    gemm_rows(M, N, K, ap + a_ix.offset(ib), as[r], as[r + 1], bp + b_ix.offset(ib), bs[r], bs[r + 1],
-              op + ib * M * N);
+  MatmulLayout L(c);
+  const double* ap = c.in[0].data_ptr<double>();
+  const double* bp = c.in[1].data_ptr<double>();
+  double* op = c.out[0].data_ptr<double>();
+  for (int64_t ib = 0; ib < L.batches; ++ib)
+    gemm_rows(L.M, L.N, L.K, ap + L.a_offset(ib), L.a_row(), L.a_col(), bp + L.b_offset(ib), L.b_row(), L.b_col(),
+              op + ib * L.M * L.N);
 }
 
 void linear_f64(ops::OpCall& c) {

@@ -1,4 +1,5 @@
 // Reference matrix products: C[b, m, n] = sum_k A[b, m, k] B[b, k, n], in double.
+#include "kernels/matmul_layout.h"
 #include "kernels/ref/ref_kernels.h"
 #include "tensor/strided.h"
 
@@ -7,24 +8,16 @@ namespace qs::kernels {
 void matmul_ref(ops::OpCall& c) {
   const Tensor &a = c.in[0], &b = c.in[1];
   Tensor& out = c.out[0];
-  int64_t M = a.size(-2), K = a.size(-1), N = b.size(-1);
-  Shape batch(out.shape().begin(), out.shape().end() - 2);
-  Shape a_full(batch), b_full(batch);
-  a_full.insert(a_full.end(), {M, K});
-  b_full.insert(b_full.end(), {K, N});
-  Shape as = broadcast_strides(a, a_full), bs = broadcast_strides(b, b_full);
-  int64_t nb = shape_numel(batch);
-  StridedIndex a_ix(batch, as), b_ix(batch, bs);  // batch dims only (prefix of the strides)
-  size_t r = batch.size();
-  for (int64_t ib = 0; ib < nb; ++ib) {
-    int64_t ao = a_ix.offset(ib), bo = b_ix.offset(ib);
-    for (int64_t m = 0; m < M; ++m)
-      for (int64_t n = 0; n < N; ++n) {
+  MatmulLayout L(c);
+  for (int64_t ib = 0; ib < L.batches; ++ib) {
+    int64_t ao = L.a_offset(ib), bo = L.b_offset(ib);
+    for (int64_t m = 0; m < L.M; ++m)
+      for (int64_t n = 0; n < L.N; ++n) {
         double acc = 0;
-        for (int64_t k = 0; k < K; ++k)
-          acc += load_as_double(a.raw_data(), a.dtype(), ao + m * as[r] + k * as[r + 1]) *
-                 load_as_double(b.raw_data(), b.dtype(), bo + k * bs[r] + n * bs[r + 1]);
-        store_from_double(out.raw_data(), out.dtype(), (ib * M + m) * N + n, acc);
+        for (int64_t k = 0; k < L.K; ++k)
+          acc += load_as_double(a.raw_data(), a.dtype(), ao + m * L.a_row() + k * L.a_col()) *
+                 load_as_double(b.raw_data(), b.dtype(), bo + k * L.b_row() + n * L.b_col());
+        store_from_double(out.raw_data(), out.dtype(), (ib * L.M + m) * L.N + n, acc);
       }
   }
 }
