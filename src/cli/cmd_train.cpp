@@ -8,32 +8,8 @@
 
 namespace qs::cli {
 
-namespace {
-
-void print_train_help() {
-  std::cout << "usage: qiusuo train cnn --out DIR [options]\n\n"
-               "Trains the Fashion-MNIST CNN (shared/peers/torch_cnn.py) and prints the test accuracy and a JSON\n"
-               "summary line. Checkpoints (safetensors) go to DIR/epoch-<e>.safetensors and DIR/last.safetensors.\n\n"
-               "  --epochs N        passes over the training set (3)\n"
-               "  --batch N         batch size (128)\n"
-               "  --lr X            peak learning rate of SGD with momentum 0.9, cosine schedule (0.1)\n"
-               "  --weight-decay X  L2 penalty (5e-4)\n"
-               "  --seed N          initialisation and shuffling seed (0)\n"
-               "  --threads N       OpenMP threads (all cores)\n"
-               "  --bf16            bf16 autocast for convolutions and linear layers\n"
-               "  --resume CKPT     continue exactly from a checkpoint of this command\n"
-               "  --save-every N    also checkpoint every N steps\n"
-               "  --limit-train N   train on the first N images only\n"
-               "  --data DIR        Fashion-MNIST folder (/usr/share/datasets/fashion-mnist)\n";
-}
-
-}  // namespace
-
 int cmd_train(Args a) {
-  if (a.flag("help") || a.positionals().empty()) {
-    print_train_help();
-    return a.positionals().empty() ? kExitUsage : kExitOk;
-  }
+  if (a.positionals().empty()) throw UsageError("qiusuo train: which model? (available: cnn); see 'qiusuo train --help'");
   std::string what = a.positionals()[0];
   if (what != "cnn") throw UsageError("qiusuo train: unknown model '" + what + "' (available: cnn)");
   apps::TrainCnnOptions o;

@@ -5,11 +5,38 @@ namespace qs::cli {
 
 const std::vector<Command>& commands() {
   static const std::vector<Command> c = {
-      {"bench", "run benchmark workloads (JSON lines, same names as the PyTorch peers)", cmd_bench},
-      {"check", "run the op-table harness: reference vs optimised, gradcheck", cmd_check},
-      {"demo", "the main job on built-in data: train the Fashion-MNIST CNN, print test accuracy", cmd_demo},
-      {"info", "show the build, the CPU features oneDNN uses, and the op table", cmd_info},
-      {"train", "train a model: cnn (Fashion-MNIST)", cmd_train},
+      {"bench", "run benchmark workloads (JSON lines, same names as the PyTorch peers)",
+       "usage: qiusuo bench <workload|all>... [--json] [--bf16] [--threads N] [--iters N] | --list\n"
+       "  --json       one JSON object per line (fields as in shared/peers/)\n"
+       "  --bf16       run the workload under bf16 autocast (workload name gets _bf16)\n"
+       "  --threads N  OpenMP threads (default: all cores)\n"
+       "  --iters N    timed iterations (default: the workload's)\n",
+       cmd_bench},
+      {"check", "run the op-table harness: reference vs optimised, gradcheck",
+       "usage: qiusuo check [--mode test|grad|all] [--op NAME] [--verbose] [--seed N]\n"
+       "  test: every optimised kernel against its reference (odd sizes, strided views, 1 and 2 threads,\n"
+       "        guard bytes); grad: finite differences against autograd in f64. Exit code 2 on a failure.\n",
+       cmd_check},
+      {"demo", "the main job on built-in data: train the Fashion-MNIST CNN, print test accuracy",
+       "usage: qiusuo demo [--epochs 3] [--out runs/demo] [--threads N] [--bf16]\n", cmd_demo},
+      {"info", "show the build, the CPU features oneDNN uses, and the op table",
+       "usage: qiusuo info [--ops]\n", cmd_info},
+      {"train", "train a model: cnn (Fashion-MNIST)",
+       "usage: qiusuo train cnn --out DIR [options]\n\n"
+       "Trains the Fashion-MNIST CNN (shared/peers/torch_cnn.py) and prints the test accuracy and a JSON\n"
+       "summary line. Checkpoints (safetensors) go to DIR/epoch-<e>.safetensors and DIR/last.safetensors.\n\n"
+       "  --epochs N        passes over the training set (3)\n"
+       "  --batch N         batch size (128)\n"
+       "  --lr X            peak learning rate of SGD with momentum 0.9, cosine schedule (0.1)\n"
+       "  --weight-decay X  L2 penalty (5e-4)\n"
+       "  --seed N          initialisation and shuffling seed (0)\n"
+       "  --threads N       OpenMP threads (all cores)\n"
+       "  --bf16            bf16 autocast for convolutions and linear layers\n"
+       "  --resume CKPT     continue exactly from a checkpoint of this command (same settings)\n"
+       "  --save-every N    also checkpoint every N steps\n"
+       "  --limit-train N   train on the first N images only\n"
+       "  --data DIR        Fashion-MNIST folder (/usr/share/datasets/fashion-mnist)\n",
+       cmd_train},
   };
   return c;
 }

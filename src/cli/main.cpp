@@ -11,8 +11,15 @@ int main(int argc, char** argv) {
     return argc < 2 ? kExitUsage : kExitOk;
   }
   std::string verb = argv[1];
-  for (const Command& c : commands())
-    if (verb == c.name) return run_guarded([&] { return c.run(Args(argc - 2, argv + 2)); });
+  for (const Command& c : commands()) {
+    if (verb != c.name) continue;
+    for (int i = 2; i < argc; ++i)
+      if (!std::strcmp(argv[i], "--help") || !std::strcmp(argv[i], "-h")) {
+        std::cout << c.usage;
+        return kExitOk;
+      }
+    return run_guarded([&] { return c.run(Args(argc - 2, argv + 2)); });
+  }
   std::cerr << "qiusuo: unknown command '" << verb << "'\n";
   print_usage(std::cerr);
   return kExitUsage;
