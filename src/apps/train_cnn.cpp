@@ -101,7 +101,13 @@ TrainCnnResult train_fashion_cnn(const TrainCnnOptions& o) {
                       {{"epoch", loader.epoch()}, {"batch", loader.batch_index()}}};
     std::string path = (std::filesystem::path(o.out_dir) / name).string();
     io::save_checkpoint(path, ck);
-    io::save_checkpoint((std::filesystem::path(o.out_dir) / "last.safetensors").string(), ck);
+    // last.safetensors: the same bytes, copied (not serialised again), then renamed in
+    // place so it is never partial.
+    auto last = std::filesystem::path(o.out_dir) / "last.safetensors";
+    auto tmp = last;
+    tmp += ".tmp";
+    std::filesystem::copy_file(path, tmp, std::filesystem::copy_options::overwrite_existing);
+    std::filesystem::rename(tmp, last);
     r.checkpoint = path;
   };
 

@@ -31,7 +31,6 @@ struct Node {
   std::weak_ptr<TensorImpl> leaf;
   bool is_accumulator = false;
   bool not_differentiable = false;  // reaching it is an error
-  int num_outputs() const { return int(out_spec.size()); }
 };
 struct AutogradMeta {
   bool requires_grad = false;

@@ -149,7 +149,7 @@ void accumulate(Tensor& slot, const Tensor& g) {
     slot = g;
     return;
   }
-  slot = ops::add_raw(slot, g);
+  slot = add(slot, g);
 }
 
 Tensor apply_hooks(const std::vector<Hook>& hooks, Tensor g) {
@@ -253,10 +253,10 @@ std::vector<Tensor> run_backward(const std::vector<Tensor>& roots, const std::ve
         if (leaf && gin[0].defined()) {
           Tensor lt(leaf);
           Tensor g = apply_hooks(meta(lt).leaf_hooks, gin[0]);
-          if (g.dtype() != lt.dtype()) g = ops::cast_raw(g, lt.dtype());
+          if (g.dtype() != lt.dtype()) g = g.to(lt.dtype());
           auto& m = meta(lt);
           if (!m.grad.defined())
-            m.grad = g.is_contiguous() && g.storage().use_count() == 1 ? g : ops::copy_raw(g);
+            m.grad = g.is_contiguous() && g.storage().use_count() == 1 ? g : g.clone();
           else
             ops::add_inplace_raw(m.grad, g);
         }
@@ -294,7 +294,7 @@ std::vector<Tensor> run_backward(const std::vector<Tensor>& roots, const std::ve
         Tensor g = gout[i];
         const TensorSpec& spec = n->ctx.in_spec[i];
         if (g.shape() != spec.shape) g = ops::sum_to(g, spec.shape);
-        if (g.dtype() != spec.dtype && is_floating(spec.dtype)) g = ops::cast_raw(g, spec.dtype);
+        if (g.dtype() != spec.dtype && is_floating(spec.dtype)) g = g.to(spec.dtype);
         accumulate(buffer_of(e.node.get())[size_t(e.input_nr)], g);
       }
       if (--deps[e.node.get()] == 0) ready.push_back(e.node.get());

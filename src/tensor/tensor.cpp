@@ -312,29 +312,25 @@ std::string Tensor::to_string(int max_per_dim) const {
 std::ostream& operator<<(std::ostream& os, const Tensor& t) { return os << t.to_string(); }
 
 // ---- factories
-Tensor empty(const Shape& shape, DType dtype) {
+namespace {
+Tensor allocate(const Shape& shape, DType dtype, bool zero) {
   for (int64_t d : shape) QS_CHECK(d >= 0, "negative size in shape {}", shape_str(shape));
   auto impl = std::make_shared<TensorImpl>();
-  impl->storage = std::make_shared<Storage>(size_t(shape_numel(shape)) * dtype_size(dtype));
+  impl->storage = std::make_shared<Storage>(size_t(shape_numel(shape)) * dtype_size(dtype), zero);
   impl->shape = shape;
   impl->strides = contiguous_strides(shape);
   impl->dtype = dtype;
   return Tensor(impl);
 }
+}  // namespace
+
+Tensor empty(const Shape& shape, DType dtype) { return allocate(shape, dtype, false); }
+Tensor zeros(const Shape& shape, DType dtype) { return allocate(shape, dtype, true); }
 
 Tensor full(const Shape& shape, double value, DType dtype) {
   Tensor t = empty(shape, dtype);
   t.fill_(value);
   return t;
-}
-Tensor zeros(const Shape& shape, DType dtype) {
-  for (int64_t d : shape) QS_CHECK(d >= 0, "negative size in shape {}", shape_str(shape));
-  auto impl = std::make_shared<TensorImpl>();
-  impl->storage = std::make_shared<Storage>(size_t(shape_numel(shape)) * dtype_size(dtype), true);
-  impl->shape = shape;
-  impl->strides = contiguous_strides(shape);
-  impl->dtype = dtype;
-  return Tensor(impl);
 }
 Tensor ones(const Shape& shape, DType dtype) { return full(shape, 1.0, dtype); }
 Tensor scalar_tensor(double value, DType dtype) { return full({}, value, dtype); }

@@ -7,6 +7,7 @@
 
 #include "qiusuo/apps/cnn.h"
 #include "qiusuo/io/checkpoint.h"
+#include "test_util.h"
 
 using namespace qs;
 
@@ -25,12 +26,6 @@ apps::TrainCnnOptions small_run(const std::string& dir) {
   return o;
 }
 
-std::string fresh_dir(const std::string& name) {
-  auto d = std::filesystem::temp_directory_path() / ("qiusuo-train-" + std::to_string(::getpid()) + "-" + name);
-  std::filesystem::remove_all(d);
-  return d.string();
-}
-
 std::string error_of(const std::function<void()>& f) {
   try {
     f();
@@ -43,7 +38,7 @@ std::string error_of(const std::function<void()>& f) {
 }  // namespace
 
 TEST(TrainCnn, ResumeIsExactMidEpochAndAtEpochEnd) {
-  std::string dir = fresh_dir("full");
+  std::string dir = qs::testing::temp_dir("train_full");
   apps::TrainCnnResult full = apps::train_fashion_cnn(small_run(dir));
   ASSERT_EQ(full.losses.size(), 16u);
   EXPECT_TRUE(std::filesystem::exists(dir + "/epoch-1.safetensors"));
@@ -51,7 +46,7 @@ TEST(TrainCnn, ResumeIsExactMidEpochAndAtEpochEnd) {
 
   for (int64_t stop : {5, 8}) {  // mid-epoch, and exactly at the end of epoch 1
     SCOPED_TRACE(stop);
-    std::string d = fresh_dir("part" + std::to_string(stop));
+    std::string d = qs::testing::temp_dir("train_part" + std::to_string(stop));
     apps::TrainCnnOptions first = small_run(d);
     first.stop_after = stop;
     apps::TrainCnnResult a = apps::train_fashion_cnn(first);
@@ -63,13 +58,11 @@ TEST(TrainCnn, ResumeIsExactMidEpochAndAtEpochEnd) {
     for (size_t i = 0; i < b.losses.size(); ++i)
       EXPECT_EQ(b.losses[i], full.losses[size_t(stop) + i]) << "step " << stop + int64_t(i) + 1;  // bit for bit
     EXPECT_EQ(b.test_accuracy, full.test_accuracy);
-    std::filesystem::remove_all(d);
   }
-  std::filesystem::remove_all(dir);
 }
 
 TEST(TrainCnn, RejectsCheckpointsItCannotResume) {
-  std::string dir = fresh_dir("errors");
+  std::string dir = qs::testing::temp_dir("train_errors");
   apps::TrainCnnOptions o = small_run(dir);
   o.stop_after = 2;
   std::string ckpt = apps::train_fashion_cnn(o).checkpoint;
@@ -107,5 +100,4 @@ TEST(TrainCnn, RejectsCheckpointsItCannotResume) {
   msg = error_of([&] { apps::train_fashion_cnn(r); });
   EXPECT_NE(msg.find("trunc.safetensors"), std::string::npos) << msg;
   EXPECT_NO_THROW(io::load_checkpoint(ckpt));
-  std::filesystem::remove_all(dir);
 }

@@ -3,7 +3,7 @@
 
 #include <filesystem>
 
-#include "../io/io_test_util.h"
+#include "test_util.h"
 #include "qiusuo/data/idx.h"
 
 using namespace qs;

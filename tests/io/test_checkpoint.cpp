@@ -3,7 +3,7 @@
 #include <filesystem>
 
 #include "io/atomic_file.h"
-#include "io_test_util.h"
+#include "test_util.h"
 #include "qiusuo/io/checkpoint.h"
 
 using namespace qs;

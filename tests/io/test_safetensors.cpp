@@ -2,7 +2,7 @@
 
 #include <filesystem>
 
-#include "io_test_util.h"
+#include "test_util.h"
 #include "qiusuo/io/safetensors.h"
 
 using namespace qs;

@@ -7,7 +7,7 @@
 #include <cstdlib>
 #include <limits>
 
-#include "io_test_util.h"
+#include "test_util.h"
 #include "qiusuo/io/safetensors.h"
 
 using namespace qs;

@@ -3,8 +3,8 @@ its quantisation stubs) with fixed weights, one forward in training mode, the
 cross-entropy loss and every parameter gradient, written as safetensors.
 Usage: cnn_oracle.py OUT.safetensors"""
 import sys, os, torch, torch.nn as nn, torch.nn.functional as F
-sys.path.insert(0, os.path.dirname(__file__))
-import safetensors_min as st
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "io"))
+import safetensors_oracle as st  # the safetensors format on the PyTorch side
 
 torch.manual_seed(1234)
 
@@ -42,4 +42,4 @@ for k, p in m.named_parameters():
 for k, v in m.state_dict().items():
     if "running" in k:
         out[f"after.{k}"] = v
-st.save(out, sys.argv[1], {"torch": torch.__version__})
+st.write(sys.argv[1], out, {"torch": torch.__version__})

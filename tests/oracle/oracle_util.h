@@ -4,10 +4,10 @@
 
 #include <cmath>
 #include <cstdlib>
-#include <filesystem>
 #include <string>
 
 #include "qiusuo/tensor.h"
+#include "test_util.h"
 
 namespace qs::testing {
 
@@ -17,12 +17,6 @@ inline void run_oracle(const std::string& script, const std::string& args) {
                     script + " " + args;
   int rc = std::system(cmd.c_str());
   ASSERT_EQ(rc, 0) << "oracle failed: " << cmd << "\nhint: scripts/install-deps.sh installs python3-torch";
-}
-
-inline std::string temp_path(const std::string& name) {
-  auto dir = std::filesystem::temp_directory_path() / ("qiusuo-test-" + std::to_string(::getpid()));
-  std::filesystem::create_directories(dir);
-  return (dir / name).string();
 }
 
 // max |a - b| - (atol + rtol |b|) <= 0 elementwise, with the worst element in the message.

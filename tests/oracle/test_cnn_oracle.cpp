@@ -14,7 +14,7 @@ using namespace qs;
 using qs::testing::all_close;
 
 TEST(OracleCNN, LogitsLossGradientsMatchPyTorch) {
-  std::string path = qs::testing::temp_path("cnn_oracle.safetensors");
+  std::string path = qs::testing::temp_dir("cnn_oracle") + "/cnn_oracle.safetensors";
   qs::testing::run_oracle("cnn_oracle.py", path);
   auto file = io::load_safetensors(path);
   std::map<std::string, Tensor> t(file.tensors.begin(), file.tensors.end());

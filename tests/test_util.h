@@ -1,4 +1,4 @@
-// Helpers for io/data tests: a fresh temporary directory and raw file writers.
+// Helpers shared by the test suites: fresh temporary directories and raw file writers.
 #pragma once
 #include <unistd.h>
 
