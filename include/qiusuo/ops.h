@@ -224,6 +224,12 @@ Tensor interpolate(const Tensor& x, SizeArg size, const std::string& mode = "nea
 Tensor interpolate_scale(const Tensor& x, double scale_factor, const std::string& mode = "nearest",
                          bool align_corners = false);
 
+// ---- positions
+// Rotary position embedding, rotate-half layout (GPT-NeoX / Llama): x [..., n, d], d even,
+// cos and sin [n, d / 2] (row t holds cos/sin(pos_t * inv_freq)); with x1 = x[..., :d/2],
+// x2 = x[..., d/2:]: out = cat(x1 cos - x2 sin, x1 sin + x2 cos). Differentiable in x.
+Tensor rope(const Tensor& x, const Tensor& cos, const Tensor& sin);
+
 // ---- shape helpers
 // Sums `x` down to `shape` (the reverse of broadcasting): the gradient of expand.
 Tensor sum_to(const Tensor& x, const Shape& shape);
