@@ -16,5 +16,6 @@ void register_dropout_cpu(std::vector<ops::OpDef>& t);
 void register_conv_dnnl(std::vector<ops::OpDef>& t);
 void register_pool_cpu(std::vector<ops::OpDef>& t);
 void register_batch_norm_cpu(std::vector<ops::OpDef>& t);
+void register_attention_cpu(std::vector<ops::OpDef>& t);
 
 }  // namespace qs::kernels

@@ -71,4 +71,9 @@ void batch_norm_backward_ref(ops::OpCall& c);
 void interpolate_ref(ops::OpCall& c);
 void interpolate_backward_ref(ops::OpCall& c);
 
+// Attention (attention_ref.cpp)
+void attention_ref(ops::OpCall& c);
+void attention_backward_ref(ops::OpCall& c);
+void attention_weights_ref(ops::OpCall& c);
+
 }  // namespace qs::kernels
