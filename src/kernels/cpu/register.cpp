@@ -16,6 +16,8 @@ void register_optimised_kernels(std::vector<OpDef>& table) {
   kernels::register_pool_cpu(table);
   kernels::register_batch_norm_cpu(table);
   kernels::register_attention_cpu(table);
+  kernels::register_rope_cpu(table);
+  kernels::register_topk_cpu(table);
 }
 
 }  // namespace qs::ops
