@@ -105,7 +105,7 @@ AttentionResult MultiheadAttention::attend(const Tensor& x, const AttentionArgs&
   o.key_padding_mask = a.key_padding_mask;
   o.need_weights = wants_weights(a);
   if (!cross) pos_->add_to(o, q, o.scale);
-  AttentionOutput r = attention(q, k, v, o);
+  AttentionOutput r = run_attention(q, k, v, o);
   AttentionResult res{out_proj_->forward(merge_heads(pos_->value_term(r.out, r.bucket_weights))), r.weights};
   deliver(a, res);
   return res;

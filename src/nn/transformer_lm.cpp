@@ -145,6 +145,10 @@ std::vector<Module*> TransformerLM::moe_layers() const {
   return out;
 }
 
+void TransformerLM::set_explicit_attention(bool on) {
+  for (auto& b : blocks_) b->attention().set_explicit_attention(on);
+}
+
 int64_t TransformerLM::kv_cache_bytes_per_token(DType dt) const {
   int64_t n = 0;
   for (auto& b : blocks_) n += b->attention().cache_bytes_per_token(dt);

@@ -80,14 +80,14 @@ Tensor MultiheadLatentAttention::combine(AttentionOptions& o, const Tensor& q_no
   if (!absorbed) {
     Tensor kv = kv_b_proj_->forward(c).view({b, m, h, dn + dv}).transpose(1, 2);  // [B, H, M, dn + dv]
     Tensor k = with_rope(kv.narrow(3, 0, dn), k_rope.unsqueeze(1).expand({b, h, m, dr}));
-    r = attention(with_rope(q_nope, q_rope), k, kv.narrow(3, dn, dv), o);
+    r = run_attention(with_rope(q_nope, q_rope), k, kv.narrow(3, dn, dv), o);
     out = r.out;
   } else {
     // q_nope . (W_UK c) = (W_UK^T q_nope) . c: the queries move into the latent space, and
     // every head attends over the same latent keys (one kv head).
     Tensor q_lat = matmul(q_nope, w.narrow(1, 0, dn));  // [B, H, T, r]
     Tensor lat = c.unsqueeze(1);                         // [B, 1, M, r]
-    r = attention(with_rope(q_lat, q_rope), with_rope(lat, k_rope.unsqueeze(1)), lat, o);
+    r = run_attention(with_rope(q_lat, q_rope), with_rope(lat, k_rope.unsqueeze(1)), lat, o);
     out = matmul(r.out, w.narrow(1, dn, dv).transpose(1, 2));  // W_UV: [B, H, T, r] -> [B, H, T, dv]
   }
   res.weights = r.weights;

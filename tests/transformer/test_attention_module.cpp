@@ -100,6 +100,34 @@ TEST(MultiheadAttention, CrossAttentionUsesTheKeyValueRowsOnMemory) {
   EXPECT_THROW(MultiheadAttention(12, 4, 4, PositionConfig{}), Error);  // odd head dim 3 with rope
 }
 
+// Padded keys get zero weight; with a cache the mask spans cached and new keys.
+TEST(MultiheadAttention, KeyPaddingMaskWithAndWithoutCache) {
+  Generator g(6);
+  MultiheadAttention mha(8, 2, 0, PositionConfig{.kind = PositionEncoding::shaw, .shaw_max_distance = 2}, true, g);
+  to_dtype_(mha, DType::f64);
+  Tensor x = randn({2, 4, 8}, DType::f64, &g);
+  std::vector<double> pad(8, 0.0);
+  pad[1] = 1, pad[4 + 3] = 1;  // batch 0 key 1, batch 1 key 3
+  AttentionArgs a;
+  a.causal = true;
+  a.need_weights = true;
+  a.key_padding_mask = from_vector(pad, {2, 4}, DType::b8);
+  AttentionResult full = mha.attend(x, a);
+  auto w = full.weights.to_vector();  // [2, 2, 4, 4]
+  for (int64_t h = 0; h < 2; ++h)
+    for (int64_t i = 0; i < 4; ++i) {
+      EXPECT_EQ(w[size_t(((0 * 2 + h) * 4 + i) * 4 + 1)], 0.0);
+      EXPECT_EQ(w[size_t(((1 * 2 + h) * 4 + i) * 4 + 3)], 0.0);
+    }
+  LayerKVCache cache;
+  a.cache = &cache;
+  a.key_padding_mask = from_vector(pad, {2, 4}, DType::b8).narrow(1, 0, 2);
+  Tensor first = mha.attend(x.narrow(1, 0, 2), a).out;
+  a.key_padding_mask = from_vector(pad, {2, 4}, DType::b8);
+  Tensor rest = mha.attend(x.narrow(1, 2, 2), a).out;
+  EXPECT_LT(max_diff(cat({first, rest}, 1), full.out), 1e-12);
+}
+
 MlaConfig small_mla(int64_t q_lora) {
   MlaConfig c;
   c.d_model = 24, c.n_heads = 3, c.q_lora_rank = q_lora, c.kv_lora_rank = 10;

@@ -60,6 +60,13 @@ TEST(TransformerLM, CachedLogitsAndGreedyGenerationEqualFullRecomputation) {
       EXPECT_LT(max_diff(cat(parts, 1), full), 1e-5) << what;
       EXPECT_EQ(cache.length(), 9) << what;
       EXPECT_EQ(cache.bytes(), 2 * 9 * lm.kv_cache_bytes_per_token()) << what;
+      // The fused and the textbook attention paths give the same model.
+      lm.set_explicit_attention(true);
+      EXPECT_LT(max_diff(lm.forward(idx), full), 1e-5) << what;
+      KVCacheSet cache2 = lm.make_cache();
+      lm.forward_cached(idx.narrow(1, 0, 8), cache2);
+      EXPECT_LT(max_diff(lm.forward_cached(idx.narrow(1, 8, 1), cache2), full.narrow(1, 8, 1)), 1e-5) << what;
+      lm.set_explicit_attention(false);
 
       std::vector<int64_t> prompt = {1, 2, 3};
       std::vector<int64_t> got = lm.generate(prompt, 7);

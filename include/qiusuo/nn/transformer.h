@@ -99,12 +99,19 @@ class AttentionLayer : public Module {
   // The name captured weights are stored under (the LM sets "blocks.<i>.attn").
   void set_capture_name(std::string name) { capture_name_ = std::move(name); }
   const std::string& capture_name() const { return capture_name_; }
+  // Routes this layer through qs::attention_explicit instead of the fused qs::attention
+  // (to compare the two paths; they agree to rounding).
+  void set_explicit_attention(bool on) { explicit_ = on; }
 
  protected:
+  AttentionOutput run_attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionOptions& o) const {
+    return explicit_ ? attention_explicit(q, k, v, o) : attention(q, k, v, o);
+  }
   static bool wants_weights(const AttentionArgs& a) { return a.need_weights || AttentionCapture::active(); }
   // Records into the active capture (if any) and keeps the weights only when asked for.
   void deliver(const AttentionArgs& a, AttentionResult& r) const;
   std::string capture_name_ = "attn";
+  bool explicit_ = false;
 };
 
 // Multi-head attention with grouped-query heads (n_kv_heads divides n_heads; 0 means
@@ -256,6 +263,7 @@ class TransformerLM : public Module {
   // so the trainer can read expert load and update router biases.
   std::vector<Module*> moe_layers() const;
   int64_t kv_cache_bytes_per_token(DType dt = DType::f32) const;
+  void set_explicit_attention(bool on);  // every layer: see AttentionLayer
   const LMConfig& config() const { return cfg_; }
   const std::vector<std::shared_ptr<TransformerBlock>>& blocks() const { return blocks_; }
 
