@@ -1,0 +1,158 @@
+// The decoder-only language model: embeddings, absolute positions, blocks, final norm,
+// head; cached forward and generation.
+#include <cmath>
+
+#include "qiusuo/autograd.h"
+#include "qiusuo/nn/init.h"
+#include "qiusuo/nn/transformer.h"
+#include "qiusuo/ops.h"
+
+namespace qs::nn {
+
+namespace {
+
+// A dense SwiGLU feed-forward (Shazeer 2020): down(silu(gate(x)) * up(x)). The default
+// FFN of DeepSeek blocks until nn::SwiGLU / nn::MoE are wired in through FfnFactory.
+class DenseSwiGLU : public Module {
+ public:
+  DenseSwiGLU(int64_t d_model, int64_t hidden, Generator& gen) : Module("DenseSwiGLU") {
+    gate_ = register_module("gate_proj", std::make_shared<Linear>(d_model, hidden, false, gen));
+    up_ = register_module("up_proj", std::make_shared<Linear>(d_model, hidden, false, gen));
+    down_ = register_module("down_proj", std::make_shared<Linear>(hidden, d_model, false, gen));
+  }
+  Tensor forward(const Tensor& x) override { return down_->forward(silu(gate_->forward(x)) * up_->forward(x)); }
+
+ private:
+  std::shared_ptr<Linear> gate_, up_, down_;
+};
+
+std::shared_ptr<AttentionLayer> make_attention(const LMConfig& c, Generator& gen) {
+  const int64_t dh = c.d_model / c.n_heads;
+  if (c.attention == "mha")
+    return std::make_shared<MultiheadAttention>(c.d_model, c.n_heads, c.n_kv_heads, c.pos, c.bias, gen);
+  MlaConfig m;
+  m.d_model = c.d_model, m.n_heads = c.n_heads, m.q_lora_rank = c.q_lora_rank, m.kv_lora_rank = c.kv_lora_rank;
+  m.qk_nope_head_dim = c.qk_nope_head_dim > 0 ? c.qk_nope_head_dim : dh;
+  m.qk_rope_head_dim = c.qk_rope_head_dim;
+  m.v_head_dim = c.v_head_dim > 0 ? c.v_head_dim : dh;
+  m.norm_eps = c.norm_eps;
+  return std::make_shared<MultiheadLatentAttention>(m, c.pos, gen);
+}
+
+std::shared_ptr<Module> make_ffn(const LMConfig& c, int64_t layer, const FfnFactory& factory, Generator& gen) {
+  if (c.block == "gpt") return std::make_shared<GeluMLP>(c.d_model, c.ffn_hidden > 0 ? c.ffn_hidden : 4 * c.d_model,
+                                                         c.bias, gen);
+  if (c.ffn == "moe") {
+    QS_CHECK(bool(factory), "TransformerLM: ffn 'moe' needs an FfnFactory; hint: pass one that builds nn::MoE");
+    std::shared_ptr<Module> m = factory(layer, c.d_model);
+    QS_CHECK(m != nullptr, "TransformerLM: the FfnFactory returned no module for layer {}", layer);
+    return m;
+  }
+  const int64_t hidden = c.ffn_hidden > 0 ? c.ffn_hidden : (8 * c.d_model / 3 + 7) / 8 * 8;
+  return std::make_shared<DenseSwiGLU>(c.d_model, hidden, gen);
+}
+
+}  // namespace
+
+TransformerLM::TransformerLM(const LMConfig& cfg, FfnFactory ffn_factory, Generator& gen)
+    : Module("TransformerLM"), cfg_(cfg) {
+  cfg_.pos.max_len = cfg_.max_seq_len;
+  cfg_.validate();
+  const int64_t c = cfg_.d_model;
+  wte_ = register_module("wte", std::make_shared<Embedding>(cfg_.vocab_size, c, -1, gen));
+  init::normal_(wte_->weight(), 0.0, 0.02, gen);
+  if (cfg_.pos.kind == PositionEncoding::learned) {
+    wpe_ = register_module("wpe", std::make_shared<Embedding>(cfg_.max_seq_len, c, -1, gen));
+    init::normal_(wpe_->weight(), 0.0, 0.02, gen);
+  }
+  auto list = register_module("blocks", std::make_shared<Module>("ModuleList"));
+  const bool deepseek = cfg_.block == "deepseek";
+  for (int64_t i = 0; i < cfg_.n_layers; ++i) {
+    auto attn = make_attention(cfg_, gen);
+    attn->set_capture_name(fmt::format("blocks.{}.attn", i));
+    auto block = std::make_shared<TransformerBlock>(deepseek, c, cfg_.norm_eps, attn, make_ffn(cfg_, i, ffn_factory, gen));
+    blocks_.push_back(list->register_module(std::to_string(i), block));
+  }
+  if (deepseek)
+    ln_f_ = register_module("ln_f", std::make_shared<RMSNorm>(Shape{c}, cfg_.norm_eps));
+  else
+    ln_f_ = register_module("ln_f", std::make_shared<LayerNorm>(Shape{c}, cfg_.norm_eps));
+  if (!cfg_.tie_weights) lm_head_ = register_module("lm_head", std::make_shared<Linear>(c, cfg_.vocab_size, false, gen));
+}
+
+Tensor TransformerLM::run(const Tensor& idx, KVCacheSet* cache) {
+  QS_CHECK(idx.dim() == 2 && idx.dtype() == DType::i64, "TransformerLM: expected idx i64 [B, T], got {} {}",
+           dtype_name(idx.dtype()), shape_str(idx.shape()));
+  const int64_t n = idx.size(1), start = cache ? cache->length() : 0;
+  if (cache && cache->layers.empty()) cache->layers.resize(size_t(cfg_.n_layers));
+  QS_CHECK(!cache || int64_t(cache->layers.size()) == cfg_.n_layers,
+           "TransformerLM: the cache has {} layers, the model {}; hint: use make_cache()", cache->layers.size(),
+           cfg_.n_layers);
+  Tensor x = wte_->forward(idx);
+  if (cfg_.pos.kind == PositionEncoding::sinusoidal) x = x + sinusoidal_table(start, n, cfg_.d_model, x.dtype());
+  if (wpe_) {
+    QS_CHECK(start + n <= cfg_.max_seq_len,
+             "TransformerLM: positions up to {} exceed the learned position table of {} (the trained length)",
+             start + n, cfg_.max_seq_len);
+    x = x + wpe_->forward(arange(double(start), double(start + n), 1.0, DType::i64));
+  }
+  AttentionArgs args;
+  args.causal = true;
+  for (size_t i = 0; i < blocks_.size(); ++i) {
+    args.cache = cache ? &cache->layers[i] : nullptr;
+    x = blocks_[i]->forward(x, args);
+  }
+  x = ln_f_->forward(x);
+  return lm_head_ ? lm_head_->forward(x) : linear(x, wte_->weight());
+}
+
+Tensor TransformerLM::forward(const Tensor& idx) { return run(idx, nullptr); }
+Tensor TransformerLM::forward_cached(const Tensor& idx, KVCacheSet& cache) { return run(idx, &cache); }
+
+KVCacheSet TransformerLM::make_cache() const {
+  KVCacheSet c;
+  c.layers.resize(size_t(cfg_.n_layers));
+  return c;
+}
+
+std::vector<int64_t> TransformerLM::generate(const std::vector<int64_t>& prompt, int64_t max_tokens,
+                                             const Sampler& sampler, uint64_t seed, int64_t eos_id) {
+  QS_CHECK(!prompt.empty(), "TransformerLM::generate: the prompt is empty");
+  QS_CHECK(max_tokens >= 0, "TransformerLM::generate: max_tokens must be >= 0, got {}", max_tokens);
+  cfg_.check_length(int64_t(prompt.size()) + max_tokens);
+  NoGrad ng;
+  Generator gen(seed);
+  KVCacheSet cache = make_cache();
+  std::vector<int64_t> out = prompt;
+  std::vector<double> ids(prompt.begin(), prompt.end());
+  Tensor logits = forward_cached(from_vector(ids, {1, int64_t(ids.size())}, DType::i64), cache);
+  for (int64_t t = 0; t < max_tokens; ++t) {
+    Tensor last = logits.select(0, 0).select(0, logits.size(1) - 1);  // [V]
+    int64_t next = sampler ? sampler(last, gen) : int64_t(argmax(last).item());
+    QS_CHECK(next >= 0 && next < cfg_.vocab_size, "TransformerLM::generate: the sampler returned {} outside [0, {})",
+             next, cfg_.vocab_size);
+    out.push_back(next);
+    if (next == eos_id || t + 1 == max_tokens) break;
+    logits = forward_cached(from_vector({double(next)}, {1, 1}, DType::i64), cache);
+  }
+  return out;
+}
+
+std::vector<Module*> TransformerLM::moe_layers() const {
+  std::vector<Module*> out;
+  if (cfg_.block == "deepseek" && cfg_.ffn == "moe")
+    for (auto& b : blocks_) out.push_back(&b->mlp());
+  return out;
+}
+
+void TransformerLM::set_explicit_attention(bool on) {
+  for (auto& b : blocks_) b->attention().set_explicit_attention(on);
+}
+
+int64_t TransformerLM::kv_cache_bytes_per_token(DType dt) const {
+  int64_t n = 0;
+  for (auto& b : blocks_) n += b->attention().cache_bytes_per_token(dt);
+  return n;
+}
+
+}  // namespace qs::nn
