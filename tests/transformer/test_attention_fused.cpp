@@ -217,8 +217,9 @@ TEST(AttentionFused, MemoryIsLinearInSequenceLength) {
   }
 #endif
   Generator g(5);
-  Tensor q = randn({1, 2, n, d}, DType::f32, &g).requires_grad_(), k = randn({1, 2, n, d}, DType::f32, &g).requires_grad_(),
-         v = randn({1, 2, n, d}, DType::f32, &g).requires_grad_();
+  Tensor q = randn({1, 2, n, d}, DType::f32, &g).requires_grad_();
+  Tensor k = randn({1, 2, n, d}, DType::f32, &g).requires_grad_();
+  Tensor v = randn({1, 2, n, d}, DType::f32, &g).requires_grad_();
   Tensor dout = randn({1, 2, n, d}, DType::f32, &g);
   const int64_t before = peak_rss_bytes();
   AttentionOptions o;

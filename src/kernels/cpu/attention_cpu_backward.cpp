@@ -17,6 +17,13 @@ namespace qs::kernels {
 
 namespace {
 
+// Key ranges per (batch, kv head): enough tasks for every thread twice over.
+int64_t backward_splits(const AttnConfig& c, int64_t threads) {
+  const int64_t pairs = c.b * c.hkv, nkb = (c.m + kAttnBc - 1) / kAttnBc;
+  if (pairs >= 2 * threads) return 1;
+  return std::max<int64_t>(1, std::min(nkb, (2 * threads + pairs - 1) / pairs));
+}
+
 template <class T> struct BwdCall {
   AttnPlan<T> p;
   const T *dout, *lse;
@@ -165,8 +172,7 @@ template <class T> BwdCall<T> make_bwd_call(ops::OpCall& call, const Tensor& dou
     bc.D[size_t(r)] = d;
   }
   bc.t5_buckets = attn_t5_buckets(c);
-  const int64_t pairs = c.b * c.hkv, nkb = (c.m + kAttnBc - 1) / kAttnBc, threads = omp_get_max_threads();
-  bc.splits = pairs >= 2 * threads ? 1 : std::min(nkb, (2 * threads + pairs - 1) / pairs);
+  bc.splits = backward_splits(c, omp_get_max_threads());
   return bc;
 }
 
@@ -229,10 +235,10 @@ size_t attention_cpu_scratch_bytes(const AttnConfig& c, size_t elem, bool backwa
     int64_t per_thread = c.dk * kAttnBc + 2 * kAttnBc + G * kAttnBr * (c.dk + c.dv + 2 + c.nbw());
     return size_t(tables + threads * per_thread) * elem;
   }
-  const int64_t pairs = c.b * c.hkv, nkb = (c.m + kAttnBc - 1) / kAttnBc;
-  const int64_t S = pairs >= 2 * threads ? 1 : std::min<int64_t>(nkb, (2 * threads + pairs - 1) / pairs);
+  const int64_t pairs = c.b * c.hkv, S = backward_splits(c, threads);
   int64_t per_thread = (c.dk + c.dv) * kAttnBc * 2 + 2 * kAttnBc + c.dk + (c.rel == AttnRel::t5 ? G * nd : 0);
-  int64_t parts = (S > 1 ? S : 0) * c.b * c.hq * c.n * c.dk + (c.rel == AttnRel::shaw ? S * c.b * c.hq * c.n * c.nbw() : 0);
+  int64_t parts = (S > 1 ? S : 0) * c.b * c.hq * c.n * c.dk;
+  if (c.rel == AttnRel::shaw) parts += S * c.b * c.hq * c.n * c.nbw();
   int64_t t5 = c.rel == AttnRel::t5 ? pairs * S * G * nd : 0;
   return size_t(tables + c.b * c.hq * c.n + threads * per_thread + parts + t5) * elem;
 }
