@@ -45,13 +45,14 @@ AttnPlan<T> make_attn_plan(const AttnConfig& c, const Tensor& q, const Tensor& k
 }
 
 template <class T> void attn_load_kt(const AttnPlan<T>& p, int64_t b, int64_t g, int64_t j0, int64_t jn, T* kt) {
-  const int64_t dk = p.c.dk;
-  for (int64_t jj = 0; jj < jn; ++jj) {
-    const T* kr = p.k_row(b, g, j0 + jj);
-    for (int64_t x = 0; x < dk; ++x) kt[x * kAttnBc + jj] = kr[x];
+  // Contiguous stores, strided loads (cheaper than the other way round).
+  const int64_t dk = p.c.dk, stride = p.ks[2];
+  const T* k0 = p.k_row(b, g, j0);
+  for (int64_t x = 0; x < dk; ++x) {
+    T* row = kt + x * kAttnBc;
+    for (int64_t jj = 0; jj < jn; ++jj) row[jj] = k0[jj * stride + x];
+    for (int64_t jj = jn; jj < kAttnBc; ++jj) row[jj] = T(0);
   }
-  for (int64_t x = 0; x < dk; ++x)
-    for (int64_t jj = jn; jj < kAttnBc; ++jj) kt[x * kAttnBc + jj] = T(0);
 }
 
 template <class T>
