@@ -29,8 +29,9 @@ std::vector<nlohmann::json> attention_fwd(const Options& o) {
 
 std::vector<nlohmann::json> attention_train(const Options& o) {
   Generator g(0);
-  Tensor q = randn({B, H, N, D}, DType::f32, &g).requires_grad_(), k = randn({B, H, N, D}, DType::f32, &g).requires_grad_(),
-         v = randn({B, H, N, D}, DType::f32, &g).requires_grad_();
+  Tensor q = randn({B, H, N, D}, DType::f32, &g).requires_grad_();
+  Tensor k = randn({B, H, N, D}, DType::f32, &g).requires_grad_();
+  Tensor v = randn({B, H, N, D}, DType::f32, &g).requires_grad_();
   Tensor dout = randn({B, H, N, D}, DType::f32, &g);
   AttentionOptions opt;
   opt.causal = true;

@@ -150,20 +150,21 @@ AttentionOutput attention(const Tensor& q, const Tensor& k, const Tensor& v, con
   c.bidirectional = o.rel_bidirectional;
   c.bucket_weights = o.return_bucket_weights;
   Attrs attrs = kernels::attn_attrs(c);
+  // The biases in the dtype the op computes in (f32 for half-precision q: autocast runs the row in f32).
   const bool f = q.is_floating_point();
-  Tensor slopes = o.alibi_slopes.defined() && f ? o.alibi_slopes.detach().to(q.dtype()) : o.alibi_slopes;
+  const DType dt = q.dtype() == DType::bf16 || q.dtype() == DType::f16 ? DType::f32 : q.dtype();
+  Tensor slopes = o.alibi_slopes.defined() && f ? o.alibi_slopes.detach().to(dt) : o.alibi_slopes;
   Tensor rel = c.rel == kernels::AttnRel::none ? Tensor() : o.rel_bias;
-  if (rel.defined() && f && rel.is_floating_point()) rel = rel.to(q.dtype());
+  if (rel.defined() && f && rel.is_floating_point()) rel = rel.to(dt);
   auto r = ops::dispatch(ops::OpKind::attention, {q, k, v, o.key_padding_mask, slopes, rel}, attrs);
   AttentionOutput res;
   res.out = r[0];
   if (o.return_bucket_weights) res.bucket_weights = r[2];
   if (o.need_weights) {
     NoGrad ng;
-    DType dt = r[1].dtype();  // f32 for bf16 inputs under autocast
     res.weights = ops::dispatch1(ops::OpKind::attention_weights,
-                                 {q.detach().to(dt), k.detach().to(dt), o.key_padding_mask, slopes,
-                                  rel.defined() ? rel.detach().to(dt) : rel, r[1].detach()},
+                                 {q.detach().to(r[1].dtype()), k.detach().to(r[1].dtype()), o.key_padding_mask,
+                                  slopes, rel.defined() ? rel.detach() : rel, r[1].detach()},
                                  attrs);
   }
   return res;

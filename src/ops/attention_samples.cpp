@@ -37,7 +37,8 @@ std::vector<AttnCase> attention_cases(DType dt) {
       {"mla dk 12 dv 8 mqa", 1, 3, 1, 5, 7, 12, 8, true},
       {"packed qkv (strided)", 2, 3, 3, 7, 7, 4, 4, true, false, false, AttnRel::none, false, false, true},
       {"tiles n=67 m=131 gqa causal", 1, 2, 1, 67, 131, 5, 3, true},
-      {"tiles shaw bucket_weights t=70", 1, 1, 1, 70, 70, 2, 3, false, true, false, AttnRel::shaw, false, true, false, 5},
+      {"tiles shaw bucket_weights t=70", 1, 1, 1, 70, 70, 2, 3, false, true, false, AttnRel::shaw, false, true, false,
+       5},
   };
   if (dt == DType::f32) {
     cs.push_back({"realistic b2 h4 n127 d32 causal", 2, 4, 4, 127, 127, 32, 32, true});

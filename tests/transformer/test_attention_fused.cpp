@@ -13,6 +13,7 @@
 #include "kernels/cpu/attention_cpu.h"
 #endif
 #include "qiusuo/attention.h"
+#include "qiusuo/autocast.h"
 #include "qiusuo/autograd.h"
 #include "qiusuo/ops.h"
 
@@ -194,6 +195,29 @@ TEST(AttentionFused, ErrorsNameWhatWasExpected) {
   EXPECT_THROW(attention(randn({1, 1, 5, 8}), randn({1, 1, 3, 8}), randn({1, 1, 3, 8}), o), Error);
 }
 
+// Under autocast, bf16 q/k/v run the row in f32 with f32 biases (rel_bias keeps its gradient).
+TEST(AttentionFused, AutocastRunsInF32) {
+  Generator g(4);
+  Tensor q = randn({1, 2, 9, 8}, DType::f32, &g), k = randn({1, 2, 9, 8}, DType::f32, &g),
+         v = randn({1, 2, 9, 8}, DType::f32, &g);
+  AttentionOptions o;
+  o.causal = true;
+  o.relative = RelativeBias::t5, o.rel_num_buckets = 8, o.rel_max_distance = 16;
+  o.rel_bias = randn({2, 8}, DType::f32, &g).requires_grad_();
+  o.alibi_slopes = alibi_slopes(2);
+  Tensor want = attention(q.to(DType::bf16).to(DType::f32), k.to(DType::bf16).to(DType::f32),
+                          v.to(DType::bf16).to(DType::f32), o).out;
+  Tensor got;
+  {
+    Autocast ac;
+    got = attention(q.to(DType::bf16), k.to(DType::bf16), v.to(DType::bf16), o).out;
+  }
+  EXPECT_EQ(got.dtype(), DType::f32);
+  EXPECT_LE(max_abs_diff(got, want), 1e-5);
+  sum(got).backward();
+  EXPECT_TRUE(o.rel_bias.grad().defined());
+}
+
 int64_t peak_rss_bytes() {
   rusage u{};
   getrusage(RUSAGE_SELF, &u);
@@ -217,8 +241,9 @@ TEST(AttentionFused, MemoryIsLinearInSequenceLength) {
   }
 #endif
   Generator g(5);
-  Tensor q = randn({1, 2, n, d}, DType::f32, &g).requires_grad_(), k = randn({1, 2, n, d}, DType::f32, &g).requires_grad_(),
-         v = randn({1, 2, n, d}, DType::f32, &g).requires_grad_();
+  Tensor q = randn({1, 2, n, d}, DType::f32, &g).requires_grad_();
+  Tensor k = randn({1, 2, n, d}, DType::f32, &g).requires_grad_();
+  Tensor v = randn({1, 2, n, d}, DType::f32, &g).requires_grad_();
   Tensor dout = randn({1, 2, n, d}, DType::f32, &g);
   const int64_t before = peak_rss_bytes();
   AttentionOptions o;

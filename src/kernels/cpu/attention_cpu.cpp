@@ -45,13 +45,14 @@ AttnPlan<T> make_attn_plan(const AttnConfig& c, const Tensor& q, const Tensor& k
 }
 
 template <class T> void attn_load_kt(const AttnPlan<T>& p, int64_t b, int64_t g, int64_t j0, int64_t jn, T* kt) {
-  const int64_t dk = p.c.dk;
-  for (int64_t jj = 0; jj < jn; ++jj) {
-    const T* kr = p.k_row(b, g, j0 + jj);
-    for (int64_t x = 0; x < dk; ++x) kt[x * kAttnBc + jj] = kr[x];
+  // Contiguous stores, strided loads (cheaper than the other way round).
+  const int64_t dk = p.c.dk, stride = p.ks[2];
+  const T* k0 = p.k_row(b, g, j0);
+  for (int64_t x = 0; x < dk; ++x) {
+    T* row = kt + x * kAttnBc;
+    for (int64_t jj = 0; jj < jn; ++jj) row[jj] = k0[jj * stride + x];
+    for (int64_t jj = jn; jj < kAttnBc; ++jj) row[jj] = T(0);
   }
-  for (int64_t x = 0; x < dk; ++x)
-    for (int64_t jj = jn; jj < kAttnBc; ++jj) kt[x * kAttnBc + jj] = T(0);
 }
 
 template <class T>
@@ -59,13 +60,8 @@ T attn_score_row(const AttnPlan<T>& p, int64_t b, int64_t h, int64_t i, const T*
                  int64_t jn, T* s) {
   const AttnConfig& c = p.c;
   const int64_t pos = i + c.offset();
-  alignas(64) T acc[kAttnBc] = {};
-  for (int64_t x = 0; x < c.dk; ++x) {
-    const T qx = q[x];
-    const T* kr = kt + x * kAttnBc;
-#pragma omp simd
-    for (int64_t jj = 0; jj < kAttnBc; ++jj) acc[jj] += qx * kr[jj];
-  }
+  alignas(64) T acc[kAttnBc];
+  attn_dot_tile(q, kt, c.dk, acc);
   if (!p.dist.empty()) {
     const T* d = p.dist.data() + h * (c.n + c.m - 1) + (j0 - pos + c.m - 1);
 #pragma omp simd
@@ -82,12 +78,16 @@ T attn_score_row(const AttnPlan<T>& p, int64_t b, int64_t h, int64_t i, const T*
     for (int64_t jj = 0; jj < jn; ++jj) acc[jj] += pd[jj];
   }
   const int64_t lim = c.causal ? std::min(jn, pos - j0 + 1) : jn;
-  T mx = T(-INFINITY);
-#pragma omp simd reduction(max : mx)
-  for (int64_t jj = 0; jj < kAttnBc; ++jj) {
-    s[jj] = jj < lim ? acc[jj] : T(-INFINITY);
-    mx = std::max(mx, s[jj]);
+#pragma omp simd
+  for (int64_t jj = 0; jj < kAttnBc; ++jj) s[jj] = jj < lim ? acc[jj] : T(-INFINITY);
+  constexpr int64_t L = kAttnLanes<T>;
+  AttnVec<T> vm = attn_load(s);
+  for (int64_t v = 1; v < kAttnBc / L; ++v) {
+    AttnVec<T> x = attn_load(s + v * L);
+    vm = vm > x ? vm : x;
   }
+  T mx = vm[0];
+  for (int64_t l = 1; l < L; ++l) mx = vm[l] > mx ? vm[l] : mx;
   return mx;
 }
 
@@ -100,6 +100,14 @@ template <class T> struct RowState {
   T* acc;  // [dv]
   T* bw;   // [2K + 1] (Shaw bucket weights) or null
 };
+
+// acc[y] += sum_jj pt[jj] v[j0 + jj, y].
+template <class T>
+void accumulate_pv(const AttnPlan<T>& p, int64_t b, int64_t g, int64_t j0, int64_t jn, const T* pt, T* acc) {
+  const T* rows[kAttnBc];
+  for (int64_t jj = 0; jj < jn; ++jj) rows[jj] = p.v_row(b, g, j0 + jj);
+  attn_axpy(acc, p.c.dv, jn, pt, rows, 0);
+}
 
 template <class T>
 void online_update(const AttnPlan<T>& p, int64_t b, int64_t g, int64_t pos, int64_t j0, int64_t jn, const T* s, T bm,
@@ -122,13 +130,7 @@ void online_update(const AttnPlan<T>& p, int64_t b, int64_t g, int64_t pos, int6
     if (st.bw)
       for (int64_t r = 0; r < nbw; ++r) st.bw[r] *= corr;
   }
-  for (int64_t jj = 0; jj < jn; ++jj) {
-    const T pj = pt[jj];
-    if (pj == T(0)) continue;
-    const T* vr = p.v_row(b, g, j0 + jj);
-#pragma omp simd
-    for (int64_t y = 0; y < dv; ++y) st.acc[y] += pj * vr[y];
-  }
+  accumulate_pv(p, b, g, j0, jn, pt, st.acc);
   if (st.bw) {
     const int64_t K = p.c.max_distance;
     for (int64_t jj = 0; jj < jn; ++jj) st.bw[std::clamp(j0 + jj - pos, -K, K) + K] += pt[jj];
@@ -151,13 +153,13 @@ template <class T> void finish_rows(const AttnPlan<T>& p, ops::OpCall& call, int
   T* op = static_cast<T*>(out.raw_data());
   T* lse = static_cast<T*>(call.out[1].raw_data());
   T* bw = c.bucket_weights ? static_cast<T*>(call.out[2].raw_data()) : nullptr;
-  const int64_t nbw = c.nbw();
+  const int64_t nbw = c.nbw(), os[4] = {out.stride(0), out.stride(1), out.stride(2), out.stride(3)};
   for (int64_t hh = 0; hh < c.group(); ++hh)
     for (int64_t r = 0; r < nr; ++r) {
       const int64_t h = g * c.group() + hh, i = i0 + r, row = hh * kAttnBr + r;
       const T l = w.l[size_t(row)], inv = l > 0 ? T(1) / l : T(0);
-      T* o = op + b * out.stride(0) + h * out.stride(1) + i * out.stride(2);
-      for (int64_t y = 0; y < c.dv; ++y) o[y * out.stride(3)] = w.acc[size_t(row * c.dv + y)] * inv;
+      T* o = op + b * os[0] + h * os[1] + i * os[2];
+      for (int64_t y = 0; y < c.dv; ++y) o[y * os[3]] = w.acc[size_t(row * c.dv + y)] * inv;
       lse[(b * c.hq + h) * c.n + i] = l > 0 ? w.mx[size_t(row)] + std::log(l) : attn_empty_lse<T>();
       if (bw)
         for (int64_t k = 0; k < nbw; ++k) bw[((b * c.hq + h) * c.n + i) * nbw + k] = w.bw[size_t(row * nbw + k)] * inv;

@@ -26,7 +26,7 @@ size_t attention_cpu_scratch_bytes(const AttnConfig& c, size_t elem, bool backwa
 // exp for the f32 kernels: range reduction to [-ln2/2, ln2/2], degree-7 Taylor (< 1 ulp
 // of error from the series), 2^n through the exponent bits; 0 below -87.3 (and for -inf).
 inline float attn_exp(float x) {
-  float xc = std::fmin(std::fmax(x, -87.0f), 88.0f);
+  float xc = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;  // not fmin/fmax: those stay calls
   float fn = std::floor(xc * 1.44269504088896341f + 0.5f);
   float r = xc - fn * 0.693359375f + fn * 2.12194440e-4f;
   float p = 1.0f / 5040.0f;
@@ -42,6 +42,57 @@ inline float attn_exp(float x) {
 }
 inline double attn_exp(double x) { return std::exp(x); }
 
+// One AVX register of T (GCC vector extension), so tile accumulators stay in registers.
+template <class T> struct AttnVecOf;
+template <> struct AttnVecOf<float> { typedef float type __attribute__((vector_size(32))); };
+template <> struct AttnVecOf<double> { typedef double type __attribute__((vector_size(32))); };
+template <class T> using AttnVec = typename AttnVecOf<T>::type;
+template <class T> constexpr int64_t kAttnLanes = int64_t(32 / sizeof(T));
+template <class T> inline AttnVec<T> attn_load(const T* p) {
+  AttnVec<T> v;
+  __builtin_memcpy(&v, p, sizeof v);
+  return v;
+}
+template <class T> inline void attn_store(T* p, AttnVec<T> v) { __builtin_memcpy(p, &v, sizeof v); }
+
+// acc[0, 4 lanes) += sum_r coef[r] * rows[r][0, 4 lanes) over r < R: two sets of four
+// register accumulators (even and odd r), so eight FMA chains are in flight.
+template <class T>
+inline void attn_axpy4(T* acc, int64_t R, const T* coef, const T* const* rows, int64_t row_offset) {
+  constexpr int64_t L = kAttnLanes<T>;
+  AttnVec<T> a0 = attn_load(acc), a1 = attn_load(acc + L), a2 = attn_load(acc + 2 * L), a3 = attn_load(acc + 3 * L);
+  AttnVec<T> b0 = {}, b1 = {}, b2 = {}, b3 = {};
+  int64_t r = 0;
+  for (; r + 1 < R; r += 2) {
+    const T *x = rows[r] + row_offset, *y = rows[r + 1] + row_offset;
+    const T c = coef[r], d = coef[r + 1];
+    a0 += c * attn_load(x), a1 += c * attn_load(x + L), a2 += c * attn_load(x + 2 * L), a3 += c * attn_load(x + 3 * L);
+    b0 += d * attn_load(y), b1 += d * attn_load(y + L), b2 += d * attn_load(y + 2 * L), b3 += d * attn_load(y + 3 * L);
+  }
+  if (r < R) {
+    const T* x = rows[r] + row_offset;
+    const T c = coef[r];
+    a0 += c * attn_load(x), a1 += c * attn_load(x + L), a2 += c * attn_load(x + 2 * L), a3 += c * attn_load(x + 3 * L);
+  }
+  attn_store(acc, a0 + b0), attn_store(acc + L, a1 + b1), attn_store(acc + 2 * L, a2 + b2);
+  attn_store(acc + 3 * L, a3 + b3);
+}
+
+// acc[0, n) += sum_{r < R} coef[r] * rows[r][row_offset, row_offset + n).
+template <class T>
+inline void attn_axpy(T* acc, int64_t n, int64_t R, const T* coef, const T* const* rows, int64_t row_offset) {
+  constexpr int64_t kW = 4 * kAttnLanes<T>;
+  int64_t y0 = 0;
+  for (; y0 + kW <= n; y0 += kW) attn_axpy4(acc + y0, R, coef, rows, row_offset + y0);
+  if (y0 == n) return;
+  for (int64_t r = 0; r < R; ++r) {
+    const T c = coef[r];
+    const T* x = rows[r] + row_offset;
+#pragma omp simd
+    for (int64_t y = y0; y < n; ++y) acc[y] += c * x[y];
+  }
+}
+
 template <class T> struct AttnPlan {
   AttnConfig c;
   const T *q, *k, *v;
@@ -55,6 +106,20 @@ template <class T> struct AttnPlan {
   const T* k_row(int64_t b, int64_t g, int64_t j) const { return k + b * ks[0] + g * ks[1] + j * ks[2]; }
   const T* v_row(int64_t b, int64_t g, int64_t j) const { return v + b * vs[0] + g * vs[1] + j * vs[2]; }
 };
+
+// acc[jj] = sum_x q[x] kt[x][jj] for the kAttnBc columns of a transposed tile.
+template <class T> inline void attn_dot_tile(const T* q, const T* kt, int64_t d, T* acc) {
+  constexpr int64_t L = kAttnLanes<T>, NV = kAttnBc / L;
+  AttnVec<T> a[NV] = {};
+  for (int64_t x = 0; x < d; ++x) {
+    const T qx = q[x];
+    const T* kr = kt + x * kAttnBc;
+#pragma GCC unroll 16
+    for (int64_t v = 0; v < NV; ++v) a[v] += qx * attn_load(kr + v * L);
+  }
+#pragma GCC unroll 16
+  for (int64_t v = 0; v < NV; ++v) attn_store(acc + v * L, a[v]);
+}
 
 // The plan of a call: q, k, v (v may be undefined), padding, slopes, rel_bias.
 template <class T>

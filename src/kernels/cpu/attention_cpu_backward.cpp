@@ -17,6 +17,13 @@ namespace qs::kernels {
 
 namespace {
 
+// Key ranges per (batch, kv head): enough tasks for every thread twice over.
+int64_t backward_splits(const AttnConfig& c, int64_t threads) {
+  const int64_t pairs = c.b * c.hkv, nkb = (c.m + kAttnBc - 1) / kAttnBc;
+  if (pairs >= 2 * threads) return 1;
+  return std::max<int64_t>(1, std::min(nkb, (2 * threads + pairs - 1) / pairs));
+}
+
 template <class T> struct BwdCall {
   AttnPlan<T> p;
   const T *dout, *lse;
@@ -35,9 +42,9 @@ template <class T> struct RowTargets {
 };
 
 template <class T> struct BwdScratch {
-  std::vector<T> kt, vt, s, dp, q, dk, dv, ddist;
+  std::vector<T> kt, vt, q, dk, dv, ddist;
   BwdScratch(const AttnConfig& c)
-      : kt(size_t(c.dk * kAttnBc)), vt(size_t(c.dv * kAttnBc)), s(kAttnBc), dp(kAttnBc), q(size_t(c.dk)),
+      : kt(size_t(c.dk * kAttnBc)), vt(size_t(c.dv * kAttnBc)), q(size_t(c.dk)),
         dk(size_t(kAttnBc * c.dk)), dv(size_t(kAttnBc * c.dv)),
         ddist(c.rel == AttnRel::t5 ? size_t(c.group() * (c.n + c.m - 1)) : 0) {}
 };
@@ -48,58 +55,68 @@ template <class T> void load_vt(const AttnPlan<T>& p, int64_t b, int64_t g, int6
     for (int64_t jj = 0; jj < kAttnBc; ++jj) vt[y * kAttnBc + jj] = jj < jn ? p.v_row(b, g, j0 + jj)[y] : T(0);
 }
 
-// One query row against one key tile; accumulates into the tile's dK/dV and the row's dQ.
+constexpr int64_t kRows = 4;  // query rows per rank-kRows update of the dK / dV tiles
+
+// P and dS of row i of head h against one key tile (into P, dS); adds the row's dQ and
+// relative-bias gradients. Returns false when every key of the tile is masked for it.
 template <class T>
-void backward_row(const BwdCall<T>& bc, int64_t b, int64_t h, int64_t i, int64_t j0, int64_t jn, BwdScratch<T>& w,
-                  RowTargets<T> tg) {
+bool backward_row(const BwdCall<T>& bc, int64_t b, int64_t h, int64_t i, int64_t j0, int64_t jn, BwdScratch<T>& w,
+                  RowTargets<T> tg, T* P, T* dS) {
   const AttnPlan<T>& p = bc.p;
   const AttnConfig& c = p.c;
-  const int64_t g = h / c.group(), pos = i + c.offset(), row = (b * c.hq + h) * c.n + i;
+  const int64_t g = h / c.group(), pos = i + c.offset(), row = (b * c.hq + h) * c.n + i, K = c.max_distance;
   const T* qr = p.q_row(b, h, i);
   for (int64_t x = 0; x < c.dk; ++x) w.q[size_t(x)] = T(c.scale) * qr[x];
-  attn_score_row(p, b, h, i, w.q.data(), w.kt.data(), j0, jn, w.s.data());
-  const T l = bc.lse[row];
-  const T* dor = bc.dout + b * bc.ds[0] + h * bc.ds[1] + i * bc.ds[2];
-  alignas(64) T dp[kAttnBc] = {};
-  for (int64_t y = 0; y < c.dv; ++y) {
-    const T d = dor[y];
-    const T* vr = w.vt.data() + y * kAttnBc;
-#pragma omp simd
-    for (int64_t jj = 0; jj < kAttnBc; ++jj) dp[jj] += d * vr[jj];
-  }
-  const int64_t K = c.max_distance;
+  attn_score_row(p, b, h, i, w.q.data(), w.kt.data(), j0, jn, P);
+  const T l = bc.lse[row], D = bc.D[size_t(row)];
+  alignas(64) T dp[kAttnBc];
+  attn_dot_tile(bc.dout + b * bc.ds[0] + h * bc.ds[1] + i * bc.ds[2], w.vt.data(), c.dv, dp);
   if (bc.dbw)
     for (int64_t jj = 0; jj < jn; ++jj) dp[jj] += bc.dbw[row * c.nbw() + std::clamp(j0 + jj - pos, -K, K) + K];
-  T* P = w.s.data();
-  T* dS = w.dp.data();
   T any = 0;
-  const T D = bc.D[size_t(row)];
 #pragma omp simd reduction(+ : any)
   for (int64_t jj = 0; jj < kAttnBc; ++jj) {
     P[jj] = attn_exp(P[jj] - l);
     dS[jj] = P[jj] * (dp[jj] - D);
     any += P[jj];
   }
-  if (any == T(0)) return;  // every key of this tile is masked for this row
-  for (int64_t jj = 0; jj < jn; ++jj) {
-    const T pj = P[jj], sj = T(c.scale) * dS[jj];
-    T* dvr = w.dv.data() + jj * c.dv;
-    T* dkr = w.dk.data() + jj * c.dk;
-#pragma omp simd
-    for (int64_t y = 0; y < c.dv; ++y) dvr[y] += pj * dor[y];
-#pragma omp simd
-    for (int64_t x = 0; x < c.dk; ++x) dkr[x] += sj * qr[x];
-    const T* kr = p.k_row(b, g, j0 + jj);
-    T* dqr = tg.dq + row * c.dk;
-#pragma omp simd
-    for (int64_t x = 0; x < c.dk; ++x) dqr[x] += sj * kr[x];
-  }
+  if (any == T(0)) return false;
+  alignas(64) T sdS[kAttnBc];
+  const T* krows[kAttnBc];
+  for (int64_t jj = 0; jj < jn; ++jj) sdS[jj] = T(c.scale) * dS[jj], krows[jj] = p.k_row(b, g, j0 + jj);
+  attn_axpy(tg.dq + row * c.dk, c.dk, jn, sdS, krows, 0);
   if (c.rel == AttnRel::t5) {
     T* dd = w.ddist.data() + (h % c.group()) * (c.n + c.m - 1) + (j0 - pos + c.m - 1);
     for (int64_t jj = 0; jj < jn; ++jj) dd[jj] += dS[jj];
   }
   if (c.rel == AttnRel::shaw)
     for (int64_t jj = 0; jj < jn; ++jj) tg.drel[row * c.nbw() + std::clamp(j0 + jj - pos, -K, K) + K] += dS[jj];
+  return true;
+}
+
+// Rows [i0, i0 + R) of head h: their P and dS, then the tile updates
+// dV[jj] += sum_r P[r][jj] dout_r and dK[jj] += scale sum_r dS[r][jj] q_r.
+template <class T>
+void backward_rows(const BwdCall<T>& bc, int64_t b, int64_t h, int64_t i0, int64_t R, int64_t j0, int64_t jn,
+                   BwdScratch<T>& w, RowTargets<T> tg) {
+  const AttnPlan<T>& p = bc.p;
+  const AttnConfig& c = p.c;
+  alignas(64) T P[kRows][kAttnBc], dS[kRows][kAttnBc];
+  const T *qrows[kRows], *dorows[kRows];
+  int64_t live = 0;
+  for (int64_t r = 0; r < R; ++r) {
+    const int64_t i = i0 + r;
+    if (!backward_row(bc, b, h, i, j0, jn, w, tg, P[live], dS[live])) continue;
+    qrows[live] = p.q_row(b, h, i);
+    dorows[live] = bc.dout + b * bc.ds[0] + h * bc.ds[1] + i * bc.ds[2];
+    ++live;
+  }
+  for (int64_t jj = 0; jj < jn && live > 0; ++jj) {
+    T cp[kRows], cs[kRows];
+    for (int64_t r = 0; r < live; ++r) cp[r] = P[r][jj], cs[r] = T(c.scale) * dS[r][jj];
+    attn_axpy(w.dv.data() + jj * c.dv, c.dv, live, cp, dorows, 0);
+    attn_axpy(w.dk.data() + jj * c.dk, c.dk, live, cs, qrows, 0);
+  }
 }
 
 // Key tiles [kb0, kb1) of kv head g of batch b.
@@ -118,7 +135,7 @@ void backward_task(const BwdCall<T>& bc, ops::OpCall& call, int64_t b, int64_t g
     std::fill(w.dv.begin(), w.dv.end(), T(0));
     const int64_t first = c.causal ? std::max<int64_t>(0, j0 - c.offset()) : 0;  // rows that see a key of the tile
     for (int64_t h = g * c.group(); h < (g + 1) * c.group(); ++h)
-      for (int64_t i = first; i < c.n; ++i) backward_row(bc, b, h, i, j0, jn, w, tg);
+      for (int64_t i = first; i < c.n; i += kRows) backward_rows(bc, b, h, i, std::min(kRows, c.n - i), j0, jn, w, tg);
     for (int64_t jj = 0; jj < jn; ++jj) {
       std::copy_n(w.dk.begin() + jj * c.dk, c.dk, dk + ((b * c.hkv + g) * c.m + j0 + jj) * c.dk);
       std::copy_n(w.dv.begin() + jj * c.dv, c.dv, dv + ((b * c.hkv + g) * c.m + j0 + jj) * c.dv);
@@ -155,8 +172,7 @@ template <class T> BwdCall<T> make_bwd_call(ops::OpCall& call, const Tensor& dou
     bc.D[size_t(r)] = d;
   }
   bc.t5_buckets = attn_t5_buckets(c);
-  const int64_t pairs = c.b * c.hkv, nkb = (c.m + kAttnBc - 1) / kAttnBc, threads = omp_get_max_threads();
-  bc.splits = pairs >= 2 * threads ? 1 : std::min(nkb, (2 * threads + pairs - 1) / pairs);
+  bc.splits = backward_splits(c, omp_get_max_threads());
   return bc;
 }
 
@@ -219,10 +235,10 @@ size_t attention_cpu_scratch_bytes(const AttnConfig& c, size_t elem, bool backwa
     int64_t per_thread = c.dk * kAttnBc + 2 * kAttnBc + G * kAttnBr * (c.dk + c.dv + 2 + c.nbw());
     return size_t(tables + threads * per_thread) * elem;
   }
-  const int64_t pairs = c.b * c.hkv, nkb = (c.m + kAttnBc - 1) / kAttnBc;
-  const int64_t S = pairs >= 2 * threads ? 1 : std::min<int64_t>(nkb, (2 * threads + pairs - 1) / pairs);
+  const int64_t pairs = c.b * c.hkv, S = backward_splits(c, threads);
   int64_t per_thread = (c.dk + c.dv) * kAttnBc * 2 + 2 * kAttnBc + c.dk + (c.rel == AttnRel::t5 ? G * nd : 0);
-  int64_t parts = (S > 1 ? S : 0) * c.b * c.hq * c.n * c.dk + (c.rel == AttnRel::shaw ? S * c.b * c.hq * c.n * c.nbw() : 0);
+  int64_t parts = (S > 1 ? S : 0) * c.b * c.hq * c.n * c.dk;
+  if (c.rel == AttnRel::shaw) parts += S * c.b * c.hq * c.n * c.nbw();
   int64_t t5 = c.rel == AttnRel::t5 ? pairs * S * G * nd : 0;
   return size_t(tables + c.b * c.hq * c.n + threads * per_thread + parts + t5) * elem;
 }
