@@ -15,6 +15,8 @@ PKGS=(
   python3 python3-torch python3-numpy
   # data: Fashion-MNIST in /usr/share/datasets/fashion-mnist
   dataset-fashion-mnist
+  # text: the King James Bible (`bible` program + text), the default language-model corpus
+  bible-kjv bible-kjv-text
 )
 missing=()
 for p in "${PKGS[@]}"; do
