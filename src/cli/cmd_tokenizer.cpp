@@ -46,7 +46,7 @@ int tokenizer_encode(Args& a) {
   a.finish();
   std::string input;
   const auto& pos = a.positionals();
-  for (size_t i = 1; i < pos.size(); ++i) input += (i > 1 ? " " : "") + pos[i];
+  for (size_t i = 1; i < pos.size(); ++i) input.append(i > 1 ? " " : "").append(pos[i]);
   if (pos.size() < 2) input.assign(std::istreambuf_iterator<char>(std::cin), {});
   std::unique_ptr<text::Tokenizer> tok = text::load_tokenizer_file(path);
   std::cout << nlohmann::json(tok->encode(input)).dump() << std::endl;

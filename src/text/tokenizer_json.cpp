@@ -1,4 +1,5 @@
 // tokenizer.json in the Hugging Face `tokenizers` layout: writing and validated reading.
+#include <algorithm>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -59,6 +60,16 @@ bool bool_field(const Json& obj, const char* key, bool dflt, const std::string& 
   if (!f) return dflt;
   QS_CHECK(f->is_boolean(), "tokenizer.json: {}.{}: expected true or false, found {}", where, key, f->dump());
   return f->get<bool>();
+}
+
+// Unknown fields are errors: a misspelt option must not be silently ignored.
+void check_keys(const Json& obj, std::initializer_list<std::string_view> allowed, const std::string& where) {
+  for (auto& [key, value] : obj.items()) {
+    if (std::find(allowed.begin(), allowed.end(), key) != allowed.end()) continue;
+    std::string list;
+    for (std::string_view a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
+    QS_FAIL("tokenizer.json: {}: unknown field \"{}\"; expected some of: {}", where, key, list);
+  }
 }
 
 void expect_null(const Json& obj, const char* key, const std::string& where, const char* why) {
@@ -136,6 +147,10 @@ std::unique_ptr<Tokenizer> read_bpe(const Json& root, const Json& model) {
   expect_type(root, "pre_tokenizer", "ByteLevel", false);
   expect_type(root, "decoder", "ByteLevel", true);
   expect_type(root, "post_processor", "ByteLevel", true);
+  for (const char* part : {"pre_tokenizer", "decoder", "post_processor"})
+    if (const Json* f = field(root, part)) check_keys(*f, {"type", "add_prefix_space", "trim_offsets", "use_regex"}, part);
+  check_keys(model, {"type", "dropout", "unk_token", "continuing_subword_prefix", "end_of_word_suffix", "fuse_unk",
+                     "byte_fallback", "ignore_merges", "vocab", "merges"}, "model");
   BpeTokenizer::Options opt;
   opt.add_prefix_space = bool_field(root.at("pre_tokenizer"), "add_prefix_space", false, "pre_tokenizer");
   opt.use_regex = bool_field(root.at("pre_tokenizer"), "use_regex", true, "pre_tokenizer");
@@ -192,9 +207,12 @@ std::unique_ptr<Tokenizer> load_tokenizer(std::string_view json_text) {
   QS_CHECK(model && model->is_object() && model->contains("type") && (*model)["type"].is_string(),
            "tokenizer.json: model: expected an object with a \"type\", found {}",
            model ? model->dump().substr(0, 80) : "nothing");
+  check_keys(root, {"version", "truncation", "padding", "added_tokens", "normalizer", "pre_tokenizer",
+                    "post_processor", "decoder", "model"}, "top level");
   std::string type = (*model)["type"].get<std::string>();
   if (type == "BPE") return read_bpe(root, *model);
   if (type == "Byte") {
+    check_keys(*model, {"type", "vocab_size"}, "model");
     const Json* n = field(*model, "vocab_size");
     QS_CHECK(!n || *n == 256, "tokenizer.json: model.vocab_size: expected 256 for the byte tokenizer, found {}",
              n ? n->dump() : "");

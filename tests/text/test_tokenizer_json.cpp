@@ -127,6 +127,9 @@ TEST(TokenizerJson, BadFilesGiveClearErrors) {
   EXPECT_TRUE(has(with([](json& j) { j["model"]["byte_fallback"] = true; }), "byte_fallback"));
   EXPECT_TRUE(has(with([](json& j) { j["model"]["end_of_word_suffix"] = "</w>"; }), "end_of_word_suffix"));
   EXPECT_TRUE(has(with([](json& j) { j["version"] = "2.0"; }), "version"));
+  EXPECT_TRUE(has(with([](json& j) { j["pre_tokeniser"] = nullptr; }), "unknown field \"pre_tokeniser\""));
+  EXPECT_TRUE(has(with([](json& j) { j["model"]["merge"] = json::array(); }), "model: unknown field \"merge\""));
+  EXPECT_TRUE(has(with([](json& j) { j["pre_tokenizer"]["prefix_space"] = true; }), "\"prefix_space\""));
   EXPECT_TRUE(has(with([](json& j) { j.erase("model"); }), "model"));
   EXPECT_TRUE(has(with([](json& j) { j["model"] = {{"type", "Byte"}, {"vocab_size", 300}}; }), "256"));
   EXPECT_TRUE(has(with([](json& j) { j = json::array(); }), "expected an object"));

@@ -68,8 +68,10 @@ class TextCorpus {
 // when the output does not run from Genesis 1:1 to Revelation 22:21.
 std::string kjv_from_bible_output(std::string_view output);
 
-// The token ids of one split, encoded once, with the split's UTF-8 byte count (so a loss
-// per token converts to bits per byte: nats / ln 2 / bytes_per_token()).
+// The token ids of one split, encoded once in the constructor, with the split's UTF-8
+// byte count (so a loss per token converts to bits per byte: nats / ln 2 /
+// bytes_per_token()). Encoding is fast enough not to cache the ids on disk (the KJV train
+// split, 4 MB, takes about 0.3 s with 8192 BPE tokens).
 class TokenStream {
  public:
   TokenStream(const TextCorpus& corpus, Split split, const Tokenizer& tokenizer);
