@@ -12,9 +12,11 @@ PKGS=(
   # tests and benchmarks
   libgtest-dev libbenchmark-dev
   # the oracle for golden tests (never a runtime dependency)
-  python3 python3-torch python3-numpy
+  python3 python3-torch python3-numpy python3-regex
   # data: Fashion-MNIST in /usr/share/datasets/fashion-mnist
   dataset-fashion-mnist
+  # text: the King James Bible (`bible` program + text), the default language-model corpus
+  bible-kjv bible-kjv-text
 )
 missing=()
 for p in "${PKGS[@]}"; do

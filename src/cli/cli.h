@@ -52,5 +52,6 @@ int cmd_check(Args a);
 int cmd_demo(Args a);
 int cmd_info(Args a);
 int cmd_train(Args a);
+int cmd_tokenizer(Args a);
 
 }  // namespace qs::cli

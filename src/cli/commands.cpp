@@ -37,6 +37,16 @@ const std::vector<Command>& commands() {
        "  --limit-train N   train on the first N images only\n"
        "  --data DIR        Fashion-MNIST folder (/usr/share/datasets/fashion-mnist)\n",
        cmd_train},
+      {"tokenizer", "train a byte-level BPE tokenizer (tokenizer.json), or encode text with one",
+       "usage: qiusuo tokenizer train --out FILE [--corpus FILE|DIR] [--vocab 8192] [--min-frequency 2]\n"
+       "       qiusuo tokenizer encode --tokenizer FILE [TEXT...]   (TEXT or stdin; prints the ids)\n\n"
+       "train learns GPT-2 style byte-level BPE merges on the corpus's train split (90%) and saves them in\n"
+       "the Hugging Face tokenizer.json layout, then reports bytes per token on the validation split.\n"
+       "  --corpus PATH      a UTF-8 file, or a folder of them (default: the King James Bible, from the\n"
+       "                     Debian packages bible-kjv and bible-kjv-text, cached in $QIUSUO_CACHE)\n"
+       "  --vocab N          vocabulary size, 256 byte tokens included (8192)\n"
+       "  --min-frequency N  stop when the most frequent pair occurs fewer times (2)\n",
+       cmd_tokenizer},
   };
   return c;
 }

@@ -1,0 +1,155 @@
+// Byte-level BPE encoding and decoding (GPT-2 / Hugging Face semantics), and the byte
+// tokenizer.
+#include <climits>
+
+#include "io/atomic_file.h"
+#include "qiusuo/error.h"
+#include "qiusuo/text/tokenizer.h"
+
+namespace qs::text {
+namespace {
+
+uint64_t pair_key(int32_t l, int32_t r) { return (uint64_t(uint32_t(l)) << 32) | uint32_t(r); }
+
+void check_id(int32_t id, int32_t n, const char* who) {
+  QS_CHECK(id >= 0 && id < n, "{}: decode: expected token ids in [0, {}), found {}", who, n, id);
+}
+
+}  // namespace
+
+void Tokenizer::save(const std::string& path) const {
+  std::string text = to_json();
+  io::detail::AtomicFileWriter w(path);
+  w.write(text.data(), text.size());
+  w.commit();
+}
+
+std::vector<int32_t> ByteTokenizer::encode(std::string_view text) const {
+  std::vector<int32_t> ids(text.size());
+  for (size_t i = 0; i < text.size(); ++i) ids[i] = uint8_t(text[i]);
+  return ids;
+}
+
+std::string ByteTokenizer::decode(const std::vector<int32_t>& ids) const {
+  std::string out(ids.size(), '\0');
+  for (size_t i = 0; i < ids.size(); ++i) {
+    check_id(ids[i], 256, "byte tokenizer");
+    out[i] = char(uint8_t(ids[i]));
+  }
+  return out;
+}
+
+std::string ByteTokenizer::to_json() const {
+  return R"({"version":"1.0","model":{"type":"Byte","vocab_size":256}})";
+}
+
+BpeTokenizer::BpeTokenizer(std::vector<std::string> vocab, std::vector<std::pair<int32_t, int32_t>> merges,
+                           Options options)
+    : vocab_(std::move(vocab)), merges_(std::move(merges)), options_(options) {
+  QS_CHECK(vocab_.size() < size_t(INT32_MAX), "bpe: expected fewer than 2^31 tokens, found {}", vocab_.size());
+  int32_t n = int32_t(vocab_.size());
+  ids_.reserve(vocab_.size());
+  for (int32_t id = 0; id < n; ++id) {
+    QS_CHECK(!vocab_[id].empty(), "bpe: token {} is empty; expected one or more bytes", id);
+    auto [it, fresh] = ids_.emplace(vocab_[id], id);
+    QS_CHECK(fresh, "bpe: tokens {} and {} have the same bytes; expected distinct tokens", it->second, id);
+  }
+  for (int b = 0; b < 256; ++b) byte_id_[b] = token_id(std::string(1, char(b)));
+  merge_rank_.reserve(merges_.size());
+  for (size_t rank = 0; rank < merges_.size(); ++rank) {
+    auto [l, r] = merges_[rank];
+    QS_CHECK(l >= 0 && l < n && r >= 0 && r < n, "bpe: merge {}: expected token ids in [0, {}), found ({}, {})",
+             rank, n, l, r);
+    int32_t merged = token_id(vocab_[l] + vocab_[r]);
+    QS_CHECK(merged >= 0, "bpe: merge {}: ({}, {}) makes a token that is not in the vocabulary", rank, l, r);
+    merge_rank_.emplace(pair_key(l, r), std::pair{int32_t(rank), merged});  // a repeated pair keeps its first rank
+  }
+}
+
+const std::string& BpeTokenizer::token_bytes(int32_t id) const {
+  check_id(id, vocab_size(), "bpe");
+  return vocab_[id];
+}
+
+int32_t BpeTokenizer::token_id(std::string_view bytes) const {
+  auto it = ids_.find(std::string(bytes));
+  return it == ids_.end() ? -1 : it->second;
+}
+
+void BpeTokenizer::encode_word(std::string_view word, std::vector<int32_t>& out) const {
+  if (options_.ignore_merges) {
+    if (int32_t id = token_id(word); id >= 0) return out.push_back(id);
+  }
+  std::vector<int32_t> sym(word.size());
+  for (size_t i = 0; i < word.size(); ++i) {
+    int32_t id = byte_id_[uint8_t(word[i])];
+    QS_CHECK(id >= 0, "bpe: encode: byte 0x{:02x} has no token in the vocabulary (a byte-level vocabulary "
+             "holds all 256 bytes)", uint8_t(word[i]));
+    sym[i] = id;
+  }
+  // Merge the lowest-ranked adjacent pair, all its occurrences left to right, until no
+  // adjacent pair is a merge (GPT-2's bpe()).
+  while (sym.size() > 1) {
+    int32_t best_rank = INT32_MAX, best_l = 0, best_r = 0, best_id = 0;
+    for (size_t i = 0; i + 1 < sym.size(); ++i) {
+      auto it = merge_rank_.find(pair_key(sym[i], sym[i + 1]));
+      if (it != merge_rank_.end() && it->second.first < best_rank)
+        std::tie(best_rank, best_l, best_r, best_id) = std::tuple(it->second.first, sym[i], sym[i + 1], it->second.second);
+    }
+    if (best_rank == INT32_MAX) break;
+    size_t j = 0;
+    for (size_t i = 0; i < sym.size();) {
+      if (i + 1 < sym.size() && sym[i] == best_l && sym[i + 1] == best_r) {
+        sym[j++] = best_id;
+        i += 2;
+      } else {
+        sym[j++] = sym[i++];
+      }
+    }
+    sym.resize(j);
+  }
+  out.insert(out.end(), sym.begin(), sym.end());
+}
+
+std::vector<int32_t> BpeTokenizer::encode(std::string_view text) const {
+  std::string prefixed;
+  if (options_.add_prefix_space && !text.empty() && text[0] != ' ') {
+    prefixed.reserve(text.size() + 1);
+    prefixed.append(1, ' ').append(text);
+    text = prefixed;
+  }
+  std::vector<int32_t> ids;
+  ids.reserve(text.size() / 3);
+  if (!options_.use_regex) {
+    if (!text.empty()) encode_word(text, ids);
+    return ids;
+  }
+  // Words repeat (a corpus has far fewer distinct words than words): encode each once.
+  std::unordered_map<std::string_view, std::pair<size_t, size_t>> seen;  // word -> span in ids
+  for (std::string_view w : pretokenize(text)) {
+    auto it = seen.find(w);
+    if (it != seen.end()) {
+      auto [start, len] = it->second;
+      for (size_t k = 0; k < len; ++k) {
+        int32_t id = ids[start + k];  // copied: push_back may reallocate
+        ids.push_back(id);
+      }
+      continue;
+    }
+    size_t start = ids.size();
+    encode_word(w, ids);
+    seen.emplace(w, std::pair{start, ids.size() - start});
+  }
+  return ids;
+}
+
+std::string BpeTokenizer::decode(const std::vector<int32_t>& ids) const {
+  std::string out;
+  for (int32_t id : ids) {
+    check_id(id, vocab_size(), "bpe");
+    out += vocab_[id];
+  }
+  return out;
+}
+
+}  // namespace qs::text
