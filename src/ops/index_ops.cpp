@@ -17,14 +17,27 @@ void check_index_dtype(const Tensor& index, const char* op) {
 }
 
 // Every index in [0, limit); the error names the first bad one, where it is and the bound.
+// Expanded (stride-0) dims repeat the same values, so only one slice of each is read: the
+// expanded row index of a backward scatter is checked without copying it out in full.
 void check_index_range(const Tensor& index, int64_t limit, const char* op, const char* what) {
-  Tensor ic = index.contiguous();
+  Tensor distinct = index;
+  for (int64_t d = 0; d < index.dim(); ++d)
+    if (index.stride(d) == 0 && index.size(d) > 1) distinct = distinct.narrow(d, 0, 1);
+  Tensor ic = distinct.contiguous();
   const int64_t* p = ic.data_ptr<int64_t>();
   int64_t n = ic.numel(), bad = -1;
   for (int64_t i = 0; i < n && bad < 0; ++i)
     if (p[i] < 0 || p[i] >= limit) bad = i;
-  QS_CHECK(bad < 0, "{}: index {} (element {} of the indices) is out of range for {} {} (valid: 0..{})", op, p[bad],
-           bad, what, limit, limit - 1);
+  if (bad < 0) return;
+  int64_t flat = 0, rest = bad;  // the bad element's row-major position in the full index
+  Shape coord(size_t(index.dim()));
+  for (int64_t d = index.dim() - 1; d >= 0; --d) {
+    coord[size_t(d)] = rest % ic.size(d);
+    rest /= ic.size(d);
+  }
+  for (int64_t d = 0; d < index.dim(); ++d) flat = flat * index.size(d) + coord[size_t(d)];
+  QS_FAIL("{}: index {} (element {} of the indices) is out of range for {} {} (valid: 0..{})", op, p[bad], flat, what,
+          limit, limit - 1);
 }
 
 int64_t checked_dim(const OpCall& c, int64_t rank, const char* op) {
