@@ -197,6 +197,13 @@ std::vector<Sample> gather_samples(DType dt, Generator& g) {
           sample(sample_uniform({64, 1000}, dt, g), 1, {64, 520}, "64x1000 pick 520 (threaded)")};
 }
 std::vector<Sample> scatter_add_samples(DType dt, Generator& g) {
+  // index_select's backward: one index per row along dim, expanded over the other dims.
+  auto row_sample = [&](Tensor x, int64_t dim, Tensor src, std::string label) {
+    Shape one(size_t(x.dim()), 1);
+    one[size_t(dim)] = src.size(dim);
+    Tensor idx = randint(0, x.size(dim), one, DType::i64, &g).expand(src.shape());
+    return Sample{{x, idx, src}, Attrs().set("dim", dim), std::move(label)};
+  };
   auto sample = [&](Tensor x, int64_t dim, Tensor src, Shape ishape, std::string label) {
     return Sample{{x, randint(0, x.size(dim), ishape, DType::i64, &g), src}, Attrs().set("dim", dim), std::move(label)};
   };
@@ -204,7 +211,11 @@ std::vector<Sample> scatter_add_samples(DType dt, Generator& g) {
           sample(sample_uniform({7, 17}, dt, g), 0, sample_uniform({5, 17}, dt, g), {3, 17}, "src larger than index"),
           sample(sample_uniform({3, 7, 5}, dt, g), 1, sample_uniform({3, 7, 5}, dt, g), {3, 7, 5}, "3-d"),
           sample(sample_transposed({17, 7}, dt, g), 1, sample_transposed({17, 3}, dt, g), {17, 3}, "transposed"),
-          sample(sample_uniform({64, 127}, dt, g), 0, sample_uniform({256, 127}, dt, g), {256, 127}, "64x127 rows")};
+          sample(sample_uniform({64, 127}, dt, g), 0, sample_uniform({256, 127}, dt, g), {256, 127}, "64x127 rows"),
+          row_sample(sample_uniform({17, 33}, dt, g), 0, sample_uniform({40, 33}, dt, g), "row index (expanded), repeats"),
+          row_sample(sample_uniform({3, 7, 5}, dt, g), 1, sample_transposed({9, 3, 5}, dt, g).transpose(0, 1),
+                     "row index, middle dim, strided src"),
+          row_sample(sample_uniform({64, 127}, dt, g), 0, sample_uniform({256, 127}, dt, g), "row index 256x127 (threaded)")};
 }
 
 // ---- cat
