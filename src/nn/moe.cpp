@@ -12,7 +12,8 @@ namespace qs::nn {
 
 SwiGLU::SwiGLU(int64_t d_model, int64_t d_hidden, bool bias, Generator& gen)
     : Module("SwiGLU"), d_model_(d_model), d_hidden_(d_hidden) {
-  QS_CHECK(d_model > 0 && d_hidden > 0, "SwiGLU: sizes must be positive, got d_model={} d_hidden={}", d_model, d_hidden);
+  QS_CHECK(d_model > 0 && d_hidden > 0, "SwiGLU: sizes must be positive, got d_model={} d_hidden={}", d_model,
+           d_hidden);
   gate_proj_ = register_module("gate_proj", std::make_shared<Linear>(d_model, d_hidden, bias, gen));
   up_proj_ = register_module("up_proj", std::make_shared<Linear>(d_model, d_hidden, bias, gen));
   down_proj_ = register_module("down_proj", std::make_shared<Linear>(d_hidden, d_model, bias, gen));
@@ -25,7 +26,8 @@ Tensor SwiGLU::forward(const Tensor& x) {
 }
 
 std::string SwiGLU::extra_repr() const {
-  return fmt::format("d_model={}, d_hidden={}, bias={}", d_model_, d_hidden_, gate_proj_->bias().defined() ? "True" : "False");
+  return fmt::format("d_model={}, d_hidden={}, bias={}", d_model_, d_hidden_,
+                     gate_proj_->bias().defined() ? "True" : "False");
 }
 
 namespace {
@@ -35,12 +37,15 @@ void check_config(const MoEConfig& c) {
            c.d_expert);
   QS_CHECK(c.n_routed >= 1 && c.n_shared >= 0, "MoE: need n_routed >= 1 and n_shared >= 0, got {} and {}", c.n_routed,
            c.n_shared);
-  QS_CHECK(c.top_k >= 1 && c.top_k <= c.n_routed, "MoE: top_k must be in [1, n_routed = {}], got {}", c.n_routed, c.top_k);
-  QS_CHECK(c.score == "sigmoid" || c.score == "softmax", "MoE: score must be 'sigmoid' or 'softmax', got '{}'", c.score);
+  QS_CHECK(c.top_k >= 1 && c.top_k <= c.n_routed, "MoE: top_k must be in [1, n_routed = {}], got {}", c.n_routed,
+           c.top_k);
+  QS_CHECK(c.score == "sigmoid" || c.score == "softmax", "MoE: score must be 'sigmoid' or 'softmax', got '{}'",
+           c.score);
   QS_CHECK(std::isfinite(c.routed_scaling) && c.routed_scaling > 0, "MoE: routed_scaling must be positive, got {}",
            c.routed_scaling);
   QS_CHECK(c.bias_update_speed >= 0 && c.aux_loss_alpha >= 0,
-           "MoE: bias_update_speed and aux_loss_alpha must be >= 0, got {} and {}", c.bias_update_speed, c.aux_loss_alpha);
+           "MoE: bias_update_speed and aux_loss_alpha must be >= 0, got {} and {}", c.bias_update_speed,
+           c.aux_loss_alpha);
 }
 
 Tensor index_tensor(const std::vector<int64_t>& v) { return from_blob_copy(v.data(), {int64_t(v.size())}, DType::i64); }
@@ -74,13 +79,15 @@ MoE::MoE(const MoEConfig& cfg, Generator& gen) : Module("MoE"), cfg_(cfg) {
   check_config(cfg);
   auto list = register_module("experts", std::make_shared<Module>("ModuleList"));
   for (int64_t e = 0; e < cfg.n_routed; ++e)
-    experts_.push_back(list->register_module(std::to_string(e), std::make_shared<SwiGLU>(cfg.d_model, cfg.d_expert, false, gen)));
+    experts_.push_back(
+        list->register_module(std::to_string(e), std::make_shared<SwiGLU>(cfg.d_model, cfg.d_expert, false, gen)));
   auto gate = register_module("gate", std::make_shared<Module>("MoEGate"));
   gate_weight_ = gate->register_parameter("weight", empty({cfg.n_routed, cfg.d_model}));
   init::kaiming_uniform_(gate_weight_, std::sqrt(5.0), "fan_in", "leaky_relu", gen);
   bias_ = gate->register_buffer("e_score_correction_bias", zeros({cfg.n_routed}));
   if (cfg.n_shared > 0)
-    shared_ = register_module("shared_experts", std::make_shared<SwiGLU>(cfg.d_model, cfg.n_shared * cfg.d_expert, false, gen));
+    shared_ = register_module("shared_experts",
+                              std::make_shared<SwiGLU>(cfg.d_model, cfg.n_shared * cfg.d_expert, false, gen));
   pending_counts_.assign(size_t(cfg.n_routed), 0);
   stats_counts_.assign(size_t(cfg.n_routed), 0);
 }

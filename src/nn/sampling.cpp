@@ -11,8 +11,8 @@ namespace qs::nn {
 namespace {
 
 void check_options(const SamplingOptions& o) {
-  QS_CHECK(std::isfinite(o.temperature) && o.temperature >= 0, "sample_token: temperature must be finite and >= 0, got {}",
-           o.temperature);
+  QS_CHECK(std::isfinite(o.temperature) && o.temperature >= 0,
+           "sample_token: temperature must be finite and >= 0, got {}", o.temperature);
   QS_CHECK(o.top_k >= 0, "sample_token: top_k must be >= 0 (0 = all tokens), got {}", o.top_k);
   QS_CHECK(o.top_p > 0 && o.top_p <= 1, "sample_token: top_p must be in (0, 1], got {}", o.top_p);
 }
@@ -20,7 +20,8 @@ void check_options(const SamplingOptions& o) {
 void check_logits(const std::vector<double>& v) {
   bool any = false;
   for (size_t i = 0; i < v.size(); ++i) {
-    QS_CHECK(!std::isnan(v[i]) && v[i] != INFINITY, "sample_token: logit {} of token {} is not allowed (NaN or +inf)", v[i], i);
+    QS_CHECK(!std::isnan(v[i]) && v[i] != INFINITY, "sample_token: logit {} of token {} is not allowed (NaN or +inf)",
+             v[i], i);
     any = any || v[i] != -INFINITY;
   }
   QS_CHECK(any, "sample_token: every logit is -inf; no token can be drawn");

@@ -70,7 +70,8 @@ namespace qs {
 ValuesIndices topk(const Tensor& x, int64_t k, int64_t dim, bool largest, bool sorted) {
   QS_CHECK(x.dim() >= 1, "topk: expected a tensor of rank >= 1, got a 0-d tensor");
   int64_t d = wrap_dim(dim, x.dim(), "topk");
-  auto r = ops::dispatch(ops::OpKind::topk, {x}, Attrs().set("k", k).set("dim", d).set("largest", largest).set("sorted", sorted));
+  auto r = ops::dispatch(ops::OpKind::topk, {x},
+                         Attrs().set("k", k).set("dim", d).set("largest", largest).set("sorted", sorted));
   return {r[0], r[1]};
 }
 

@@ -71,8 +71,9 @@ std::vector<double> dense_moe(const nn::MoE& m, const Tensor& x) {
     }
     std::vector<int64_t> order(static_cast<size_t>(E));
     std::iota(order.begin(), order.end(), 0);
-    std::stable_sort(order.begin(), order.end(),
-                     [&](int64_t a, int64_t b) { return s[size_t(a)] + bias[size_t(a)] > s[size_t(b)] + bias[size_t(b)]; });
+    std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+      return s[size_t(a)] + bias[size_t(a)] > s[size_t(b)] + bias[size_t(b)];
+    });
     double norm = 0;
     for (int64_t j = 0; j < c.top_k; ++j) norm += s[size_t(order[size_t(j)])];
     for (int64_t j = 0; j < c.top_k; ++j) {
@@ -190,8 +191,7 @@ TEST(MoE, GradientsMatchFiniteDifferences) {
   auto f = [&](const std::vector<Tensor>& xs) {
     {
       NoGrad ng;
-      for (size_t i = 0; i < params.size(); ++i)
-        params[i].copy_(xs[i + 1].same(params[i]) ? originals[i] : xs[i + 1]);
+      for (size_t i = 0; i < params.size(); ++i) params[i].copy_(xs[i + 1].same(params[i]) ? originals[i] : xs[i + 1]);
     }
     Tensor y = m.forward(xs[0]);
     return std::vector<Tensor>{y, m.aux_loss()};

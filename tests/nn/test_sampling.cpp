@@ -19,7 +19,8 @@ Tensor logits_of_probs(const std::vector<double>& p) {
 }
 
 // Pearson's statistic of n draws against probabilities want (cells with want 0 must be empty).
-double chi_square(const SamplingOptions& o, const Tensor& logits, const std::vector<double>& want, int n, uint64_t seed) {
+double chi_square(const SamplingOptions& o, const Tensor& logits, const std::vector<double>& want, int n,
+                  uint64_t seed) {
   Generator g(seed);
   std::vector<int> count(want.size(), 0);
   for (int i = 0; i < n; ++i) ++count[size_t(nn::sample_token(logits, o, g))];

@@ -32,25 +32,25 @@ class SwiGLU : public Module {
 
 struct MoEConfig {
   int64_t d_model = 0;
-  int64_t d_expert = 0;            // hidden width of each expert's SwiGLU
-  int64_t n_routed = 0;            // routed experts (>= 1)
-  int64_t n_shared = 0;            // shared experts, run as one SwiGLU of width n_shared * d_expert
-  int64_t top_k = 1;               // experts per token, 1 <= top_k <= n_routed
-  std::string score = "sigmoid";   // "sigmoid" (V3) or "softmax" (V2)
-  bool norm_topk_prob = true;      // gate weights of a token renormalised to sum 1 (when top_k > 1)
-  double routed_scaling = 1.0;     // gate weights multiplied by this
-  double bias_update_speed = 1e-3; // gamma of the auxiliary-loss-free balancing; 0 disables
-  double aux_loss_alpha = 0.0;     // weight of the balance loss; 0 disables
+  int64_t d_expert = 0;             // hidden width of each expert's SwiGLU
+  int64_t n_routed = 0;             // routed experts (>= 1)
+  int64_t n_shared = 0;             // shared experts, run as one SwiGLU of width n_shared * d_expert
+  int64_t top_k = 1;                // experts per token, 1 <= top_k <= n_routed
+  std::string score = "sigmoid";    // "sigmoid" (V3) or "softmax" (V2)
+  bool norm_topk_prob = true;       // gate weights of a token renormalised to sum 1 (when top_k > 1)
+  double routed_scaling = 1.0;      // gate weights multiplied by this
+  double bias_update_speed = 1e-3;  // gamma of the auxiliary-loss-free balancing; 0 disables
+  double aux_loss_alpha = 0.0;      // weight of the balance loss; 0 disables
 };
 
 // Routing load since the last reset_stats(). A token counts once for each of its top_k
 // experts, so sum(counts) = tokens * top_k.
 struct ExpertLoad {
-  std::vector<int64_t> counts;    // per routed expert
-  std::vector<double> fraction;   // counts / total (0 when total is 0)
+  std::vector<int64_t> counts;   // per routed expert
+  std::vector<double> fraction;  // counts / total (0 when total is 0)
   int64_t total = 0;
-  double max_over_mean = 0;       // max(counts) / mean(counts): 1 is perfect balance (0 when total is 0)
-  double cv = 0;                  // coefficient of variation: population std / mean (0 when total is 0)
+  double max_over_mean = 0;  // max(counts) / mean(counts): 1 is perfect balance (0 when total is 0)
+  double cv = 0;             // coefficient of variation: population std / mean (0 when total is 0)
 };
 
 // One routing decision for T tokens.

@@ -57,7 +57,8 @@ struct RowWalk {
   }
 };
 
-template <class T> void rope_rows(const Tensor& x, const T* cp, const T* sp, T* op) {
+template <class T>
+void rope_rows(const Tensor& x, const T* cp, const T* sp, T* op) {
   const int64_t d = x.size(-1), h = d / 2;
   const int64_t rows = d == 0 ? 0 : x.numel() / d;
   const T* xp = x.data_ptr<T>();
@@ -81,13 +82,14 @@ template <class T> void rope_rows(const Tensor& x, const T* cp, const T* sp, T* 
 
 void rope_cpu(ops::OpCall& c) {
   Tensor cos = c.in[1].contiguous(), sin = c.in[2].contiguous();
-  visit_float(c.in[0].dtype(), "rope", [&]<class T>() {
-    rope_rows<T>(c.in[0], cos.data_ptr<T>(), sin.data_ptr<T>(), c.out[0].data_ptr<T>());
-  });
+  visit_float(c.in[0].dtype(), "rope",
+              [&]<class T>() { rope_rows<T>(c.in[0], cos.data_ptr<T>(), sin.data_ptr<T>(), c.out[0].data_ptr<T>()); });
 }
 
 }  // namespace
 
-void register_rope_cpu(std::vector<ops::OpDef>& t) { ops::add_kernel(t, ops::OpKind::rope, {"cpu", rope_supports, rope_cpu}); }
+void register_rope_cpu(std::vector<ops::OpDef>& t) {
+  ops::add_kernel(t, ops::OpKind::rope, {"cpu", rope_supports, rope_cpu});
+}
 
 }  // namespace qs::kernels

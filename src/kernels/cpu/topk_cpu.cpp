@@ -38,8 +38,8 @@ int64_t slice_offset(const Tensor& x, int64_t dim, int64_t o, int64_t i) {
 
 // Small k (a router's 8 of 256 experts): one pass keeping the best k seen so far in rank
 // order; most elements lose to the current k-th after one comparison.
-template <class T> void best_k_by_insertion(const T* row, int64_t stride, int64_t S, int64_t k, bool largest, T* bv,
-                                            int64_t* bi) {
+template <class T>
+void best_k_by_insertion(const T* row, int64_t stride, int64_t S, int64_t k, bool largest, T* bv, int64_t* bi) {
   int64_t n = 0;
   for (int64_t s = 0; s < S; ++s) {
     const T v = row[s * stride];
@@ -52,8 +52,9 @@ template <class T> void best_k_by_insertion(const T* row, int64_t stride, int64_
 }
 
 // Large k: order the slice's positions, only the first k of them fully (O(S log k)).
-template <class T> void best_k_by_partial_sort(const T* row, int64_t stride, int64_t S, int64_t k, bool largest,
-                                               std::vector<T>& vals, std::vector<int64_t>& order, T* bv, int64_t* bi) {
+template <class T>
+void best_k_by_partial_sort(const T* row, int64_t stride, int64_t S, int64_t k, bool largest, std::vector<T>& vals,
+                            std::vector<int64_t>& order, T* bv, int64_t* bi) {
   for (int64_t s = 0; s < S; ++s) vals[size_t(s)] = row[s * stride];
   std::iota(order.begin(), order.end(), int64_t(0));
   auto before = [&](int64_t a, int64_t b) { return topk_before(vals[size_t(a)], a, vals[size_t(b)], b, largest); };
@@ -63,7 +64,8 @@ template <class T> void best_k_by_partial_sort(const T* row, int64_t stride, int
 
 constexpr int64_t kInsertionMaxK = 32;
 
-template <class T> void topk_slices(ops::OpCall& c) {
+template <class T>
+void topk_slices(ops::OpCall& c) {
   const Tensor& x = c.in[0];
   const int64_t dim = c.attrs.i("dim"), k = c.attrs.i("k");
   const bool largest = c.attrs.b("largest"), sorted = c.attrs.b("sorted");
@@ -91,7 +93,9 @@ template <class T> void topk_slices(ops::OpCall& c) {
         best_k_by_partial_sort(row, stride, S, k, largest, vals, order, bv.data(), bi.data());
       by_index.resize(size_t(k));
       std::iota(by_index.begin(), by_index.end(), int64_t(0));  // ranks, reordered by index when unsorted
-      if (!sorted) std::sort(by_index.begin(), by_index.end(), [&](int64_t a, int64_t b) { return bi[size_t(a)] < bi[size_t(b)]; });
+      if (!sorted)
+        std::sort(by_index.begin(), by_index.end(),
+                  [&](int64_t a, int64_t b) { return bi[size_t(a)] < bi[size_t(b)]; });
       for (int64_t j = 0; j < k; ++j) {
         const int64_t at = (o * k + j) * inner + i;
         vp[at] = bv[size_t(by_index[size_t(j)])];
@@ -103,14 +107,19 @@ template <class T> void topk_slices(ops::OpCall& c) {
 
 void topk_cpu(ops::OpCall& c) {
   switch (c.in[0].dtype()) {
-    case DType::f32: return topk_slices<float>(c);
-    case DType::f64: return topk_slices<double>(c);
-    default: return topk_slices<int64_t>(c);
+    case DType::f32:
+      return topk_slices<float>(c);
+    case DType::f64:
+      return topk_slices<double>(c);
+    default:
+      return topk_slices<int64_t>(c);
   }
 }
 
 }  // namespace
 
-void register_topk_cpu(std::vector<ops::OpDef>& t) { ops::add_kernel(t, ops::OpKind::topk, {"cpu", topk_supports, topk_cpu}); }
+void register_topk_cpu(std::vector<ops::OpDef>& t) {
+  ops::add_kernel(t, ops::OpKind::topk, {"cpu", topk_supports, topk_cpu});
+}
 
 }  // namespace qs::kernels
