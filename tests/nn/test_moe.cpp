@@ -8,6 +8,7 @@
 #include <numeric>
 
 #include "ops/harness.h"
+#include "qiusuo/autocast.h"
 #include "qiusuo/autograd.h"
 #include "qiusuo/nn/moe.h"
 #include "qiusuo/ops.h"
@@ -301,6 +302,23 @@ TEST(MoE, LoadStatistics) {
   EXPECT_DOUBLE_EQ(s.cv, 2.0);  // std of {0, 0, 10, 0, 0} is 4, mean 2
   m.reset_stats();
   EXPECT_EQ(m.load_stats().total, 0);
+}
+
+// Under bf16 autocast the experts and the router take bf16 operands; the layer still runs
+// and returns f32 close to the f32 result (a few tokens may pick another expert).
+TEST(MoE, RunsUnderAutocast) {
+  Generator g(8);
+  nn::MoE m(small_config("sigmoid"), g);
+  Tensor x = randn({2, 16, 6}, DType::f32, &g);
+  NoGrad ng;
+  Tensor want = m.forward(x), got;
+  {
+    Autocast ac;
+    got = m.forward(x);
+  }
+  ASSERT_EQ(got.dtype(), DType::f32);
+  double rel = std::sqrt(sum(square(got - want)).item() / sum(square(want)).item());
+  EXPECT_LT(rel, 3e-2);
 }
 
 TEST(MoE, ConfigAndInputErrors) {
