@@ -4,4 +4,6 @@
 #include "qiusuo/nn/init.h"
 #include "qiusuo/nn/linear.h"
 #include "qiusuo/nn/module.h"
+#include "qiusuo/nn/moe.h"
+#include "qiusuo/nn/sampling.h"
 #include "qiusuo/nn/sequential.h"

@@ -9,7 +9,8 @@
 namespace qs::kernels {
 
 // Whether value a (at index ia) ranks before value b (at index ib).
-template <class T> bool topk_before(T a, int64_t ia, T b, int64_t ib, bool largest) {
+template <class T>
+bool topk_before(T a, int64_t ia, T b, int64_t ib, bool largest) {
   if constexpr (std::is_floating_point_v<T>) {
     bool na = std::isnan(a), nb = std::isnan(b);
     if (na || nb) {

@@ -17,14 +17,27 @@ void check_index_dtype(const Tensor& index, const char* op) {
 }
 
 // Every index in [0, limit); the error names the first bad one, where it is and the bound.
+// Expanded (stride-0) dims repeat the same values, so only one slice of each is read: the
+// expanded row index of a backward scatter is checked without copying it out in full.
 void check_index_range(const Tensor& index, int64_t limit, const char* op, const char* what) {
-  Tensor ic = index.contiguous();
+  Tensor distinct = index;
+  for (int64_t d = 0; d < index.dim(); ++d)
+    if (index.stride(d) == 0 && index.size(d) > 1) distinct = distinct.narrow(d, 0, 1);
+  Tensor ic = distinct.contiguous();
   const int64_t* p = ic.data_ptr<int64_t>();
   int64_t n = ic.numel(), bad = -1;
   for (int64_t i = 0; i < n && bad < 0; ++i)
     if (p[i] < 0 || p[i] >= limit) bad = i;
-  QS_CHECK(bad < 0, "{}: index {} (element {} of the indices) is out of range for {} {} (valid: 0..{})", op, p[bad],
-           bad, what, limit, limit - 1);
+  if (bad < 0) return;
+  int64_t flat = 0, rest = bad;  // the bad element's row-major position in the full index
+  Shape coord(size_t(index.dim()));
+  for (int64_t d = index.dim() - 1; d >= 0; --d) {
+    coord[size_t(d)] = rest % ic.size(d);
+    rest /= ic.size(d);
+  }
+  for (int64_t d = 0; d < index.dim(); ++d) flat = flat * index.size(d) + coord[size_t(d)];
+  QS_FAIL("{}: index {} (element {} of the indices) is out of range for {} {} (valid: 0..{})", op, p[bad], flat, what,
+          limit, limit - 1);
 }
 
 int64_t checked_dim(const OpCall& c, int64_t rank, const char* op) {
@@ -184,6 +197,13 @@ std::vector<Sample> gather_samples(DType dt, Generator& g) {
           sample(sample_uniform({64, 1000}, dt, g), 1, {64, 520}, "64x1000 pick 520 (threaded)")};
 }
 std::vector<Sample> scatter_add_samples(DType dt, Generator& g) {
+  // index_select's backward: one index per row along dim, expanded over the other dims.
+  auto row_sample = [&](Tensor x, int64_t dim, Tensor src, std::string label) {
+    Shape one(size_t(x.dim()), 1);
+    one[size_t(dim)] = src.size(dim);
+    Tensor idx = randint(0, x.size(dim), one, DType::i64, &g).expand(src.shape());
+    return Sample{{x, idx, src}, Attrs().set("dim", dim), std::move(label)};
+  };
   auto sample = [&](Tensor x, int64_t dim, Tensor src, Shape ishape, std::string label) {
     return Sample{{x, randint(0, x.size(dim), ishape, DType::i64, &g), src}, Attrs().set("dim", dim), std::move(label)};
   };
@@ -191,7 +211,11 @@ std::vector<Sample> scatter_add_samples(DType dt, Generator& g) {
           sample(sample_uniform({7, 17}, dt, g), 0, sample_uniform({5, 17}, dt, g), {3, 17}, "src larger than index"),
           sample(sample_uniform({3, 7, 5}, dt, g), 1, sample_uniform({3, 7, 5}, dt, g), {3, 7, 5}, "3-d"),
           sample(sample_transposed({17, 7}, dt, g), 1, sample_transposed({17, 3}, dt, g), {17, 3}, "transposed"),
-          sample(sample_uniform({64, 127}, dt, g), 0, sample_uniform({256, 127}, dt, g), {256, 127}, "64x127 rows")};
+          sample(sample_uniform({64, 127}, dt, g), 0, sample_uniform({256, 127}, dt, g), {256, 127}, "64x127 rows"),
+          row_sample(sample_uniform({17, 33}, dt, g), 0, sample_uniform({40, 33}, dt, g), "row index (expanded), repeats"),
+          row_sample(sample_uniform({3, 7, 5}, dt, g), 1, sample_transposed({9, 3, 5}, dt, g).transpose(0, 1),
+                     "row index, middle dim, strided src"),
+          row_sample(sample_uniform({64, 127}, dt, g), 0, sample_uniform({256, 127}, dt, g), "row index 256x127 (threaded)")};
 }
 
 // ---- cat

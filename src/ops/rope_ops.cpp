@@ -14,15 +14,16 @@ namespace {
 std::vector<TensorSpec> rope_meta(const OpCall& c) {
   const Tensor &x = c.in[0], &cos = c.in[1], &sin = c.in[2];
   QS_CHECK(x.defined() && cos.defined() && sin.defined(), "rope: x, cos and sin are all required");
-  QS_CHECK(x.dim() >= 2 && x.size(-1) > 0 && x.size(-1) % 2 == 0, "rope: x must be [..., n, d] with d even and > 0, got {}",
-           shape_str(x.shape()));
+  QS_CHECK(x.dim() >= 2 && x.size(-1) > 0 && x.size(-1) % 2 == 0,
+           "rope: x must be [..., n, d] with d even and > 0, got {}", shape_str(x.shape()));
   QS_CHECK(x.is_floating_point(), "rope: x must be floating point, got {}", dtype_name(x.dtype()));
   const int64_t n = x.size(-2), half = x.size(-1) / 2;
   QS_CHECK((cos.shape() == Shape{n, half} && sin.shape() == Shape{n, half}),
            "rope: cos and sin must be [n, d / 2] = [{}, {}] for x {}, got {} and {}", n, half, shape_str(x.shape()),
            shape_str(cos.shape()), shape_str(sin.shape()));
-  QS_CHECK(cos.dtype() == x.dtype() && sin.dtype() == x.dtype(), "rope: cos and sin must have x's dtype {}, got {} and {}",
-           dtype_name(x.dtype()), dtype_name(cos.dtype()), dtype_name(sin.dtype()));
+  QS_CHECK(cos.dtype() == x.dtype() && sin.dtype() == x.dtype(),
+           "rope: cos and sin must have x's dtype {}, got {} and {}", dtype_name(x.dtype()), dtype_name(cos.dtype()),
+           dtype_name(sin.dtype()));
   return {{x.shape(), x.dtype()}};
 }
 
@@ -84,6 +85,8 @@ const OpImpl rope_impl{rope_meta, kernels::rope_ref, rope_backward, rope_samples
 
 namespace qs {
 
-Tensor rope(const Tensor& x, const Tensor& cos, const Tensor& sin) { return ops::dispatch1(ops::OpKind::rope, {x, cos, sin}); }
+Tensor rope(const Tensor& x, const Tensor& cos, const Tensor& sin) {
+  return ops::dispatch1(ops::OpKind::rope, {x, cos, sin});
+}
 
 }  // namespace qs

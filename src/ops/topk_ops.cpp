@@ -53,6 +53,9 @@ std::vector<Sample> topk_samples(DType dt, Generator& g) {
   s.push_back({{ties}, topk_attrs(5, 1), "ties (i64), largest"});
   s.push_back({{ties}, topk_attrs(5, 1, false), "ties (i64), smallest"});
   s.push_back({{ties.t()}, topk_attrs(9, 0, true, false), "ties (i64), dim 0 unsorted"});
+  Tensor many_ties = randint(0, 5, {3, 100}, DType::i64, &g);  // k above the optimised kernel's insertion limit
+  s.push_back({{many_ties}, topk_attrs(40, 1), "ties (i64), k=40"});
+  s.push_back({{many_ties}, topk_attrs(40, 1, false, false), "ties (i64), k=40 smallest unsorted"});
   return s;
 }
 
@@ -67,7 +70,8 @@ namespace qs {
 ValuesIndices topk(const Tensor& x, int64_t k, int64_t dim, bool largest, bool sorted) {
   QS_CHECK(x.dim() >= 1, "topk: expected a tensor of rank >= 1, got a 0-d tensor");
   int64_t d = wrap_dim(dim, x.dim(), "topk");
-  auto r = ops::dispatch(ops::OpKind::topk, {x}, Attrs().set("k", k).set("dim", d).set("largest", largest).set("sorted", sorted));
+  auto r = ops::dispatch(ops::OpKind::topk, {x},
+                         Attrs().set("k", k).set("dim", d).set("largest", largest).set("sorted", sorted));
   return {r[0], r[1]};
 }
 

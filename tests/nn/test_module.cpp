@@ -259,6 +259,13 @@ TEST(IndexOps, GatherScatterIndexSelectValues) {
   EXPECT_NE(msg.find("index_select: index must be 1-d, got shape [2, 2]"), std::string::npos) << msg;
   msg = error_of([&] { gather(x, 2, idx); });
   EXPECT_NE(msg.find("gather: dim 2 out of range for a tensor of rank 2"), std::string::npos) << msg;
+  // An expanded row index is checked one column at a time; the error still names the
+  // position in the full index (row 1, column 0).
+  Tensor rows = from_vector({0, 5, 1}, {3, 1}, DType::i64).expand({3, 3});
+  msg = error_of([&] { scatter_add(zeros({4, 3}), 0, rows, ones({3, 3})); });
+  EXPECT_NE(msg.find("index 5 (element 3 of the indices) is out of range for a dim of size 4"), std::string::npos) << msg;
+  EXPECT_EQ(scatter_add(zeros({4, 3}), 0, from_vector({3, 0, 3}, {3, 1}, DType::i64).expand({3, 3}), ones({3, 3})).to_vector(),
+            (std::vector<double>{1, 1, 1, 0, 0, 0, 0, 0, 0, 2, 2, 2}));
 }
 
 TEST(IndexOps, CatStackSplitChunk) {

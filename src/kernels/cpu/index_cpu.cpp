@@ -3,6 +3,7 @@
 // vocabulary rows, so sums need no atomics and come out in the reference's order.
 #include <omp.h>
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 
@@ -170,12 +171,53 @@ void gather_cpu(ops::OpCall& c) {
   });
 }
 
+// A row scatter: the index varies only along dim (index_select's backward, a MoE's
+// combine) and covers src and out in every other dim.
+bool is_row_scatter(const Tensor& index, const Tensor& src, const Tensor& out, int64_t dim) {
+  for (int64_t d = 0; d < index.dim(); ++d) {
+    if (d == dim) continue;
+    if (index.size(d) != src.size(d) || index.size(d) != out.size(d)) return false;
+    if (index.size(d) > 1 && index.stride(d) != 0) return false;
+  }
+  return index.size(dim) == src.size(dim);
+}
+
+// out[o, index[j], :] += src[o, j, :] over [outer, n, inner] blocks, whole rows at a time.
+// Threads split the row width, so each output element still sums in index order.
+template <class T> void scatter_rows(const Tensor& index, const Tensor& src_in, const Tensor& out, int64_t dim) {
+  Tensor src = src_in.contiguous();
+  const int64_t S = out.size(dim), n = index.size(dim), is = index.stride(dim);
+  int64_t outer = 1, inner = 1;
+  for (int64_t d = 0; d < dim; ++d) outer *= out.size(d);
+  for (int64_t d = dim + 1; d < out.dim(); ++d) inner *= out.size(d);
+  const int64_t* ip = index.data_ptr<int64_t>();
+  const T* sp = src.data_ptr<T>();
+  T* op = out.data_ptr<T>();
+  const bool par = outer * n * inner * int64_t(sizeof(T)) > kParallelBytes;
+  const int64_t chunks = par ? std::max<int64_t>(1, std::min<int64_t>(omp_get_max_threads(), inner / 16)) : 1;
+#pragma omp parallel for collapse(2) if (par)
+  for (int64_t o = 0; o < outer; ++o)
+    for (int64_t ch = 0; ch < chunks; ++ch) {
+      const int64_t lo = inner * ch / chunks, hi = inner * (ch + 1) / chunks;
+      for (int64_t j = 0; j < n; ++j) {
+        T* dst = op + (o * S + ip[j * is]) * inner;
+        const T* row = sp + (o * n + j) * inner;
+#pragma omp simd
+        for (int64_t i = lo; i < hi; ++i) dst[i] += row[i];
+      }
+    }
+}
+
 // out = x; then out[i with coordinate dim := index[i]] += src[i], serially (in the
 // reference's order, so repeated indices sum identically).
 void scatter_add_cpu(ops::OpCall& c) {
   const Tensor &x = c.in[0], &index = c.in[1], &src = c.in[2];
   Tensor& out = c.out[0];
   strided_copy(out, x);
+  if (is_row_scatter(index, src, out, c.attrs.i("dim"))) {
+    visit_float(x.dtype(), "scatter_add", [&]<class T>() { scatter_rows<T>(index, src, out, c.attrs.i("dim")); });
+    return;
+  }
   size_t dim = size_t(c.attrs.i("dim"));
   Shape os = out.strides();
   int64_t odim = os[dim];
