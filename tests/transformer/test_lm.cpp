@@ -133,6 +133,25 @@ TEST(TransformerLM, ParameterNamesAndTiedHead) {
     EXPECT_TRUE(has(k)) << k;
 }
 
+TEST(TransformerLM, Gpt2Initialisation) {
+  LMConfig c;
+  c.d_model = 64, c.n_layers = 2;
+  Generator g(17);
+  TransformerLM lm(c, {}, g);
+  auto stddev = [](const Tensor& t) { return std::sqrt(var(t, {}, 0.0).item()); };
+  for (auto& [name, p] : lm.named_parameters()) {
+    double want = -1;  // expected standard deviation
+    if (name == "blocks.0.attn.out_proj.weight" || name == "blocks.1.mlp.c_proj.weight") want = 0.01;  // 0.02/sqrt(4)
+    if (name == "blocks.0.mlp.c_fc.weight" || name == "wte.weight") want = 0.02;
+    if (want > 0) {
+      EXPECT_NEAR(stddev(p), want, 0.001) << name;
+    }
+    if (name == "blocks.0.attn.in_proj.bias" || name == "blocks.0.ln_1.bias") {
+      EXPECT_EQ(sum(abs(p)).item(), 0.0) << name;
+    }
+  }
+}
+
 TEST(LMConfig, JsonRoundTripAndErrors) {
   LMConfig c = tiny("deepseek", "mla", PositionEncoding::rope);
   c.pos.rope_scaling = RopeScaling::yarn, c.pos.rope_factor = 4.0;

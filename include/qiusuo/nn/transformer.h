@@ -245,6 +245,8 @@ struct LMConfig {
 // A token sampler: logits [V] (f32 or f64) -> the next token id. Empty = greedy (argmax).
 using Sampler = std::function<int64_t(const Tensor& logits, Generator& gen)>;
 
+// Initialised as GPT-2: embeddings and linear weights N(0, 0.02), biases 0, residual
+// projections (out_proj, c_proj, o_proj, down_proj) N(0, 0.02 / sqrt(2 n_layers)), norms 1.
 class TransformerLM : public Module {
  public:
   // ffn_factory builds the feed-forward of deepseek blocks when cfg.ffn == "moe".
@@ -269,6 +271,7 @@ class TransformerLM : public Module {
 
  private:
   Tensor run(const Tensor& idx, KVCacheSet* cache);
+  void init_weights(Generator& gen);
   LMConfig cfg_;
   std::shared_ptr<Embedding> wte_, wpe_;
   std::vector<std::shared_ptr<TransformerBlock>> blocks_;
