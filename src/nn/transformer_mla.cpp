@@ -48,8 +48,8 @@ AttentionResult MultiheadLatentAttention::attend(const Tensor& x, const Attentio
   Tensor c = kv_a_norm_->forward(ckv.narrow(2, 0, r));
   Tensor k_rope = pos_->rotate(ckv.narrow(2, r, dr).unsqueeze(1), start).squeeze(1);  // one shared head
   if (a.cache) {
-    if (start > 0) c = cat({a.cache->k, c}, 1), k_rope = cat({a.cache->v, k_rope}, 1);
-    a.cache->k = c, a.cache->v = k_rope;
+    a.cache->append(c, k_rope);
+    c = a.cache->k, k_rope = a.cache->v;
   }
   AttentionOptions o;
   o.scale = pos_->logit_scale() / std::sqrt(double(dn + dr));
