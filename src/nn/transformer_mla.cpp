@@ -56,7 +56,9 @@ AttentionResult MultiheadLatentAttention::attend(const Tensor& x, const Attentio
   o.causal = a.causal;
   o.key_padding_mask = a.key_padding_mask;
   o.need_weights = wants_weights(a);
-  pos_->add_to(o, q_rope.defined() && dr > 0 ? cat({q_nope, q_rope}, 3) : q_nope, o.scale);
+  // Only Shaw's key term reads the full query.
+  const bool shaw = pos_->config().kind == PositionEncoding::shaw;
+  pos_->add_to(o, shaw && dr > 0 ? cat({q_nope, q_rope}, 3) : q_nope, o.scale);
   const bool absorbed = mode_ == Mode::absorbed || (mode_ == Mode::automatic && a.cache != nullptr);
   AttentionResult res;
   Tensor out = combine(o, q_nope, q_rope, c, k_rope, absorbed, res);  // [B, H, T, dv]

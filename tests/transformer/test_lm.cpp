@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ops/harness.h"
+#include "qiusuo/autocast.h"
 #include "qiusuo/autograd.h"
 #include "qiusuo/nn/transformer.h"
 #include "qiusuo/ops.h"
@@ -234,6 +235,27 @@ TEST(TransformerLM, MoeFactoryHookAndSampler) {
   EXPECT_EQ(lm.generate({4}, 5, three, 0, /*eos_id=*/3), (std::vector<int64_t>{4, 3}));
   Sampler bad = [](const Tensor&, Generator&) { return int64_t(99); };
   EXPECT_THROW(lm.generate({4}, 2, bad), Error);
+}
+
+// bf16 autocast (the trainer's mixed precision): every encoding runs forward and backward,
+// near the f32 logits.
+TEST(TransformerLM, RunsUnderAutocast) {
+  for (const Variant& var : kVariants)
+    for (PositionEncoding kind : {PositionEncoding::rope, PositionEncoding::shaw, PositionEncoding::sinusoidal}) {
+      Generator g(18);
+      TransformerLM lm(tiny(var.block, var.attn, kind), {}, g);
+      Tensor idx = randint(0, 11, {2, 6}, DType::i64, &g);
+      Tensor want = lm.forward(idx);
+      Tensor got;
+      {
+        Autocast ac;
+        got = lm.forward(idx);
+        sum(got * got).backward();
+      }
+      EXPECT_EQ(got.dtype(), DType::f32);
+      EXPECT_LT(max_diff(got, want), 2e-2) << var.block << "/" << var.attn << "/" << position_encoding_name(kind);
+      EXPECT_TRUE(lm.named_parameters()[0].second.grad().defined());
+    }
 }
 
 TEST(TransformerLM, CaptureNamesEveryLayer) {
