@@ -17,8 +17,10 @@ int64_t LayerKVCache::bytes() const {
     if (t->defined()) n += t->numel() * int64_t(t->element_size());
   return n;
 }
+
 namespace {
-// buf [..., cap, d] holding `len` rows: room for `extra` more (doubling), then the new rows.
+// buf [..., cap, d] holds `len` rows (sequence dim -2): makes room for add's rows (doubling
+// the capacity when short), writes them after the held ones and returns the held view.
 Tensor grow_into(Tensor& buf, int64_t len, const Tensor& add) {
   const int64_t dim = add.dim() - 2, need = len + add.size(dim);
   if (!buf.defined() || buf.size(dim) < need) {
@@ -135,7 +137,7 @@ AttentionResult MultiheadAttention::attend(const Tensor& x, const AttentionArgs&
     k = a.cache->k, v = a.cache->v;
   }
   AttentionOptions o;
-  o.scale = pos_->logit_scale() / std::sqrt(double(dh_));
+  o.scale = (cross ? 1.0 : pos_->logit_scale()) / std::sqrt(double(dh_));
   o.causal = a.causal;
   o.key_padding_mask = a.key_padding_mask;
   o.need_weights = wants_weights(a);

@@ -90,6 +90,10 @@ TEST(MultiheadAttention, CrossAttentionUsesTheKeyValueRowsOnMemory) {
   Tensor kv = linear(mem, w.narrow(0, 8, 8), b.narrow(0, 8, 8));
   Tensor o = attention_explicit(q, heads(kv.narrow(2, 0, 4), 1), heads(kv.narrow(2, 4, 4), 1)).out;
   EXPECT_LT(max_diff(out, linear(o.transpose(1, 2).reshape({2, 3, 8}), p[2].second, p[3].second)), 1e-12);
+  for (auto kind : {PositionEncoding::shaw, PositionEncoding::t5, PositionEncoding::alibi}) {
+    MultiheadAttention rel(8, 2, 1, PositionConfig{.kind = kind}, true, g);
+    EXPECT_EQ(rel.forward(x.to(DType::f32), mem.to(DType::f32)).shape(), (Shape{2, 3, 8}));  // position-free
+  }
   LayerKVCache cache;
   AttentionArgs a;
   a.memory = mem;
