@@ -35,5 +35,6 @@ inline double time_per_call(const std::function<void()>& fn, int warm, int iters
 // Registration, one function per workload family (bench_<family>.cpp).
 std::vector<Workload> matmul_workloads();
 std::vector<Workload> cnn_workloads();
+std::vector<Workload> attention_workloads();
 
 }  // namespace qs::bench

@@ -80,6 +80,13 @@ struct ValuesIndices {
 };
 ValuesIndices max(const Tensor& x, int64_t dim, bool keepdim = false);
 ValuesIndices min(const Tensor& x, int64_t dim, bool keepdim = false);
+// torch.topk: the k largest (largest = true) or smallest elements along dim, and their
+// int64 indices; values and indices have x's shape with size k at dim. Ranking: equal
+// values go to the lower index first; NaN counts as larger than every number. sorted:
+// in rank order (best first); !sorted: the same k elements in ascending index order.
+// Numeric dtypes (not bool), rank >= 1, 0 <= k <= x.size(dim). The gradient of values
+// goes to the selected positions; indices are not differentiable.
+ValuesIndices topk(const Tensor& x, int64_t k, int64_t dim = -1, bool largest = true, bool sorted = true);
 // Index (int64) of the first maximum along dim, or into the flattened tensor when dim is
 // absent. Not differentiable.
 Tensor argmax(const Tensor& x, std::optional<int64_t> dim = std::nullopt, bool keepdim = false);
@@ -227,7 +234,10 @@ Tensor interpolate_scale(const Tensor& x, double scale_factor, const std::string
 // ---- positions
 // Rotary position embedding, rotate-half layout (GPT-NeoX / Llama): x [..., n, d], d even,
 // cos and sin [n, d / 2] (row t holds cos/sin(pos_t * inv_freq)); with x1 = x[..., :d/2],
-// x2 = x[..., d/2:]: out = cat(x1 cos - x2 sin, x1 sin + x2 cos). Differentiable in x.
+// x2 = x[..., d/2:]: out = cat(x1 cos - x2 sin, x1 sin + x2 cos). x may be any view (a head
+// slice of a fused qkv projection is read in place when its last dim is contiguous); the
+// output is contiguous. cos and sin have x's floating dtype. Differentiable in x (the
+// rotation by -angle) and in cos and sin. Errors: d odd or 0, tables not [n, d / 2], dtypes.
 Tensor rope(const Tensor& x, const Tensor& cos, const Tensor& sin);
 
 // ---- shape helpers

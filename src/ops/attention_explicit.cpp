@@ -170,9 +170,4 @@ AttentionOutput attention_explicit(const Tensor& q, const Tensor& k, const Tenso
   return r;
 }
 
-// Until the fused op lands, the fused entry point is the textbook one.
-AttentionOutput attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionOptions& o) {
-  return attention_explicit(q, k, v, o);
-}
-
 }  // namespace qs

@@ -71,6 +71,18 @@ const OpDef* find_op(const std::string& name) {
   return nullptr;
 }
 
+Tensor empty_output(const TensorSpec& s) {
+  if (s.layout.empty()) return empty(s.shape, s.dtype);
+  QS_CHECK(s.layout.size() == s.shape.size(), "internal: output layout {} does not match shape {}",
+           shape_str(s.layout), shape_str(s.shape));
+  Shape physical, inverse(s.layout.size());
+  for (size_t k = 0; k < s.layout.size(); ++k) {
+    physical.push_back(s.shape[size_t(s.layout[k])]);
+    inverse[size_t(s.layout[k])] = int64_t(k);
+  }
+  return empty(physical, s.dtype).permute(inverse);
+}
+
 void add_kernel(std::vector<OpDef>& table, OpKind k, KernelImpl impl) { table[size_t(k)].optimised.push_back(impl); }
 
 void push_dispatch_hook(DispatchHook* h) { g_hooks.push_back(h); }
@@ -109,7 +121,7 @@ std::vector<Tensor> dispatch(OpKind op, std::vector<Tensor> in, Attrs attrs) {
   } else {
     std::vector<TensorSpec> specs = def.impl->meta(call);
     call.out.reserve(specs.size());
-    for (auto& s : specs) call.out.push_back(empty(s.shape, s.dtype));
+    for (auto& s : specs) call.out.push_back(empty_output(s));
     const KernelImpl* chosen = nullptr;
     std::string why_not;
     if (force_impl() != ForceImpl::ref) {

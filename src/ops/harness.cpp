@@ -20,8 +20,16 @@ constexpr uint8_t kGuardByte = 0xA5;
 constexpr int64_t kLargeSample = 16384;
 constexpr int kMinCoords = 32;
 
-// An output tensor whose storage is followed by guard bytes.
+// An output tensor whose storage is followed by guard bytes (in the spec's layout).
 Tensor guarded_empty(const TensorSpec& s) {
+  if (!s.layout.empty()) {
+    Shape physical, inverse(s.layout.size());
+    for (size_t k = 0; k < s.layout.size(); ++k) {
+      physical.push_back(s.shape[size_t(s.layout[k])]);
+      inverse[size_t(s.layout[k])] = int64_t(k);
+    }
+    return guarded_empty(TensorSpec{physical, s.dtype}).permute(inverse);
+  }
   size_t nbytes = size_t(shape_numel(s.shape)) * dtype_size(s.dtype);
   auto impl = std::make_shared<TensorImpl>();
   impl->storage = std::make_shared<Storage>(nbytes + kGuardBytes);
@@ -93,7 +101,7 @@ std::vector<CheckResult> check_kernels(const OpDef& def, uint64_t seed) {
           if (s.in[i].defined() && s.in[i].dtype() == DType::f32) s.in[i] = s.in[i].to(DType::bf16);
       OpCall ref_call{def.kind, s.in, s.attrs, {}};
       std::vector<TensorSpec> specs = def.impl->meta(ref_call);
-      for (auto& sp : specs) ref_call.out.push_back(empty(sp.shape, sp.dtype));
+      for (auto& sp : specs) ref_call.out.push_back(empty_output(sp));
       def.impl->ref(ref_call);
       for (auto& k : def.optimised) {
         CheckResult r{def.name, k.name, s.label, dtype_name(dt)};

@@ -40,7 +40,13 @@ constexpr int kNumOps = int(OpKind::kCount);
 struct TensorSpec {
   Shape shape;
   DType dtype;
+  // Optional physical order of the dims, outermost first (empty: row-major). The output
+  // is allocated contiguous in that order and handed to the kernel as the permuted view
+  // of logical shape `shape` (attention allocates [b, n, h, d] and returns [b, h, n, d]).
+  std::vector<int64_t> layout = {};
 };
+// An uninitialised output for `s`, honouring its layout.
+Tensor empty_output(const TensorSpec& s);
 
 // One invocation of an op: inputs, attributes, outputs (allocated by dispatch).
 struct OpCall {

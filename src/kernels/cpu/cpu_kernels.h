@@ -16,5 +16,8 @@ void register_dropout_cpu(std::vector<ops::OpDef>& t);
 void register_conv_dnnl(std::vector<ops::OpDef>& t);
 void register_pool_cpu(std::vector<ops::OpDef>& t);
 void register_batch_norm_cpu(std::vector<ops::OpDef>& t);
+void register_attention_cpu(std::vector<ops::OpDef>& t);
+void register_rope_cpu(std::vector<ops::OpDef>& t);
+void register_topk_cpu(std::vector<ops::OpDef>& t);
 
 }  // namespace qs::kernels

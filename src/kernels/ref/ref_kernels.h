@@ -48,6 +48,9 @@ void index_select_ref(ops::OpCall& c);
 void gather_ref(ops::OpCall& c);
 void scatter_add_ref(ops::OpCall& c);
 void cat_ref(ops::OpCall& c);
+// Positions and selection (rope_ref.cpp, topk_ref.cpp)
+void rope_ref(ops::OpCall& c);
+void topk_ref(ops::OpCall& c);  // outputs: values, int64 indices
 // Convolution (conv_ref.cpp)
 void convolution_ref(ops::OpCall& c);
 void convolution_backward_data_ref(ops::OpCall& c);
@@ -70,5 +73,10 @@ void batch_norm_backward_ref(ops::OpCall& c);
 // Resampling (interp_ref.cpp)
 void interpolate_ref(ops::OpCall& c);
 void interpolate_backward_ref(ops::OpCall& c);
+
+// Attention (attention_ref.cpp)
+void attention_ref(ops::OpCall& c);
+void attention_backward_ref(ops::OpCall& c);
+void attention_weights_ref(ops::OpCall& c);
 
 }  // namespace qs::kernels

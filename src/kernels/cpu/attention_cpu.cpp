@@ -1,0 +1,290 @@
+// Fused attention, forward and weights: FlashAttention-2's tiled online softmax.
+// A task is (batch, kv head, block of kAttnBr query rows); it streams key tiles of
+// kAttnBc keys (transposed once into a contiguous scratch tile shared by the group's query
+// heads), keeps per row a running max, sum and output accumulator rescaled as the max
+// grows, and stores only out and lse = max + log(sum). Key tiles entirely above the
+// causal diagonal are skipped. The backward pass is in attention_cpu_backward.cpp.
+#include "kernels/cpu/attention_cpu.h"
+
+#include <omp.h>
+
+#include <algorithm>
+
+#include "kernels/cpu/cpu_kernels.h"
+
+namespace qs::kernels {
+
+template <class T>
+AttnPlan<T> make_attn_plan(const AttnConfig& c, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& pad,
+                           const Tensor& slopes, const Tensor& rel_bias) {
+  AttnPlan<T> p;
+  p.c = c;
+  p.q = static_cast<const T*>(q.raw_data()), p.k = static_cast<const T*>(k.raw_data());
+  p.v = v.defined() ? static_cast<const T*>(v.raw_data()) : nullptr;
+  for (int d = 0; d < 3; ++d) {
+    p.qs[d] = q.stride(d), p.ks[d] = k.stride(d);
+    p.vs[d] = v.defined() ? v.stride(d) : 0;
+  }
+  std::vector<int64_t> buckets = attn_t5_buckets(c);
+  for (int64_t h = 0; h < c.hq; ++h) {
+    std::vector<double> d = attn_distance_bias(c, slopes, rel_bias, buckets, h);
+    p.dist.insert(p.dist.end(), d.begin(), d.end());
+  }
+  if (pad.defined()) {
+    p.pad.resize(size_t(c.b * c.m));
+    const auto* m = static_cast<const uint8_t*>(pad.raw_data());
+    for (int64_t b = 0; b < c.b; ++b)
+      for (int64_t j = 0; j < c.m; ++j)
+        p.pad[size_t(b * c.m + j)] = m[b * pad.stride(0) + j * pad.stride(1)] ? T(-INFINITY) : T(0);
+  }
+  if (c.rel == AttnRel::shaw) {
+    p.shaw = static_cast<const T*>(rel_bias.raw_data());
+    for (int d = 0; d < 4; ++d) p.ss[d] = rel_bias.stride(d);
+  }
+  return p;
+}
+
+template <class T> void attn_load_kt(const AttnPlan<T>& p, int64_t b, int64_t g, int64_t j0, int64_t jn, T* kt) {
+  const int64_t dk = p.c.dk;
+  for (int64_t jj = 0; jj < jn; ++jj) {
+    const T* kr = p.k_row(b, g, j0 + jj);
+    for (int64_t x = 0; x < dk; ++x) kt[x * kAttnBc + jj] = kr[x];
+  }
+  for (int64_t x = 0; x < dk; ++x)
+    for (int64_t jj = jn; jj < kAttnBc; ++jj) kt[x * kAttnBc + jj] = T(0);
+}
+
+template <class T>
+T attn_score_row(const AttnPlan<T>& p, int64_t b, int64_t h, int64_t i, const T* q, const T* kt, int64_t j0,
+                 int64_t jn, T* s) {
+  const AttnConfig& c = p.c;
+  const int64_t pos = i + c.offset();
+  alignas(64) T acc[kAttnBc] = {};
+  for (int64_t x = 0; x < c.dk; ++x) {
+    const T qx = q[x];
+    const T* kr = kt + x * kAttnBc;
+#pragma omp simd
+    for (int64_t jj = 0; jj < kAttnBc; ++jj) acc[jj] += qx * kr[jj];
+  }
+  if (!p.dist.empty()) {
+    const T* d = p.dist.data() + h * (c.n + c.m - 1) + (j0 - pos + c.m - 1);
+#pragma omp simd
+    for (int64_t jj = 0; jj < jn; ++jj) acc[jj] += d[jj];
+  }
+  if (p.shaw) {
+    const T* rb = p.shaw + b * p.ss[0] + h * p.ss[1] + i * p.ss[2];
+    const int64_t K = c.max_distance;
+    for (int64_t jj = 0; jj < jn; ++jj) acc[jj] += rb[(std::clamp(j0 + jj - pos, -K, K) + K) * p.ss[3]];
+  }
+  if (!p.pad.empty()) {
+    const T* pd = p.pad.data() + b * c.m + j0;
+#pragma omp simd
+    for (int64_t jj = 0; jj < jn; ++jj) acc[jj] += pd[jj];
+  }
+  const int64_t lim = c.causal ? std::min(jn, pos - j0 + 1) : jn;
+  T mx = T(-INFINITY);
+#pragma omp simd reduction(max : mx)
+  for (int64_t jj = 0; jj < kAttnBc; ++jj) {
+    s[jj] = jj < lim ? acc[jj] : T(-INFINITY);
+    mx = std::max(mx, s[jj]);
+  }
+  return mx;
+}
+
+namespace {
+
+// One query row's running state inside a forward task.
+template <class T> struct RowState {
+  T* mx;
+  T* l;
+  T* acc;  // [dv]
+  T* bw;   // [2K + 1] (Shaw bucket weights) or null
+};
+
+template <class T>
+void online_update(const AttnPlan<T>& p, int64_t b, int64_t g, int64_t pos, int64_t j0, int64_t jn, const T* s, T bm,
+                   T* pt, RowState<T> st) {
+  const T mnew = std::max(*st.mx, bm);
+  if (mnew == T(-INFINITY)) return;  // nothing visible yet
+  const T corr = attn_exp(*st.mx - mnew);
+  T sum = 0;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t jj = 0; jj < kAttnBc; ++jj) {
+    pt[jj] = attn_exp(s[jj] - mnew);
+    sum += pt[jj];
+  }
+  *st.l = *st.l * corr + sum;
+  *st.mx = mnew;
+  const int64_t dv = p.c.dv, nbw = p.c.nbw();
+  if (corr != T(1)) {
+#pragma omp simd
+    for (int64_t y = 0; y < dv; ++y) st.acc[y] *= corr;
+    if (st.bw)
+      for (int64_t r = 0; r < nbw; ++r) st.bw[r] *= corr;
+  }
+  for (int64_t jj = 0; jj < jn; ++jj) {
+    const T pj = pt[jj];
+    if (pj == T(0)) continue;
+    const T* vr = p.v_row(b, g, j0 + jj);
+#pragma omp simd
+    for (int64_t y = 0; y < dv; ++y) st.acc[y] += pj * vr[y];
+  }
+  if (st.bw) {
+    const int64_t K = p.c.max_distance;
+    for (int64_t jj = 0; jj < jn; ++jj) st.bw[std::clamp(j0 + jj - pos, -K, K) + K] += pt[jj];
+  }
+}
+
+template <class T> struct FwdScratch {
+  std::vector<T> kt, s, pt, q, acc, mx, l, bw;
+  FwdScratch(const AttnConfig& c)
+      : kt(size_t(c.dk * kAttnBc)), s(kAttnBc), pt(kAttnBc), q(size_t(c.group() * kAttnBr * c.dk)),
+        acc(size_t(c.group() * kAttnBr * c.dv)), mx(size_t(c.group() * kAttnBr)), l(mx.size()),
+        bw(size_t(c.group() * kAttnBr * c.nbw())) {}
+};
+
+// Writes the finished rows of a task: out = acc / l, lse = mx + log l, bw / l.
+template <class T> void finish_rows(const AttnPlan<T>& p, ops::OpCall& call, int64_t b, int64_t g, int64_t i0,
+                                   int64_t nr, FwdScratch<T>& w) {
+  const AttnConfig& c = p.c;
+  const Tensor& out = call.out[0];
+  T* op = static_cast<T*>(out.raw_data());
+  T* lse = static_cast<T*>(call.out[1].raw_data());
+  T* bw = c.bucket_weights ? static_cast<T*>(call.out[2].raw_data()) : nullptr;
+  const int64_t nbw = c.nbw();
+  for (int64_t hh = 0; hh < c.group(); ++hh)
+    for (int64_t r = 0; r < nr; ++r) {
+      const int64_t h = g * c.group() + hh, i = i0 + r, row = hh * kAttnBr + r;
+      const T l = w.l[size_t(row)], inv = l > 0 ? T(1) / l : T(0);
+      T* o = op + b * out.stride(0) + h * out.stride(1) + i * out.stride(2);
+      for (int64_t y = 0; y < c.dv; ++y) o[y * out.stride(3)] = w.acc[size_t(row * c.dv + y)] * inv;
+      lse[(b * c.hq + h) * c.n + i] = l > 0 ? w.mx[size_t(row)] + std::log(l) : attn_empty_lse<T>();
+      if (bw)
+        for (int64_t k = 0; k < nbw; ++k) bw[((b * c.hq + h) * c.n + i) * nbw + k] = w.bw[size_t(row * nbw + k)] * inv;
+    }
+}
+
+template <class T>
+void forward_task(const AttnPlan<T>& p, ops::OpCall& call, int64_t b, int64_t g, int64_t i0, FwdScratch<T>& w) {
+  const AttnConfig& c = p.c;
+  const int64_t nr = std::min(kAttnBr, c.n - i0), G = c.group(), nbw = c.nbw();
+  for (int64_t hh = 0; hh < G; ++hh)
+    for (int64_t r = 0; r < nr; ++r) {
+      const int64_t row = hh * kAttnBr + r;
+      const T* qr = p.q_row(b, g * G + hh, i0 + r);
+      for (int64_t x = 0; x < c.dk; ++x) w.q[size_t(row * c.dk + x)] = T(c.scale) * qr[x];
+      std::fill_n(w.acc.begin() + row * c.dv, c.dv, T(0));
+      std::fill_n(w.bw.begin() + row * nbw, nbw, T(0));
+      w.mx[size_t(row)] = T(-INFINITY), w.l[size_t(row)] = T(0);
+    }
+  const int64_t key_end = c.key_end(i0 + nr - 1);
+  for (int64_t j0 = 0; j0 < key_end; j0 += kAttnBc) {
+    const int64_t jn = std::min(kAttnBc, c.m - j0);
+    attn_load_kt(p, b, g, j0, jn, w.kt.data());
+    for (int64_t hh = 0; hh < G; ++hh)
+      for (int64_t r = 0; r < nr; ++r) {
+        const int64_t h = g * G + hh, i = i0 + r, row = hh * kAttnBr + r;
+        if (c.causal && j0 > i + c.offset()) continue;
+        T bm = attn_score_row(p, b, h, i, &w.q[size_t(row * c.dk)], w.kt.data(), j0, jn, w.s.data());
+        RowState<T> st{&w.mx[size_t(row)], &w.l[size_t(row)], &w.acc[size_t(row * c.dv)],
+                       nbw && c.bucket_weights ? &w.bw[size_t(row * nbw)] : nullptr};
+        online_update(p, b, g, i + c.offset(), j0, jn, w.s.data(), bm, w.pt.data(), st);
+      }
+  }
+  finish_rows(p, call, b, g, i0, nr, w);
+}
+
+// q, k, v with a contiguous last dim (copied only when it is not).
+Tensor last_dim_contiguous(const Tensor& t) {
+  return !t.defined() || t.size(-1) <= 1 || t.stride(-1) == 1 ? t : t.contiguous();
+}
+
+template <class T> void attention_forward_cpu(ops::OpCall& call) {
+  const auto& in = call.in;
+  Tensor q = last_dim_contiguous(in[0]), k = last_dim_contiguous(in[1]), v = last_dim_contiguous(in[2]);
+  const AttnConfig c = attn_config(q, k, &v, call.attrs);
+  const AttnPlan<T> p = make_attn_plan<T>(c, q, k, v, in[3], in[4], in[5]);
+  const int64_t nqb = (c.n + kAttnBr - 1) / kAttnBr, tasks = c.b * c.hkv * nqb;
+#pragma omp parallel if (tasks > 1)
+  {
+    FwdScratch<T> w(c);
+#pragma omp for schedule(dynamic)
+    for (int64_t t = 0; t < tasks; ++t) {  // the longest (last, when causal) query blocks first
+      const int64_t qb = nqb - 1 - t / (c.b * c.hkv), bg = t % (c.b * c.hkv);
+      forward_task(p, call, bg / c.hkv, bg % c.hkv, qb * kAttnBr, w);
+    }
+  }
+}
+
+// weights[b, h, i, j] = exp(s_ij - lse_i), a block of rows per task.
+template <class T> void attention_weights_cpu(ops::OpCall& call) {
+  const auto& in = call.in;
+  Tensor q = last_dim_contiguous(in[0]), k = last_dim_contiguous(in[1]);
+  const AttnConfig c = attn_config(q, k, nullptr, call.attrs);
+  const AttnPlan<T> p = make_attn_plan<T>(c, q, k, Tensor(), in[2], in[3], in[4]);
+  const Tensor lse_t = in[5].contiguous();
+  const T* lse = lse_t.data_ptr<T>();
+  T* wp = call.out[0].data_ptr<T>();
+  const int64_t nqb = (c.n + kAttnBr - 1) / kAttnBr, tasks = c.b * c.hkv * nqb, G = c.group();
+#pragma omp parallel if (tasks > 1)
+  {
+    std::vector<T> kt(size_t(c.dk * kAttnBc)), s(kAttnBc), qs(size_t(c.dk));
+#pragma omp for schedule(dynamic)
+    for (int64_t t = 0; t < tasks; ++t) {
+      const int64_t qb = t / (c.b * c.hkv), b = (t % (c.b * c.hkv)) / c.hkv, g = t % c.hkv;
+      const int64_t i0 = qb * kAttnBr, nr = std::min(kAttnBr, c.n - i0);
+      for (int64_t j0 = 0; j0 < c.m; j0 += kAttnBc) {
+        const int64_t jn = std::min(kAttnBc, c.m - j0);
+        attn_load_kt(p, b, g, j0, jn, kt.data());
+        for (int64_t h = g * G; h < (g + 1) * G; ++h)
+          for (int64_t i = i0; i < i0 + nr; ++i) {
+            const T* qr = p.q_row(b, h, i);
+            for (int64_t x = 0; x < c.dk; ++x) qs[size_t(x)] = T(c.scale) * qr[x];
+            attn_score_row(p, b, h, i, qs.data(), kt.data(), j0, jn, s.data());
+            const T l = lse[(b * c.hq + h) * c.n + i];
+            T* row = wp + ((b * c.hq + h) * c.n + i) * c.m + j0;
+            for (int64_t jj = 0; jj < jn; ++jj) row[jj] = attn_exp(s[size_t(jj)] - l);
+          }
+      }
+    }
+  }
+}
+
+const char* attention_supports(const ops::OpCall& call) {
+  for (const Tensor& t : call.in)
+    if (t.defined() && t.dtype() != DType::b8 && t.dtype() != DType::f32 && t.dtype() != DType::f64)
+      return "only f32/f64";
+  if (call.in[0].dtype() != call.in[1].dtype()) return "mixed dtypes";
+  return nullptr;
+}
+
+template <void (*F32)(ops::OpCall&), void (*F64)(ops::OpCall&)> void by_dtype(ops::OpCall& call) {
+  (call.out[0].dtype() == DType::f32 ? F32 : F64)(call);
+}
+
+}  // namespace
+
+void attention_backward_cpu_f32(ops::OpCall& call);
+void attention_backward_cpu_f64(ops::OpCall& call);
+
+void register_attention_cpu(std::vector<ops::OpDef>& t) {
+  ops::add_kernel(t, ops::OpKind::attention,
+                  {"cpu", attention_supports, by_dtype<attention_forward_cpu<float>, attention_forward_cpu<double>>});
+  ops::add_kernel(t, ops::OpKind::attention_weights,
+                  {"cpu", attention_supports, by_dtype<attention_weights_cpu<float>, attention_weights_cpu<double>>});
+  ops::add_kernel(t, ops::OpKind::attention_backward,
+                  {"cpu", attention_supports, by_dtype<attention_backward_cpu_f32, attention_backward_cpu_f64>});
+}
+
+template AttnPlan<float> make_attn_plan<float>(const AttnConfig&, const Tensor&, const Tensor&, const Tensor&,
+                                               const Tensor&, const Tensor&, const Tensor&);
+template AttnPlan<double> make_attn_plan<double>(const AttnConfig&, const Tensor&, const Tensor&, const Tensor&,
+                                                 const Tensor&, const Tensor&, const Tensor&);
+template void attn_load_kt<float>(const AttnPlan<float>&, int64_t, int64_t, int64_t, int64_t, float*);
+template void attn_load_kt<double>(const AttnPlan<double>&, int64_t, int64_t, int64_t, int64_t, double*);
+template float attn_score_row<float>(const AttnPlan<float>&, int64_t, int64_t, int64_t, const float*, const float*,
+                                     int64_t, int64_t, float*);
+template double attn_score_row<double>(const AttnPlan<double>&, int64_t, int64_t, int64_t, const double*,
+                                       const double*, int64_t, int64_t, double*);
+
+}  // namespace qs::kernels

@@ -1,0 +1,230 @@
+// Fused attention backward (FlashAttention-2): P is recomputed from the saved lse,
+//   D_i = dout_i . out_i + dbucket_weights_i . bucket_weights_i - dlse_i
+//   dP = dout V^T (+ dbucket_weights at each key's bucket)      dS = P (dP - D)
+//   dV += P^T dout     dK += scale dS^T Q     dQ += scale dS K    drel_bias += dS (by bucket)
+// A task is (batch, kv head, range of key tiles): it owns the dK and dV rows of its keys
+// and loops over the group's query heads and rows inside, so dK/dV need no atomics. When
+// there are fewer (batch, kv head) pairs than twice the threads, the keys are split into
+// ranges and each range accumulates its own partial dQ (and Shaw drel_bias), summed at
+// the end: O(n) memory per head and split.
+#include <omp.h>
+
+#include <algorithm>
+
+#include "kernels/cpu/attention_cpu.h"
+
+namespace qs::kernels {
+
+namespace {
+
+template <class T> struct BwdCall {
+  AttnPlan<T> p;
+  const T *dout, *lse;
+  int64_t ds[3];     // dout strides of b, h, n
+  std::vector<T> D;  // [b, hq, n]
+  const T* dbw = nullptr;
+  int64_t splits = 1;
+  std::vector<int64_t> t5_buckets;
+  Tensor lse_t, dbw_t;  // contiguous copies the pointers above may point into
+};
+
+// Rows of dq (and Shaw drel_bias) one task writes: the outputs or its split's partials.
+template <class T> struct RowTargets {
+  T* dq;
+  T* drel;  // Shaw only
+};
+
+template <class T> struct BwdScratch {
+  std::vector<T> kt, vt, s, dp, q, dk, dv, ddist;
+  BwdScratch(const AttnConfig& c)
+      : kt(size_t(c.dk * kAttnBc)), vt(size_t(c.dv * kAttnBc)), s(kAttnBc), dp(kAttnBc), q(size_t(c.dk)),
+        dk(size_t(kAttnBc * c.dk)), dv(size_t(kAttnBc * c.dv)),
+        ddist(c.rel == AttnRel::t5 ? size_t(c.group() * (c.n + c.m - 1)) : 0) {}
+};
+
+// V^T tile, as attn_load_kt does for K.
+template <class T> void load_vt(const AttnPlan<T>& p, int64_t b, int64_t g, int64_t j0, int64_t jn, T* vt) {
+  for (int64_t y = 0; y < p.c.dv; ++y)
+    for (int64_t jj = 0; jj < kAttnBc; ++jj) vt[y * kAttnBc + jj] = jj < jn ? p.v_row(b, g, j0 + jj)[y] : T(0);
+}
+
+// One query row against one key tile; accumulates into the tile's dK/dV and the row's dQ.
+template <class T>
+void backward_row(const BwdCall<T>& bc, int64_t b, int64_t h, int64_t i, int64_t j0, int64_t jn, BwdScratch<T>& w,
+                  RowTargets<T> tg) {
+  const AttnPlan<T>& p = bc.p;
+  const AttnConfig& c = p.c;
+  const int64_t g = h / c.group(), pos = i + c.offset(), row = (b * c.hq + h) * c.n + i;
+  const T* qr = p.q_row(b, h, i);
+  for (int64_t x = 0; x < c.dk; ++x) w.q[size_t(x)] = T(c.scale) * qr[x];
+  attn_score_row(p, b, h, i, w.q.data(), w.kt.data(), j0, jn, w.s.data());
+  const T l = bc.lse[row];
+  const T* dor = bc.dout + b * bc.ds[0] + h * bc.ds[1] + i * bc.ds[2];
+  alignas(64) T dp[kAttnBc] = {};
+  for (int64_t y = 0; y < c.dv; ++y) {
+    const T d = dor[y];
+    const T* vr = w.vt.data() + y * kAttnBc;
+#pragma omp simd
+    for (int64_t jj = 0; jj < kAttnBc; ++jj) dp[jj] += d * vr[jj];
+  }
+  const int64_t K = c.max_distance;
+  if (bc.dbw)
+    for (int64_t jj = 0; jj < jn; ++jj) dp[jj] += bc.dbw[row * c.nbw() + std::clamp(j0 + jj - pos, -K, K) + K];
+  T* P = w.s.data();
+  T* dS = w.dp.data();
+  T any = 0;
+  const T D = bc.D[size_t(row)];
+#pragma omp simd reduction(+ : any)
+  for (int64_t jj = 0; jj < kAttnBc; ++jj) {
+    P[jj] = attn_exp(P[jj] - l);
+    dS[jj] = P[jj] * (dp[jj] - D);
+    any += P[jj];
+  }
+  if (any == T(0)) return;  // every key of this tile is masked for this row
+  for (int64_t jj = 0; jj < jn; ++jj) {
+    const T pj = P[jj], sj = T(c.scale) * dS[jj];
+    T* dvr = w.dv.data() + jj * c.dv;
+    T* dkr = w.dk.data() + jj * c.dk;
+#pragma omp simd
+    for (int64_t y = 0; y < c.dv; ++y) dvr[y] += pj * dor[y];
+#pragma omp simd
+    for (int64_t x = 0; x < c.dk; ++x) dkr[x] += sj * qr[x];
+    const T* kr = p.k_row(b, g, j0 + jj);
+    T* dqr = tg.dq + row * c.dk;
+#pragma omp simd
+    for (int64_t x = 0; x < c.dk; ++x) dqr[x] += sj * kr[x];
+  }
+  if (c.rel == AttnRel::t5) {
+    T* dd = w.ddist.data() + (h % c.group()) * (c.n + c.m - 1) + (j0 - pos + c.m - 1);
+    for (int64_t jj = 0; jj < jn; ++jj) dd[jj] += dS[jj];
+  }
+  if (c.rel == AttnRel::shaw)
+    for (int64_t jj = 0; jj < jn; ++jj) tg.drel[row * c.nbw() + std::clamp(j0 + jj - pos, -K, K) + K] += dS[jj];
+}
+
+// Key tiles [kb0, kb1) of kv head g of batch b.
+template <class T>
+void backward_task(const BwdCall<T>& bc, ops::OpCall& call, int64_t b, int64_t g, int64_t kb0, int64_t kb1,
+                   BwdScratch<T>& w, RowTargets<T> tg) {
+  const AttnPlan<T>& p = bc.p;
+  const AttnConfig& c = p.c;
+  T* dk = call.out[1].data_ptr<T>();
+  T* dv = call.out[2].data_ptr<T>();
+  for (int64_t kb = kb0; kb < kb1; ++kb) {
+    const int64_t j0 = kb * kAttnBc, jn = std::min(kAttnBc, c.m - j0);
+    attn_load_kt(p, b, g, j0, jn, w.kt.data());
+    load_vt(p, b, g, j0, jn, w.vt.data());
+    std::fill(w.dk.begin(), w.dk.end(), T(0));
+    std::fill(w.dv.begin(), w.dv.end(), T(0));
+    const int64_t first = c.causal ? std::max<int64_t>(0, j0 - c.offset()) : 0;  // rows that see a key of the tile
+    for (int64_t h = g * c.group(); h < (g + 1) * c.group(); ++h)
+      for (int64_t i = first; i < c.n; ++i) backward_row(bc, b, h, i, j0, jn, w, tg);
+    for (int64_t jj = 0; jj < jn; ++jj) {
+      std::copy_n(w.dk.begin() + jj * c.dk, c.dk, dk + ((b * c.hkv + g) * c.m + j0 + jj) * c.dk);
+      std::copy_n(w.dv.begin() + jj * c.dv, c.dv, dv + ((b * c.hkv + g) * c.m + j0 + jj) * c.dv);
+    }
+  }
+}
+
+template <class T> BwdCall<T> make_bwd_call(ops::OpCall& call, const Tensor& dout, const Tensor& out, const Tensor& q,
+                                            const Tensor& k, const Tensor& v) {
+  const auto& in = call.in;
+  const AttnConfig c = attn_config(q, k, &v, call.attrs);
+  BwdCall<T> bc{make_attn_plan<T>(c, q, k, v, in[9], in[10], in[11]), dout.data_ptr<T>(), nullptr, {}, {}};
+  for (int d = 0; d < 3; ++d) bc.ds[d] = dout.stride(d);
+  Tensor lse = in[7].contiguous(), dbw = in[2].defined() ? in[2].contiguous() : Tensor();
+  bc.lse_t = lse, bc.dbw_t = dbw;
+  bc.lse = lse.data_ptr<T>();
+  bc.dbw = dbw.defined() ? dbw.data_ptr<T>() : nullptr;
+  Tensor dlse = in[1].defined() ? in[1].contiguous() : Tensor(), bw = in[8].defined() ? in[8].contiguous() : Tensor();
+  const T* dl = dlse.defined() ? dlse.data_ptr<T>() : nullptr;
+  const T* bwp = bw.defined() ? bw.data_ptr<T>() : nullptr;
+  const T* op = static_cast<const T*>(out.raw_data());
+  bc.D.resize(size_t(c.b * c.hq * c.n));
+  const int64_t nbw = c.nbw(), rows = c.b * c.hq * c.n;
+#pragma omp parallel for if (rows > 4096)
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t b = r / (c.hq * c.n), h = (r / c.n) % c.hq, i = r % c.n;
+    const T* dor = bc.dout + b * bc.ds[0] + h * bc.ds[1] + i * bc.ds[2];
+    const T* o = op + b * out.stride(0) + h * out.stride(1) + i * out.stride(2);
+    T d = 0;
+    for (int64_t y = 0; y < c.dv; ++y) d += dor[y] * o[y];
+    if (bc.dbw)
+      for (int64_t k2 = 0; k2 < nbw; ++k2) d += bc.dbw[r * nbw + k2] * bwp[r * nbw + k2];
+    if (dl) d -= dl[r];
+    bc.D[size_t(r)] = d;
+  }
+  bc.t5_buckets = attn_t5_buckets(c);
+  const int64_t pairs = c.b * c.hkv, nkb = (c.m + kAttnBc - 1) / kAttnBc, threads = omp_get_max_threads();
+  bc.splits = pairs >= 2 * threads ? 1 : std::min(nkb, (2 * threads + pairs - 1) / pairs);
+  return bc;
+}
+
+Tensor last_dim_contiguous(const Tensor& t) {
+  return !t.defined() || t.size(-1) <= 1 || t.stride(-1) == 1 ? t : t.contiguous();
+}
+
+template <class T> void attention_backward_cpu(ops::OpCall& call) {
+  Tensor dout = last_dim_contiguous(call.in[0]), out = last_dim_contiguous(call.in[6]);
+  Tensor q = last_dim_contiguous(call.in[3]), k = last_dim_contiguous(call.in[4]), v = last_dim_contiguous(call.in[5]);
+  const BwdCall<T> bc = make_bwd_call<T>(call, dout, out, q, k, v);
+  const AttnConfig& c = bc.p.c;
+  const int64_t pairs = c.b * c.hkv, nkb = (c.m + kAttnBc - 1) / kAttnBc, S = bc.splits, tasks = pairs * S;
+  const int64_t nq = c.b * c.hq * c.n * c.dk, nrel = c.rel == AttnRel::shaw ? c.b * c.hq * c.n * c.nbw() : 0;
+  std::vector<T> dq_parts(size_t(S > 1 ? S * nq : 0)), rel_parts(size_t(S * nrel));
+  std::vector<T> ddist(c.rel == AttnRel::t5 ? size_t(tasks * c.group() * (c.n + c.m - 1)) : 0);
+  T* dq = call.out[0].data_ptr<T>();
+  if (S == 1) std::fill_n(dq, nq, T(0));
+#pragma omp parallel if (tasks > 1)
+  {
+    BwdScratch<T> w(c);
+#pragma omp for schedule(dynamic)
+    for (int64_t t = 0; t < tasks; ++t) {
+      const int64_t pair = t / S, s = t % S, kb0 = nkb * s / S, kb1 = nkb * (s + 1) / S;
+      RowTargets<T> tg{S > 1 ? dq_parts.data() + s * nq : dq, rel_parts.data() + s * nrel};
+      std::fill(w.ddist.begin(), w.ddist.end(), T(0));
+      backward_task(bc, call, pair / c.hkv, pair % c.hkv, kb0, kb1, w, tg);
+      std::copy(w.ddist.begin(), w.ddist.end(), ddist.begin() + t * int64_t(w.ddist.size()));
+    }
+  }
+  if (S > 1) {
+#pragma omp parallel for
+    for (int64_t e = 0; e < nq; ++e) {
+      T a = 0;
+      for (int64_t s = 0; s < S; ++s) a += dq_parts[size_t(s * nq + e)];
+      dq[e] = a;
+    }
+  }
+  T* drel = call.out[3].data_ptr<T>();
+  std::fill_n(drel, call.out[3].numel(), T(0));
+  for (int64_t s = 0; s < S; ++s)
+    for (int64_t e = 0; e < nrel; ++e) drel[e] += rel_parts[size_t(s * nrel + e)];
+  const int64_t nd = c.n + c.m - 1;
+  for (int64_t t = 0; t < tasks && c.rel == AttnRel::t5; ++t)
+    for (int64_t hh = 0; hh < c.group(); ++hh)
+      for (int64_t r = 0; r < nd; ++r) {
+        const int64_t h = (t / S) % c.hkv * c.group() + hh;
+        drel[h * c.num_buckets + bc.t5_buckets[size_t(r)]] += ddist[size_t((t * c.group() + hh) * nd + r)];
+      }
+}
+
+}  // namespace
+
+void attention_backward_cpu_f32(ops::OpCall& call) { attention_backward_cpu<float>(call); }
+void attention_backward_cpu_f64(ops::OpCall& call) { attention_backward_cpu<double>(call); }
+
+size_t attention_cpu_scratch_bytes(const AttnConfig& c, size_t elem, bool backward, int threads) {
+  const int64_t G = c.group(), nd = c.n + c.m - 1, tables = c.hq * nd + c.b * c.m;
+  if (!backward) {
+    int64_t per_thread = c.dk * kAttnBc + 2 * kAttnBc + G * kAttnBr * (c.dk + c.dv + 2 + c.nbw());
+    return size_t(tables + threads * per_thread) * elem;
+  }
+  const int64_t pairs = c.b * c.hkv, nkb = (c.m + kAttnBc - 1) / kAttnBc;
+  const int64_t S = pairs >= 2 * threads ? 1 : std::min<int64_t>(nkb, (2 * threads + pairs - 1) / pairs);
+  int64_t per_thread = (c.dk + c.dv) * kAttnBc * 2 + 2 * kAttnBc + c.dk + (c.rel == AttnRel::t5 ? G * nd : 0);
+  int64_t parts = (S > 1 ? S : 0) * c.b * c.hq * c.n * c.dk + (c.rel == AttnRel::shaw ? S * c.b * c.hq * c.n * c.nbw() : 0);
+  int64_t t5 = c.rel == AttnRel::t5 ? pairs * S * G * nd : 0;
+  return size_t(tables + c.b * c.hq * c.n + threads * per_thread + parts + t5) * elem;
+}
+
+}  // namespace qs::kernels

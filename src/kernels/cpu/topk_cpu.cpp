@@ -1,0 +1,85 @@
+// Optimised top-k: each slice along dim is copied into a thread-local buffer and only
+// its first k are ordered (std::partial_sort, O(S log k)) instead of the whole slice;
+// slices are split across OpenMP threads. The rank order is the reference's
+// (kernels/topk_order.h), so values and indices match it exactly.
+#include <omp.h>
+
+#include <algorithm>
+#include <numeric>
+
+#include "kernels/cpu/cpu_kernels.h"
+#include "kernels/topk_order.h"
+
+namespace qs::kernels {
+
+namespace {
+
+constexpr int64_t kParallelGrain = 16384;  // elements below which threads cost more than they save
+
+const char* topk_supports(const ops::OpCall& c) {
+  DType t = c.in[0].dtype();
+  if (t != DType::f32 && t != DType::f64 && t != DType::i64) return "dtype is not f32/f64/i64";
+  return nullptr;
+}
+
+// Element offset of slice (o, i): o indexes the dims before `dim`, i those after it.
+int64_t slice_offset(const Tensor& x, int64_t dim, int64_t o, int64_t i) {
+  int64_t off = 0;
+  for (int64_t d = x.dim() - 1; d > dim; --d) {
+    off += (i % x.size(d)) * x.stride(d);
+    i /= x.size(d);
+  }
+  for (int64_t d = dim - 1; d >= 0; --d) {
+    off += (o % x.size(d)) * x.stride(d);
+    o /= x.size(d);
+  }
+  return off;
+}
+
+template <class T> void topk_slices(ops::OpCall& c) {
+  const Tensor& x = c.in[0];
+  const int64_t dim = c.attrs.i("dim"), k = c.attrs.i("k");
+  const bool largest = c.attrs.b("largest"), sorted = c.attrs.b("sorted");
+  const int64_t S = x.size(dim), stride = x.stride(dim);
+  int64_t outer = 1, inner = 1;
+  for (int64_t d = 0; d < dim; ++d) outer *= x.size(d);
+  for (int64_t d = dim + 1; d < x.dim(); ++d) inner *= x.size(d);
+  const T* xp = x.data_ptr<T>();
+  T* vp = c.out[0].data_ptr<T>();
+  int64_t* ip = c.out[1].data_ptr<int64_t>();
+  const int64_t slices = outer * inner;
+#pragma omp parallel if (slices > 1 && slices * S > kParallelGrain)
+  {
+    std::vector<T> vals(static_cast<size_t>(S));
+    std::vector<int64_t> order(static_cast<size_t>(S));
+#pragma omp for
+    for (int64_t sl = 0; sl < slices; ++sl) {
+      const int64_t o = sl / inner, i = sl % inner;
+      const T* row = xp + slice_offset(x, dim, o, i);
+      for (int64_t s = 0; s < S; ++s) vals[size_t(s)] = row[s * stride];
+      std::iota(order.begin(), order.end(), int64_t(0));
+      auto before = [&](int64_t a, int64_t b) { return topk_before(vals[size_t(a)], a, vals[size_t(b)], b, largest); };
+      std::partial_sort(order.begin(), order.begin() + k, order.end(), before);
+      if (!sorted) std::sort(order.begin(), order.begin() + k);
+      for (int64_t j = 0; j < k; ++j) {
+        const int64_t at = (o * k + j) * inner + i;
+        vp[at] = vals[size_t(order[size_t(j)])];
+        ip[at] = order[size_t(j)];
+      }
+    }
+  }
+}
+
+void topk_cpu(ops::OpCall& c) {
+  switch (c.in[0].dtype()) {
+    case DType::f32: return topk_slices<float>(c);
+    case DType::f64: return topk_slices<double>(c);
+    default: return topk_slices<int64_t>(c);
+  }
+}
+
+}  // namespace
+
+void register_topk_cpu(std::vector<ops::OpDef>& t) { ops::add_kernel(t, ops::OpKind::topk, {"cpu", topk_supports, topk_cpu}); }
+
+}  // namespace qs::kernels

@@ -1,0 +1,42 @@
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+
+#include "qiusuo/util/svg_plot.h"
+
+namespace qs::util {
+namespace {
+
+size_t count(const std::string& s, const std::string& what) {
+  size_t n = 0;
+  for (size_t p = s.find(what); p != std::string::npos; p = s.find(what, p + 1)) ++n;
+  return n;
+}
+
+TEST(SvgPlot, OneLinePerSeriesWithEscapedLabels) {
+  std::vector<PlotSeries> s = {{"rope <base 1e4>", {512, 1024, 2048}, {20, 18, 25}},
+                               {"learned", {512, 1024, 2048}, {21, 19, std::numeric_limits<double>::infinity()}}};
+  PlotOptions o;
+  o.title = "ppl & length";
+  o.log_x = true;
+  std::string svg = svg_line_plot(s, o);
+  EXPECT_EQ(count(svg, "<polyline"), 2u);
+  EXPECT_EQ(count(svg, "<circle"), 5u);  // the infinite point is skipped
+  EXPECT_NE(svg.find("rope &lt;base 1e4&gt;"), std::string::npos);
+  EXPECT_NE(svg.find("ppl &amp; length"), std::string::npos);
+  EXPECT_NE(svg.find(">1024<"), std::string::npos);  // the data's x values are the ticks
+  EXPECT_EQ(svg.rfind("</svg>\n"), svg.size() - 7);
+}
+
+TEST(SvgPlot, MismatchedSeriesIsAnError) {
+  EXPECT_THROW(svg_line_plot({{"a", {1, 2}, {1}}}, {}), std::exception);
+}
+
+TEST(SvgPlot, NoDataStillGivesAValidDocument) {
+  std::string svg = svg_line_plot({{"a", {1}, {std::nan("")}}}, {});
+  EXPECT_NE(svg.find("no data"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace qs::util
