@@ -193,7 +193,7 @@ void AttentionPositions::add_to(AttentionOptions& o, const Tensor& q, double sca
 }
 
 Tensor AttentionPositions::value_term(const Tensor& out, const Tensor& bucket_weights) const {
-  if (!rel_v_.defined()) return out;
+  if (!rel_v_.defined() || !bucket_weights.defined()) return out;  // cross-attention has no positions
   return out + matmul(bucket_weights, rel_v_.to(out.dtype()));
 }
 

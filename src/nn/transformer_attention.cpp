@@ -1,7 +1,9 @@
 // Multi-head attention (self and cross, GQA, KV cache), the KV cache structs and the
 // thread-local attention capture.
+#include <algorithm>
 #include <cmath>
 
+#include "qiusuo/autograd.h"
 #include "qiusuo/nn/transformer.h"
 #include "qiusuo/ops.h"
 
@@ -15,6 +17,41 @@ int64_t LayerKVCache::bytes() const {
     if (t->defined()) n += t->numel() * int64_t(t->element_size());
   return n;
 }
+
+namespace {
+// buf [..., cap, d] holds `len` rows (sequence dim -2): makes room for add's rows (doubling
+// the capacity when short), writes them after the held ones and returns the held view.
+Tensor grow_into(Tensor& buf, int64_t len, const Tensor& add) {
+  const int64_t dim = add.dim() - 2, need = len + add.size(dim);
+  if (!buf.defined() || buf.size(dim) < need) {
+    Shape shape = add.shape();
+    shape[size_t(dim)] = std::max<int64_t>(need, 2 * (buf.defined() ? buf.size(dim) : 0));
+    Tensor bigger = empty(shape, add.dtype());
+    if (len > 0) bigger.narrow(dim, 0, len).copy_(buf.narrow(dim, 0, len));
+    buf = bigger;
+  }
+  buf.narrow(dim, len, add.size(dim)).copy_(add);
+  return buf.narrow(dim, 0, need);
+}
+}  // namespace
+
+void LayerKVCache::append(const Tensor& k_new, const Tensor& v_new) {
+  const int64_t len = length();
+  if (len > 0)
+    QS_CHECK(k_new.dim() == k.dim() && v_new.dim() == v.dim() && k_new.dtype() == k.dtype(),
+             "KV cache: appending {} {} to a cache of {} {}", dtype_name(k_new.dtype()), shape_str(k_new.shape()),
+             dtype_name(k.dtype()), shape_str(k.shape()));
+  if (grad_enabled() && (k_new.requires_grad() || v_new.requires_grad())) {
+    k = len > 0 ? cat({k, k_new}, -2) : k_new;
+    v = len > 0 ? cat({v, v_new}, -2) : v_new;
+    kbuf_ = vbuf_ = Tensor();
+    return;
+  }
+  if (len > 0 && !kbuf_.defined()) kbuf_ = k.contiguous(), vbuf_ = v.contiguous();  // after an autograd step
+  k = grow_into(kbuf_, len, k_new.detach());
+  v = grow_into(vbuf_, len, v_new.detach());
+}
+
 int64_t KVCacheSet::length() const { return layers.empty() ? 0 : layers[0].length(); }
 int64_t KVCacheSet::bytes() const {
   int64_t n = 0;
@@ -96,11 +133,11 @@ AttentionResult MultiheadAttention::attend(const Tensor& x, const AttentionArgs&
   const int64_t start = a.cache ? a.cache->length() : 0;
   if (!cross) q = pos_->rotate(q, start), k = pos_->rotate(k, start);
   if (a.cache) {
-    if (start > 0) k = cat({a.cache->k, k}, 2), v = cat({a.cache->v, v}, 2);
-    a.cache->k = k, a.cache->v = v;
+    a.cache->append(k, v);
+    k = a.cache->k, v = a.cache->v;
   }
   AttentionOptions o;
-  o.scale = pos_->logit_scale() / std::sqrt(double(dh_));
+  o.scale = (cross ? 1.0 : pos_->logit_scale()) / std::sqrt(double(dh_));
   o.causal = a.causal;
   o.key_padding_mask = a.key_padding_mask;
   o.need_weights = wants_weights(a);

@@ -78,6 +78,26 @@ TransformerLM::TransformerLM(const LMConfig& cfg, FfnFactory ffn_factory, Genera
   else
     ln_f_ = register_module("ln_f", std::make_shared<LayerNorm>(Shape{c}, cfg_.norm_eps));
   if (!cfg_.tie_weights) lm_head_ = register_module("lm_head", std::make_shared<Linear>(c, cfg_.vocab_size, false, gen));
+  init_weights(gen);
+}
+
+// GPT-2's initialisation (Radford et al. 2019): linear weights N(0, 0.02), biases zero, and
+// the projections that write into the residual stream scaled by 1 / sqrt(2 n_layers) so the
+// stream's variance does not grow with depth. FFNs built by the factory keep their own.
+void TransformerLM::init_weights(Generator& gen) {
+  const double std = 0.02, residual_std = 0.02 / std::sqrt(2.0 * double(cfg_.n_layers));
+  auto ends_with = [](const std::string& s, const std::string& tail) {
+    return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+  };
+  for (auto& [name, p] : named_parameters()) {
+    if (cfg_.ffn == "moe" && cfg_.block == "deepseek" && name.find(".mlp.") != std::string::npos) continue;
+    if (name.rfind("blocks.", 0) != 0 && name != "lm_head.weight") continue;  // embeddings, final norm
+    if (ends_with(name, "proj.bias") || ends_with(name, "c_fc.bias")) init::zeros_(p);
+    if (p.dim() != 2 || !ends_with(name, ".weight")) continue;
+    bool residual = ends_with(name, "out_proj.weight") || ends_with(name, "c_proj.weight") ||
+                    ends_with(name, "o_proj.weight") || ends_with(name, "down_proj.weight");
+    init::normal_(p, 0.0, residual ? residual_std : std, gen);
+  }
 }
 
 Tensor TransformerLM::run(const Tensor& idx, KVCacheSet* cache) {

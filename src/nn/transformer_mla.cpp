@@ -48,15 +48,17 @@ AttentionResult MultiheadLatentAttention::attend(const Tensor& x, const Attentio
   Tensor c = kv_a_norm_->forward(ckv.narrow(2, 0, r));
   Tensor k_rope = pos_->rotate(ckv.narrow(2, r, dr).unsqueeze(1), start).squeeze(1);  // one shared head
   if (a.cache) {
-    if (start > 0) c = cat({a.cache->k, c}, 1), k_rope = cat({a.cache->v, k_rope}, 1);
-    a.cache->k = c, a.cache->v = k_rope;
+    a.cache->append(c, k_rope);
+    c = a.cache->k, k_rope = a.cache->v;
   }
   AttentionOptions o;
   o.scale = pos_->logit_scale() / std::sqrt(double(dn + dr));
   o.causal = a.causal;
   o.key_padding_mask = a.key_padding_mask;
   o.need_weights = wants_weights(a);
-  pos_->add_to(o, q_rope.defined() && dr > 0 ? cat({q_nope, q_rope}, 3) : q_nope, o.scale);
+  // Only Shaw's key term reads the full query.
+  const bool shaw = pos_->config().kind == PositionEncoding::shaw;
+  pos_->add_to(o, shaw && dr > 0 ? cat({q_nope, q_rope}, 3) : q_nope, o.scale);
   const bool absorbed = mode_ == Mode::absorbed || (mode_ == Mode::automatic && a.cache != nullptr);
   AttentionResult res;
   Tensor out = combine(o, q_nope, q_rope, c, k_rope, absorbed, res);  // [B, H, T, dv]

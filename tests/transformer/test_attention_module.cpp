@@ -5,7 +5,7 @@
 
 #include <cmath>
 
-#include "qiusuo/autograd.h"
+#include "ops/harness.h"
 #include "qiusuo/nn/transformer.h"
 #include "qiusuo/ops.h"
 
@@ -90,6 +90,10 @@ TEST(MultiheadAttention, CrossAttentionUsesTheKeyValueRowsOnMemory) {
   Tensor kv = linear(mem, w.narrow(0, 8, 8), b.narrow(0, 8, 8));
   Tensor o = attention_explicit(q, heads(kv.narrow(2, 0, 4), 1), heads(kv.narrow(2, 4, 4), 1)).out;
   EXPECT_LT(max_diff(out, linear(o.transpose(1, 2).reshape({2, 3, 8}), p[2].second, p[3].second)), 1e-12);
+  for (auto kind : {PositionEncoding::shaw, PositionEncoding::t5, PositionEncoding::alibi}) {
+    MultiheadAttention rel(8, 2, 1, PositionConfig{.kind = kind}, true, g);
+    EXPECT_EQ(rel.forward(x.to(DType::f32), mem.to(DType::f32)).shape(), (Shape{2, 3, 8}));  // position-free
+  }
   LayerKVCache cache;
   AttentionArgs a;
   a.memory = mem;
@@ -179,28 +183,24 @@ TEST(MultiheadLatentAttention, CacheBytesPerTokenAgainstMha) {
   EXPECT_EQ(mha.cache_bytes_per_token(DType::f32), 2 * 2 * 16 * 4);
 }
 
-TEST(MultiheadLatentAttention, GradientsMatchFiniteDifferences) {
+// Both MLA forms and cross-attention, through qs::gradcheck on their inputs.
+TEST(MultiheadLatentAttention, GradcheckBothFormsAndCrossAttention) {
   Generator g(5);
   MultiheadLatentAttention mla(small_mla(8), PositionConfig{}, g);
   to_dtype_(mla, DType::f64);
-  Tensor x = randn({1, 3, 24}, DType::f64, &g).requires_grad_();
   AttentionArgs a;
   a.causal = true;
-  Tensor y = mla.attend(x, a).out;
-  Tensor wts = randn(y.shape(), DType::f64, &g);
-  sum(y * wts).backward();
-  auto gx = x.grad().to_vector();
-  NoGrad ng;
-  double* p = x.data_ptr<double>();
-  for (int64_t i : {0, 7, 30, 71}) {
-    double keep = p[i];
-    p[i] = keep + 1e-6;
-    double lp = sum(mla.attend(x, a).out * wts).item();
-    p[i] = keep - 1e-6;
-    double lm = sum(mla.attend(x, a).out * wts).item();
-    p[i] = keep;
-    EXPECT_NEAR((lp - lm) / 2e-6, gx[size_t(i)], 1e-6) << i;
+  for (auto mode : {MultiheadLatentAttention::Mode::uncompressed, MultiheadLatentAttention::Mode::absorbed}) {
+    mla.set_mode(mode);
+    auto f = [&](const std::vector<Tensor>& xs) { return std::vector<Tensor>{mla.attend(xs[0], a).out}; };
+    EXPECT_EQ(ops::gradcheck(f, {randn({1, 3, 24}, DType::f64, &g).requires_grad_()}, 1, 40), "") << int(mode);
   }
+  MultiheadAttention mha(8, 2, 1, PositionConfig{}, true, g);
+  to_dtype_(mha, DType::f64);
+  auto cross = [&](const std::vector<Tensor>& xs) { return std::vector<Tensor>{mha.forward(xs[0], xs[1])}; };
+  EXPECT_EQ(ops::gradcheck(cross, {randn({2, 3, 8}, DType::f64, &g).requires_grad_(),
+                                   randn({2, 5, 8}, DType::f64, &g).requires_grad_()}),
+            "");
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ops/harness.h"
+#include "qiusuo/autocast.h"
 #include "qiusuo/autograd.h"
 #include "qiusuo/nn/transformer.h"
 #include "qiusuo/ops.h"
@@ -133,6 +134,25 @@ TEST(TransformerLM, ParameterNamesAndTiedHead) {
     EXPECT_TRUE(has(k)) << k;
 }
 
+TEST(TransformerLM, Gpt2Initialisation) {
+  LMConfig c;
+  c.d_model = 64, c.n_layers = 2;
+  Generator g(17);
+  TransformerLM lm(c, {}, g);
+  auto stddev = [](const Tensor& t) { return std::sqrt(var(t, {}, 0.0).item()); };
+  for (auto& [name, p] : lm.named_parameters()) {
+    double want = -1;  // expected standard deviation
+    if (name == "blocks.0.attn.out_proj.weight" || name == "blocks.1.mlp.c_proj.weight") want = 0.01;  // 0.02/sqrt(4)
+    if (name == "blocks.0.mlp.c_fc.weight" || name == "wte.weight") want = 0.02;
+    if (want > 0) {
+      EXPECT_NEAR(stddev(p), want, 0.001) << name;
+    }
+    if (name == "blocks.0.attn.in_proj.bias" || name == "blocks.0.ln_1.bias") {
+      EXPECT_EQ(sum(abs(p)).item(), 0.0) << name;
+    }
+  }
+}
+
 TEST(LMConfig, JsonRoundTripAndErrors) {
   LMConfig c = tiny("deepseek", "mla", PositionEncoding::rope);
   c.pos.rope_scaling = RopeScaling::yarn, c.pos.rope_factor = 4.0;
@@ -215,6 +235,27 @@ TEST(TransformerLM, MoeFactoryHookAndSampler) {
   EXPECT_EQ(lm.generate({4}, 5, three, 0, /*eos_id=*/3), (std::vector<int64_t>{4, 3}));
   Sampler bad = [](const Tensor&, Generator&) { return int64_t(99); };
   EXPECT_THROW(lm.generate({4}, 2, bad), Error);
+}
+
+// bf16 autocast (the trainer's mixed precision): every encoding runs forward and backward,
+// near the f32 logits.
+TEST(TransformerLM, RunsUnderAutocast) {
+  for (const Variant& var : kVariants)
+    for (PositionEncoding kind : {PositionEncoding::rope, PositionEncoding::shaw, PositionEncoding::sinusoidal}) {
+      Generator g(18);
+      TransformerLM lm(tiny(var.block, var.attn, kind), {}, g);
+      Tensor idx = randint(0, 11, {2, 6}, DType::i64, &g);
+      Tensor want = lm.forward(idx);
+      Tensor got;
+      {
+        Autocast ac;
+        got = lm.forward(idx);
+        sum(got * got).backward();
+      }
+      EXPECT_EQ(got.dtype(), DType::f32);
+      EXPECT_LT(max_diff(got, want), 2e-2) << var.block << "/" << var.attn << "/" << position_encoding_name(kind);
+      EXPECT_TRUE(lm.named_parameters()[0].second.grad().defined());
+    }
 }
 
 TEST(TransformerLM, CaptureNamesEveryLayer) {

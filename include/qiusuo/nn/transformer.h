@@ -32,14 +32,22 @@
 namespace qs::nn {
 
 // ---- KV cache
-// One attention layer's cache, grown by concatenation along the sequence.
+// One attention layer's cache; the sequence is dim -2 of k and v.
 //   MultiheadAttention: k, v [B, G, len, d_head] (k after RoPE)
 //   MLA (compressed):   k = c_kv [B, len, kv_lora_rank] (after its RMSNorm), v = k_rope
 //                       [B, len, d_rope] (after RoPE): the only per-token state MLA needs.
+// k and v are views of buffers that grow by doubling, so a generation step copies only
+// its new rows; under autograd (new rows requiring grad) append concatenates instead, so
+// gradients flow into earlier steps.
 struct LayerKVCache {
   Tensor k, v;
   int64_t length() const;  // tokens held (0 when empty)
-  int64_t bytes() const;
+  int64_t bytes() const;   // of the held tokens (the buffers may be up to twice that)
+  // Appends k_new, v_new (the same shapes as k, v except along the sequence dim).
+  void append(const Tensor& k_new, const Tensor& v_new);
+
+ private:
+  Tensor kbuf_, vbuf_;
 };
 struct KVCacheSet {
   std::vector<LayerKVCache> layers;
@@ -245,6 +253,8 @@ struct LMConfig {
 // A token sampler: logits [V] (f32 or f64) -> the next token id. Empty = greedy (argmax).
 using Sampler = std::function<int64_t(const Tensor& logits, Generator& gen)>;
 
+// Initialised as GPT-2: embeddings and linear weights N(0, 0.02), biases 0, residual
+// projections (out_proj, c_proj, o_proj, down_proj) N(0, 0.02 / sqrt(2 n_layers)), norms 1.
 class TransformerLM : public Module {
  public:
   // ffn_factory builds the feed-forward of deepseek blocks when cfg.ffn == "moe".
@@ -269,6 +279,7 @@ class TransformerLM : public Module {
 
  private:
   Tensor run(const Tensor& idx, KVCacheSet* cache);
+  void init_weights(Generator& gen);
   LMConfig cfg_;
   std::shared_ptr<Embedding> wte_, wpe_;
   std::vector<std::shared_ptr<TransformerBlock>> blocks_;
