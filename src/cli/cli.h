@@ -52,6 +52,10 @@ int cmd_check(Args a);
 int cmd_demo(Args a);
 int cmd_info(Args a);
 int cmd_train(Args a);
+int cmd_train_lm(Args& a);
+int cmd_eval(Args a);
+int cmd_generate(Args a);
+int cmd_experiment(Args a);
 int cmd_tokenizer(Args a);
 
 }  // namespace qs::cli

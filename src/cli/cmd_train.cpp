@@ -9,9 +9,10 @@
 namespace qs::cli {
 
 int cmd_train(Args a) {
-  if (a.positionals().empty()) throw UsageError("qiusuo train: which model? (available: cnn); see 'qiusuo train --help'");
+  if (a.positionals().empty()) throw UsageError("qiusuo train: which model? (available: cnn, lm); see 'qiusuo train --help'");
   std::string what = a.positionals()[0];
-  if (what != "cnn") throw UsageError("qiusuo train: unknown model '" + what + "' (available: cnn)");
+  if (what == "lm") return cmd_train_lm(a);
+  if (what != "cnn") throw UsageError("qiusuo train: unknown model '" + what + "' (available: cnn, lm)");
   apps::TrainCnnOptions o;
   o.epochs = int(a.integer("epochs", o.epochs));
   o.batch = a.integer("batch", o.batch);

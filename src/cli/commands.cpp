@@ -17,13 +17,16 @@ const std::vector<Command>& commands() {
        "  test: every optimised kernel against its reference (odd sizes, strided views, 1 and 2 threads,\n"
        "        guard bytes); grad: finite differences against autograd in f64. Exit code 2 on a failure.\n",
        cmd_check},
-      {"demo", "the main job on built-in data: train the Fashion-MNIST CNN, print test accuracy",
-       "usage: qiusuo demo [--epochs 3] [--out runs/demo] [--threads N] [--bf16]\n", cmd_demo},
+      {"demo", "the main job on built-in data: the Fashion-MNIST CNN, then a small KJV language model",
+       "usage: qiusuo demo [--epochs 3] [--lm-steps 600] [--skip-cnn] [--out runs/demo] [--threads N] [--bf16]\n\n"
+       "Trains the Fashion-MNIST CNN and prints its test accuracy, then trains a byte-level GPT on the King James\n"
+       "Bible and prints its test perplexity and a generated sample. Checkpoints go under --out.\n", cmd_demo},
       {"info", "show the build, the CPU features oneDNN uses, and the op table",
        "usage: qiusuo info [--ops]\n", cmd_info},
-      {"train", "train a model: cnn (Fashion-MNIST)",
-       "usage: qiusuo train cnn --out DIR [options]\n\n"
-       "Trains the Fashion-MNIST CNN (shared/peers/torch_cnn.py) and prints the test accuracy and a JSON\n"
+      {"train", "train a model: cnn (Fashion-MNIST) or lm (a Transformer language model)",
+       "usage: qiusuo train cnn --out DIR [options]\n"
+       "       qiusuo train lm --out DIR [options]\n\n"
+       "cnn: trains the Fashion-MNIST CNN (shared/peers/torch_cnn.py) and prints the test accuracy and a JSON\n"
        "summary line. Checkpoints (safetensors) go to DIR/epoch-<e>.safetensors and DIR/last.safetensors.\n\n"
        "  --epochs N        passes over the training set (3)\n"
        "  --batch N         batch size (128)\n"
@@ -35,8 +38,45 @@ const std::vector<Command>& commands() {
        "  --resume CKPT     continue exactly from a checkpoint of this command (same settings)\n"
        "  --save-every N    also checkpoint every N steps\n"
        "  --limit-train N   train on the first N images only\n"
-       "  --data DIR        Fashion-MNIST folder (/usr/share/datasets/fashion-mnist)\n",
+       "  --data DIR        Fashion-MNIST folder (/usr/share/datasets/fashion-mnist)\n\n"
+       "lm: trains a decoder-only Transformer on a text corpus (AdamW, warmup + cosine), reports the validation\n"
+       "loss every --eval-every steps, writes DIR/step-<N>.safetensors and DIR/last.safetensors (weights, config,\n"
+       "tokenizer and training state in one file: enough to eval, generate, serve or --resume exactly).\n\n"
+       "  --corpus PATH        UTF-8 file or folder (default: the King James Bible, Debian bible-kjv)\n"
+       "  --tokenizer T        byte | bpe (trained on the training split) | a tokenizer.json (byte)\n"
+       "  --bpe-vocab N        BPE vocabulary size (4096)\n"
+       "  --pe P               rope | sinusoidal | learned | shaw | t5 | alibi | none (rope)\n"
+       "  --block B            gpt (LayerNorm, GELU MLP, MHA) | deepseek (RMSNorm, MLA, MoE) (gpt)\n"
+       "  --layers N --d-model N --heads N --kv-heads N --ffn-hidden N   (4, 256, 8, heads, 4x or 8/3x)\n"
+       "  --attention mha|mla  --ffn swiglu|moe   (deepseek: mla, moe)\n"
+       "  --experts N --shared-experts N --top-k-experts N --aux-loss X --bias-update X   (8, 1, 2, 0, 1e-3)\n"
+       "  --kv-lora-rank N --q-lora-rank N --rope-head-dim N   (MLA: d/2, 0, head/2)\n"
+       "  --rope-base X --shaw-k N --no-tie\n"
+       "  --seq N --batch N --steps N   (256, 8, 1000)\n"
+       "  --lr X --weight-decay X --grad-clip X --warmup N   (1e-3, 0.1, 1.0, min(100, steps/10))\n"
+       "  --eval-every N --eval-windows N --save-every N   (200, 32, 0 = at the end)\n"
+       "  --seed N --threads N --bf16 --quiet --resume CKPT\n",
        cmd_train},
+      {"eval", "evaluate a language model: perplexity and bits per byte on held-out text",
+       "usage: qiusuo eval lm CKPT [--seq N] [--split test|validation|train] [--corpus PATH] [--windows N]\n"
+       "                       [--batch 4] [--rope-scaling ntk|yarn --rope-factor F] [--allow-extrapolation] [--bf16]\n\n"
+       "Perplexity over non-overlapping windows of N tokens (default: the trained length) of a split of the\n"
+       "checkpoint's corpus (or --corpus). Lengths beyond what the position encoding supports are refused unless\n"
+       "RoPE scaling is given or --allow-extrapolation measures the encoding as it is.\n",
+       cmd_eval},
+      {"experiment", "run a measured experiment of the curriculum: pe (positional encodings)",
+       "usage: qiusuo experiment pe --out DIR [--quick] [--corpus PATH] [--encodings rope,alibi,...] [--train-len N]\n"
+       "                            [--steps N] [--eval-tokens N] [--threads N] [--seed N]\n\n"
+       "pe: one language model per positional encoding (none, sinusoidal, learned, shaw, t5, rope, alibi), same\n"
+       "size, data, seed and steps, trained at --train-len (1024) and evaluated at 0.5x, 1x, 2x and 4x that\n"
+       "length (RoPE also with NTK and YaRN scaling). Writes DIR/results.json, results.md, perplexity.svg and one\n"
+       "checkpoint folder per encoding. --quick: a CI-sized run (tiny models, 128 tokens). See docs/experiments/pe.md.\n",
+       cmd_experiment},
+      {"generate", "generate text from a language-model checkpoint",
+       "usage: qiusuo generate CKPT --prompt TEXT [--max-tokens 200] [--temperature 0.8] [--top-k 0] [--top-p 0.95]\n"
+       "                       [--seed 0] [--threads N]\n\n"
+       "Samples with the KV cache (temperature 0: greedy). Prints the prompt and its continuation.\n",
+       cmd_generate},
       {"tokenizer", "train a byte-level BPE tokenizer (tokenizer.json), or encode text with one",
        "usage: qiusuo tokenizer train --out FILE [--corpus FILE|DIR] [--vocab 8192] [--min-frequency 2]\n"
        "       qiusuo tokenizer encode --tokenizer FILE [TEXT...]   (TEXT or stdin; prints the ids)\n\n"

@@ -34,3 +34,12 @@ class AtomicFileWriter {
 void set_fail_after_bytes_for_testing(int64_t k);
 
 }  // namespace qs::io::detail
+
+namespace qs::io {
+// Writes `text` to `path` atomically (temp file, fsync, rename). Errors: IOError.
+inline void write_file_atomic(const std::string& path, const std::string& text) {
+  detail::AtomicFileWriter w(path);
+  w.write(text.data(), text.size());
+  w.commit();
+}
+}  // namespace qs::io

@@ -4,27 +4,13 @@
 
 #include "qiusuo/autograd.h"
 #include "qiusuo/nn/init.h"
+#include "qiusuo/nn/moe.h"
 #include "qiusuo/nn/transformer.h"
 #include "qiusuo/ops.h"
 
 namespace qs::nn {
 
 namespace {
-
-// A dense SwiGLU feed-forward (Shazeer 2020): down(silu(gate(x)) * up(x)). The default
-// FFN of DeepSeek blocks until nn::SwiGLU / nn::MoE are wired in through FfnFactory.
-class DenseSwiGLU : public Module {
- public:
-  DenseSwiGLU(int64_t d_model, int64_t hidden, Generator& gen) : Module("DenseSwiGLU") {
-    gate_ = register_module("gate_proj", std::make_shared<Linear>(d_model, hidden, false, gen));
-    up_ = register_module("up_proj", std::make_shared<Linear>(d_model, hidden, false, gen));
-    down_ = register_module("down_proj", std::make_shared<Linear>(hidden, d_model, false, gen));
-  }
-  Tensor forward(const Tensor& x) override { return down_->forward(silu(gate_->forward(x)) * up_->forward(x)); }
-
- private:
-  std::shared_ptr<Linear> gate_, up_, down_;
-};
 
 std::shared_ptr<AttentionLayer> make_attention(const LMConfig& c, Generator& gen) {
   const int64_t dh = c.d_model / c.n_heads;
@@ -42,14 +28,13 @@ std::shared_ptr<AttentionLayer> make_attention(const LMConfig& c, Generator& gen
 std::shared_ptr<Module> make_ffn(const LMConfig& c, int64_t layer, const FfnFactory& factory, Generator& gen) {
   if (c.block == "gpt") return std::make_shared<GeluMLP>(c.d_model, c.ffn_hidden > 0 ? c.ffn_hidden : 4 * c.d_model,
                                                          c.bias, gen);
-  if (c.ffn == "moe") {
-    QS_CHECK(bool(factory), "TransformerLM: ffn 'moe' needs an FfnFactory; hint: pass one that builds nn::MoE");
+  if (c.ffn == "moe" && factory) {
     std::shared_ptr<Module> m = factory(layer, c.d_model);
     QS_CHECK(m != nullptr, "TransformerLM: the FfnFactory returned no module for layer {}", layer);
     return m;
   }
-  const int64_t hidden = c.ffn_hidden > 0 ? c.ffn_hidden : (8 * c.d_model / 3 + 7) / 8 * 8;
-  return std::make_shared<DenseSwiGLU>(c.d_model, hidden, gen);
+  if (c.ffn == "moe") return std::make_shared<MoE>(c.moe_config(), gen);
+  return std::make_shared<SwiGLU>(c.d_model, c.swiglu_hidden(), false, gen);
 }
 
 }  // namespace

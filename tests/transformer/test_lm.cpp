@@ -183,7 +183,31 @@ TEST(LMConfig, JsonRoundTripAndErrors) {
   EXPECT_TRUE(contains(bad([](LMConfig& b) { b.block = "llama"; }), "unknown block 'llama'"));
   EXPECT_TRUE(contains(bad([](LMConfig& b) { b.attention = "mla"; }), "needs block deepseek"));
   EXPECT_TRUE(contains(bad([](LMConfig& b) { b.ffn = "moe"; }), "no error"));
-  EXPECT_THROW(TransformerLM(LMConfig{.block = "deepseek", .ffn = "moe"}), Error);  // no factory
+  EXPECT_TRUE(contains(bad([](LMConfig& b) { b.ffn = "moe", b.moe.top_k = 9; }), "top_k <= n_routed"));
+}
+
+// Without a factory, ffn "moe" builds nn::MoE from LMConfig::moe; the config round-trips
+// through JSON with its moe settings, and unknown moe keys are errors.
+TEST(TransformerLM, BuiltInMoe) {
+  Generator g(16);
+  LMConfig c = tiny("deepseek", "mha", PositionEncoding::rope);
+  c.ffn = "moe";
+  c.moe.n_routed = 4, c.moe.top_k = 2, c.moe.n_shared = 1, c.moe.aux_loss_alpha = 0.01;
+  TransformerLM lm(c, {}, g);
+  auto layers = lm.moe_layers();
+  ASSERT_EQ(layers.size(), size_t(c.n_layers));
+  auto* moe = dynamic_cast<MoE*>(layers[0]);
+  ASSERT_NE(moe, nullptr);
+  EXPECT_EQ(moe->config().d_expert, c.moe_config().d_expert);
+  EXPECT_EQ(moe->config().d_model, c.d_model);
+  Tensor logits = lm.forward(zeros({2, 5}, DType::i64));
+  EXPECT_EQ(logits.shape(), (Shape{2, 5, c.vocab_size}));
+  EXPECT_EQ(moe->load_stats().total, 2 * 5 * 2);  // every token picks top_k experts
+  LMConfig back = LMConfig::from_json(c.to_json());
+  EXPECT_EQ(back.to_json(), c.to_json());
+  nlohmann::json j = c.to_json();
+  j["moe"]["n_experts"] = 3;
+  EXPECT_THROW(LMConfig::from_json(j), Error);
 }
 
 TEST(LMConfig, SupportedLengths) {

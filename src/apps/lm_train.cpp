@@ -1,0 +1,173 @@
+// The language-model training job: AdamW with linear warmup and cosine decay, gradient
+// clipping, periodic validation, checkpoints that carry the model config and the
+// tokenizer, and an exact resume (weights, optimiser, step, both generators).
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+
+#include "apps/lm_internal.h"
+#include "util/progress.h"
+#include "qiusuo/apps/lm.h"
+#include "qiusuo/autocast.h"
+#include "qiusuo/autograd.h"
+#include "qiusuo/io/checkpoint.h"
+#include "qiusuo/ops.h"
+#include "qiusuo/optim/optim.h"
+
+namespace qs::apps {
+
+namespace {
+
+nlohmann::json train_json(const TrainLmOptions& o) {
+  return {{"batch", o.batch},         {"seq", o.seq},       {"steps", o.steps},
+          {"lr", o.lr},               {"min_lr_ratio", o.min_lr_ratio}, {"weight_decay", o.weight_decay},
+          {"grad_clip", o.grad_clip}, {"warmup", o.warmup}, {"seed", o.seed},
+          {"bf16", o.bf16},           {"corpus", o.corpus.empty() ? std::string("kjv") : o.corpus},
+          {"tokenizer", o.tokenizer}, {"bpe_vocab", o.bpe_vocab}};
+}
+
+// An exact resume needs the settings the run started with.
+void check_resume(const io::Checkpoint& ck, const nlohmann::json& train, const nlohmann::json& model,
+                  const std::string& path) {
+  check_lm_checkpoint(ck, path);
+  const nlohmann::json& saved = ck.config["train"];
+  for (auto& [k, v] : train.items())
+    if (saved.contains(k) && saved[k] != v)
+      throw Error(fmt::format("{}: the checkpoint was trained with {}={}, this run asks for {}; an exact resume needs "
+                              "the same settings",
+                              path, k, saved[k].dump(), v.dump()));
+  if (ck.config["model"] != model)
+    throw Error(fmt::format("{}: the checkpoint's model is {}, this run asks for {}; an exact resume needs the same "
+                            "model settings",
+                            path, ck.config["model"].dump(), model.dump()));
+}
+
+std::unique_ptr<text::Tokenizer> make_tokenizer(const TrainLmOptions& o, const text::TextCorpus& corpus) {
+  if (o.tokenizer == "byte") return std::make_unique<text::ByteTokenizer>();
+  if (o.tokenizer == "bpe")
+    return std::make_unique<text::BpeTokenizer>(
+        text::BpeTokenizer::train(corpus.split(text::Split::train), o.bpe_vocab));
+  return text::load_tokenizer_file(o.tokenizer);
+}
+
+// Linear warmup to lr, then cosine decay to lr * min_lr_ratio at the last step.
+double lr_at(const TrainLmOptions& o, int64_t warmup, int64_t step) {
+  if (step < warmup) return o.lr * double(step + 1) / double(warmup);
+  double t = o.steps > warmup ? double(step - warmup) / double(o.steps - warmup) : 1.0;
+  double lo = o.lr * o.min_lr_ratio;
+  return lo + 0.5 * (o.lr - lo) * (1.0 + std::cos(M_PI * std::min(1.0, t)));
+}
+
+void check_options(const TrainLmOptions& o) {
+  QS_CHECK(o.batch >= 1 && o.seq >= 1 && o.steps >= 1, "train lm: --batch, --seq and --steps must be positive");
+  QS_CHECK(o.lr > 0 && o.min_lr_ratio >= 0 && o.min_lr_ratio <= 1 && o.grad_clip >= 0 && o.weight_decay >= 0,
+           "train lm: need --lr > 0, 0 <= min_lr_ratio <= 1, --grad-clip >= 0, --weight-decay >= 0");
+  QS_CHECK(o.out_dir.empty() || o.out_dir != o.resume, "train lm: --out must be a folder");
+}
+
+}  // namespace
+
+TrainLmResult train_lm(const TrainLmOptions& o) {
+  check_options(o);
+  if (o.threads > 0) set_num_threads(o.threads);
+  text::TextCorpus corpus = open_corpus(o.corpus, o.cache_dir);
+  io::Checkpoint resumed;
+  if (!o.resume.empty()) resumed = io::load_checkpoint(o.resume);
+  // The tokenizer of a resumed run is the checkpoint's (a BPE is not retrained).
+  std::unique_ptr<text::Tokenizer> tok = o.resume.empty() ? make_tokenizer(o, corpus) : tokenizer_of(resumed, o.resume);
+  nn::LMConfig cfg = o.model;
+  cfg.vocab_size = tok->vocab_size();
+  cfg.max_seq_len = o.seq;
+  cfg.pos.max_len = o.seq;
+  cfg.validate();
+  cfg.check_length(o.seq);
+  text::TokenStream train(corpus, text::Split::train, *tok), val(corpus, text::Split::validation, *tok);
+  train.num_windows(o.seq);  // errors now (naming the split) if a split is shorter than one window
+  val.num_windows(o.seq);
+
+  manual_seed(o.seed);
+  Generator init_gen(o.seed), data_gen(o.seed ^ 0x9e3779b97f4a7c15ull);
+  nn::TransformerLM model(cfg, {}, init_gen);
+  std::vector<Tensor> params = model.parameters();
+  optim::AdamW opt(params, o.lr, {0.9, 0.95}, 1e-8, o.weight_decay);
+  const int64_t warmup = o.warmup > 0 ? o.warmup : std::min<int64_t>(100, std::max<int64_t>(1, o.steps / 10));
+  const nlohmann::json train_cfg = train_json(o), model_cfg = cfg.to_json();
+  const nlohmann::json tok_json = nlohmann::json::parse(tok->to_json());
+
+  TrainLmResult r;
+  int64_t step = 0;
+  if (!o.resume.empty()) {
+    check_resume(resumed, train_cfg, model_cfg, o.resume);
+    model.load_state_dict(resumed.model);
+    opt.load_state_dict(resumed.optimizer);
+    step = resumed.step;
+    default_generator().set_state(resumed.rng_state);
+    data_gen.set_state(resumed.extra.at("data_rng").get<std::vector<uint64_t>>());
+    for (auto& e : resumed.extra.value("val_history", nlohmann::json::array()))
+      r.val_history.emplace_back(e[0].get<int64_t>(), e[1].get<double>());
+  }
+  if (!o.out_dir.empty()) std::filesystem::create_directories(o.out_dir);
+
+  auto save = [&](int64_t at) {
+    if (o.out_dir.empty()) return;
+    nlohmann::json hist = nlohmann::json::array();
+    for (auto& [s, l] : r.val_history) hist.push_back({s, l});
+    io::Checkpoint ck{model.state_dict(), opt.state_dict(), at, default_generator().state(),
+                      {{"kind", kLmCheckpointKind}, {"model", model_cfg}, {"train", train_cfg}},
+                      {{"tokenizer", tok_json}, {"data_rng", data_gen.state()}, {"val_history", hist}}};
+    std::string path = (std::filesystem::path(o.out_dir) / fmt::format("step-{}.safetensors", at)).string();
+    io::save_checkpoint(path, ck);
+    auto last = std::filesystem::path(o.out_dir) / "last.safetensors", tmp = last;
+    tmp += ".tmp";
+    std::filesystem::copy_file(path, tmp, std::filesystem::copy_options::overwrite_existing);
+    std::filesystem::rename(tmp, last);
+    r.checkpoint = path;
+  };
+  auto validate = [&](int64_t at) {
+    r.validation = evaluate_lm(model, val, o.seq, o.batch, o.eval_windows, o.bf16);
+    r.val_history.emplace_back(at, r.validation.loss);
+    if (!o.quiet)
+      std::fprintf(stderr, "%s\n",
+                   fmt::format("step {}: validation loss {:.4f}, perplexity {:.3f}, {:.4f} bits/byte", at,
+                               r.validation.loss, r.validation.perplexity, r.validation.bits_per_byte)
+                       .c_str());
+  };
+
+  util::Progress progress("train lm", o.steps, "tok", 20);
+  const auto t0 = std::chrono::steady_clock::now();
+  int64_t tokens = 0;
+  const int64_t V = cfg.vocab_size;
+  model.train();
+  while (step < o.steps) {
+    data::Batch b = train.sample(o.batch, o.seq, data_gen);
+    opt.set_lr(lr_at(o, warmup, step));
+    opt.zero_grad();
+    Tensor logits;
+    {
+      Autocast ac(o.bf16);
+      logits = model.forward(b.x);
+    }
+    Tensor loss = cross_entropy(logits.reshape({-1, V}), b.y.reshape({-1}));
+    Tensor total = add_aux_losses(model, loss);
+    total.backward();
+    if (o.grad_clip > 0) optim::clip_grad_norm_(params, o.grad_clip);
+    opt.step();
+    after_step(model);
+    ++step;
+    tokens += o.batch * o.seq;
+    r.losses.push_back(float(loss.item()));
+    if (!o.quiet) progress.update(step, r.losses.back(), o.batch * o.seq);
+    const bool last = step == o.steps;
+    if (last || (o.eval_every > 0 && step % o.eval_every == 0)) validate(step);
+    if (last || (o.save_every > 0 && step % o.save_every == 0) || step == o.stop_after) save(step);
+    if (o.stop_after > 0 && step >= o.stop_after) break;
+  }
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  r.tokens_per_s = r.seconds > 0 ? double(tokens) / r.seconds : 0;
+  r.steps = step;
+  r.final_train_loss = r.losses.empty() ? 0 : r.losses.back();
+  r.expert_load = expert_load_summary(model);
+  return r;
+}
+
+}  // namespace qs::apps

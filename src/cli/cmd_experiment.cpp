@@ -1,0 +1,35 @@
+// qiusuo experiment <name>: the curriculum's measured experiments.
+#include <iostream>
+
+#include "cli/cli.h"
+#include "qiusuo/apps/experiments.h"
+
+namespace qs::cli {
+
+int cmd_experiment(Args a) {
+  if (a.positionals().size() != 1) throw UsageError("qiusuo experiment: which one? (available: pe)");
+  const std::string what = a.positionals()[0];
+  if (what != "pe") throw UsageError("qiusuo experiment: unknown experiment '" + what + "' (available: pe)");
+  apps::PeExperimentOptions o;
+  o.quick = a.flag("quick");
+  o.out_dir = a.required("out");
+  o.corpus = a.str("corpus", "");
+  std::string encs = a.str("encodings", "");
+  for (size_t p = 0; !encs.empty();) {
+    size_t c = encs.find(',', p);
+    o.encodings.push_back(encs.substr(p, c == std::string::npos ? std::string::npos : c - p));
+    if (c == std::string::npos) break;
+    p = c + 1;
+  }
+  o.train_len = a.integer("train-len", 0);
+  o.steps = a.integer("steps", 0);
+  o.eval_tokens = a.integer("eval-tokens", 0);
+  o.threads = int(a.integer("threads", 0));
+  o.seed = uint64_t(a.integer("seed", 0));
+  a.finish();
+  nlohmann::json r = apps::run_pe_experiment(o);
+  std::cout << "wrote " << o.out_dir << "/results.json, results.md, perplexity.svg\n" << r["claim"].dump() << std::endl;
+  return kExitOk;
+}
+
+}  // namespace qs::cli

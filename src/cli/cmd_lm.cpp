@@ -1,0 +1,141 @@
+// qiusuo train lm / eval lm / generate: the language-model verbs.
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "cli/cli.h"
+#include "qiusuo/apps/lm.h"
+
+namespace qs::cli {
+
+namespace {
+
+// Model flags shared by `train lm` and `experiment pe`.
+nn::LMConfig model_from_args(Args& a) {
+  nn::LMConfig c;
+  c.block = a.str("block", "gpt");
+  c.n_layers = a.integer("layers", 4);
+  c.d_model = a.integer("d-model", 256);
+  c.n_heads = a.integer("heads", 8);
+  c.n_kv_heads = a.integer("kv-heads", 0);
+  c.ffn_hidden = a.integer("ffn-hidden", 0);
+  c.tie_weights = !a.flag("no-tie");
+  if (c.block == "deepseek") {
+    c.bias = false;
+    c.norm_eps = 1e-6;
+    c.attention = a.str("attention", "mla");
+    c.ffn = a.str("ffn", "moe");
+    c.kv_lora_rank = a.integer("kv-lora-rank", c.d_model / 2);
+    c.q_lora_rank = a.integer("q-lora-rank", 0);
+    c.qk_rope_head_dim = a.integer("rope-head-dim", c.d_model / c.n_heads / 2);
+    c.moe.n_routed = a.integer("experts", c.moe.n_routed);
+    c.moe.n_shared = a.integer("shared-experts", c.moe.n_shared);
+    c.moe.top_k = a.integer("top-k-experts", c.moe.top_k);
+    c.moe.aux_loss_alpha = a.number("aux-loss", c.moe.aux_loss_alpha);
+    c.moe.bias_update_speed = a.number("bias-update", c.moe.bias_update_speed);
+  } else {
+    c.attention = a.str("attention", "mha");
+  }
+  c.pos.kind = nn::parse_position_encoding(a.str("pe", "rope"));
+  c.pos.rope_base = a.number("rope-base", c.pos.rope_base);
+  c.pos.shaw_max_distance = a.integer("shaw-k", c.pos.shaw_max_distance);
+  return c;
+}
+
+void print_eval(const apps::EvalLmResult& e, const std::string& split) {
+  std::cout << fmt::format("{} perplexity {:.3f}, loss {:.4f} nats/token, {:.4f} bits/byte ({} windows of {} tokens)\n",
+                           split, e.perplexity, e.loss, e.bits_per_byte, e.windows, e.seq);
+}
+
+}  // namespace
+
+int cmd_train_lm(Args& a) {
+  apps::TrainLmOptions o;
+  o.model = model_from_args(a);
+  o.corpus = a.str("corpus", "");
+  o.tokenizer = a.str("tokenizer", "byte");
+  o.bpe_vocab = int32_t(a.integer("bpe-vocab", o.bpe_vocab));
+  o.batch = a.integer("batch", o.batch);
+  o.seq = a.integer("seq", o.seq);
+  o.steps = a.integer("steps", o.steps);
+  o.lr = a.number("lr", o.lr);
+  o.weight_decay = a.number("weight-decay", o.weight_decay);
+  o.grad_clip = a.number("grad-clip", o.grad_clip);
+  o.warmup = a.integer("warmup", 0);
+  o.eval_every = a.integer("eval-every", o.eval_every);
+  o.eval_windows = a.integer("eval-windows", o.eval_windows);
+  o.save_every = a.integer("save-every", 0);
+  o.stop_after = a.integer("stop-after", 0);
+  o.seed = uint64_t(a.integer("seed", 0));
+  o.threads = int(a.integer("threads", 0));
+  o.bf16 = a.flag("bf16");
+  o.quiet = a.flag("quiet");
+  o.resume = a.str("resume", "");
+  o.out_dir = a.required("out");
+  a.finish();
+  apps::TrainLmResult r = apps::train_lm(o);
+  if (!r.expert_load.empty()) std::cout << r.expert_load << "\n";
+  print_eval(r.validation, "validation");
+  nlohmann::json s = {{"steps", r.steps},
+                      {"seconds", r.seconds},
+                      {"tokens_per_s", r.tokens_per_s},
+                      {"final_train_loss", r.final_train_loss},
+                      {"val_loss", r.validation.loss},
+                      {"val_perplexity", r.validation.perplexity},
+                      {"val_bits_per_byte", r.validation.bits_per_byte},
+                      {"checkpoint", r.checkpoint}};
+  std::cout << s.dump() << std::endl;
+  return kExitOk;
+}
+
+int cmd_eval(Args a) {
+  if (a.positionals().size() != 2 || a.positionals()[0] != "lm")
+    throw UsageError("qiusuo eval: expected 'qiusuo eval lm CKPT'; see 'qiusuo eval --help'");
+  const std::string ckpt = a.positionals()[1];
+  nn::PositionConfig pos;
+  const bool scaled = a.has("rope-scaling");
+  pos.rope_scaling = nn::parse_rope_scaling(a.str("rope-scaling", "none"));
+  pos.rope_factor = a.number("rope-factor", 1.0);
+  const std::string split = a.str("split", "test");
+  const std::string corpus = a.str("corpus", "");
+  const int64_t batch = a.integer("batch", 4), windows = a.integer("windows", 0);
+  const bool extrapolate = a.flag("allow-extrapolation"), bf16 = a.flag("bf16");
+  int64_t seq = a.integer("seq", 0);
+  if (int64_t t = a.integer("threads", 0); t > 0) set_num_threads(int(t));
+  a.finish();
+  apps::LoadedLm lm = apps::load_lm(ckpt, scaled ? &pos : nullptr);
+  if (seq == 0) seq = lm.model->config().max_seq_len;
+  if (!extrapolate) lm.model->config().check_length(seq);
+  text::Split sp = split == "test"         ? text::Split::test
+                   : split == "validation" ? text::Split::validation
+                   : split == "train"      ? text::Split::train
+                                           : throw UsageError("--split must be train, validation or test");
+  std::string src = corpus.empty() ? lm.train_config.value("corpus", std::string("kjv")) : corpus;
+  text::TextCorpus c = apps::open_corpus(src);
+  text::TokenStream stream(c, sp, *lm.tokenizer);
+  apps::EvalLmResult e = apps::evaluate_lm(*lm.model, stream, seq, batch, windows, bf16);
+  print_eval(e, split);
+  nlohmann::json s = {{"split", split},           {"seq", e.seq},       {"windows", e.windows},
+                      {"perplexity", e.perplexity}, {"loss", e.loss},   {"bits_per_byte", e.bits_per_byte},
+                      {"corpus", src}};
+  std::cout << s.dump() << std::endl;
+  return kExitOk;
+}
+
+int cmd_generate(Args a) {
+  if (a.positionals().size() != 1) throw UsageError("qiusuo generate: expected one checkpoint; see --help");
+  const std::string ckpt = a.positionals()[0];
+  apps::GenerateOptions g;
+  const std::string prompt = a.required("prompt");
+  g.max_tokens = a.integer("max-tokens", g.max_tokens);
+  g.temperature = a.number("temperature", g.temperature);
+  g.top_k = a.integer("top-k", g.top_k);
+  g.top_p = a.number("top-p", g.top_p);
+  g.seed = uint64_t(a.integer("seed", 0));
+  if (int64_t t = a.integer("threads", 0); t > 0) set_num_threads(int(t));
+  a.finish();
+  apps::LoadedLm lm = apps::load_lm(ckpt);
+  std::cout << prompt << apps::generate_text(lm, prompt, g) << std::endl;
+  return kExitOk;
+}
+
+}  // namespace qs::cli
