@@ -120,8 +120,9 @@ void BpeTokenizer::encode_word(std::string_view word, std::vector<int32_t>& out)
     int32_t best_rank = INT32_MAX, best_l = 0, best_r = 0, best_id = 0;
     for (size_t i = 0; i + 1 < sym.size(); ++i) {
       auto it = merge_rank_.find(pair_key(sym[i], sym[i + 1]));
-      if (it != merge_rank_.end() && it->second.first < best_rank)
-        std::tie(best_rank, best_l, best_r, best_id) = std::tuple(it->second.first, sym[i], sym[i + 1], it->second.second);
+      if (it == merge_rank_.end() || it->second.first >= best_rank) continue;
+      std::tie(best_rank, best_id) = it->second;
+      std::tie(best_l, best_r) = std::pair(sym[i], sym[i + 1]);
     }
     if (best_rank == INT32_MAX) break;
     size_t j = 0;

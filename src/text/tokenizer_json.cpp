@@ -168,7 +168,8 @@ std::unique_ptr<Tokenizer> read_bpe(const Json& root, const Json& model) {
   expect_type(root, "decoder", "ByteLevel", true);
   expect_type(root, "post_processor", "ByteLevel", true);
   for (const char* part : {"pre_tokenizer", "decoder", "post_processor"})
-    if (const Json* f = field(root, part)) check_keys(*f, {"type", "add_prefix_space", "trim_offsets", "use_regex"}, part);
+    if (const Json* f = field(root, part))
+      check_keys(*f, {"type", "add_prefix_space", "trim_offsets", "use_regex"}, part);
   check_keys(model, {"type", "dropout", "unk_token", "continuing_subword_prefix", "end_of_word_suffix", "fuse_unk",
                      "byte_fallback", "ignore_merges", "vocab", "merges"}, "model");
   BpeTokenizer::Options opt;
