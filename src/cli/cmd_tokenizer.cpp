@@ -18,7 +18,8 @@ int tokenizer_train(Args& a) {
   int64_t vocab = a.integer("vocab", 8192);
   int64_t min_frequency = a.integer("min-frequency", 2);
   a.finish();
-  if (vocab < 256 || vocab > (int64_t(1) << 30)) throw UsageError("--vocab expects 256 .. 2^30, got " + std::to_string(vocab));
+  if (vocab < 256 || vocab > (int64_t(1) << 30))
+    throw UsageError("--vocab expects 256 .. 2^30, got " + std::to_string(vocab));
   if (min_frequency < 1) throw UsageError("--min-frequency expects >= 1, got " + std::to_string(min_frequency));
   text::TextCorpus corpus = corpus_path.empty() ? text::TextCorpus::kjv() : text::TextCorpus::from_path(corpus_path);
   std::cout << fmt::format("corpus: {} ({} bytes: train {}, validation {}, test {})\n", corpus.source(),

@@ -1,10 +1,13 @@
 // Byte-level BPE encoding and decoding (GPT-2 / Hugging Face semantics), and the byte
 // tokenizer.
+#include <algorithm>
 #include <climits>
+#include <unordered_set>
 
 #include "io/atomic_file.h"
 #include "qiusuo/error.h"
 #include "qiusuo/text/tokenizer.h"
+#include "text/unicode.h"
 
 namespace qs::text {
 namespace {
@@ -44,8 +47,8 @@ std::string ByteTokenizer::to_json() const {
 }
 
 BpeTokenizer::BpeTokenizer(std::vector<std::string> vocab, std::vector<std::pair<int32_t, int32_t>> merges,
-                           Options options)
-    : vocab_(std::move(vocab)), merges_(std::move(merges)), options_(options) {
+                           Options options, std::vector<AddedToken> added)
+    : vocab_(std::move(vocab)), merges_(std::move(merges)), options_(options), added_(std::move(added)) {
   QS_CHECK(vocab_.size() < size_t(INT32_MAX), "bpe: expected fewer than 2^31 tokens, found {}", vocab_.size());
   int32_t n = int32_t(vocab_.size());
   ids_.reserve(vocab_.size());
@@ -64,11 +67,35 @@ BpeTokenizer::BpeTokenizer(std::vector<std::string> vocab, std::vector<std::pair
     QS_CHECK(merged >= 0, "bpe: merge {}: ({}, {}) makes a token that is not in the vocabulary", rank, l, r);
     merge_rank_.emplace(pair_key(l, r), std::pair{int32_t(rank), merged});  // a repeated pair keeps its first rank
   }
+  check_added_tokens();
+}
+
+void BpeTokenizer::check_added_tokens() {
+  int32_t n = int32_t(vocab_.size());
+  std::vector<const AddedToken*> after;  // ids past the vocabulary
+  std::unordered_set<std::string> seen;
+  for (const AddedToken& t : added_) {
+    QS_CHECK(!t.content.empty(), "bpe: added token {}: expected non-empty content", t.id);
+    QS_CHECK(detail::first_invalid_utf8(t.content) == std::string::npos,
+             "bpe: added token {}: expected UTF-8 content", t.id);
+    QS_CHECK(seen.insert(t.content).second, "bpe: added token \"{}\" appears twice", t.content);
+    if (t.id >= 0 && t.id < n)
+      QS_CHECK(vocab_[t.id] == t.content, "bpe: added token \"{}\" has id {}, the vocabulary token \"{}\"; "
+               "expected the same bytes, or an id after the vocabulary ({} ...)", t.content, t.id, vocab_[t.id], n);
+    else
+      after.push_back(&t);
+  }
+  std::sort(after.begin(), after.end(), [](auto* a, auto* b) { return a->id < b->id; });
+  for (size_t k = 0; k < after.size(); ++k) {
+    QS_CHECK(after[k]->id == n + int32_t(k), "bpe: added token \"{}\": expected id {} (the added tokens after a "
+             "vocabulary of {} take the next ids in turn), found {}", after[k]->content, n + k, n, after[k]->id);
+    extra_.push_back(after[k]->content);
+  }
 }
 
 const std::string& BpeTokenizer::token_bytes(int32_t id) const {
   check_id(id, vocab_size(), "bpe");
-  return vocab_[id];
+  return id < int32_t(vocab_.size()) ? vocab_[id] : extra_[id - vocab_.size()];
 }
 
 int32_t BpeTokenizer::token_id(std::string_view bytes) const {
@@ -93,8 +120,9 @@ void BpeTokenizer::encode_word(std::string_view word, std::vector<int32_t>& out)
     int32_t best_rank = INT32_MAX, best_l = 0, best_r = 0, best_id = 0;
     for (size_t i = 0; i + 1 < sym.size(); ++i) {
       auto it = merge_rank_.find(pair_key(sym[i], sym[i + 1]));
-      if (it != merge_rank_.end() && it->second.first < best_rank)
-        std::tie(best_rank, best_l, best_r, best_id) = std::tuple(it->second.first, sym[i], sym[i + 1], it->second.second);
+      if (it == merge_rank_.end() || it->second.first >= best_rank) continue;
+      std::tie(best_rank, best_id) = it->second;
+      std::tie(best_l, best_r) = std::pair(sym[i], sym[i + 1]);
     }
     if (best_rank == INT32_MAX) break;
     size_t j = 0;
@@ -112,17 +140,40 @@ void BpeTokenizer::encode_word(std::string_view word, std::vector<int32_t>& out)
 }
 
 std::vector<int32_t> BpeTokenizer::encode(std::string_view text) const {
+  std::vector<int32_t> ids;
+  ids.reserve(text.size() / 3);
+  // Added tokens first: the earliest match in the text (the longest where several start
+  // there) is cut out; the text between matches is encoded as usual.
+  std::vector<size_t> next(added_.size());
+  for (size_t k = 0; k < added_.size(); ++k) next[k] = text.find(added_[k].content);
+  size_t pos = 0;
+  while (true) {
+    const AddedToken* hit = nullptr;
+    size_t best = std::string_view::npos;
+    for (size_t k = 0; k < added_.size(); ++k) {
+      if (next[k] != std::string_view::npos && next[k] < pos) next[k] = text.find(added_[k].content, pos);
+      if (next[k] < best || (hit && next[k] == best && added_[k].content.size() > hit->content.size()))
+        std::tie(best, hit) = std::pair(next[k], &added_[k]);
+    }
+    if (!hit) break;
+    encode_segment(text.substr(pos, best - pos), ids);
+    ids.push_back(hit->id);
+    pos = best + hit->content.size();
+  }
+  encode_segment(text.substr(pos), ids);
+  return ids;
+}
+
+void BpeTokenizer::encode_segment(std::string_view text, std::vector<int32_t>& ids) const {
   std::string prefixed;
   if (options_.add_prefix_space && !text.empty() && text[0] != ' ') {
     prefixed.reserve(text.size() + 1);
     prefixed.append(1, ' ').append(text);
     text = prefixed;
   }
-  std::vector<int32_t> ids;
-  ids.reserve(text.size() / 3);
   if (!options_.use_regex) {
     if (!text.empty()) encode_word(text, ids);
-    return ids;
+    return;
   }
   // Words repeat (a corpus has far fewer distinct words than words): encode each once.
   std::unordered_map<std::string_view, std::pair<size_t, size_t>> seen;  // word -> span in ids
@@ -140,15 +191,11 @@ std::vector<int32_t> BpeTokenizer::encode(std::string_view text) const {
     encode_word(w, ids);
     seen.emplace(w, std::pair{start, ids.size() - start});
   }
-  return ids;
 }
 
 std::string BpeTokenizer::decode(const std::vector<int32_t>& ids) const {
   std::string out;
-  for (int32_t id : ids) {
-    check_id(id, vocab_size(), "bpe");
-    out += vocab_[id];
-  }
+  for (int32_t id : ids) out += token_bytes(id);
   return out;
 }
 

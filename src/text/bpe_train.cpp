@@ -28,12 +28,32 @@ struct Candidate {
   int32_t l, r;
 };
 
+// The text between occurrences of the special tokens (which are never learned from).
+std::vector<std::string_view> split_on(std::string_view text, const std::vector<std::string>& specials) {
+  std::vector<std::string_view> parts;
+  size_t pos = 0;
+  while (true) {
+    size_t best = std::string_view::npos, len = 0;
+    for (const std::string& s : specials) {
+      size_t at = text.find(s, pos);
+      if (at < best || (at == best && at != std::string_view::npos && s.size() > len))
+        std::tie(best, len) = std::pair(at, s.size());
+    }
+    if (best == std::string_view::npos) break;
+    parts.push_back(text.substr(pos, best - pos));
+    pos = best + len;
+  }
+  parts.push_back(text.substr(pos));
+  return parts;
+}
+
 class Trainer {
  public:
-  Trainer(std::string_view corpus) {
+  Trainer(std::string_view corpus, const std::vector<std::string>& specials) {
     for (int b = 0; b < 256; ++b) add_token(std::string(1, char(b)));
     std::unordered_map<std::string_view, int64_t> counts;
-    for (std::string_view w : pretokenize(corpus)) ++counts[w];
+    for (std::string_view segment : split_on(corpus, specials))
+      for (std::string_view w : pretokenize(segment)) ++counts[w];
     std::vector<std::pair<std::string_view, int64_t>> sorted(counts.begin(), counts.end());
     std::sort(sorted.begin(), sorted.end());  // word order fixed, independent of hashing
     words_.reserve(sorted.size());
@@ -62,7 +82,11 @@ class Trainer {
     }
   }
 
-  BpeTokenizer result() { return BpeTokenizer(std::move(vocab_), std::move(merges_), {}); }
+  BpeTokenizer result(const std::vector<std::string>& specials) {
+    std::vector<BpeTokenizer::AddedToken> added;
+    for (const std::string& s : specials) added.push_back({s, int32_t(vocab_.size() + added.size()), true});
+    return BpeTokenizer(std::move(vocab_), std::move(merges_), {}, std::move(added));
+  }
 
  private:
   int32_t add_token(std::string bytes) {
@@ -139,12 +163,17 @@ class Trainer {
 
 }  // namespace
 
-BpeTokenizer BpeTokenizer::train(std::string_view corpus, int32_t vocab_size, int64_t min_frequency) {
-  QS_CHECK(vocab_size >= 256, "bpe train: expected vocab_size >= 256 (the byte symbols), found {}", vocab_size);
+BpeTokenizer BpeTokenizer::train(std::string_view corpus, int32_t vocab_size, int64_t min_frequency,
+                                 const std::vector<std::string>& special_tokens) {
+  int32_t k = int32_t(special_tokens.size());
+  QS_CHECK(vocab_size >= 256 + k, "bpe train: expected vocab_size >= 256 (the byte symbols) + {} special tokens, "
+           "found {}", k, vocab_size);
   QS_CHECK(min_frequency >= 1, "bpe train: expected min_frequency >= 1, found {}", min_frequency);
-  Trainer t(corpus);
-  t.run(vocab_size, min_frequency);
-  return t.result();
+  for (const std::string& s : special_tokens)
+    QS_CHECK(!s.empty(), "bpe train: expected non-empty special tokens, found \"\"");
+  Trainer t(corpus, special_tokens);
+  t.run(vocab_size - k, min_frequency);
+  return t.result(special_tokens);
 }
 
 }  // namespace qs::text

@@ -1,10 +1,10 @@
 // Text corpora: files, folders and the King James Bible, validated and split.
 #include "qiusuo/text/corpus.h"
 
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -170,7 +170,7 @@ std::string kjv_from_bible_output(std::string_view output) {
     } else if (in_verses && is_verse(line)) {
       verses.emplace_back(line);
     } else if (in_verses && !line.empty() && !verses.empty()) {
-      verses.back() += " " + std::string(line);  // a verse wrapped over several lines
+      verses.back().append(" ").append(line);  // a verse wrapped over several lines
     }
   }
   std::string text;

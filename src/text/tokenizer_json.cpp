@@ -1,5 +1,6 @@
 // tokenizer.json in the Hugging Face `tokenizers` layout: writing and validated reading.
 #include <algorithm>
+#include <climits>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -138,17 +139,37 @@ std::vector<std::pair<int32_t, int32_t>> read_merges(const Json& model, const st
   return merges;
 }
 
+std::vector<BpeTokenizer::AddedToken> read_added_tokens(const Json& root) {
+  const Json* added = field(root, "added_tokens");
+  if (!added) return {};
+  QS_CHECK(added->is_array(), "tokenizer.json: added_tokens: expected an array, found {}", added->dump().substr(0, 80));
+  std::vector<BpeTokenizer::AddedToken> out;
+  for (size_t i = 0; i < added->size(); ++i) {
+    const Json& t = (*added)[i];
+    std::string where = fmt::format("added_tokens[{}]", i);
+    QS_CHECK(t.is_object() && t.contains("id") && t["id"].is_number_integer() && t.contains("content") &&
+             t["content"].is_string(), "tokenizer.json: {}: expected {{\"id\": integer, \"content\": string, ...}}, "
+             "found {}", where, t.dump().substr(0, 120));
+    check_keys(t, {"id", "content", "single_word", "lstrip", "rstrip", "normalized", "special"}, where);
+    for (const char* key : {"single_word", "lstrip", "rstrip"})
+      QS_CHECK(!bool_field(t, key, false, where), "tokenizer.json: {}.{}: expected false (not supported), found true",
+               where, key);
+    bool_field(t, "normalized", false, where);  // no normalizer: the same either way
+    int64_t id = t["id"].get<int64_t>();
+    QS_CHECK(id >= 0 && id < INT32_MAX, "tokenizer.json: {}.id: expected an id >= 0, found {}", where, id);
+    out.push_back({t["content"].get<std::string>(), int32_t(id), bool_field(t, "special", true, where)});
+  }
+  return out;
+}
+
 std::unique_ptr<Tokenizer> read_bpe(const Json& root, const Json& model) {
   for (const char* key : {"truncation", "padding", "normalizer"}) expect_null(root, key, "", "not supported");
-  const Json* added = field(root, "added_tokens");
-  QS_CHECK(!added || (added->is_array() && added->empty()),
-           "tokenizer.json: added_tokens: expected [] (special tokens are not supported yet), found {}",
-           added ? added->dump().substr(0, 120) : "");
   expect_type(root, "pre_tokenizer", "ByteLevel", false);
   expect_type(root, "decoder", "ByteLevel", true);
   expect_type(root, "post_processor", "ByteLevel", true);
   for (const char* part : {"pre_tokenizer", "decoder", "post_processor"})
-    if (const Json* f = field(root, part)) check_keys(*f, {"type", "add_prefix_space", "trim_offsets", "use_regex"}, part);
+    if (const Json* f = field(root, part))
+      check_keys(*f, {"type", "add_prefix_space", "trim_offsets", "use_regex"}, part);
   check_keys(model, {"type", "dropout", "unk_token", "continuing_subword_prefix", "end_of_word_suffix", "fuse_unk",
                      "byte_fallback", "ignore_merges", "vocab", "merges"}, "model");
   BpeTokenizer::Options opt;
@@ -170,7 +191,11 @@ std::unique_ptr<Tokenizer> read_bpe(const Json& root, const Json& model) {
            "tokenizer.json: model.byte_fallback: expected false (byte-level BPE needs no fallback), found true");
   std::vector<std::string> vocab = read_vocab(model);
   auto merges = read_merges(model, vocab);
-  return std::make_unique<BpeTokenizer>(std::move(vocab), std::move(merges), opt);
+  try {
+    return std::make_unique<BpeTokenizer>(std::move(vocab), std::move(merges), opt, read_added_tokens(root));
+  } catch (const Error& e) {
+    QS_FAIL("tokenizer.json: {}", e.what());
+  }
 }
 
 }  // namespace
@@ -186,7 +211,11 @@ std::string BpeTokenizer::to_json() const {
   if (options_.ignore_merges) model["ignore_merges"] = true;  // older readers do not know the field
   model["vocab"] = std::move(vocab);
   model["merges"] = std::move(merges);
-  Json root = {{"version", "1.0"}, {"truncation", nullptr}, {"padding", nullptr}, {"added_tokens", Json::array()},
+  Json added = Json::array();
+  for (const AddedToken& t : added_)
+    added.push_back({{"id", t.id}, {"content", t.content}, {"single_word", false}, {"lstrip", false},
+                     {"rstrip", false}, {"normalized", false}, {"special", t.special}});
+  Json root = {{"version", "1.0"}, {"truncation", nullptr}, {"padding", nullptr}, {"added_tokens", std::move(added)},
                {"normalizer", nullptr}, {"pre_tokenizer", byte_level(options_.add_prefix_space, options_.use_regex)},
                {"post_processor", nullptr}, {"decoder", byte_level(true, true)}, {"model", std::move(model)}};
   return root.dump(2) + "\n";

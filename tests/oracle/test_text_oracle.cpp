@@ -57,7 +57,8 @@ void compare_with_gpt2(const Tokenizer& tok, const std::string& tok_path, const 
     auto want_words = out["words"][i].get<std::vector<std::string>>();
     auto want_ids = out["ids"][i].get<std::vector<int32_t>>();
     if (ours != want_words && ++word_mismatches <= 3) ADD_FAILURE() << "words differ for " << json(texts[i]).dump();
-    if (tok.encode(texts[i]) != want_ids && ++id_mismatches <= 3) ADD_FAILURE() << "ids differ for " << json(texts[i]).dump();
+    if (tok.encode(texts[i]) != want_ids && ++id_mismatches <= 3)
+      ADD_FAILURE() << "ids differ for " << json(texts[i]).dump();
   }
   EXPECT_EQ(word_mismatches, 0);
   EXPECT_EQ(id_mismatches, 0);

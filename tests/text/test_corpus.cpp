@@ -160,6 +160,16 @@ TEST(Kjv, ParsesBibleOutput) {
   EXPECT_TRUE(has(e, "expected 31102 verses") && has(e, "found 2 verses")) << e;
 }
 
+TEST(Kjv, JoinsWrappedVerses) {
+  std::string out = "bible: Debian/BRS Release 4.36\nHit '?' for help.\nGe1:1 In\n"
+                    "bible(KJV) [Gen1:1]> gen1:1-rev22:21\nGe1:1 In the beginning God\ncreated the earth.\n";
+  for (int i = 2; i < 31102; ++i) out += fmt::format("Ge1:{} v\n", i);
+  out += "Rev22:21 Amen.\nbible(KJV) [Re22:21]> \n";
+  std::string text = kjv_from_bible_output(out);
+  EXPECT_TRUE(text.starts_with("Ge1:1 In the beginning God created the earth.\nGe1:2 v\n"));
+  EXPECT_TRUE(text.ends_with("\nGe1:31101 v\nRev22:21 Amen.\n"));
+}
+
 TEST(Kjv, RealPackage) {
   if (std::system("command -v bible >/dev/null 2>&1") != 0)
     GTEST_SKIP() << "the `bible` program is not installed (scripts/install-deps.sh)";

@@ -221,3 +221,31 @@ TEST(BpeTokenizer, Options) {
   BpeTokenizer whole(vocab, base.merges(), {.use_regex = false});
   EXPECT_EQ(whole.decode(whole.encode("hello hello!")), "hello hello!");
 }
+
+TEST(BpeTokenizer, SpecialTokensInTraining) {
+  // Segments "ab ab", "ab ab", "": words "ab" x2, " ab" x2; the special token is never split.
+  BpeTokenizer tok = BpeTokenizer::train("ab ab<|eot|>ab ab<|eot|>", 300, 1, {"<|eot|>"});
+  EXPECT_EQ(tok.vocab_size(), 259);
+  ASSERT_EQ(tok.added_tokens().size(), 1u);
+  EXPECT_EQ(tok.added_tokens()[0].id, 258);
+  EXPECT_EQ(tok.token_bytes(258), "<|eot|>");
+  EXPECT_EQ(tok.token_id("<|eot|>"), -1);  // not a vocabulary token: matched before pre-tokenizing
+  std::vector<int32_t> ids = tok.encode("ab<|eot|> ab<|eot|><|eot|>");
+  EXPECT_EQ(ids, (std::vector<int32_t>{256, 258, 257, 258, 258}));
+  EXPECT_EQ(tok.decode(ids), "ab<|eot|> ab<|eot|><|eot|>");
+  EXPECT_EQ(BpeTokenizer::train("ab ab<|eot|>ab ab", 258, 1, {"<|eot|>"}).vocab_size(), 258);  // counted in
+  EXPECT_THROW(BpeTokenizer::train("x", 256, 1, {"<s>"}), Error);
+  EXPECT_THROW(BpeTokenizer::train("x", 300, 1, {""}), Error);
+  EXPECT_THROW(BpeTokenizer::train("x", 300, 1, {"<s>", "<s>"}), Error);
+}
+
+TEST(BpeTokenizer, AddedTokensLongestFirst) {
+  BpeTokenizer base = BpeTokenizer::train("", 256, 1);
+  std::vector<std::string> vocab;
+  for (int32_t i = 0; i < 256; ++i) vocab.push_back(base.token_bytes(i));
+  BpeTokenizer tok(vocab, {}, {}, {{"<a>", 256, true}, {"<a><b>", 257, true}, {"x", 'x', false}});
+  EXPECT_EQ(tok.encode("<a><b><a>yx"), (std::vector<int32_t>{257, 256, 'y', 'x'}));
+  EXPECT_THROW(BpeTokenizer(vocab, {}, {}, {{"<a>", 257, true}}), Error);  // skips id 256
+  EXPECT_THROW(BpeTokenizer(vocab, {}, {}, {{"<a>", 'x', true}}), Error);  // id of "x", other bytes
+  EXPECT_THROW(BpeTokenizer(vocab, {}, {}, {{"\xff", 256, true}}), Error);  // not UTF-8
+}

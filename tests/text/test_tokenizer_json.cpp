@@ -152,3 +152,34 @@ TEST(TokenizerJson, BadFilesGiveClearErrors) {
   }
   EXPECT_THROW(load_tokenizer_file(dir + "/missing.json"), IOError);
 }
+
+TEST(TokenizerJson, AddedTokens) {
+  using Ids = std::vector<int32_t>;
+  const json fixture = json::parse(fixture_text());
+  json eot = {{"id", 291}, {"content", "<|endoftext|>"}, {"single_word", false}, {"lstrip", false},
+              {"rstrip", false}, {"normalized", true}, {"special", true}};
+  json after = fixture;  // an id after the vocabulary
+  after["added_tokens"].push_back(eot);
+  json inside = after;  // as GPT-2's file has it: in the vocabulary too
+  inside["model"]["vocab"]["<|endoftext|>"] = 291;
+  for (const json& j : {after, inside}) {
+    auto tok = load_tokenizer(j.dump());
+    EXPECT_EQ(tok->vocab_size(), 292);
+    EXPECT_EQ(tok->encode("a<|endoftext|> the<|endoftext|>"), (Ids{64, 291, 262, 291}));
+    EXPECT_EQ(tok->decode({64, 291, 262}), "a<|endoftext|> the");
+    auto back = load_tokenizer(tok->to_json());
+    EXPECT_EQ(back->encode("x<|endoftext|>y"), tok->encode("x<|endoftext|>y"));
+    EXPECT_EQ(json::parse(back->to_json())["added_tokens"][0]["content"], "<|endoftext|>");
+  }
+  auto with = [&](const std::function<void(json&)>& edit) {
+    json j = after;
+    edit(j);
+    return load_error(j);
+  };
+  EXPECT_TRUE(has(with([](json& j) { j["added_tokens"][0]["id"] = 293; }), "expected id 291")) ;
+  EXPECT_TRUE(has(with([](json& j) { j["added_tokens"][0]["id"] = 5; }), "expected the same bytes"));
+  EXPECT_TRUE(has(with([](json& j) { j["added_tokens"][0]["lstrip"] = true; }), "lstrip"));
+  EXPECT_TRUE(has(with([](json& j) { j["added_tokens"][0]["colour"] = 1; }), "unknown field \"colour\""));
+  EXPECT_TRUE(has(with([](json& j) { j["added_tokens"].push_back(j["added_tokens"][0]); }), "appears twice"));
+  EXPECT_TRUE(has(with([](json& j) { j["added_tokens"][0].erase("content"); }), "added_tokens[0]"));
+}

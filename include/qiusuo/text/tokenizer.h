@@ -60,40 +60,58 @@ class ByteTokenizer : public Tokenizer {
 //    bytes-to-unicode map (space -> "Ġ", newline -> "Ċ", ...).
 class BpeTokenizer : public Tokenizer {
  public:
+  // A token matched literally in the input before pre-tokenizing ("<|endoftext|>"),
+  // Hugging Face's added_tokens. Its id is either a vocabulary token with the same bytes,
+  // or one of the ids after the vocabulary (vocab.size(), vocab.size() + 1, ...).
+  struct AddedToken {
+    std::string content;  // non-empty UTF-8
+    int32_t id = 0;
+    bool special = true;
+  };
+
   struct Options {
     bool add_prefix_space = false;  // prepend " " to a text that does not start with one
-    bool use_regex = true;          // false: the whole text is one word
+    bool use_regex = true;          // false: the whole text is one word (merging time grows
+                                    // with the square of a word's length: short texts only)
     bool ignore_merges = false;     // a word that is itself a token maps to it directly
   };
 
   // vocab[id] = the token's raw bytes (distinct); merges in rank order as (left, right)
   // ids, each concatenation present in the vocabulary. Every single byte should have a
   // token (encode fails naming a byte that has none). Errors: duplicate tokens, empty
-  // tokens, merge ids out of range, a merge whose concatenation is not a token.
+  // tokens, merge ids out of range, a merge whose concatenation is not a token; added
+  // tokens empty, duplicated, not UTF-8, or with ids neither a token of the same bytes nor
+  // exactly the ids after the vocabulary.
   BpeTokenizer(std::vector<std::string> vocab, std::vector<std::pair<int32_t, int32_t>> merges,
-               Options options);
+               Options options, std::vector<AddedToken> added = {});
 
   // Learns merges from `corpus`: words from the pre-tokenizer are counted, then the most
   // frequent adjacent pair (counted over word occurrences) is merged repeatedly until the
   // vocabulary holds `vocab_size` tokens or the best pair occurs fewer than
   // `min_frequency` times. Ties go to the pair whose (left bytes, right bytes) is
   // lexicographically smallest, so training is deterministic. Base vocabulary: id b =
-  // the byte b (0..255). Errors: vocab_size < 256, min_frequency < 1.
-  static BpeTokenizer train(std::string_view corpus, int32_t vocab_size, int64_t min_frequency = 2);
+  // the byte b (0..255). `special_tokens` (e.g. "<|endoftext|>") are cut out of the
+  // corpus before counting and become added tokens with the last ids; vocab_size counts
+  // them. Errors: vocab_size < 256 + special tokens, min_frequency < 1, bad special tokens.
+  static BpeTokenizer train(std::string_view corpus, int32_t vocab_size, int64_t min_frequency = 2,
+                            const std::vector<std::string>& special_tokens = {});
 
   std::string name() const override { return "bpe"; }
-  int32_t vocab_size() const override { return int32_t(vocab_.size()); }
+  int32_t vocab_size() const override { return int32_t(vocab_.size() + extra_.size()); }
   std::vector<int32_t> encode(std::string_view text) const override;
   std::string decode(const std::vector<int32_t>& ids) const override;
   std::string to_json() const override;
 
   const std::string& token_bytes(int32_t id) const;  // errors: id out of range
-  int32_t token_id(std::string_view bytes) const;    // -1 when not a token
+  int32_t token_id(std::string_view bytes) const;    // -1 when not a vocabulary token
+  const std::vector<AddedToken>& added_tokens() const { return added_; }
   const std::vector<std::pair<int32_t, int32_t>>& merges() const { return merges_; }
   const Options& options() const { return options_; }
 
  private:
   void encode_word(std::string_view word, std::vector<int32_t>& out) const;
+  void encode_segment(std::string_view text, std::vector<int32_t>& out) const;
+  void check_added_tokens();
 
   std::vector<std::string> vocab_;
   std::unordered_map<std::string, int32_t> ids_;
@@ -101,6 +119,8 @@ class BpeTokenizer : public Tokenizer {
   std::unordered_map<uint64_t, std::pair<int32_t, int32_t>> merge_rank_;  // (l,r) -> (rank, id)
   std::array<int32_t, 256> byte_id_{};                                    // -1: no token
   Options options_;
+  std::vector<AddedToken> added_;
+  std::vector<std::string> extra_;  // contents of the added tokens after the vocabulary, by id
 };
 
 // GPT-2's pre-tokenizer: the text split into words (views into `text`), concatenating to
@@ -127,11 +147,12 @@ const std::array<char32_t, 256>& bytes_to_unicode();
 // Reads tokenizer.json text (the Hugging Face layout, or the byte tokenizer's form) and
 // returns the tokenizer it describes. Accepted: pre_tokenizer ByteLevel (use_regex,
 // add_prefix_space honoured), decoder ByteLevel or null, post_processor ByteLevel or
-// null, normalizer null, added_tokens [], model BPE with dropout null/0, unk_token null,
-// no continuing_subword_prefix / end_of_word_suffix, byte_fallback false; merges as
-// "a b" strings or ["a", "b"] pairs. Errors (qs::Error naming the field): invalid JSON,
-// anything else unknown or unsupported, token text outside the byte-level alphabet,
-// ids out of range or duplicated, merges naming missing tokens or malformed.
+// null, normalizer null, added_tokens without lstrip/rstrip/single_word, model BPE with
+// dropout null/0, unk_token null, no continuing_subword_prefix / end_of_word_suffix,
+// byte_fallback false; merges as "a b" strings or ["a", "b"] pairs. Errors (qs::Error
+// naming the field): invalid JSON, unknown fields, anything unsupported, token text
+// outside the byte-level alphabet, ids out of range or duplicated, merges naming missing
+// tokens or malformed, added tokens whose ids do not fit (see AddedToken).
 std::unique_ptr<Tokenizer> load_tokenizer(std::string_view json_text);
 // Errors: as load_tokenizer, prefixed with the path; qs::IOError when unreadable.
 std::unique_ptr<Tokenizer> load_tokenizer_file(const std::string& path);
