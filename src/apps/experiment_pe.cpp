@@ -23,7 +23,7 @@ struct Size {
 };
 
 Size size_for(const PeExperimentOptions& o) {
-  Size s = o.quick ? Size{64, 2, 4, 4, 40, 128, 2048, 2e-3} : Size{128, 4, 4, 4, 1200, 1024, 65536, 1e-3};
+  Size s = o.quick ? Size{64, 2, 4, 4, 40, 128, 2048, 2e-3} : Size{128, 3, 4, 4, 300, 1024, 65536, 2e-3};
   if (o.train_len > 0) s.train_len = o.train_len;
   if (o.steps > 0) s.steps = o.steps;
   if (o.eval_tokens > 0) s.eval_tokens = o.eval_tokens;

@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "qiusuo/nn/transformer.h"
 #include "qiusuo/text/corpus.h"
 #include "qiusuo/text/tokenizer.h"

@@ -1,0 +1,154 @@
+// The language-model jobs: exact resume, checkpoints that are self-contained (config and
+// tokenizer inside), evaluation and generation, and clear errors for bad input.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include "qiusuo/apps/cnn.h"
+#include "qiusuo/apps/lm.h"
+#include "qiusuo/io/checkpoint.h"
+#include "test_util.h"
+
+using namespace qs;
+
+namespace {
+
+// A small corpus with some structure: numbered "verses" from a few sentence patterns.
+std::string write_corpus(const std::string& dir, int lines = 400) {
+  static const char* words[] = {"the", "lord", "said", "unto", "moses", "and", "people", "went", "out", "of", "land"};
+  std::string text;
+  uint64_t s = 12345;
+  for (int i = 0; i < lines; ++i) {
+    text += "V" + std::to_string(i) + ":";
+    for (int w = 0; w < 8; ++w) {
+      s = s * 6364136223846793005ull + 1442695040888963407ull;
+      text += std::string(" ") + words[(s >> 33) % 11];
+    }
+    text += ".\n";
+  }
+  std::string path = dir + "/corpus.txt";
+  std::ofstream(path) << text;
+  return path;
+}
+
+apps::TrainLmOptions small_run(const std::string& dir, const std::string& corpus) {
+  apps::TrainLmOptions o;
+  o.model.d_model = 32, o.model.n_layers = 2, o.model.n_heads = 4;
+  o.corpus = corpus;
+  o.batch = 4, o.seq = 32, o.steps = 8, o.lr = 3e-3;
+  o.eval_every = 4, o.eval_windows = 4;
+  o.threads = 2, o.seed = 5, o.quiet = true;
+  o.out_dir = dir;
+  return o;
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST(TrainLm, ResumeIsExactForEachBlockType) {
+  for (const char* block : {"gpt", "deepseek"}) {
+    SCOPED_TRACE(block);
+    std::string dir = qs::testing::temp_dir(std::string("lm_full_") + block);
+    std::string corpus = write_corpus(dir);
+    apps::TrainLmOptions o = small_run(dir + "/full", corpus);
+    o.model.block = block;
+    if (std::string(block) == "deepseek") {
+      o.model.attention = "mla", o.model.ffn = "moe", o.model.bias = false;
+      o.model.kv_lora_rank = 16, o.model.qk_rope_head_dim = 4;
+      o.model.moe.n_routed = 4, o.model.moe.top_k = 2, o.model.moe.aux_loss_alpha = 0.01;
+    }
+    apps::TrainLmResult full = apps::train_lm(o);
+    ASSERT_EQ(full.losses.size(), 8u);
+    EXPECT_LT(full.losses.back(), full.losses.front());
+    if (std::string(block) == "deepseek") EXPECT_NE(full.expert_load.find("max/mean"), std::string::npos);
+
+    apps::TrainLmOptions first = o;
+    first.out_dir = dir + "/part";
+    first.stop_after = 3;
+    apps::TrainLmResult a = apps::train_lm(first);
+    ASSERT_EQ(a.losses.size(), 3u);
+    apps::TrainLmOptions second = o;
+    second.out_dir = dir + "/part";
+    second.resume = a.checkpoint;
+    apps::TrainLmResult b = apps::train_lm(second);
+    ASSERT_EQ(b.losses.size(), 5u);
+    for (size_t i = 0; i < b.losses.size(); ++i) EXPECT_EQ(b.losses[i], full.losses[3 + i]) << "step " << 4 + i;
+    EXPECT_EQ(b.validation.loss, full.validation.loss);
+  }
+}
+
+TEST(TrainLm, CheckpointAloneEvaluatesAndGenerates) {
+  std::string dir = qs::testing::temp_dir("lm_use");
+  std::string corpus = write_corpus(dir);
+  apps::TrainLmOptions o = small_run(dir + "/run", corpus);
+  o.tokenizer = "bpe", o.bpe_vocab = 300;
+  apps::TrainLmResult r = apps::train_lm(o);
+  apps::LoadedLm lm = apps::load_lm(dir + "/run/last.safetensors");
+  EXPECT_EQ(lm.tokenizer->name(), "bpe");
+  EXPECT_EQ(lm.tokenizer->vocab_size(), 300);
+  EXPECT_EQ(lm.step, 8);
+  text::TextCorpus c = apps::open_corpus(lm.train_config["corpus"].get<std::string>());
+  text::TokenStream val(c, text::Split::validation, *lm.tokenizer);
+  apps::EvalLmResult e = apps::evaluate_lm(*lm.model, val, 32, 4, 4);
+  EXPECT_DOUBLE_EQ(e.loss, r.validation.loss);  // the same windows as the trainer's last validation
+  EXPECT_NEAR(e.perplexity, std::exp(e.loss), 1e-9);
+  EXPECT_NEAR(e.bits_per_byte, e.loss / std::log(2.0) / val.bytes_per_token(), 1e-12);
+  apps::GenerateOptions g;
+  g.max_tokens = 12, g.seed = 4;
+  std::string s1 = apps::generate_text(lm, "V7: the", g), s2 = apps::generate_text(lm, "V7: the", g);
+  EXPECT_EQ(s1, s2);
+  EXPECT_FALSE(s1.empty());
+  g.temperature = 0;  // greedy equals the model's own greedy decoding
+  std::vector<int32_t> p = lm.tokenizer->encode("V7: the");
+  std::vector<int64_t> ids = lm.model->generate(std::vector<int64_t>(p.begin(), p.end()), 12);
+  EXPECT_EQ(apps::generate_text(lm, "V7: the", g),
+            lm.tokenizer->decode(std::vector<int32_t>(ids.begin() + int64_t(p.size()), ids.end())));
+}
+
+TEST(TrainLm, BadInputGivesClearErrors) {
+  std::string dir = qs::testing::temp_dir("lm_bad");
+  std::string good = write_corpus(dir);
+  std::ofstream(dir + "/empty.txt").close();
+  std::ofstream(dir + "/latin1.txt") << "caf\xe9 au lait\n";
+  std::ofstream(dir + "/short.txt") << "In the beginning.\nAnd the earth.\nVoid.\n";
+  auto run = [&](const std::string& corpus) { return error_of([&] { apps::train_lm(small_run(dir + "/x", corpus)); }); };
+  EXPECT_NE(run(dir + "/empty.txt").find("empty"), std::string::npos);
+  std::string bad = run(dir + "/latin1.txt");
+  EXPECT_NE(bad.find("UTF-8"), std::string::npos) << bad;
+  EXPECT_NE(bad.find("offset 3"), std::string::npos) << bad;
+  std::string shrt = run(dir + "/short.txt");
+  EXPECT_NE(shrt.find("shorter than"), std::string::npos) << shrt;
+  EXPECT_NE(run(dir + "/missing.txt").find("missing.txt"), std::string::npos);
+
+  // A checkpoint of another architecture.
+  apps::TrainCnnOptions cnn;
+  cnn.epochs = 1, cnn.limit_train = 64, cnn.limit_test = 64, cnn.batch = 64, cnn.quiet = true;
+  cnn.out_dir = dir + "/cnn";
+  apps::TrainCnnResult cr = apps::train_fashion_cnn(cnn);
+  std::string other = error_of([&] { apps::load_lm(cr.checkpoint); });
+  EXPECT_NE(other.find("FashionCNN"), std::string::npos) << other;
+
+  // Resuming with other settings, and a sequence the encoding cannot run.
+  apps::TrainLmOptions o = small_run(dir + "/run", good);
+  o.steps = 2;
+  apps::TrainLmResult r = apps::train_lm(o);
+  apps::TrainLmOptions again = o;
+  again.resume = r.checkpoint, again.lr = 1e-2;
+  std::string resume = error_of([&] { apps::train_lm(again); });
+  EXPECT_NE(resume.find("lr="), std::string::npos) << resume;
+  apps::LoadedLm lm = apps::load_lm(r.checkpoint);
+  std::string len = error_of([&] { lm.model->config().check_length(64); });
+  EXPECT_NE(len.find("rope"), std::string::npos) << len;
+  o.seq = 0;
+  EXPECT_NE(error_of([&] { apps::train_lm(o); }).find("positive"), std::string::npos);
+}
