@@ -5,5 +5,7 @@
 #include "qiusuo/nn/linear.h"
 #include "qiusuo/nn/module.h"
 #include "qiusuo/nn/moe.h"
+#include "qiusuo/nn/positional.h"
 #include "qiusuo/nn/sampling.h"
 #include "qiusuo/nn/sequential.h"
+#include "qiusuo/nn/transformer.h"

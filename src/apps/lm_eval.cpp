@@ -105,8 +105,7 @@ std::string generate_text(LoadedLm& lm, const std::string& prompt, const Generat
   so.temperature = opt.temperature;
   so.top_k = opt.top_k;
   so.top_p = opt.top_p;
-  nn::Sampler sampler = [so](const Tensor& logits, Generator& gen) { return nn::sample_token(logits, so, gen); };
-  std::vector<int64_t> out = lm.model->generate(p, opt.max_tokens, sampler, opt.seed);
+  std::vector<int64_t> out = lm.model->generate(p, opt.max_tokens, nn::make_sampler(so), opt.seed);
   return lm.tokenizer->decode(std::vector<int32_t>(out.begin() + int64_t(p.size()), out.end()));
 }
 

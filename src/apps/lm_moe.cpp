@@ -6,30 +6,19 @@
 
 namespace qs::apps {
 
-namespace {
-std::vector<nn::MoE*> moes(nn::TransformerLM& model) {
-  std::vector<nn::MoE*> out;
-  for (nn::Module* m : model.moe_layers())
-    if (auto* e = dynamic_cast<nn::MoE*>(m)) out.push_back(e);
-  return out;
-}
-}  // namespace
-
 Tensor add_aux_losses(nn::TransformerLM& model, const Tensor& loss) {
-  Tensor total = loss;
-  for (nn::MoE* m : moes(model))
-    if (Tensor a = m->aux_loss(); a.defined()) total = total + a;
-  return total;
+  Tensor aux = model.aux_loss();
+  return aux.defined() ? loss + aux : loss;
 }
 
 void after_step(nn::TransformerLM& model) {
-  for (nn::MoE* m : moes(model)) m->update_bias();
+  for (nn::MoE* m : model.moe_layers()) m->update_bias();
 }
 
 std::string expert_load_summary(nn::TransformerLM& model) {
   std::string s;
   int layer = 0;
-  for (nn::MoE* m : moes(model)) {
+  for (nn::MoE* m : model.moe_layers()) {
     nn::ExpertLoad l = m->load_stats();
     s += fmt::format("{}layer {} max/mean {:.2f} cv {:.2f}", s.empty() ? "expert load: " : ", ", layer++,
                      l.max_over_mean, l.cv);

@@ -27,11 +27,11 @@ nn::LMConfig model_from_args(Args& a) {
     c.kv_lora_rank = a.integer("kv-lora-rank", c.d_model / 2);
     c.q_lora_rank = a.integer("q-lora-rank", 0);
     c.qk_rope_head_dim = a.integer("rope-head-dim", c.d_model / c.n_heads / 2);
-    c.moe.n_routed = a.integer("experts", c.moe.n_routed);
-    c.moe.n_shared = a.integer("shared-experts", c.moe.n_shared);
-    c.moe.top_k = a.integer("top-k-experts", c.moe.top_k);
-    c.moe.aux_loss_alpha = a.number("aux-loss", c.moe.aux_loss_alpha);
-    c.moe.bias_update_speed = a.number("bias-update", c.moe.bias_update_speed);
+    c.moe_n_routed = a.integer("experts", c.moe_n_routed);
+    c.moe_n_shared = a.integer("shared-experts", c.moe_n_shared);
+    c.moe_top_k = a.integer("top-k-experts", c.moe_top_k);
+    c.moe_aux_loss_alpha = a.number("aux-loss", c.moe_aux_loss_alpha);
+    c.moe_bias_update_speed = a.number("bias-update", c.moe_bias_update_speed);
   } else {
     c.attention = a.str("attention", "mha");
   }

@@ -34,35 +34,21 @@ void LMConfig::validate() const {
     QS_CHECK(!rope || (qk_rope_head_dim > 0 && qk_rope_head_dim % 2 == 0),
              "LMConfig: rope needs an even positive qk_rope_head_dim, got {}", qk_rope_head_dim);
   }
-  if (ffn == "moe") {
-    const MoEConfig m = moe_config();
-    QS_CHECK(m.n_routed >= 1 && m.n_shared >= 0 && m.top_k >= 1 && m.top_k <= m.n_routed && m.d_expert > 0,
-             "LMConfig: moe needs n_routed >= 1, n_shared >= 0, 1 <= top_k <= n_routed, d_expert > 0; got {}, {}, {}, {}",
-             m.n_routed, m.n_shared, m.top_k, m.d_expert);
-    QS_CHECK(m.score == "sigmoid" || m.score == "softmax", "LMConfig: moe score must be sigmoid or softmax, got '{}'",
-             m.score);
+  if (block == "deepseek" && ffn == "moe") {
+    QS_CHECK(moe_n_routed >= 1 && moe_top_k >= 1 && moe_top_k <= moe_n_routed && moe_n_shared >= 0 &&
+                 moe_d_expert >= 0,
+             "LMConfig: moe needs n_routed >= 1, 1 <= top_k <= n_routed, n_shared >= 0, d_expert >= 0, got {}, {}, "
+             "{}, {}",
+             moe_n_routed, moe_top_k, moe_n_shared, moe_d_expert);
+    QS_CHECK(moe_score == "sigmoid" || moe_score == "softmax",
+             "LMConfig: unknown moe_score '{}'; expected sigmoid or softmax", moe_score);
+    QS_CHECK(moe_first_dense >= 0 && moe_first_dense <= n_layers,
+             "LMConfig: moe_first_dense must be in [0, n_layers = {}], got {}", n_layers, moe_first_dense);
   }
   PositionConfig p = pos;
   p.max_len = max_seq_len;
   p.validate();
 }
-
-MoEConfig LMConfig::moe_config() const {
-  MoEConfig m = moe;
-  m.d_model = d_model;
-  if (m.d_expert <= 0) m.d_expert = (swiglu_hidden() / std::max<int64_t>(1, m.top_k + m.n_shared) + 7) / 8 * 8;
-  return m;
-}
-
-namespace {
-nlohmann::json moe_json(const MoEConfig& m) {
-  return {{"d_expert", m.d_expert},       {"n_routed", m.n_routed},
-          {"n_shared", m.n_shared},       {"top_k", m.top_k},
-          {"score", m.score},             {"norm_topk_prob", m.norm_topk_prob},
-          {"routed_scaling", m.routed_scaling}, {"bias_update_speed", m.bias_update_speed},
-          {"aux_loss_alpha", m.aux_loss_alpha}};
-}
-}  // namespace
 
 int64_t LMConfig::max_supported_length() const {
   PositionConfig p = pos;
@@ -92,7 +78,10 @@ nlohmann::json LMConfig::to_json() const {
           {"t5_num_buckets", pos.t5_num_buckets}, {"t5_max_distance", pos.t5_max_distance},
           {"shaw_max_distance", pos.shaw_max_distance}, {"q_lora_rank", q_lora_rank},
           {"kv_lora_rank", kv_lora_rank}, {"qk_nope_head_dim", qk_nope_head_dim},
-          {"qk_rope_head_dim", qk_rope_head_dim}, {"v_head_dim", v_head_dim}, {"moe", moe_json(moe)}};
+          {"qk_rope_head_dim", qk_rope_head_dim}, {"v_head_dim", v_head_dim}, {"moe_n_routed", moe_n_routed},
+          {"moe_n_shared", moe_n_shared}, {"moe_top_k", moe_top_k}, {"moe_d_expert", moe_d_expert},
+          {"moe_first_dense", moe_first_dense}, {"moe_score", moe_score}, {"moe_routed_scaling", moe_routed_scaling},
+          {"moe_bias_update_speed", moe_bias_update_speed}, {"moe_aux_loss_alpha", moe_aux_loss_alpha}};
 }
 
 namespace {
@@ -128,17 +117,10 @@ LMConfig LMConfig::from_json(const nlohmann::json& j) {
   read(j, "q_lora_rank", c.q_lora_rank), read(j, "kv_lora_rank", c.kv_lora_rank);
   read(j, "qk_nope_head_dim", c.qk_nope_head_dim), read(j, "qk_rope_head_dim", c.qk_rope_head_dim);
   read(j, "v_head_dim", c.v_head_dim);
-  if (j.contains("moe")) {
-    const nlohmann::json& m = j.at("moe");
-    QS_CHECK(m.is_object(), "LMConfig: key 'moe' must be an object, got {}", m.type_name());
-    const nlohmann::json md = defaults.at("moe");
-    for (auto it = m.begin(); it != m.end(); ++it)
-      QS_CHECK(md.contains(it.key()), "LMConfig: unknown key 'moe.{}'", it.key());
-    read(m, "d_expert", c.moe.d_expert), read(m, "n_routed", c.moe.n_routed), read(m, "n_shared", c.moe.n_shared);
-    read(m, "top_k", c.moe.top_k), read(m, "score", c.moe.score), read(m, "norm_topk_prob", c.moe.norm_topk_prob);
-    read(m, "routed_scaling", c.moe.routed_scaling), read(m, "bias_update_speed", c.moe.bias_update_speed);
-    read(m, "aux_loss_alpha", c.moe.aux_loss_alpha);
-  }
+  read(j, "moe_n_routed", c.moe_n_routed), read(j, "moe_n_shared", c.moe_n_shared), read(j, "moe_top_k", c.moe_top_k);
+  read(j, "moe_d_expert", c.moe_d_expert), read(j, "moe_first_dense", c.moe_first_dense);
+  read(j, "moe_score", c.moe_score), read(j, "moe_routed_scaling", c.moe_routed_scaling);
+  read(j, "moe_bias_update_speed", c.moe_bias_update_speed), read(j, "moe_aux_loss_alpha", c.moe_aux_loss_alpha);
   c.pos.max_len = c.max_seq_len;
   return c;
 }

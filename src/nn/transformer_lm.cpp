@@ -4,7 +4,6 @@
 
 #include "qiusuo/autograd.h"
 #include "qiusuo/nn/init.h"
-#include "qiusuo/nn/moe.h"
 #include "qiusuo/nn/transformer.h"
 #include "qiusuo/ops.h"
 
@@ -25,16 +24,29 @@ std::shared_ptr<AttentionLayer> make_attention(const LMConfig& c, Generator& gen
   return std::make_shared<MultiheadLatentAttention>(m, c.pos, gen);
 }
 
+int64_t swiglu_hidden(const LMConfig& c) { return c.ffn_hidden > 0 ? c.ffn_hidden : (8 * c.d_model / 3 + 7) / 8 * 8; }
+
+bool is_moe_layer(const LMConfig& c, int64_t layer) {
+  return c.block == "deepseek" && c.ffn == "moe" && layer >= c.moe_first_dense;
+}
+
 std::shared_ptr<Module> make_ffn(const LMConfig& c, int64_t layer, const FfnFactory& factory, Generator& gen) {
   if (c.block == "gpt") return std::make_shared<GeluMLP>(c.d_model, c.ffn_hidden > 0 ? c.ffn_hidden : 4 * c.d_model,
                                                          c.bias, gen);
-  if (c.ffn == "moe" && factory) {
+  if (!is_moe_layer(c, layer)) return std::make_shared<SwiGLU>(c.d_model, swiglu_hidden(c), false, gen);
+  if (factory) {
     std::shared_ptr<Module> m = factory(layer, c.d_model);
     QS_CHECK(m != nullptr, "TransformerLM: the FfnFactory returned no module for layer {}", layer);
     return m;
   }
-  if (c.ffn == "moe") return std::make_shared<MoE>(c.moe_config(), gen);
-  return std::make_shared<SwiGLU>(c.d_model, c.swiglu_hidden(), false, gen);
+  MoEConfig m;
+  m.d_model = c.d_model;
+  m.d_expert = c.moe_d_expert > 0 ? c.moe_d_expert
+                                  : (swiglu_hidden(c) / (c.moe_top_k + c.moe_n_shared) + 7) / 8 * 8;
+  m.n_routed = c.moe_n_routed, m.n_shared = c.moe_n_shared, m.top_k = c.moe_top_k, m.score = c.moe_score;
+  m.routed_scaling = c.moe_routed_scaling, m.bias_update_speed = c.moe_bias_update_speed;
+  m.aux_loss_alpha = c.moe_aux_loss_alpha;
+  return std::make_shared<MoE>(m, gen);
 }
 
 }  // namespace
@@ -52,7 +64,9 @@ TransformerLM::TransformerLM(const LMConfig& cfg, FfnFactory ffn_factory, Genera
   }
   auto list = register_module("blocks", std::make_shared<Module>("ModuleList"));
   const bool deepseek = cfg_.block == "deepseek";
+  std::vector<std::string> keep;  // factory-built FFNs keep their own initialisation
   for (int64_t i = 0; i < cfg_.n_layers; ++i) {
+    if (ffn_factory && is_moe_layer(cfg_, i)) keep.push_back(fmt::format("blocks.{}.mlp.", i));
     auto attn = make_attention(cfg_, gen);
     attn->set_capture_name(fmt::format("blocks.{}.attn", i));
     auto block = std::make_shared<TransformerBlock>(deepseek, c, cfg_.norm_eps, attn, make_ffn(cfg_, i, ffn_factory, gen));
@@ -63,19 +77,21 @@ TransformerLM::TransformerLM(const LMConfig& cfg, FfnFactory ffn_factory, Genera
   else
     ln_f_ = register_module("ln_f", std::make_shared<LayerNorm>(Shape{c}, cfg_.norm_eps));
   if (!cfg_.tie_weights) lm_head_ = register_module("lm_head", std::make_shared<Linear>(c, cfg_.vocab_size, false, gen));
-  init_weights(gen);
+  init_weights(gen, keep);
 }
 
 // GPT-2's initialisation (Radford et al. 2019): linear weights N(0, 0.02), biases zero, and
 // the projections that write into the residual stream scaled by 1 / sqrt(2 n_layers) so the
-// stream's variance does not grow with depth. FFNs built by the factory keep their own.
-void TransformerLM::init_weights(Generator& gen) {
+// stream's variance does not grow with depth (MoE experts' down_proj included).
+void TransformerLM::init_weights(Generator& gen, const std::vector<std::string>& keep_prefixes) {
   const double std = 0.02, residual_std = 0.02 / std::sqrt(2.0 * double(cfg_.n_layers));
   auto ends_with = [](const std::string& s, const std::string& tail) {
     return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
   };
   for (auto& [name, p] : named_parameters()) {
-    if (cfg_.ffn == "moe" && cfg_.block == "deepseek" && name.find(".mlp.") != std::string::npos) continue;
+    bool keep = false;
+    for (auto& k : keep_prefixes) keep |= name.rfind(k, 0) == 0;
+    if (keep) continue;
     if (name.rfind("blocks.", 0) != 0 && name != "lm_head.weight") continue;  // embeddings, final norm
     if (ends_with(name, "proj.bias") || ends_with(name, "c_fc.bias")) init::zeros_(p);
     if (p.dim() != 2 || !ends_with(name, ".weight")) continue;
@@ -143,11 +159,22 @@ std::vector<int64_t> TransformerLM::generate(const std::vector<int64_t>& prompt,
   return out;
 }
 
-std::vector<Module*> TransformerLM::moe_layers() const {
-  std::vector<Module*> out;
-  if (cfg_.block == "deepseek" && cfg_.ffn == "moe")
-    for (auto& b : blocks_) out.push_back(&b->mlp());
+std::vector<MoE*> TransformerLM::moe_layers() const {
+  std::vector<MoE*> out;
+  for (auto& b : blocks_)
+    if (auto* m = dynamic_cast<MoE*>(&b->mlp())) out.push_back(m);
   return out;
+}
+
+Tensor TransformerLM::aux_loss() const {
+  Tensor total;
+  for (MoE* m : moe_layers())
+    if (Tensor l = m->aux_loss(); l.defined()) total = total.defined() ? total + l : l;
+  return total;
+}
+
+Sampler make_sampler(const SamplingOptions& opts) {
+  return [opts](const Tensor& logits, Generator& gen) { return sample_token(logits, opts, gen); };
 }
 
 void TransformerLM::set_explicit_attention(bool on) {

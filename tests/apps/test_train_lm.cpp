@@ -65,7 +65,7 @@ TEST(TrainLm, ResumeIsExactForEachBlockType) {
     if (std::string(block) == "deepseek") {
       o.model.attention = "mla", o.model.ffn = "moe", o.model.bias = false;
       o.model.kv_lora_rank = 16, o.model.qk_rope_head_dim = 4;
-      o.model.moe.n_routed = 4, o.model.moe.top_k = 2, o.model.moe.aux_loss_alpha = 0.01;
+      o.model.moe_n_routed = 4, o.model.moe_top_k = 2, o.model.moe_aux_loss_alpha = 0.01;
     }
     apps::TrainLmResult full = apps::train_lm(o);
     ASSERT_EQ(full.losses.size(), 8u);

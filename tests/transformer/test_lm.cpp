@@ -19,8 +19,10 @@ const PositionEncoding kAll[] = {PositionEncoding::none, PositionEncoding::sinus
                                  PositionEncoding::shaw, PositionEncoding::t5,         PositionEncoding::alibi,
                                  PositionEncoding::rope};
 
-LMConfig tiny(const std::string& block, const std::string& attn, PositionEncoding kind) {
+LMConfig tiny(const std::string& block, const std::string& attn, PositionEncoding kind,
+             const std::string& ffn = "swiglu") {
   LMConfig c;
+  c.ffn = ffn, c.moe_n_routed = 4, c.moe_top_k = 2, c.moe_n_shared = 1;
   c.vocab_size = 11, c.d_model = 16, c.n_layers = 2, c.n_heads = 4, c.max_seq_len = 16;
   c.n_kv_heads = attn == "mha" ? 2 : 0;
   c.block = block, c.attention = attn;
@@ -42,15 +44,16 @@ double max_diff(const Tensor& a, const Tensor& b) {
 struct Variant {
   const char* block;
   const char* attn;
+  const char* ffn = "swiglu";
 };
-const Variant kVariants[] = {{"gpt", "mha"}, {"deepseek", "mha"}, {"deepseek", "mla"}};
+const Variant kVariants[] = {{"gpt", "mha"}, {"deepseek", "mha"}, {"deepseek", "mla"}, {"deepseek", "mla", "moe"}};
 
 TEST(TransformerLM, CachedLogitsAndGreedyGenerationEqualFullRecomputation) {
   for (const Variant& var : kVariants)
     for (PositionEncoding kind : kAll) {
-      const std::string what = std::string(var.block) + "/" + var.attn + "/" + position_encoding_name(kind);
+      const std::string what = std::string(var.block) + "/" + var.attn + "/" + var.ffn + "/" + position_encoding_name(kind);
       Generator g(11);
-      TransformerLM lm(tiny(var.block, var.attn, kind), {}, g);
+      TransformerLM lm(tiny(var.block, var.attn, kind, var.ffn), {}, g);
       NoGrad ng;
       Tensor idx = randint(0, 11, {2, 9}, DType::i64, &g);
       Tensor full = lm.forward(idx);
@@ -102,7 +105,7 @@ TEST(TransformerLM, GradcheckEndToEndInF64ForEveryEncoding) {
       if (std::string(var.block) == "deepseek" && kind != PositionEncoding::rope && kind != PositionEncoding::shaw)
         continue;  // the block/attention variants once each with rope and shaw; every encoding with gpt
       Generator g(12);
-      LMConfig c = tiny(var.block, var.attn, kind);
+      LMConfig c = tiny(var.block, var.attn, kind, var.ffn);
       c.n_layers = 1, c.d_model = 8, c.n_heads = 2, c.vocab_size = 7;
       c.n_kv_heads = std::string(var.attn) == "mha" ? 1 : 0;
       c.q_lora_rank = 0, c.kv_lora_rank = 4, c.qk_rope_head_dim = 2;
@@ -110,7 +113,8 @@ TEST(TransformerLM, GradcheckEndToEndInF64ForEveryEncoding) {
       to_dtype_(lm, DType::f64);
       for (auto& p : lm.parameters()) ASSERT_EQ(p.dtype(), DType::f64);
       Tensor idx = randint(0, 7, {1, 5}, DType::i64, &g);
-      EXPECT_EQ(lm_gradcheck(lm, idx), "") << var.block << "/" << var.attn << "/" << position_encoding_name(kind);
+      EXPECT_EQ(lm_gradcheck(lm, idx), "") << var.block << "/" << var.attn << "/" << var.ffn << "/"
+                                     << position_encoding_name(kind);
     }
 }
 
@@ -182,32 +186,10 @@ TEST(LMConfig, JsonRoundTripAndErrors) {
   EXPECT_TRUE(contains(bad([](LMConfig& b) { b.d_model = 12; }), "even head dim"));
   EXPECT_TRUE(contains(bad([](LMConfig& b) { b.block = "llama"; }), "unknown block 'llama'"));
   EXPECT_TRUE(contains(bad([](LMConfig& b) { b.attention = "mla"; }), "needs block deepseek"));
-  EXPECT_TRUE(contains(bad([](LMConfig& b) { b.ffn = "moe"; }), "no error"));
-  EXPECT_TRUE(contains(bad([](LMConfig& b) { b.ffn = "moe", b.moe.top_k = 9; }), "top_k <= n_routed"));
-}
-
-// Without a factory, ffn "moe" builds nn::MoE from LMConfig::moe; the config round-trips
-// through JSON with its moe settings, and unknown moe keys are errors.
-TEST(TransformerLM, BuiltInMoe) {
-  Generator g(16);
-  LMConfig c = tiny("deepseek", "mha", PositionEncoding::rope);
-  c.ffn = "moe";
-  c.moe.n_routed = 4, c.moe.top_k = 2, c.moe.n_shared = 1, c.moe.aux_loss_alpha = 0.01;
-  TransformerLM lm(c, {}, g);
-  auto layers = lm.moe_layers();
-  ASSERT_EQ(layers.size(), size_t(c.n_layers));
-  auto* moe = dynamic_cast<MoE*>(layers[0]);
-  ASSERT_NE(moe, nullptr);
-  EXPECT_EQ(moe->config().d_expert, c.moe_config().d_expert);
-  EXPECT_EQ(moe->config().d_model, c.d_model);
-  Tensor logits = lm.forward(zeros({2, 5}, DType::i64));
-  EXPECT_EQ(logits.shape(), (Shape{2, 5, c.vocab_size}));
-  EXPECT_EQ(moe->load_stats().total, 2 * 5 * 2);  // every token picks top_k experts
-  LMConfig back = LMConfig::from_json(c.to_json());
-  EXPECT_EQ(back.to_json(), c.to_json());
-  nlohmann::json j = c.to_json();
-  j["moe"]["n_experts"] = 3;
-  EXPECT_THROW(LMConfig::from_json(j), Error);
+  EXPECT_TRUE(contains(bad([](LMConfig& b) { b.ffn = "moe"; }), "no error"));  // gpt blocks ignore it
+  EXPECT_TRUE(contains(bad([](LMConfig& b) { b.block = "deepseek", b.ffn = "moe", b.moe_top_k = 9; }), "top_k"));
+  EXPECT_TRUE(contains(bad([](LMConfig& b) { b.block = "deepseek", b.ffn = "moe", b.moe_score = "relu"; }),
+                       "unknown moe_score 'relu'"));
 }
 
 TEST(LMConfig, SupportedLengths) {
@@ -236,10 +218,31 @@ TEST(LMConfig, SupportedLengths) {
   EXPECT_EQ(lm.generate({1, 2}, 14).size(), 16u);
 }
 
-TEST(TransformerLM, MoeFactoryHookAndSampler) {
+TEST(TransformerLM, MoeLayersLoadAndBalanceLoss) {
   Generator g(15);
-  LMConfig c = tiny("deepseek", "mha", PositionEncoding::rope);
-  c.ffn = "moe";
+  LMConfig c = tiny("deepseek", "mha", PositionEncoding::rope, "moe");
+  c.moe_first_dense = 1, c.moe_aux_loss_alpha = 0.01;
+  TransformerLM lm(c, {}, g);
+  auto moe = lm.moe_layers();
+  ASSERT_EQ(moe.size(), 1u);  // layer 0 stays dense
+  EXPECT_EQ(moe[0], &lm.blocks()[1]->mlp());
+  EXPECT_EQ(lm.blocks()[0]->mlp().type_name(), "SwiGLU");
+  EXPECT_EQ(moe[0]->config().d_expert, 16);  // swiglu width 48 / (top_k 2 + shared 1)
+  Tensor logits = lm.forward(randint(0, 11, {2, 5}, DType::i64, &g));
+  Tensor aux = lm.aux_loss();
+  ASSERT_TRUE(aux.defined());
+  (cross_entropy(logits.reshape({10, 11}), randint(0, 11, {10}, DType::i64, &g)) + aux).backward();
+  EXPECT_EQ(moe[0]->load_stats().total, 10 * 2);  // tokens * top_k
+  moe[0]->update_bias();
+  lm.eval();
+  lm.forward(zeros({1, 3}, DType::i64));
+  EXPECT_FALSE(lm.aux_loss().defined());
+  EXPECT_TRUE(TransformerLM(tiny("deepseek", "mha", PositionEncoding::rope)).moe_layers().empty());
+}
+
+TEST(TransformerLM, FfnFactoryAndSamplers) {
+  Generator g(15);
+  LMConfig c = tiny("deepseek", "mha", PositionEncoding::rope, "moe");
   std::vector<int64_t> layers;
   FfnFactory factory = [&](int64_t layer, int64_t d) -> std::shared_ptr<Module> {
     layers.push_back(layer);
@@ -247,14 +250,15 @@ TEST(TransformerLM, MoeFactoryHookAndSampler) {
   };
   TransformerLM lm(c, factory, g);
   EXPECT_EQ(layers, (std::vector<int64_t>{0, 1}));
-  auto moe = lm.moe_layers();
-  ASSERT_EQ(moe.size(), 2u);
-  EXPECT_EQ(moe[1], &lm.blocks()[1]->mlp());
-  EXPECT_TRUE(TransformerLM(tiny("deepseek", "mha", PositionEncoding::rope)).moe_layers().empty());
+  EXPECT_EQ(lm.blocks()[1]->mlp().type_name(), "GeluMLP");
+  EXPECT_TRUE(lm.moe_layers().empty());  // not nn::MoE
 
   // A sampler drawing from the generator: the same seed gives the same tokens.
   Sampler draw = [](const Tensor& logits, Generator& gen) { return int64_t(gen.next_u64() % uint64_t(logits.numel())); };
   EXPECT_EQ(lm.generate({4}, 6, draw, 9), lm.generate({4}, 6, draw, 9));
+  EXPECT_EQ(lm.generate({4}, 6, make_sampler({.temperature = 0.0})), lm.generate({4}, 6));
+  EXPECT_EQ(lm.generate({4}, 6, make_sampler({.temperature = 1.0, .top_k = 3}), 5),
+            lm.generate({4}, 6, make_sampler({.temperature = 1.0, .top_k = 3}), 5));
   Sampler three = [](const Tensor&, Generator&) { return int64_t(3); };
   EXPECT_EQ(lm.generate({4}, 5, three, 0, /*eos_id=*/3), (std::vector<int64_t>{4, 3}));
   Sampler bad = [](const Tensor&, Generator&) { return int64_t(99); };
@@ -267,7 +271,7 @@ TEST(TransformerLM, RunsUnderAutocast) {
   for (const Variant& var : kVariants)
     for (PositionEncoding kind : {PositionEncoding::rope, PositionEncoding::shaw, PositionEncoding::sinusoidal}) {
       Generator g(18);
-      TransformerLM lm(tiny(var.block, var.attn, kind), {}, g);
+      TransformerLM lm(tiny(var.block, var.attn, kind, var.ffn), {}, g);
       Tensor idx = randint(0, 11, {2, 6}, DType::i64, &g);
       Tensor want = lm.forward(idx);
       Tensor got;

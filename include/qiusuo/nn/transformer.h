@@ -12,8 +12,9 @@
 //   MLA (DeepSeek-V2)    q_proj or q_a_proj, q_a_layernorm, q_b_proj; kv_a_proj_with_mqa
 //                        [kv_lora_rank + d_rope, C], kv_a_layernorm, kv_b_proj
 //                        [H (d_nope + d_v), kv_lora_rank], o_proj (no biases)
-//   blocks               ln_1, attn, ln_2, mlp (GPT: mlp.c_fc, mlp.c_proj; dense SwiGLU:
-//                        mlp.gate_proj, mlp.up_proj, mlp.down_proj)
+//   blocks               ln_1, attn, ln_2, mlp (GPT: mlp.c_fc, mlp.c_proj; SwiGLU:
+//                        mlp.gate_proj, mlp.up_proj, mlp.down_proj; MoE: mlp.gate.weight,
+//                        mlp.experts.<i>.*, mlp.shared_experts.*, as nn::MoE)
 //   TransformerLM        wte, wpe (learned only), blocks.<i>, ln_f, lm_head (untied only)
 #pragma once
 #include <functional>
@@ -29,6 +30,7 @@
 #include "qiusuo/nn/moe.h"
 #include "qiusuo/nn/norm.h"
 #include "qiusuo/nn/positional.h"
+#include "qiusuo/nn/sampling.h"
 
 namespace qs::nn {
 
@@ -188,8 +190,8 @@ class MultiheadLatentAttention : public AttentionLayer {
 };
 
 // ---- blocks
-// The feed-forward child of a DeepSeek block, built per layer (e.g. nn::MoE); it maps
-// [B, T, C] -> [B, T, C] through its single-tensor forward.
+// A custom feed-forward child of a DeepSeek block, built per layer; it maps [B, T, C] ->
+// [B, T, C] through its single-tensor forward.
 using FfnFactory = std::function<std::shared_ptr<Module>(int64_t layer, int64_t d_model)>;
 
 // GPT-2's MLP: c_proj(gelu(c_fc(x))), hidden = 4 C unless given.
@@ -204,7 +206,7 @@ class GeluMLP : public Module {
 
 // Pre-norm residual block: x + attn(ln_1(x)), then + mlp(ln_2(x)).
 //   gpt:      LayerNorm, MultiheadAttention, GeluMLP
-//   deepseek: RMSNorm, MLA or MultiheadAttention, the factory's FFN (default: a dense SwiGLU)
+//   deepseek: RMSNorm, MLA or MultiheadAttention, nn::SwiGLU or nn::MoE (or a factory's FFN)
 class TransformerBlock : public Module {
  public:
   TransformerBlock(bool rms_norm, int64_t d_model, double norm_eps, std::shared_ptr<AttentionLayer> attn,
@@ -227,7 +229,7 @@ struct LMConfig {
   int64_t max_seq_len = 256;  // the trained length (the position encodings' max_len)
   std::string block = "gpt";  // "gpt" | "deepseek"
   std::string attention = "mha";  // "mha" | "mla" (mla: deepseek blocks only)
-  std::string ffn = "swiglu";     // deepseek: "swiglu" (dense) | "moe" (nn::MoE from `moe`, or an FfnFactory)
+  std::string ffn = "swiglu";     // deepseek: "swiglu" (dense nn::SwiGLU) | "moe" (nn::MoE)
   int64_t ffn_hidden = 0;         // 0: 4 C (gpt), 8/3 C rounded up to a multiple of 8 (swiglu)
   bool bias = true;               // gpt linears and MHA projections
   bool tie_weights = true;        // lm_head shares wte.weight
@@ -235,16 +237,13 @@ struct LMConfig {
   PositionConfig pos;             // pos.max_len is kept equal to max_seq_len
   // MLA (0 head dims mean d_model / n_heads)
   int64_t q_lora_rank = 0, kv_lora_rank = 32, qk_nope_head_dim = 0, qk_rope_head_dim = 8, v_head_dim = 0;
-  // MoE (ffn "moe"): moe.d_model is this d_model; moe.d_expert 0 means swiglu_hidden() / (top_k + n_shared)
-  // rounded up to a multiple of 8, so a token's active FFN compute matches the dense SwiGLU.
-  MoEConfig moe = default_moe();
-  static MoEConfig default_moe() {
-    MoEConfig m;
-    m.n_routed = 8, m.n_shared = 1, m.top_k = 2;
-    return m;
-  }
-  int64_t swiglu_hidden() const { return ffn_hidden > 0 ? ffn_hidden : (8 * d_model / 3 + 7) / 8 * 8; }
-  MoEConfig moe_config() const;  // moe with d_model and d_expert filled in
+  // MoE (ffn "moe"; see nn::MoEConfig). moe_d_expert 0: the SwiGLU width divided by
+  // (moe_top_k + moe_n_shared), rounded up to a multiple of 8, so a token's active FFN
+  // compute matches the dense block. The first moe_first_dense layers stay dense
+  // (DeepSeek-V3's first_k_dense_replace).
+  int64_t moe_n_routed = 8, moe_n_shared = 1, moe_top_k = 2, moe_d_expert = 0, moe_first_dense = 0;
+  std::string moe_score = "sigmoid";  // "sigmoid" (V3) | "softmax" (V2)
+  double moe_routed_scaling = 1.0, moe_bias_update_speed = 1e-3, moe_aux_loss_alpha = 0.0;
 
   // Errors, each naming the field and the values found: sizes not positive, d_model not
   // divisible by n_heads, n_heads not a multiple of n_kv_heads, an odd RoPE head dim,
@@ -263,12 +262,15 @@ struct LMConfig {
 
 // A token sampler: logits [V] (f32 or f64) -> the next token id. Empty = greedy (argmax).
 using Sampler = std::function<int64_t(const Tensor& logits, Generator& gen)>;
+// nn::sample_token with these options (temperature, top-k, top-p) as a Sampler.
+Sampler make_sampler(const SamplingOptions& opts);
 
 // Initialised as GPT-2: embeddings and linear weights N(0, 0.02), biases 0, residual
 // projections (out_proj, c_proj, o_proj, down_proj) N(0, 0.02 / sqrt(2 n_layers)), norms 1.
 class TransformerLM : public Module {
  public:
-  // ffn_factory builds the feed-forward of deepseek blocks when cfg.ffn == "moe".
+  // ffn_factory, when given, builds the feed-forward of the deepseek blocks that would get
+  // an nn::MoE (cfg.ffn == "moe", layer >= moe_first_dense) instead; it keeps its own init.
   explicit TransformerLM(const LMConfig& cfg, FfnFactory ffn_factory = {}, Generator& gen = default_generator());
   // idx i64 [B, T] with ids in [0, vocab) -> logits [B, T, V]; causal, positions 0..T-1.
   Tensor forward(const Tensor& idx) override;
@@ -280,9 +282,12 @@ class TransformerLM : public Module {
   // prompt + max_tokens exceeds max_supported_length(). Runs under NoGrad.
   std::vector<int64_t> generate(const std::vector<int64_t>& prompt, int64_t max_tokens, const Sampler& sampler = {},
                                 uint64_t seed = 0, int64_t eos_id = -1);
-  // The feed-forward modules built by the FfnFactory (cfg.ffn == "moe"), in layer order,
-  // so the trainer can read expert load and update router biases.
-  std::vector<Module*> moe_layers() const;
+  // The MoE feed-forwards, in layer order, so the trainer can read expert load
+  // (load_stats) and update the routing biases (update_bias) after each optimiser step.
+  std::vector<MoE*> moe_layers() const;
+  // Sum of the MoE balance losses of the last forward (add it to the training loss);
+  // undefined when no layer has one (aux_loss_alpha 0, eval mode, no MoE).
+  Tensor aux_loss() const;
   int64_t kv_cache_bytes_per_token(DType dt = DType::f32) const;
   void set_explicit_attention(bool on);  // every layer: see AttentionLayer
   const LMConfig& config() const { return cfg_; }
@@ -290,7 +295,7 @@ class TransformerLM : public Module {
 
  private:
   Tensor run(const Tensor& idx, KVCacheSet* cache);
-  void init_weights(Generator& gen);
+  void init_weights(Generator& gen, const std::vector<std::string>& keep_prefixes);
   LMConfig cfg_;
   std::shared_ptr<Embedding> wte_, wpe_;
   std::vector<std::shared_ptr<TransformerBlock>> blocks_;
