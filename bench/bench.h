@@ -36,5 +36,6 @@ inline double time_per_call(const std::function<void()>& fn, int warm, int iters
 std::vector<Workload> matmul_workloads();
 std::vector<Workload> cnn_workloads();
 std::vector<Workload> attention_workloads();
+std::vector<Workload> lm_workloads();
 
 }  // namespace qs::bench
