@@ -115,7 +115,9 @@ bool reset_rss_peak() {
 }
 
 // peak_rss_delta_bytes: VmHWM - VmRSS over the first step (it allocates the AdamW state
-// and grows the heap; later steps reuse freed heap and barely move the RSS).
+// and grows the heap; later steps reuse freed heap and barely move the RSS). glibc keeps
+// freed memory, so it is meaningful only for the first large workload of a process: run
+// each memory workload alone (`qiusuo bench lm_train_mem_n4096`).
 // peak_bytes: the live tensor-storage peak of the second (steady-state) step, including
 // parameters, gradients and optimiser state; step_peak_bytes is the growth above the
 // storage live before it.
