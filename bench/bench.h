@@ -37,5 +37,6 @@ std::vector<Workload> matmul_workloads();
 std::vector<Workload> cnn_workloads();
 std::vector<Workload> attention_workloads();
 std::vector<Workload> moe_workloads();
+std::vector<Workload> lm_workloads();
 
 }  // namespace qs::bench

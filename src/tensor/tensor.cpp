@@ -3,11 +3,13 @@
 #include <malloc.h>
 #include <omp.h>
 
+#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <sstream>
 
 #include "autograd/autograd.h"
+#include "qiusuo/memory.h"
 #include "ops/op.h"
 #include "tensor/strided.h"
 
@@ -38,17 +40,38 @@ void tune_allocator_once() {
   }();
   (void)done;
 }
+// Bytes actually allocated for a request: 64-byte multiples, at least 64.
+size_t allocated_size(size_t nbytes) { return nbytes == 0 ? 64 : (nbytes + 63) / 64 * 64; }
+
+std::atomic<int64_t> g_current_bytes{0}, g_peak_bytes{0}, g_allocations{0};
+
+void count_allocation(int64_t bytes) {
+  int64_t now = g_current_bytes.fetch_add(bytes, std::memory_order_relaxed) + bytes;
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
+  int64_t peak = g_peak_bytes.load(std::memory_order_relaxed);
+  while (now > peak && !g_peak_bytes.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
+  }
+}
 }  // namespace
+
+MemoryStats memory_stats() {
+  return {g_current_bytes.load(std::memory_order_relaxed), g_peak_bytes.load(std::memory_order_relaxed),
+          g_allocations.load(std::memory_order_relaxed)};
+}
+void reset_peak_memory() { g_peak_bytes.store(g_current_bytes.load(std::memory_order_relaxed), std::memory_order_relaxed); }
 
 Storage::Storage(size_t nbytes, bool zero) : nbytes_(nbytes) {
   tune_allocator_once();
-  size_t alloc = (nbytes + 63) / 64 * 64;
-  if (alloc == 0) alloc = 64;
+  size_t alloc = allocated_size(nbytes);
   data_ = std::aligned_alloc(64, alloc);
   if (!data_) throw Error(fmt::format("out of memory: could not allocate {} bytes", alloc));
   if (zero) std::memset(data_, 0, alloc);
+  count_allocation(int64_t(alloc));
 }
-Storage::~Storage() { std::free(data_); }
+Storage::~Storage() {
+  std::free(data_);
+  g_current_bytes.fetch_sub(int64_t(allocated_size(nbytes_)), std::memory_order_relaxed);
+}
 
 TensorImpl::TensorImpl() = default;
 TensorImpl::~TensorImpl() = default;

@@ -1,0 +1,162 @@
+// The compass LM workloads, shaped exactly as shared/peers/torch_lm.py: a GPT with V=256,
+// d=256, L=4, h=8, f=1024, LayerNorm, fused qkv with bias, RoPE (rotate-half, base 10000),
+// causal softmax attention, GELU MLP, untied lm_head without bias; AdamW lr 3e-4.
+//   lm_train_b8_n256, lm_train_b2_n1024   one AdamW step (tokens_per_s, step_ms)
+//   lm_fwd_b1_n256_fp32, _bf16            NoGrad forward of 256 tokens (ms)
+//   lm_gen_b1_p256_g128                   greedy KV-cache decoding after a 256-token prompt
+//   lm_train_mem_n1024, _n4096            peak memory of one step with 8192 tokens
+#include <fstream>
+#include <memory>
+#include <string>
+
+#include "bench/bench.h"
+#include "qiusuo/autocast.h"
+#include "qiusuo/autograd.h"
+#include "qiusuo/memory.h"
+#include "qiusuo/nn/transformer.h"
+#include "qiusuo/ops.h"
+#include "qiusuo/optim/optim.h"
+
+namespace qs::bench {
+
+namespace {
+
+constexpr int64_t kVocab = 256;
+
+// The peer's GPT; max_seq_len is the longest sequence the workload runs (RoPE refuses more).
+std::shared_ptr<nn::TransformerLM> peer_gpt(int64_t max_seq_len, Generator& g) {
+  nn::LMConfig c;
+  c.vocab_size = kVocab;
+  c.d_model = 256;
+  c.n_layers = 4;
+  c.n_heads = 8;
+  c.ffn_hidden = 1024;
+  c.max_seq_len = max_seq_len;
+  c.block = "gpt";
+  c.bias = true;
+  c.tie_weights = false;
+  c.pos.kind = nn::PositionEncoding::rope;
+  c.pos.rope_base = 10000.0;
+  return std::make_shared<nn::TransformerLM>(c, nn::FfnFactory{}, g);
+}
+
+void train_step(nn::TransformerLM& m, optim::AdamW& opt, const Tensor& x, const Tensor& y) {
+  opt.zero_grad();
+  Tensor logits = m(x);
+  Tensor loss = cross_entropy(logits.reshape({-1, kVocab}), y.reshape({-1}));
+  loss.backward();
+  opt.step();
+}
+
+std::vector<nlohmann::json> lm_train(const Options& o, int64_t b, int64_t n) {
+  Generator g(0);
+  auto mp = peer_gpt(n, g);
+  nn::TransformerLM& m = *mp;
+  m.train();
+  optim::AdamW opt(m.parameters(), 3e-4);
+  Tensor x = randint(0, kVocab, {b, n}, DType::i64, &g), y = randint(0, kVocab, {b, n}, DType::i64, &g);
+  double s = time_per_call([&] { train_step(m, opt, x, y); }, 2, o.iters ? o.iters : 5);
+  std::string name = "lm_train_b" + std::to_string(b) + "_n" + std::to_string(n);
+  return {{{"workload", name}, {"tokens_per_s", double(b * n) / s}, {"step_ms", s * 1e3}}};
+}
+
+std::vector<nlohmann::json> lm_fwd(const Options& o, bool bf16) {
+  Generator g(0);
+  auto mp = peer_gpt(256, g);
+  nn::TransformerLM& m = *mp;
+  m.eval();
+  Tensor x = randint(0, kVocab, {1, 256}, DType::i64, &g);
+  NoGrad ng;
+  Autocast ac(bf16);  // nested in cmd_bench's scope: on for the _bf16 workload either way
+  double s = time_per_call([&] { m(x); }, 2, o.iters ? o.iters : 10);
+  return {{{"workload", bf16 ? "lm_fwd_b1_n256_bf16" : "lm_fwd_b1_n256_fp32"}, {"ms", s * 1e3}}};
+}
+
+// Prefill is timed on its own (a fresh cache, the 256-token prompt); the decode rate is
+// (generate's time - prefill) over the 128 new tokens.
+std::vector<nlohmann::json> lm_gen(const Options& o) {
+  constexpr int64_t kPrompt = 256, kNew = 128;
+  Generator g(0);
+  auto mp = peer_gpt(kPrompt + kNew, g);
+  nn::TransformerLM& m = *mp;
+  m.eval();
+  Tensor p = randint(0, kVocab, {1, kPrompt}, DType::i64, &g);
+  std::vector<int64_t> prompt = p.to_vector_as<int64_t>();
+  NoGrad ng;
+  int iters = o.iters ? o.iters : 3;
+  double prefill = time_per_call(
+      [&] {
+        nn::KVCacheSet cache = m.make_cache();
+        m.forward_cached(p, cache);
+      },
+      1, iters);
+  double total = time_per_call([&] { m.generate(prompt, kNew); }, 1, iters);
+  double per_token = (total - prefill) / kNew;
+  return {{{"workload", "lm_gen_b1_p256_g128"},
+           {"tokens_per_s", 1.0 / per_token},
+           {"ms_per_token", per_token * 1e3},
+           {"prefill_ms", prefill * 1e3}}};
+}
+
+// Resident set size (VmRSS) or its high-water mark (VmHWM) in bytes, -1 if unreadable.
+int64_t proc_status_bytes(const std::string& key) {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind(key + ":", 0) == 0) return std::stoll(line.substr(key.size() + 1)) * 1024;
+  return -1;
+}
+
+// Resets VmHWM to the current RSS (Linux >= 4.0); false if not permitted.
+bool reset_rss_peak() {
+  std::ofstream f("/proc/self/clear_refs");
+  f << "5";
+  return bool(f.flush());
+}
+
+// peak_rss_delta_bytes: VmHWM - VmRSS over the first step (it allocates the AdamW state
+// and grows the heap; later steps reuse freed heap and barely move the RSS). glibc keeps
+// freed memory, so it is meaningful only for the first large workload of a process: run
+// each memory workload alone (`qiusuo bench lm_train_mem_n4096`).
+// peak_bytes: the live tensor-storage peak of the second (steady-state) step, including
+// parameters, gradients and optimiser state; step_peak_bytes is the growth above the
+// storage live before it.
+std::vector<nlohmann::json> lm_train_mem(const Options&, int64_t b, int64_t n) {
+  Generator g(0);
+  auto mp = peer_gpt(n, g);
+  nn::TransformerLM& m = *mp;
+  m.train();
+  optim::AdamW opt(m.parameters(), 3e-4);
+  Tensor x = randint(0, kVocab, {b, n}, DType::i64, &g), y = randint(0, kVocab, {b, n}, DType::i64, &g);
+  int64_t rss0 = proc_status_bytes("VmRSS");
+  bool rss_ok = reset_rss_peak() && rss0 >= 0;
+  train_step(m, opt, x, y);
+  int64_t rss_delta = rss_ok ? proc_status_bytes("VmHWM") - rss0 : -1;
+  int64_t live0 = memory_stats().current_bytes;
+  reset_peak_memory();
+  train_step(m, opt, x, y);
+  int64_t peak = memory_stats().peak_bytes;
+  return {{{"workload", "lm_train_mem_n" + std::to_string(n)},
+           {"peak_bytes", peak},
+           {"step_peak_bytes", peak - live0},
+           {"peak_rss_delta_bytes", rss_delta}}};
+}
+
+}  // namespace
+
+std::vector<Workload> lm_workloads() {
+  return {{"lm_train_b8_n256", "GPT LM (d256 L4), one AdamW step on 8x256 tokens",
+           [](const Options& o) { return lm_train(o, 8, 256); }},
+          {"lm_train_b2_n1024", "GPT LM (d256 L4), one AdamW step on 2x1024 tokens",
+           [](const Options& o) { return lm_train(o, 2, 1024); }},
+          {"lm_fwd_b1_n256_fp32", "GPT LM forward, 256 tokens, f32", [](const Options& o) { return lm_fwd(o, false); }},
+          {"lm_fwd_b1_n256_bf16", "GPT LM forward, 256 tokens, bf16 autocast",
+           [](const Options& o) { return lm_fwd(o, true); }},
+          {"lm_gen_b1_p256_g128", "GPT LM greedy decoding with KV cache: 128 tokens after 256", lm_gen},
+          {"lm_train_mem_n1024", "GPT LM training-step peak memory, 8x1024 tokens",
+           [](const Options& o) { return lm_train_mem(o, 8, 1024); }},
+          {"lm_train_mem_n4096", "GPT LM training-step peak memory, 2x4096 tokens",
+           [](const Options& o) { return lm_train_mem(o, 2, 4096); }}};
+}
+
+}  // namespace qs::bench
