@@ -101,6 +101,12 @@ std::string generate_text(LoadedLm& lm, const std::string& prompt, const Generat
   QS_CHECK(!prompt.empty(), "generate: the prompt is empty; hint: --prompt \"In the beginning\"");
   std::vector<int32_t> ids = lm.tokenizer->encode(prompt);
   std::vector<int64_t> p(ids.begin(), ids.end());
+  const int64_t limit = lm.model->config().max_supported_length(), n = int64_t(p.size());
+  QS_CHECK(n + opt.max_tokens <= limit,
+           "generate: the prompt ({} tokens) plus --max-tokens {} exceeds the {} tokens this model supports ({} position "
+           "encoding, trained at {}); hint: --max-tokens {}{}",
+           n, opt.max_tokens, limit, nn::position_encoding_name(lm.model->config().pos.kind),
+           lm.model->config().max_seq_len, std::max<int64_t>(0, limit - n), n >= limit ? " with a shorter prompt" : "");
   nn::SamplingOptions so;
   so.temperature = opt.temperature;
   so.top_k = opt.top_k;

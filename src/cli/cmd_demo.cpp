@@ -31,7 +31,7 @@ void demo_lm(const apps::TrainCnnOptions& cnn, int64_t steps) {
   o.model.block = "gpt";
   o.model.d_model = 128, o.model.n_layers = 4, o.model.n_heads = 4;
   o.model.pos.kind = nn::PositionEncoding::rope;
-  o.seq = 128, o.batch = 16, o.steps = steps, o.lr = 2e-3;
+  o.seq = 256, o.batch = 8, o.steps = steps, o.lr = 2e-3;
   o.eval_every = 0, o.eval_windows = 32;
   o.threads = cnn.threads, o.bf16 = cnn.bf16;
   o.out_dir = cnn.out_dir + "/lm";
@@ -41,9 +41,9 @@ void demo_lm(const apps::TrainCnnOptions& cnn, int64_t steps) {
   apps::LoadedLm lm = apps::load_lm(r.checkpoint);
   text::TextCorpus corpus = apps::open_corpus("");
   text::TokenStream test(corpus, text::Split::test, *lm.tokenizer);
-  apps::EvalLmResult e = apps::evaluate_lm(*lm.model, test, o.seq, 16, 256);
+  apps::EvalLmResult e = apps::evaluate_lm(*lm.model, test, o.seq, 8, 128);
   apps::GenerateOptions g;
-  g.max_tokens = 240, g.temperature = 0.7, g.seed = 1;
+  g.max_tokens = 200, g.temperature = 0.7, g.seed = 1;
   const std::string prompt = "Ge1:1 In the beginning";
   std::cout << fmt::format("test perplexity: {:.3f} per byte ({:.3f} bits/byte) on {} tokens of held-out verses\n",
                            e.perplexity, e.bits_per_byte, e.tokens)

@@ -108,6 +108,10 @@ TEST(TrainLm, CheckpointAloneEvaluatesAndGenerates) {
   std::string s1 = apps::generate_text(lm, "V7: the", g), s2 = apps::generate_text(lm, "V7: the", g);
   EXPECT_EQ(s1, s2);
   EXPECT_FALSE(s1.empty());
+  g.max_tokens = 100;  // beyond the 32 tokens RoPE was trained at: refused with the largest value that fits
+  std::string too_long = error_of([&] { apps::generate_text(lm, "V7: the", g); });
+  EXPECT_NE(too_long.find("hint: --max-tokens"), std::string::npos) << too_long;
+  g.max_tokens = 12;
   g.temperature = 0;  // greedy equals the model's own greedy decoding
   std::vector<int32_t> p = lm.tokenizer->encode("V7: the");
   std::vector<int64_t> ids = lm.model->generate(std::vector<int64_t>(p.begin(), p.end()), 12);
