@@ -7,6 +7,10 @@ cross-entropy loss and every parameter gradient, written as safetensors.
                                            math of nn::TransformerLM (block deepseek,
                                            attention mla, dense SwiGLU) with q_lora_rank Q;
                                            parameter names are qiusuo's
+  lm_oracle.py deepseek_moe OUT.safetensors  the same (q_lora_rank 0, tied) with the
+                                           DeepSeek-V3 MoE of nn::MoE as feed-forward (4
+                                           routed experts, top 2, 1 shared, sigmoid router,
+                                           bias-steered selection, balance loss 0.01 added)
 
 Keys: param.<name> (initial weights), input, target, logits, loss, grad.<name>."""
 import math, os, sys
@@ -107,6 +111,34 @@ class SwiGLU(nn.Module):  # down(silu(gate(x)) * up(x))
         return s.down_proj(F.silu(s.gate_proj(x)) * s.up_proj(x))
 
 
+class MoE(nn.Module):  # nn::MoE (DeepSeek-V3), sigmoid scores, sequence-wise balance loss
+    def __init__(s, d, de, E, S, K, alpha):
+        super().__init__(); s.E, s.K, s.alpha = E, K, alpha
+        s.experts = nn.ModuleList([SwiGLU(d, de) for _ in range(E)])
+        s.gate = nn.Module(); s.gate.weight = nn.Parameter(torch.randn(E, d) / math.sqrt(d))
+        s.gate.register_buffer("e_score_correction_bias", (torch.rand(E) - 0.5) * 0.2)  # steers the choice only
+        s.shared_experts = SwiGLU(d, S * de)
+
+    def forward(s, x):
+        b, n, d = x.shape
+        xf = x.reshape(-1, d)
+        scores = torch.sigmoid(xf @ s.gate.weight.t())
+        idx = torch.topk(scores.detach() + s.gate.e_score_correction_bias, s.K, dim=1).indices
+        w = scores.gather(1, idx)
+        w = w / (w.sum(1, keepdim=True) + 1e-20)
+        out = torch.zeros_like(xf)
+        for e in range(s.E):
+            tok, slot = (idx == e).nonzero(as_tuple=True)
+            if len(tok): out = out.index_add(0, tok, s.experts[e](xf[tok]) * w[tok, slot, None])
+        out = out + s.shared_experts(xf)
+        f = torch.zeros(b, s.E)
+        for g in range(b):
+            f[g] = torch.bincount(idx.reshape(b, n * s.K)[g], minlength=s.E).float() * s.E / (s.K * n)
+        P = (scores / scores.sum(1, keepdim=True)).reshape(b, n, s.E).mean(1)
+        s.aux = (f * P).sum(1).mean() * s.alpha
+        return out.reshape(b, n, d)
+
+
 class DeepSeekBlock(nn.Module):
     def __init__(s, d, eps, attn, mlp):
         super().__init__(); s.ln_1 = RMSNorm(d, eps); s.attn = attn; s.ln_2 = RMSNorm(d, eps); s.mlp = mlp
@@ -117,10 +149,11 @@ class DeepSeekBlock(nn.Module):
 
 
 class DeepSeekLM(nn.Module):
-    def __init__(s, q_lora, tie, eps=1e-5):
+    def __init__(s, q_lora, tie, eps=1e-5, moe=False):
         super().__init__(); s.wte = nn.Embedding(V, D); s.tie = tie
         f = (8 * D // 3 + 7) // 8 * 8
-        s.blocks = nn.ModuleList([DeepSeekBlock(D, eps, MLA(D, H, q_lora, 32, D // H, 8, D // H, eps), SwiGLU(D, f))
+        ffn = (lambda: MoE(D, (f // 3 + 7) // 8 * 8, 4, 1, 2, 0.01)) if moe else (lambda: SwiGLU(D, f))
+        s.blocks = nn.ModuleList([DeepSeekBlock(D, eps, MLA(D, H, q_lora, 32, D // H, 8, D // H, eps), ffn())
                                   for _ in range(L)])
         s.ln_f = RMSNorm(D, eps)
         if not tie: s.lm_head = nn.Linear(D, V, bias=False)
@@ -135,6 +168,8 @@ class DeepSeekLM(nn.Module):
 def main():
     if sys.argv[1] == "gpt":
         m, out_path = GPT(V, D, L, H, 4 * D), sys.argv[2]
+    elif sys.argv[1] == "deepseek_moe":
+        m, out_path = DeepSeekLM(0, tie=True, moe=True), sys.argv[2]
     else:
         q_lora = int(sys.argv[2])
         m, out_path = DeepSeekLM(q_lora, tie=q_lora == 0), sys.argv[3]
@@ -148,6 +183,8 @@ def main():
     y = torch.randint(0, V, (B, N))
     logits = m(x)
     loss = F.cross_entropy(logits.reshape(-1, V), y.reshape(-1))
+    for blk in getattr(m, "blocks", []):
+        if isinstance(getattr(blk, "mlp", None), MoE): loss = loss + blk.mlp.aux
     loss.backward()
     out = {f"param.{k}": v for k, v in init.items()}
     out.update(input=x, target=y, logits=logits.detach(), loss=loss.detach().reshape(1))

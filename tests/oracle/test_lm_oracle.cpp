@@ -4,7 +4,8 @@
 //        MLP, untied head) at d 64, L 2, h 4, V 256, b 2, n 32.
 //   DeepSeek: RMSNorm, MLA (q_lora_rank 0 with tied embeddings; q_lora_rank 16 untied),
 //        decoupled RoPE, dense SwiGLU; written in PyTorch from nn::TransformerLM's documented
-//        math. (nn::MoE was not on main when this test was written: no MoE variant yet.)
+//        math; and the same with nn::MoE (DeepSeek-V3 router with a nonzero selection bias,
+//        4 routed experts, top 2, 1 shared) and its balance loss (alpha 0.01) in the loss.
 // Tolerances: f32 on both sides with different summation orders (oneDNN and the fused
 // attention kernel vs PyTorch's kernels): logits atol 1e-4 rtol 1e-4, loss 1e-5,
 // gradients atol 1e-5 rtol 1e-3 (gradients are ~1e-3..1e-1; the loss is a mean over 64
@@ -38,7 +39,8 @@ std::map<std::string, Tensor> run_lm_oracle(const std::string& args, const std::
 using Rename = std::function<std::string(const std::string&)>;
 
 // Loads the oracle's weights, runs forward + cross-entropy + backward and compares.
-void check_against_oracle(nn::TransformerLM& model, const std::map<std::string, Tensor>& t, const Rename& rename) {
+void check_against_oracle(nn::TransformerLM& model, const std::map<std::string, Tensor>& t, const Rename& rename,
+                          bool with_aux = false) {
   nn::StateDict sd;
   for (auto& [k, v] : t)
     if (k.rfind("param.", 0) == 0) sd.emplace_back(rename(k.substr(6)), v);
@@ -47,6 +49,10 @@ void check_against_oracle(nn::TransformerLM& model, const std::map<std::string, 
   const int64_t vocab = model.config().vocab_size;
   Tensor logits = model(t.at("input"));
   Tensor loss = cross_entropy(logits.reshape({-1, vocab}), t.at("target").reshape({-1}));
+  if (with_aux) {
+    ASSERT_TRUE(model.aux_loss().defined());
+    loss = loss + model.aux_loss();
+  }
   EXPECT_TRUE(all_close(logits, t.at("logits"), 1e-4, 1e-4));
   EXPECT_NEAR(loss.item(), t.at("loss").item(), 1e-5);
   loss.backward();
@@ -111,3 +117,14 @@ TEST_P(OracleDeepSeek, LogitsLossGradientsMatchPyTorch) {
 }
 
 INSTANTIATE_TEST_SUITE_P(QLoraRank, OracleDeepSeek, ::testing::Values(int64_t(0), int64_t(16)));
+
+TEST(OracleDeepSeekMoe, LogitsLossGradientsMatchPyTorch) {
+  if (!python_has_torch()) GTEST_SKIP() << "/usr/bin/python3 has no torch";
+  auto t = run_lm_oracle("deepseek_moe", "lm_oracle_moe");
+  nn::LMConfig c = small_config();
+  c.block = "deepseek", c.attention = "mla", c.ffn = "moe", c.bias = false;
+  c.q_lora_rank = 0, c.kv_lora_rank = 32, c.qk_rope_head_dim = 8, c.tie_weights = true;
+  c.moe_n_routed = 4, c.moe_top_k = 2, c.moe_n_shared = 1, c.moe_aux_loss_alpha = 0.01;
+  nn::TransformerLM model(c);
+  check_against_oracle(model, t, [](const std::string& s) { return s; }, /*with_aux=*/true);
+}
