@@ -3,9 +3,11 @@
 #include <iostream>
 
 #include "cli/cli.h"
+#include "cli/omp_policy.h"
 
 int main(int argc, char** argv) {
   using namespace qs::cli;
+  adapt_omp_wait_policy(argv);
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "help")) {
     print_usage(std::cout);
     return argc < 2 ? kExitUsage : kExitOk;

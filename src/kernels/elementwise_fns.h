@@ -4,6 +4,7 @@
 #pragma once
 #include <cmath>
 
+#include "kernels/fast_math.h"
 #include "ops/op.h"
 
 namespace qs::kernels {
@@ -32,8 +33,9 @@ QS_UNARY_FN(silu, x / (T(1) + std::exp(-x)),
 QS_UNARY_FN(sin, std::sin(x), std::cos(x))
 QS_UNARY_FN(cos, std::cos(x), -std::sin(x))
 // gelu, exact: x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2))  (Hendrycks & Gimpel 2016)
-QS_UNARY_FN(gelu_erf, T(0.5) * x * (T(1) + std::erf(x * T(kSqrt1_2))),
-            T(0.5) * (T(1) + std::erf(x * T(kSqrt1_2))) + x * T(kInvSqrt2Pi) * std::exp(T(-0.5) * x * x))
+// f32 uses the vectorisable fast_erf / fast_exp (kernels/fast_math.h); f64 uses libm.
+QS_UNARY_FN(gelu_erf, T(0.5) * x * (T(1) + fast_erf(x * T(kSqrt1_2))),
+            T(0.5) * (T(1) + fast_erf(x * T(kSqrt1_2))) + x * T(kInvSqrt2Pi) * fast_exp(T(-0.5) * x * x))
 // gelu, tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
 struct gelu_tanh_fn {
   template <class T> static T f(T x) {

@@ -43,6 +43,7 @@ bool verbose_dispatch() {
 }
 
 thread_local std::vector<DispatchHook*> g_hooks;
+thread_local KernelLog* g_kernel_log = nullptr;
 
 std::string describe_inputs(const std::vector<Tensor>& in) {
   std::string s;
@@ -81,6 +82,12 @@ Tensor empty_output(const TensorSpec& s) {
     inverse[size_t(s.layout[k])] = int64_t(k);
   }
   return empty(physical, s.dtype).permute(inverse);
+}
+
+KernelLog::KernelLog() : prev_(g_kernel_log) { g_kernel_log = this; }
+KernelLog::~KernelLog() { g_kernel_log = prev_; }
+void KernelLog::note(OpKind op, const char* kernel) {
+  if (g_kernel_log) g_kernel_log->entries_.push_back({op, kernel});
 }
 
 void add_kernel(std::vector<OpDef>& table, OpKind k, KernelImpl impl) { table[size_t(k)].optimised.push_back(impl); }
@@ -146,6 +153,7 @@ std::vector<Tensor> dispatch(OpKind op, std::vector<Tensor> in, Attrs attrs) {
       else
         def.impl->ref(call);
     }
+    if (g_kernel_log) KernelLog::note(op, chosen ? chosen->name : "ref");
   }
 
   if (grad_enabled()) {

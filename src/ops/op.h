@@ -138,6 +138,26 @@ class DispatchHook {
 void push_dispatch_hook(DispatchHook* h);
 void pop_dispatch_hook(DispatchHook* h);
 
+// Records, on this thread while alive, which kernel each dispatched op ran ("ref" or
+// an optimised kernel's name): tests use it to show a fast path is taken.
+class KernelLog {
+ public:
+  KernelLog();
+  ~KernelLog();
+  KernelLog(const KernelLog&) = delete;
+  KernelLog& operator=(const KernelLog&) = delete;
+  struct Entry {
+    OpKind op;
+    std::string kernel;
+  };
+  const std::vector<Entry>& entries() const { return entries_; }
+  static void note(OpKind op, const char* kernel);  // called by dispatch
+
+ private:
+  KernelLog* prev_;
+  std::vector<Entry> entries_;
+};
+
 // Declarations of every row's implementation record.
 #define QS_OP(name, nin, nout, flags) extern const OpImpl name##_impl;
 #include "ops/ops.def"

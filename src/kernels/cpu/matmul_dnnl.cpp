@@ -11,11 +11,8 @@ namespace {
 using backend::plain_md;
 using dnnl::memory;
 
+// Expanded (stride-0) operands are accepted: run() materialises them (dense()).
 const char* dnnl_common(const ops::OpCall& c) {
-  for (auto& x : c.in)
-    if (x.defined())
-      for (int64_t d = 0; d < x.dim(); ++d)
-        if (x.stride(d) == 0 && x.size(d) > 1) return "expanded (stride-0) operand";
   if (c.out[0].numel() == 0) return "empty output";
   if (c.in[0].size(-1) == 0) return "K = 0";
   return nullptr;
@@ -47,6 +44,15 @@ ops::OpCall widened(const ops::OpCall& c) {
   return w;
 }
 
+// oneDNN rejects stride-0 dims, and gradients of sum/mean/expand arrive expanded: copy such
+// an operand (O(size), against the O(M N K) product) rather than fall back to the reference.
+Tensor dense(const Tensor& t) {
+  if (!t.defined()) return t;
+  for (int64_t d = 0; d < t.dim(); ++d)
+    if (t.stride(d) == 0 && t.size(d) > 1) return t.contiguous();
+  return t;
+}
+
 void execute(const std::string& key, const memory::desc& a_md, const memory::desc& b_md, const memory::desc* bias_md,
              const memory::desc& c_md, void* a, void* b, void* bias, void* out) {
   const auto& cp = backend::cached_primitive(key, [&] {
@@ -63,7 +69,7 @@ void execute(const std::string& key, const memory::desc& a_md, const memory::des
 }
 
 void matmul_dnnl(ops::OpCall& c) {
-  const Tensor &a = c.in[0], &b = c.in[1];
+  const Tensor a = dense(c.in[0]), b = dense(c.in[1]);
   Tensor& out = c.out[0];
   int rank = int(out.dim());
   memory::desc a_md = plain_md(a, rank), b_md = plain_md(b, rank), c_md = plain_md(out, rank);
@@ -72,7 +78,7 @@ void matmul_dnnl(ops::OpCall& c) {
 }
 
 void linear_dnnl(ops::OpCall& c) {
-  const Tensor &w = c.in[1], &bias = c.in[2];
+  const Tensor w = dense(c.in[1]), bias = dense(c.in[2]);
   Tensor x = c.in[0].contiguous();
   Tensor& out = c.out[0];
   int64_t K = w.size(1), N = w.size(0), M = x.numel() / K;

@@ -1,0 +1,128 @@
+// The speed paths of the LM training step, checked beyond the generic harness:
+// f32 erf/exp (gelu and its gradient) against libm over dense ranges, and expanded
+// (stride-0) operands reaching matmul/linear taking the oneDNN kernel, forward and
+// backward, with the reference's values.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "kernels/fast_math.h"
+#include "ops/op.h"
+#include "qiusuo/ops.h"
+
+namespace qs {
+namespace {
+
+// Error in units of the f32 spacing at the true value.
+double ulps(double got, double want) {
+  float w = float(std::abs(want));
+  return std::abs(got - want) / double(std::nextafter(w, 2.0f * w + 1.0f) - w);
+}
+
+TEST(FastMath, ErfWithinAFewUlpOfLibmOverADenseRange) {
+  double worst_abs = 0, worst_ulps = 0, worst_ulps_small = 0;
+  for (int64_t i = -6 * 8192; i <= 6 * 8192; ++i) {
+    float x = float(i) / 8192.0f;
+    double want = std::erf(double(x)), got = kernels::fast_erf(x);
+    worst_abs = std::max(worst_abs, std::abs(got - want));
+    if (x == 0) continue;
+    worst_ulps = std::max(worst_ulps, ulps(got, want));
+    if (std::abs(x) < 1) worst_ulps_small = std::max(worst_ulps_small, ulps(got, want));
+  }
+  EXPECT_LT(worst_abs, 4e-7);
+  EXPECT_LT(worst_ulps, 8.0);
+  EXPECT_LT(worst_ulps_small, 4.0);
+  for (float x : {1e-30f, 1e-10f, 1e-5f}) EXPECT_LT(ulps(kernels::fast_erf(x), std::erf(double(x))), 2.0);
+  EXPECT_EQ(kernels::fast_erf(0.0f), 0.0f);
+  EXPECT_EQ(kernels::fast_erf(50.0f), 1.0f);
+  EXPECT_EQ(kernels::fast_erf(-50.0f), -1.0f);
+}
+
+TEST(FastMath, ExpWithin2UlpOfLibm) {
+  double worst = 0;
+  for (int64_t i = -87 * 256; i < 88 * 256; ++i) {
+    float x = float(i) / 256.0f + 1.0f / 512.0f;
+    double want = std::exp(double(x));
+    worst = std::max(worst, std::abs(kernels::fast_exp(x) - want) / want);
+  }
+  EXPECT_LT(worst, 2e-7);
+  EXPECT_EQ(kernels::fast_exp(0.0f), 1.0f);
+  EXPECT_LT(kernels::fast_exp(-1000.0f), 1e-37f);
+  EXPECT_TRUE(std::isfinite(kernels::fast_exp(1000.0f)));
+}
+
+TEST(FastMath, GeluF32AndItsGradientMatchF64) {
+  Generator g(7);
+  Tensor x64 = randn({4099}, DType::f64, &g) * 3.0;
+  Tensor x32 = x64.to(DType::f32).requires_grad_();
+  Tensor x64g = x32.detach().to(DType::f64).requires_grad_();
+  Tensor w = randn({4099}, DType::f64, &g);
+  Tensor y32 = gelu(x32), y64 = gelu(x64g);
+  EXPECT_LT(amax(abs(y32.to(DType::f64) - y64)).item(), 2e-6);
+  sum(y32 * w.to(DType::f32)).backward();
+  sum(y64 * w).backward();
+  EXPECT_LT(amax(abs(x32.grad().to(DType::f64) - x64g.grad())).item(), 2e-6);
+}
+
+#ifdef QS_WITH_OPTIMISED
+int64_t count(const ops::KernelLog& log, ops::OpKind op, const std::string& kernel, bool match) {
+  int64_t n = 0;
+  for (auto& e : log.entries()) n += e.op == op && (e.kernel == kernel) == match;
+  return n;
+}
+
+TEST(ExpandedOperands, MatmulTakesOneDnnAndMatchesTheReference) {
+  Generator g(3);
+  Tensor row = randn({1, 33}, DType::f32, &g), b = randn({33, 17}, DType::f32, &g);
+  Tensor a = row.expand({7, 33});  // stride 0 along M
+  Tensor got;
+  {
+    ops::KernelLog log;
+    got = matmul(a, b);
+    EXPECT_EQ(count(log, ops::OpKind::matmul, "onednn", true), 1);
+  }
+  Tensor want = matmul(a.to(DType::f64).contiguous(), b.to(DType::f64));
+  EXPECT_LT(amax(abs(got.to(DType::f64) - want)).item(), 1e-4);
+  Tensor batch = randn({3, 33, 5}, DType::f32, &g);
+  ops::KernelLog log;
+  Tensor got3 = matmul(row.expand({3, 4, 33}), batch);  // stride 0 along the batch and M
+  EXPECT_EQ(count(log, ops::OpKind::matmul, "onednn", false), 0);
+  Tensor want3 = matmul(row.expand({3, 4, 33}).contiguous(), batch);
+  EXPECT_LT(amax(abs(got3 - want3)).item(), 1e-5);
+}
+
+// sum/mean backward hand linear an expanded gradient; its matmuls must stay on oneDNN.
+TEST(ExpandedOperands, LinearBackwardOfAMeanStaysOnOneDnn) {
+  Generator g(4);
+  Tensor x = randn({2, 9, 16}, DType::f32, &g).requires_grad_();
+  Tensor w = randn({12, 16}, DType::f32, &g).requires_grad_();
+  Tensor bias = randn({12}, DType::f32, &g).requires_grad_();
+  {
+    ops::KernelLog log;
+    mean(linear(x, w, bias)).backward();
+    EXPECT_EQ(count(log, ops::OpKind::matmul, "onednn", true), 2);
+    EXPECT_EQ(count(log, ops::OpKind::matmul, "onednn", false), 0);
+    EXPECT_EQ(count(log, ops::OpKind::linear, "onednn", false), 0);
+  }
+  // d mean / dx = (1/n) sum_n w[n, :]; d mean / dw = (1/n) sum over rows of x.
+  double n = 2.0 * 9 * 12;
+  Tensor gx = sum(w.detach(), {0}) / n, gw = sum(x.detach().reshape({-1, 16}), {0}) / n;
+  EXPECT_LT(amax(abs(x.grad() - gx.expand({2, 9, 16}))).item(), 1e-6);
+  EXPECT_LT(amax(abs(w.grad() - gw.expand({12, 16}))).item(), 1e-6);
+  EXPECT_LT(amax(abs(bias.grad() - full({12}, 18.0 / n))).item(), 1e-6);
+}
+
+TEST(ExpandedOperands, LinearWithAnExpandedWeightTakesOneDnn) {
+  Generator g(5);
+  Tensor x = randn({5, 8}, DType::f32, &g), wrow = randn({1, 8}, DType::f32, &g);
+  Tensor bias = randn({1}, DType::f32, &g).expand({6});
+  ops::KernelLog log;
+  Tensor got = linear(x, wrow.expand({6, 8}), bias);
+  EXPECT_EQ(count(log, ops::OpKind::linear, "onednn", true), 1);
+  Tensor want = linear(x, wrow.expand({6, 8}).contiguous(), bias.contiguous());
+  EXPECT_LT(amax(abs(got - want)).item(), 1e-6);
+}
+#endif
+
+}  // namespace
+}  // namespace qs
