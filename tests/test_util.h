@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -47,6 +49,16 @@ inline std::string safetensors_bytes(const std::string& header, const std::strin
   std::string out;
   for (int i = 0; i < 8; ++i) out.push_back(char(uint8_t(n >> (8 * i))));
   return out + header + data;
+}
+
+// The message of the exception f throws, or "" when it throws none.
+inline std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "";
 }
 
 }  // namespace qs::testing

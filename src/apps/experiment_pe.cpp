@@ -32,11 +32,9 @@ Size size_for(const PeExperimentOptions& o) {
   return s;
 }
 
-// Perplexity of a checkpoint at `len` over the first `tokens` test tokens; NaN when the
+// Perplexity of a model at `len` over the first `tokens` test tokens; NaN when the
 // encoding cannot run at that length (the learned table).
-double perplexity_at(const std::string& ckpt, const text::TokenStream& test, int64_t len, int64_t tokens,
-                     const nn::PositionConfig* scaling) {
-  LoadedLm lm = load_lm(ckpt, scaling);
+double perplexity_at(LoadedLm& lm, const text::TokenStream& test, int64_t len, int64_t tokens) {
   if (lm.model->config().pos.kind == nn::PositionEncoding::learned && len > lm.model->config().max_seq_len)
     return std::nan("");
   const int64_t batch = std::max<int64_t>(1, 8192 / len);
@@ -134,8 +132,9 @@ nlohmann::json run_pe_experiment(const PeExperimentOptions& o) {
     nlohmann::json row = {{"name", e}, {"train_seconds", tr.seconds}, {"tokens_per_s", tr.tokens_per_s},
                           {"final_train_loss", tr.final_train_loss}, {"perplexity", nlohmann::json::object()}};
     const std::string ckpt = (dir / e / "last.safetensors").string();
+    LoadedLm trained = load_lm(ckpt);
     for (int64_t l : lens) {
-      double p = perplexity_at(ckpt, test, l, s.eval_tokens, nullptr);
+      double p = perplexity_at(trained, test, l, s.eval_tokens);
       row["perplexity"][std::to_string(l)] = std::isfinite(p) ? nlohmann::json(p) : nlohmann::json();
     }
     res["rows"].push_back(row);
@@ -146,7 +145,8 @@ nlohmann::json run_pe_experiment(const PeExperimentOptions& o) {
           nn::PositionConfig pc;
           pc.rope_scaling = l > s.train_len ? sc : nn::RopeScaling::none;
           pc.rope_factor = std::max(1.0, double(l) / double(s.train_len));
-          r2["perplexity"][std::to_string(l)] = perplexity_at(ckpt, test, l, s.eval_tokens, &pc);
+          LoadedLm scaled = load_lm(ckpt, &pc);  // the same weights, RoPE tables for this factor
+          r2["perplexity"][std::to_string(l)] = perplexity_at(scaled, test, l, s.eval_tokens);
         }
         res["rows"].push_back(r2);
       }

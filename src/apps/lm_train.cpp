@@ -62,7 +62,6 @@ void check_options(const TrainLmOptions& o) {
   QS_CHECK(o.batch >= 1 && o.seq >= 1 && o.steps >= 1, "train lm: --batch, --seq and --steps must be positive");
   QS_CHECK(o.lr > 0 && o.min_lr_ratio >= 0 && o.min_lr_ratio <= 1 && o.grad_clip >= 0 && o.weight_decay >= 0,
            "train lm: need --lr > 0, 0 <= min_lr_ratio <= 1, --grad-clip >= 0, --weight-decay >= 0");
-  QS_CHECK(o.out_dir.empty() || o.out_dir != o.resume, "train lm: --out must be a folder");
 }
 
 }  // namespace

@@ -26,14 +26,7 @@ apps::TrainCnnOptions small_run(const std::string& dir) {
   return o;
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
-}
+using qs::testing::error_of;
 
 }  // namespace
 

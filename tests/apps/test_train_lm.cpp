@@ -44,14 +44,7 @@ apps::TrainLmOptions small_run(const std::string& dir, const std::string& corpus
   return o;
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
-}
+using qs::testing::error_of;
 
 }  // namespace
 
