@@ -17,6 +17,9 @@ PKGS=(
   dataset-fashion-mnist
   # text: the King James Bible (`bible` program + text), the default language-model corpus
   bible-kjv bible-kjv-text
+  # attention views: PNG writer and TrueType rasteriser (stb), the label font, the
+  # viewer's HTTP server, and the browser its end-to-end test drives (with nodejs/npm)
+  libstb-dev fonts-dejavu-core libcpp-httplib-dev chromium nodejs
 )
 missing=()
 for p in "${PKGS[@]}"; do
