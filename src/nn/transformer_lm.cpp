@@ -57,7 +57,11 @@ TransformerLM::TransformerLM(const LMConfig& cfg, FfnFactory ffn_factory, Genera
   cfg_.validate();
   const int64_t c = cfg_.d_model;
   wte_ = register_module("wte", std::make_shared<Embedding>(cfg_.vocab_size, c, -1, gen));
-  init::normal_(wte_->weight(), 0.0, 0.02, gen);
+  // With the fixed sinusoidal table (values in [-1, 1]) the token embeddings are scaled as
+  // in Vaswani et al. and fairseq: N(0, 1/d) times sqrt(d), so both terms have a standard
+  // deviation near 1. GPT-2's N(0, 0.02) alone would leave the token signal 50x weaker than
+  // the position signal, and the model learns far more slowly.
+  init::normal_(wte_->weight(), 0.0, sinusoidal_embed_scale() > 1 ? 1.0 / std::sqrt(double(c)) : 0.02, gen);
   if (cfg_.pos.kind == PositionEncoding::learned) {
     wpe_ = register_module("wpe", std::make_shared<Embedding>(cfg_.max_seq_len, c, -1, gen));
     init::normal_(wpe_->weight(), 0.0, 0.02, gen);
@@ -101,6 +105,10 @@ void TransformerLM::init_weights(Generator& gen, const std::vector<std::string>&
   }
 }
 
+double TransformerLM::sinusoidal_embed_scale() const {
+  return cfg_.pos.kind == PositionEncoding::sinusoidal ? std::sqrt(double(cfg_.d_model)) : 1.0;
+}
+
 Tensor TransformerLM::run(const Tensor& idx, KVCacheSet* cache) {
   QS_CHECK(idx.dim() == 2 && idx.dtype() == DType::i64, "TransformerLM: expected idx i64 [B, T], got {} {}",
            dtype_name(idx.dtype()), shape_str(idx.shape()));
@@ -110,7 +118,8 @@ Tensor TransformerLM::run(const Tensor& idx, KVCacheSet* cache) {
            "TransformerLM: the cache has {} layers, the model {}; hint: use make_cache()", cache->layers.size(),
            cfg_.n_layers);
   Tensor x = wte_->forward(idx);
-  if (cfg_.pos.kind == PositionEncoding::sinusoidal) x = x + sinusoidal_table(start, n, cfg_.d_model, x.dtype());
+  if (cfg_.pos.kind == PositionEncoding::sinusoidal)
+    x = x * sinusoidal_embed_scale() + sinusoidal_table(start, n, cfg_.d_model, x.dtype());
   if (wpe_) {
     QS_CHECK(start + n <= cfg_.max_seq_len,
              "TransformerLM: positions up to {} exceed the learned position table of {} (the trained length)",

@@ -218,6 +218,27 @@ TEST(LMConfig, SupportedLengths) {
   EXPECT_EQ(lm.generate({1, 2}, 14).size(), 16u);
 }
 
+// Token embeddings and the sinusoidal table enter with comparable magnitudes (std ~1),
+// as in Vaswani et al.; other encodings keep GPT-2's N(0, 0.02) embeddings unscaled.
+TEST(TransformerLM, SinusoidalScalesTokenEmbeddings) {
+  auto wte_std = [](const TransformerLM& lm) {
+    for (auto& [name, t] : lm.state_dict())
+      if (name == "wte.weight") return std::sqrt(mean(pow(t, 2.0)).item());
+    return -1.0;
+  };
+  LMConfig c;
+  c.vocab_size = 256, c.d_model = 64, c.n_layers = 1, c.n_heads = 4, c.max_seq_len = 32;
+  c.pos.kind = PositionEncoding::sinusoidal;
+  Generator g(21);
+  TransformerLM sin_lm(c, {}, g);
+  EXPECT_DOUBLE_EQ(sin_lm.sinusoidal_embed_scale(), 8.0);
+  EXPECT_NEAR(wte_std(sin_lm) * sin_lm.sinusoidal_embed_scale(), 1.0, 0.05);
+  c.pos.kind = PositionEncoding::rope;
+  TransformerLM rope_lm(c, {}, g);
+  EXPECT_DOUBLE_EQ(rope_lm.sinusoidal_embed_scale(), 1.0);
+  EXPECT_NEAR(wte_std(rope_lm), 0.02, 0.002);
+}
+
 TEST(TransformerLM, MoeLayersLoadAndBalanceLoss) {
   Generator g(15);
   LMConfig c = tiny("deepseek", "mha", PositionEncoding::rope, "moe");

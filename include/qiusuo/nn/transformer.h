@@ -292,6 +292,9 @@ class TransformerLM : public Module {
   void set_explicit_attention(bool on);  // every layer: see AttentionLayer
   const LMConfig& config() const { return cfg_; }
   const std::vector<std::shared_ptr<TransformerBlock>>& blocks() const { return blocks_; }
+  // The factor on the token embeddings: sqrt(d_model) with the sinusoidal encoding
+  // (Vaswani et al.; embeddings initialised N(0, 1/d_model)), 1 otherwise.
+  double sinusoidal_embed_scale() const;
 
  private:
   Tensor run(const Tensor& idx, KVCacheSet* cache);
