@@ -13,6 +13,7 @@ h1{font-size:1.3em;margin:.2em 0}
 #frame{width:22em}
 #readout{font-family:monospace;min-height:1.3em;margin:.3em 0}
 #text{font-family:monospace;margin:.3em 0;max-width:70em;word-wrap:break-word}
+#text .tok{background:#f0f0f0;margin:1px;padding:0 1px;display:inline-block}
 #text .next{background:#fde725}
 #bar{display:flex;align-items:center;gap:.4em;font-size:.85em;margin:.3em 0}
 canvas#c{border:0;display:block}
@@ -100,18 +101,15 @@ inline constexpr const char* kViewJs = R"JS(
     return { m, rows, cols, v };
   }
   function showText() {
-    const el = $('text');
+    const el = $('text'), gen = D.kind === 'generation';
+    const toks = gen ? D.tokens.slice(0, D.frames[S.frame].n).concat([D.generated[S.frame]]) : D.tokens;
     el.textContent = '';
-    if (D.kind !== 'generation') {
-      el.textContent = D.tokens.join(' ');
-      return;
-    }
-    const n = D.frames[S.frame].n;
-    el.textContent = D.tokens.slice(0, n).join(' ') + ' ';
-    const next = document.createElement('span');
-    next.className = 'next';
-    next.textContent = D.generated[S.frame];
-    el.appendChild(next);
+    toks.forEach((t, i) => {
+      const s = document.createElement('span');
+      s.className = gen && i === toks.length - 1 ? 'tok next' : 'tok';
+      s.textContent = t;
+      el.appendChild(s);
+    });
   }
   function draw() {
     const { m, rows, cols, v } = current();

@@ -24,8 +24,8 @@ struct CliRun {
   std::string out;
 };
 
-CliRun cli(const std::string& args) {
-  const std::string cmd = std::string(QS_CLI_PATH) + " " + args + " 2>&1";
+CliRun cli(const std::string& args, const std::string& env = "") {
+  const std::string cmd = env + " " + std::string(QS_CLI_PATH) + " " + args + " 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
   std::string out;
   char buf[4096];
@@ -149,8 +149,29 @@ TEST(AttentionCli, BadInputGetsClearErrors) {
   EXPECT_NE(r.out.find("--layer 5 does not exist; the model has layers 0, 1"), std::string::npos) << r.out;
   r = cli("attention " + ck + " --text abc --format jpg --out " + out + "/a");
   EXPECT_EQ(r.rc, 1) << r.out;
+  r = cli("attention " + ck + " --text abc --out " + out + "/a", "QS_FONT=/nonexistent/font.ttf");
+  EXPECT_EQ(r.rc, 3) << r.out;
+  EXPECT_NE(r.out.find("install the Debian package fonts-dejavu-core"), std::string::npos) << r.out;
   r = cli("attention " + ck + " --generate 40 --prompt \"In the beginning\" --out " + out + "/a");
   EXPECT_NE(r.out.find("exceeds the 48 tokens"), std::string::npos) << r.out;
+}
+
+// The pages' script runs in a real browser: after load it has filled the frame label and sized
+// the canvas. Skipped where Debian's chromium is not installed.
+TEST(AttentionCli, PagesRunInHeadlessChromium) {
+  if (!fs::exists("/usr/bin/chromium")) GTEST_SKIP() << "/usr/bin/chromium is not installed";
+  const std::string out = testing::temp_dir("attention_chromium");
+  ASSERT_EQ(cli("attention " + checkpoints_dir() + "/last.safetensors --generate 3 --prompt \"In\" --out " + out).rc, 0);
+  const std::string cmd = "timeout 120 /usr/bin/chromium --headless --no-sandbox --disable-gpu --user-data-dir=" + out +
+                          "/profile --dump-dom file://" + out + "/generation.html 2>/dev/null";
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string dom;
+  char buf[4096];
+  while (size_t n = fread(buf, 1, sizeof buf, p)) dom.append(buf, n);
+  pclose(p);
+  EXPECT_NE(dom.find("<span id=\"framelabel\">step 1: predicts"), std::string::npos) << dom.substr(0, 2000);
+  EXPECT_NE(dom.find("class=\"tok next\""), std::string::npos);
+  EXPECT_EQ(dom.find("<canvas id=\"c\" width=\"10\""), std::string::npos);  // draw() resized it
 }
 
 TEST(AttentionViews, GenerationFramesArePrefixesOfTheFullCapture) {
