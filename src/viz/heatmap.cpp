@@ -23,9 +23,9 @@ struct Figure {
 };
 
 void check_style(const HeatmapStyle& s) {
-  QS_CHECK(s.font_px >= 6 && s.font_px <= 64 && s.cell_px >= 1 && s.max_matrix_px >= 16 && s.max_matrix_px <= 8192 &&
+  QS_CHECK(s.font_px >= 6 && s.font_px <= 64 && s.cell_px >= 1 && s.max_matrix_px >= 16 && s.max_matrix_px <= 3584 &&
                s.grid_panel_px >= 16 && s.label_chars >= 1,
-           "heatmap: style out of range (font_px {}, cell_px {}, max_matrix_px {} (16..8192), grid_panel_px {})",
+           "heatmap: style out of range (font_px {}, cell_px {}, max_matrix_px {} (16..3584), grid_panel_px {})",
            s.font_px, s.cell_px, s.max_matrix_px, s.grid_panel_px);
 }
 

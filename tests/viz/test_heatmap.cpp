@@ -125,7 +125,7 @@ TEST(Heatmap, SvgIsWellFormedWithEscapedLabels) {
 
 TEST(Heatmap, PngShowsEachCellInItsColour) {
   HeatmapStyle st;
-  const Image img = heatmap_png(small_map(), st);
+  const Image img = decode_png(encode_png(heatmap_png(small_map(), st)));  // through a PNG file's bytes
   // The first pixel of the maximum's colour (row-major scan) is the top-left cell's corner:
   // the colour bar starts at the same height, but to the right.
   const Rgb top = viridis(1.0);
@@ -170,6 +170,8 @@ TEST(Heatmap, ThousandTokensStayWithinTheCap) {
   const std::string pooled = heatmap_svg(h, st);
   EXPECT_NE(pooled.find("cells: max of 4x4 tokens"), std::string::npos);
   EXPECT_LE(heatmap_png(h, st).width(), 600);
+  st.max_matrix_px = 3585;
+  EXPECT_NE(testing::error_of([&] { heatmap_png(h, st); }).find("16..3584"), std::string::npos);
 }
 
 TEST(Heatmap, GridSharesOneColourBar) {

@@ -50,7 +50,8 @@ struct HeatmapStyle {
   double log_floor = 1e-4;
   int font_px = 12;
   int cell_px = 18;          // cell size while the matrix fits in max_matrix_px
-  int max_matrix_px = 2048;  // the matrix's largest side (>= 16)
+  int max_matrix_px = 2048;  // the matrix's largest side (16..3584: with labels and colour bar a
+                             // figure stays within about 4096 px)
   int grid_panel_px = 220;   // each head's matrix in a grid
   int svg_rect_limit = 128;  // cells per side drawn as <rect>; above: an embedded PNG
   int label_chars = 14;      // longer labels are cut with "…"
