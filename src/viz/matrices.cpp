@@ -84,33 +84,36 @@ Matrix max_pool(const Matrix& m, int64_t max_rows, int64_t max_cols) {
 
 namespace {
 
-std::vector<double> weights_of(const Tensor& w, const char* what) {
+// w as contiguous f32 (no copy when it already is).
+Tensor weights_of(const Tensor& w, const char* what) {
   QS_CHECK(w.defined() && w.dim() == 3, "{}: attention weights must be [H, Tq, Tk], found {}", what,
            w.defined() ? fmt::format("{} dims", w.dim()) : std::string("an undefined tensor"));
-  return w.to_vector();
+  return w.to(DType::f32).contiguous();
 }
 
 }  // namespace
 
 Matrix head_matrix(const Tensor& w, int64_t h) {
-  const std::vector<double> v = weights_of(w, "head_matrix");
+  const Tensor c = weights_of(w, "head_matrix");
   QS_CHECK(h >= 0 && h < w.size(0), "head_matrix: head {} is out of range; the map has {} heads (0..{})", h, w.size(0),
            w.size(0) - 1);
   Matrix m{w.size(1), w.size(2), {}};
   const size_t n = size_t(m.rows * m.cols);
-  m.v.assign(v.begin() + int64_t(h * n), v.begin() + int64_t((h + 1) * n));
+  const float* p = c.data_ptr<float>() + size_t(h) * n;
+  m.v.assign(p, p + n);
   return m;
 }
 
 Matrix head_mean(const Tensor& w) {
-  const std::vector<double> v = weights_of(w, "head_mean");
+  const Tensor c = weights_of(w, "head_mean");
+  const float* p = c.data_ptr<float>();
   const int64_t H = w.size(0);
   Matrix m{w.size(1), w.size(2), {}};
   const size_t n = size_t(m.rows * m.cols);
   m.v.resize(n);
   for (size_t i = 0; i < n; ++i) {
     double s = 0;
-    for (int64_t h = 0; h < H; ++h) s += v[size_t(h) * n + i];
+    for (int64_t h = 0; h < H; ++h) s += p[size_t(h) * n + i];
     m.v[i] = float(s / double(H));
   }
   return m;

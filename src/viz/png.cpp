@@ -6,12 +6,30 @@
 #include "qiusuo/error.h"
 #include "qiusuo/viz/image.h"
 
+#include <zlib.h>
+
+#include <cstdlib>
+
+// zlib's deflate instead of stb's own: 3-4x faster on large figures, and smaller files.
+// stb frees the result with free().
+static unsigned char* qs_zlib_compress(unsigned char* data, int len, int* out_len, int /*quality*/) {
+  uLongf n = compressBound(uLong(len));
+  auto* out = static_cast<unsigned char*>(std::malloc(n));
+  if (out == nullptr || compress2(out, &n, data, uLong(len), 6) != Z_OK) {
+    std::free(out);
+    return nullptr;
+  }
+  *out_len = int(n);
+  return out;
+}
+
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 #pragma GCC diagnostic ignored "-Wunused-function"
 #pragma GCC diagnostic ignored "-Wsign-compare"
 #define STB_IMAGE_WRITE_IMPLEMENTATION
 #define STB_IMAGE_WRITE_STATIC
+#define STBIW_ZLIB_COMPRESS qs_zlib_compress
 #include <stb/stb_image_write.h>
 #define STB_IMAGE_IMPLEMENTATION
 #define STB_IMAGE_STATIC
