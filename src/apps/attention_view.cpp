@@ -59,9 +59,16 @@ std::vector<std::string> token_labels(const text::Tokenizer& tok, const std::vec
 AttentionSnapshot capture_attention(nn::TransformerLM& model, const text::Tokenizer& tok, const std::string& text,
                                     int64_t max_tokens) {
   QS_CHECK(!text.empty(), "attention: the text is empty; give at least one character");
+  std::vector<int32_t> ids = tok.encode(text);
+  if (max_tokens > 0 && int64_t(ids.size()) > max_tokens) ids.resize(size_t(max_tokens));
+  return capture_attention_ids(model, tok, std::move(ids));
+}
+
+AttentionSnapshot capture_attention_ids(nn::TransformerLM& model, const text::Tokenizer& tok,
+                                        std::vector<int32_t> ids) {
+  QS_CHECK(!ids.empty(), "attention: no tokens to run the model on");
   AttentionSnapshot s;
-  s.ids = tok.encode(text);
-  if (max_tokens > 0 && int64_t(s.ids.size()) > max_tokens) s.ids.resize(size_t(max_tokens));
+  s.ids = std::move(ids);
   const int64_t n = int64_t(s.ids.size());
   const int64_t limit = model.config().max_supported_length();
   QS_CHECK(n <= limit, "attention: the text is {} tokens but this model supports at most {} (its {} encoding); "

@@ -47,6 +47,7 @@ void print_usage(std::ostream& os);
 int run_guarded(const std::function<int()>& f);
 
 // Verbs (one file each).
+int cmd_attention(Args a);
 int cmd_bench(Args a);
 int cmd_check(Args a);
 int cmd_demo(Args a);

@@ -5,6 +5,20 @@ namespace qs::cli {
 
 const std::vector<Command>& commands() {
   static const std::vector<Command> c = {
+      {"attention", "draw a model's attention: heatmaps, rollout, and views across checkpoints or generation",
+       "usage: qiusuo attention CKPT --text TEXT --out DIR [--layer L] [--head H] [--log] [--log-floor 1e-4]\n"
+       "                        [--max-tokens N] [--format png,svg] [--max-px 2048]\n"
+       "       qiusuo attention --checkpoints CK1 CK2 ... --text TEXT --out DIR [--max-tokens N] [--view-max 256]\n"
+       "       qiusuo attention CKPT --generate N --prompt TEXT --out DIR [--temperature 0] [--top-k 0] [--top-p 1]\n"
+       "                        [--seed 0] [--view-max 256]\n\n"
+       "Heatmaps (rows: queries, columns: keys) of every head of every layer (or --layer/--head), each layer's\n"
+       "grid of heads and head average, and attention rollout: layer<L>_head<H>.{png,svg}, layer<L>_grid.png,\n"
+       "layer<L>_mean.{png,svg}, rollout.{png,svg}, index.html (shows them all) and attention.json.\n"
+       "--log: log10 colour scale from --log-floor. --max-px caps the matrix side (longer inputs are max-pooled).\n"
+       "--checkpoints: DIR/checkpoints.html, a slider over the checkpoints (same text) with map and head selectors.\n"
+       "--generate N: DIR/generation.html, one frame per generated token (greedy unless --temperature > 0),\n"
+       "with a slider and a play button. Both pages are self-contained (no network). See docs/attention-views.md.\n",
+       cmd_attention},
       {"bench", "run benchmark workloads (JSON lines, same names as the PyTorch peers)",
        "usage: qiusuo bench <workload|all>... [--json] [--bf16] [--threads N] [--iters N] | --list\n"
        "  --json       one JSON object per line (fields as in shared/peers/)\n"

@@ -51,5 +51,10 @@ std::vector<std::string> token_labels(const text::Tokenizer& tok, const std::vec
 // supports (it says how many and the limit).
 AttentionSnapshot capture_attention(nn::TransformerLM& model, const text::Tokenizer& tok, const std::string& text,
                                     int64_t max_tokens = 0);
+// The same for token ids given directly (e.g. a prompt and its generated continuation,
+// which re-encoding the decoded text need not reproduce). Errors: no ids, more than the
+// model supports.
+AttentionSnapshot capture_attention_ids(nn::TransformerLM& model, const text::Tokenizer& tok,
+                                        std::vector<int32_t> ids);
 
 }  // namespace qs::apps
