@@ -33,12 +33,15 @@ std::vector<float> mean_pool(const float* w, int64_t rows, int64_t cols, int64_t
   const int64_t br = std::min(rows, out_rows), bc = std::min(cols, out_cols);
   std::vector<double> sum(size_t(br * bc), 0.0);
   std::vector<int64_t> count(size_t(br * bc), 0);
+  std::vector<int64_t> col_bin(static_cast<size_t>(cols));
+  for (int64_t j = 0; j < cols; ++j) col_bin[size_t(j)] = j * bc / cols;
   for (int64_t i = 0; i < rows; ++i) {
     const int64_t bi = i * br / rows;
+    double* srow = sum.data() + bi * bc;
+    int64_t* crow = count.data() + bi * bc;
     for (int64_t j = 0; j < cols; ++j) {
-      const int64_t b = bi * bc + j * bc / cols;
-      sum[size_t(b)] += w[i * cols + j];
-      ++count[size_t(b)];
+      srow[col_bin[size_t(j)]] += w[i * cols + j];
+      ++crow[col_bin[size_t(j)]];
     }
   }
   std::vector<float> out(sum.size());
@@ -246,6 +249,7 @@ ViewerApi::ViewerApi(LoadedLm lm, const ViewerOptions& opt) : lm_(std::move(lm))
   QS_CHECK(opt.max_tokens > 0, "serve: --max-tokens must be positive, got {}", opt.max_tokens);
   const nn::LMConfig& c = lm_.model->config();
   max_tokens_ = std::min(opt.max_tokens, c.max_supported_length());
+  threads_ = get_num_threads();
   lm_.model->eval();
   // One short run lists the attention maps the model captures (names, kinds, heads).
   const AttentionSnapshot probe = capture_attention(*lm_.model, *lm_.tokenizer, "a", 1);
@@ -276,17 +280,29 @@ ViewerApi::ViewerApi(LoadedLm lm, const ViewerOptions& opt) : lm_(std::move(lm))
 
 nlohmann::json ViewerApi::attention(const std::string& body) {
   const AttentionRequest q = parse_request(body, info_["maps"], max_tokens_);
-  AttentionSnapshot s;
+  std::shared_ptr<const AttentionSnapshot> snap;
   int64_t n_text = 0;
   {
     std::lock_guard<std::mutex> lock(model_mu_);
+    set_num_threads(threads_);  // OpenMP's thread count is per calling thread
     n_text = int64_t(lm_.tokenizer->encode(q.text).size());
     if (n_text == 0) throw ApiError(422, "the text encodes to no tokens");
     if (!q.max_tokens && n_text > max_tokens_)
       throw ApiError(422, fmt::format("the text is {} tokens; the limit is {} tokens per request (shorten it, or send "
                                       "\"max_tokens\" to keep only the first ones)", n_text, max_tokens_));
-    s = capture_attention(*lm_.model, *lm_.tokenizer, q.text, q.max_tokens.value_or(max_tokens_));
+    const int64_t limit = q.max_tokens.value_or(max_tokens_);
+    // The page asks for the thumbnails and one head of the same text, then other heads of
+    // it: the last text's capture answers them without running the model again.
+    if (!last_ || last_text_ != q.text || last_limit_ != limit) {
+      last_.reset();  // free the old capture before making the new one
+      last_ = std::make_shared<const AttentionSnapshot>(
+          capture_attention(*lm_.model, *lm_.tokenizer, q.text, limit));
+      last_text_ = q.text;
+      last_limit_ = limit;
+    }
+    snap = last_;
   }
+  const AttentionSnapshot& s = *snap;
   json r = {{"tokens", s.tokens}, {"ids", s.ids}, {"n_tokens", s.ids.size()}, {"text_tokens", n_text},
             {"key_tokens", s.source_tokens.empty() ? s.tokens : s.source_tokens}};
   if (q.layer) {

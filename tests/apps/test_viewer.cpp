@@ -270,7 +270,7 @@ TEST_F(ViewerTest, ServesOnlyTheAssetFolder) {
   const std::string page = raw_get("/");
   EXPECT_NE(page.find("200 OK"), std::string::npos);
   EXPECT_NE(page.find("viewer page"), std::string::npos);
-  EXPECT_NE(raw_get("/sub/a.js").find("text/javascript"), std::string::npos);
+  EXPECT_NE(raw_get("/sub/a.js").find("application/javascript"), std::string::npos);
   for (const char* bad : {"/../secret.txt", "/%2e%2e/secret.txt", "/..%2fsecret.txt", "/sub/../../secret.txt",
                           "/sub/../index.html", "//etc/passwd", "/%2Fetc/passwd", "/link.txt", "/.hidden",
                           "/sub/%2e%2e/%2e%2e/secret.txt", "/..\\secret.txt", "/nothing.html", "/sub"}) {

@@ -9,7 +9,8 @@
 //
 // Threading: the model is not thread-safe; every request that runs it takes one mutex,
 // so attention requests are served one at a time (static files and /api/model are not
-// blocked by it).
+// blocked by it). The last text's capture is kept, so asking for other heads of the same
+// text does not run the model again.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -76,8 +77,14 @@ class ViewerApi {
   LoadedLm lm_;
   ViewerOptions opt_;
   int64_t max_tokens_ = 0;
+  int threads_ = 0;  // OpenMP threads of the constructing thread, applied in the server's threads
   nlohmann::json info_;
-  std::mutex model_mu_;
+  std::mutex model_mu_;  // guards the model and the cached capture below
+  // The last text's capture (layers x heads x T x T floats: 128 MiB for 4 layers of 8
+  // heads at 1024 tokens).
+  std::shared_ptr<const AttentionSnapshot> last_;
+  std::string last_text_;
+  int64_t last_limit_ = 0;
 };
 
 // The file an URL path names inside `assets_dir`, or "" when it must not be served: a
