@@ -38,6 +38,9 @@ int cmd_serve(Args a) {
   std::cout << fmt::format("qiusuo serve: {} attention layers x {} heads, {} tokens per request\n",
                            info["layers"].get<int64_t>(), info["heads"].get<int64_t>(),
                            info["max_tokens"].get<int64_t>());
+  if (o.host != "127.0.0.1" && o.host != "localhost" && o.host != "::1")
+    std::cout << fmt::format("qiusuo serve: note: bound to {}, not loopback: whoever reaches this address can run "
+                             "the model\n", o.host);
   std::cout << fmt::format("qiusuo serve: listening on http://{}:{}/ (Ctrl-C stops)", o.host, port) << std::endl;
   std::atomic<bool> signalled{false};
   std::thread waiter([&] {

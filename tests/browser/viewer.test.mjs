@@ -1,10 +1,13 @@
 // End to end: `qiusuo serve` on a tiny checkpoint, driven in Debian's chromium (headless)
 // with playwright-core. Checks that the heatmap's brightest cell of each row is where the
 // API's weights have their maximum, that API errors appear on the page, that the model
-// view selects a head, and that a 1024-token text is drawn in time.
+// view selects a head and shows the head roles of --analysis, and that a 1024-token text
+// is drawn in time.
 //
 // usage: node viewer.test.mjs QIUSUO CKPT
 import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import assert from 'node:assert/strict';
 import { chromium } from 'playwright-core';
 
@@ -17,8 +20,13 @@ const CHROMIUM = process.env.QS_CHROMIUM || '/usr/bin/chromium';
 const BUDGET_TOTAL_MS = 2000;  // click -> drawn, 1024 tokens
 const BUDGET_DRAW_MS = 1000;   // API answered -> drawn
 
+// Head roles in the format of `qiusuo heads` (docs/viewer-api.md), with a field the viewer ignores.
+const ANALYSIS = { heads: [{ name: 'blocks.0.attn', layer: 0, head: 1, kind: 'causal', roles: ['positional -1'],
+                             confidence: 0.83, extra: true }] };
+
 function startServer() {
-  const proc = spawn(qiusuo, ['serve', '--model', ckpt, '--port', '0', '--threads', '1'],
+  writeFileSync('analysis.json', JSON.stringify(ANALYSIS));
+  const proc = spawn(qiusuo, ['serve', '--model', ckpt, '--port', '0', '--threads', '1', '--analysis', 'analysis.json'],
                      { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   const url = new Promise((resolve, reject) => {
@@ -119,6 +127,8 @@ async function testShortText(page, url) {
   let r = await act(page, () => page.click('#show'));
   assert.equal(r.state, 'drawn', await page.textContent('#error'));
   console.log(`short text: ${r.timings.n_tokens} tokens, click to drawn ${r.ms} ms (page: ${JSON.stringify(r.timings)})`);
+  const roles = await page.textContent('.thumb[data-layer="0"][data-head="1"] .roles');
+  assert.ok(roles.startsWith('positional -1'), `head roles from --analysis under the thumbnail: '${roles}'`);
   // Pick the last head of the last layer in the model view.
   const thumbs = await page.$$('.thumb');
   assert.ok(thumbs.length >= 2, 'the model view shows every head');
@@ -170,7 +180,7 @@ async function testLongText(page, url) {
   const r = await act(page, () => page.click('#show'));
   assert.equal(r.state, 'drawn', await page.textContent('#error'));
   const t = r.timings;
-  console.log(`1024 tokens: click to drawn ${r.ms} ms measured by the test; page: API ${t.api_ms.toFixed(0)} ms, ` +
+  console.log(`1024 tokens (load average ${loadavg()[0].toFixed(1)}): click to drawn ${r.ms} ms measured by the test; page: API ${t.api_ms.toFixed(0)} ms, ` +
               `draw ${t.draw_ms.toFixed(0)} ms ${JSON.stringify(await page.evaluate(() => window.qsDrawParts))}, ` +
               `total to next frame ${t.total_ms.toFixed(0)} ms`);
   assert.equal(t.n_tokens, 1024);

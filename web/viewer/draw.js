@@ -118,7 +118,7 @@ function drawThumb(canvas, weights, log) {
 function drawHeadView(canvas, m, log, threshold, focus) {
   const n = Math.max(m.rows, m.cols);
   const rh = n <= 60 ? 18 : Math.max(2, Math.min(18, Math.floor(3600 / n)));
-  const width = 460, left = 170, right = 290, top = 8;
+  const width = 460, left = 140, right = 320, top = 8;
   const height = top * 2 + n * rh;
   const dpr = sizeCanvas(canvas, width, height, height > 2000 ? 1 : 4);
   const ctx = canvas.getContext('2d');
@@ -142,7 +142,8 @@ function drawHeadView(canvas, m, log, threshold, focus) {
   }
   ctx.lineWidth = rh >= 10 ? 1.5 : 1;
   for (let l = 1; l <= LEVELS; l++) {
-    const a = (l / LEVELS) * (focus === null ? 0.9 : 0.25);
+    // Every line drawn stays visible: opacity 0.1 at the bottom of the scale, 0.9 at the top.
+    const a = (0.1 + (0.8 * l) / LEVELS) * (focus === null ? 1 : 0.3);
     ctx.strokeStyle = `rgba(10, 102, 194, ${a})`;
     ctx.stroke(paths[l]);
   }
@@ -160,9 +161,11 @@ function drawLabels(ctx, m, g) {
   const label = (s, x, y, align, strong) => {
     ctx.textAlign = align;
     ctx.fillStyle = strong ? '#c24a0a' : '#222';
-    ctx.fillText(s.length > 18 ? s.slice(0, 17) + '…' : s, x, y);
+    ctx.fillText(s.length > 16 ? s.slice(0, 15) + '…' : s, x, y);
   };
+  // Too many tokens for a label each: every `every`-th one, with its position.
+  const text = (s, i) => (every > 1 ? `${i} ${s}` : s);
   for (let i = 0; i < m.rows; i++)
-    if (i % every === 0 || i === g.focus) label(m.rowLabel(i), g.left, g.yq(i), 'right', i === g.focus);
-  for (let j = 0; j < m.cols; j++) if (j % every === 0) label(m.colLabel(j), g.right, g.yk(j), 'left', false);
+    if (i % every === 0 || i === g.focus) label(text(m.rowLabel(i), i), g.left, g.yq(i), 'right', i === g.focus);
+  for (let j = 0; j < m.cols; j++) if (j % every === 0) label(text(m.colLabel(j), j), g.right, g.yk(j), 'left', false);
 }

@@ -160,6 +160,7 @@ async function run(fetcher) {
   } catch (e) {
     if (seq !== state.seq) return;
     showError(e.message);
+    $('status').textContent = '';
     setStatus(seq, 'error');
   }
 }
