@@ -72,9 +72,14 @@ class ViewerTest : public ::testing::Test {
     delete server_;
   }
   static httplib::Result post(const json& body) { return post_raw(body.dump()); }
-  static httplib::Result post_raw(const std::string& body) {
+  // Sanitizer and valgrind runs on a busy machine can take longer than httplib's 5 s.
+  static httplib::Client client() {
     httplib::Client c("127.0.0.1", port_);
-    return c.Post("/api/attention", body, "application/json");
+    c.set_read_timeout(120);
+    return c;
+  }
+  static httplib::Result post_raw(const std::string& body) {
+    return client().Post("/api/attention", body, "application/json");
   }
   // Expects an error status with an {"error": message} body; returns the message.
   static std::string error_of(const httplib::Result& r, int status) {
@@ -108,8 +113,7 @@ class ViewerTest : public ::testing::Test {
 };
 
 TEST_F(ViewerTest, ModelInfo) {
-  httplib::Client c("127.0.0.1", port_);
-  auto r = c.Get("/api/model");
+  auto r = client().Get("/api/model");
   ASSERT_TRUE(r);
   ASSERT_EQ(r->status, 200);
   const json j = json::parse(r->body);
@@ -245,7 +249,7 @@ TEST_F(ViewerTest, BadRequestsGetClearErrors) {
                 .find("limited to 256"),
             std::string::npos);
   EXPECT_NE(error_of(post_raw(std::string(kBodyLimit + 1, ' ')), 413).find("too large"), std::string::npos);
-  httplib::Client c("127.0.0.1", port_);
+  httplib::Client c = client();
   EXPECT_NE(error_of(c.Get("/api/nothing"), 404).find("no API endpoint"), std::string::npos);
   EXPECT_EQ(error_of(c.Delete("/api/model"), 404).empty(), false);
   // Unknown fields are ignored, and the server still serves after every error.

@@ -10,7 +10,12 @@ const state = { info: null, text: null, model: null, matrix: null, seq: 0, focus
 async function api(path, body) {
   const init = body === undefined ? {}
     : { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) };
-  const res = await fetch(path, init);
+  let res;
+  try {
+    res = await fetch(path, init);
+  } catch (e) {
+    throw new Error(`cannot reach the server (is qiusuo serve still running?): ${e.message}`);
+  }
   let j;
   try {
     j = await res.json();
@@ -239,6 +244,9 @@ function hoverLines(ev) {
 
 async function init() {
   $('show').addEventListener('click', show);
+  $('text').addEventListener('keydown', (ev) => {
+    if (ev.key === 'Enter' && (ev.ctrlKey || ev.metaKey)) show();
+  });
   $('layer').addEventListener('change', () => selectHead(parseInt($('layer').value, 10), parseInt($('head').value, 10)));
   $('head').addEventListener('change', () => selectHead(parseInt($('layer').value, 10), parseInt($('head').value, 10)));
   $('log').addEventListener('change', () => { drawModelView(); drawHeadParts(); });
