@@ -67,6 +67,8 @@ void send_error(httplib::Response& res, int status, const std::string& msg) {
   send_json(res, status, {{"error", msg}});
 }
 
+bool is_loopback(const std::string& host) { return host == "127.0.0.1" || host == "localhost" || host == "::1"; }
+
 }  // namespace
 
 struct ViewerServer::Impl {
@@ -75,11 +77,35 @@ struct ViewerServer::Impl {
   ViewerApi api;
   httplib::Server http;
   std::string assets;
+  int port = 0;
   void routes();
+  std::string refusal(const httplib::Request& req) const;
 };
+
+// Why a request is refused before routing, or "". A web page on another site can make the
+// browser send requests here: a Host other than this loopback address means DNS rebinding
+// (the answer would be readable by that site), and a POST that is not application/json
+// would skip the browser's CORS preflight (the model would run for that site).
+std::string ViewerServer::Impl::refusal(const httplib::Request& req) const {
+  if (is_loopback(opt.host)) {
+    const std::string host = req.get_header_value("Host"), p = ":" + std::to_string(port);
+    if (host != "127.0.0.1" + p && host != "localhost" + p && host != "[::1]" + p)
+      return fmt::format("Host '{}' is not this server's loopback address (127.0.0.1{})", host, p);
+  }
+  if (req.method == "POST" && req.get_header_value("Content-Type").rfind("application/json", 0) != 0)
+    return fmt::format("POST bodies must be sent as Content-Type: application/json, found '{}'",
+                       req.get_header_value("Content-Type"));
+  return "";
+}
 
 void ViewerServer::Impl::routes() {
   http.set_payload_max_length(opt.body_limit);
+  http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    const std::string why = refusal(req);
+    if (why.empty()) return httplib::Server::HandlerResponse::Unhandled;
+    send_error(res, 403, why);
+    return httplib::Server::HandlerResponse::Handled;
+  });
   http.Get("/api/model", [this](const httplib::Request&, httplib::Response& res) { send_json(res, 200, api.model_info()); });
   http.Post("/api/attention", [this](const httplib::Request& req, httplib::Response& res) {
     try {
@@ -135,6 +161,7 @@ int ViewerServer::bind() {
   if (port <= 0)
     throw IOError(fmt::format("serve: cannot listen on {}:{} (in use, or not an address of this machine)",
                               impl_->opt.host, impl_->opt.port));
+  impl_->port = port;
   return port;
 }
 

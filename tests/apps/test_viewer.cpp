@@ -91,14 +91,15 @@ class ViewerTest : public ::testing::Test {
     return j.is_object() ? j.value("error", std::string()) : "";
   }
   // A raw request line, as a browser would never send it (no client-side normalisation).
-  static std::string raw_get(const std::string& target) {
+  static std::string raw_get(const std::string& target, std::string host = "") {
+    if (host.empty()) host = "127.0.0.1:" + std::to_string(port_);
     const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_port = htons(uint16_t(port_));
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-    const std::string req = "GET " + target + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    const std::string req = "GET " + target + " HTTP/1.1\r\nHost: " + host + "\r\nConnection: close\r\n\r\n";
     EXPECT_EQ(::send(fd, req.data(), req.size(), 0), ssize_t(req.size()));
     std::string out;
     char buf[4096];
@@ -284,6 +285,19 @@ TEST_F(ViewerTest, ServesOnlyTheAssetFolder) {
     EXPECT_EQ(r.find("HIDDEN-CONTENT"), std::string::npos) << bad;
     EXPECT_NE(r.find("{\"error\":"), std::string::npos) << bad;
   }
+}
+
+// Requests a page on another site could make the browser send: DNS rebinding (a foreign
+// Host) and a POST without a JSON content type (no CORS preflight).
+TEST_F(ViewerTest, RefusesOtherSitesRequests) {
+  EXPECT_NE(raw_get("/", "evil.example:" + std::to_string(port_)).find("403"), std::string::npos);
+  EXPECT_NE(raw_get("/api/model", "127.0.0.1:1").find("is not this server's loopback address"), std::string::npos);
+  EXPECT_NE(raw_get("/", "localhost:" + std::to_string(port_)).find("200 OK"), std::string::npos);
+  EXPECT_NE(error_of(client().Post("/api/attention", R"({"text": "ab"})", "text/plain"), 403).find("application/json"),
+            std::string::npos);
+  auto r = client().Post("/api/attention", R"({"text": "ab"})", "application/json; charset=utf-8");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
 }
 
 TEST(ViewerAssets, ResolveAsset) {
