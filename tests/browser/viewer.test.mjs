@@ -145,6 +145,18 @@ async function testShortText(page, url) {
   assert.deepEqual([lum.rows, lum.cols], [n, n]);
   const vmax = Math.max(...a.json.weights.flat());
   checkRows('short text (dense)', lum, (i) => a.json.weights[i], vmax);
+  // Log scale: small weights get brighter; each row's brightest cell still holds its maximum
+  // (within three colour levels, a factor 10^(3 * 4 / 255) over the four decades shown).
+  await page.check('#log');
+  const logLum = await cellLuminance(page, [...Array(n).keys()]);
+  const mean = (l) => Object.values(l.lum).flat().reduce((x, y) => x + y, 0) / (n * n);
+  assert.ok(mean(logLum) > mean(lum) + 1, `log scale brightens the matrix (${mean(lum)} -> ${mean(logLum)})`);
+  for (const [i, row] of Object.entries(logLum.lum)) {
+    const w = a.json.weights[i], j = row.indexOf(Math.max(...row));
+    assert.ok(w[j] * 10 ** ((3 * 4) / 255) >= Math.max(...w), `log scale, row ${i}: brightest ${j} holds ${w[j]}`);
+  }
+  await page.uncheck('#log');
+  console.log(`log scale: mean luminance ${mean(lum).toFixed(1)} -> ${mean(logLum).toFixed(1)}, row maxima kept`);
   // Hover names the query and key tokens.
   const box = await page.locator('#heatmap-overlay').boundingBox();
   await page.mouse.move(box.x + ((2 + 0.5) * box.width) / n, box.y + ((5 + 0.5) * box.height) / n);

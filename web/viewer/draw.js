@@ -39,20 +39,26 @@ function sizeCanvas(canvas, width, height, maxDpr = 4) {
   return dpr;
 }
 
-// cells: Float32Array rows*cols -> an offscreen canvas with one pixel per cell.
+// The LUT as whole RGBA pixels in the machine's byte order (ImageData bytes are R, G, B, A).
+const LUT32 = (() => {
+  const bytes = new Uint8Array(256 * 4);
+  for (let i = 0; i < 256; i++) bytes.set([LUT[3 * i], LUT[3 * i + 1], LUT[3 * i + 2], 255], 4 * i);
+  return new Uint32Array(bytes.buffer);
+})();
+
+// cells: Float32Array rows*cols -> an offscreen canvas with one pixel per cell. Zero cells
+// (the causal upper triangle, keys outside the top-k) skip the scale: 1024 x 1024 stays fast.
 function cellImage(cells, rows, cols, scale) {
   const off = document.createElement('canvas');
   off.width = cols;
   off.height = rows;
   const ctx = off.getContext('2d');
   const img = ctx.createImageData(cols, rows);
-  const d = img.data;
+  const px = new Uint32Array(img.data.buffer);
+  const zero = LUT32[Math.round(scale(0) * 255)];
   for (let i = 0, n = rows * cols; i < n; i++) {
-    const t = Math.round(scale(cells[i]) * 255) * 3;
-    d[4 * i] = LUT[t];
-    d[4 * i + 1] = LUT[t + 1];
-    d[4 * i + 2] = LUT[t + 2];
-    d[4 * i + 3] = 255;
+    const w = cells[i];
+    px[i] = w === 0 ? zero : LUT32[Math.round(scale(w) * 255)];
   }
   ctx.putImageData(img, 0, 0);
   return off;
