@@ -72,7 +72,7 @@ async function cellLuminance(page, rowsWanted) {
     const c = document.getElementById('heatmap');
     const rows = Number(c.dataset.rows), cols = Number(c.dataset.cols);
     const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-    const out = { rows, cols, width: c.width, height: c.height, lum: {} };
+    const out = { rows, cols, vmax: Number(c.dataset.vmax), width: c.width, height: c.height, lum: {} };
     for (const i of wanted) {
       const y = Math.floor(((i + 0.5) * c.height) / rows), row = [];
       for (let j = 0; j < cols; j++) {
@@ -143,7 +143,9 @@ async function testShortText(page, url) {
   const n = a.json.rows;
   const lum = await cellLuminance(page, [...Array(n).keys()]);
   assert.deepEqual([lum.rows, lum.cols], [n, n]);
-  const vmax = Math.max(...a.json.weights.flat());
+  // The page's scale top: the largest weight after query 0 (whose one weight is 1).
+  const vmax = Math.max(...a.json.weights.slice(1).flat());
+  assert.ok(Math.abs(lum.vmax - vmax) <= 1e-6, `scale top ${lum.vmax}, expected ${vmax}`);
   checkRows('short text (dense)', lum, (i) => a.json.weights[i], vmax);
   // Log scale: small weights get brighter; each row's brightest cell still holds its maximum
   // (within three colour levels, a factor 10^(3 * 4 / 255) over the four decades shown).

@@ -22,10 +22,18 @@ function makeScale(vmax, log) {
   return (w) => (w <= 0 ? 0 : Math.min(1, Math.max(0, (Math.log10(w) - lo) / span)));
 }
 
-function maxOf(a) {
+function maxOf(a, from = 0) {
   let m = 0;
-  for (let i = 0; i < a.length; i++) if (a[i] > m) m = a[i];
+  for (let i = from; i < a.length; i++) if (a[i] > m) m = a[i];
   return m;
+}
+
+// The top of the colour scale: the largest weight, leaving out the first query row of
+// causal attention (its only weight is always 1, which would darken every other row);
+// cells above it get the top colour.
+function scaleTop(cells, rows, cols, causal) {
+  const top = causal && rows > 1 ? maxOf(cells, cols) : maxOf(cells);
+  return top > 0 ? top : maxOf(cells);
 }
 
 // Sizes a canvas to css width x height and its backing store to devicePixelRatio (at most
@@ -75,7 +83,8 @@ function drawMatrix(canvas, overlay, m, log, cssWidth) {
   canvas.parentElement.style.height = h + 'px';
   canvas.dataset.rows = m.rows;
   canvas.dataset.cols = m.cols;
-  const vmax = maxOf(m.cells);
+  const vmax = m.vmax;
+  canvas.dataset.vmax = vmax;
   const ctx = canvas.getContext('2d');
   ctx.imageSmoothingEnabled = false;
   ctx.drawImage(cellImage(m.cells, m.rows, m.cols, makeScale(vmax, log)), 0, 0, canvas.width, canvas.height);
@@ -108,14 +117,15 @@ function drawColorbar(canvas, log, vmax) {
   return log ? [(vmax * 1e-4).toPrecision(2), vmax.toPrecision(3)] : ['0', vmax.toPrecision(3)];
 }
 
-// A thumbnail: rows x cols (nested arrays) at one pixel per bin, normalised to its own maximum.
-function drawThumb(canvas, weights, log) {
+// A thumbnail: rows x cols (nested arrays) at one pixel per bin, scaled to its own top.
+function drawThumb(canvas, weights, log, causal) {
   const rows = weights.length, cols = rows ? weights[0].length : 0;
   const cells = new Float32Array(rows * cols);
   for (let i = 0; i < rows; i++) cells.set(weights[i], i * cols);
   canvas.width = cols;
   canvas.height = rows;
-  canvas.getContext('2d').drawImage(cellImage(cells, rows, cols, makeScale(maxOf(cells), log)), 0, 0);
+  const scale = makeScale(scaleTop(cells, rows, cols, causal), log);
+  canvas.getContext('2d').drawImage(cellImage(cells, rows, cols, scale), 0, 0);
 }
 
 // The head view: queries on the left, keys on the right, a line per (query, key) pair of

@@ -66,7 +66,7 @@ function toMatrix(r) {
     return s === e ? tokens[s] : `${s}–${e}`;
   };
   return {
-    rows, cols, cells, sent, lines, format: r.format, vmax: maxOf(cells),
+    rows, cols, cells, sent, lines, format: r.format, kind: r.kind, vmax: scaleTop(cells, rows, cols, r.kind === 'causal'),
     rowLabel: pooled ? binLabel(r.tokens, r.rows, rows) : (i) => r.tokens[i],
     colLabel: pooled ? binLabel(r.key_tokens, r.cols, cols) : (j) => r.key_tokens[j],
     rowName: pooled ? (i) => `tokens ${binLabel(r.tokens, r.rows, rows)(i)}` : (i) => `${i} ‘${r.tokens[i]}’`,
@@ -94,7 +94,7 @@ function drawModelView() {
   box.textContent = '';
   if (!state.model) return;
   const heads = state.info.heads, log = $('log').checked;
-  box.style.gridTemplateColumns = `auto repeat(${heads}, 72px)`;
+  box.style.gridTemplateColumns = `auto repeat(${heads}, minmax(28px, 72px))`;
   for (const m of state.model.maps) {
     const label = document.createElement('div');
     label.className = 'layer-label';
@@ -106,7 +106,7 @@ function drawModelView() {
       cell.dataset.layer = m.layer;
       cell.dataset.head = h;
       const c = document.createElement('canvas');
-      drawThumb(c, w, log);
+      drawThumb(c, w, log, m.kind === 'causal');
       const roles = rolesOf(m.layer, h);
       cell.title = `${m.name} head ${h}` + (roles.length ? `\n${roles.join(', ')}` : '');
       cell.append(c, Object.assign(document.createElement('div'), { textContent: `H${h}` }),
@@ -136,6 +136,7 @@ function drawHeadParts() {
   const roles = rolesOf(layer, head);
   $('matrix-title').textContent = `${state.info.maps[layer].name} head ${head} · ${m.rows}×${m.cols} · ${m.format}` +
     (m.format === 'topk' ? ' (cells outside each row’s top-k are drawn as 0)' : '') +
+    (m.kind === 'causal' && m.rows > 1 ? ' · scale top: the largest weight after query 0' : '') +
     (roles.length ? ` · ${roles.join(', ')}` : '');
   const lines = drawHeadView($('lines'), m, log, parseFloat($('threshold').value), state.focus);
   window.qsDrawParts = { matrix_ms: t1 - t0, head_view_ms: performance.now() - t1, lines };
