@@ -27,8 +27,26 @@ for p in "${PKGS[@]}"; do
 done
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install-deps: all ${#PKGS[@]} packages already installed"
-  exit 0
+else
+  echo "install-deps: installing ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
-echo "install-deps: installing ${missing[*]}"
-$SUDO apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+
+# The browser test's node packages (tests/browser/package-lock.json: playwright-core only)
+# into this user's npm cache, so that ctest's `npm ci --prefer-offline` works offline.
+# Installed into a scratch folder (the source tree stays clean); a cached package is not
+# downloaded again.
+browser_dir="$(cd "$(dirname "$0")/.." && pwd)/tests/browser"
+if command -v npm >/dev/null && [ -f "$browser_dir/package-lock.json" ]; then
+  scratch="$(mktemp -d)"
+  cp "$browser_dir/package.json" "$browser_dir/package-lock.json" "$scratch/"
+  if (cd "$scratch" && npm ci --prefer-offline --no-audit --no-fund --loglevel=error >/dev/null); then
+    echo "install-deps: browser test packages cached (playwright-core)"
+  else
+    echo "install-deps: npm ci failed for tests/browser; the browser test will fail" >&2
+    rm -rf "$scratch"
+    exit 1
+  fi
+  rm -rf "$scratch"
+fi

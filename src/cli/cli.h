@@ -56,6 +56,7 @@ int cmd_train(Args a);
 int cmd_train_lm(Args& a);
 int cmd_eval(Args a);
 int cmd_generate(Args a);
+int cmd_serve(Args a);
 int cmd_experiment(Args a);
 int cmd_tokenizer(Args a);
 

@@ -91,6 +91,17 @@ const std::vector<Command>& commands() {
        "                       [--seed 0] [--threads N]\n\n"
        "Samples with the KV cache (temperature 0: greedy). Prints the prompt and its continuation.\n",
        cmd_generate},
+      {"serve", "the attention viewer: a local web page over a language-model checkpoint",
+       "usage: qiusuo serve --model CKPT [--host 127.0.0.1] [--port 8080] [--analysis FILE] [--assets DIR]\n"
+       "                    [--max-tokens 1024] [--body-limit 262144] [--threads N]\n\n"
+       "Serves the viewer page (type a text; head view, model view, matrix heatmap) and its JSON API\n"
+       "(GET /api/model, POST /api/attention; see docs/viewer-api.md) on http://HOST:PORT/ until Ctrl-C.\n"
+       "  --port 0          any free port (printed)\n"
+       "  --analysis FILE   head roles to label the heads with ({\"heads\":[{\"layer\":0,\"head\":1,\"roles\":[...]}]},\n"
+       "                    as written by `qiusuo heads`)\n"
+       "  --assets DIR      the page's folder (default: web/viewer of the source tree)\n"
+       "  --max-tokens N    tokens per request (1024; also capped by the model's position encoding)\n",
+       cmd_serve},
       {"tokenizer", "train a byte-level BPE tokenizer (tokenizer.json), or encode text with one",
        "usage: qiusuo tokenizer train --out FILE [--corpus FILE|DIR] [--vocab 8192] [--min-frequency 2]\n"
        "       qiusuo tokenizer encode --tokenizer FILE [TEXT...]   (TEXT or stdin; prints the ids)\n\n"

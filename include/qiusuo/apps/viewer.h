@@ -1,0 +1,120 @@
+// The attention viewer behind `qiusuo serve`: a JSON API over capture_attention and an
+// HTTP server (cpp-httplib) that also serves the page in web/viewer/. The API is
+// documented with examples in docs/viewer-api.md.
+//
+//   apps::ViewerOptions o;  o.port = 0;
+//   apps::ViewerServer srv(apps::load_lm("run/last.safetensors"), o);
+//   int port = srv.bind();      // 127.0.0.1:<port>
+//   srv.run();                  // blocks until srv.stop() (from another thread or a signal thread)
+//
+// Threading: the model is not thread-safe; every request that runs it takes one mutex,
+// so attention requests are served one at a time (static files and /api/model are not
+// blocked by it). The last text's capture is kept, so asking for other heads of the same
+// text does not run the model again.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "qiusuo/apps/attention_view.h"
+#include "qiusuo/apps/lm.h"
+
+namespace qs::apps {
+
+struct ViewerOptions {
+  std::string host = "127.0.0.1";
+  int port = 8080;                 // 0: any free port (bind() returns it)
+  std::string assets_dir;          // empty: the compiled-in web/viewer of the source tree
+  std::string analysis_file;       // optional head roles, {"heads":[{layer, head, roles, ...}]}
+  int64_t max_tokens = 1024;       // per request; also capped by the model's position encoding
+  size_t body_limit = 256 * 1024;  // request bodies above it get 413
+  std::string checkpoint;          // the path shown in /api/model
+};
+
+// A request the API refuses: the HTTP status (400, 404, 413, 422) and a message for the page.
+class ApiError : public std::runtime_error {
+ public:
+  ApiError(int status, const std::string& msg) : std::runtime_error(msg), status(status) {}
+  int status;
+};
+
+// Largest matrix sent whole ("dense"); longer inputs get "topk" or "pooled".
+constexpr int64_t kViewerDenseMax = 256;
+// Thumbnails (no layer/head in the request) are mean-pooled to at most this many bins a side.
+constexpr int64_t kViewerThumbMax = 64;
+
+// Mean pooling of one [rows, cols] matrix to [min(rows, out_rows), min(cols, out_cols)]:
+// token i lies in bin floor(i * bins / n). Returns the bins row-major.
+std::vector<float> mean_pool(const float* w, int64_t rows, int64_t cols, int64_t out_rows, int64_t out_cols);
+
+// x rounded to `digits` significant decimal digits (0 stays 0).
+double round_significant(double x, int digits = 4);
+
+// The JSON API without HTTP. Thread-safe: attention() serialises model runs on a mutex.
+class ViewerApi {
+ public:
+  // Errors (qs::Error): an analysis file that is not JSON of the documented form.
+  ViewerApi(LoadedLm lm, const ViewerOptions& opt);
+
+  // GET /api/model: {"layers", "heads", "maps": [{layer, name, kind, heads}], "kinds",
+  // "encoding", "vocabulary": {"size", "kind"}, "max_tokens", "step", "checkpoint", "model": {...},
+  // "analysis": {"heads": [...]} | null}.
+  const nlohmann::json& model_info() const { return info_; }
+
+  // POST /api/attention with the raw request body. Throws ApiError: body not UTF-8 or not
+  // a JSON object, wrong field types (400); empty text (422); more tokens than the limit
+  // (422, naming it); layer/head out of range, layer without head, bad top_k/format (400).
+  nlohmann::json attention(const std::string& body);
+
+  int64_t max_tokens() const { return max_tokens_; }
+
+ private:
+  LoadedLm lm_;
+  ViewerOptions opt_;
+  int64_t max_tokens_ = 0;
+  int threads_ = 0;  // OpenMP threads of the constructing thread, applied in the server's threads
+  nlohmann::json info_;
+  std::mutex model_mu_;  // guards the model and the cached capture below
+  // The last text's capture (layers x heads x T x T floats: 128 MiB for 4 layers of 8
+  // heads at 1024 tokens).
+  std::shared_ptr<const AttentionSnapshot> last_;
+  std::string last_text_;
+  int64_t last_limit_ = 0;
+};
+
+// The file an URL path names inside `assets_dir`, or "" when it must not be served: a
+// component "..", "." or starting with "." (hidden), a backslash or NUL, an absolute path
+// after the leading "/", a target outside the folder once symlinks are resolved, or not a
+// regular file. "/" names index.html.
+std::string resolve_asset(const std::string& assets_dir, const std::string& url_path);
+
+// The compiled-in asset folder (the source tree's web/viewer).
+std::string default_assets_dir();
+
+class ViewerServer {
+ public:
+  // Errors: the asset folder has no index.html (qs::IOError), a bad analysis file.
+  ViewerServer(LoadedLm lm, const ViewerOptions& opt);
+  ~ViewerServer();
+  ViewerServer(const ViewerServer&) = delete;
+  ViewerServer& operator=(const ViewerServer&) = delete;
+
+  // Binds host:port (port 0: a free one) and returns the port. Error: qs::IOError.
+  int bind();
+  // Serves until stop(); call after bind().
+  void run();
+  // Makes run() return; safe from any thread.
+  void stop();
+  ViewerApi& api();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace qs::apps

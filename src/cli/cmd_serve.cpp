@@ -1,0 +1,60 @@
+// qiusuo serve: the attention viewer (apps::ViewerServer) until Ctrl-C.
+#include <atomic>
+#include <csignal>
+#include <iostream>
+#include <pthread.h>
+#include <thread>
+
+#include "cli/cli.h"
+#include "qiusuo/apps/viewer.h"
+#include "qiusuo/tensor.h"
+
+namespace qs::cli {
+
+int cmd_serve(Args a) {
+  apps::ViewerOptions o;
+  o.checkpoint = a.required("model");
+  o.host = a.str("host", o.host);
+  o.port = int(a.integer("port", o.port));
+  o.analysis_file = a.str("analysis", "");
+  o.assets_dir = a.str("assets", "");
+  o.max_tokens = a.integer("max-tokens", o.max_tokens);
+  o.body_limit = size_t(a.integer("body-limit", int64_t(o.body_limit)));
+  if (int64_t t = a.integer("threads", 0); t > 0) set_num_threads(int(t));
+  a.finish();
+  if (o.port < 0 || o.port > 65535) throw UsageError(fmt::format("--port must be in 0..65535, got {}", o.port));
+  // SIGINT/SIGTERM are blocked in every thread (the server's pool and OpenMP's inherit
+  // the mask) and taken by one thread with sigwait, which stops the server outside any
+  // signal handler.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  apps::ViewerServer server(apps::load_lm(o.checkpoint), o);
+  const int port = server.bind();
+  const nlohmann::json& info = server.api().model_info();
+  std::cout << fmt::format("qiusuo serve: {} attention layers x {} heads, {} tokens per request\n",
+                           info["layers"].get<int64_t>(), info["heads"].get<int64_t>(),
+                           info["max_tokens"].get<int64_t>());
+  if (o.host != "127.0.0.1" && o.host != "localhost" && o.host != "::1")
+    std::cout << fmt::format("qiusuo serve: note: bound to {}, not loopback: whoever reaches this address can run "
+                             "the model\n", o.host);
+  std::cout << fmt::format("qiusuo serve: listening on http://{}:{}/ (Ctrl-C stops)", o.host, port) << std::endl;
+  std::atomic<bool> signalled{false};
+  std::thread waiter([&] {
+    int sig = 0;
+    sigwait(&stop_signals, &sig);
+    signalled = true;
+    server.stop();
+  });
+  server.run();
+  // run() also returns on a failure: then wake the waiter, which still waits.
+  if (!signalled) pthread_kill(waiter.native_handle(), SIGTERM);
+  waiter.join();
+  std::cout << "qiusuo serve: stopped" << std::endl;
+  return kExitOk;
+}
+
+}  // namespace qs::cli
