@@ -36,10 +36,10 @@ int cmd_train_mt(Args& a) {
   apps::TrainMtOptions o;
   o.data = data_from_args(a);
   nn::Seq2SeqConfig& m = o.model;
-  const int64_t layers = a.integer("layers", 3);
+  const int64_t layers = a.integer("layers", 2);
   m.enc_layers = a.integer("enc-layers", layers);
   m.dec_layers = a.integer("dec-layers", layers);
-  m.d_model = a.integer("d-model", 128);
+  m.d_model = a.integer("d-model", 64);
   m.n_heads = a.integer("heads", 8);
   m.ffn_hidden = a.integer("ffn-hidden", 0);
   m.max_len = a.integer("max-len", m.max_len);
@@ -48,8 +48,8 @@ int cmd_train_mt(Args& a) {
   m.pos.shaw_max_distance = a.integer("shaw-k", m.pos.shaw_max_distance);
   o.min_count = a.integer("min-count", o.min_count);
   o.batch = a.integer("batch", o.batch);
-  o.steps = a.integer("steps", o.steps);
-  o.lr = a.number("lr", o.lr);
+  o.steps = a.integer("steps", 4000);
+  o.lr = a.number("lr", 2e-3);
   o.warmup = a.integer("warmup", 0);
   o.label_smoothing = a.number("label-smoothing", o.label_smoothing);
   o.grad_clip = a.number("grad-clip", o.grad_clip);

@@ -64,9 +64,9 @@ const std::vector<Command>& commands() {
        "  --data synthetic | --src FILE --tgt FILE   (synthetic; real corpora: one sentence per line, words)\n"
        "  --data-seed N --train-pairs N --valid-pairs N --test-pairs N   (1, 40000, 500, 1000)\n"
        "  --pe P               sinusoidal | rope | learned | shaw | t5 | alibi | none (sinusoidal)\n"
-       "  --layers N (or --enc-layers N --dec-layers N) --d-model N --heads N --ffn-hidden N   (3, 128, 8, 4x)\n"
+       "  --layers N (or --enc-layers N --dec-layers N) --d-model N --heads N --ffn-hidden N   (2, 64, 8, 4x)\n"
        "  --max-len N --no-tie --min-count N   (256, tied output, 1)\n"
-       "  --steps N --batch N --lr X --warmup N --label-smoothing X --grad-clip X   (3000, 64, 1e-3, 300, 0.1, 1.0)\n"
+       "  --steps N --batch N --lr X --warmup N --label-smoothing X --grad-clip X   (4000, 64, 2e-3, 400, 0.1, 1.0)\n"
        "  --eval-every N --eval-sentences N --test-sentences N --save-every N   (500, 200, 0 = all, 0 = at the end)\n"
        "  --seed N --threads N --quiet --resume CKPT\n",
        cmd_train},

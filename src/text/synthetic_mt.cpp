@@ -51,7 +51,7 @@ const char* kCaseObj = "ro";
 const char* kRelMarker = "ta";
 const char* kPluralSuffix = "ni";
 
-const std::vector<std::string> kNouns = {"dog", "cat", "bird", "man", "woman", "child", "teacher", "farmer", "king",
+const std::vector<std::string> kNouns = {"dog", "cat", "bird", "sailor", "baker", "painter", "teacher", "farmer", "king",
                                          "queen", "doctor", "student", "friend", "horse", "girl", "boy", "river",
                                          "house", "tree", "book", "garden", "city", "letter", "song", "apple",
                                          "window", "road", "ship", "field", "story"};
