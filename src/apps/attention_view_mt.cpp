@@ -1,6 +1,7 @@
 // The attention snapshot of an encoder-decoder model: encoder self-attention, decoder
 // causal self-attention and cross-attention of one teacher-forced sentence pair.
 #include "qiusuo/apps/attention_view.h"
+#include "qiusuo/apps/mt.h"
 #include "qiusuo/autograd.h"
 #include "qiusuo/nn/seq2seq.h"
 #include "qiusuo/ops.h"
@@ -55,6 +56,19 @@ AttentionSnapshot capture_attention(nn::Seq2SeqTransformer& model, const std::ve
   }
   model.train(was_training);
   return s;
+}
+
+AttentionSnapshot capture_attention(LoadedMt& mt, const std::vector<std::string>& source,
+                                    const std::vector<std::string>& target) {
+  QS_CHECK(!source.empty(), "attention: the source sentence is empty");
+  const std::vector<std::string> tgt = target.empty() ? translate(mt, source) : target;
+  std::vector<int32_t> sid, tid;
+  for (const auto& w : source) sid.push_back(int32_t(mt.src_vocab.id(w)));
+  sid.push_back(int32_t(WordVocab::kEos));
+  for (const auto& w : tgt) tid.push_back(int32_t(mt.tgt_vocab.id(w)));
+  std::vector<std::string> slab = source;
+  slab.push_back("<eos>");
+  return capture_attention(*mt.model, sid, slab, tid, tgt, int32_t(WordVocab::kBos));
 }
 
 }  // namespace qs::apps

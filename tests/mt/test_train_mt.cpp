@@ -100,6 +100,14 @@ TEST(TrainMt, CheckpointAloneTranslatesEvaluatesAndCapturesAttention) {
     if (s.maps[i].kind == "causal") EXPECT_EQ(w.select(0, 1).select(0, 0).select(0, 1).item(), 0.0);
   }
   EXPECT_EQ(s.maps[4].layer, 1);
+  apps::AttentionSnapshot w = apps::capture_attention(mt, p.src, p.tgt);
+  EXPECT_EQ(w.source_tokens, slab);
+  EXPECT_EQ(w.ids, s.ids);
+  EXPECT_EQ(w.tokens, s.tokens);
+  ASSERT_EQ(w.maps.size(), 5u);
+  EXPECT_EQ(w.maps[2].weights.to_vector(), s.maps[2].weights.to_vector());
+  apps::AttentionSnapshot g = apps::capture_attention(mt, p.src);  // target = the greedy translation
+  EXPECT_EQ(int64_t(g.tokens.size()), int64_t(apps::translate(mt, p.src).size()) + 1);
   EXPECT_NE(error_of([&] { apps::capture_attention(*mt.model, {}, {}, tid, p.tgt, 2); }).find("empty"),
             std::string::npos);
 }

@@ -24,6 +24,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "qiusuo/apps/attention_view.h"
 #include "qiusuo/nn/seq2seq.h"
 #include "qiusuo/text/bleu.h"
 #include "qiusuo/text/synthetic_mt.h"
@@ -120,5 +121,14 @@ EvalMtResult evaluate_mt(nn::Seq2SeqTransformer& model, const WordVocab& src, co
 std::vector<std::string> translate(LoadedMt& mt, const std::vector<std::string>& source, int64_t beam = 1);
 // Whitespace-split text -> space-joined translation.
 std::string translate(LoadedMt& mt, const std::string& text, int64_t beam = 1);
+
+// The attention of a loaded translation model on one sentence pair, labelled with words
+// (see capture_attention in attention_view.h): source = the words + "<eos>", target side =
+// "<bos>" + the target words. An empty `target` translates the source greedily first. Words
+// outside the vocabularies are fed as <unk> but keep their own labels. For a synthetic pair,
+// source index i and target index j + 1 (row j + 1 reads target word j) line up with
+// ParallelExample's src / tgt indices i and j.
+AttentionSnapshot capture_attention(LoadedMt& mt, const std::vector<std::string>& source,
+                                    const std::vector<std::string>& target = {});
 
 }  // namespace qs::apps
