@@ -74,6 +74,65 @@ std::vector<std::vector<int64_t>> Seq2SeqTransformer::greedy(const std::vector<s
   return out;
 }
 
+namespace {
+
+struct Hyp {
+  std::vector<int64_t> ids;
+  double score;  // sum of log-probabilities; -inf marks an empty slot
+};
+constexpr double kNegInf = -std::numeric_limits<double>::infinity();
+
+// One beam step: the best 2k extensions of the live hypotheses by their log-probabilities
+// lp [k, V]; those ending in eos move to `finished`, up to k others stay live. Returns the
+// new live set (padded to k with empty slots) and in `rows` the beam each one came from.
+std::vector<Hyp> extend_beams(const std::vector<Hyp>& live, const std::vector<double>& lp, int64_t v, int64_t eos,
+                              std::vector<Hyp>& finished, std::vector<int64_t>& rows) {
+  struct Cand {
+    double score;
+    int64_t beam, token;
+  };
+  const int64_t k = int64_t(live.size());
+  std::vector<Cand> cands;
+  for (int64_t b = 0; b < k; ++b) {
+    if (live[size_t(b)].score == kNegInf) continue;
+    for (int64_t tok = 0; tok < v; ++tok) cands.push_back({live[size_t(b)].score + lp[size_t(b * v + tok)], b, tok});
+  }
+  const size_t keep = std::min(cands.size(), size_t(2 * k));
+  std::partial_sort(cands.begin(), cands.begin() + long(keep), cands.end(),
+                    [](const Cand& a, const Cand& b) { return a.score > b.score; });
+  std::vector<Hyp> out;
+  rows.clear();
+  for (size_t c = 0; c < keep && int64_t(out.size()) < k; ++c) {
+    Hyp h = live[size_t(cands[c].beam)];
+    h.score = cands[c].score;
+    if (cands[c].token == eos) {
+      finished.push_back(std::move(h));
+      continue;
+    }
+    h.ids.push_back(cands[c].token);
+    out.push_back(std::move(h));
+    rows.push_back(cands[c].beam);
+  }
+  while (!out.empty() && int64_t(out.size()) < k) out.push_back(Hyp{{}, kNegInf}), rows.push_back(rows[0]);
+  return out;
+}
+
+// Length-normalised: sum log p / (tokens + eos); unfinished hypotheses count without eos
+// and are used only when none finished.
+std::vector<int64_t> best_hypothesis(const std::vector<Hyp>& finished, const std::vector<Hyp>& live) {
+  auto norm = [](const Hyp& h, bool with_eos) { return h.score / double(h.ids.size() + (with_eos ? 1 : 0)); };
+  const Hyp* best = nullptr;
+  double best_score = kNegInf;
+  for (const Hyp& h : finished)
+    if (norm(h, true) > best_score) best = &h, best_score = norm(h, true);
+  if (!best)
+    for (const Hyp& h : live)
+      if (h.score != kNegInf && !h.ids.empty() && norm(h, false) > best_score) best = &h, best_score = norm(h, false);
+  return best ? best->ids : std::vector<int64_t>{};
+}
+
+}  // namespace
+
 std::vector<int64_t> Seq2SeqTransformer::beam_search(const std::vector<int64_t>& source, int64_t k, int64_t bos,
                                                      int64_t eos, int64_t max_new) {
   QS_CHECK(k >= 1, "Seq2SeqTransformer::beam_search: beam width must be >= 1, got {}", k);
@@ -85,61 +144,19 @@ std::vector<int64_t> Seq2SeqTransformer::beam_search(const std::vector<int64_t>&
   const Tensor zeros_k = from_vector(std::vector<double>(size_t(k), 0.0), {k}, DType::i64);
   const Tensor memory = index_select(encode(src), 0, zeros_k), mask = index_select(padding_mask(src), 0, zeros_k);
   KVCacheSet cache = make_cache();
-  struct Hyp {
-    std::vector<int64_t> ids;
-    double score;  // sum of log-probabilities
-  };
-  const double neg_inf = -std::numeric_limits<double>::infinity();
-  std::vector<Hyp> live(size_t(k), Hyp{{}, neg_inf});
-  live[0].score = 0;  // one start hypothesis; the copies only pad the batch
-  std::vector<Hyp> finished;
-  std::vector<int64_t> next(size_t(k), bos);
+  std::vector<Hyp> live(size_t(k), Hyp{{}, kNegInf}), finished;
+  live[0].score = 0;  // one start hypothesis; the empty slots only pad the batch
+  std::vector<int64_t> next(size_t(k), bos), rows;
   const int64_t steps = max_new_for(int64_t(source.size()), max_new);
   for (int64_t t = 0; t < steps && int64_t(finished.size()) < k; ++t) {
     Tensor logp = log_softmax(decode(ids_tensor(next), memory, mask, &cache).select(1, 0).to(DType::f64), -1);
-    const std::vector<double> lp = logp.to_vector();
-    const int64_t v = logp.size(1);
-    struct Cand {
-      double score;
-      int64_t beam, token;
-    };
-    std::vector<Cand> cands;
-    for (int64_t bi = 0; bi < k; ++bi) {
-      if (live[size_t(bi)].score == neg_inf) continue;
-      for (int64_t tok = 0; tok < v; ++tok) cands.push_back({live[size_t(bi)].score + lp[size_t(bi * v + tok)], bi, tok});
-    }
-    const size_t keep = std::min(cands.size(), size_t(2 * k));
-    std::partial_sort(cands.begin(), cands.begin() + long(keep), cands.end(),
-                      [](const Cand& a, const Cand& b) { return a.score > b.score; });
-    std::vector<Hyp> new_live;
-    std::vector<int64_t> rows;
-    for (size_t c = 0; c < keep && int64_t(new_live.size()) < k; ++c) {
-      Hyp h = live[size_t(cands[c].beam)];
-      h.score = cands[c].score;
-      if (cands[c].token == eos) {
-        finished.push_back(std::move(h));
-        continue;
-      }
-      h.ids.push_back(cands[c].token);
-      new_live.push_back(std::move(h));
-      rows.push_back(cands[c].beam);
-    }
-    if (new_live.empty()) break;
-    while (int64_t(new_live.size()) < k) new_live.push_back(Hyp{{}, neg_inf}), rows.push_back(rows[0]);
-    live = std::move(new_live);
+    std::vector<Hyp> extended = extend_beams(live, logp.to_vector(), logp.size(1), eos, finished, rows);
+    if (extended.empty()) break;
+    live = std::move(extended);
     for (size_t i = 0; i < live.size(); ++i) next[i] = live[i].ids.empty() ? bos : live[i].ids.back();
     reorder(cache, rows);
   }
-  // Length-normalised: sum log p / (tokens + eos); unfinished hypotheses count without eos.
-  auto norm = [](const Hyp& h, bool with_eos) { return h.score / double(h.ids.size() + (with_eos ? 1 : 0)); };
-  const Hyp* best = nullptr;
-  double best_score = neg_inf;
-  for (const Hyp& h : finished)
-    if (norm(h, true) > best_score) best = &h, best_score = norm(h, true);
-  if (!best)
-    for (const Hyp& h : live)
-      if (h.score != neg_inf && norm(h, false) > best_score) best = &h, best_score = norm(h, false);
-  return best ? best->ids : std::vector<int64_t>{};
+  return best_hypothesis(finished, live);
 }
 
 }  // namespace qs::nn

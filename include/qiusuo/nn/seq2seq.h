@@ -37,8 +37,8 @@ struct Seq2SeqConfig {
   double norm_eps = 1e-5;
   PositionConfig pos;         // pos.max_len is kept equal to max_len
 
-  // Errors name the field and value: non-positive sizes, d_model % n_heads, pad_id outside a
-  // vocabulary, tie_weights with... (always allowed: both sides use d_model), bad positions.
+  // Errors name the field and value: non-positive sizes, d_model not divisible by n_heads,
+  // pad_id outside a vocabulary, an odd RoPE head dim, bad position settings.
   void validate() const;
   nlohmann::json to_json() const;
   static Seq2SeqConfig from_json(const nlohmann::json& j);  // unknown keys are errors
