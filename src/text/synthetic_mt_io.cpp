@@ -61,7 +61,7 @@ void write_text(const std::string& path, const std::string& text) {
 
 std::vector<std::string> read_lines(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
-  if (!f) throw IOError(fmt::format("{}: cannot open the file", path));
+  if (!f) throw IOError(fmt::format("parallel corpus: {}: cannot open the file", path));
   std::vector<std::string> lines;
   for (std::string line; std::getline(f, line);) {
     if (!line.empty() && line.back() == '\r') line.pop_back();
@@ -83,6 +83,12 @@ void check_heads(const std::vector<int32_t>& head, const std::vector<std::string
     roots += head[i] == -1;
   }
   if (roots != 1) throw IOError(fmt::format("{}: {} parse has {} roots, expected exactly one", where, side, roots));
+  for (size_t i = 0; i < n; ++i) {  // every word reaches the root: no cycles
+    int32_t at = int32_t(i);
+    for (size_t steps = 0; at != -1; ++steps, at = head[size_t(at)])
+      if (steps > n)
+        throw IOError(fmt::format("{}: {} parse has a cycle through word {}; expected a tree", where, side, i));
+  }
 }
 
 }  // namespace

@@ -172,6 +172,10 @@ TEST(SyntheticMt, FilesRoundTripAndBadLinesAreRejected) {
                                                R"("src_rel":["det","root"],"tgt_head":[-1],"tgt_rel":["root"],"align":[0]})" "\n");
   EXPECT_NE(qs::testing::error_of([&] { read_parallel_jsonl(dir + "/cyc.jsonl"); }).find("0 roots"),
             std::string::npos);
+  qs::testing::write_bytes(dir + "/cyc3.tsv", "header\n" "a b c\tx\t-1 2 1\troot det det\t-1\troot\t0\t\t\n");
+  EXPECT_NE(qs::testing::error_of([&] { read_parallel_tsv(dir + "/cyc3.tsv"); }).find("cyc3.tsv:2: the source parse "
+                                                                                       "has a cycle through word 1"),
+            std::string::npos);
 }
 
 TEST(SyntheticMt, RealParallelTextFiles) {
