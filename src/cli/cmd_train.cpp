@@ -9,10 +9,11 @@
 namespace qs::cli {
 
 int cmd_train(Args a) {
-  if (a.positionals().empty()) throw UsageError("qiusuo train: which model? (available: cnn, lm); see 'qiusuo train --help'");
+  if (a.positionals().empty()) throw UsageError("qiusuo train: which model? (available: cnn, lm, mt); see 'qiusuo train --help'");
   std::string what = a.positionals()[0];
   if (what == "lm") return cmd_train_lm(a);
-  if (what != "cnn") throw UsageError("qiusuo train: unknown model '" + what + "' (available: cnn, lm)");
+  if (what == "mt") return cmd_train_mt(a);
+  if (what != "cnn") throw UsageError("qiusuo train: unknown model '" + what + "' (available: cnn, lm, mt)");
   apps::TrainCnnOptions o;
   o.epochs = int(a.integer("epochs", o.epochs));
   o.batch = a.integer("batch", o.batch);

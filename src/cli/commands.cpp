@@ -37,9 +37,10 @@ const std::vector<Command>& commands() {
        "Bible and prints its test perplexity and a generated sample. Checkpoints go under --out.\n", cmd_demo},
       {"info", "show the build, the CPU features oneDNN uses, and the op table",
        "usage: qiusuo info [--ops]\n", cmd_info},
-      {"train", "train a model: cnn (Fashion-MNIST) or lm (a Transformer language model)",
+      {"train", "train a model: cnn (Fashion-MNIST), lm (a Transformer language model) or mt (translation)",
        "usage: qiusuo train cnn --out DIR [options]\n"
-       "       qiusuo train lm --out DIR [options]\n\n"
+       "       qiusuo train lm --out DIR [options]\n"
+       "       qiusuo train mt --out DIR [options]\n\n"
        "cnn: trains the Fashion-MNIST CNN (shared/peers/torch_cnn.py) and prints the test accuracy and a JSON\n"
        "summary line. Checkpoints (safetensors) go to DIR/epoch-<e>.safetensors and DIR/last.safetensors.\n\n"
        "  --epochs N        passes over the training set (3)\n"
@@ -69,14 +70,29 @@ const std::vector<Command>& commands() {
        "  --seq N --batch N --steps N   (256, 8, 1000)\n"
        "  --lr X --weight-decay X --grad-clip X --warmup N   (1e-3, 0.1, 1.0, min(100, steps/10))\n"
        "  --eval-every N --eval-windows N --save-every N   (200, 32, 0 = at the end)\n"
-       "  --seed N --threads N --bf16 --quiet --resume CKPT\n",
+       "  --seed N --threads N --bf16 --quiet --resume CKPT\n\n"
+       "mt: trains an encoder-decoder Transformer (teacher forcing, label smoothing, Adam + warmup + cosine) on the\n"
+       "synthetic translation task (docs/translation.md) or on two aligned text files, reports validation loss and\n"
+       "BLEU every --eval-every steps and the test BLEU (sacreBLEU's definition) at the end. Checkpoints as for lm\n"
+       "(config, data settings and both word vocabularies inside).\n\n"
+       "  --data synthetic | --src FILE --tgt FILE   (synthetic; real corpora: one sentence per line, words)\n"
+       "  --data-seed N --train-pairs N --valid-pairs N --test-pairs N   (1, 40000, 500, 1000)\n"
+       "  --pe P               sinusoidal | rope | learned | shaw | t5 | alibi | none (sinusoidal)\n"
+       "  --layers N (or --enc-layers N --dec-layers N) --d-model N --heads N --ffn-hidden N   (2, 64, 8, 4x)\n"
+       "  --max-len N --no-tie --min-count N   (256, tied output, 1)\n"
+       "  --steps N --batch N --lr X --warmup N --label-smoothing X --grad-clip X   (4000, 64, 2e-3, 400, 0.1, 1.0)\n"
+       "  --eval-every N --eval-sentences N --test-sentences N --save-every N   (500, 200, 0 = all, 0 = at the end)\n"
+       "  --seed N --threads N --quiet --resume CKPT\n",
        cmd_train},
-      {"eval", "evaluate a language model: perplexity and bits per byte on held-out text",
+      {"eval", "evaluate a language model (perplexity, bits per byte) or a translation model (BLEU)",
        "usage: qiusuo eval lm CKPT [--seq N] [--split test|validation|train] [--corpus PATH] [--windows N]\n"
        "                       [--batch 4] [--rope-scaling ntk|yarn --rope-factor F] [--allow-extrapolation] [--bf16]\n\n"
        "Perplexity over non-overlapping windows of N tokens (default: the trained length) of a split of the\n"
        "checkpoint's corpus (or --corpus). Lengths beyond what the position encoding supports are refused unless\n"
-       "RoPE scaling is given or --allow-extrapolation measures the encoding as it is.\n",
+       "RoPE scaling is given or --allow-extrapolation measures the encoding as it is.\n\n"
+       "usage: qiusuo eval mt CKPT [--split test|validation|train] [--beam K] [--sentences N] [--batch 64]\n\n"
+       "Corpus BLEU (sacreBLEU's definition, 13a tokens) of the translations of a split of the checkpoint's data,\n"
+       "and the teacher-forced loss per target token.\n",
        cmd_eval},
       {"experiment", "run a measured experiment of the curriculum: pe (positional encodings)",
        "usage: qiusuo experiment pe --out DIR [--quick] [--corpus PATH] [--encodings rope,alibi,...] [--train-len N]\n"
@@ -102,6 +118,17 @@ const std::vector<Command>& commands() {
        "  --assets DIR      the page's folder (default: web/viewer of the source tree)\n"
        "  --max-tokens N    tokens per request (1024; also capped by the model's position encoding)\n",
        cmd_serve},
+      {"mt-data", "write the synthetic parallel corpus (with gold parses and alignments) and its grammar",
+       "usage: qiusuo mt-data --out DIR [--format jsonl|tsv] [--data-seed N] [--train-pairs N] [--valid-pairs N]\n"
+       "                      [--test-pairs N]\n\n"
+       "Writes DIR/train, valid and test (.jsonl or .tsv: words, head indices, relations, tags and the word\n"
+       "alignment of each pair) and DIR/README.md describing the grammar, as `qiusuo train mt` generates them.\n",
+       cmd_mt_data},
+      {"translate", "translate a sentence with a translation checkpoint",
+       "usage: qiusuo translate CKPT --text \"the dog sees a cat\" [--beam K] [--threads N]\n\n"
+       "Greedy decoding with the KV cache (--beam K: beam search of width K). Words are whitespace-separated;\n"
+       "words the model never saw become <unk>.\n",
+       cmd_translate},
       {"tokenizer", "train a byte-level BPE tokenizer (tokenizer.json), or encode text with one",
        "usage: qiusuo tokenizer train --out FILE [--corpus FILE|DIR] [--vocab 8192] [--min-frequency 2]\n"
        "       qiusuo tokenizer encode --tokenizer FILE [TEXT...]   (TEXT or stdin; prints the ids)\n\n"

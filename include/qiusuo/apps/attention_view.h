@@ -15,6 +15,7 @@
 
 namespace qs::nn {
 class TransformerLM;
+class Seq2SeqTransformer;
 }
 namespace qs::text {
 class Tokenizer;
@@ -56,5 +57,19 @@ AttentionSnapshot capture_attention(nn::TransformerLM& model, const text::Tokeni
 // model supports.
 AttentionSnapshot capture_attention_ids(nn::TransformerLM& model, const text::Tokenizer& tok,
                                         std::vector<int32_t> ids);
+
+// Encoder-decoder models (src/apps/attention_view_mt.cpp): runs the model once with teacher
+// forcing on a source and a target sentence, under an nn::AttentionCapture in eval mode and
+// NoGrad. The source side (source_ids / source_tokens) is the encoder's input as given (for
+// models of `qiusuo train mt`: the words' ids and <eos>); the target side (ids / tokens) is
+// the decoder's input: <bos> (bos_id, label "<bos>") followed by target_ids, so query row i
+// is the step that reads token i and predicts token i + 1 (target word j is predicted at
+// row j; the last row predicts <eos>). Maps, in forward order: "self" (encoder, [H, S, S]),
+// then per decoder layer "causal" ([H, T, T]) and "cross" ([H, T, S]); layer = block index.
+// Errors: empty source, labels whose count differs from the ids, more tokens than max_len.
+AttentionSnapshot capture_attention(nn::Seq2SeqTransformer& model, const std::vector<int32_t>& source_ids,
+                                    const std::vector<std::string>& source_tokens,
+                                    const std::vector<int32_t>& target_ids,
+                                    const std::vector<std::string>& target_tokens, int32_t bos_id);
 
 }  // namespace qs::apps
