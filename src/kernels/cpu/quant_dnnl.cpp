@@ -1,0 +1,128 @@
+// qlinear and qconv on oneDNN's int8 primitives, bit-exact with the reference
+// (src/kernels/ref/quant_ref.cpp). The route: activations become u8 values u = xq + add
+// (s8 moved into [0, 255]; a 7-bit window moved to [0, 127] when the data fits one),
+// oneDNN computes the exact s32 sums of u x wq (quant_pack.h: no s16 saturation), and our
+// epilogue subtracts the zero point times the weight sums (per output channel, or per
+// channel and position for padded convolutions) and applies quant_math.h's requantisation.
+#include <omp.h>
+
+#include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/quant_pack.h"
+#include "kernels/quant_epilogue.h"
+
+namespace qs::kernels {
+
+namespace {
+
+// How far to move the activation integers so they are u8 and, when their spread allows,
+// at most 127: returns `add` with u = x + add.
+template <class T> int32_t act_shift(const T* x, int64_t n) {
+  int32_t lo = 255, hi = 0;
+  const int32_t base = std::is_signed_v<T> ? 128 : 0;
+#pragma omp parallel for simd reduction(min : lo) reduction(max : hi) if (n > 65536)
+  for (int64_t i = 0; i < n; ++i) {
+    int32_t v = int32_t(x[i]) + base;
+    lo = std::min(lo, v);
+    hi = std::max(hi, v);
+  }
+  if (hi <= 127 || hi - lo > 127) return base;
+  return base - lo;
+}
+
+// u = x + add in the same order (rows), or from NC(spatial) to N(spatial)C (convolution).
+template <class T> void shift_rows(const T* x, int64_t n, int32_t add, uint8_t* u) {
+#pragma omp parallel for simd if (n > 65536)
+  for (int64_t i = 0; i < n; ++i) u[i] = uint8_t(int32_t(x[i]) + add);
+}
+template <class T> void shift_to_channels_last(const T* x, int64_t N, int64_t C, int64_t P, int32_t add, uint8_t* u) {
+#pragma omp parallel for collapse(2) if (N * C * P > 65536)
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t p = 0; p < P; ++p)
+      for (int64_t c = 0; c < C; ++c) u[(n * P + p) * C + c] = uint8_t(int32_t(x[(n * C + c) * P + p]) + add);
+}
+
+// Moves xq (contiguous) into u; returns `add`.
+int32_t prepare_act(const Tensor& x, uint8_t* u, bool channels_last, int64_t N, int64_t C, int64_t P) {
+  auto run = [&]<class T>(const T* p) {
+    int32_t add = act_shift(p, x.numel());
+    if (channels_last)
+      shift_to_channels_last(p, N, C, P, add, u);
+    else
+      shift_rows(p, x.numel(), add, u);
+    return add;
+  };
+  return x.dtype() == DType::u8 ? run(x.data_ptr<uint8_t>()) : run(x.data_ptr<int8_t>());
+}
+
+// Per output channel: acc_scale = x_scale * w_scale[n] and the bias.
+void channel_params(const quant::QEpilogue& epi, const Tensor& ws, const Tensor& b, std::vector<float>& scale,
+                    std::vector<float>& bias) {
+  int64_t N = ws.size(0);
+  scale.resize(size_t(N));
+  bias.assign(size_t(N), 0.0f);
+  Tensor wsc = ws.contiguous();
+  for (int64_t n = 0; n < N; ++n) scale[size_t(n)] = epi.acc_scale(wsc.data_ptr<float>()[n]);
+  if (b.defined()) {
+    Tensor bc = b.contiguous();
+    for (int64_t n = 0; n < N; ++n) bias[size_t(n)] = bc.data_ptr<float>()[n];
+  }
+}
+
+const char* q_supports(const ops::OpCall& c) {
+  if (c.out[0].numel() == 0) return "empty output";
+  if (c.in[0].numel() == 0) return "empty input";
+  return nullptr;
+}
+
+void qlinear_cpu(ops::OpCall& c) {
+  const Tensor x = c.in[0].contiguous(), &w = c.in[1];
+  Tensor& out = c.out[0];
+  auto epi = quant::QEpilogue::from(c.attrs);
+  int64_t K = x.size(-1), N = w.size(0), M = x.numel() / K;
+  uint8_t* u = static_cast<uint8_t*>(quant_scratch(0, size_t(M * K)));
+  int32_t zp = epi.x_zp + prepare_act(x, u, false, 0, 0, 0);
+  int32_t* acc = static_cast<int32_t*>(quant_scratch(4, size_t(M * N) * 4));
+  gemm_u8s8_exact(u, M, K, w, acc);
+  auto sums = weight_row_sums(w);
+  std::vector<float> scale, bias;
+  channel_params(epi, c.in[2], c.in[3], scale, bias);
+  void* o = out.raw_data();
+  DType dt = out.dtype();
+#pragma omp parallel for if (M * N > 16384)
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t n = 0; n < N; ++n)
+      epi.store(acc[m * N + n] - zp * (*sums)[size_t(n)], scale[size_t(n)], bias[size_t(n)], o, dt, m * N + n);
+}
+
+void qconv_cpu(ops::OpCall& c) {
+  const Tensor x = c.in[0].contiguous(), &w = c.in[1];
+  Tensor& out = c.out[0];
+  auto epi = quant::QEpilogue::from(c.attrs);
+  ops::Spatial s = ops::conv_spatial(x.shape(), w.shape(), c.attrs, "qconv");
+  int64_t G = c.attrs.i("groups", 1), O = w.size(0), P = s.out_plane();
+  uint8_t* u = static_cast<uint8_t*>(quant_scratch(0, size_t(x.numel())));
+  int32_t zp = epi.x_zp + prepare_act(x, u, true, s.N, s.C, s.in_plane());
+  int32_t* acc = static_cast<int32_t*>(quant_scratch(4, size_t(out.numel()) * 4));
+  conv_u8s8_exact(u, s, w, G, acc);
+  auto taps = conv_tap_sums(s, w, G);
+  std::vector<float> scale, bias;
+  channel_params(epi, c.in[2], c.in[3], scale, bias);
+  void* o = out.raw_data();
+  DType dt = out.dtype();
+#pragma omp parallel for collapse(2) if (out.numel() > 16384)
+  for (int64_t n = 0; n < s.N; ++n)
+    for (int64_t oc = 0; oc < O; ++oc) {
+      const int32_t* t = taps->data() + oc * P;
+      for (int64_t p = 0; p < P; ++p)
+        epi.store(acc[(n * P + p) * O + oc] - zp * t[p], scale[size_t(oc)], bias[size_t(oc)], o, dt, (n * O + oc) * P + p);
+    }
+}
+
+}  // namespace
+
+void register_quant_dnnl(std::vector<ops::OpDef>& t) {
+  ops::add_kernel(t, ops::OpKind::qlinear, {"onednn-int8", q_supports, qlinear_cpu});
+  ops::add_kernel(t, ops::OpKind::qconv, {"onednn-int8", q_supports, qconv_cpu});
+}
+
+}  // namespace qs::kernels
