@@ -7,7 +7,7 @@
 
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/quant_pack.h"
-#include "kernels/quant_epilogue.h"
+#include "kernels/cpu/quant_epilogue_avx2.h"
 
 namespace qs::kernels {
 
@@ -140,13 +140,16 @@ void dynamic_linear_cpu(ops::OpCall& c) {
   std::vector<float> ws = f32s(c.in[2]), bias(size_t(N), 0.0f);
   if (c.in[3].defined()) bias = f32s(c.in[3]);
   float* y = c.out[0].data_ptr<float>();
-#pragma omp parallel for if (M * N > 16384)
-  for (int64_t m = 0; m < M; ++m) {
-    const float s = p[size_t(m)].scale;
-    const int32_t z = p[size_t(m)].zp;
-    for (int64_t n = 0; n < N; ++n)
-      y[m * N + n] = quant::dequantize_acc(acc[m * N + n] - z * (*sums)[size_t(n)], s * ws[size_t(n)],
-                                           bias[size_t(n)], false);
+  quant::QEpilogue real;  // f32 output, no relu
+#pragma omp parallel
+  {
+    std::vector<float> scale(static_cast<size_t>(N));
+#pragma omp for
+    for (int64_t m = 0; m < M; ++m) {
+      for (int64_t n = 0; n < N; ++n) scale[size_t(n)] = p[size_t(m)].scale * ws[size_t(n)];
+      quant_epilogue_run(real, acc + m * N, p[size_t(m)].zp, sums->data(), scale.data(), bias.data(), N, y + m * N,
+                         DType::f32);
+    }
   }
 }
 

@@ -8,7 +8,7 @@
 
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/quant_pack.h"
-#include "kernels/quant_epilogue.h"
+#include "kernels/cpu/quant_epilogue_avx2.h"
 
 namespace qs::kernels {
 
@@ -54,6 +54,20 @@ int32_t prepare_act(const Tensor& x, uint8_t* u, bool channels_last, int64_t N, 
   return x.dtype() == DType::u8 ? run(x.data_ptr<uint8_t>()) : run(x.data_ptr<int8_t>());
 }
 
+// dst [N, C, P] from src [N, P, C], elements of `es` bytes.
+void to_channels_first(const char* src, int64_t N, int64_t P, int64_t C, size_t es, void* dst) {
+  auto run = [&]<class T>(const T* x, T* y) {
+#pragma omp parallel for collapse(2) if (N * P * C > 65536)
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t c = 0; c < C; ++c)
+        for (int64_t p = 0; p < P; ++p) y[(n * C + c) * P + p] = x[(n * P + p) * C + c];
+  };
+  if (es == 4)
+    run(reinterpret_cast<const float*>(src), static_cast<float*>(dst));
+  else
+    run(reinterpret_cast<const uint8_t*>(src), static_cast<uint8_t*>(dst));
+}
+
 // Per output channel: acc_scale = x_scale * w_scale[n] and the bias.
 void channel_params(const quant::QEpilogue& epi, const Tensor& ws, const Tensor& b, std::vector<float>& scale,
                     std::vector<float>& bias) {
@@ -86,12 +100,12 @@ void qlinear_cpu(ops::OpCall& c) {
   auto sums = weight_row_sums(w);
   std::vector<float> scale, bias;
   channel_params(epi, c.in[2], c.in[3], scale, bias);
-  void* o = out.raw_data();
+  char* o = static_cast<char*>(out.raw_data());
   DType dt = out.dtype();
+  size_t es = dtype_size(dt);
 #pragma omp parallel for if (M * N > 16384)
   for (int64_t m = 0; m < M; ++m)
-    for (int64_t n = 0; n < N; ++n)
-      epi.store(acc[m * N + n] - zp * (*sums)[size_t(n)], scale[size_t(n)], bias[size_t(n)], o, dt, m * N + n);
+    quant_epilogue_run(epi, acc + m * N, zp, sums->data(), scale.data(), bias.data(), N, o + m * N * es, dt);
 }
 
 void qconv_cpu(ops::OpCall& c) {
@@ -107,15 +121,16 @@ void qconv_cpu(ops::OpCall& c) {
   auto taps = conv_tap_sums(s, w, G);
   std::vector<float> scale, bias;
   channel_params(epi, c.in[2], c.in[3], scale, bias);
-  void* o = out.raw_data();
+  // Requantise in the channels-last order oneDNN wrote (channels contiguous, as the
+  // per-channel scales), then move to the NC(spatial) output.
   DType dt = out.dtype();
-#pragma omp parallel for collapse(2) if (out.numel() > 16384)
-  for (int64_t n = 0; n < s.N; ++n)
-    for (int64_t oc = 0; oc < O; ++oc) {
-      const int32_t* t = taps->data() + oc * P;
-      for (int64_t p = 0; p < P; ++p)
-        epi.store(acc[(n * P + p) * O + oc] - zp * t[p], scale[size_t(oc)], bias[size_t(oc)], o, dt, (n * O + oc) * P + p);
-    }
+  size_t es = dtype_size(dt);
+  char* tmp = static_cast<char*>(quant_scratch(5, size_t(out.numel()) * es));
+#pragma omp parallel for if (out.numel() > 16384)
+  for (int64_t np = 0; np < s.N * P; ++np)
+    quant_epilogue_run(epi, acc + np * O, zp, taps->data() + (np % P) * O, scale.data(), bias.data(), O, tmp + np * O * es,
+                       dt);
+  to_channels_first(tmp, s.N, P, O, es, out.raw_data());
 }
 
 }  // namespace

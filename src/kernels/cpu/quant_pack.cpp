@@ -223,7 +223,7 @@ void conv_u8s8_exact(const uint8_t* u, const ops::Spatial& s, const Tensor& wq, 
 }
 
 std::shared_ptr<const std::vector<int32_t>> conv_tap_sums(const ops::Spatial& s, const Tensor& wq, int64_t G) {
-  std::string geom = fmt::format("taps:{},{},{}|{},{},{}|{},{},{}|{},{},{}", s.in[0], s.in[1], s.in[2], s.stride[0],
+  std::string geom = fmt::format("taps[p,o]:{},{},{}|{},{},{}|{},{},{}|{},{},{}", s.in[0], s.in[1], s.in[2], s.stride[0],
                                  s.stride[1], s.stride[2], s.pad[0], s.pad[1], s.pad[2], s.dil[0], s.dil[1], s.dil[2]);
   auto e = packed(wq, geom, [&](Packed& p) {
     Tensor wc = wq.contiguous();
@@ -249,7 +249,7 @@ std::shared_ptr<const std::vector<int32_t>> conv_tap_sums(const ops::Spatial& s,
                   if (id < 0 || id >= s.in[0] || ih < 0 || ih >= s.in[1] || iw < 0 || iw >= s.in[2]) continue;
                   sum += tap[size_t(o * kP + (kd * s.k[1] + kh) * s.k[2] + kw)];
                 }
-            p.sums[size_t(o * outP + (od * s.out[1] + oh) * s.out[2] + ow)] = sum;
+            p.sums[size_t(((od * s.out[1] + oh) * s.out[2] + ow) * O + o)] = sum;
           }
   });
   return {e, &e->sums};

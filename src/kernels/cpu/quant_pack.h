@@ -25,8 +25,9 @@ std::shared_ptr<const std::vector<int32_t>> weight_row_sums(const Tensor& wq);
 // acc (N, out..., O layout: channels last) = the convolution of u (N, in..., C: channels
 // last, u8, zero padding) with wq i8 [O, C / G, k...] exactly.
 void conv_u8s8_exact(const uint8_t* u, const ops::Spatial& s, const Tensor& wq, int64_t groups, int32_t* acc);
-// S[o, p] = sum over the kernel taps t that land inside the input at output position p
-// of sum_c wq[o, c, t]: the zero-point compensation of a padded convolution (cached).
+// S[p, o] (row-major [out_plane, O]) = sum over the kernel taps t that land inside the
+// input at output position p of sum_c wq[o, c, t]: the zero-point compensation of a padded
+// convolution (cached).
 std::shared_ptr<const std::vector<int32_t>> conv_tap_sums(const ops::Spatial& s, const Tensor& wq, int64_t groups);
 
 // Thread-local scratch of at least `bytes`, reused from call to call. Slots 1-3 belong to

@@ -12,7 +12,9 @@ namespace qs::kernels {
 
 namespace {
 
-constexpr int kRows = 4;  // rows of x sharing one pass over a weight row
+// Rows of x sharing one pass over a weight row. Each row keeps four independent
+// accumulators: one chain of dependent FMAs would be latency-bound at batch 1.
+constexpr int kRows = 2;
 
 float hsum(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -21,23 +23,33 @@ float hsum(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-__m256 s8x8_to_f32(__m128i v) { return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v)); }
+struct Acc {
+  __m256 a[kRows][4];
+  void zero(int mb) {
+    for (int j = 0; j < mb; ++j)
+      for (auto& v : a[j]) v = _mm256_setzero_ps();
+  }
+  // a[j][i] += x[j][k + 8 i] * w[i] for the 32 weights w[0..3] at column k.
+  void fma32(const float* const* x, int mb, int64_t k, const __m256 (&w)[4]) {
+    for (int j = 0; j < mb; ++j)
+      for (int i = 0; i < 4; ++i) a[j][i] = _mm256_fmadd_ps(_mm256_loadu_ps(x[j] + k + 8 * i), w[i], a[j][i]);
+  }
+  __m256 total(int j) const { return _mm256_add_ps(_mm256_add_ps(a[j][0], a[j][1]), _mm256_add_ps(a[j][2], a[j][3])); }
+};
 
 // dot[j] = sum_k x[j][k] w[k] for mb rows of x, w s8 [K].
 void dot_s8(const float* const* x, int mb, const int8_t* w, int64_t K, float* dot) {
-  __m256 acc[kRows];
-  for (int j = 0; j < mb; ++j) acc[j] = _mm256_setzero_ps();
+  Acc acc;
+  acc.zero(mb);
   int64_t k = 0;
-  for (; k + 16 <= K; k += 16) {
-    __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + k));
-    __m256 w0 = s8x8_to_f32(b), w1 = s8x8_to_f32(_mm_srli_si128(b, 8));
-    for (int j = 0; j < mb; ++j) {
-      acc[j] = _mm256_fmadd_ps(_mm256_loadu_ps(x[j] + k), w0, acc[j]);
-      acc[j] = _mm256_fmadd_ps(_mm256_loadu_ps(x[j] + k + 8), w1, acc[j]);
-    }
+  for (; k + 32 <= K; k += 32) {
+    __m256 wf[4];
+    for (int i = 0; i < 4; ++i)
+      wf[i] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(w + k + 8 * i))));
+    acc.fma32(x, mb, k, wf);
   }
   for (int j = 0; j < mb; ++j) {
-    float s = hsum(acc[j]);
+    float s = hsum(acc.total(j));
     for (int64_t t = k; t < K; ++t) s += x[j][t] * float(w[t]);
     dot[j] = s;
   }
@@ -47,31 +59,27 @@ void dot_s8(const float* const* x, int mb, const int8_t* w, int64_t K, float* do
 void dot_s4(const float* const* x, int mb, const uint8_t* w, const float* scale, int64_t K, int64_t group,
             float* dot) {
   const __m128i mask = _mm_set1_epi8(15), eight = _mm_set1_epi8(8);
-  __m256 acc[kRows];
-  for (int j = 0; j < mb; ++j) acc[j] = _mm256_setzero_ps();
+  __m256 total[kRows];
+  for (int j = 0; j < mb; ++j) total[j] = _mm256_setzero_ps();
   for (int64_t g0 = 0; g0 < K; g0 += group) {
-    __m256 gacc[kRows];
-    for (int j = 0; j < mb; ++j) gacc[j] = _mm256_setzero_ps();
+    Acc acc;
+    acc.zero(mb);
     for (int64_t k = g0; k < g0 + group; k += 32) {
       __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + k / 2));
       __m128i lo = _mm_and_si128(b, mask), hi = _mm_and_si128(_mm_srli_epi16(b, 4), mask);
       // element 2i is the low nibble of byte i: interleave, then sign-extend 4 -> 8 bits
       __m128i e0 = _mm_sub_epi8(_mm_xor_si128(_mm_unpacklo_epi8(lo, hi), eight), eight);
       __m128i e1 = _mm_sub_epi8(_mm_xor_si128(_mm_unpackhi_epi8(lo, hi), eight), eight);
-      __m256 w0 = s8x8_to_f32(e0), w1 = s8x8_to_f32(_mm_srli_si128(e0, 8));
-      __m256 w2 = s8x8_to_f32(e1), w3 = s8x8_to_f32(_mm_srli_si128(e1, 8));
-      for (int j = 0; j < mb; ++j) {
-        const float* xp = x[j] + k;
-        gacc[j] = _mm256_fmadd_ps(_mm256_loadu_ps(xp), w0, gacc[j]);
-        gacc[j] = _mm256_fmadd_ps(_mm256_loadu_ps(xp + 8), w1, gacc[j]);
-        gacc[j] = _mm256_fmadd_ps(_mm256_loadu_ps(xp + 16), w2, gacc[j]);
-        gacc[j] = _mm256_fmadd_ps(_mm256_loadu_ps(xp + 24), w3, gacc[j]);
-      }
+      __m256 wf[4] = {_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(e0)),
+                      _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_unpackhi_epi64(e0, e0))),
+                      _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(e1)),
+                      _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_unpackhi_epi64(e1, e1)))};
+      acc.fma32(x, mb, k, wf);
     }
     __m256 s = _mm256_set1_ps(scale[g0 / group]);
-    for (int j = 0; j < mb; ++j) acc[j] = _mm256_fmadd_ps(gacc[j], s, acc[j]);
+    for (int j = 0; j < mb; ++j) total[j] = _mm256_fmadd_ps(acc.total(j), s, total[j]);
   }
-  for (int j = 0; j < mb; ++j) dot[j] = hsum(acc[j]);
+  for (int j = 0; j < mb; ++j) dot[j] = hsum(total[j]);
 }
 
 const char* woq_supports(const ops::OpCall& c) {
