@@ -4,6 +4,7 @@
 //   qconv2d_b64_32x64_14         the Fashion CNN's second conv (3x3, pad 1) on 64 images
 //   dynamic_linear_b256_1024x1024  per-token dynamic INT8 vs f32
 //   woq_gemv_4096x4096_{fp32,int8,int4}  batch-1 generation GEMV (weights 64 / 16 / 8 MB)
+//   woq_prefill_b256_4096x4096   the same layer on a 256-token prompt
 #include "bench/bench.h"
 #include "qiusuo/autograd.h"
 #include "qiusuo/ops.h"
@@ -111,6 +112,22 @@ std::vector<nlohmann::json> woq_gemv(const Options& o, int bits) {
            {"weight_gb_per_s", double(weight_bytes) / s / 1e9}}};
 }
 
+// A 256-token prompt through the same layer: the blocked f32 path of woq_linear.
+std::vector<nlohmann::json> woq_prefill(const Options& o) {
+  const int64_t n = 4096;
+  Generator g(0);
+  int iters = o.iters ? o.iters : 5;
+  Tensor x = uniform({256, n}, -1, 1, DType::f32, &g), w = randn({n, n}, DType::f32, &g);
+  auto [q8, s8] = quantize_weight_per_channel(w);
+  auto [q4, s4] = quantize_weight_int4_groups(w, 128);
+  NoGrad ng;
+  double fp32 = time_per_call([&] { linear(x, w, Tensor()); }, 1, iters);
+  double i8 = time_per_call([&] { woq_linear(x, q8, s8, Tensor(), 8); }, 1, iters);
+  double i4 = time_per_call([&] { woq_linear(x, q4, s4, Tensor(), 4, 128); }, 1, iters);
+  return {{{"workload", "woq_prefill_b256_4096x4096"}, {"fp32_ms", fp32 * 1e3}, {"int8_ms", i8 * 1e3},
+           {"int4_ms", i4 * 1e3}}};
+}
+
 }  // namespace
 
 std::vector<Workload> quant_workloads() {
@@ -123,6 +140,7 @@ std::vector<Workload> quant_workloads() {
       {"woq_gemv_4096x4096_int8", "weight-only INT8 GEMV 4096x4096 at batch 1 (ms)", [](const Options& o) { return woq_gemv(o, 8); }},
       {"woq_gemv_4096x4096_int4", "weight-only INT4 (g128) GEMV 4096x4096 at batch 1 (ms)",
        [](const Options& o) { return woq_gemv(o, 4); }},
+      {"woq_prefill_b256_4096x4096", "weight-only INT8 / INT4 vs f32 at 256 tokens (ms)", woq_prefill},
   };
 }
 

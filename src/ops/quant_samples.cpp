@@ -202,7 +202,9 @@ std::vector<Sample> woq_linear_samples(DType dt, Generator& g) {
   for (int64_t m : {1, 3, 5}) add(sample_uniform({m, 64}, dt, g), 7 * m, 4, 32, true, "g32");
   add(sample_transposed({6, 256}, dt, g), 33, 4, 128, false, "g128 transposed");
   add(sample_uniform({1, 512}, dt, g), 256, 4, 128, true, "gemv g128");
-  add(sample_uniform({9, 256}, dt, g), 40, 4, 32, true, "small-M g32");
+  add(sample_uniform({9, 256}, dt, g), 40, 4, 32, true, "prefill g32");
+  add(sample_uniform({33, 127}, dt, g), 300, 8, 0, true, "prefill");
+  add(sample_transposed({17, 256}, dt, g), 260, 4, 128, false, "prefill g128 transposed");
   return s;
 }
 

@@ -1,4 +1,5 @@
-// woq_linear: weight-only INT8 / INT4 GEMV and small-M GEMM for LM generation. Weights are
+// woq_linear: weight-only INT8 / INT4 GEMV and small-M GEMM for LM generation (larger
+// batches, such as a prompt's prefill, go through blocks of f32 weights). Weights are
 // dequantised on the fly (AVX2: s8 or packed nibbles -> s32 -> f32, FMA with x); at batch 1
 // the product is memory-bound, and INT8 reads 4x fewer weight bytes than f32, INT4 8x.
 // Sums run in f32 in another order than the reference (which sums in double): equal within
@@ -88,6 +89,42 @@ const char* woq_supports(const ops::OpCall& c) {
   return nullptr;
 }
 
+// Prefill-sized batches (M > kGemvRows) reuse each weight many times: dequantise blocks
+// of kBlock weight rows to f32 and multiply them with oneDNN's f32 matmul (the linear
+// row's kernel, run directly so no autocast hook changes its precision).
+constexpr int64_t kGemvRows = 8, kBlock = 256;
+
+void woq_blocked(const Tensor& x, const Tensor& w, const float* sp, const float* bp, bool int4, int64_t group,
+                 int64_t M, int64_t K, int64_t N, float* y) {
+  Tensor x2 = x.reshape({M, K}), blk = empty({std::min(kBlock, N), K});
+  float* bw = blk.data_ptr<float>();
+  for (int64_t n0 = 0; n0 < N; n0 += kBlock) {
+    const int64_t nb = std::min(kBlock, N - n0);
+#pragma omp parallel for if (nb * K > 32768)
+    for (int64_t r = 0; r < nb; ++r) {
+      const int64_t n = n0 + r;
+      float* dst = bw + r * K;
+      if (!int4) {
+        const int8_t* q = static_cast<const int8_t*>(w.raw_data()) + n * K;
+        for (int64_t k = 0; k < K; ++k) dst[k] = float(q[k]) * sp[n];
+      } else {
+        const uint8_t* q = static_cast<const uint8_t*>(w.raw_data()) + n * (K / 2);
+        for (int64_t k = 0; k < K; ++k) {
+          int nib = (q[k / 2] >> (k % 2 == 0 ? 0 : 4)) & 15;
+          dst[k] = float(nib >= 8 ? nib - 16 : nib) * sp[n * (K / group) + k / group];
+        }
+      }
+    }
+    Tensor yb = empty({M, nb});
+    ops::OpCall mm{ops::OpKind::linear, {x2, blk.narrow(0, 0, nb), Tensor()}, {}, {yb}};
+    ops::run_kernel(mm, "onednn");
+    const float* yp = yb.data_ptr<float>();
+#pragma omp parallel for if (M * nb > 32768)
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t r = 0; r < nb; ++r) y[m * N + n0 + r] = yp[m * nb + r] + (bp ? bp[n0 + r] : 0.0f);
+  }
+}
+
 void woq_linear_cpu(ops::OpCall& c) {
   const Tensor x = c.in[0].contiguous(), w = c.in[1].contiguous(), s = c.in[2].contiguous();
   const Tensor& b = c.in[3];
@@ -100,6 +137,10 @@ void woq_linear_cpu(ops::OpCall& c) {
   const float* sp = s.data_ptr<float>();
   const float* bp = bc.defined() ? bc.data_ptr<float>() : nullptr;
   float* y = c.out[0].data_ptr<float>();
+  if (M > kGemvRows && K > 0) {
+    woq_blocked(x, w, sp, bp, int4, group, M, K, N, y);
+    return;
+  }
   int64_t row_bytes = w.size(1);
 #pragma omp parallel for schedule(static) if (N * K > 32768)
   for (int64_t n = 0; n < N; ++n) {
