@@ -149,7 +149,7 @@ void gemm_u8s8_exact(const uint8_t* u, int64_t M, int64_t K, const Tensor& wq, i
     note_impl(key, pd.impl_info_str());
     return backend::CachedPrimitive{dnnl::matmul(pd), pd, pd.impl_info_str()};
   });
-  memory::desc want = dnnl::matmul::primitive_desc(cp.pd.get()).weights_desc();
+  memory::desc want = cp.pd.weights_desc();
   auto w = packed(wq, "matmul:" + md_key(want), [&](Packed& p) {
     p.weights = memory(want, backend::dnnl_engine());
     reorder_into(user_w, wq.raw_data(), p.weights);
@@ -206,7 +206,7 @@ void conv_u8s8_exact(const uint8_t* u, const ops::Spatial& s, const Tensor& wq, 
     note_impl(key, pd.impl_info_str());
     return backend::CachedPrimitive{dnnl::convolution_forward(pd), pd, pd.impl_info_str()};
   });
-  memory::desc want = dnnl::convolution_forward::primitive_desc(cp.pd.get()).weights_desc();
+  memory::desc want = cp.pd.weights_desc();
   auto w = packed(wq, "conv:" + md_key(want), [&](Packed& p) {
     memory::dims strides(wq.strides().begin(), wq.strides().end());
     if (G > 1) strides.insert(strides.begin(), wq.stride(0) * (wq.size(0) / G));
