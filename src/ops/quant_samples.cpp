@@ -120,6 +120,10 @@ std::vector<Sample> qlinear_samples(DType dt, Generator& g) {
                  fmt::format("{} {}x{} -> {} {}{}{}", k.act.name, shape_str(k.x), k.N, k.out, k.relu ? " relu" : "",
                              k.bias ? "" : " no bias", k.transposed ? " transposed" : "")});
   }
+  // Weights given as a transposed view (the packing reads any strides).
+  Tensor wt = ints({33, 10}, -128, 127, DType::i8, g).t();
+  s.push_back({{ints({5, 33}, 0, 255, DType::u8, g), wt, w_scales(10, g), Tensor()},
+               out_attrs("s8", false, 33).set("x_zp", int64_t(100)), "u8 [5, 33]x10 transposed weights -> s8"});
   return s;
 }
 
