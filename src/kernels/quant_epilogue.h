@@ -23,13 +23,14 @@ struct QEpilogue {
     QEpilogue e;
     e.x_scale = float(a.f("x_scale"));
     e.x_zp = int32_t(a.i("x_zp", 0));
-    e.real_out = a.has("out") ? a.s("out") == "f32" : true;
+    const std::string out = a.has("out") ? a.s("out") : "f32";
+    e.real_out = out == "f32";
     e.relu = a.b("relu", false);
     if (!e.real_out) {
       e.inv_out_scale = inv_scale(float(a.f("out_scale")));
       e.out_zp = int32_t(a.i("out_zp", 0));
-      e.out_qmin = int32_t(a.i("out_qmin"));
-      e.out_qmax = int32_t(a.i("out_qmax"));
+      e.out_qmin = int32_t(a.i("out_qmin", out == "u8" ? 0 : -128));
+      e.out_qmax = int32_t(a.i("out_qmax", out == "u8" ? 255 : 127));
     }
     return e;
   }

@@ -54,8 +54,7 @@ std::vector<TensorSpec> quantize_meta(const OpCall& c) {
   QS_CHECK(dt == "s8" || dt == "u8", "quantize: dtype '{}' (expected s8 or u8; s4 is s8 storage in [-8, 7])", dt);
   DType out = dt == "u8" ? DType::u8 : DType::i8;
   int64_t axis = c.attrs.i("axis", -1);
-  QS_CHECK(axis >= -1 && axis < std::max<int64_t>(x.dim(), 1), "quantize: axis {} for a tensor of rank {}", axis,
-           x.dim());
+  QS_CHECK(axis >= -1 && axis < x.dim(), "quantize: axis {} for a tensor of rank {}", axis, x.dim());
   check_qparam_tensors("quantize", c.in[1], c.in[2], axis < 0 ? 1 : x.size(axis));
   int64_t lo = c.attrs.i("qmin"), hi = c.attrs.i("qmax");
   QS_CHECK(lo <= hi && lo >= qdtype_min(out) && hi <= qdtype_max(out), "quantize: [qmin, qmax] = [{}, {}] outside the "
@@ -68,8 +67,7 @@ std::vector<TensorSpec> dequantize_meta(const OpCall& c) {
   QS_CHECK(q.dtype() == DType::i8 || q.dtype() == DType::u8, "dequantize: q must be i8 or u8, got {}",
            dtype_name(q.dtype()));
   int64_t axis = c.attrs.i("axis", -1);
-  QS_CHECK(axis >= -1 && axis < std::max<int64_t>(q.dim(), 1), "dequantize: axis {} for a tensor of rank {}", axis,
-           q.dim());
+  QS_CHECK(axis >= -1 && axis < q.dim(), "dequantize: axis {} for a tensor of rank {}", axis, q.dim());
   check_qparam_tensors("dequantize", c.in[1], c.in[2], axis < 0 ? 1 : q.size(axis));
   return {{q.shape(), DType::f32}};
 }

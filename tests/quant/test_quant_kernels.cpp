@@ -244,6 +244,8 @@ TEST(QuantErrors, SayWhatWasExpected) {
   QParams pc;
   pc.axis = 1, pc.scale = {0.1f, 0.1f}, pc.zero_point = {0, 0};
   EXPECT_NE(error_of([&] { quantize(zeros({2, 3}), pc); }).find("expected 3 scales"), std::string::npos);
+  pc.axis = 2;
+  EXPECT_NE(error_of([&] { quantize(zeros({2, 3}), pc); }).find("axis 2 for a tensor of rank 2"), std::string::npos);
   EXPECT_NE(error_of([&] { quantize(zeros({2}, DType::i32), xp); }).find("x must be f32 or f64"), std::string::npos);
   EXPECT_NE(error_of([&] { dequantize(zeros({2}, DType::i8), xp); }).find("q is i8 but its parameters say u8"),
             std::string::npos);

@@ -7,6 +7,8 @@
 #include <immintrin.h>
 #include <omp.h>
 
+#include <vector>
+
 #include "kernels/cpu/cpu_kernels.h"
 
 namespace qs::kernels {
@@ -83,6 +85,68 @@ void dot_s4(const float* const* x, int mb, const uint8_t* w, const float* scale,
   for (int j = 0; j < mb; ++j) dot[j] = hsum(total[j]);
 }
 
+// The same product with no byte shuffles (K % 64 == 0): 64 weights are 8 lanes of 32
+// bits, and nibble j of lane l is weight 8 l + j, sign-extended by two shifts. x is given
+// permuted to match: xp[64 b + 8 j + l] = x[64 b + 8 l + j] (permute_x64). Lanes 0-3 hold
+// weights 0-31 of the block, lanes 4-7 weights 32-63: one scale per half (group >= 32).
+template <int J> __m256 nibble(__m256i v) {
+  return _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_slli_epi32(v, 28 - 4 * J), 28));
+}
+template <int J> void fma_nibble(__m256i v, const float* const* x, int mb, int64_t k, __m256 (&blk)[kRows][2]) {
+  __m256 w = nibble<J>(v);
+  for (int r = 0; r < mb; ++r) blk[r][J & 1] = _mm256_fmadd_ps(_mm256_loadu_ps(x[r] + k + 8 * J), w, blk[r][J & 1]);
+}
+void dot_s4_lanes(const float* const* x, int mb, const uint8_t* w, const float* scale, int64_t K, int64_t group,
+                  float* dot) {
+  __m256 total[kRows];
+  for (int r = 0; r < mb; ++r) total[r] = _mm256_setzero_ps();
+  for (int64_t k = 0; k < K; k += 64) {
+    __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + k / 2));
+    __m256 blk[kRows][2];
+    for (int r = 0; r < mb; ++r) blk[r][0] = blk[r][1] = _mm256_setzero_ps();
+    fma_nibble<0>(v, x, mb, k, blk);
+    fma_nibble<1>(v, x, mb, k, blk);
+    fma_nibble<2>(v, x, mb, k, blk);
+    fma_nibble<3>(v, x, mb, k, blk);
+    fma_nibble<4>(v, x, mb, k, blk);
+    fma_nibble<5>(v, x, mb, k, blk);
+    fma_nibble<6>(v, x, mb, k, blk);
+    fma_nibble<7>(v, x, mb, k, blk);
+    __m256 sv = _mm256_set_m128(_mm_set1_ps(scale[(k + 32) / group]), _mm_set1_ps(scale[k / group]));
+    for (int r = 0; r < mb; ++r) total[r] = _mm256_fmadd_ps(_mm256_add_ps(blk[r][0], blk[r][1]), sv, total[r]);
+  }
+  for (int r = 0; r < mb; ++r) dot[r] = hsum(total[r]);
+}
+void permute_x64(const float* x, int64_t K, float* xp) {
+  for (int64_t b = 0; b < K; b += 64)
+    for (int j = 0; j < 8; ++j)
+      for (int l = 0; l < 8; ++l) xp[b + 8 * j + l] = x[b + 8 * l + j];
+}
+
+// INT8 the same way (K % 32 == 0): 32 weights are 8 lanes, byte j of lane l is weight
+// 4 l + j; x permuted as xp[32 b + 8 j + l] = x[32 b + 4 l + j] (permute_x32).
+template <int J> void fma_byte(__m256i v, const float* const* x, int mb, int64_t k, __m256 (&blk)[kRows][2]) {
+  __m256 w = _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_slli_epi32(v, 24 - 8 * J), 24));
+  for (int r = 0; r < mb; ++r) blk[r][J & 1] = _mm256_fmadd_ps(_mm256_loadu_ps(x[r] + k + 8 * J), w, blk[r][J & 1]);
+}
+void dot_s8_lanes(const float* const* x, int mb, const int8_t* w, int64_t K, float* dot) {
+  __m256 acc[kRows][2];
+  for (int r = 0; r < mb; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+  for (int64_t k = 0; k < K; k += 32) {
+    __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + k));
+    fma_byte<0>(v, x, mb, k, acc);
+    fma_byte<1>(v, x, mb, k, acc);
+    fma_byte<2>(v, x, mb, k, acc);
+    fma_byte<3>(v, x, mb, k, acc);
+  }
+  for (int r = 0; r < mb; ++r) dot[r] = hsum(_mm256_add_ps(acc[r][0], acc[r][1]));
+}
+void permute_x32(const float* x, int64_t K, float* xp) {
+  for (int64_t b = 0; b < K; b += 32)
+    for (int j = 0; j < 4; ++j)
+      for (int l = 0; l < 8; ++l) xp[b + 8 * j + l] = x[b + 4 * l + j];
+}
+
 const char* woq_supports(const ops::OpCall& c) {
   if (c.out[0].numel() == 0) return "empty output";
   if (c.attrs.i("bits", 8) == 4 && c.attrs.i("group_size") % 32 != 0) return "int4 group size not a multiple of 32";
@@ -109,9 +173,12 @@ void woq_blocked(const Tensor& x, const Tensor& w, const float* sp, const float*
         for (int64_t k = 0; k < K; ++k) dst[k] = float(q[k]) * sp[n];
       } else {
         const uint8_t* q = static_cast<const uint8_t*>(w.raw_data()) + n * (K / 2);
-        for (int64_t k = 0; k < K; ++k) {
-          int nib = (q[k / 2] >> (k % 2 == 0 ? 0 : 4)) & 15;
-          dst[k] = float(nib >= 8 ? nib - 16 : nib) * sp[n * (K / group) + k / group];
+        for (int64_t g = 0; g < K / group; ++g) {
+          const float sc = sp[n * (K / group) + g];
+          for (int64_t i = g * group / 2; i < (g + 1) * group / 2; ++i) {
+            dst[2 * i] = float(int8_t(q[i] << 4) >> 4) * sc;  // low nibble, sign-extended
+            dst[2 * i + 1] = float(int8_t(q[i]) >> 4) * sc;
+          }
         }
       }
     }
@@ -142,15 +209,24 @@ void woq_linear_cpu(ops::OpCall& c) {
     return;
   }
   int64_t row_bytes = w.size(1);
+  const bool lanes = int4 ? K % 64 == 0 : K % 32 == 0;
+  std::vector<float> xperm(lanes ? size_t(M * K) : 0);
+  for (int64_t m = 0; lanes && m < M; ++m)
+    (int4 ? permute_x64 : permute_x32)(xp + m * K, K, xperm.data() + m * K);
+  const float* xin = lanes ? xperm.data() : xp;
 #pragma omp parallel for schedule(static) if (N * K > 32768)
   for (int64_t n = 0; n < N; ++n) {
     const void* wrow = static_cast<const char*>(w.raw_data()) + n * row_bytes;
     for (int64_t m0 = 0; m0 < M; m0 += kRows) {
       int mb = int(std::min<int64_t>(kRows, M - m0));
       const float* rows[kRows];
-      for (int j = 0; j < mb; ++j) rows[j] = xp + (m0 + j) * K;
+      for (int j = 0; j < mb; ++j) rows[j] = xin + (m0 + j) * K;
       float dot[kRows];
-      if (int4)
+      if (lanes && int4)
+        dot_s4_lanes(rows, mb, static_cast<const uint8_t*>(wrow), sp + n * (K / group), K, group, dot);
+      else if (lanes)
+        dot_s8_lanes(rows, mb, static_cast<const int8_t*>(wrow), K, dot);
+      else if (int4)
         dot_s4(rows, mb, static_cast<const uint8_t*>(wrow), sp + n * (K / group), K, group, dot);
       else
         dot_s8(rows, mb, static_cast<const int8_t*>(wrow), K, dot);
