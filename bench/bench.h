@@ -38,5 +38,6 @@ std::vector<Workload> cnn_workloads();
 std::vector<Workload> attention_workloads();
 std::vector<Workload> moe_workloads();
 std::vector<Workload> lm_workloads();
+std::vector<Workload> quant_workloads();
 
 }  // namespace qs::bench

@@ -119,7 +119,9 @@ std::vector<CheckResult> check_kernels(const OpDef& def, uint64_t seed) {
             if (!guard_intact(call.out[o])) {
               r.ok = false;
               r.message = fmt::format("output {} written past its end ({} threads)", o, threads);
-            } else if (std::string m = compare(call.out[o], ref_call.out[o], tolerance_for(specs[o].dtype)); !m.empty()) {
+            } else if (std::string m = compare(call.out[o], ref_call.out[o],
+                                               def.flags & kExact ? Tolerance{0, 0} : tolerance_for(specs[o].dtype));
+                       !m.empty()) {
               r.ok = false;
               r.message = fmt::format("output {} ({} threads): {}", o, threads, m);
             }

@@ -27,6 +27,7 @@ enum OpFlags : uint32_t {
   kLowp = 1u << 4,     // autocast runs it in bf16 (matmul, linear, conv)
   kF32 = 1u << 5,      // autocast runs it in f32 (softmax, norms, losses, reductions)
   kNoSample = 1u << 6, // the generic harness has no samples for it (tested elsewhere)
+  kExact = 1u << 7,    // optimised kernels equal the reference bit for bit (int8 rows): zero tolerance
 };
 
 enum class OpKind : uint16_t {

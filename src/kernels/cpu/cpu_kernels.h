@@ -19,5 +19,8 @@ void register_batch_norm_cpu(std::vector<ops::OpDef>& t);
 void register_attention_cpu(std::vector<ops::OpDef>& t);
 void register_rope_cpu(std::vector<ops::OpDef>& t);
 void register_topk_cpu(std::vector<ops::OpDef>& t);
+void register_quant_cpu(std::vector<ops::OpDef>& t);
+void register_quant_dnnl(std::vector<ops::OpDef>& t);
+void register_quant_woq_cpu(std::vector<ops::OpDef>& t);
 
 }  // namespace qs::kernels

@@ -79,4 +79,12 @@ void attention_ref(ops::OpCall& c);
 void attention_backward_ref(ops::OpCall& c);
 void attention_weights_ref(ops::OpCall& c);
 
+// Integer quantisation (quant_ref.cpp, quant_linear_ref.cpp)
+void quantize_ref(ops::OpCall& c);
+void dequantize_ref(ops::OpCall& c);
+void qlinear_ref(ops::OpCall& c);
+void qconv_ref(ops::OpCall& c);
+void dynamic_linear_ref(ops::OpCall& c);
+void woq_linear_ref(ops::OpCall& c);
+
 }  // namespace qs::kernels

@@ -1,0 +1,124 @@
+// Quantised layers (torch.ao.nn.quantized.Linear / Conv2d / Conv3d, dynamic.Linear, and a
+// weight-only linear for LM generation), built from their float twins.
+//
+// Contract
+// - Weights: symmetric s8 per output channel (quantize_weight_per_channel), or s4 in groups
+//   (WeightOnlyLinear with bits 4). The float layer is read, not kept.
+// - QuantizedLinear / QuantizedConv take the activation parameters (per tensor u8 or s8)
+//   of their input and, optionally, their output. forward(f32) quantises the input, runs
+//   the integer op and returns f32 (dequantising a quantised output). forward(u8/i8, the
+//   dtype of the input parameters) is the chainable form: it returns the quantised output
+//   (u8/i8) when output parameters are set, else f32. Quantize / DeQuantize modules start
+//   and end such a chain in a Sequential.
+// - Buffers, so state_dict() and io::save_safetensors round-trip them exactly: "weight"
+//   (i8, or u8 packed s4), "weight_scale" f32, "bias" f32 (if any), and per activation
+//   "input_scale" f32 [1], "input_zero_point" i32 [1], "input_qrange" i32 [3] = (dtype
+//   code 0 s8 / 1 u8, qmin, qmax), likewise "output_*". qparams_json() (also extra_repr)
+//   describes all of it for a file's metadata. Buffers are read at each forward: after
+//   load_state_dict, invalid parameters are errors naming the buffer.
+// - weight_bytes(): bytes of the quantised weight and its scales (not the bias), to set
+//   against 4 bytes per weight in f32.
+#pragma once
+#include <optional>
+#include <string>
+
+#include "qiusuo/nn/conv.h"
+#include "qiusuo/nn/linear.h"
+#include "qiusuo/quant/int8.h"
+
+namespace qs::quant {
+
+class QuantizedLinear : public nn::Module {
+ public:
+  QuantizedLinear(const nn::Linear& lin, const QParams& input, std::optional<QParams> output = std::nullopt,
+                  bool relu = false);
+  // An empty shell of the same structure, for load_state_dict.
+  QuantizedLinear(int64_t in_features, int64_t out_features, bool bias, const QParams& input,
+                  std::optional<QParams> output = std::nullopt, bool relu = false);
+  Tensor forward(const Tensor& x) override;
+  std::string extra_repr() const override { return qparams_json(); }
+  std::string qparams_json() const;
+  int64_t weight_bytes() const;
+  QParams input_qparams() const;
+  std::optional<QParams> output_qparams() const;
+
+ private:
+  bool relu_;
+  Tensor weight_, scale_, bias_;
+};
+
+class QuantizedConv : public nn::Module {
+ public:
+  QuantizedConv(const nn::ConvNd& conv, const QParams& input, std::optional<QParams> output = std::nullopt,
+                bool relu = false);
+  // Shell: weight shape [O, C / groups, k...] gives the rank (1 to 3 spatial dims).
+  QuantizedConv(const Shape& weight_shape, const nn::ConvOptions& opt, const QParams& input,
+                std::optional<QParams> output = std::nullopt, bool relu = false);
+  Tensor forward(const Tensor& x) override;
+  std::string extra_repr() const override { return qparams_json(); }
+  std::string qparams_json() const;
+  int64_t weight_bytes() const;
+  QParams input_qparams() const;
+  std::optional<QParams> output_qparams() const;
+
+ private:
+  nn::ConvOptions opt_;
+  bool relu_;
+  Tensor weight_, scale_, bias_;
+};
+
+// y = dynamic_linear(x, ...): f32 in and out, activations quantised per token (or tensor).
+class DynamicQuantizedLinear : public nn::Module {
+ public:
+  explicit DynamicQuantizedLinear(const nn::Linear& lin, const std::string& granularity = "token",
+                                  bool reduce_range = default_reduce_range());
+  DynamicQuantizedLinear(int64_t in_features, int64_t out_features, bool bias, const std::string& granularity = "token",
+                         bool reduce_range = default_reduce_range());
+  Tensor forward(const Tensor& x) override;
+  std::string extra_repr() const override { return qparams_json(); }
+  std::string qparams_json() const;
+  int64_t weight_bytes() const;
+
+ private:
+  std::string granularity_;
+  bool reduce_range_;
+  Tensor weight_, scale_, bias_;
+};
+
+// y = woq_linear(x, ...): bits 8 (per channel) or 4 (groups of group_size, 32 or 128 typical).
+class WeightOnlyLinear : public nn::Module {
+ public:
+  WeightOnlyLinear(const nn::Linear& lin, int bits, int64_t group_size = 128);
+  WeightOnlyLinear(int64_t in_features, int64_t out_features, bool bias, int bits, int64_t group_size = 128);
+  Tensor forward(const Tensor& x) override;
+  std::string extra_repr() const override { return qparams_json(); }
+  std::string qparams_json() const;
+  int64_t weight_bytes() const;
+
+ private:
+  int bits_;
+  int64_t group_;
+  Tensor weight_, scale_, bias_;
+};
+
+// f32 -> u8/i8 with fixed parameters (the start of a quantised chain) and back.
+class Quantize : public nn::Module {
+ public:
+  explicit Quantize(const QParams& p);
+  Tensor forward(const Tensor& x) override;
+  std::string extra_repr() const override;
+
+ private:
+  Tensor scale_, zp_, range_;
+};
+class DeQuantize : public nn::Module {
+ public:
+  explicit DeQuantize(const QParams& p);
+  Tensor forward(const Tensor& x) override;
+  std::string extra_repr() const override;
+
+ private:
+  Tensor scale_, zp_, range_;
+};
+
+}  // namespace qs::quant

@@ -1,0 +1,164 @@
+// quantize, dequantize and dynamic_linear: OpenMP loops over contiguous data with
+// quant_math.h's helpers (this file is compiled without FMA contraction, so it reproduces
+// the reference's bits), and dynamic_linear's integer product on oneDNN (quant_pack.h).
+#include <omp.h>
+
+#include <limits>
+
+#include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/quant_pack.h"
+#include "kernels/cpu/quant_epilogue_avx2.h"
+
+namespace qs::kernels {
+
+namespace {
+
+// A contiguous tensor viewed as [outer, C, inner] for channel axis `axis` (-1: C = 1).
+struct Channels {
+  int64_t outer = 1, C = 1, inner = 1;
+  Channels(const Shape& shape, int64_t axis) {
+    if (axis < 0) {
+      inner = shape_numel(shape);
+      return;
+    }
+    for (int64_t d = 0; d < axis; ++d) outer *= shape[size_t(d)];
+    C = shape[size_t(axis)];
+    for (size_t d = size_t(axis) + 1; d < shape.size(); ++d) inner *= shape[d];
+  }
+};
+
+std::vector<float> f32s(const Tensor& t) {
+  Tensor c = t.contiguous();
+  return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+}
+std::vector<int32_t> i32s(const Tensor& t) {
+  Tensor c = t.contiguous();
+  return std::vector<int32_t>(c.data_ptr<int32_t>(), c.data_ptr<int32_t>() + c.numel());
+}
+
+const char* nonempty(const ops::OpCall& c) { return c.out[0].numel() == 0 ? "empty output" : nullptr; }
+
+template <class In, class Out>
+void quantize_loop(const In* x, Out* q, const Channels& ch, const std::vector<float>& inv, const std::vector<int32_t>& zp,
+                   int32_t lo, int32_t hi) {
+#pragma omp parallel for collapse(2) if (ch.outer * ch.C * ch.inner > 32768)
+  for (int64_t o = 0; o < ch.outer; ++o)
+    for (int64_t c = 0; c < ch.C; ++c) {
+      const int64_t base = (o * ch.C + c) * ch.inner;
+      const float is = inv[size_t(c)];
+      const int32_t z = zp[size_t(c)];
+      for (int64_t i = 0; i < ch.inner; ++i) q[base + i] = Out(quant::quantize_value(float(x[base + i]), is, z, lo, hi));
+    }
+}
+
+void quantize_cpu(ops::OpCall& c) {
+  const Tensor x = c.in[0].contiguous();
+  Channels ch(x.shape(), c.attrs.i("axis", -1));
+  std::vector<float> inv = f32s(c.in[1]);
+  for (float& s : inv) s = quant::inv_scale(s);
+  std::vector<int32_t> zp = i32s(c.in[2]);
+  int32_t lo = int32_t(c.attrs.i("qmin")), hi = int32_t(c.attrs.i("qmax"));
+  auto run = [&]<class In>(const In* xp) {
+    if (c.out[0].dtype() == DType::u8)
+      quantize_loop(xp, c.out[0].data_ptr<uint8_t>(), ch, inv, zp, lo, hi);
+    else
+      quantize_loop(xp, c.out[0].data_ptr<int8_t>(), ch, inv, zp, lo, hi);
+  };
+  if (x.dtype() == DType::f32)
+    run(x.data_ptr<float>());
+  else
+    run(x.data_ptr<double>());
+}
+
+template <class In> void dequantize_loop(const In* q, float* y, const Channels& ch, const std::vector<float>& scale,
+                                         const std::vector<int32_t>& zp) {
+#pragma omp parallel for collapse(2) if (ch.outer * ch.C * ch.inner > 32768)
+  for (int64_t o = 0; o < ch.outer; ++o)
+    for (int64_t c = 0; c < ch.C; ++c) {
+      const int64_t base = (o * ch.C + c) * ch.inner;
+      const float s = scale[size_t(c)];
+      const int32_t z = zp[size_t(c)];
+      for (int64_t i = 0; i < ch.inner; ++i) y[base + i] = quant::dequantize_value(int32_t(q[base + i]), s, z);
+    }
+}
+
+void dequantize_cpu(ops::OpCall& c) {
+  const Tensor q = c.in[0].contiguous();
+  Channels ch(q.shape(), c.attrs.i("axis", -1));
+  std::vector<float> scale = f32s(c.in[1]);
+  std::vector<int32_t> zp = i32s(c.in[2]);
+  float* y = c.out[0].data_ptr<float>();
+  if (q.dtype() == DType::u8)
+    dequantize_loop(q.data_ptr<uint8_t>(), y, ch, scale, zp);
+  else
+    dequantize_loop(q.data_ptr<int8_t>(), y, ch, scale, zp);
+}
+
+// Per-row (or whole-tensor) u8 parameters and the quantised rows u [M, K].
+std::vector<quant::DynamicQParams> quantize_rows(const float* x, int64_t M, int64_t K, bool per_token, int32_t qmax,
+                                                 uint8_t* u) {
+  std::vector<float> lo(size_t(M), std::numeric_limits<float>::infinity()), hi(size_t(M), -lo[0]);
+#pragma omp parallel for if (M * K > 32768)
+  for (int64_t m = 0; m < M; ++m) {
+    float l = lo[size_t(m)], h = hi[size_t(m)];
+    for (int64_t k = 0; k < K; ++k) l = std::min(l, x[m * K + k]), h = std::max(h, x[m * K + k]);
+    lo[size_t(m)] = l, hi[size_t(m)] = h;
+  }
+  std::vector<quant::DynamicQParams> p(static_cast<size_t>(M));
+  if (per_token) {
+    for (int64_t m = 0; m < M; ++m) p[size_t(m)] = quant::dynamic_qparams(lo[size_t(m)], hi[size_t(m)], qmax);
+  } else {
+    float l = std::numeric_limits<float>::infinity(), h = -l;
+    for (int64_t m = 0; m < M; ++m) l = std::min(l, lo[size_t(m)]), h = std::max(h, hi[size_t(m)]);
+    std::fill(p.begin(), p.end(), quant::dynamic_qparams(l, h, qmax));
+  }
+#pragma omp parallel for if (M * K > 32768)
+  for (int64_t m = 0; m < M; ++m) {
+    const float is = quant::inv_scale(p[size_t(m)].scale);
+    const int32_t z = p[size_t(m)].zp;
+    for (int64_t k = 0; k < K; ++k) u[m * K + k] = uint8_t(quant::quantize_value(x[m * K + k], is, z, 0, qmax));
+  }
+  return p;
+}
+
+const char* dynamic_supports(const ops::OpCall& c) {
+  if (c.out[0].numel() == 0) return "empty output";
+  if (c.in[0].size(-1) == 0) return "K = 0";
+  return nullptr;
+}
+
+void dynamic_linear_cpu(ops::OpCall& c) {
+  const Tensor x = c.in[0].contiguous(), &w = c.in[1];
+  bool per_token = !c.attrs.has("granularity") || c.attrs.s("granularity") == "token";
+  int32_t qmax = c.attrs.b("reduce_range", false) ? 127 : 255;
+  int64_t K = x.size(-1), N = w.size(0), M = x.numel() / K;
+  uint8_t* u = static_cast<uint8_t*>(quant_scratch(0, size_t(M * K)));
+  std::vector<quant::DynamicQParams> p = quantize_rows(x.data_ptr<float>(), M, K, per_token, qmax, u);
+  int32_t* acc = static_cast<int32_t*>(quant_scratch(4, size_t(M * N) * 4));
+  gemm_u8s8_exact(u, M, K, w, acc);
+  auto sums = weight_row_sums(w);
+  std::vector<float> ws = f32s(c.in[2]), bias(size_t(N), 0.0f);
+  if (c.in[3].defined()) bias = f32s(c.in[3]);
+  float* y = c.out[0].data_ptr<float>();
+  quant::QEpilogue real;  // f32 output, no relu
+#pragma omp parallel
+  {
+    std::vector<float> scale(static_cast<size_t>(N));
+#pragma omp for
+    for (int64_t m = 0; m < M; ++m) {
+      for (int64_t n = 0; n < N; ++n) scale[size_t(n)] = p[size_t(m)].scale * ws[size_t(n)];
+      quant_epilogue_run(real, acc + m * N, p[size_t(m)].zp, sums->data(), scale.data(), bias.data(), N, y + m * N,
+                         DType::f32);
+    }
+  }
+}
+
+}  // namespace
+
+void register_quant_cpu(std::vector<ops::OpDef>& t) {
+  ops::add_kernel(t, ops::OpKind::quantize, {"cpu", nonempty, quantize_cpu});
+  ops::add_kernel(t, ops::OpKind::dequantize, {"cpu", nonempty, dequantize_cpu});
+  ops::add_kernel(t, ops::OpKind::dynamic_linear, {"onednn-int8", dynamic_supports, dynamic_linear_cpu});
+}
+
+}  // namespace qs::kernels

@@ -1,0 +1,149 @@
+// qlinear and qconv on oneDNN's int8 primitives, bit-exact with the reference
+// (src/kernels/ref/quant_ref.cpp). The route: activations become u8 values u = xq + add
+// (s8 moved into [0, 255]; a 7-bit window moved to [0, 127] when the data fits one),
+// oneDNN computes the exact s32 sums of u x wq (quant_pack.h: no s16 saturation), and our
+// epilogue subtracts the zero point times the weight sums (per output channel, or per
+// channel and position for padded convolutions) and applies quant_math.h's requantisation.
+#include <omp.h>
+
+#include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/quant_pack.h"
+#include "kernels/cpu/quant_epilogue_avx2.h"
+
+namespace qs::kernels {
+
+namespace {
+
+// How far to move the activation integers so they are u8 and, when their spread allows,
+// at most 127: returns `add` with u = x + add.
+template <class T> int32_t act_shift(const T* x, int64_t n) {
+  int32_t lo = 255, hi = 0;
+  const int32_t base = std::is_signed_v<T> ? 128 : 0;
+#pragma omp parallel for simd reduction(min : lo) reduction(max : hi) if (n > 65536)
+  for (int64_t i = 0; i < n; ++i) {
+    int32_t v = int32_t(x[i]) + base;
+    lo = std::min(lo, v);
+    hi = std::max(hi, v);
+  }
+  if (hi <= 127 || hi - lo > 127) return base;
+  return base - lo;
+}
+
+// u = x + add in the same order (rows), or from NC(spatial) to N(spatial)C (convolution).
+template <class T> void shift_rows(const T* x, int64_t n, int32_t add, uint8_t* u) {
+#pragma omp parallel for simd if (n > 65536)
+  for (int64_t i = 0; i < n; ++i) u[i] = uint8_t(int32_t(x[i]) + add);
+}
+template <class T> void shift_to_channels_last(const T* x, int64_t N, int64_t C, int64_t P, int32_t add, uint8_t* u) {
+#pragma omp parallel for collapse(2) if (N * C * P > 65536)
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t p = 0; p < P; ++p)
+      for (int64_t c = 0; c < C; ++c) u[(n * P + p) * C + c] = uint8_t(int32_t(x[(n * C + c) * P + p]) + add);
+}
+
+// Moves xq (contiguous) into u; returns `add`.
+int32_t prepare_act(const Tensor& x, uint8_t* u, bool channels_last, int64_t N, int64_t C, int64_t P) {
+  auto run = [&]<class T>(const T* p) {
+    int32_t add = act_shift(p, x.numel());
+    if (channels_last)
+      shift_to_channels_last(p, N, C, P, add, u);
+    else
+      shift_rows(p, x.numel(), add, u);
+    return add;
+  };
+  return x.dtype() == DType::u8 ? run(x.data_ptr<uint8_t>()) : run(x.data_ptr<int8_t>());
+}
+
+// dst [N, C, P] from src [N, P, C], elements of `es` bytes, in tiles of 16 positions so
+// the reads of a tile stay in L1 while each channel's 16 outputs are written together.
+template <class T> void transpose_tiles(const T* x, int64_t N, int64_t P, int64_t C, T* y) {
+  const int64_t tiles = (P + 15) / 16;
+#pragma omp parallel for if (N * P * C > 65536)
+  for (int64_t nt = 0; nt < N * tiles; ++nt) {
+    const int64_t n = nt / tiles, p0 = (nt % tiles) * 16, p1 = std::min(P, p0 + 16);
+    const T* xs = x + n * P * C;
+    T* ys = y + n * C * P;
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t p = p0; p < p1; ++p) ys[c * P + p] = xs[p * C + c];
+  }
+}
+void to_channels_first(const char* src, int64_t N, int64_t P, int64_t C, size_t es, void* dst) {
+  if (es == 4)
+    transpose_tiles(reinterpret_cast<const float*>(src), N, P, C, static_cast<float*>(dst));
+  else
+    transpose_tiles(reinterpret_cast<const uint8_t*>(src), N, P, C, static_cast<uint8_t*>(dst));
+}
+
+// Per output channel: acc_scale = x_scale * w_scale[n] and the bias.
+void channel_params(const quant::QEpilogue& epi, const Tensor& ws, const Tensor& b, std::vector<float>& scale,
+                    std::vector<float>& bias) {
+  int64_t N = ws.size(0);
+  scale.resize(size_t(N));
+  bias.assign(size_t(N), 0.0f);
+  Tensor wsc = ws.contiguous();
+  for (int64_t n = 0; n < N; ++n) scale[size_t(n)] = epi.acc_scale(wsc.data_ptr<float>()[n]);
+  if (b.defined()) {
+    Tensor bc = b.contiguous();
+    for (int64_t n = 0; n < N; ++n) bias[size_t(n)] = bc.data_ptr<float>()[n];
+  }
+}
+
+const char* q_supports(const ops::OpCall& c) {
+  if (c.out[0].numel() == 0) return "empty output";
+  if (c.in[0].numel() == 0) return "empty input";
+  return nullptr;
+}
+
+void qlinear_cpu(ops::OpCall& c) {
+  const Tensor x = c.in[0].contiguous(), &w = c.in[1];
+  Tensor& out = c.out[0];
+  auto epi = quant::QEpilogue::from(c.attrs);
+  int64_t K = x.size(-1), N = w.size(0), M = x.numel() / K;
+  uint8_t* u = static_cast<uint8_t*>(quant_scratch(0, size_t(M * K)));
+  int32_t zp = epi.x_zp + prepare_act(x, u, false, 0, 0, 0);
+  int32_t* acc = static_cast<int32_t*>(quant_scratch(4, size_t(M * N) * 4));
+  gemm_u8s8_exact(u, M, K, w, acc);
+  auto sums = weight_row_sums(w);
+  std::vector<float> scale, bias;
+  channel_params(epi, c.in[2], c.in[3], scale, bias);
+  char* o = static_cast<char*>(out.raw_data());
+  DType dt = out.dtype();
+  size_t es = dtype_size(dt);
+#pragma omp parallel for if (M * N > 16384)
+  for (int64_t m = 0; m < M; ++m)
+    quant_epilogue_run(epi, acc + m * N, zp, sums->data(), scale.data(), bias.data(), N, o + m * N * es, dt);
+}
+
+void qconv_cpu(ops::OpCall& c) {
+  const Tensor x = c.in[0].contiguous(), &w = c.in[1];
+  Tensor& out = c.out[0];
+  auto epi = quant::QEpilogue::from(c.attrs);
+  ops::Spatial s = ops::conv_spatial(x.shape(), w.shape(), c.attrs, "qconv");
+  int64_t G = c.attrs.i("groups", 1), O = w.size(0), P = s.out_plane();
+  uint8_t* u = static_cast<uint8_t*>(quant_scratch(0, size_t(x.numel())));
+  int32_t zp = epi.x_zp + prepare_act(x, u, true, s.N, s.C, s.in_plane());
+  int32_t* acc = static_cast<int32_t*>(quant_scratch(4, size_t(out.numel()) * 4));
+  conv_u8s8_exact(u, s, w, G, acc);
+  auto taps = conv_tap_sums(s, w, G);
+  std::vector<float> scale, bias;
+  channel_params(epi, c.in[2], c.in[3], scale, bias);
+  // Requantise in the channels-last order oneDNN wrote (channels contiguous, as the
+  // per-channel scales), then move to the NC(spatial) output.
+  DType dt = out.dtype();
+  size_t es = dtype_size(dt);
+  char* tmp = static_cast<char*>(quant_scratch(5, size_t(out.numel()) * es));
+#pragma omp parallel for if (out.numel() > 16384)
+  for (int64_t np = 0; np < s.N * P; ++np)
+    quant_epilogue_run(epi, acc + np * O, zp, taps->data() + (np % P) * O, scale.data(), bias.data(), O, tmp + np * O * es,
+                       dt);
+  to_channels_first(tmp, s.N, P, O, es, out.raw_data());
+}
+
+}  // namespace
+
+void register_quant_dnnl(std::vector<ops::OpDef>& t) {
+  ops::add_kernel(t, ops::OpKind::qlinear, {"onednn-int8", q_supports, qlinear_cpu});
+  ops::add_kernel(t, ops::OpKind::qconv, {"onednn-int8", q_supports, qconv_cpu});
+}
+
+}  // namespace qs::kernels

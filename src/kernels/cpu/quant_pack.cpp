@@ -1,0 +1,258 @@
+// oneDNN int8 matmul and convolution with cached pre-packed weights (quant_pack.h).
+#include "kernels/cpu/quant_pack.h"
+
+#include <omp.h>
+
+#include <iostream>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+
+#include "backend/dnnl_util.h"
+#include "kernels/cpu/dnnl_layout.h"
+#include "quant/packed_hook.h"
+#include "tensor/strided.h"
+
+namespace qs::kernels {
+
+namespace {
+
+using dnnl::memory;
+
+// ---- the cache of packed weights. An entry belongs to one weight tensor (storage,
+// offset, shape, strides) and dies with its storage (weak_ptr); a sample of 4096 bytes
+// guards against a weight rewritten in place (clear_packed_weights() for certainty).
+struct Packed {
+  std::weak_ptr<Storage> owner;
+  uint64_t fingerprint = 0;
+  memory weights;             // in the primitive's layout (empty for sums-only entries)
+  std::vector<int32_t> sums;  // row sums (linear) or tap sums (convolution)
+};
+std::mutex g_mu;
+std::unordered_map<std::string, std::shared_ptr<Packed>> g_cache;
+
+void clear_all() {
+  std::lock_guard<std::mutex> lock(g_mu);
+  g_cache.clear();
+}
+const bool g_hook_set = [] {
+  quant::detail::clear_packed_hook = clear_all;
+  return true;
+}();
+
+std::string identity(const Tensor& w) {
+  std::string k = fmt::format("{}+{}:", static_cast<const void*>(w.storage()->data()), w.offset());
+  for (int64_t d = 0; d < w.dim(); ++d) k += fmt::format("{}/{},", w.size(d), w.stride(d));
+  return k;
+}
+
+uint64_t fingerprint(const Tensor& w) {
+  const int8_t* p = static_cast<const int8_t*>(w.raw_data());
+  StridedIndex ix(w.shape(), w.strides());
+  int64_t n = w.numel(), step = std::max<int64_t>(1, n / 4096);
+  uint64_t h = 1469598103934665603ull;
+  for (int64_t i = 0; i < n; i += step) h = (h ^ uint8_t(p[ix.offset(i)])) * 1099511628211ull;
+  return h ^ uint64_t(p[ix.offset(n - 1)]);
+}
+
+// The entry for (w, what), built by `make` when absent or stale.
+template <class Make> std::shared_ptr<Packed> packed(const Tensor& w, const std::string& what, Make&& make) {
+  std::string key = identity(w) + "|" + what;
+  uint64_t fp = fingerprint(w);
+  {
+    std::lock_guard<std::mutex> lock(g_mu);
+    auto it = g_cache.find(key);
+    if (it != g_cache.end() && !it->second->owner.expired() && it->second->owner.lock() == w.storage() &&
+        it->second->fingerprint == fp)
+      return it->second;
+  }
+  auto e = std::make_shared<Packed>();
+  e->owner = w.storage();
+  e->fingerprint = fp;
+  make(*e);
+  std::lock_guard<std::mutex> lock(g_mu);
+  for (auto it = g_cache.begin(); it != g_cache.end();) it = it->second->owner.expired() ? g_cache.erase(it) : ++it;
+  g_cache[key] = e;
+  return e;
+}
+
+void reorder_into(const memory::desc& from_md, void* from, memory to) {
+  memory src(from_md, backend::dnnl_engine(), from);
+  dnnl::reorder(src, to).execute(backend::dnnl_stream(), src, to);
+  backend::dnnl_stream().wait();
+}
+
+void note_impl(const std::string& what, const std::string& impl) {
+  static bool verbose = [] {
+    const char* e = std::getenv("QS_VERBOSE");
+    return e && std::string(e).find("dispatch") != std::string::npos;
+  }();
+  if (verbose) std::cerr << "qs onednn: " << what << " -> " << impl << "\n";
+  if (!verbose && impl.rfind("ref", 0) == 0)
+    std::cerr << "qs warning: oneDNN chose its reference implementation for " << what << " (slow)\n";
+}
+
+// Whether some u exceeds 127 (then the product is split, see the header).
+bool needs_split(const uint8_t* u, int64_t n) {
+  uint8_t any = 0;
+#pragma omp parallel for simd reduction(| : any) if (n > 65536)
+  for (int64_t i = 0; i < n; ++i) any |= u[i];
+  return any & 0x80;
+}
+
+// Runs `prim` on lo (and hi) parts of u: acc = P(lo) + 128 P(hi).
+template <class Run> void run_split(const uint8_t* u, int64_t n_in, int32_t* acc, int64_t n_out, Run&& run) {
+  if (!needs_split(u, n_in)) {
+    run(u, acc);
+    return;
+  }
+  uint8_t* lo = static_cast<uint8_t*>(quant_scratch(2, size_t(n_in)));
+  uint8_t* hi = static_cast<uint8_t*>(quant_scratch(3, size_t(n_in)));
+#pragma omp parallel for simd if (n_in > 65536)
+  for (int64_t i = 0; i < n_in; ++i) lo[i] = u[i] & 127, hi[i] = u[i] >> 7;
+  int32_t* tmp = static_cast<int32_t*>(quant_scratch(1, size_t(n_out) * 4));
+  run(lo, acc);
+  run(hi, tmp);
+#pragma omp parallel for simd if (n_out > 65536)
+  for (int64_t i = 0; i < n_out; ++i) acc[i] += 128 * tmp[i];
+}
+
+}  // namespace
+
+void* quant_scratch(int slot, size_t bytes) {
+  thread_local std::unique_ptr<Storage> slots[6];
+  auto& s = slots[slot];
+  if (!s || s->nbytes() < bytes) s = std::make_unique<Storage>(std::max<size_t>(bytes, 64));
+  return s->data();
+}
+
+std::shared_ptr<const std::vector<int32_t>> weight_row_sums(const Tensor& wq) {
+  auto e = packed(wq, "rowsums", [&](Packed& p) {
+    int64_t N = wq.size(0), K = wq.size(1);
+    const int8_t* w = wq.data_ptr<int8_t>();
+    p.sums.assign(size_t(N), 0);
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t k = 0; k < K; ++k) p.sums[size_t(n)] += w[n * wq.stride(0) + k * wq.stride(1)];
+  });
+  return {e, &e->sums};
+}
+
+void gemm_u8s8_exact(const uint8_t* u, int64_t M, int64_t K, const Tensor& wq, int32_t* acc) {
+  int64_t N = wq.size(0);
+  memory::desc a_md({M, K}, memory::data_type::u8, {K, 1});
+  memory::desc user_w({K, N}, memory::data_type::s8, {wq.stride(1), wq.stride(0)});
+  memory::desc any_w({K, N}, memory::data_type::s8, memory::format_tag::any);
+  memory::desc c_md({M, N}, memory::data_type::s32, {N, 1});
+  std::string key = fmt::format("qmatmul|{}x{}x{}", M, K, N);
+  const auto& cp = backend::cached_primitive(key, [&] {
+    dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a_md, any_w, c_md), backend::dnnl_engine());
+    note_impl(key, pd.impl_info_str());
+    return backend::CachedPrimitive{dnnl::matmul(pd), pd, pd.impl_info_str()};
+  });
+  memory::desc want = cp.pd.weights_desc();
+  auto w = packed(wq, "matmul:" + md_key(want), [&](Packed& p) {
+    p.weights = memory(want, backend::dnnl_engine());
+    reorder_into(user_w, wq.raw_data(), p.weights);
+  });
+  run_split(u, M * K, acc, M * N, [&](const uint8_t* src, int32_t* dst) {
+    cp.prim.execute(backend::dnnl_stream(), {{DNNL_ARG_SRC, backend::make_memory(a_md, const_cast<uint8_t*>(src))},
+                                             {DNNL_ARG_WEIGHTS, w->weights},
+                                             {DNNL_ARG_DST, backend::make_memory(c_md, dst)}});
+    backend::dnnl_stream().wait();
+  });
+}
+
+namespace {
+
+struct ConvDims {
+  memory::dims src, wei, dst, stride, dil, pad;
+  memory::format_tag act_tag;
+  std::string key;
+};
+
+ConvDims conv_dims(const ops::Spatial& s, const Tensor& wq, int64_t G) {
+  ConvDims d;
+  int64_t O = wq.size(0);
+  d.src = {s.N, s.C};
+  d.dst = {s.N, O};
+  d.wei = G > 1 ? memory::dims{G, O / G, s.C / G} : memory::dims{O, s.C};
+  for (int i = 3 - s.nsp; i < 3; ++i) {
+    d.src.push_back(s.in[size_t(i)]);
+    d.dst.push_back(s.out[size_t(i)]);
+    d.wei.push_back(s.k[size_t(i)]);
+    d.stride.push_back(s.stride[size_t(i)]);
+    d.dil.push_back(s.dil[size_t(i)] - 1);
+    d.pad.push_back(s.pad[size_t(i)]);
+  }
+  d.act_tag = s.nsp == 1 ? memory::format_tag::nwc : s.nsp == 2 ? memory::format_tag::nhwc : memory::format_tag::ndhwc;
+  for (auto* v : {&d.src, &d.wei, &d.dst, &d.stride, &d.dil, &d.pad}) {
+    for (auto x : *v) d.key += std::to_string(x) + ",";
+    d.key += ";";
+  }
+  return d;
+}
+
+}  // namespace
+
+void conv_u8s8_exact(const uint8_t* u, const ops::Spatial& s, const Tensor& wq, int64_t G, int32_t* acc) {
+  ConvDims d = conv_dims(s, wq, G);
+  memory::desc src(d.src, memory::data_type::u8, d.act_tag), dst(d.dst, memory::data_type::s32, d.act_tag);
+  memory::desc any_w(d.wei, memory::data_type::s8, memory::format_tag::any);
+  std::string key = "qconv|" + d.key;
+  const auto& cp = backend::cached_primitive(key, [&] {
+    dnnl::convolution_forward::desc cd(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, src,
+                                       any_w, dst, d.stride, d.dil, d.pad, d.pad);
+    dnnl::convolution_forward::primitive_desc pd(cd, backend::dnnl_engine());
+    note_impl(key, pd.impl_info_str());
+    return backend::CachedPrimitive{dnnl::convolution_forward(pd), pd, pd.impl_info_str()};
+  });
+  memory::desc want = cp.pd.weights_desc();
+  auto w = packed(wq, "conv:" + md_key(want), [&](Packed& p) {
+    memory::dims strides(wq.strides().begin(), wq.strides().end());
+    if (G > 1) strides.insert(strides.begin(), wq.stride(0) * (wq.size(0) / G));
+    p.weights = memory(want, backend::dnnl_engine());
+    reorder_into(memory::desc(d.wei, memory::data_type::s8, strides), wq.raw_data(), p.weights);
+  });
+  int64_t n_in = s.N * s.C * s.in_plane(), n_out = s.N * wq.size(0) * s.out_plane();
+  run_split(u, n_in, acc, n_out, [&](const uint8_t* x, int32_t* y) {
+    cp.prim.execute(backend::dnnl_stream(), {{DNNL_ARG_SRC, backend::make_memory(src, const_cast<uint8_t*>(x))},
+                                             {DNNL_ARG_WEIGHTS, w->weights},
+                                             {DNNL_ARG_DST, backend::make_memory(dst, y)}});
+    backend::dnnl_stream().wait();
+  });
+}
+
+std::shared_ptr<const std::vector<int32_t>> conv_tap_sums(const ops::Spatial& s, const Tensor& wq, int64_t G) {
+  std::string geom = fmt::format("taps[p,o]:{},{},{}|{},{},{}|{},{},{}|{},{},{}", s.in[0], s.in[1], s.in[2], s.stride[0],
+                                 s.stride[1], s.stride[2], s.pad[0], s.pad[1], s.pad[2], s.dil[0], s.dil[1], s.dil[2]);
+  auto e = packed(wq, geom, [&](Packed& p) {
+    Tensor wc = wq.contiguous();
+    const int8_t* w = wc.data_ptr<int8_t>();
+    int64_t O = wq.size(0), Cg = s.C / G, kP = s.k_plane(), outP = s.out_plane();
+    std::vector<int32_t> tap(size_t(O * kP), 0);  // sum over c of w[o, c, t]
+    for (int64_t o = 0; o < O; ++o)
+      for (int64_t c = 0; c < Cg; ++c)
+        for (int64_t t = 0; t < kP; ++t) tap[size_t(o * kP + t)] += w[(o * Cg + c) * kP + t];
+    p.sums.assign(size_t(O * outP), 0);
+#pragma omp parallel for
+    for (int64_t o = 0; o < O; ++o)
+      for (int64_t od = 0; od < s.out[0]; ++od)
+        for (int64_t oh = 0; oh < s.out[1]; ++oh)
+          for (int64_t ow = 0; ow < s.out[2]; ++ow) {
+            int32_t sum = 0;
+            for (int64_t kd = 0; kd < s.k[0]; ++kd)
+              for (int64_t kh = 0; kh < s.k[1]; ++kh)
+                for (int64_t kw = 0; kw < s.k[2]; ++kw) {
+                  int64_t id = od * s.stride[0] - s.pad[0] + kd * s.dil[0];
+                  int64_t ih = oh * s.stride[1] - s.pad[1] + kh * s.dil[1];
+                  int64_t iw = ow * s.stride[2] - s.pad[2] + kw * s.dil[2];
+                  if (id < 0 || id >= s.in[0] || ih < 0 || ih >= s.in[1] || iw < 0 || iw >= s.in[2]) continue;
+                  sum += tap[size_t(o * kP + (kd * s.k[1] + kh) * s.k[2] + kw)];
+                }
+            p.sums[size_t(((od * s.out[1] + oh) * s.out[2] + ow) * O + o)] = sum;
+          }
+  });
+  return {e, &e->sums};
+}
+
+}  // namespace qs::kernels

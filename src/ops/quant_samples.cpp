@@ -1,0 +1,215 @@
+// Harness samples of the integer quantisation rows: full-range 8-bit activations (which
+// oneDNN's AVX2 u8 x s8 path cannot take in one pass without saturating), 7-bit ones
+// (reduce_range), u8 and s8, per-channel scales, odd sizes, groups, 3-D, strided inputs.
+// Integer inputs do not depend on the harness dtype: they are made once, for f32.
+#include <cmath>
+
+#include "ops/quant_ops.h"
+#include "ops/samples.h"
+
+namespace qs::ops {
+
+namespace {
+
+// Integers uniform in [lo, hi] of dtype dt; `transposed`: a view with dims 0 and 1 swapped.
+Tensor ints(const Shape& shape, int64_t lo, int64_t hi, DType dt, Generator& g, bool transposed = false) {
+  if (!transposed) return randint(lo, hi + 1, shape, dt, &g);
+  Shape s(shape);
+  std::swap(s[0], s[1]);
+  return randint(lo, hi + 1, s, dt, &g).transpose(0, 1);
+}
+Tensor floats(const std::vector<double>& v) { return from_vector(v, {int64_t(v.size())}, DType::f32); }
+Tensor zps(const std::vector<double>& v) { return from_vector(v, {int64_t(v.size())}, DType::i32); }
+
+// An activation description: dtype and range of its integers, and its zero point.
+struct Act {
+  DType dt;
+  int64_t lo, hi, zp;
+  const char* name;
+};
+const Act kU8{DType::u8, 0, 255, 128, "u8"};
+const Act kU8r{DType::u8, 0, 127, 61, "u8 7-bit"};
+const Act kS8{DType::i8, -128, 127, 3, "s8"};
+const Act kS8r{DType::i8, -64, 63, -2, "s8 7-bit"};
+
+// Output attributes: "f32", or a requantised u8/s8 output whose scale spreads the results
+// of a K-long dot product over the integer range.
+Attrs out_attrs(const std::string& out, bool relu, int64_t K) {
+  Attrs a;
+  a.set("x_scale", 0.02).set("x_zp", int64_t(0)).set("out", out).set("relu", relu);
+  if (out == "f32") return a;
+  a.set("out_scale", 0.02 * 0.006 * 5000.0 * std::sqrt(double(K)) / 40.0);
+  if (out == "u8") a.set("out_zp", int64_t(relu ? 0 : 128)).set("out_qmin", int64_t(0)).set("out_qmax", int64_t(255));
+  if (out == "s8") a.set("out_zp", int64_t(relu ? -128 : -5)).set("out_qmin", int64_t(-128)).set("out_qmax", int64_t(127));
+  return a;
+}
+
+Tensor w_scales(int64_t N, Generator& g) { return uniform({N}, 0.002, 0.01, DType::f32, &g); }
+
+}  // namespace
+
+std::vector<Sample> quantize_samples(DType dt, Generator& g) {
+  std::vector<Sample> s;
+  auto per_tensor = [](const char* dtype, int64_t lo, int64_t hi) {
+    return Attrs().set("axis", int64_t(-1)).set("dtype", std::string(dtype)).set("qmin", lo).set("qmax", hi);
+  };
+  for (int64_t n : odd_sizes())
+    s.push_back({{sample_uniform({n}, dt, g, -3, 3), floats({0.02}), zps({0})}, per_tensor("s8", -128, 127),
+                 fmt::format("s8 n={}", n)});
+  // Exact halves (round half to even) and values far outside the range (saturation).
+  Tensor halves = from_vector({-2.5, -1.5, -0.5, 0.5, 1.5, 2.5, 1e6, -1e6, 127.5, 128.5, -128.5, 0.0}, {12}, dt);
+  s.push_back({{halves, floats({1.0}), zps({0})}, per_tensor("s8", -128, 127), "halves and saturation s8"});
+  s.push_back({{halves, floats({0.5}), zps({100})}, per_tensor("u8", 0, 255), "halves u8 zp 100"});
+  s.push_back({{sample_uniform({7, 17}, dt, g, -1, 3), floats({0.013}), zps({61})}, per_tensor("u8", 0, 127),
+               "u8 reduce_range"});
+  Tensor sc = uniform({7}, 0.005, 0.05, DType::f32, &g);
+  s.push_back({{sample_uniform({7, 33}, dt, g), sc, zps({0, 0, 0, 0, 0, 0, 0})},
+               Attrs().set("axis", int64_t(0)).set("dtype", std::string("s8")).set("qmin", int64_t(-127)).set("qmax", int64_t(127)),
+               "per channel axis 0"});
+  s.push_back({{sample_transposed({17, 7}, dt, g), sc, zps({1, 2, 3, 4, 5, 6, 7})},
+               Attrs().set("axis", int64_t(1)).set("dtype", std::string("u8")).set("qmin", int64_t(0)).set("qmax", int64_t(255)),
+               "per channel axis 1, transposed"});
+  s.push_back({{sample_uniform({3, 7, 5}, dt, g), sc, zps({-8, -4, 0, 1, 2, 3, 7})},
+               Attrs().set("axis", int64_t(1)).set("dtype", std::string("s8")).set("qmin", int64_t(-8)).set("qmax", int64_t(7)),
+               "s4 range, 3-D axis 1"});
+  s.push_back({{sample_uniform({64, 256}, dt, g), floats({0.016}), zps({0})}, per_tensor("s8", -128, 127), "64x256"});
+  return s;
+}
+
+std::vector<Sample> dequantize_samples(DType dt, Generator& g) {
+  if (dt != DType::f32) return {};
+  std::vector<Sample> s;
+  for (int64_t n : odd_sizes())
+    s.push_back({{ints({n}, 0, 255, DType::u8, g), floats({0.05}), zps({128})}, Attrs().set("axis", int64_t(-1)),
+                 fmt::format("u8 n={}", n)});
+  Tensor sc = uniform({7}, 0.005, 0.05, DType::f32, &g);
+  s.push_back({{ints({7, 33}, -128, 127, DType::i8, g), sc, zps({0, 0, 0, 0, 0, 0, 0})},
+               Attrs().set("axis", int64_t(0)), "s8 per channel axis 0"});
+  s.push_back({{ints({17, 7}, -128, 127, DType::i8, g, true), sc, zps({-3, -2, -1, 0, 1, 2, 3})},
+               Attrs().set("axis", int64_t(1)), "s8 per channel axis 1, transposed"});
+  s.push_back({{ints({64, 256}, 0, 255, DType::u8, g), floats({0.01}), zps({3})}, Attrs().set("axis", int64_t(-1)),
+               "64x256"});
+  return s;
+}
+
+std::vector<Sample> qlinear_samples(DType dt, Generator& g) {
+  if (dt != DType::f32) return {};
+  struct Case {
+    Shape x;
+    int64_t N;
+    Act act;
+    const char* out;
+    bool relu, bias, transposed;
+  };
+  std::vector<Case> cases = {
+      {{1, 17}, 3, kU8, "f32", false, true, false},     {{3, 33}, 7, kU8, "u8", false, true, false},
+      {{7, 127}, 17, kU8, "s8", true, true, false},     {{17, 3}, 33, kU8r, "u8", true, false, false},
+      {{33, 7}, 1, kS8, "f32", false, true, false},     {{5, 33}, 9, kS8, "s8", false, true, false},
+      {{6, 17}, 5, kS8r, "u8", false, false, false},    {{2, 3, 17}, 4, kU8, "u8", true, true, false},
+      {{7, 33}, 6, kU8, "u8", false, true, true},       {{64, 256}, 128, kU8r, "u8", true, true, false},
+      {{32, 256}, 96, kU8, "f32", false, true, false},
+  };
+  std::vector<Sample> s;
+  for (auto& k : cases) {
+    int64_t K = k.x.back();
+    Tensor x = ints(k.x, k.act.lo, k.act.hi, k.act.dt, g, k.transposed);
+    Tensor w = ints({k.N, K}, -128, 127, DType::i8, g);
+    Tensor b = k.bias ? uniform({k.N}, -1, 1, DType::f32, &g) : Tensor();
+    Attrs a = out_attrs(k.out, k.relu, K).set("x_zp", k.act.zp);
+    s.push_back({{x, w, w_scales(k.N, g), b}, a,
+                 fmt::format("{} {}x{} -> {} {}{}{}", k.act.name, shape_str(k.x), k.N, k.out, k.relu ? " relu" : "",
+                             k.bias ? "" : " no bias", k.transposed ? " transposed" : "")});
+  }
+  // Weights given as a transposed view (the packing reads any strides).
+  Tensor wt = ints({33, 10}, -128, 127, DType::i8, g).t();
+  s.push_back({{ints({5, 33}, 0, 255, DType::u8, g), wt, w_scales(10, g), Tensor()},
+               out_attrs("s8", false, 33).set("x_zp", int64_t(100)), "u8 [5, 33]x10 transposed weights -> s8"});
+  return s;
+}
+
+std::vector<Sample> qconv_samples(DType dt, Generator& g) {
+  if (dt != DType::f32) return {};
+  struct Case {
+    Shape x, w;
+    std::vector<int64_t> stride, padding, dilation;
+    int64_t groups;
+    Act act;
+    const char* out;
+    bool relu, bias, transposed;
+    const char* label;
+  };
+  std::vector<Case> cases = {
+      {{2, 3, 5, 5}, {4, 3, 3, 3}, {1}, {1}, {1}, 1, kU8, "u8", false, true, false, "2d 3x3 pad 1"},
+      {{2, 3, 7, 6}, {4, 3, 2, 3}, {2, 1}, {0, 1}, {2, 1}, 1, kS8, "f32", false, true, false, "2d stride 2 dilation 2"},
+      {{1, 4, 5, 6}, {6, 2, 3, 3}, {1}, {1}, {1}, 2, kU8r, "s8", true, false, false, "2d groups 2 no bias"},
+      {{1, 8, 9, 9}, {8, 1, 3, 3}, {1}, {1}, {1}, 8, kU8, "u8", true, true, false, "depthwise"},
+      {{3, 2, 17}, {4, 2, 3}, {2}, {1}, {1}, 1, kU8, "u8", false, true, false, "1d stride 2"},
+      {{1, 2, 5, 4, 5}, {3, 2, 3, 3, 3}, {1}, {1}, {1}, 1, kU8, "u8", true, true, false, "3d pad 1"},
+      {{1, 3, 7, 5, 6}, {5, 3, 2, 3, 3}, {2, 1, 2}, {0, 1, 1}, {1}, 1, kS8r, "s8", false, true, false, "3d strides"},
+      {{2, 3, 5, 5}, {3, 3, 3, 3}, {1}, {1}, {1}, 1, kU8r, "f32", false, true, true, "2d strided x"},
+      {{8, 32, 14, 14}, {64, 32, 3, 3}, {1}, {1}, {1}, 1, kU8r, "u8", true, true, false, "cnn conv2 (8 images)"},
+      {{2, 16, 8, 8, 8}, {32, 16, 3, 3, 3}, {1}, {1}, {1}, 1, kU8, "u8", true, true, false, "cnn3d conv2"},
+  };
+  std::vector<Sample> s;
+  for (auto& k : cases) {
+    int64_t K = k.w[1];
+    for (size_t i = 2; i < k.w.size(); ++i) K *= k.w[i];
+    Tensor x = ints(k.x, k.act.lo, k.act.hi, k.act.dt, g, k.transposed);
+    Tensor w = ints(k.w, -128, 127, DType::i8, g);
+    Tensor b = k.bias ? uniform({k.w[0]}, -1, 1, DType::f32, &g) : Tensor();
+    Attrs a = out_attrs(k.out, k.relu, K).set("x_zp", k.act.zp);
+    a.set("stride", k.stride).set("padding", k.padding).set("dilation", k.dilation).set("groups", k.groups);
+    s.push_back({{x, w, w_scales(k.w[0], g), b}, a, fmt::format("{} {} -> {}", k.label, k.act.name, k.out)});
+  }
+  return s;
+}
+
+std::vector<Sample> dynamic_linear_samples(DType dt, Generator& g) {
+  if (dt != DType::f32) return {};
+  std::vector<Sample> s;
+  auto add = [&](Tensor x, int64_t N, const char* gran, bool rr, bool bias, const std::string& label) {
+    int64_t K = x.size(-1);
+    Tensor b = bias ? uniform({N}, -1, 1, DType::f32, &g) : Tensor();
+    s.push_back({{x, ints({N, K}, -127, 127, DType::i8, g), w_scales(N, g), b},
+                 Attrs().set("granularity", std::string(gran)).set("reduce_range", rr),
+                 fmt::format("{} {}{} -> {}", label, gran, rr ? " reduce_range" : "", N)});
+  };
+  for (int64_t m : {1, 3, 7, 17, 33}) add(sample_uniform({m, 2 * m + 3}, dt, g, -1, 3), m + 2, "token", false, true, "x");
+  add(sample_uniform({7, 33}, dt, g), 17, "tensor", false, true, "x");
+  add(sample_uniform({7, 33}, dt, g), 17, "token", true, false, "x");
+  add(sample_uniform({2, 3, 17}, dt, g), 5, "tensor", true, true, "3-D x");
+  add(sample_transposed({9, 17}, dt, g), 6, "token", false, true, "transposed x");
+  Tensor x = sample_uniform({4, 33}, dt, g);
+  x.select(0, 1).fill_(0.0);  // an all-zero row and an all-positive constant row
+  x.select(0, 2).fill_(0.75);
+  add(x, 7, "token", false, true, "zero and constant rows");
+  add(sample_uniform({64, 256}, dt, g), 128, "token", false, true, "64x256");
+  return s;
+}
+
+std::vector<Sample> woq_linear_samples(DType dt, Generator& g) {
+  if (dt != DType::f32) return {};
+  std::vector<Sample> s;
+  auto add = [&](Tensor x, int64_t N, int64_t bits, int64_t group, bool bias, const std::string& label) {
+    int64_t K = x.size(-1);
+    Tensor w = bits == 8 ? ints({N, K}, -127, 127, DType::i8, g) : ints({N, K / 2}, 0, 255, DType::u8, g);
+    Tensor sc = bits == 8 ? uniform({N}, 0.001, 0.01, DType::f32, &g)
+                          : uniform({N, K / group}, 0.01, 0.1, DType::f32, &g);
+    Tensor b = bias ? uniform({N}, -1, 1, DType::f32, &g) : Tensor();
+    s.push_back({{x, w, sc, b}, Attrs().set("bits", bits).set("group_size", group),
+                 fmt::format("int{} {} {}x{}{}", bits, label, shape_str(x.shape()), N, bias ? "" : " no bias")});
+  };
+  for (int64_t m : {1, 3, 7}) add(sample_uniform({m, 17 * m + 10}, dt, g), 2 * m + 1, 8, 0, true, "");
+  add(sample_uniform({2, 3, 33}, dt, g), 9, 8, 0, false, "3-D");
+  add(sample_transposed({5, 127}, dt, g), 17, 8, 0, true, "transposed");
+  add(sample_uniform({1, 512}, dt, g), 256, 8, 0, true, "gemv");
+  for (int64_t m : {1, 3, 5}) add(sample_uniform({m, 64}, dt, g), 7 * m, 4, 32, true, "g32");
+  add(sample_transposed({6, 256}, dt, g), 33, 4, 128, false, "g128 transposed");
+  add(sample_uniform({1, 512}, dt, g), 256, 4, 128, true, "gemv g128");
+  add(sample_uniform({9, 256}, dt, g), 40, 4, 32, true, "prefill g32");
+  add(sample_uniform({33, 127}, dt, g), 300, 8, 0, true, "prefill");
+  add(sample_transposed({17, 256}, dt, g), 260, 4, 128, false, "prefill g128 transposed");
+  return s;
+}
+
+}  // namespace qs::ops

@@ -1,0 +1,21 @@
+// Activation parameters as module buffers (include/qiusuo/quant/modules.h) and their JSON.
+#pragma once
+#include <nlohmann/json.hpp>
+
+#include "qiusuo/nn/module.h"
+#include "qiusuo/quant/qparams.h"
+
+namespace qs::quant::detail {
+
+// Registers "<prefix>_scale" f32 [1], "<prefix>_zero_point" i32 [1], "<prefix>_qrange"
+// i32 [3] (dtype code 0 s8 / 1 u8, qmin, qmax). p must be per tensor u8 or s8.
+void register_act(nn::Module& m, const std::string& prefix, const QParams& p);
+// Reads them back (validated); errors name the module and the buffer.
+QParams read_act(const nn::Module& m, const std::string& prefix);
+bool has_act(const nn::Module& m, const std::string& prefix);
+nlohmann::json act_json(const QParams& p);
+// The buffer `name` of m (not of its children); error if absent.
+Tensor buffer(const nn::Module& m, const std::string& name);
+int64_t bytes(const Tensor& t);
+
+}  // namespace qs::quant::detail
