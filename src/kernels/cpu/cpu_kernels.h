@@ -19,5 +19,6 @@ void register_batch_norm_cpu(std::vector<ops::OpDef>& t);
 void register_attention_cpu(std::vector<ops::OpDef>& t);
 void register_rope_cpu(std::vector<ops::OpDef>& t);
 void register_topk_cpu(std::vector<ops::OpDef>& t);
+void register_fake_quant_cpu(std::vector<ops::OpDef>& t);
 
 }  // namespace qs::kernels

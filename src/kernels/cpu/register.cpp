@@ -18,6 +18,7 @@ void register_optimised_kernels(std::vector<OpDef>& table) {
   kernels::register_attention_cpu(table);
   kernels::register_rope_cpu(table);
   kernels::register_topk_cpu(table);
+  kernels::register_fake_quant_cpu(table);
 }
 
 }  // namespace qs::ops
