@@ -11,12 +11,13 @@ namespace qs::quant {
 
 namespace {
 
-// Counts of v in `bins` equal bins over [lo, hi] (torch.histc: the last bin includes hi).
-void add_counts(std::vector<double>& h, const std::vector<float>& v, float lo, float hi) {
+// Counts of the n values v in `bins` equal bins over [lo, hi] (torch.histc: the last bin
+// includes hi).
+void add_counts(std::vector<double>& h, const float* v, int64_t n, float lo, float hi) {
   const int64_t bins = int64_t(h.size());
   const double width = double(hi) - double(lo);
-  for (float x : v) {
-    int64_t b = width > 0 ? int64_t((double(x) - lo) * double(bins) / width) : 0;
+  for (int64_t i = 0; i < n; ++i) {
+    int64_t b = width > 0 ? int64_t((double(v[i]) - lo) * double(bins) / width) : 0;
     h[size_t(std::clamp<int64_t>(b, 0, bins - 1))] += 1.0;
   }
 }
@@ -62,10 +63,10 @@ void HistogramObserver::observe(const Tensor& x) {
   auto [lo, hi] = batch_range(x);
   QS_CHECK(std::isfinite(lo[0]) && std::isfinite(hi[0]), "HistogramObserver: the observed tensor holds NaN or inf "
            "(range [{}, {}])", lo[0], hi[0]);
-  std::vector<float> v;
+  Tensor v;
   {
     NoGrad ng;
-    v = x.detach().to(DType::f32).contiguous().to_vector_as<float>();
+    v = x.detach().to(DType::f32).contiguous();
   }
   std::vector<double> h = histogram_.to_vector();
   float mn = min_val_.data_ptr<float>()[0], mx = max_val_.data_ptr<float>()[0];
@@ -76,7 +77,7 @@ void HistogramObserver::observe(const Tensor& x) {
     h = rebin(h, mn, mx, nmn, nmx);
     mn = nmn, mx = nmx;
   }
-  add_counts(h, v, mn, mx);
+  add_counts(h, v.data_ptr<float>(), v.numel(), mn, mx);
   Tensor(histogram_).copy_(from_vector(h, {opt_.bins}));
   set_range({mn}, {mx});
 }

@@ -13,6 +13,7 @@
 #include "qiusuo/nn/sequential.h"
 #include "qiusuo/ops.h"
 #include "qiusuo/optim/optim.h"
+#include "qiusuo/quant/fake_quant.h"
 #include "qiusuo/quant/qat.h"
 #include "test_util.h"
 
@@ -223,4 +224,74 @@ TEST(QuantFashionCnn, QatAndPtqStayCloseToFloat) {
   EXPECT_GT(ptq_acc, float_acc - 0.03) << "float " << float_acc << ", PTQ " << ptq_acc;
   std::printf("accuracy on 500 test images: float %.3f, QAT %.3f, PTQ (simulated) %.3f\n", float_acc, qat_acc, ptq_acc);
   EXPECT_NE(error_of([&] { calibrate(pm, {}); }).find("calibration set is empty"), std::string::npos);
+}
+
+// What convert relies on: in eval, each prepared layer computes
+//   fq_out(relu?(layer(fq_in(x), fq_w(folded_weight), folded_bias)))
+// with the parameters its accessors report.
+TEST(PreparedLayer, EvalForwardIsTheFoldedLayerWithItsQParams) {
+  auto m = small_model(8);
+  Generator g(2);
+  Tensor x = randn({8, 1, 6, 6}, DType::f32, &g);
+  prepare_qat(*m, QConfig::default_qat());
+  for (int s = 0; s < 3; ++s) (*m)(x * (1.0 + 0.2 * s));  // observe and update batch-norm statistics
+  m->eval();
+  freeze_bn_stats(*m);
+  enable_observer(*m, false);  // observers also run in eval (as PyTorch's): freeze the parameters
+  NoGrad ng;
+  auto conv = std::dynamic_pointer_cast<QatConvBn>((*m)[0]);
+  ASSERT_TRUE(conv && conv->bn_frozen());
+  Tensor got = (*conv)(x);
+  Tensor xin = fake_quantize(x, conv->input_qparams());
+  Tensor w = fake_quantize(conv->folded_weight(), conv->weight_qparams());
+  Tensor want = fake_quantize(relu(conv2d(xin, w, conv->folded_bias(), 1, 1)), conv->output_qparams());
+  // The folded path multiplies by gamma / std and divides it back out: equal up to f32
+  // rounding, except where that rounding moves a value across an output rounding step.
+  double step = conv->output_qparams().scale[0];
+  EXPECT_LT(max_abs_diff(got, want), step * 1.001);
+  EXPECT_LT(mean(abs(got - want)).item(), step * 0.01);
+  auto lin = std::dynamic_pointer_cast<PreparedLayer>((*m)[4]);
+  Tensor h = randn({8, 144}, DType::f32, &g);
+  Tensor lw = fake_quantize(lin->folded_weight(), lin->weight_qparams());
+  Tensor lwant = fake_quantize(relu(linear(fake_quantize(h, lin->input_qparams()), lw, lin->folded_bias())),
+                               lin->output_qparams());
+  EXPECT_EQ(max_abs_diff((*lin)(h), lwant), 0.0);
+}
+
+TEST(PrepareQat, QConfigOverridesByNameAndType) {
+  QConfig q = QConfig::default_qat();
+  LayerQConfig s8 = q.global;
+  s8.activation.dtype = QDtype::s8;
+  s8.activation.symmetric = true;
+  LayerQConfig hist = q.global;
+  hist.activation.observer = ObserverKind::histogram;
+  q.by_type = {{"Linear", s8}};
+  q.by_name = {{"6", hist}};  // more specific than the type
+  auto m = small_model(3);
+  prepare_qat(*m, q);
+  auto l4 = std::dynamic_pointer_cast<PreparedLayer>((*m)[4]);
+  auto l6 = std::dynamic_pointer_cast<PreparedLayer>((*m)[6]);
+  auto c0 = std::dynamic_pointer_cast<PreparedLayer>((*m)[0]);
+  EXPECT_EQ(l4->input_fake_quant().observer().options().dtype, QDtype::s8);
+  EXPECT_EQ(l4->input_fake_quant().observer().type_name(), "MovingAverageMinMaxObserver");
+  EXPECT_EQ(l6->input_fake_quant().observer().type_name(), "HistogramObserver");
+  EXPECT_EQ(c0->input_fake_quant().observer().options().dtype, QDtype::u8);
+  EXPECT_EQ(c0->weight_fake_quant().observer().type_name(), "MovingAveragePerChannelMinMaxObserver");
+  q.skip_types = {"Conv2d"};
+  auto m2 = small_model(3);
+  prepare_qat(*m2, q);
+  EXPECT_EQ((*m2)[0]->type_name(), "Conv2d");  // the whole conv-bn-relu group stays float
+  EXPECT_EQ((*m2)[1]->type_name(), "BatchNorm2d");
+}
+
+TEST(Module, ReplaceChildKeepsPositionAndReachesDescendants) {
+  auto m = small_model(3);
+  auto outer = std::make_shared<nn::Sequential>();
+  outer->push_back(m);
+  auto old = outer->replace_child("0.2", std::make_shared<nn::Identity>());
+  EXPECT_EQ(old->type_name(), "ReLU");
+  EXPECT_EQ((*m)[2]->type_name(), "Identity");
+  EXPECT_EQ(m->named_children()[2].first, "2");
+  EXPECT_NE(error_of([&] { outer->replace_child("0.9", std::make_shared<nn::Identity>()); }).find("no child module "
+            "named '9'"), std::string::npos);
 }
