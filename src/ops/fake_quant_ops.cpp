@@ -39,7 +39,10 @@ std::vector<TensorSpec> fake_quantize_backward_meta(const OpCall& c) {
   QS_CHECK(dy.shape() == x.shape() && dy.dtype() == x.dtype(), "fake_quantize_backward: gradient {} {} does not match "
            "x {} {}", dtype_name(dy.dtype()), shape_str(dy.shape()), dtype_name(x.dtype()), shape_str(x.shape()));
   TensorSpec s{x.shape(), x.dtype()};
-  return {s, s, s};
+  // Without scale_grad only dx is computed: the other two outputs are empty [0].
+  TensorSpec none{{0}, x.dtype()};
+  bool params = c.attrs.b("scale_grad", true);
+  return {s, params ? s : none, params ? s : none};
 }
 
 // Per-element gradients of scale / zero point summed to their [C] (or [1]) shape.
@@ -53,7 +56,9 @@ Tensor reduce_to_channels(const Tensor& g, int64_t axis, const Shape& shape) {
 
 std::vector<Tensor> fake_quantize_backward(const GradCtx& c, const std::vector<Tensor>& g) {
   const Tensor &x = c.in[0], &s = c.in[1], &z = c.in[2];
-  auto r = dispatch(OpKind::fake_quantize_backward, {g[0].contiguous(), x, s, z}, c.attrs);
+  Attrs a = c.attrs;
+  a.set("scale_grad", bool(c.needs_grad[1] || c.needs_grad[2]));
+  auto r = dispatch(OpKind::fake_quantize_backward, {g[0].contiguous(), x, s, z}, std::move(a));
   int64_t axis = c.attrs.i("axis");
   Tensor gs = c.needs_grad[1] ? reduce_to_channels(r[1], axis, c.in_spec[1].shape) : Tensor();
   Tensor gz = c.needs_grad[2] ? reduce_to_channels(r[2], axis, c.in_spec[2].shape) : Tensor();
@@ -105,6 +110,9 @@ std::vector<Sample> fake_quantize_backward_samples(DType dt, Generator& g) {
   std::vector<Sample> s;
   for (auto& f : fake_quantize_samples(dt, g)) {
     Sample b{{sample_uniform(f.in[0].shape(), dt, g), f.in[0], f.in[1], f.in[2]}, f.attrs, f.label};
+    s.push_back(b);
+    b.attrs.set("scale_grad", false);
+    b.label += ", dx only";
     s.push_back(b);
   }
   return s;

@@ -6,6 +6,8 @@
 #include <immintrin.h>
 #include <omp.h>
 
+#include <type_traits>
+
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/fake_quant.h"
 
@@ -67,7 +69,46 @@ void fake_quantize_cpu(ops::OpCall& c) {
   });
 }
 
+// dx only (the usual case: activations and weights with a fixed scale). The decision
+// qmin <= round(x * inv) + zp <= qmax in f32: exact as in the forward kernel, NaN as zp.
+inline float dx_keep(float x, float inv, float zp, float lo, float hi) {
+  float y = x * inv;
+  y = y != y ? 0.0f : std::min(std::max(y, -2147483520.0f), 2147483520.0f);
+  float q = std::nearbyint(y) + zp;
+  return (q >= lo && q <= hi) ? 1.0f : 0.0f;
+}
+
+void dx_run_f32(const float* dy, const float* x, float* dx, int64_t n, float inv, float zp, float lo, float hi) {
+  const __m256 vinv = _mm256_set1_ps(inv), vzp = _mm256_set1_ps(zp), vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
+  const __m256 big = _mm256_set1_ps(2147483520.0f), nbig = _mm256_set1_ps(-2147483520.0f), zero = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256 y = _mm256_mul_ps(_mm256_loadu_ps(x + i), vinv);
+    __m256 ok = _mm256_cmp_ps(y, y, _CMP_ORD_Q);
+    y = _mm256_and_ps(_mm256_min_ps(_mm256_max_ps(y, nbig), big), ok);  // NaN -> 0 (q = zp)
+    __m256 q = _mm256_add_ps(_mm256_round_ps(y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), vzp);
+    __m256 in = _mm256_and_ps(_mm256_cmp_ps(q, vlo, _CMP_GE_OQ), _mm256_cmp_ps(q, vhi, _CMP_LE_OQ));
+    _mm256_storeu_ps(dx + i, _mm256_blendv_ps(zero, _mm256_loadu_ps(dy + i), in));
+  }
+  for (; i < n; ++i) dx[i] = dx_keep(x[i], inv, zp, lo, hi) != 0 ? dy[i] : 0.0f;
+}
+
+template <class T> void fq_backward_dx(ops::OpCall& c, const FakeQuantParams& p) {
+  const T* dy = c.in[0].data_ptr<T>();
+  const T* x = c.in[1].data_ptr<T>();
+  T* dx = c.out[0].data_ptr<T>();
+  for_runs(p, c.in[1].numel(), [&](int64_t at, int64_t n, int64_t ch) {
+    const float inv = p.inv_s[size_t(ch)], zp = float(p.zp[size_t(ch)]), lo = float(p.qmin), hi = float(p.qmax);
+    if constexpr (std::is_same_v<T, float>) {
+      dx_run_f32(dy + at, x + at, dx + at, n, inv, zp, lo, hi);
+    } else {
+      for (int64_t i = at; i < at + n; ++i) dx[i] = dx_keep(float(x[i]), inv, zp, lo, hi) != 0 ? dy[i] : T(0);
+    }
+  });
+}
+
 template <class T> void fq_backward(ops::OpCall& c, const FakeQuantParams& p) {
+  if (c.out[1].numel() == 0) return fq_backward_dx<T>(c, p);
   const T* dy = c.in[0].data_ptr<T>();
   const T* x = c.in[1].data_ptr<T>();
   T *dx = c.out[0].data_ptr<T>(), *ds = c.out[1].data_ptr<T>(), *dz = c.out[2].data_ptr<T>();

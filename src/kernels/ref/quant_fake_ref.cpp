@@ -43,6 +43,7 @@ void fake_quantize_backward_ref(ops::OpCall& c) {
     double q = double(std::clamp<int64_t>(q_raw, p.qmin, p.qmax));
     double ds = inside ? (q - zp) - xv / p.scale[ch] : q - zp;
     store_from_double(c.out[0].raw_data(), c.out[0].dtype(), i, inside ? g : 0.0);
+    if (c.out[1].numel() == 0) continue;  // dx only
     store_from_double(c.out[1].raw_data(), c.out[1].dtype(), i, g * ds);
     store_from_double(c.out[2].raw_data(), c.out[2].dtype(), i, inside ? 0.0 : -g * p.scale[ch]);
   }
