@@ -70,6 +70,13 @@ bool prepare_group(nn::Module& root, const std::vector<std::string>& paths, cons
            paths[0], mods[0]->type_name());
   auto cfg = q.for_module(paths[0], mods[0]->type_name());
   if (!cfg) return false;
+  // Held by the parent's child list and by `mods` only: otherwise the parent (or someone)
+  // keeps its own pointer and would go on calling the float module after the swap.
+  for (size_t i = 0; i < mods.size(); ++i)
+    QS_CHECK(mods[i].use_count() <= 2, "prepare: module '{}' ({}) is also held outside its parent's child list (a "
+             "typed member pointer?), so replacing it would not change the model's forward(); hint: reach layers "
+             "through child(name) in forward(), or add '{}' to qconfig.skip_names", paths[i], mods[i]->type_name(),
+             paths[i]);
   root.replace_child(paths[0], make_layer(mods, *cfg, qat));
   for (size_t i = 1; i < paths.size(); ++i) root.replace_child(paths[i], std::make_shared<nn::Identity>());
   return true;
@@ -124,18 +131,24 @@ void prepare_impl(nn::Module& model, const QConfig& q, const PrepareOptions& opt
   // Single layers, and a check that nothing with parameters is left unquantised by accident.
   for (auto& [n, m] : model.named_modules())
     if (dynamic_cast<PreparedLayer*>(m.get())) prepared.insert(n);
-  for (auto& [n, m] : model.named_modules()) {
+  std::vector<std::string> names;  // by name only: a held pointer would count as an outside holder
+  for (auto& [n, m] : model.named_modules()) names.push_back(n);
+  for (auto& n : names) {
     if (prepared.count(n) || kept.count(n) || inside(n, prepared) || inside(n, kept)) continue;
+    auto m = find_module(model, n);
+    if (!m) continue;
     Role r = role_of(*m);
+    bool own_params = !m->named_parameters(false).empty();
+    std::string type = m->type_name();
+    m.reset();
     if (r == Role::conv || r == Role::linear) {
       if (prepare_group(model, {n}, q, qat)) prepared.insert(n);
       else kept.insert(n);
       continue;
     }
-    bool own_params = !m->named_parameters(false).empty();
-    if (!own_params || !q.for_module(n, m->type_name())) continue;
+    if (!own_params || !q.for_module(n, type)) continue;
     QS_CHECK(q.skip_unsupported, "prepare: module '{}' ({}) has parameters but cannot be quantised{}; hint: add '{}' "
-             "to qconfig.skip_names (or set skip_unsupported) to keep it in float", n, m->type_name(),
+             "to qconfig.skip_names (or set skip_unsupported) to keep it in float", n, type,
              r == Role::bn ? " (a batch norm is quantised only fused after a convolution)" : "", n);
   }
   if (!qat) enable_fake_quant(model, false);

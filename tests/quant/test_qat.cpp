@@ -118,6 +118,12 @@ TEST(PrepareQat, SkipsAndRejectsWithClearErrors) {
   QConfig bad = QConfig::default_qat();
   bad.skip_names = {"nope"};
   EXPECT_NE(error_of([&] { prepare_qat(*m3, bad); }).find("'nope', which names no module"), std::string::npos);
+  // A layer its parent also keeps a typed pointer to: swapping it would change nothing.
+  auto m4 = small_model(3);
+  std::shared_ptr<nn::Module> held = (*m4)[6];
+  msg = error_of([&] { prepare_qat(*m4, QConfig::default_qat()); });
+  EXPECT_NE(msg.find("module '6' (Linear) is also held outside"), std::string::npos) << msg;
+  held.reset();
   PrepareOptions wrong;
   wrong.fuse = {{"0", "4"}};
   wrong.auto_fuse_sequential = false;

@@ -117,7 +117,11 @@ struct PrepareOptions {
 // state "<layer>.{input,weight}_fake_quant.*", "<layer>.activation_post_process.*".
 // Errors (qs::Error, naming the module): an unsupported module with parameters (unless
 // qconfig.skip_unsupported), a fuse group whose modules are not siblings or do not form
-// conv-bn(-relu) / conv-relu / linear-relu, and a skip_names entry naming no module.
+// conv-bn(-relu) / conv-relu / linear-relu, a skip_names entry naming no module, and a
+// layer also held outside its parent's child list (a parent that calls a typed member
+// pointer in forward() would never run the swapped layer: reach layers through
+// child(name), as Sequential and FashionCNN do). Layers are checked before any swap of
+// their group; an error can leave earlier groups already swapped.
 void prepare_qat(nn::Module& model, const QConfig& qconfig, const PrepareOptions& opt = {});
 // PTQ: the same, but conv-bn pairs are folded for inference (fold_conv_bn) and every
 // fake quantisation is disabled: the prepared model computes the float model's values
