@@ -49,9 +49,9 @@ std::string head_row(const HeadMetrics& m) {
                                 ? fmt::format("{:.2f} / {:.2f}", m.alignment, m.alignment_reading)
                                 : "—";
   std::string roles;
-  for (const std::string& r : m.roles) roles += (roles.empty() ? "" : ", ") + r;
-  return fmt::format("| {} | {} | {:.2f} | {} | {} | {} | {} | {} | {} | {} |\n", m.layer, m.head, m.confidence, pos,
-                     syntax_cell(m), rare, align, fmt_num(m.delta_loss, "{:+.3f}"), fmt_num(m.delta_bleu, "{:+.2f}"),
+  for (const std::string& r : m.roles) roles += (roles.empty() ? "`" : ", `") + r + "`";
+  return fmt::format("| {} | {} | {:.2f} | {} | {} | {} | {} | {} | {} | {} | {} |\n", m.layer, m.head, m.confidence,
+                     pos, fmt_num(m.eos), syntax_cell(m), rare, align, fmt_num(m.delta_loss, "{:+.3f}"), fmt_num(m.delta_bleu, "{:+.2f}"),
                      roles.empty() ? "—" : roles);
 }
 
@@ -123,18 +123,19 @@ std::string importance_section(const HeadsReport& r) {
 
 std::string heads_markdown(const HeadsReport& r, const std::string& command) {
   std::string out = fmt::format("# Attention heads of {} (step {})\n\n    {}\n\n", r.checkpoint, r.step, command);
-  out += fmt::format("{} sentences from {}. Columns: confidence = mean maximum weight (Voita et al. 2019, <eos> rows "
+  out += fmt::format("{} sentences from {}. Columns: confidence = mean maximum weight (Voita et al. 2019, `<eos>` rows "
                      "excluded); offset = the most frequent argmax offset key - query (its share; positional at >= "
                      "0.90); syntactic = relations whose accuracy beats the best fixed offset by >= 0.10 (accuracy vs "
-                     "baseline; d→h: the dependent's row, h→d: the head's row); rare = argmax on the rarest token "
+                     "baseline; d→h: the dependent's row, h→d: the head's row); `<eos>` = argmax on the key side's `<eos>` "
+                     "(a resting place); rare = argmax on the rarest token "
                      "(chance); alignment = argmax on the aligned source word from the row that predicts the word / "
                      "the row that reads it; Δloss, ΔBLEU = the change when this head alone is masked.\n",
                      r.sentences, r.data);
   for (const std::string& n : r.notes) out += "\n" + n + "\n";
   for (const std::string& kind : kKinds) {
     if (std::none_of(r.heads.begin(), r.heads.end(), [&](const HeadMetrics& m) { return m.kind == kind; })) continue;
-    out += fmt::format("\n## {}\n\n| layer | head | confidence | offset | syntactic | rare | alignment | Δloss | ΔBLEU | "
-                       "roles |\n|---:|---:|---:|---|---|---|---|---:|---:|---|\n",
+    out += fmt::format("\n## {}\n\n| layer | head | confidence | offset | `<eos>` | syntactic | rare | alignment | Δloss | "
+                       "ΔBLEU | roles |\n|---:|---:|---:|---|---:|---|---|---|---:|---:|---|\n",
                        kind_title(kind, r.model_kind));
     for (const HeadMetrics& m : r.heads)
       if (m.kind == kind) out += head_row(m);

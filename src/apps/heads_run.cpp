@@ -48,7 +48,7 @@ std::vector<double> word_freq(const std::vector<std::string>& words, const Count
 std::vector<text::ParallelExample> mt_pairs(const LoadedMt& mt, const text::MtSplits& splits, const HeadsOptions& opt,
                                            std::string& what) {
   std::vector<text::ParallelExample> pairs;
-  if (opt.data == "synthetic") {
+  if (opt.data.empty() || opt.data == "synthetic") {
     QS_CHECK(mt.data.data == "synthetic", "heads: the checkpoint was trained on files ({}, {}), not synthetic data; "
              "give --data FILE", mt.data.src_file, mt.data.tgt_file);
     pairs = splits.test;
@@ -189,7 +189,7 @@ HeadsReport analyse_lm(const std::string& path, const HeadsOptions& opt) {
   r.checkpoint = path, r.model_kind = "lm", r.step = lm.step;
   const std::string corpus_name = lm.train_config.value("corpus", std::string("kjv"));
   text::TextCorpus corpus = open_corpus(corpus_name);
-  const bool own = opt.data == "corpus" || opt.data == "synthetic";
+  const bool own = opt.data.empty() || opt.data == "corpus";
   const std::string eval_text = own ? std::string(corpus.split(text::Split::test))
                                     : text::TextCorpus::from_path(opt.data).text();
   r.data = own ? fmt::format("the test split of {}", corpus_name) : opt.data;

@@ -39,6 +39,7 @@ std::vector<std::string> cell_lines(const HeadMetrics& m) {
       lines.push_back(s.substr(0, sp) + (s.substr(sp + 1) == "dep->head" ? " d→h" : " h→d"));
     } else if (r == "alignment") lines.push_back(fmt::format("align {:.2f}", m.alignment));
     else if (r == "rare words") lines.push_back("rare words");
+    else if (r == "<eos> sink") lines.push_back("<eos> sink");
   }
   if (lines.size() > 3) {
     const size_t extra = lines.size() - 2;
@@ -97,12 +98,14 @@ std::string heads_svg(const HeadsReport& r) {
   const std::vector<std::pair<std::string, std::string>> legend = {
       {"#b7e4b0", "syntactic"}, {"#d5c3ef", "alignment"}, {"#b9d7f2", "positional"}, {"#f8d49a", "rare words"},
       {"#eeeeee", "none found"}};
+  body += fmt::format("<text x='{}' y='{}' font-size='12'>rm: removable within the BLEU budget</text>\n",
+                      kLeft + 5 * 120, legend_y + 12);
   for (size_t i = 0; i < legend.size(); ++i)
     body += fmt::format("<rect x='{}' y='{}' width='14' height='14' fill='{}' stroke='#666'/><text x='{}' y='{}' "
                         "font-size='12'>{}</text>\n",
                         kLeft + int(i) * 120, legend_y, legend[i].first, kLeft + int(i) * 120 + 20, legend_y + 12,
                         legend[i].second);
-  const int64_t width = kLeft + max_heads * kCellW + 20, height = legend_y + 30;
+  const int64_t width = std::max<int64_t>(kLeft + max_heads * kCellW + 20, kLeft + 5 * 120 + 260), height = legend_y + 30;
   return fmt::format("<svg xmlns='http://www.w3.org/2000/svg' width='{}' height='{}' font-family='sans-serif'>\n"
                      "<rect width='100%' height='100%' fill='white'/>\n"
                      "<text x='8' y='24' font-size='17'>{}</text>\n{}</svg>\n",

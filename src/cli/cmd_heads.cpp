@@ -12,7 +12,11 @@ int cmd_heads(Args a) {
   const std::string ckpt = a.positionals()[0];
   const std::string out = a.required("out");
   apps::HeadsOptions o;
-  o.data = a.str("data", "synthetic");
+  std::string command = "qiusuo heads " + ckpt;
+  for (const char* name : {"data", "sentences", "max-tokens", "importance-sentences", "bleu-budget"})
+    if (a.has(name)) command += fmt::format(" --{} {}", name, a.str(name, ""));
+  command += " --out " + out;
+  o.data = a.str("data", "");
   o.sentences = a.integer("sentences", o.sentences);
   o.max_tokens = a.integer("max-tokens", o.max_tokens);
   o.importance_sentences = a.integer("importance-sentences", o.importance_sentences);
@@ -22,8 +26,6 @@ int cmd_heads(Args a) {
   a.finish();
   if (o.sentences <= 0) throw UsageError("--sentences: expected a positive number");
   if (o.importance_sentences < 0) throw UsageError("--importance-sentences: expected 0 (off) or more");
-  std::string command = "qiusuo heads " + ckpt + " --data " + o.data + " --sentences " + std::to_string(o.sentences) +
-                        " --importance-sentences " + std::to_string(o.importance_sentences) + " --out " + out;
   apps::HeadsReport r = apps::analyse_checkpoint_heads(ckpt, o);
   for (const std::string& p : apps::write_heads_report(r, out, command)) std::cout << p << "\n";
   int64_t pos = 0, syn = 0;

@@ -112,7 +112,7 @@ const std::vector<Command>& commands() {
        "Samples with the KV cache (temperature 0: greedy). Prints the prompt and its continuation.\n",
        cmd_generate},
       {"heads", "what each attention head does: positional, syntactic, rare-word, alignment heads; importance",
-       "usage: qiusuo heads CKPT --out DIR [--data synthetic|FILE] [--sentences 500] [--importance-sentences 200]\n"
+       "usage: qiusuo heads CKPT --out DIR [--data synthetic|corpus|FILE] [--sentences 500] [--importance-sentences 200]\n"
        "                   [--bleu-budget 0.5] [--max-tokens 64] [--threads N] [--quiet]\n\n"
        "Captures the attention of a translation checkpoint (`qiusuo train mt`) over --sentences pairs (synthetic:\n"
        "its own test split, with gold parses and alignments; FILE: a .jsonl/.tsv corpus from `qiusuo mt-data`) or\n"

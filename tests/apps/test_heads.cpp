@@ -7,6 +7,7 @@
 #include <map>
 
 #include "qiusuo/apps/heads.h"
+#include "qiusuo/apps/mt.h"
 #include "qiusuo/nn/head_mask.h"
 #include "qiusuo/ops.h"
 #include "test_util.h"
@@ -146,6 +147,8 @@ TEST(Heads, RareWordHead) {
   // Head 0 always picks token 2: right except in "he sleeps", where token 2 is <eos> and the rarest is
   // token 0 (its 2 word rows miss, in each of 5 repetitions): 85 of 95 rows.
   EXPECT_NEAR(heads[0].rare, 85.0 / 95.0, 1e-12);
+  EXPECT_NEAR(heads[0].eos, 10.0 / 95.0, 1e-12);  // those rows are on <eos>
+  EXPECT_NEAR(heads[1].eos, 0.0, 1e-12);
   EXPECT_TRUE(has_role(heads[0], "rare words"));
   // Head 1 looks at itself: hits only on the rare token's own row.
   EXPECT_NEAR(heads[1].rare, 20.0 / 95.0, 1e-12);
@@ -269,6 +272,57 @@ TEST(Heads, MaskingAHeadEqualsZeroingItsSlice) {
   EXPECT_LT(max_diff(by_definition(attn, x, full.weights, {1, 0.5, 1, 1}), half), 1e-4);
   EXPECT_GT(max_diff(masked, full.out), 1e-3);
   EXPECT_THROW(nn::HeadMask(attn, {1, 1}), Error);
+}
+
+}  // namespace
+}  // namespace qs::apps
+
+namespace qs::apps {
+namespace {
+
+// A tiny translation model trained for a few steps: the whole pipeline runs and writes its files.
+TEST(HeadsCheckpoint, TranslationEndToEnd) {
+  const std::string dir = qs::testing::temp_dir("heads_mt");
+  TrainMtOptions o;
+  text::SyntheticMtOptions& s = o.data.synthetic;
+  s.n_train = 300, s.n_valid = 10, s.n_test = 20;
+  s.n_nouns = 40, s.n_verbs_tr = 15, s.n_verbs_intr = 10, s.n_adjectives = 20, s.n_adverbs = 8;
+  o.model.d_model = 16, o.model.n_heads = 2, o.model.enc_layers = 1, o.model.dec_layers = 2, o.model.max_len = 64;
+  o.batch = 8, o.steps = 6, o.lr = 3e-3, o.eval_every = 0, o.eval_sentences = 4, o.test_sentences = 4;
+  o.quiet = true, o.out_dir = dir + "/run";
+  train_mt(o);
+  HeadsOptions h;
+  h.sentences = 12, h.importance_sentences = 5, h.quiet = true;
+  const std::string ckpt = dir + "/run/last.safetensors";
+  HeadsReport r = analyse_checkpoint_heads(ckpt, h);
+  ASSERT_EQ(r.heads.size(), 10u);  // encoder 1 x 2, decoder 2 x (self 2 + cross 2)
+  EXPECT_EQ(r.model_kind, "mt");
+  EXPECT_EQ(r.sentences, 12);
+  EXPECT_TRUE(r.has_importance);
+  for (const HeadMetrics& m : r.heads) {
+    EXPECT_TRUE(std::isfinite(m.delta_loss)) << m.name;
+    EXPECT_EQ(std::isfinite(m.alignment), m.kind == "cross") << m.name;
+    EXPECT_EQ(m.relations.empty(), m.kind == "cross") << m.name;
+  }
+  // The masks are gone afterwards: a second analysis gives the same numbers.
+  HeadsReport again = analyse_checkpoint_heads(ckpt, h);
+  for (size_t i = 0; i < r.heads.size(); ++i) {
+    EXPECT_EQ(r.heads[i].confidence, again.heads[i].confidence);
+    EXPECT_EQ(r.heads[i].delta_loss, again.heads[i].delta_loss);
+  }
+  const auto files = write_heads_report(r, dir + "/out", "qiusuo heads test");
+  ASSERT_EQ(files.size(), 3u);
+  const auto j = nlohmann::json::parse(qs::testing::read_bytes(dir + "/out/heads.json"));
+  EXPECT_EQ(j["heads"].size(), 10u);
+  EXPECT_EQ(j["heads"][0]["name"], "encoder.blocks.0.self_attn");
+  EXPECT_TRUE(j["heads"][0]["roles"].is_array());
+  const std::string md = qs::testing::read_bytes(dir + "/out/heads.md");
+  EXPECT_NE(md.find("qiusuo heads test"), std::string::npos);
+  EXPECT_NE(md.find("## Cross-attention"), std::string::npos);
+  EXPECT_NE(md.find("heads 0-2 capture syntax"), std::string::npos);
+  EXPECT_EQ(qs::testing::read_bytes(dir + "/out/heads.svg").rfind("<svg", 0), 0u);
+  h.sentences = 0;
+  EXPECT_THROW(analyse_checkpoint_heads(ckpt, h), Error);
 }
 
 }  // namespace

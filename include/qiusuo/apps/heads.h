@@ -14,6 +14,8 @@
 //                makes the head syntactic for that relation
 //   rare words   how often the argmax lands on the rarest visible token of the sentence (by
 //                training frequency), against chance (the mean of 1 / visible keys)
+//   <eos> sink   how often the argmax is the key side's <eos> (a head with nothing to do often
+//                parks there; >= 0.5 gives the role "<eos> sink")
 //   alignment    cross-attention: how often the argmax of the row that predicts target word j
 //                (row j, see docs/translation.md) is align[j]; also reported for the row that
 //                reads the word (row j + 1). Words aligned to -1 are skipped
@@ -70,6 +72,7 @@ struct HeadMetrics {
   int64_t offset = 0;           // the most frequent argmax offset (self-attention maps)
   double offset_share = 0;      // its share of the scored rows
   bool positional = false;
+  double eos = std::numeric_limits<double>::quiet_NaN();  // argmax on the key side's <eos> (NaN: none)
   std::vector<RelationScore> relations;  // empty without parses (and for cross maps)
   double rare = std::numeric_limits<double>::quiet_NaN();         // NaN: no frequencies
   double rare_chance = std::numeric_limits<double>::quiet_NaN();
@@ -89,6 +92,7 @@ struct HeadAnalysisOptions {
   int64_t min_instances = 20;      // fewer instances: no syntactic verdict
   double rare_threshold = 0.5;     // rare-word role: rare >= this and >= 2 x chance
   double alignment_threshold = 0.5;
+  double eos_threshold = 0.5;
   std::vector<std::string> relations = {"nsubj", "dobj", "amod", "advmod"};
 };
 
@@ -98,6 +102,8 @@ struct HeadAnalysisOptions {
 std::vector<HeadMetrics> analyse_heads(const std::vector<HeadSentence>& sentences,
                                        const HeadAnalysisOptions& opt = {});
 
+// Roles: "positional -1" (and "previous token"), "syntactic nsubj dep->head", "rare words",
+// "alignment", "<eos> sink", "removable" (pruned within the BLEU budget).
 // Recomputes `roles` from the metrics (called by analyse_heads; again after importance is
 // filled in, so pruned heads show it).
 void assign_roles(HeadMetrics& m, const HeadAnalysisOptions& opt = {});
@@ -109,10 +115,11 @@ nlohmann::json heads_to_json(const std::vector<HeadMetrics>& heads);
 // ---- checkpoints (`qiusuo heads`, src/apps/heads_run.cpp, heads_report.cpp)
 
 struct HeadsOptions {
-  // Translation: "synthetic" (the checkpoint's own synthetic test split, regenerated from its
-  // seeds) or a parallel corpus file (.jsonl or .tsv as written by `qiusuo mt-data`).
-  // LM: "corpus" (the test split of the corpus the model was trained on) or a UTF-8 file.
-  std::string data = "synthetic";
+  // "" (default): the checkpoint's own held-out data. Translation: "synthetic" (the synthetic
+  // test split, regenerated from the checkpoint's seeds) or a parallel corpus file (.jsonl or
+  // .tsv as written by `qiusuo mt-data`). LM: "corpus" (the test split of the corpus the model
+  // was trained on) or a UTF-8 text file.
+  std::string data;
   int64_t sentences = 500;             // analysed sentences (LM: lines, each cut to max_tokens)
   int64_t max_tokens = 64;             // LM: tokens per line at most
   int64_t importance_sentences = 200;  // translation: pairs for the masking runs (0: no importance)
