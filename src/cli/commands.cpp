@@ -123,7 +123,7 @@ const std::vector<Command>& commands() {
        "Writes DIR/heads.json (the viewer's --analysis format plus all metrics), heads.md and heads.svg.\n"
        "See docs/tutorial-attention.md.\n",
        cmd_heads},
-      {"serve", "the attention viewer: a local web page over a language-model checkpoint",
+      {"serve", "the attention viewer: a local web page over a language-model or translation checkpoint",
        "usage: qiusuo serve --model CKPT [--host 127.0.0.1] [--port 8080] [--analysis FILE] [--assets DIR]\n"
        "                    [--max-tokens 1024] [--body-limit 262144] [--threads N]\n\n"
        "Serves the viewer page (type a text; head view, model view, matrix heatmap) and its JSON API\n"
