@@ -35,7 +35,7 @@ struct HeadAcc {
   int64_t rare_hits = 0, rare_rows = 0;
   double rare_chance = 0;
   int64_t align_hits = 0, align_rows = 0, read_hits = 0, read_rows = 0;
-  int64_t eos_hits = 0, eos_rows = 0;
+  int64_t eos_hits = 0, eos_rows = 0, first_hits = 0;
 };
 
 // Per map: the heads' sums and the relation baselines (shared by all heads of the map).
@@ -158,6 +158,7 @@ void score_map(MapAcc& acc, const AttentionMap& m, const HeadSentence& s, const 
       a.rows += 1;
       if (!cross) a.offsets[best - q] += 1;
       if (sd.k->eos >= 0 && sd.k->eos < visible) a.eos_rows += 1, a.eos_hits += best == sd.k->eos;
+      a.first_hits += best == 0;
       if (!sd.k->freq.empty()) score_rare(a, row, visible, sd.k->freq);
     }
   }
@@ -186,6 +187,7 @@ HeadMetrics finish_head(const MapAcc& acc, int64_t h, const HeadAnalysisOptions&
   }
   if (a.rare_rows) m.rare = ratio(a.rare_hits, a.rare_rows), m.rare_chance = a.rare_chance / double(a.rare_rows);
   if (a.eos_rows) m.eos = ratio(a.eos_hits, a.eos_rows);
+  m.first = a.rows ? ratio(a.first_hits, a.rows) : 0.0;
   if (a.align_rows) m.alignment = ratio(a.align_hits, a.align_rows);
   if (a.read_rows) m.alignment_reading = ratio(a.read_hits, a.read_rows);
   assign_roles(m, opt);
@@ -206,6 +208,7 @@ void assign_roles(HeadMetrics& m, const HeadAnalysisOptions& opt) {
     m.roles.push_back("rare words");
   if (std::isfinite(m.alignment) && m.alignment >= opt.alignment_threshold) m.roles.push_back("alignment");
   if (std::isfinite(m.eos) && m.eos >= opt.eos_threshold) m.roles.push_back("<eos> sink");
+  if (m.kind == "causal" && m.first >= opt.first_threshold) m.roles.push_back("first-token sink");
   if (m.pruned) m.roles.push_back("removable");
 }
 
@@ -247,7 +250,7 @@ nlohmann::json heads_to_json(const std::vector<HeadMetrics>& heads) {
                       {"baseline_offset", r.baseline_offset}, {"syntactic", r.syntactic}});
     list.push_back({{"name", m.name}, {"layer", m.layer}, {"head", m.head}, {"kind", m.kind}, {"roles", m.roles},
                     {"confidence", num(m.confidence)}, {"rows", m.rows}, {"offset", m.offset},
-                    {"offset_share", num(m.offset_share)}, {"positional", m.positional}, {"eos", num(m.eos)}, {"relations", rels},
+                    {"offset_share", num(m.offset_share)}, {"positional", m.positional}, {"eos", num(m.eos)}, {"first", num(m.first)}, {"relations", rels},
                     {"rare", num(m.rare)}, {"rare_chance", num(m.rare_chance)}, {"alignment", num(m.alignment)},
                     {"alignment_reading", num(m.alignment_reading)}, {"delta_loss", num(m.delta_loss)},
                     {"delta_bleu", num(m.delta_bleu)}, {"pruned", m.pruned}});

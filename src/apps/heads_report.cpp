@@ -50,8 +50,8 @@ std::string head_row(const HeadMetrics& m) {
                                 : "—";
   std::string roles;
   for (const std::string& r : m.roles) roles += (roles.empty() ? "`" : ", `") + r + "`";
-  return fmt::format("| {} | {} | {:.2f} | {} | {} | {} | {} | {} | {} | {} | {} |\n", m.layer, m.head, m.confidence,
-                     pos, fmt_num(m.eos), syntax_cell(m), rare, align, fmt_num(m.delta_loss, "{:+.3f}"), fmt_num(m.delta_bleu, "{:+.2f}"),
+  return fmt::format("| {} | {} | {:.2f} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n", m.layer, m.head,
+                     m.confidence, pos, fmt_num(m.eos), m.kind == "causal" ? fmt_num(m.first) : "—", syntax_cell(m), rare, align, fmt_num(m.delta_loss, "{:+.3f}"), fmt_num(m.delta_bleu, "{:+.2f}"),
                      roles.empty() ? "—" : roles);
 }
 
@@ -127,15 +127,15 @@ std::string heads_markdown(const HeadsReport& r, const std::string& command) {
                      "excluded); offset = the most frequent argmax offset key - query (its share; positional at >= "
                      "0.90); syntactic = relations whose accuracy beats the best fixed offset by >= 0.10 (accuracy vs "
                      "baseline; d→h: the dependent's row, h→d: the head's row); `<eos>` = argmax on the key side's `<eos>` "
-                     "(a resting place); rare = argmax on the rarest token "
+                     "(a resting place); first = argmax on key 0 of a causal map (`<bos>`, or an LM's first token); rare = argmax on the rarest token "
                      "(chance); alignment = argmax on the aligned source word from the row that predicts the word / "
                      "the row that reads it; Δloss, ΔBLEU = the change when this head alone is masked.\n",
                      r.sentences, r.data);
   for (const std::string& n : r.notes) out += "\n" + n + "\n";
   for (const std::string& kind : kKinds) {
     if (std::none_of(r.heads.begin(), r.heads.end(), [&](const HeadMetrics& m) { return m.kind == kind; })) continue;
-    out += fmt::format("\n## {}\n\n| layer | head | confidence | offset | `<eos>` | syntactic | rare | alignment | Δloss | "
-                       "ΔBLEU | roles |\n|---:|---:|---:|---|---:|---|---|---|---:|---:|---|\n",
+    out += fmt::format("\n## {}\n\n| layer | head | confidence | offset | `<eos>` | first | syntactic | rare | alignment | "
+                       "Δloss | ΔBLEU | roles |\n|---:|---:|---:|---|---:|---:|---|---|---|---:|---:|---|\n",
                        kind_title(kind, r.model_kind));
     for (const HeadMetrics& m : r.heads)
       if (m.kind == kind) out += head_row(m);

@@ -40,6 +40,7 @@ std::vector<std::string> cell_lines(const HeadMetrics& m) {
     } else if (r == "alignment") lines.push_back(fmt::format("align {:.2f}", m.alignment));
     else if (r == "rare words") lines.push_back("rare words");
     else if (r == "<eos> sink") lines.push_back("<eos> sink");
+    else if (r == "first-token sink") lines.push_back("first-token sink");
   }
   if (lines.size() > 3) {
     const size_t extra = lines.size() - 2;

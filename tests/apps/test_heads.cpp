@@ -192,13 +192,19 @@ TEST(Heads, LanguageModelSnapshot) {
   s.snap.ids = {1, 2, 3, 4, 5, 6};
   s.snap.tokens = {"a", "b", "c", "d", "e", "f"};
   s.target.freq = {50, 40, 1, 30, 20, 10};
-  s.snap.maps.push_back(make_map("blocks.0.attn", "causal", 0, 2, 6, 6,
-                                 [](int64_t h, int64_t q) { return h == 0 ? q - 1 : (q >= 2 ? 2 : q); }));
+  s.snap.maps.push_back(make_map("blocks.0.attn", "causal", 0, 3, 6, 6, [](int64_t h, int64_t q) {
+    return h == 0 ? q - 1 : h == 1 ? (q >= 2 ? 2 : q) : 0;
+  }));
   auto heads = analyse_heads({s});
   EXPECT_TRUE(has_role(heads[0], "previous token"));
   EXPECT_TRUE(heads[0].relations.empty());  // no parses
   EXPECT_DOUBLE_EQ(heads[1].rare, 1.0);     // rows 1..5: the rarest visible token each time
   EXPECT_TRUE(has_role(heads[1], "rare words"));
+  EXPECT_DOUBLE_EQ(heads[0].first, 1.0 / 5.0);  // only row 1's left neighbour is token 0
+  EXPECT_DOUBLE_EQ(heads[1].first, 0.0);
+  EXPECT_DOUBLE_EQ(heads[2].first, 1.0);
+  EXPECT_TRUE(has_role(heads[2], "first-token sink"));
+  EXPECT_FALSE(has_role(heads[0], "first-token sink"));
 }
 
 TEST(Heads, Errors) {

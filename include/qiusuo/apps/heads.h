@@ -16,6 +16,8 @@
 //                training frequency), against chance (the mean of 1 / visible keys)
 //   <eos> sink   how often the argmax is the key side's <eos> (a head with nothing to do often
 //                parks there; >= 0.5 gives the role "<eos> sink")
+//   first token  causal maps: how often the argmax is key 0 (<bos> in a decoder, the first token of
+//                an LM's text: the "attention sink"); >= 0.5 gives "first-token sink"
 //   alignment    cross-attention: how often the argmax of the row that predicts target word j
 //                (row j, see docs/translation.md) is align[j]; also reported for the row that
 //                reads the word (row j + 1). Words aligned to -1 are skipped
@@ -73,6 +75,7 @@ struct HeadMetrics {
   double offset_share = 0;      // its share of the scored rows
   bool positional = false;
   double eos = std::numeric_limits<double>::quiet_NaN();  // argmax on the key side's <eos> (NaN: none)
+  double first = 0;  // argmax on key 0 (causal maps: the LM's first token, the decoder's <bos>)
   std::vector<RelationScore> relations;  // empty without parses (and for cross maps)
   double rare = std::numeric_limits<double>::quiet_NaN();         // NaN: no frequencies
   double rare_chance = std::numeric_limits<double>::quiet_NaN();
@@ -93,6 +96,7 @@ struct HeadAnalysisOptions {
   double rare_threshold = 0.5;     // rare-word role: rare >= this and >= 2 x chance
   double alignment_threshold = 0.5;
   double eos_threshold = 0.5;
+  double first_threshold = 0.5;
   std::vector<std::string> relations = {"nsubj", "dobj", "amod", "advmod"};
 };
 
@@ -103,7 +107,7 @@ std::vector<HeadMetrics> analyse_heads(const std::vector<HeadSentence>& sentence
                                        const HeadAnalysisOptions& opt = {});
 
 // Roles: "positional -1" (and "previous token"), "syntactic nsubj dep->head", "rare words",
-// "alignment", "<eos> sink", "removable" (pruned within the BLEU budget).
+// "alignment", "<eos> sink", "first-token sink", "removable" (pruned within the BLEU budget).
 // Recomputes `roles` from the metrics (called by analyse_heads; again after importance is
 // filled in, so pruned heads show it).
 void assign_roles(HeadMetrics& m, const HeadAnalysisOptions& opt = {});
