@@ -242,6 +242,14 @@ json load_analysis(const std::string& path, const json& maps) {
   return {{"heads", std::move(heads)}, {"file", path}};
 }
 
+// 422 for a text without tokens, or one over the limit when the request did not ask to cut it.
+void check_length(int64_t n_text, int64_t max_tokens, bool cut_ok) {
+  if (n_text == 0) throw ApiError(422, "the text encodes to no tokens");
+  if (!cut_ok && n_text > max_tokens)
+    throw ApiError(422, fmt::format("the text is {} tokens; the limit is {} tokens per request (shorten it, or send "
+                                    "\"max_tokens\" to keep only the first ones)", n_text, max_tokens));
+}
+
 }  // namespace
 
 ViewerApi::ViewerApi(LoadedLm lm, const ViewerOptions& opt) : lm_(std::move(lm)), opt_(opt) {
@@ -253,6 +261,35 @@ ViewerApi::ViewerApi(LoadedLm lm, const ViewerOptions& opt) : lm_(std::move(lm))
   lm_.model->eval();
   // One short run lists the attention maps the model captures (names, kinds, heads).
   const AttentionSnapshot probe = capture_attention(*lm_.model, *lm_.tokenizer, "a", 1);
+  const int64_t model_limit = c.max_supported_length();
+  describe(probe, {{"encoding", nn::position_encoding_name(c.pos.kind)},
+                   {"vocabulary", {{"size", lm_.tokenizer->vocab_size()}, {"kind", lm_.tokenizer->name()}}},
+                   {"model_max_tokens", model_limit == std::numeric_limits<int64_t>::max() ? json() : json(model_limit)},
+                   {"trained_length", c.max_seq_len},
+                   {"step", lm_.step},
+                   {"model", {{"block", c.block}, {"attention", c.attention}, {"ffn", c.ffn}, {"d_model", c.d_model},
+                              {"n_layers", c.n_layers}, {"n_heads", c.n_heads}, {"n_kv_heads", c.n_kv_heads}}}});
+}
+
+ViewerApi::ViewerApi(LoadedMt mt, const ViewerOptions& opt) : mt_(std::make_unique<LoadedMt>(std::move(mt))), opt_(opt) {
+  QS_CHECK(mt_->model, "serve: a translation model is needed");
+  QS_CHECK(opt.max_tokens > 0, "serve: --max-tokens must be positive, got {}", opt.max_tokens);
+  const nn::Seq2SeqConfig& c = mt_->model->config();
+  max_tokens_ = std::min(opt.max_tokens, c.max_len - 1);  // source words; <eos> is appended
+  threads_ = get_num_threads();
+  mt_->model->eval();
+  const AttentionSnapshot probe = capture_attention(*mt_, {"a"}, {"a"});
+  describe(probe, {{"encoding", nn::position_encoding_name(c.pos.kind)},
+                   {"vocabulary", {{"size", mt_->src_vocab.size()}, {"kind", "word (source)"},
+                                   {"target_size", mt_->tgt_vocab.size()}}},
+                   {"model_max_tokens", c.max_len - 1},
+                   {"trained_length", c.max_len},
+                   {"step", mt_->step},
+                   {"model", {{"block", "seq2seq"}, {"d_model", c.d_model}, {"enc_layers", c.enc_layers},
+                              {"dec_layers", c.dec_layers}, {"n_heads", c.n_heads}}}});
+}
+
+void ViewerApi::describe(const AttentionSnapshot& probe, json info) {
   json maps = json::array(), kinds = json::array();
   for (size_t l = 0; l < probe.maps.size(); ++l) {
     const AttentionMap& m = probe.maps[l];
@@ -260,22 +297,31 @@ ViewerApi::ViewerApi(LoadedLm lm, const ViewerOptions& opt) : lm_(std::move(lm))
     if (std::find(kinds.begin(), kinds.end(), m.kind) == kinds.end()) kinds.push_back(m.kind);
   }
   QS_CHECK(!maps.empty(), "serve: the model captured no attention maps");
-  const int64_t model_limit = c.max_supported_length();
-  info_ = {{"layers", maps.size()},
-           {"heads", maps[0]["heads"]},
-           {"maps", maps},
-           {"kinds", kinds},
-           {"encoding", nn::position_encoding_name(c.pos.kind)},
-           {"vocabulary", {{"size", lm_.tokenizer->vocab_size()}, {"kind", lm_.tokenizer->name()}}},
-           {"max_tokens", max_tokens_},
-           {"model_max_tokens", model_limit == std::numeric_limits<int64_t>::max() ? json() : json(model_limit)},
-           {"trained_length", c.max_seq_len},
-           {"step", lm_.step},
-           {"checkpoint", opt.checkpoint},
-           {"model", {{"block", c.block}, {"attention", c.attention}, {"ffn", c.ffn}, {"d_model", c.d_model},
-                      {"n_layers", c.n_layers}, {"n_heads", c.n_heads}, {"n_kv_heads", c.n_kv_heads}}},
-           {"limits", {{"dense", kViewerDenseMax}, {"thumbnail", kViewerThumbMax}, {"body_bytes", opt.body_limit}}},
-           {"analysis", opt.analysis_file.empty() ? json() : load_analysis(opt.analysis_file, maps)}};
+  info.update({{"layers", maps.size()},
+               {"heads", maps[0]["heads"]},
+               {"maps", maps},
+               {"kinds", kinds},
+               {"max_tokens", max_tokens_},
+               {"checkpoint", opt_.checkpoint},
+               {"limits", {{"dense", kViewerDenseMax}, {"thumbnail", kViewerThumbMax}, {"body_bytes", opt_.body_limit}}},
+               {"analysis", opt_.analysis_file.empty() ? json() : load_analysis(opt_.analysis_file, maps)}});
+  info_ = std::move(info);
+}
+
+// Runs the model on a request's text (at most `limit` tokens); n_text: the text's own count.
+AttentionSnapshot ViewerApi::capture(const std::string& text, int64_t limit, bool cut_ok, int64_t& n_text) {
+  if (!mt_) {
+    n_text = int64_t(lm_.tokenizer->encode(text).size());
+    check_length(n_text, max_tokens_, cut_ok);
+    return capture_attention(*lm_.model, *lm_.tokenizer, text, limit);
+  }
+  std::vector<std::string> words;
+  std::istringstream in(text);
+  for (std::string w; in >> w;) words.push_back(w);
+  n_text = int64_t(words.size());
+  check_length(n_text, max_tokens_, cut_ok);
+  if (n_text > limit) words.resize(size_t(limit));
+  return capture_attention(*mt_, words);
 }
 
 nlohmann::json ViewerApi::attention(const std::string& body) {
@@ -285,29 +331,28 @@ nlohmann::json ViewerApi::attention(const std::string& body) {
   {
     std::lock_guard<std::mutex> lock(model_mu_);
     set_num_threads(threads_);  // OpenMP's thread count is per calling thread
-    n_text = int64_t(lm_.tokenizer->encode(q.text).size());
-    if (n_text == 0) throw ApiError(422, "the text encodes to no tokens");
-    if (!q.max_tokens && n_text > max_tokens_)
-      throw ApiError(422, fmt::format("the text is {} tokens; the limit is {} tokens per request (shorten it, or send "
-                                      "\"max_tokens\" to keep only the first ones)", n_text, max_tokens_));
     const int64_t limit = q.max_tokens.value_or(max_tokens_);
     // The page asks for the thumbnails and one head of the same text, then other heads of
     // it: the last text's capture answers them without running the model again.
     if (!last_ || last_text_ != q.text || last_limit_ != limit) {
       last_.reset();  // free the old capture before making the new one
-      last_ = std::make_shared<const AttentionSnapshot>(
-          capture_attention(*lm_.model, *lm_.tokenizer, q.text, limit));
+      last_ = std::make_shared<const AttentionSnapshot>(capture(q.text, limit, q.max_tokens.has_value(), last_n_text_));
       last_text_ = q.text;
       last_limit_ = limit;
     }
+    n_text = last_n_text_;
+    check_length(n_text, max_tokens_, q.max_tokens.has_value());  // also for a cached capture
     snap = last_;
   }
   const AttentionSnapshot& s = *snap;
   json r = {{"tokens", s.tokens}, {"ids", s.ids}, {"n_tokens", s.ids.size()}, {"text_tokens", n_text},
             {"key_tokens", s.source_tokens.empty() ? s.tokens : s.source_tokens}};
   if (q.layer) {
-    // Cross attention's keys are the source tokens; self and causal attention's are the tokens.
-    if (s.maps[size_t(*q.layer)].kind != "cross") r["key_tokens"] = s.tokens;
+    // Cross attention's keys are the source tokens; self and causal attention's are the tokens
+    // (an encoder's "self" maps: the source tokens on both axes).
+    const std::string& kind = s.maps[size_t(*q.layer)].kind;
+    if (kind == "self" && !s.source_tokens.empty()) r["tokens"] = s.source_tokens;
+    if (kind != "cross") r["key_tokens"] = r["tokens"];
     head_view(r, s, q);
   } else {
     r["view"] = "model";

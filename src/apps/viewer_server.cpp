@@ -73,6 +73,7 @@ bool is_loopback(const std::string& host) { return host == "127.0.0.1" || host =
 
 struct ViewerServer::Impl {
   Impl(LoadedLm lm, const ViewerOptions& o) : opt(o), api(std::move(lm), o) {}
+  Impl(LoadedMt mt, const ViewerOptions& o) : opt(o), api(std::move(mt), o) {}
   ViewerOptions opt;
   ViewerApi api;
   httplib::Server http;
@@ -141,7 +142,15 @@ void ViewerServer::Impl::routes() {
 }
 
 ViewerServer::ViewerServer(LoadedLm lm, const ViewerOptions& opt) : impl_(std::make_unique<Impl>(std::move(lm), opt)) {
-  impl_->assets = opt.assets_dir.empty() ? default_assets_dir() : opt.assets_dir;
+  start();
+}
+
+ViewerServer::ViewerServer(LoadedMt mt, const ViewerOptions& opt) : impl_(std::make_unique<Impl>(std::move(mt), opt)) {
+  start();
+}
+
+void ViewerServer::start() {
+  impl_->assets = impl_->opt.assets_dir.empty() ? default_assets_dir() : impl_->opt.assets_dir;
   if (resolve_asset(impl_->assets, "/index.html").empty())
     throw IOError(fmt::format("serve: no index.html in the asset folder '{}'; hint: pass --assets DIR (the source "
                               "tree's web/viewer)", impl_->assets));

@@ -2,11 +2,16 @@
 // across checkpoints and generation steps.
 #include <filesystem>
 #include <iostream>
+#include <sstream>
+
+#include <fmt/ranges.h>
 
 #include "cli/cli.h"
 #include "io/atomic_file.h"
 #include "qiusuo/apps/attention_report.h"
+#include "qiusuo/apps/mt.h"
 #include "qiusuo/error.h"
+#include "qiusuo/io/checkpoint.h"
 
 namespace qs::cli {
 
@@ -73,6 +78,32 @@ int run_generation(const std::string& ckpt, const std::string& prompt, const app
   return kExitOk;
 }
 
+bool is_mt_checkpoint(const std::string& path) {
+  const io::Checkpoint ck = io::load_checkpoint(path);
+  return ck.config.is_object() && ck.config.value("kind", std::string()) == "qiusuo-mt";
+}
+
+std::vector<std::string> words_of(const std::string& text) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  for (std::string w; in >> w;) out.push_back(w);
+  return out;
+}
+
+// A translation checkpoint: the source sentence and, optionally, the target (else the
+// model's greedy translation); encoder, decoder and cross-attention maps.
+apps::AttentionSnapshot capture_mt(const std::string& ckpt, const std::string& source, const std::string& target,
+                                   apps::AttentionFigureOptions& o) {
+  apps::LoadedMt mt = apps::load_mt(ckpt);
+  const std::vector<std::string> src = words_of(source);
+  if (src.empty()) throw UsageError("--source: the sentence is empty");
+  std::vector<std::string> tgt = words_of(target);
+  if (tgt.empty()) tgt = apps::translate(mt, src);
+  std::cout << "target: " << fmt::format("{}", fmt::join(tgt, " ")) << "\n";
+  o.title = fmt::format("{} (step {})", name_of(ckpt), mt.step);
+  return apps::capture_attention(mt, src, tgt);
+}
+
 }  // namespace
 
 int cmd_attention(Args a) {
@@ -103,7 +134,12 @@ int cmd_attention(Args a) {
     return run_generation(ckpt, prompt, g, out, view_max);
   }
   apps::AttentionFigureOptions o;
-  const std::string text = text_arg(a, "text");
+  const bool mt = is_mt_checkpoint(ckpt);
+  const bool has_text = a.has("text");
+  const std::string text = mt && !has_text ? std::string() : text_arg(a, "text");
+  // Translation: --source (or --text) is the source sentence.
+  const std::string source = !mt ? "" : has_text && !a.has("source") ? text : text_arg(a, "source");
+  const std::string target = mt ? a.str("target", "") : "";
   o.layer = a.integer("layer", -1);
   o.head = a.integer("head", -1);
   o.style.log = a.flag("log");
@@ -111,9 +147,14 @@ int cmd_attention(Args a) {
   o.style.max_matrix_px = int(a.integer("max-px", o.style.max_matrix_px));
   set_formats(a.str("format", "png,svg"), o);
   a.finish();
-  apps::LoadedLm lm = apps::load_lm(ckpt);
-  o.title = fmt::format("{} (step {})", name_of(ckpt), lm.step);
-  apps::AttentionSnapshot s = apps::capture_attention(*lm.model, *lm.tokenizer, text, max_tokens);
+  apps::AttentionSnapshot s;
+  if (mt) {
+    s = capture_mt(ckpt, source, target, o);
+  } else {
+    apps::LoadedLm lm = apps::load_lm(ckpt);
+    o.title = fmt::format("{} (step {})", name_of(ckpt), lm.step);
+    s = apps::capture_attention(*lm.model, *lm.tokenizer, text, max_tokens);
+  }
   std::cout << fmt::format("{} tokens, {} attention maps\n", s.tokens.size(), s.maps.size());
   for (const std::string& f : apps::write_attention_figures(s, out, o)) std::cout << out << "/" << f << "\n";
   return kExitOk;

@@ -2,11 +2,13 @@
 #include <atomic>
 #include <csignal>
 #include <iostream>
+#include <memory>
 #include <pthread.h>
 #include <thread>
 
 #include "cli/cli.h"
 #include "qiusuo/apps/viewer.h"
+#include "qiusuo/io/checkpoint.h"
 #include "qiusuo/tensor.h"
 
 namespace qs::cli {
@@ -32,7 +34,13 @@ int cmd_serve(Args a) {
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
-  apps::ViewerServer server(apps::load_lm(o.checkpoint), o);
+  // A translation checkpoint (`qiusuo train mt`) or a language model.
+  const io::Checkpoint ck = io::load_checkpoint(o.checkpoint);
+  const bool mt = ck.config.is_object() && ck.config.value("kind", std::string()) == "qiusuo-mt";
+  std::unique_ptr<apps::ViewerServer> served =
+      mt ? std::make_unique<apps::ViewerServer>(apps::load_mt(o.checkpoint), o)
+         : std::make_unique<apps::ViewerServer>(apps::load_lm(o.checkpoint), o);
+  apps::ViewerServer& server = *served;
   const int port = server.bind();
   const nlohmann::json& info = server.api().model_info();
   std::cout << fmt::format("qiusuo serve: {} attention layers x {} heads, {} tokens per request\n",

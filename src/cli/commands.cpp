@@ -3,11 +3,15 @@
 
 namespace qs::cli {
 
+int cmd_heads(Args a);  // cmd_heads.cpp
+
 const std::vector<Command>& commands() {
   static const std::vector<Command> c = {
       {"attention", "draw a model's attention: heatmaps, rollout, and views across checkpoints or generation",
        "usage: qiusuo attention CKPT --text TEXT --out DIR [--layer L] [--head H] [--log] [--log-floor 1e-4]\n"
        "                        [--max-tokens N] [--format png,svg] [--max-px 2048]\n"
+       "       qiusuo attention MT_CKPT --source TEXT [--target TEXT] --out DIR ...   (translation checkpoints:\n"
+       "                 encoder, decoder and cross-attention; without --target the model's greedy translation)\n"
        "       qiusuo attention --checkpoints CK1 CK2 ... --text TEXT --out DIR [--max-tokens N] [--view-max 256]\n"
        "       qiusuo attention CKPT --generate N --prompt TEXT --out DIR [--temperature 0] [--top-k 0] [--top-p 1]\n"
        "                        [--seed 0] [--view-max 256]\n\n"
@@ -107,7 +111,19 @@ const std::vector<Command>& commands() {
        "                       [--seed 0] [--threads N]\n\n"
        "Samples with the KV cache (temperature 0: greedy). Prints the prompt and its continuation.\n",
        cmd_generate},
-      {"serve", "the attention viewer: a local web page over a language-model checkpoint",
+      {"heads", "what each attention head does: positional, syntactic, rare-word, alignment heads; importance",
+       "usage: qiusuo heads CKPT --out DIR [--data synthetic|corpus|FILE] [--sentences 500] [--importance-sentences 200]\n"
+       "                   [--bleu-budget 0.5] [--max-tokens 64] [--threads N] [--quiet]\n\n"
+       "Captures the attention of a translation checkpoint (`qiusuo train mt`) over --sentences pairs (synthetic:\n"
+       "its own test split, with gold parses and alignments; FILE: a .jsonl/.tsv corpus from `qiusuo mt-data`) or\n"
+       "of a language-model checkpoint over lines of its corpus' test split (FILE: a text file; lines cut to\n"
+       "--max-tokens). Scores every head: confidence, positional (one offset >= 90%), syntactic per relation\n"
+       "against the positional baseline, rare words, cross-attention alignment, and (translation) importance by\n"
+       "masking each head on --importance-sentences pairs (0: skip) plus greedy pruning within --bleu-budget.\n"
+       "Writes DIR/heads.json (the viewer's --analysis format plus all metrics), heads.md and heads.svg.\n"
+       "See docs/tutorial-attention.md.\n",
+       cmd_heads},
+      {"serve", "the attention viewer: a local web page over a language-model or translation checkpoint",
        "usage: qiusuo serve --model CKPT [--host 127.0.0.1] [--port 8080] [--analysis FILE] [--assets DIR]\n"
        "                    [--max-tokens 1024] [--body-limit 262144] [--threads N]\n\n"
        "Serves the viewer page (type a text; head view, model view, matrix heatmap) and its JSON API\n"

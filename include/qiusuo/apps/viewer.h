@@ -23,6 +23,7 @@
 
 #include "qiusuo/apps/attention_view.h"
 #include "qiusuo/apps/lm.h"
+#include "qiusuo/apps/mt.h"
 
 namespace qs::apps {
 
@@ -60,6 +61,12 @@ class ViewerApi {
  public:
   // Errors (qs::Error): an analysis file that is not JSON of the documented form.
   ViewerApi(LoadedLm lm, const ViewerOptions& opt);
+  // A translation model (`qiusuo train mt`): a request's text is the source sentence (words
+  // split on whitespace; max_tokens counts them); the model translates it greedily and the
+  // answer holds the encoder ("self"), decoder ("causal") and "cross" maps. Per map, rows are
+  // labelled with `tokens` and columns with `key_tokens`: the source (+ <eos>) for encoder
+  // maps, <bos> + the translation for decoder rows, the source for cross-attention columns.
+  ViewerApi(LoadedMt mt, const ViewerOptions& opt);
 
   // GET /api/model: {"layers", "heads", "maps": [{layer, name, kind, heads}], "kinds",
   // "encoding", "vocabulary": {"size", "kind"}, "max_tokens", "step", "checkpoint", "model": {...},
@@ -74,7 +81,12 @@ class ViewerApi {
   int64_t max_tokens() const { return max_tokens_; }
 
  private:
+  void describe(const AttentionSnapshot& probe, nlohmann::json info);  // fills info_ (maps, kinds, analysis)
+  // Runs the model on a request's text cut to `limit` tokens (422 when it has none, or more
+  // than max_tokens_ and !cut_ok); n_text: the text's own token count.
+  AttentionSnapshot capture(const std::string& text, int64_t limit, bool cut_ok, int64_t& n_text);
   LoadedLm lm_;
+  std::unique_ptr<LoadedMt> mt_;  // set for a translation model (lm_ is then empty)
   ViewerOptions opt_;
   int64_t max_tokens_ = 0;
   int threads_ = 0;  // OpenMP threads of the constructing thread, applied in the server's threads
@@ -85,6 +97,7 @@ class ViewerApi {
   std::shared_ptr<const AttentionSnapshot> last_;
   std::string last_text_;
   int64_t last_limit_ = 0;
+  int64_t last_n_text_ = 0;
 };
 
 // The file an URL path names inside `assets_dir`, or "" when it must not be served: a
@@ -100,6 +113,7 @@ class ViewerServer {
  public:
   // Errors: the asset folder has no index.html (qs::IOError), a bad analysis file.
   ViewerServer(LoadedLm lm, const ViewerOptions& opt);
+  ViewerServer(LoadedMt mt, const ViewerOptions& opt);  // see ViewerApi(LoadedMt, ...)
   ~ViewerServer();
   ViewerServer(const ViewerServer&) = delete;
   ViewerServer& operator=(const ViewerServer&) = delete;
@@ -114,6 +128,7 @@ class ViewerServer {
 
  private:
   struct Impl;
+  void start();  // the asset check and the routes
   std::unique_ptr<Impl> impl_;
 };
 
