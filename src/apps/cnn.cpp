@@ -1,26 +1,36 @@
 #include "qiusuo/apps/cnn.h"
 
+#include "qiusuo/nn/activation.h"
 #include "qiusuo/ops.h"
 
 namespace qs::apps {
 
 FashionCNN::FashionCNN(Generator& gen) : Module("FashionCNN") {
   nn::ConvOptions same{.padding = 1};
-  c1_ = register_module("c1", std::make_shared<nn::Conv2d>(1, 32, 3, same, gen));
-  b1_ = register_module("b1", std::make_shared<nn::BatchNorm2d>(32));
-  c2_ = register_module("c2", std::make_shared<nn::Conv2d>(32, 64, 3, same, gen));
-  b2_ = register_module("b2", std::make_shared<nn::BatchNorm2d>(64));
-  c3_ = register_module("c3", std::make_shared<nn::Conv2d>(64, 128, 3, same, gen));
-  b3_ = register_module("b3", std::make_shared<nn::BatchNorm2d>(128));
-  fc_ = register_module("fc", std::make_shared<nn::Linear>(128, 10, true, gen));
+  // Registration order (c1, b1, c2, ...) keeps the state-dict order of the peer.
+  register_module("c1", std::make_shared<nn::Conv2d>(1, 32, 3, same, gen));
+  register_module("b1", std::make_shared<nn::BatchNorm2d>(32));
+  register_module("c2", std::make_shared<nn::Conv2d>(32, 64, 3, same, gen));
+  register_module("b2", std::make_shared<nn::BatchNorm2d>(64));
+  register_module("c3", std::make_shared<nn::Conv2d>(64, 128, 3, same, gen));
+  register_module("b3", std::make_shared<nn::BatchNorm2d>(128));
+  register_module("fc", std::make_shared<nn::Linear>(128, 10, true, gen));
+  for (const char* r : {"r1", "r2", "r3"}) register_module(r, std::make_shared<nn::ReLU>());
+}
+
+std::vector<std::vector<std::string>> FashionCNN::fuse_groups() {
+  return {{"c1", "b1", "r1"}, {"c2", "b2", "r2"}, {"c3", "b3", "r3"}};
 }
 
 Tensor FashionCNN::forward(const Tensor& x) {
   QS_CHECK(x.dim() == 4 && x.size(1) == 1, "FashionCNN: expected images [N, 1, H, W], got {}", shape_str(x.shape()));
-  Tensor h = max_pool2d(relu((*b1_)((*c1_)(x))), 2);
-  h = max_pool2d(relu((*b2_)((*c2_)(h))), 2);
-  h = relu((*b3_)((*c3_)(h)));
-  return (*fc_)(adaptive_avg_pool2d(h, 1).flatten(1));
+  auto stage = [&](const Tensor& h, const char* c, const char* b, const char* r) {
+    return child(r)->forward(child(b)->forward(child(c)->forward(h)));
+  };
+  Tensor h = max_pool2d(stage(x, "c1", "b1", "r1"), 2);
+  h = max_pool2d(stage(h, "c2", "b2", "r2"), 2);
+  h = stage(h, "c3", "b3", "r3");
+  return child("fc")->forward(adaptive_avg_pool2d(h, 1).flatten(1));
 }
 
 CNN3D::CNN3D(Generator& gen) : Module("CNN3D") {

@@ -53,6 +53,19 @@ std::shared_ptr<Module> Module::child(const std::string& name) const {
   QS_FAIL("{}: has no child module named '{}'", type_name_, name);
 }
 
+std::shared_ptr<Module> Module::replace_child(const std::string& name, std::shared_ptr<Module> m) {
+  QS_CHECK(m != nullptr, "{}: replacement for child module '{}' is null", type_name_, name);
+  size_t dot = name.find('.');
+  if (dot != std::string::npos) return child(name.substr(0, dot))->replace_child(name.substr(dot + 1), std::move(m));
+  for (auto& [n, c] : children_)
+    if (n == name) {
+      std::shared_ptr<Module> old = std::move(c);
+      c = std::move(m);
+      return old;
+    }
+  QS_FAIL("{}: has no child module named '{}' to replace", type_name_, name);
+}
+
 std::vector<std::pair<std::string, std::shared_ptr<Module>>> Module::named_modules() const {
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> out;
   for (auto& [n, m] : children_) {

@@ -82,6 +82,9 @@ struct Sample {
   Attrs attrs;
   std::string label;
   std::vector<int> grad_inputs;
+  // False: only reference vs optimised, no gradcheck (a step function such as
+  // fake_quantize, whose straight-through gradient is checked against its formula).
+  bool gradcheck = true;
 };
 using SamplesFn = std::vector<Sample> (*)(DType dtype, Generator& gen);
 

@@ -14,16 +14,16 @@ namespace qs::apps {
 
 // conv(1->32,3,p1)-bn-relu-maxpool2, conv(32->64)-bn-relu-maxpool2, conv(64->128)-bn-relu,
 // global average pool, linear(128->10). x [N, 1, 28, 28] -> logits [N, 10].
-// Child names (c1, b1, ..., fc) match the PyTorch peer, so state dicts exchange.
+// Child names (c1, b1, ..., fc) match the PyTorch peer, so state dicts exchange; the
+// ReLUs are parameter-free children r1, r2, r3. forward() reaches every layer through
+// child(name), so quantisation can replace layers in place (quant::prepare_qat with
+// fuse groups fashion_cnn_fuse_groups()).
 class FashionCNN : public nn::Module {
  public:
   explicit FashionCNN(Generator& gen = default_generator());
   Tensor forward(const Tensor& x) override;
-
- private:
-  std::shared_ptr<nn::Conv2d> c1_, c2_, c3_;
-  std::shared_ptr<nn::BatchNorm2d> b1_, b2_, b3_;
-  std::shared_ptr<nn::Linear> fc_;
+  // {{"c1", "b1", "r1"}, {"c2", "b2", "r2"}, {"c3", "b3", "r3"}}: conv-bn-relu groups.
+  static std::vector<std::vector<std::string>> fuse_groups();
 };
 
 // The 3D CNN of the peer: conv3d(1->16)-bn-relu-maxpool2, conv3d(16->32)-bn-relu-maxpool2,

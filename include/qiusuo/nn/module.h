@@ -63,6 +63,12 @@ class Module {
   // Every descendant (not this module), depth first, with dotted names: "features", "features.0", ...
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> named_modules() const;
   std::shared_ptr<Module> child(const std::string& name) const;  // error if absent
+  // Replaces a descendant in place (same name, same position) and returns the old one;
+  // a dotted name reaches into children ("features.0"). Errors: no such module, a null
+  // replacement. A module that keeps typed pointers to its children sees the change only
+  // if its forward reaches them through child(name) (as Sequential and FashionCNN do):
+  // this is how quantisation swaps layers (quant::prepare_qat).
+  std::shared_ptr<Module> replace_child(const std::string& name, std::shared_ptr<Module> m);
   int64_t num_parameters() const;  // total elements over all parameters
 
   // ---- modes and gradients

@@ -22,5 +22,6 @@ void register_topk_cpu(std::vector<ops::OpDef>& t);
 void register_quant_cpu(std::vector<ops::OpDef>& t);
 void register_quant_dnnl(std::vector<ops::OpDef>& t);
 void register_quant_woq_cpu(std::vector<ops::OpDef>& t);
+void register_fake_quant_cpu(std::vector<ops::OpDef>& t);
 
 }  // namespace qs::kernels

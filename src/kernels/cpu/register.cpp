@@ -21,6 +21,7 @@ void register_optimised_kernels(std::vector<OpDef>& table) {
   kernels::register_quant_cpu(table);
   kernels::register_quant_dnnl(table);
   kernels::register_quant_woq_cpu(table);
+  kernels::register_fake_quant_cpu(table);
 }
 
 }  // namespace qs::ops
