@@ -119,7 +119,11 @@ const std::vector<Command>& commands() {
        "pe: one language model per positional encoding (none, sinusoidal, learned, shaw, t5, rope, alibi), same\n"
        "size, data, seed and steps, trained at --train-len (1024) and evaluated at 0.5x, 1x, 2x and 4x that\n"
        "length (RoPE also with NTK and YaRN scaling). Writes DIR/results.json, results.md, perplexity.svg and one\n"
-       "checkpoint folder per encoding. --quick: a CI-sized run (tiny models, 128 tokens). See docs/experiments/pe.md.\n",
+       "checkpoint folder per encoding. --quick: a CI-sized run (tiny models, 128 tokens). See docs/experiments/pe.md.\n\n"
+       "usage: qiusuo experiment quant --out DIR [--quick] [--cnn CKPT] [--lm CKPT] [--threads N]\n\n"
+       "quant: the Fashion-MNIST CNN in FP32, PTQ-INT8 and QAT-INT8 and a KJV LM in FP32, dynamic INT8 and\n"
+       "weight-only INT8/INT4: accuracy or perplexity, % retained, weight and file bytes, latency; the handbook's\n"
+       "claims beside the measured values. DIR/results.json and results.md. See docs/QUANTIZATION.md.\n",
        cmd_experiment},
       {"generate", "generate text from a language-model checkpoint",
        "usage: qiusuo generate CKPT --prompt TEXT [--max-tokens 200] [--temperature 0.8] [--top-k 0] [--top-p 0.95]\n"
