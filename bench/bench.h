@@ -14,6 +14,7 @@ struct Options {
   bool bf16 = false;  // run under Autocast
   int threads = 0;    // 0: all cores
   int iters = 0;      // 0: the workload's default
+  std::string weights;  // lm_gen_b1_p256_g128: "" (f32), "int8" or "int4" (weight-only linears, group 128)
 };
 
 struct Workload {

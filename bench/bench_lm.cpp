@@ -3,7 +3,8 @@
 // causal softmax attention, GELU MLP, untied lm_head without bias; AdamW lr 3e-4.
 //   lm_train_b8_n256, lm_train_b2_n1024   one AdamW step (tokens_per_s, step_ms)
 //   lm_fwd_b1_n256_fp32, _bf16            NoGrad forward of 256 tokens (ms)
-//   lm_gen_b1_p256_g128                   greedy KV-cache decoding after a 256-token prompt
+//   lm_fwd_b1_n256_int8dyn                the same with dynamic INT8 linears
+//   lm_gen_b1_p256_g128                   greedy KV-cache decoding after a 256-token prompt (--weights int8|int4)
 //   lm_train_mem_n1024, _n4096            peak memory of one step with 8192 tokens
 #include <fstream>
 #include <memory>
@@ -16,6 +17,7 @@
 #include "qiusuo/nn/transformer.h"
 #include "qiusuo/ops.h"
 #include "qiusuo/optim/optim.h"
+#include "qiusuo/quant/convert.h"
 
 namespace qs::bench {
 
@@ -60,25 +62,30 @@ std::vector<nlohmann::json> lm_train(const Options& o, int64_t b, int64_t n) {
   return {{{"workload", name}, {"tokens_per_s", double(b * n) / s}, {"step_ms", s * 1e3}}};
 }
 
-std::vector<nlohmann::json> lm_fwd(const Options& o, bool bf16) {
+// int8dyn: every Linear of the blocks a DynamicQuantizedLinear (the LM head stays f32).
+std::vector<nlohmann::json> lm_fwd(const Options& o, bool bf16, bool int8dyn = false) {
   Generator g(0);
   auto mp = peer_gpt(256, g);
   nn::TransformerLM& m = *mp;
+  if (int8dyn) quant::quantize_linears(m, "dynamic");
   m.eval();
   Tensor x = randint(0, kVocab, {1, 256}, DType::i64, &g);
   NoGrad ng;
   Autocast ac(bf16);  // nested in cmd_bench's scope: on for the _bf16 workload either way
   double s = time_per_call([&] { m(x); }, 2, o.iters ? o.iters : 10);
-  return {{{"workload", bf16 ? "lm_fwd_b1_n256_bf16" : "lm_fwd_b1_n256_fp32"}, {"ms", s * 1e3}}};
+  const char* name = int8dyn ? "lm_fwd_b1_n256_int8dyn" : bf16 ? "lm_fwd_b1_n256_bf16" : "lm_fwd_b1_n256_fp32";
+  return {{{"workload", name}, {"ms", s * 1e3}}};
 }
 
 // Prefill is timed on its own (a fresh cache, the 256-token prompt); the decode rate is
 // (generate's time - prefill) over the 128 new tokens.
+// --weights int8|int4: every Linear of the blocks weight-only quantised (int4 in groups of 128).
 std::vector<nlohmann::json> lm_gen(const Options& o) {
   constexpr int64_t kPrompt = 256, kNew = 128;
   Generator g(0);
   auto mp = peer_gpt(kPrompt + kNew, g);
   nn::TransformerLM& m = *mp;
+  if (!o.weights.empty()) quant::quantize_linears(m, "weight-" + o.weights, 128);
   m.eval();
   Tensor p = randint(0, kVocab, {1, kPrompt}, DType::i64, &g);
   std::vector<int64_t> prompt = p.to_vector_as<int64_t>();
@@ -95,7 +102,8 @@ std::vector<nlohmann::json> lm_gen(const Options& o) {
   return {{{"workload", "lm_gen_b1_p256_g128"},
            {"tokens_per_s", 1.0 / per_token},
            {"ms_per_token", per_token * 1e3},
-           {"prefill_ms", prefill * 1e3}}};
+           {"prefill_ms", prefill * 1e3},
+           {"weights", o.weights.empty() ? "f32" : o.weights}}};
 }
 
 // Resident set size (VmRSS) or its high-water mark (VmHWM) in bytes, -1 if unreadable.
@@ -152,6 +160,8 @@ std::vector<Workload> lm_workloads() {
           {"lm_fwd_b1_n256_fp32", "GPT LM forward, 256 tokens, f32", [](const Options& o) { return lm_fwd(o, false); }},
           {"lm_fwd_b1_n256_bf16", "GPT LM forward, 256 tokens, bf16 autocast",
            [](const Options& o) { return lm_fwd(o, true); }},
+          {"lm_fwd_b1_n256_int8dyn", "GPT LM forward, 256 tokens, dynamic INT8 linears in the blocks",
+           [](const Options& o) { return lm_fwd(o, false, true); }},
           {"lm_gen_b1_p256_g128", "GPT LM greedy decoding with KV cache: 128 tokens after 256", lm_gen},
           {"lm_train_mem_n1024", "GPT LM training-step peak memory, 8x1024 tokens",
            [](const Options& o) { return lm_train_mem(o, 8, 1024); }},

@@ -8,6 +8,7 @@
 #include "qiusuo/autograd.h"
 #include "qiusuo/nn/sampling.h"
 #include "qiusuo/ops.h"
+#include "qiusuo/quant/checkpoint.h"
 
 namespace qs::apps {
 
@@ -57,10 +58,14 @@ LoadedLm load_lm(const std::string& path, const nn::PositionConfig* override_pos
            lm.tokenizer->vocab_size());
   Generator gen(0);
   lm.model = std::make_unique<nn::TransformerLM>(cfg, nn::FfnFactory{}, gen);
-  try {
-    lm.model->load_state_dict(ck.model);
-  } catch (const std::exception& e) {
-    throw Error(fmt::format("{}: the weights do not fit the model config: {}", path, e.what()));
+  if (quant::is_quantized_checkpoint(ck)) {
+    quant::load_quantized_checkpoint(path, ck, *lm.model);  // `qiusuo quantize`: rebuilds the quantised layers
+  } else {
+    try {
+      lm.model->load_state_dict(ck.model);
+    } catch (const std::exception& e) {
+      throw Error(fmt::format("{}: the weights do not fit the model config: {}", path, e.what()));
+    }
   }
   lm.model->eval();
   lm.train_config = ck.config["train"];

@@ -1,4 +1,4 @@
-// qiusuo bench <workload|all> [--json] [--bf16] [--threads N] [--iters N]
+// qiusuo bench <workload|all> [--json] [--bf16] [--threads N] [--iters N] [--weights int8|int4]
 #include <iostream>
 
 #include "bench/bench.h"
@@ -14,6 +14,9 @@ int cmd_bench(Args a) {
   o.bf16 = a.flag("bf16");
   o.threads = int(a.integer("threads", 0));
   o.iters = int(a.integer("iters", 0));
+  o.weights = a.str("weights", "");
+  if (!o.weights.empty() && o.weights != "int8" && o.weights != "int4")
+    throw UsageError("qiusuo bench: --weights must be int8 or int4, got '" + o.weights + "'");
   bool list = a.flag("list");
   a.finish();
   if (list || a.positionals().empty()) {
@@ -35,6 +38,7 @@ int cmd_bench(Args a) {
       for (auto& r : rows) {
         if (o.bf16) r["workload"] = r["workload"].get<std::string>() + "_bf16";
         r["threads"] = get_num_threads();
+        if (!o.weights.empty() && !r.contains("weights")) r["weights_ignored"] = o.weights;
         r["peer"] = "qiusuo";
         if (json)
           std::cout << r.dump() << std::endl;

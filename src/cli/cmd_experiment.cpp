@@ -7,9 +7,21 @@
 namespace qs::cli {
 
 int cmd_experiment(Args a) {
-  if (a.positionals().size() != 1) throw UsageError("qiusuo experiment: which one? (available: pe)");
+  if (a.positionals().size() != 1) throw UsageError("qiusuo experiment: which one? (available: pe, quant)");
   const std::string what = a.positionals()[0];
-  if (what != "pe") throw UsageError("qiusuo experiment: unknown experiment '" + what + "' (available: pe)");
+  if (what == "quant") {
+    apps::QuantExperimentOptions q;
+    q.quick = a.flag("quick");
+    q.out_dir = a.required("out");
+    q.cnn = a.str("cnn", "");
+    q.lm = a.str("lm", "");
+    q.threads = int(a.integer("threads", 0));
+    a.finish();
+    nlohmann::json r = apps::run_quant_experiment(q);
+    std::cout << "wrote " << q.out_dir << "/results.json, results.md\n" << r["claims"].dump() << std::endl;
+    return kExitOk;
+  }
+  if (what != "pe") throw UsageError("qiusuo experiment: unknown experiment '" + what + "' (available: pe, quant)");
   apps::PeExperimentOptions o;
   o.quick = a.flag("quick");
   o.out_dir = a.required("out");

@@ -89,8 +89,9 @@ int cmd_train_lm(Args& a) {
 
 int cmd_eval(Args a) {
   if (!a.positionals().empty() && a.positionals()[0] == "mt") return cmd_eval_mt(a);
+  if (!a.positionals().empty() && a.positionals()[0] == "cnn") return cmd_eval_cnn(a);
   if (a.positionals().size() != 2 || a.positionals()[0] != "lm")
-    throw UsageError("qiusuo eval: expected 'qiusuo eval lm CKPT' or 'qiusuo eval mt CKPT'; see 'qiusuo eval --help'");
+    throw UsageError("qiusuo eval: expected 'qiusuo eval lm|mt|cnn CKPT'; see 'qiusuo eval --help'");
   const std::string ckpt = a.positionals()[1];
   nn::PositionConfig pos;
   const bool scaled = a.has("rope-scaling");

@@ -28,7 +28,8 @@ const std::vector<Command>& commands() {
        "  --json       one JSON object per line (fields as in shared/peers/)\n"
        "  --bf16       run the workload under bf16 autocast (workload name gets _bf16)\n"
        "  --threads N  OpenMP threads (default: all cores)\n"
-       "  --iters N    timed iterations (default: the workload's)\n",
+       "  --iters N    timed iterations (default: the workload's)\n"
+       "  --weights int8|int4  lm_gen_b1_p256_g128 with weight-only quantised linears (int4: groups of 128)\n",
        cmd_bench},
       {"check", "run the op-table harness: reference vs optimised, gradcheck",
        "usage: qiusuo check [--mode test|grad|all] [--op NAME] [--verbose] [--seed N]\n"
@@ -88,7 +89,7 @@ const std::vector<Command>& commands() {
        "  --eval-every N --eval-sentences N --test-sentences N --save-every N   (500, 200, 0 = all, 0 = at the end)\n"
        "  --seed N --threads N --quiet --resume CKPT\n",
        cmd_train},
-      {"eval", "evaluate a language model (perplexity, bits per byte) or a translation model (BLEU)",
+      {"eval", "evaluate a language model (perplexity, bits per byte), a translation model (BLEU) or the CNN",
        "usage: qiusuo eval lm CKPT [--seq N] [--split test|validation|train] [--corpus PATH] [--windows N]\n"
        "                       [--batch 4] [--rope-scaling ntk|yarn --rope-factor F] [--allow-extrapolation] [--bf16]\n\n"
        "Perplexity over non-overlapping windows of N tokens (default: the trained length) of a split of the\n"
@@ -96,15 +97,37 @@ const std::vector<Command>& commands() {
        "RoPE scaling is given or --allow-extrapolation measures the encoding as it is.\n\n"
        "usage: qiusuo eval mt CKPT [--split test|validation|train] [--beam K] [--sentences N] [--batch 64]\n\n"
        "Corpus BLEU (sacreBLEU's definition, 13a tokens) of the translations of a split of the checkpoint's data,\n"
-       "and the teacher-forced loss per target token.\n",
+       "and the teacher-forced loss per target token.\n\n"
+       "usage: qiusuo eval cnn CKPT [--limit-test N] [--data DIR]\n\n"
+       "Test accuracy of a Fashion-MNIST CNN checkpoint, float (qiusuo train cnn) or quantised (qiusuo quantize).\n",
        cmd_eval},
+      {"quantize", "quantise a checkpoint to INT8 / INT4: the CNN (ptq, qat) or a language model (dynamic, weight-only)",
+       "usage: qiusuo quantize CKPT --method ptq|qat|dynamic|weight-int8|weight-int4 --out CKPT_Q [options]\n\n"
+       "FashionCNN (ptq, qat): conv-bn-relu fusion, per-channel s8 weights, u8 activations, then quant::convert to\n"
+       "real INT8 layers (max pooling stays f32). Prints FP32 and INT8 test accuracy, % retained, weight bytes and\n"
+       "file sizes, and writes CKPT_Q (safetensors; quantisation parameters in the header).\n"
+       "  --calib-batches N  ptq: calibration batches of training images (32)\n"
+       "  --qat-epochs N     qat: fine-tuning epochs (1; batch norms frozen at 50%, observers at 75% of the steps)\n"
+       "  --qat-lr X         qat: peak learning rate, SGD momentum 0.9, cosine (1e-3)\n"
+       "  --batch N          calibration / QAT batch (128)\n"
+       "  --limit-train N --limit-test N --data DIR --seed N --threads N --quiet\n\n"
+       "Language model (dynamic, weight-int8, weight-int4): every Linear of the Transformer blocks becomes a\n"
+       "DynamicQuantizedLinear (s8 weights, activations quantised per token at run time) or a WeightOnlyLinear\n"
+       "(s8 per channel, or s4 in groups of --group 128); embeddings, norms and the LM head stay f32.\n"
+       "`qiusuo eval lm` and `qiusuo generate` accept the result.\n"
+       "  --group N          weight-int4: group size (128; 32 also common)\n",
+       cmd_quantize},
       {"experiment", "run a measured experiment of the curriculum: pe (positional encodings)",
        "usage: qiusuo experiment pe --out DIR [--quick] [--corpus PATH] [--encodings rope,alibi,...] [--train-len N]\n"
        "                            [--steps N] [--eval-tokens N] [--threads N] [--seed N]\n\n"
        "pe: one language model per positional encoding (none, sinusoidal, learned, shaw, t5, rope, alibi), same\n"
        "size, data, seed and steps, trained at --train-len (1024) and evaluated at 0.5x, 1x, 2x and 4x that\n"
        "length (RoPE also with NTK and YaRN scaling). Writes DIR/results.json, results.md, perplexity.svg and one\n"
-       "checkpoint folder per encoding. --quick: a CI-sized run (tiny models, 128 tokens). See docs/experiments/pe.md.\n",
+       "checkpoint folder per encoding. --quick: a CI-sized run (tiny models, 128 tokens). See docs/experiments/pe.md.\n\n"
+       "usage: qiusuo experiment quant --out DIR [--quick] [--cnn CKPT] [--lm CKPT] [--threads N]\n\n"
+       "quant: the Fashion-MNIST CNN in FP32, PTQ-INT8 and QAT-INT8 and a KJV LM in FP32, dynamic INT8 and\n"
+       "weight-only INT8/INT4: accuracy or perplexity, % retained, weight and file bytes, latency; the handbook's\n"
+       "claims beside the measured values. DIR/results.json and results.md. See docs/QUANTIZATION.md.\n",
        cmd_experiment},
       {"generate", "generate text from a language-model checkpoint",
        "usage: qiusuo generate CKPT --prompt TEXT [--max-tokens 200] [--temperature 0.8] [--top-k 0] [--top-p 0.95]\n"

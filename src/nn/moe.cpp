@@ -22,7 +22,8 @@ SwiGLU::SwiGLU(int64_t d_model, int64_t d_hidden, bool bias, Generator& gen)
 Tensor SwiGLU::forward(const Tensor& x) {
   QS_CHECK(x.dim() >= 1 && x.size(-1) == d_model_, "SwiGLU: expected input [..., {}], got {}", d_model_,
            shape_str(x.shape()));
-  return down_proj_->forward(silu(gate_proj_->forward(x)) * up_proj_->forward(x));
+  // Through child(): quantisation may have replaced the projections.
+  return child("down_proj")->forward(silu(child("gate_proj")->forward(x)) * child("up_proj")->forward(x));
 }
 
 std::string SwiGLU::extra_repr() const {

@@ -116,12 +116,15 @@ AttentionResult MultiheadAttention::attend(const Tensor& x, const AttentionArgs&
   const bool cross = a.memory.defined();
   Tensor q, k, v;
   if (!cross) {
-    Tensor qkv = in_proj_->forward(x);
+    // Through child(): quantisation may have replaced the projection (quant::quantize_linears).
+    Tensor qkv = child("in_proj")->forward(x);
     q = qkv.narrow(2, 0, qw), k = qkv.narrow(2, qw, kw), v = qkv.narrow(2, qw + kw, kw);
   } else {
     QS_CHECK(a.memory.dim() == 3 && a.memory.size(0) == b && a.memory.size(2) == d_,
              "MultiheadAttention: memory must be [{}, M, {}], got {}", b, d_, shape_str(a.memory.shape()));
     QS_CHECK(a.cache == nullptr, "MultiheadAttention: the KV cache is for self-attention only");
+    QS_CHECK(child("in_proj") == in_proj_, "MultiheadAttention: cross-attention needs the float in_proj (found {})",
+             child("in_proj")->type_name());
     const Tensor& w = in_proj_->weight();
     const Tensor& bias = in_proj_->bias();
     auto part = [&](const Tensor& t, int64_t s, int64_t len) { return t.defined() ? t.narrow(0, s, len) : Tensor(); };
@@ -143,7 +146,7 @@ AttentionResult MultiheadAttention::attend(const Tensor& x, const AttentionArgs&
   o.need_weights = wants_weights(a);
   if (!cross) pos_->add_to(o, q, o.scale);
   AttentionOutput r = run_attention(q, k, v, o);
-  AttentionResult res{out_proj_->forward(merge_heads(pos_->value_term(r.out, r.bucket_weights))), r.weights};
+  AttentionResult res{child("out_proj")->forward(merge_heads(pos_->value_term(r.out, r.bucket_weights))), r.weights};
   deliver(a, res);
   return res;
 }

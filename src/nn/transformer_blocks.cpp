@@ -9,7 +9,8 @@ GeluMLP::GeluMLP(int64_t d_model, int64_t hidden, bool bias, Generator& gen) : M
   c_fc_ = register_module("c_fc", std::make_shared<Linear>(d_model, hidden, bias, gen));
   c_proj_ = register_module("c_proj", std::make_shared<Linear>(hidden, d_model, bias, gen));
 }
-Tensor GeluMLP::forward(const Tensor& x) { return c_proj_->forward(gelu(c_fc_->forward(x))); }
+// Through child(): quantisation may have replaced the projections.
+Tensor GeluMLP::forward(const Tensor& x) { return child("c_proj")->forward(gelu(child("c_fc")->forward(x))); }
 
 TransformerBlock::TransformerBlock(bool rms_norm, int64_t d_model, double norm_eps,
                                    std::shared_ptr<AttentionLayer> attn, std::shared_ptr<Module> mlp)

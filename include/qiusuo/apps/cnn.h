@@ -75,4 +75,44 @@ TrainCnnResult train_fashion_cnn(const TrainCnnOptions& opt);
 std::pair<double, double> evaluate_classifier(nn::Module& model, const Tensor& images, const Tensor& labels,
                                               int64_t batch = 256, bool bf16 = false);
 
+// ---- INT8 quantisation of the trained FashionCNN (docs/QUANT_KERNELS.md, quant/*.h)
+struct QuantizeCnnOptions {
+  std::string checkpoint;       // a FashionCNN checkpoint of `qiusuo train cnn` (float)
+  std::string method = "ptq";   // ptq | qat
+  int64_t calib_batches = 32;   // ptq: calibration batches of `batch` training images
+  int64_t batch = 128;          // calibration and QAT batch size
+  int qat_epochs = 1;           // qat: fine-tuning epochs (SGD, momentum 0.9, cosine from qat_lr)
+  double qat_lr = 1e-3;
+  double weight_decay = 5e-4;
+  // qat: after these fractions of the fine-tuning steps the batch norms use their running
+  // statistics (freeze_bn_stats) and the observers stop (the scales freeze), as PyTorch's recipe.
+  double freeze_bn_at = 0.5, freeze_observers_at = 0.75;
+  uint64_t seed = 0;
+  std::string data_root = "/usr/share/datasets/fashion-mnist";
+  int64_t limit_train = 0;      // use only the first N training images (0: all)
+  int64_t limit_test = 0;
+  std::string out;              // the quantised checkpoint (quant/checkpoint.h); empty: none
+  bool quiet = false;
+};
+
+struct QuantizeCnnResult {
+  double fp32_accuracy = 0, int8_accuracy = 0;
+  double retained = 0;                 // int8_accuracy / fp32_accuracy
+  double fake_quant_accuracy = 0;      // the prepared model, fake quantisation on (what convert reproduces)
+  int64_t fp32_weight_bytes = 0, int8_weight_bytes = 0;  // quant::model_weight_bytes
+  int64_t fp32_file_bytes = 0, int8_file_bytes = 0;      // model-only checkpoints (0 without out)
+  int64_t qat_steps = 0;
+  double seconds = 0;
+};
+
+// Loads the float model, quantises it by `method` (ptq: prepare with the conv-bn-relu
+// fusions, calibrate, convert; qat: prepare_qat, fine-tune, convert), evaluates both on
+// the test set and writes `out`. Errors: a checkpoint that is not a float FashionCNN, an
+// unknown method, calib_batches < 1.
+QuantizeCnnResult quantize_cnn(const QuantizeCnnOptions& opt);
+
+// A FashionCNN from a training checkpoint or a quantised one (rebuilt from its header);
+// *method (if given) is "fp32" or the quantisation method.
+std::shared_ptr<FashionCNN> load_fashion_cnn(const std::string& path, std::string* method = nullptr);
+
 }  // namespace qs::apps

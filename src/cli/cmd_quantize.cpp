@@ -1,0 +1,120 @@
+// qiusuo quantize CKPT --method ptq|qat [--calib-batches N] [--qat-epochs N] --out CKPT_Q   (FashionCNN)
+// qiusuo quantize CKPT --method dynamic|weight-int8|weight-int4 [--group 128] --out CKPT_Q   (language model)
+// qiusuo eval cnn CKPT [--limit-test N]   (float or quantised FashionCNN)
+#include <filesystem>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "cli/cli.h"
+#include "qiusuo/apps/cnn.h"
+#include "qiusuo/apps/lm.h"
+#include "qiusuo/data/idx.h"
+#include "qiusuo/io/checkpoint.h"
+#include "qiusuo/quant/checkpoint.h"
+#include "qiusuo/quant/convert.h"
+
+namespace qs::cli {
+
+namespace {
+
+int quantize_cnn(Args& a, const std::string& ckpt, const std::string& method) {
+  apps::QuantizeCnnOptions o;
+  o.checkpoint = ckpt;
+  o.method = method;
+  o.calib_batches = a.integer("calib-batches", o.calib_batches);
+  o.batch = a.integer("batch", o.batch);
+  o.qat_epochs = int(a.integer("qat-epochs", o.qat_epochs));
+  o.qat_lr = a.number("qat-lr", o.qat_lr);
+  o.seed = uint64_t(a.integer("seed", 0));
+  o.limit_train = a.integer("limit-train", 0);
+  o.limit_test = a.integer("limit-test", 0);
+  o.data_root = a.str("data", o.data_root);
+  o.out = a.required("out");
+  o.quiet = a.flag("quiet");
+  a.finish();
+  apps::QuantizeCnnResult r = apps::quantize_cnn(o);
+  std::cout << fmt::format(
+      "FP32 test accuracy {:.2f}%, INT8 ({}) {:.2f}% = {:.2f}% retained (fake-quantised model {:.2f}%)\n"
+      "weights {} bytes FP32 -> {} bytes INT8 ({:.1f}%); file {} -> {} bytes\n",
+      100 * r.fp32_accuracy, method, 100 * r.int8_accuracy, 100 * r.retained, 100 * r.fake_quant_accuracy,
+      r.fp32_weight_bytes, r.int8_weight_bytes, 100.0 * double(r.int8_weight_bytes) / double(r.fp32_weight_bytes),
+      r.fp32_file_bytes, r.int8_file_bytes);
+  nlohmann::json s = {{"method", method},
+                      {"fp32_accuracy", r.fp32_accuracy},
+                      {"int8_accuracy", r.int8_accuracy},
+                      {"retained", r.retained},
+                      {"fake_quant_accuracy", r.fake_quant_accuracy},
+                      {"fp32_weight_bytes", r.fp32_weight_bytes},
+                      {"int8_weight_bytes", r.int8_weight_bytes},
+                      {"fp32_file_bytes", r.fp32_file_bytes},
+                      {"int8_file_bytes", r.int8_file_bytes},
+                      {"qat_steps", r.qat_steps},
+                      {"seconds", r.seconds},
+                      {"out", o.out}};
+  std::cout << s.dump() << std::endl;
+  return kExitOk;
+}
+
+}  // namespace
+
+int cmd_quantize_lm(Args& a, const std::string& ckpt, const std::string& method) {
+  const int64_t group = a.integer("group", 128);
+  const std::string out = a.required("out");
+  a.finish();
+  io::Checkpoint ck = io::load_checkpoint(ckpt);
+  if (quant::is_quantized_checkpoint(ck))
+    throw UsageError("qiusuo quantize: " + ckpt + " is already quantised; quantise the float checkpoint");
+  apps::LoadedLm lm = apps::load_lm(ckpt);
+  const int64_t fp32 = quant::model_weight_bytes(*lm.model);
+  const int64_t n = quant::quantize_linears(*lm.model, method, group);
+  const int64_t q = quant::model_weight_bytes(*lm.model);
+  quant::save_quantized_checkpoint(out, *lm.model, ck.config, method, ck.extra);
+  const auto in_size = int64_t(std::filesystem::file_size(ckpt)), out_size = int64_t(std::filesystem::file_size(out));
+  std::cout << fmt::format("{}: {} Linear layers of the blocks quantised; weights {} -> {} bytes ({:.1f}%), file {} -> "
+                           "{} bytes (the input also holds optimiser state)\n",
+                           method, n, fp32, q, 100.0 * double(q) / double(fp32), in_size, out_size);
+  nlohmann::json s = {{"method", method}, {"layers", n}, {"group", method == "weight-int4" ? group : 0},
+                      {"fp32_weight_bytes", fp32}, {"weight_bytes", q}, {"file_bytes", out_size}, {"out", out}};
+  std::cout << s.dump() << std::endl;
+  return kExitOk;
+}
+
+int cmd_quantize(Args a) {
+  if (a.positionals().size() != 1) throw UsageError("qiusuo quantize: expected one checkpoint; see --help");
+  const std::string ckpt = a.positionals()[0];
+  const std::string method = a.required("method");
+  if (int64_t t = a.integer("threads", 0); t > 0) set_num_threads(int(t));
+  io::Checkpoint ck = io::load_checkpoint(ckpt);
+  std::string model = ck.config.is_object() ? ck.config.value("model", nlohmann::json()).dump() : "null";
+  if (model == "\"FashionCNN\"") {
+    if (method != "ptq" && method != "qat")
+      throw UsageError("qiusuo quantize: the FashionCNN takes --method ptq or qat, not '" + method + "'");
+    return quantize_cnn(a, ckpt, method);
+  }
+  if (method == "dynamic" || method == "weight-int8" || method == "weight-int4") return cmd_quantize_lm(a, ckpt, method);
+  throw UsageError("qiusuo quantize: --method must be ptq|qat (FashionCNN) or dynamic|weight-int8|weight-int4 "
+                   "(language model), got '" + method + "'");
+}
+
+int cmd_eval_cnn(Args& a) {
+  if (a.positionals().size() != 2) throw UsageError("qiusuo eval cnn: expected one checkpoint; see --help");
+  const std::string ckpt = a.positionals()[1];
+  const int64_t limit = a.integer("limit-test", 0);
+  const std::string root = a.str("data", data::FashionMNIST::kDefaultRoot);
+  if (int64_t t = a.integer("threads", 0); t > 0) set_num_threads(int(t));
+  a.finish();
+  std::string method;
+  auto model = apps::load_fashion_cnn(ckpt, &method);
+  data::FashionMNIST test(false, root, true);
+  Tensor x = test.images, y = test.labels;
+  if (limit > 0 && limit < x.size(0)) x = x.narrow(0, 0, limit).contiguous(), y = y.narrow(0, 0, limit).contiguous();
+  auto [acc, loss] = apps::evaluate_classifier(*model, x, y);
+  std::cout << fmt::format("test accuracy: {:.2f}%  (test loss {:.4f}, {} images, {})\n", 100 * acc, loss, x.size(0),
+                           method);
+  nlohmann::json s = {{"test_accuracy", acc}, {"test_loss", loss}, {"images", x.size(0)}, {"method", method},
+                      {"weight_bytes", quant::model_weight_bytes(*model)}};
+  std::cout << s.dump() << std::endl;
+  return kExitOk;
+}
+
+}  // namespace qs::cli
