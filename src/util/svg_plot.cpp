@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <iterator>
 #include <set>
 
 #include "qiusuo/error.h"
@@ -73,7 +74,9 @@ bool usable(double v, bool log) { return std::isfinite(v) && (!log || v > 0); }
 }  // namespace
 
 std::string svg_line_plot(const std::vector<PlotSeries>& series, const PlotOptions& o) {
-  static const char* kColours[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"};
+  // Ten distinct colours (tab10's, reordered), then they repeat.
+  static const char* kColours[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
+                                   "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f"};
   std::vector<double> xs, ys;
   std::set<double> distinct_x;
   for (const auto& s : series) {
@@ -121,7 +124,7 @@ std::string svg_line_plot(const std::vector<PlotSeries>& series, const PlotOptio
                      (top + bottom) / 2, xml_escape(o.y_label + (o.log_y ? " (log scale)" : "")));
   for (size_t si = 0; si < series.size(); ++si) {
     const auto& s = series[si];
-    const char* c = kColours[si % 8];
+    const char* c = kColours[si % std::size(kColours)];
     std::string pts, marks;
     for (size_t i = 0; i < s.x.size(); ++i) {
       if (!usable(s.x[i], o.log_x) || !usable(s.y[i], o.log_y)) continue;

@@ -2,6 +2,8 @@
 
 #include <cmath>
 #include <limits>
+#include <set>
+#include <string>
 
 #include "qiusuo/util/svg_plot.h"
 
@@ -27,6 +29,19 @@ TEST(SvgPlot, OneLinePerSeriesWithEscapedLabels) {
   EXPECT_NE(svg.find("ppl &amp; length"), std::string::npos);
   EXPECT_NE(svg.find(">1024<"), std::string::npos);  // the data's x values are the ticks
   EXPECT_EQ(svg.rfind("</svg>\n"), svg.size() - 7);
+}
+
+// The PE experiment plots nine series: each needs its own colour.
+TEST(SvgPlot, TenSeriesGetTenColours) {
+  std::vector<PlotSeries> s;
+  for (int i = 0; i < 10; ++i) s.push_back({"s" + std::to_string(i), {1, 2}, {1.0 + i, 2.0 + i}});
+  std::string svg = svg_line_plot(s, {});
+  std::set<std::string> colours;
+  for (size_t p = svg.find("<polyline"); p != std::string::npos; p = svg.find("<polyline", p + 1)) {
+    const size_t c = svg.find("stroke=\"", p) + 8;
+    colours.insert(svg.substr(c, 7));
+  }
+  EXPECT_EQ(colours.size(), 10u);
 }
 
 TEST(SvgPlot, MismatchedSeriesIsAnError) {
