@@ -1,6 +1,8 @@
 // Attention of a trained LM on one text (see include/qiusuo/apps/attention_view.h).
 #include "qiusuo/apps/attention_view.h"
 
+#include "apps/attention_view_internal.h"
+
 #include <fmt/format.h>
 
 #include "qiusuo/autograd.h"
@@ -49,6 +51,21 @@ int64_t layer_of(const std::string& name) {
 
 }  // namespace
 
+std::vector<AttentionMap> attention_maps(const nn::AttentionCapture& cap) {
+  std::vector<AttentionMap> maps;
+  for (const nn::CapturedAttention& r : cap.records()) {
+    AttentionMap m;
+    m.name = r.name;
+    m.kind = r.name.find("cross") != std::string::npos ? "cross"
+             : r.name.rfind("encoder.", 0) == 0         ? "self"
+                                                        : "causal";
+    m.layer = layer_of(r.name);
+    m.weights = r.weights.select(0, 0).to(DType::f32).contiguous();
+    maps.push_back(std::move(m));
+  }
+  return maps;
+}
+
 std::vector<std::string> token_labels(const text::Tokenizer& tok, const std::vector<int32_t>& ids) {
   std::vector<std::string> out;
   out.reserve(ids.size());
@@ -82,16 +99,7 @@ AttentionSnapshot capture_attention_ids(nn::TransformerLM& model, const text::To
   nn::AttentionCapture cap;
   model.forward(idx);
   if (was_training) model.train();
-  for (const nn::CapturedAttention& r : cap.records()) {
-    AttentionMap m;
-    m.name = r.name;
-    m.kind = r.name.find("cross") != std::string::npos ? "cross"
-             : r.name.rfind("encoder.", 0) == 0         ? "self"
-                                                        : "causal";
-    m.layer = layer_of(r.name);
-    m.weights = r.weights.select(0, 0).to(DType::f32).contiguous();
-    s.maps.push_back(std::move(m));
-  }
+  s.maps = attention_maps(cap);
   return s;
 }
 

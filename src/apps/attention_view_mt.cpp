@@ -1,6 +1,7 @@
 // The attention snapshot of an encoder-decoder model: encoder self-attention, decoder
 // causal self-attention and cross-attention of one teacher-forced sentence pair.
 #include "qiusuo/apps/attention_view.h"
+#include "apps/attention_view_internal.h"
 #include "qiusuo/apps/mt.h"
 #include "qiusuo/autograd.h"
 #include "qiusuo/nn/seq2seq.h"
@@ -9,10 +10,6 @@
 namespace qs::apps {
 
 namespace {
-int64_t layer_of(const std::string& name) {  // "encoder.blocks.<i>.self_attn"
-  const size_t p = name.find("blocks.");
-  return p == std::string::npos ? 0 : std::strtoll(name.c_str() + p + 7, nullptr, 10);
-}
 Tensor ids_tensor(const std::vector<int32_t>& ids) {
   return from_vector(std::vector<double>(ids.begin(), ids.end()), {1, int64_t(ids.size())}, DType::i64);
 }
@@ -43,16 +40,7 @@ AttentionSnapshot capture_attention(nn::Seq2SeqTransformer& model, const std::ve
     NoGrad ng;
     nn::AttentionCapture cap;
     model.forward(ids_tensor(s.source_ids), ids_tensor(s.ids));
-    for (const nn::CapturedAttention& r : cap.records()) {
-      AttentionMap m;
-      m.name = r.name;
-      m.kind = r.name.find("cross") != std::string::npos ? "cross"
-               : r.name.rfind("encoder.", 0) == 0         ? "self"
-                                                          : "causal";
-      m.layer = layer_of(r.name);
-      m.weights = r.weights.select(0, 0).to(DType::f32).contiguous();
-      s.maps.push_back(std::move(m));
-    }
+    s.maps = attention_maps(cap);
   }
   model.train(was_training);
   return s;
