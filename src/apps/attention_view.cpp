@@ -93,12 +93,10 @@ AttentionSnapshot capture_attention_ids(nn::TransformerLM& model, const text::To
   s.tokens = token_labels(tok, s.ids);
   std::vector<double> idv(s.ids.begin(), s.ids.end());
   const Tensor idx = from_vector(idv, {1, n}, DType::i64);
-  const bool was_training = model.is_training();
-  model.eval();
+  nn::EvalScope eval_mode(model);
   NoGrad ng;
   nn::AttentionCapture cap;
   model.forward(idx);
-  if (was_training) model.train();
   s.maps = attention_maps(cap);
   return s;
 }

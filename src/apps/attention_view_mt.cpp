@@ -34,15 +34,11 @@ AttentionSnapshot capture_attention(nn::Seq2SeqTransformer& model, const std::ve
   s.ids.insert(s.ids.end(), target_ids.begin(), target_ids.end());
   s.tokens = {"<bos>"};
   s.tokens.insert(s.tokens.end(), target_tokens.begin(), target_tokens.end());
-  const bool was_training = model.is_training();
-  model.eval();
-  {
-    NoGrad ng;
-    nn::AttentionCapture cap;
-    model.forward(ids_tensor(s.source_ids), ids_tensor(s.ids));
-    s.maps = attention_maps(cap);
-  }
-  model.train(was_training);
+  nn::EvalScope eval_mode(model);
+  NoGrad ng;
+  nn::AttentionCapture cap;
+  model.forward(ids_tensor(s.source_ids), ids_tensor(s.ids));
+  s.maps = attention_maps(cap);
   return s;
 }
 

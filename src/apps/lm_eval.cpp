@@ -77,8 +77,7 @@ EvalLmResult evaluate_lm(nn::TransformerLM& model, const text::TokenStream& stre
                          int64_t max_windows, bool bf16) {
   QS_CHECK(seq >= 1 && batch >= 1, "evaluate: --seq and --batch must be positive");
   NoGrad ng;
-  const bool was_training = model.is_training();
-  model.eval();
+  nn::EvalScope eval_mode(model);
   int64_t windows = stream.num_windows(seq);
   if (max_windows > 0) windows = std::min(windows, max_windows);
   double nll = 0;
@@ -91,7 +90,6 @@ EvalLmResult evaluate_lm(nn::TransformerLM& model, const text::TokenStream& stre
     }
     nll += cross_entropy(logits.reshape({-1, logits.size(-1)}), b.y.reshape({-1}), -100, 0.0, "sum").item();
   }
-  model.train(was_training);
   EvalLmResult r;
   r.windows = windows;
   r.seq = seq;

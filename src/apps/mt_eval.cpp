@@ -65,8 +65,7 @@ EvalMtResult evaluate_mt(nn::Seq2SeqTransformer& model, const WordVocab& src, co
   QS_CHECK(!pairs.empty(), "evaluate mt: no sentence pairs to evaluate");
   QS_CHECK(beam >= 1 && batch >= 1, "evaluate mt: beam and batch must be >= 1, got {} and {}", beam, batch);
   NoGrad ng;
-  const bool was_training = model.is_training();
-  model.eval();
+  nn::EvalScope eval_mode(model);
   const std::vector<MtIds> data = encode_pairs(pairs, src, tgt);
   // Sorted by source length, so batches pad little and finish together.
   std::vector<size_t> order(data.size());
@@ -103,7 +102,6 @@ EvalMtResult evaluate_mt(nn::Seq2SeqTransformer& model, const WordVocab& src, co
   for (size_t k = 0; k < n; ++k) refs[k] = join(pairs[k].tgt);
   r.bleu = text::corpus_bleu(hyps, {refs});
   r.sentences = int64_t(n);
-  model.train(was_training);
   return r;
 }
 

@@ -45,8 +45,7 @@ Tensor head(const Tensor& t, int64_t n) { return n > 0 && n < t.size(0) ? t.narr
 std::pair<double, double> evaluate_classifier(nn::Module& model, const Tensor& images, const Tensor& labels,
                                               int64_t batch, bool bf16) {
   NoGrad ng;
-  bool was_training = model.is_training();
-  model.eval();
+  nn::EvalScope eval_mode(model);
   int64_t n = images.size(0), correct = 0;
   double loss_sum = 0;
   for (int64_t i = 0; i < n; i += batch) {
@@ -61,7 +60,6 @@ std::pair<double, double> evaluate_classifier(nn::Module& model, const Tensor& i
     Tensor hit = eq(argmax(logits, 1), y);
     correct += int64_t(sum(hit.to(DType::f32)).item());
   }
-  model.train(was_training);
   return {double(correct) / double(n), loss_sum / double(n)};
 }
 

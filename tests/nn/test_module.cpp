@@ -91,6 +91,28 @@ TEST(Module, TrainEvalPropagates) {
   EXPECT_TRUE((*net.features)[0]->is_training());
 }
 
+TEST(Module, EvalScopeRestoresTheModeAlsoOnAnError) {
+  Generator gen(1);
+  Net net(gen);
+  {
+    EvalScope scope(net);
+    EXPECT_FALSE(net.is_training());
+    EXPECT_FALSE(net.head->is_training());
+  }
+  EXPECT_TRUE(net.is_training());
+  EXPECT_TRUE(net.head->is_training());
+  try {
+    EvalScope scope(net);
+    net(ones({5, 4}));  // wrong feature count: the forward throws inside the scope
+    ADD_FAILURE() << "the forward should have thrown";
+  } catch (const std::exception&) {
+  }
+  EXPECT_TRUE(net.is_training());
+  net.eval();
+  { EvalScope scope(net); }
+  EXPECT_FALSE(net.is_training());  // a model that was in eval mode stays there
+}
+
 TEST(Module, ZeroGradDropsGradients) {
   Generator gen(1);
   Net net(gen);

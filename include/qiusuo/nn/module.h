@@ -99,6 +99,21 @@ class Module {
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
 };
 
+// Puts a module (and its descendants) in eval mode for a scope and restores the mode it
+// had on the way out, also when an exception leaves the scope (a failed evaluation or
+// capture must not leave a model that was training stuck in eval mode, or the reverse).
+class EvalScope {
+ public:
+  explicit EvalScope(Module& m) : m_(m), was_training_(m.is_training()) { m_.eval(); }
+  ~EvalScope() { m_.train(was_training_); }
+  EvalScope(const EvalScope&) = delete;
+  EvalScope& operator=(const EvalScope&) = delete;
+
+ private:
+  Module& m_;
+  bool was_training_;
+};
+
 std::ostream& operator<<(std::ostream& os, const Module& m);
 
 }  // namespace qs::nn
