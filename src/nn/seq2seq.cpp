@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "config_json.h"
 #include "qiusuo/nn/init.h"
 #include "qiusuo/ops.h"
 
@@ -29,40 +30,26 @@ void Seq2SeqConfig::validate() const {
 }
 
 nlohmann::json Seq2SeqConfig::to_json() const {
-  return {{"src_vocab", src_vocab}, {"tgt_vocab", tgt_vocab}, {"d_model", d_model}, {"n_heads", n_heads},
-          {"enc_layers", enc_layers}, {"dec_layers", dec_layers}, {"ffn_hidden", ffn_hidden},
-          {"max_len", max_len}, {"pad_id", pad_id}, {"bias", bias}, {"tie_weights", tie_weights},
-          {"norm_eps", norm_eps}, {"position", position_encoding_name(pos.kind)}, {"rope_base", pos.rope_base},
-          {"t5_num_buckets", pos.t5_num_buckets}, {"t5_max_distance", pos.t5_max_distance},
-          {"shaw_max_distance", pos.shaw_max_distance}};
+  nlohmann::json j = {{"src_vocab", src_vocab}, {"tgt_vocab", tgt_vocab}, {"d_model", d_model}, {"n_heads", n_heads},
+                      {"enc_layers", enc_layers}, {"dec_layers", dec_layers}, {"ffn_hidden", ffn_hidden},
+                      {"max_len", max_len}, {"pad_id", pad_id}, {"bias", bias}, {"tie_weights", tie_weights},
+                      {"norm_eps", norm_eps}};
+  detail::position_to_json(pos, j);
+  return j;
 }
-
-namespace {
-template <class T> void read(const nlohmann::json& j, const char* key, T& out) {
-  if (!j.contains(key)) return;
-  try {
-    out = j.at(key).get<T>();
-  } catch (const nlohmann::json::exception& e) {
-    QS_FAIL("Seq2SeqConfig: key '{}' has the wrong type ({}): {}", key, j.at(key).type_name(), e.what());
-  }
-}
-}  // namespace
 
 Seq2SeqConfig Seq2SeqConfig::from_json(const nlohmann::json& j) {
-  QS_CHECK(j.is_object(), "Seq2SeqConfig: expected a JSON object, got {}", j.type_name());
+  using detail::json_read;
+  constexpr const char* what = "Seq2SeqConfig";
   Seq2SeqConfig c;
-  const nlohmann::json defaults = c.to_json();
-  for (auto it = j.begin(); it != j.end(); ++it)
-    QS_CHECK(defaults.contains(it.key()), "Seq2SeqConfig: unknown key '{}'", it.key());
-  read(j, "src_vocab", c.src_vocab), read(j, "tgt_vocab", c.tgt_vocab), read(j, "d_model", c.d_model);
-  read(j, "n_heads", c.n_heads), read(j, "enc_layers", c.enc_layers), read(j, "dec_layers", c.dec_layers);
-  read(j, "ffn_hidden", c.ffn_hidden), read(j, "max_len", c.max_len), read(j, "pad_id", c.pad_id);
-  read(j, "bias", c.bias), read(j, "tie_weights", c.tie_weights), read(j, "norm_eps", c.norm_eps);
-  std::string position = position_encoding_name(c.pos.kind);
-  read(j, "position", position);
-  c.pos.kind = parse_position_encoding(position);
-  read(j, "rope_base", c.pos.rope_base), read(j, "t5_num_buckets", c.pos.t5_num_buckets);
-  read(j, "t5_max_distance", c.pos.t5_max_distance), read(j, "shaw_max_distance", c.pos.shaw_max_distance);
+  detail::json_check_keys(j, c.to_json(), what);
+  json_read(j, what, "src_vocab", c.src_vocab), json_read(j, what, "tgt_vocab", c.tgt_vocab);
+  json_read(j, what, "d_model", c.d_model), json_read(j, what, "n_heads", c.n_heads);
+  json_read(j, what, "enc_layers", c.enc_layers), json_read(j, what, "dec_layers", c.dec_layers);
+  json_read(j, what, "ffn_hidden", c.ffn_hidden), json_read(j, what, "max_len", c.max_len);
+  json_read(j, what, "pad_id", c.pad_id), json_read(j, what, "bias", c.bias);
+  json_read(j, what, "tie_weights", c.tie_weights), json_read(j, what, "norm_eps", c.norm_eps);
+  detail::position_from_json(j, what, c.pos);
   c.pos.max_len = c.max_len;
   return c;
 }

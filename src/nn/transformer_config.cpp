@@ -2,6 +2,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "config_json.h"
 #include "qiusuo/nn/transformer.h"
 
 namespace qs::nn {
@@ -69,58 +70,41 @@ void LMConfig::check_length(int64_t seq) const {
 }
 
 nlohmann::json LMConfig::to_json() const {
-  return {{"vocab_size", vocab_size}, {"d_model", d_model}, {"n_layers", n_layers}, {"n_heads", n_heads},
-          {"n_kv_heads", n_kv_heads}, {"max_seq_len", max_seq_len}, {"block", block}, {"attention", attention},
-          {"ffn", ffn}, {"ffn_hidden", ffn_hidden}, {"bias", bias}, {"tie_weights", tie_weights},
-          {"norm_eps", norm_eps}, {"position", position_encoding_name(pos.kind)}, {"rope_base", pos.rope_base},
-          {"rope_scaling", rope_scaling_name(pos.rope_scaling)}, {"rope_factor", pos.rope_factor},
-          {"yarn_beta_fast", pos.yarn_beta_fast}, {"yarn_beta_slow", pos.yarn_beta_slow},
-          {"t5_num_buckets", pos.t5_num_buckets}, {"t5_max_distance", pos.t5_max_distance},
-          {"shaw_max_distance", pos.shaw_max_distance}, {"q_lora_rank", q_lora_rank},
-          {"kv_lora_rank", kv_lora_rank}, {"qk_nope_head_dim", qk_nope_head_dim},
-          {"qk_rope_head_dim", qk_rope_head_dim}, {"v_head_dim", v_head_dim}, {"moe_n_routed", moe_n_routed},
-          {"moe_n_shared", moe_n_shared}, {"moe_top_k", moe_top_k}, {"moe_d_expert", moe_d_expert},
-          {"moe_first_dense", moe_first_dense}, {"moe_score", moe_score}, {"moe_routed_scaling", moe_routed_scaling},
-          {"moe_bias_update_speed", moe_bias_update_speed}, {"moe_aux_loss_alpha", moe_aux_loss_alpha}};
+  nlohmann::json j = {
+      {"vocab_size", vocab_size}, {"d_model", d_model}, {"n_layers", n_layers}, {"n_heads", n_heads},
+      {"n_kv_heads", n_kv_heads}, {"max_seq_len", max_seq_len}, {"block", block}, {"attention", attention},
+      {"ffn", ffn}, {"ffn_hidden", ffn_hidden}, {"bias", bias}, {"tie_weights", tie_weights},
+      {"norm_eps", norm_eps}, {"q_lora_rank", q_lora_rank}, {"kv_lora_rank", kv_lora_rank},
+      {"qk_nope_head_dim", qk_nope_head_dim}, {"qk_rope_head_dim", qk_rope_head_dim}, {"v_head_dim", v_head_dim},
+      {"moe_n_routed", moe_n_routed}, {"moe_n_shared", moe_n_shared}, {"moe_top_k", moe_top_k},
+      {"moe_d_expert", moe_d_expert}, {"moe_first_dense", moe_first_dense}, {"moe_score", moe_score},
+      {"moe_routed_scaling", moe_routed_scaling}, {"moe_bias_update_speed", moe_bias_update_speed},
+      {"moe_aux_loss_alpha", moe_aux_loss_alpha}};
+  detail::position_to_json(pos, j);
+  return j;
 }
-
-namespace {
-template <class T> void read(const nlohmann::json& j, const char* key, T& out) {
-  if (!j.contains(key)) return;
-  try {
-    out = j.at(key).get<T>();
-  } catch (const nlohmann::json::exception& e) {
-    QS_FAIL("LMConfig: key '{}' has the wrong type ({}): {}", key, j.at(key).type_name(), e.what());
-  }
-}
-}  // namespace
 
 LMConfig LMConfig::from_json(const nlohmann::json& j) {
-  QS_CHECK(j.is_object(), "LMConfig: expected a JSON object, got {}", j.type_name());
+  using detail::json_read;
+  constexpr const char* what = "LMConfig";
   LMConfig c;
-  const nlohmann::json defaults = c.to_json();
-  for (auto it = j.begin(); it != j.end(); ++it)
-    QS_CHECK(defaults.contains(it.key()), "LMConfig: unknown key '{}'", it.key());
-  read(j, "vocab_size", c.vocab_size), read(j, "d_model", c.d_model), read(j, "n_layers", c.n_layers);
-  read(j, "n_heads", c.n_heads), read(j, "n_kv_heads", c.n_kv_heads), read(j, "max_seq_len", c.max_seq_len);
-  read(j, "block", c.block), read(j, "attention", c.attention), read(j, "ffn", c.ffn);
-  read(j, "ffn_hidden", c.ffn_hidden), read(j, "bias", c.bias), read(j, "tie_weights", c.tie_weights);
-  read(j, "norm_eps", c.norm_eps);
-  std::string position = position_encoding_name(c.pos.kind), scaling = rope_scaling_name(c.pos.rope_scaling);
-  read(j, "position", position), read(j, "rope_scaling", scaling);
-  c.pos.kind = parse_position_encoding(position);
-  c.pos.rope_scaling = parse_rope_scaling(scaling);
-  read(j, "rope_base", c.pos.rope_base), read(j, "rope_factor", c.pos.rope_factor);
-  read(j, "yarn_beta_fast", c.pos.yarn_beta_fast), read(j, "yarn_beta_slow", c.pos.yarn_beta_slow);
-  read(j, "t5_num_buckets", c.pos.t5_num_buckets), read(j, "t5_max_distance", c.pos.t5_max_distance);
-  read(j, "shaw_max_distance", c.pos.shaw_max_distance);
-  read(j, "q_lora_rank", c.q_lora_rank), read(j, "kv_lora_rank", c.kv_lora_rank);
-  read(j, "qk_nope_head_dim", c.qk_nope_head_dim), read(j, "qk_rope_head_dim", c.qk_rope_head_dim);
-  read(j, "v_head_dim", c.v_head_dim);
-  read(j, "moe_n_routed", c.moe_n_routed), read(j, "moe_n_shared", c.moe_n_shared), read(j, "moe_top_k", c.moe_top_k);
-  read(j, "moe_d_expert", c.moe_d_expert), read(j, "moe_first_dense", c.moe_first_dense);
-  read(j, "moe_score", c.moe_score), read(j, "moe_routed_scaling", c.moe_routed_scaling);
-  read(j, "moe_bias_update_speed", c.moe_bias_update_speed), read(j, "moe_aux_loss_alpha", c.moe_aux_loss_alpha);
+  detail::json_check_keys(j, c.to_json(), what);
+  json_read(j, what, "vocab_size", c.vocab_size), json_read(j, what, "d_model", c.d_model);
+  json_read(j, what, "n_layers", c.n_layers), json_read(j, what, "n_heads", c.n_heads);
+  json_read(j, what, "n_kv_heads", c.n_kv_heads), json_read(j, what, "max_seq_len", c.max_seq_len);
+  json_read(j, what, "block", c.block), json_read(j, what, "attention", c.attention), json_read(j, what, "ffn", c.ffn);
+  json_read(j, what, "ffn_hidden", c.ffn_hidden), json_read(j, what, "bias", c.bias);
+  json_read(j, what, "tie_weights", c.tie_weights), json_read(j, what, "norm_eps", c.norm_eps);
+  detail::position_from_json(j, what, c.pos);
+  json_read(j, what, "q_lora_rank", c.q_lora_rank), json_read(j, what, "kv_lora_rank", c.kv_lora_rank);
+  json_read(j, what, "qk_nope_head_dim", c.qk_nope_head_dim), json_read(j, what, "qk_rope_head_dim", c.qk_rope_head_dim);
+  json_read(j, what, "v_head_dim", c.v_head_dim);
+  json_read(j, what, "moe_n_routed", c.moe_n_routed), json_read(j, what, "moe_n_shared", c.moe_n_shared);
+  json_read(j, what, "moe_top_k", c.moe_top_k), json_read(j, what, "moe_d_expert", c.moe_d_expert);
+  json_read(j, what, "moe_first_dense", c.moe_first_dense), json_read(j, what, "moe_score", c.moe_score);
+  json_read(j, what, "moe_routed_scaling", c.moe_routed_scaling);
+  json_read(j, what, "moe_bias_update_speed", c.moe_bias_update_speed);
+  json_read(j, what, "moe_aux_loss_alpha", c.moe_aux_loss_alpha);
   c.pos.max_len = c.max_seq_len;
   return c;
 }

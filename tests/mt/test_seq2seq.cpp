@@ -161,6 +161,12 @@ TEST(Seq2Seq, NamesCaptureAndConfig) {
   Seq2SeqConfig c = tiny(PositionEncoding::t5);
   Seq2SeqConfig back = Seq2SeqConfig::from_json(c.to_json());
   EXPECT_EQ(back.to_json(), c.to_json());
+  c.pos.kind = PositionEncoding::rope, c.pos.rope_scaling = RopeScaling::ntk, c.pos.rope_factor = 2.5;
+  back = Seq2SeqConfig::from_json(c.to_json());  // the rope scaling fields travel with the checkpoint too
+  EXPECT_EQ(back.pos.rope_scaling, RopeScaling::ntk);
+  EXPECT_EQ(back.pos.rope_factor, 2.5);
+  EXPECT_NE(qs::testing::error_of([] { Seq2SeqConfig::from_json({{"d_model", "8"}}); }).find("key 'd_model' has the wrong type"),
+            std::string::npos);
   EXPECT_NE(qs::testing::error_of([] { Seq2SeqConfig::from_json({{"d_modle", 8}}); }).find("unknown key 'd_modle'"),
             std::string::npos);
   c.d_model = 10;
