@@ -136,6 +136,11 @@ Tensor dropout(const Tensor& x, double p = 0.5, bool training = true, Generator*
 Tensor matmul(const Tensor& a, const Tensor& b);
 // linear: y = x w^T + b; x [..., K], w [N, K], b [N] or undefined.
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b = Tensor());
+// linear with an activation applied in the same pass: activation "none" (plain linear) or
+// "gelu" (exact erf GELU: gelu(x w^T + b)). Differentiable (the backward recomputes
+// x w^T + b), but meant for inference, where it saves one pass over the output. Other
+// activations are an error.
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b, const std::string& activation);
 
 // ---- indexing and joining. Index tensors are i64; an index outside its valid range
 // is an error naming the index, its position and the bound. dim may be negative.

@@ -6,6 +6,9 @@
 
 namespace qs::kernels {
 
+// linear's activation attribute: "none" (absent) or "gelu" (ops.def).
+inline bool linear_gelu(const Attrs& a) { return a.has("activation") && a.s("activation") == "gelu"; }
+
 struct MatmulLayout {
   int64_t M, K, N;
   Shape batch;      // broadcast batch dims of the output

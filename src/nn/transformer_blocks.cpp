@@ -9,8 +9,15 @@ GeluMLP::GeluMLP(int64_t d_model, int64_t hidden, bool bias, Generator& gen) : M
   c_fc_ = register_module("c_fc", std::make_shared<Linear>(d_model, hidden, bias, gen));
   c_proj_ = register_module("c_proj", std::make_shared<Linear>(hidden, d_model, bias, gen));
 }
-// Through child(): quantisation may have replaced the projections.
-Tensor GeluMLP::forward(const Tensor& x) { return child("c_proj")->forward(gelu(child("c_fc")->forward(x))); }
+// Through child(): quantisation may have replaced the projections. With no gradient to
+// record, c_fc and GELU run as one linear with the gelu activation (one pass over the
+// [.., hidden] activations instead of two).
+Tensor GeluMLP::forward(const Tensor& x) {
+  const auto fc = child("c_fc");
+  Tensor h = fc.get() == c_fc_.get() && !grad_enabled() ? linear(x, c_fc_->weight(), c_fc_->bias(), "gelu")
+                                                          : gelu(fc->forward(x));
+  return child("c_proj")->forward(h);
+}
 
 TransformerBlock::TransformerBlock(bool rms_norm, int64_t d_model, double norm_eps,
                                    std::shared_ptr<AttentionLayer> attn, std::shared_ptr<Module> mlp)

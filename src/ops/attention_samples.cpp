@@ -44,6 +44,12 @@ std::vector<AttnCase> attention_cases(DType dt) {
     cs.push_back({"realistic b2 h4 n127 d32 causal", 2, 4, 4, 127, 127, 32, 32, true});
     cs.push_back({"lm b1 h8 n256 d32 packed", 1, 8, 8, 256, 256, 32, 32, true, false, false, AttnRel::none, false,
                   false, true});
+    // dv a multiple of 16: the register-blocked f32 kernel (attention_cpu_fast.cpp), with every mask.
+    cs.push_back({"blocked gqa padding alibi kv offset n=67 m=131 dk 7 dv 16", 2, 4, 2, 67, 131, 7, 16, true, true,
+                  true});
+    cs.push_back({"blocked t5 bidirectional n=33 dv 32", 1, 2, 2, 33, 33, 5, 32, false, false, false, AttnRel::t5,
+                  true, false, false, 6});
+    cs.push_back({"blocked shaw causal n=17 dv 16", 1, 2, 1, 17, 17, 3, 16, true, false, false, AttnRel::shaw});
   }
   return cs;
 }

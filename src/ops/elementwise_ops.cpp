@@ -221,6 +221,8 @@ QS_UNARY_IMPL(silu, unary_samples, 1, 0)
 QS_UNARY_IMPL(sin, unary_samples, 1, 0)
 QS_UNARY_IMPL(cos, unary_samples, 1, 0)
 #undef QS_UNARY_IMPL
+Tensor gelu_grad(const Tensor& g, const Tensor& x) { return unary_grad<gelu_erf_fn>(g, x, Tensor()); }
+
 const OpImpl gelu_impl{unary_meta, gelu_ref, gelu_backward, gelu_samples, nullptr};
 
 const OpImpl add_impl{binary_meta, binary_ref<add_fn>, add_backward, binary_samples, nullptr};

@@ -1,4 +1,5 @@
 // Matrix products: matmul (batched, broadcast batch dims) and linear.
+#include "kernels/matmul_layout.h"
 #include "kernels/ref/ref_kernels.h"
 #include "ops/functional_internal.h"
 #include "ops/samples.h"
@@ -55,6 +56,8 @@ std::vector<TensorSpec> linear_meta(const OpCall& c) {
   if (b.defined())
     QS_CHECK(b.dim() == 1 && b.size(0) == w.size(0), "linear: bias shape {} does not match {} outputs",
              shape_str(b.shape()), w.size(0));
+  const std::string act = c.attrs.has("activation") ? c.attrs.s("activation") : "none";
+  QS_CHECK(act == "none" || act == "gelu", "linear: activation must be 'none' or 'gelu', got '{}'", act);
   Shape out = x.shape();
   out.back() = w.size(0);
   return {{out, result_dtype(x.dtype())}};
@@ -62,13 +65,15 @@ std::vector<TensorSpec> linear_meta(const OpCall& c) {
 
 std::vector<Tensor> linear_backward(const GradCtx& c, const std::vector<Tensor>& g) {
   const Tensor &x = c.in[0], &w = c.in[1];
-  Tensor gg = g[0].to(x.dtype());
+  // gelu activation: the gradient through it, at the recomputed pre-activation.
+  const Tensor g0 = kernels::linear_gelu(c.attrs) ? gelu_grad(g[0], linear(x, w, c.in[2]).to(g[0].dtype())) : g[0];
+  Tensor gg = g0.to(x.dtype());
   int64_t N = w.size(0), K = w.size(1);
   Tensor g2 = gg.reshape({-1, N});
   Tensor gx, gw, gb;
   if (c.needs_grad[0]) gx = matmul(g2, w).reshape(x.shape());
   if (c.needs_grad[1]) gw = matmul(g2.t(), x.reshape({-1, K}));
-  if (c.needs_grad[2]) gb = sum(g[0].reshape({-1, N}), {0});
+  if (c.needs_grad[2]) gb = sum(g0.reshape({-1, N}), {0});
   return {gx, gw, gb};
 }
 
@@ -80,6 +85,13 @@ std::vector<Sample> linear_samples(DType dt, Generator& g) {
   s.push_back({{sample_uniform({2, 3, 7}, dt, g), sample_uniform({4, 7}, dt, g), Tensor()}, {}, "3d no bias"});
   s.push_back({{sample_transposed({7, 9}, dt, g), sample_transposed({6, 9}, dt, g), sample_uniform({6}, dt, g)}, {}, "strided"});
   s.push_back({{sample_uniform({128, 256}, dt, g), sample_uniform({64, 256}, dt, g), sample_uniform({64}, dt, g)}, {}, "128x256x64"});
+  const Attrs gelu = Attrs().set("activation", std::string("gelu"));
+  s.push_back({{sample_uniform({7, 17}, dt, g, -2, 2), sample_uniform({33, 17}, dt, g), sample_uniform({33}, dt, g)}, gelu,
+               "gelu 7x17x33"});
+  s.push_back({{sample_transposed({3, 5, 9}, dt, g, -2, 2), sample_uniform({6, 9}, dt, g), Tensor()}, gelu,
+               "gelu strided no bias"});
+  s.push_back({{sample_uniform({64, 256}, dt, g), sample_uniform({96, 256}, dt, g), sample_uniform({96}, dt, g)}, gelu,
+               "gelu 64x256x96"});
   return s;
 }
 
@@ -102,5 +114,9 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
 }
 
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) { return ops::dispatch1(ops::OpKind::linear, {x, w, b}); }
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b, const std::string& activation) {
+  if (activation == "none") return linear(x, w, b);
+  return ops::dispatch1(ops::OpKind::linear, {x, w, b}, Attrs().set("activation", activation));
+}
 
 }  // namespace qs

@@ -58,10 +58,15 @@ template <class T> void attn_load_kt(const AttnPlan<T>& p, int64_t b, int64_t g,
 template <class T>
 T attn_score_row(const AttnPlan<T>& p, int64_t b, int64_t h, int64_t i, const T* q, const T* kt, int64_t j0,
                  int64_t jn, T* s) {
+  alignas(64) T acc[kAttnBc];
+  attn_dot_tile(q, kt, p.c.dk, acc);
+  return attn_mask_row(p, b, h, i, j0, jn, acc, s);
+}
+
+template <class T>
+T attn_mask_row(const AttnPlan<T>& p, int64_t b, int64_t h, int64_t i, int64_t j0, int64_t jn, T* acc, T* s) {
   const AttnConfig& c = p.c;
   const int64_t pos = i + c.offset();
-  alignas(64) T acc[kAttnBc];
-  attn_dot_tile(q, kt, c.dk, acc);
   if (!p.dist.empty()) {
     const T* d = p.dist.data() + h * (c.n + c.m - 1) + (j0 - pos + c.m - 1);
 #pragma omp simd
@@ -206,6 +211,8 @@ template <class T> void attention_forward_cpu(ops::OpCall& call) {
   Tensor q = last_dim_contiguous(in[0]), k = last_dim_contiguous(in[1]), v = last_dim_contiguous(in[2]);
   const AttnConfig c = attn_config(q, k, &v, call.attrs);
   const AttnPlan<T> p = make_attn_plan<T>(c, q, k, v, in[3], in[4], in[5]);
+  if constexpr (std::is_same_v<T, float>)
+    if (!attention_fast_f32_declines(c, call)) return attention_forward_fast_f32(p, call);
   const int64_t nqb = (c.n + kAttnBr - 1) / kAttnBr, tasks = c.b * c.hkv * nqb;
 #pragma omp parallel if (tasks > 1)
   {
@@ -286,6 +293,10 @@ template void attn_load_kt<float>(const AttnPlan<float>&, int64_t, int64_t, int6
 template void attn_load_kt<double>(const AttnPlan<double>&, int64_t, int64_t, int64_t, int64_t, double*);
 template float attn_score_row<float>(const AttnPlan<float>&, int64_t, int64_t, int64_t, const float*, const float*,
                                      int64_t, int64_t, float*);
+template float attn_mask_row<float>(const AttnPlan<float>&, int64_t, int64_t, int64_t, int64_t, int64_t, float*,
+                                    float*);
+template double attn_mask_row<double>(const AttnPlan<double>&, int64_t, int64_t, int64_t, int64_t, int64_t, double*,
+                                      double*);
 template double attn_score_row<double>(const AttnPlan<double>&, int64_t, int64_t, int64_t, const double*,
                                        const double*, int64_t, int64_t, double*);
 

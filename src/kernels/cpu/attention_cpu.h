@@ -135,4 +135,14 @@ template <class T>
 T attn_score_row(const AttnPlan<T>& p, int64_t b, int64_t h, int64_t i, const T* q, const T* kt, int64_t j0,
                  int64_t jn, T* s);
 
+// The biases and masks of attn_score_row applied to raw dot products acc (clobbered; s may
+// alias acc): s[jj] = acc[jj] + biases, -inf where masked or jj >= jn. Returns the maximum.
+template <class T>
+T attn_mask_row(const AttnPlan<T>& p, int64_t b, int64_t h, int64_t i, int64_t j0, int64_t jn, T* acc, T* s);
+
+// The f32 forward with register-blocked tile products (attention_cpu_fast.cpp); the reason
+// it does not apply to a call, or null.
+const char* attention_fast_f32_declines(const AttnConfig& c, const ops::OpCall& call);
+void attention_forward_fast_f32(const AttnPlan<float>& p, ops::OpCall& call);
+
 }  // namespace qs::kernels

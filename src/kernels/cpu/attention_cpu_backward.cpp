@@ -231,6 +231,10 @@ void attention_backward_cpu_f64(ops::OpCall& call) { attention_backward_cpu<doub
 
 size_t attention_cpu_scratch_bytes(const AttnConfig& c, size_t elem, bool backward, int threads) {
   const int64_t G = c.group(), nd = c.n + c.m - 1, tables = c.hq * nd + c.b * c.m;
+  if (!backward && elem == 4 && !c.bucket_weights && c.dv % 16 == 0) {  // attention_cpu_fast.cpp
+    const int64_t kt = c.b * c.hkv * c.dk * ((c.m + kAttnBc - 1) / kAttnBc * kAttnBc + 16);
+    return size_t(tables + kt + threads * (kAttnBr * kAttnBc + G * kAttnBr * (c.dk + c.dv + 2))) * elem;
+  }
   if (!backward) {
     int64_t per_thread = c.dk * kAttnBc + 2 * kAttnBc + G * kAttnBr * (c.dk + c.dv + 2 + c.nbw());
     return size_t(tables + threads * per_thread) * elem;

@@ -2,6 +2,7 @@
 // f32 x f32 -> f32, and bf16 x bf16 -> f32 for autocast.
 #include "backend/dnnl_util.h"
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/matmul_layout.h"
 #include "qiusuo/autocast.h"
 
 namespace qs::kernels {
@@ -53,11 +54,18 @@ Tensor dense(const Tensor& t) {
   return t;
 }
 
+// gelu: linear's activation as an eltwise post-op, applied while the output tile is hot.
 void execute(const std::string& key, const memory::desc& a_md, const memory::desc& b_md, const memory::desc* bias_md,
-             const memory::desc& c_md, void* a, void* b, void* bias, void* out) {
+             const memory::desc& c_md, void* a, void* b, void* bias, void* out, bool gelu = false) {
   const auto& cp = backend::cached_primitive(key, [&] {
     dnnl::matmul::desc d = bias_md ? dnnl::matmul::desc(a_md, b_md, *bias_md, c_md) : dnnl::matmul::desc(a_md, b_md, c_md);
-    dnnl::matmul::primitive_desc pd(d, backend::dnnl_engine());
+    dnnl::primitive_attr attr;
+    if (gelu) {
+      dnnl::post_ops po;
+      po.append_eltwise(1.0f, dnnl::algorithm::eltwise_gelu_erf, 0.0f, 0.0f);
+      attr.set_post_ops(po);
+    }
+    dnnl::matmul::primitive_desc pd(d, attr, backend::dnnl_engine());
     return backend::CachedPrimitive{dnnl::matmul(pd), pd, pd.impl_info_str()};
   });
   std::unordered_map<int, memory> args{{DNNL_ARG_SRC, backend::make_memory(a_md, a)},
@@ -87,10 +95,11 @@ void linear_dnnl(ops::OpCall& c) {
   memory::desc c_md({M, N}, backend::dnnl_dtype(out.dtype()), {N, 1});
   memory::desc bias_md;
   if (bias.defined()) bias_md = memory::desc({1, N}, backend::dnnl_dtype(bias.dtype()), {N, bias.stride(0)});
-  std::string key = "linear|" + backend::dims_key(a_md) + "|" + backend::dims_key(b_md) + "|" +
+  const bool gelu = linear_gelu(c.attrs);
+  std::string key = std::string(gelu ? "linear+gelu|" : "linear|") + backend::dims_key(a_md) + "|" + backend::dims_key(b_md) + "|" +
                     (bias.defined() ? backend::dims_key(bias_md) : "-") + "|" + backend::dims_key(c_md);
   execute(key, a_md, b_md, bias.defined() ? &bias_md : nullptr, c_md, x.raw_data(), w.raw_data(),
-          bias.defined() ? bias.raw_data() : nullptr, out.raw_data());
+          bias.defined() ? bias.raw_data() : nullptr, out.raw_data(), gelu);
 }
 
 

@@ -3,6 +3,8 @@
 // GEMM; it exists so f64 work (gradcheck, golden tests) is not stuck on the reference.
 #include <omp.h>
 
+#include <cmath>
+
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/matmul_layout.h"
 
@@ -59,6 +61,8 @@ void linear_f64(ops::OpCall& c) {
     for (int64_t m = 0; m < M; ++m)
       for (int64_t n = 0; n < N; ++n) op[m * N + n] += bp[n * bs];
   }
+  if (linear_gelu(c.attrs))
+    for (int64_t i = 0; i < M * N; ++i) op[i] = 0.5 * op[i] * (1.0 + std::erf(op[i] * M_SQRT1_2));
 }
 
 }  // namespace

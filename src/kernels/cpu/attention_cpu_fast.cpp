@@ -1,0 +1,210 @@
+// Fused attention forward in f32, GEMM-shaped: the same tiled online softmax as
+// attention_cpu.cpp (same tiles, same masks, same exp), but a task's query rows are
+// processed as a block, so both products run as register-blocked AVX2 micro-kernels
+//   S[Br x Bc] = Q_scaled[Br x dk] K_tile^T      O[Br x dv] = corr * O + P[Br x Bc] V_tile
+// with 6 rows x 16 columns of accumulators (12 ymm registers, 8 loads per 12 FMAs).
+// The per-row kernel computed a row of scores and then a row of P V at a time, each FMA
+// waiting on a load of its own; this one reuses every loaded K or V vector six times.
+// Extra memory stays O(Br (Bc + dk + dv)) per thread: no n x n matrix.
+#include <immintrin.h>
+#include <omp.h>
+
+#include <algorithm>
+
+#include "kernels/cpu/attention_cpu.h"
+
+namespace qs::kernels {
+
+namespace {
+
+constexpr int kMr = 6;  // rows of a micro-kernel block
+
+// C[r][0, 16) = (acc ? C[r] : 0) + sum_{t < T} A[r * lda + t] * B[t * ldb + (0, 16)] for r < R.
+template <int R, bool kAcc>
+void micro_6x16(int64_t T, const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc) {
+  __m256 c0[R], c1[R];
+#pragma GCC unroll 6
+  for (int r = 0; r < R; ++r) {
+    c0[r] = kAcc ? _mm256_loadu_ps(C + r * ldc) : _mm256_setzero_ps();
+    c1[r] = kAcc ? _mm256_loadu_ps(C + r * ldc + 8) : _mm256_setzero_ps();
+  }
+  for (int64_t t = 0; t < T; ++t) {
+    const __m256 b0 = _mm256_loadu_ps(B + t * ldb), b1 = _mm256_loadu_ps(B + t * ldb + 8);
+#pragma GCC unroll 6
+    for (int r = 0; r < R; ++r) {
+      const __m256 a = _mm256_broadcast_ss(A + r * lda + t);
+      c0[r] = _mm256_fmadd_ps(a, b0, c0[r]);
+      c1[r] = _mm256_fmadd_ps(a, b1, c1[r]);
+    }
+  }
+#pragma GCC unroll 6
+  for (int r = 0; r < R; ++r) {
+    _mm256_storeu_ps(C + r * ldc, c0[r]);
+    _mm256_storeu_ps(C + r * ldc + 8, c1[r]);
+  }
+}
+
+// C[rows][0, 16 cols) (+)= A B over every 16-column strip: rows in blocks of kMr.
+template <bool kAcc>
+void gemm_strips(int64_t rows, int64_t cols, int64_t T, const float* A, int64_t lda, const float* B, int64_t ldb,
+                 float* C, int64_t ldc) {
+  for (int64_t c0 = 0; c0 < cols; c0 += 16)
+    for (int64_t r0 = 0; r0 < rows; r0 += kMr) {
+      const float* a = A + r0 * lda;
+      float* c = C + r0 * ldc + c0;
+      switch (std::min<int64_t>(kMr, rows - r0)) {
+        case 6: micro_6x16<6, kAcc>(T, a, lda, B + c0, ldb, c, ldc); break;
+        case 5: micro_6x16<5, kAcc>(T, a, lda, B + c0, ldb, c, ldc); break;
+        case 4: micro_6x16<4, kAcc>(T, a, lda, B + c0, ldb, c, ldc); break;
+        case 3: micro_6x16<3, kAcc>(T, a, lda, B + c0, ldb, c, ldc); break;
+        case 2: micro_6x16<2, kAcc>(T, a, lda, B + c0, ldb, c, ldc); break;
+        default: micro_6x16<1, kAcc>(T, a, lda, B + c0, ldb, c, ldc); break;
+      }
+    }
+}
+
+// attn_exp on eight lanes: the same reduction and polynomial, so both paths agree.
+inline __m256 exp8(__m256 x) {
+  const __m256 lo = _mm256_set1_ps(-87.0f);
+  const __m256 xc = _mm256_min_ps(_mm256_max_ps(x, lo), _mm256_set1_ps(88.0f));
+  const __m256 fn = _mm256_floor_ps(_mm256_fmadd_ps(xc, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(0.5f)));
+  __m256 r = _mm256_fnmadd_ps(fn, _mm256_set1_ps(0.693359375f), xc);
+  r = _mm256_fmadd_ps(fn, _mm256_set1_ps(2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.0f / 5040.0f);
+  for (float k : {1.0f / 720.0f, 1.0f / 120.0f, 1.0f / 24.0f, 1.0f / 6.0f, 0.5f, 1.0f, 1.0f})
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(k));
+  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(fn), _mm256_set1_epi32(127)), 23);
+  const __m256 y = _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+  return _mm256_andnot_ps(_mm256_cmp_ps(x, lo, _CMP_LT_OQ), y);  // 0 below -87 (and for -inf)
+}
+
+// Row stride of the transposed keys: whole tiles, plus 16 floats so that the rows of a tile
+// do not all fall into the same few L1 sets when m is a multiple of 256.
+int64_t padded_keys(const AttnConfig& c) { return (c.m + kAttnBc - 1) / kAttnBc * kAttnBc + 16; }
+
+// K^T of every (batch, kv head), zero-padded to whole tiles: kt[(b hkv + g) dk + x][j] =
+// k[b, g, j, x]. Transposed once per call (O(m dk) per head, the size of K) instead of once
+// per query block and tile.
+std::vector<float> transpose_keys(const AttnPlan<float>& p) {
+  const AttnConfig& c = p.c;
+  const int64_t mp = padded_keys(c), pairs = c.b * c.hkv;
+  std::vector<float> kt(size_t(pairs * c.dk * mp));
+#pragma omp parallel for if (pairs * c.dk * mp > 65536)
+  for (int64_t bg = 0; bg < pairs; ++bg) {
+    const float* k0 = p.k_row(bg / c.hkv, bg % c.hkv, 0);
+    float* dst = kt.data() + bg * c.dk * mp;
+    for (int64_t j = 0; j < c.m; ++j)
+      for (int64_t x = 0; x < c.dk; ++x) dst[x * mp + j] = k0[j * p.ks[2] + x];
+  }
+  return kt;
+}
+
+struct FastScratch {
+  std::vector<float> s, q, o, mx, l;
+  FastScratch(const AttnConfig& c)
+      : s(size_t(kAttnBr * kAttnBc)), q(size_t(c.group() * kAttnBr * c.dk)),
+        o(size_t(c.group() * kAttnBr * c.dv)), mx(size_t(c.group() * kAttnBr)), l(mx.size()) {}
+};
+
+// Row r of a block after its raw scores: masks, then the online-softmax step; leaves P in s.
+void softmax_step(const AttnPlan<float>& p, int64_t b, int64_t h, int64_t i, int64_t j0, int64_t jn, float* s,
+                  float& mx, float& l, float* o) {
+  const float bm = attn_mask_row(p, b, h, i, j0, jn, s, s), mnew = std::max(mx, bm);
+  if (mnew == -INFINITY) {  // nothing visible yet: P = 0
+    std::fill_n(s, kAttnBc, 0.0f);
+    return;
+  }
+  const float corr = attn_exp(mx - mnew);
+  const __m256 m8 = _mm256_set1_ps(mnew);
+  __m256 sum = _mm256_setzero_ps();
+  for (int64_t jj = 0; jj < kAttnBc; jj += 8) {
+    const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(s + jj), m8));
+    _mm256_storeu_ps(s + jj, e);
+    sum = _mm256_add_ps(sum, e);
+  }
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, sum);
+  float total = 0;
+  for (float v : lanes) total += v;
+  l = l * corr + total, mx = mnew;
+  if (corr != 1.0f)
+    for (int64_t y = 0; y < p.c.dv; ++y) o[y] *= corr;
+}
+
+// out = O / l and lse = mx + log l for the task's rows (out's last dim is contiguous).
+void finish_rows(ops::OpCall& call, const AttnConfig& c, int64_t b, int64_t g, int64_t i0, int64_t nr,
+                 const FastScratch& w) {
+  const Tensor& out = call.out[0];
+  const int64_t os[3] = {out.stride(0), out.stride(1), out.stride(2)}, dv = c.dv;
+  float* op = static_cast<float*>(out.raw_data());
+  float* lse = static_cast<float*>(call.out[1].raw_data());
+  for (int64_t hh = 0; hh < c.group(); ++hh)
+    for (int64_t r = 0; r < nr; ++r) {
+      const int64_t h = g * c.group() + hh, i = i0 + r, row = hh * kAttnBr + r;
+      const float l = w.l[size_t(row)], inv = l > 0 ? 1.0f / l : 0.0f;
+      float* o = op + b * os[0] + h * os[1] + i * os[2];
+      const float* src = &w.o[size_t(row * dv)];
+#pragma omp simd
+      for (int64_t y = 0; y < dv; ++y) o[y] = src[y] * inv;
+      lse[(b * c.hq + h) * c.n + i] = l > 0 ? w.mx[size_t(row)] + std::log(l) : attn_empty_lse<float>();
+    }
+}
+
+// One task: batch b, kv head g, query rows [i0, i0 + nr) of every query head in the group.
+void fast_task(const AttnPlan<float>& p, const float* kt_all, ops::OpCall& call, int64_t b, int64_t g, int64_t i0,
+               FastScratch& w) {
+  const AttnConfig& c = p.c;
+  const int64_t nr = std::min(kAttnBr, c.n - i0), G = c.group(), dk = c.dk, dv = c.dv;
+  for (int64_t hh = 0; hh < G; ++hh)
+    for (int64_t r = 0; r < nr; ++r) {
+      const int64_t row = hh * kAttnBr + r;
+      const float* qr = p.q_row(b, g * G + hh, i0 + r);
+      for (int64_t x = 0; x < dk; ++x) w.q[size_t(row * dk + x)] = float(c.scale) * qr[x];
+      std::fill_n(w.o.begin() + row * dv, dv, 0.0f);
+      w.mx[size_t(row)] = -INFINITY, w.l[size_t(row)] = 0.0f;
+    }
+  const int64_t key_end = c.key_end(i0 + nr - 1), mp = padded_keys(c);
+  const float* kt = kt_all + (b * c.hkv + g) * dk * mp;
+  for (int64_t j0 = 0; j0 < key_end; j0 += kAttnBc) {
+    const int64_t jn = std::min(kAttnBc, c.m - j0);
+    // Causal: rows before r0 see none of this tile.
+    const int64_t r0 = c.causal ? std::clamp(j0 - c.offset() - i0, int64_t(0), nr) : 0, rows = nr - r0;
+    if (rows == 0) continue;
+    for (int64_t hh = 0; hh < G; ++hh) {
+      const int64_t h = g * G + hh, base = hh * kAttnBr + r0;
+      float* s = w.s.data() + r0 * kAttnBc;
+      gemm_strips<false>(rows, kAttnBc, dk, &w.q[size_t(base * dk)], dk, kt + j0, mp, s, kAttnBc);
+      for (int64_t r = 0; r < rows; ++r)
+        softmax_step(p, b, h, i0 + r0 + r, j0, jn, s + r * kAttnBc, w.mx[size_t(base + r)], w.l[size_t(base + r)],
+                     &w.o[size_t((base + r) * dv)]);
+      gemm_strips<true>(rows, dv, jn, s, kAttnBc, p.v_row(b, g, j0), p.vs[2], &w.o[size_t(base * dv)], dv);
+    }
+  }
+  finish_rows(call, c, b, g, i0, nr, w);
+}
+
+}  // namespace
+
+const char* attention_fast_f32_declines(const AttnConfig& c, const ops::OpCall& call) {
+  if (c.bucket_weights) return "Shaw bucket weights are returned";
+  if (c.dv % 16 != 0) return "dv is not a multiple of 16";
+  if (call.out[0].stride(3) != 1) return "the output's last dim is not contiguous";
+  return nullptr;
+}
+
+void attention_forward_fast_f32(const AttnPlan<float>& p, ops::OpCall& call) {
+  const AttnConfig& c = p.c;
+  const int64_t nqb = (c.n + kAttnBr - 1) / kAttnBr, tasks = c.b * c.hkv * nqb;
+  const std::vector<float> kt = transpose_keys(p);
+#pragma omp parallel if (tasks > 1)
+  {
+    FastScratch w(c);
+#pragma omp for schedule(dynamic)
+    for (int64_t t = 0; t < tasks; ++t) {  // the longest (last, when causal) query blocks first
+      const int64_t qb = nqb - 1 - t / (c.b * c.hkv), bg = t % (c.b * c.hkv);
+      fast_task(p, kt.data(), call, bg / c.hkv, bg % c.hkv, qb * kAttnBr, w);
+    }
+  }
+}
+
+}  // namespace qs::kernels
