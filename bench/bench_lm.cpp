@@ -7,7 +7,6 @@
 //   lm_gen_b1_p256_g128                   greedy KV-cache decoding after a 256-token prompt (--weights int8|int4)
 // The forward and generation workloads take --model CKPT[_Q] (a trained LM, float or quantised).
 //   lm_train_mem_n1024, _n4096            peak memory of one step with 8192 tokens
-#include <fstream>
 #include <memory>
 #include <string>
 
@@ -157,22 +156,6 @@ std::vector<nlohmann::json> lm_gen(const Options& o) {
   return {r};
 }
 
-// Resident set size (VmRSS) or its high-water mark (VmHWM) in bytes, -1 if unreadable.
-int64_t proc_status_bytes(const std::string& key) {
-  std::ifstream f("/proc/self/status");
-  std::string line;
-  while (std::getline(f, line))
-    if (line.rfind(key + ":", 0) == 0) return std::stoll(line.substr(key.size() + 1)) * 1024;
-  return -1;
-}
-
-// Resets VmHWM to the current RSS (Linux >= 4.0); false if not permitted.
-bool reset_rss_peak() {
-  std::ofstream f("/proc/self/clear_refs");
-  f << "5";
-  return bool(f.flush());
-}
-
 // peak_rss_delta_bytes: VmHWM - VmRSS over the first step (it allocates the AdamW state
 // and grows the heap; later steps reuse freed heap and barely move the RSS). glibc keeps
 // freed memory, so it is meaningful only for the first large workload of a process: run
@@ -187,10 +170,10 @@ std::vector<nlohmann::json> lm_train_mem(const Options&, int64_t b, int64_t n) {
   m.train();
   optim::AdamW opt(m.parameters(), 3e-4);
   Tensor x = randint(0, kVocab, {b, n}, DType::i64, &g), y = randint(0, kVocab, {b, n}, DType::i64, &g);
-  int64_t rss0 = proc_status_bytes("VmRSS");
-  bool rss_ok = reset_rss_peak() && rss0 >= 0;
+  int64_t rss0 = resident_memory().rss_bytes;
+  bool rss_ok = reset_resident_peak() && rss0 >= 0;
   train_step(m, opt, x, y);
-  int64_t rss_delta = rss_ok ? proc_status_bytes("VmHWM") - rss0 : -1;
+  int64_t rss_delta = rss_ok ? resident_memory().hwm_bytes - rss0 : -1;
   int64_t live0 = memory_stats().current_bytes;
   reset_peak_memory();
   train_step(m, opt, x, y);

@@ -15,6 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "qiusuo/memory.h"
 #include "qiusuo/nn/transformer.h"
 #include "qiusuo/text/corpus.h"
 #include "qiusuo/text/tokenizer.h"
@@ -74,6 +75,10 @@ struct LoadedLm {
 // `override_pos` (optional) replaces the position settings' RoPE scaling at load time
 // (evaluating beyond the trained length with NTK or YaRN).
 LoadedLm load_lm(const std::string& path, const nn::PositionConfig* override_pos = nullptr);
+
+// qs::resident_growth of load_lm(path) (float or quantised) and one forward of one window of
+// max_seq_len tokens; the model is released before returning.
+ResidentGrowth lm_resident_growth(const std::string& path);
 
 // The corpus named by a training config ("kjv" or a path) or `corpus` when not empty.
 text::TextCorpus open_corpus(const std::string& corpus, const std::string& cache_dir = "");
