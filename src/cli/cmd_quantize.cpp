@@ -1,7 +1,9 @@
 // qiusuo quantize CKPT --method ptq|qat [--calib-batches N] [--qat-epochs N] --out CKPT_Q   (FashionCNN)
 // qiusuo quantize CKPT --method dynamic|weight-int8|weight-int4 [--group 128] --out CKPT_Q   (language model)
+// qiusuo quantize CKPT --method ptq|qat [--calib-batches 16] [--qat-steps 100] [--qat-lr 1e-4] [--windows 50] --out CKPT_Q (LM)
 // qiusuo eval cnn CKPT [--limit-test N]   (float or quantised FashionCNN)
 #include <filesystem>
+#include <fmt/ranges.h>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -109,6 +111,36 @@ int cmd_quantize_lm(Args& a, const std::string& ckpt, const std::string& method)
   return kExitOk;
 }
 
+int quantize_lm_static(Args& a, const std::string& ckpt, const std::string& method) {
+  apps::QuantizeLmOptions o;
+  o.checkpoint = ckpt;
+  o.method = method;
+  o.calib_batches = a.integer("calib-batches", o.calib_batches);
+  o.batch = a.integer("batch", o.batch);
+  o.qat_steps = a.integer("qat-steps", o.qat_steps);
+  o.qat_lr = a.number("qat-lr", o.qat_lr);
+  o.eval_windows = a.integer("windows", o.eval_windows);
+  o.seed = uint64_t(a.integer("seed", 0));
+  o.out = a.required("out");
+  o.quiet = a.flag("quiet");
+  a.finish();
+  apps::QuantizeLmResult r = apps::quantize_lm(o);
+  std::cout << fmt::format(
+      "{}: {} Linear layers of the blocks INT8 (static u8 activations); test perplexity FP32 {:.4f}, INT8 {:.4f} "
+      "({:+.2f}%; fake-quantised {:.4f}); weights {} -> {} bytes ({:.1f}%), file {} bytes; left f32: {}\n",
+      method, r.layers, r.fp32_perplexity, r.int8_perplexity, 100 * (r.int8_perplexity / r.fp32_perplexity - 1),
+      r.fake_quant_perplexity, r.fp32_weight_bytes, r.int8_weight_bytes,
+      100.0 * double(r.int8_weight_bytes) / double(r.fp32_weight_bytes), r.file_bytes,
+      r.kept_f32.empty() ? "none" : fmt::format("{}", fmt::join(r.kept_f32, ", ")));
+  nlohmann::json s = {{"method", method}, {"layers", r.layers}, {"kept_f32", r.kept_f32},
+                      {"fp32_perplexity", r.fp32_perplexity}, {"int8_perplexity", r.int8_perplexity},
+                      {"fake_quant_perplexity", r.fake_quant_perplexity}, {"fp32_weight_bytes", r.fp32_weight_bytes},
+                      {"weight_bytes", r.int8_weight_bytes}, {"file_bytes", r.file_bytes}, {"qat_steps", r.qat_steps},
+                      {"seconds", r.seconds}, {"out", o.out}};
+  std::cout << s.dump() << std::endl;
+  return kExitOk;
+}
+
 int cmd_quantize(Args a) {
   if (a.positionals().size() != 1) throw UsageError("qiusuo quantize: expected one checkpoint; see --help");
   const std::string ckpt = a.positionals()[0];
@@ -122,8 +154,9 @@ int cmd_quantize(Args a) {
     return quantize_cnn(a, ckpt, method);
   }
   if (method == "dynamic" || method == "weight-int8" || method == "weight-int4") return cmd_quantize_lm(a, ckpt, method);
-  throw UsageError("qiusuo quantize: --method must be ptq|qat (FashionCNN) or dynamic|weight-int8|weight-int4 "
-                   "(language model), got '" + method + "'");
+  if (method == "ptq" || method == "qat") return quantize_lm_static(a, ckpt, method);
+  throw UsageError("qiusuo quantize: --method must be ptq|qat (FashionCNN or language model) or "
+                   "dynamic|weight-int8|weight-int4 (language model), got '" + method + "'");
 }
 
 int cmd_eval_cnn(Args& a) {
