@@ -15,12 +15,14 @@ struct Options {
   int threads = 0;    // 0: all cores
   int iters = 0;      // 0: the workload's default
   std::string weights;  // lm_gen_b1_p256_g128: "" (f32), "int8" or "int4" (weight-only linears, group 128)
+  std::string model;    // --model CKPT: a trained (float or quantised) checkpoint instead of the random model
 };
 
 struct Workload {
   const char* name;
   const char* what;
   std::function<std::vector<nlohmann::json>(const Options&)> run;
+  bool takes_model = false;  // accepts Options::model (cmd_bench refuses --model otherwise)
 };
 
 const std::vector<Workload>& workloads();

@@ -1,5 +1,6 @@
 // The compass CNN workloads, shaped exactly as shared/peers/torch_cnn.py:
 // cnn_train_b128 (SGD momentum step), cnn_infer_b64_fp32 (and _int8, PTQ-converted), cnn3d_train_b8_32cube (AdamW).
+// The inference workloads take --model CKPT (a trained float or quantised checkpoint) instead of the random model.
 #include "bench/bench.h"
 #include "qiusuo/apps/cnn.h"
 #include "qiusuo/autocast.h"
@@ -34,31 +35,46 @@ std::vector<nlohmann::json> cnn_train_b128(const Options& o) {
   return {{{"workload", "cnn_train_b128"}, {"images_per_s", 128 / s}, {"step_ms", s * 1e3}}};
 }
 
-std::vector<nlohmann::json> cnn_infer_b64_fp32(const Options& o) {
-  Generator g(0);
-  apps::FashionCNN m(g);
-  m.eval();
-  Tensor x = randn({64, 1, 28, 28}, DType::f32, &g);
-  NoGrad ng;
-  double s = time_per_call([&] { m(x); }, 2, o.iters ? o.iters : 10);
-  return {{{"workload", "cnn_infer_b64_fp32"}, {"ms", s * 1e3}}};
+// --model CKPT: the checkpoint's FashionCNN (apps::load_fashion_cnn, float or quantised); the
+// workload's kind must match the file's ("fp32" for _fp32, a converted ptq/qat model for _int8).
+std::shared_ptr<apps::FashionCNN> checkpoint_cnn(const Options& o, bool int8, std::string& method) {
+  auto m = apps::load_fashion_cnn(o.model, &method);
+  if (int8)
+    QS_CHECK(method == "ptq" || method == "qat",
+             "bench cnn_infer_b64_int8: {} is {}, not a converted INT8 model; make one with 'qiusuo quantize {} "
+             "--method ptq --out CKPT_Q'",
+             o.model, method, o.model);
+  else
+    QS_CHECK(method == "fp32", "bench cnn_infer_b64_fp32: {} is quantised ({}); use cnn_infer_b64_int8", o.model,
+             method);
+  return m;
 }
 
-// The same model converted to INT8 (PTQ: conv-bn-relu fused, calibrated on random images;
-// the values do not matter for timing). Max pooling and the average pool run in f32.
-std::vector<nlohmann::json> cnn_infer_b64_int8(const Options& o) {
-  Generator g(0);
-  apps::FashionCNN m(g);
-  m.eval();
+// Without --model: the random model converted to INT8 (PTQ: conv-bn-relu fused, calibrated on
+// random images; the values do not matter for timing). Max pooling and the average pool run in f32.
+std::shared_ptr<apps::FashionCNN> random_cnn(bool int8, Generator& g) {
+  auto m = std::make_shared<apps::FashionCNN>(g);
+  m->eval();
+  if (!int8) return m;
   quant::PrepareOptions po;
   po.fuse = apps::FashionCNN::fuse_groups();
-  quant::prepare(m, quant::QConfig::default_ptq(), po);
+  quant::prepare(*m, quant::QConfig::default_ptq(), po);
+  quant::calibrate(*m, {randn({64, 1, 28, 28}, DType::f32, &g), randn({64, 1, 28, 28}, DType::f32, &g)});
+  quant::convert(*m);
+  return m;
+}
+
+std::vector<nlohmann::json> cnn_infer_b64(const Options& o, bool int8) {
+  Generator g(0);
+  std::string method = int8 ? "ptq" : "fp32";
+  auto m = o.model.empty() ? random_cnn(int8, g) : checkpoint_cnn(o, int8, method);
+  m->eval();
   Tensor x = randn({64, 1, 28, 28}, DType::f32, &g);
-  quant::calibrate(m, {x, randn({64, 1, 28, 28}, DType::f32, &g)});
-  quant::convert(m);
   NoGrad ng;
-  double s = time_per_call([&] { m(x); }, 2, o.iters ? o.iters : 10);
-  return {{{"workload", "cnn_infer_b64_int8"}, {"ms", s * 1e3}}};
+  double s = time_per_call([&] { (*m)(x); }, 2, o.iters ? o.iters : 10);
+  nlohmann::json r = {{"workload", int8 ? "cnn_infer_b64_int8" : "cnn_infer_b64_fp32"}, {"ms", s * 1e3}};
+  if (!o.model.empty()) r["model"] = o.model, r["method"] = method;
+  return {r};
 }
 
 std::vector<nlohmann::json> cnn3d_train_b8_32cube(const Options& o) {
@@ -74,8 +90,10 @@ std::vector<nlohmann::json> cnn3d_train_b8_32cube(const Options& o) {
 
 std::vector<Workload> cnn_workloads() {
   return {{"cnn_train_b128", "Fashion-MNIST CNN, one SGD training step on 128 images", cnn_train_b128},
-          {"cnn_infer_b64_fp32", "Fashion-MNIST CNN, inference on 64 images", cnn_infer_b64_fp32},
-          {"cnn_infer_b64_int8", "Fashion-MNIST CNN converted to INT8 (PTQ), inference on 64 images", cnn_infer_b64_int8},
+          {"cnn_infer_b64_fp32", "Fashion-MNIST CNN, inference on 64 images (--model: a float checkpoint)",
+           [](const Options& o) { return cnn_infer_b64(o, false); }, true},
+          {"cnn_infer_b64_int8", "Fashion-MNIST CNN converted to INT8 (PTQ), inference on 64 images (--model: CKPT_Q)",
+           [](const Options& o) { return cnn_infer_b64(o, true); }, true},
           {"cnn3d_train_b8_32cube", "3D CNN, one AdamW step on 8 volumes of 32^3", cnn3d_train_b8_32cube}};
 }
 

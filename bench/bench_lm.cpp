@@ -5,18 +5,21 @@
 //   lm_fwd_b1_n256_fp32, _bf16            NoGrad forward of 256 tokens (ms)
 //   lm_fwd_b1_n256_int8dyn                the same with dynamic INT8 linears
 //   lm_gen_b1_p256_g128                   greedy KV-cache decoding after a 256-token prompt (--weights int8|int4)
+// The forward and generation workloads take --model CKPT[_Q] (a trained LM, float or quantised).
 //   lm_train_mem_n1024, _n4096            peak memory of one step with 8192 tokens
-#include <fstream>
 #include <memory>
 #include <string>
 
 #include "bench/bench.h"
+#include "qiusuo/apps/lm.h"
 #include "qiusuo/autocast.h"
 #include "qiusuo/autograd.h"
+#include "qiusuo/io/checkpoint.h"
 #include "qiusuo/memory.h"
 #include "qiusuo/nn/transformer.h"
 #include "qiusuo/ops.h"
 #include "qiusuo/optim/optim.h"
+#include "qiusuo/quant/checkpoint.h"
 #include "qiusuo/quant/convert.h"
 
 namespace qs::bench {
@@ -62,32 +65,76 @@ std::vector<nlohmann::json> lm_train(const Options& o, int64_t b, int64_t n) {
   return {{{"workload", name}, {"tokens_per_s", double(b * n) / s}, {"step_ms", s * 1e3}}};
 }
 
+// --model CKPT: a trained LM (apps::load_lm, float or quantised) instead of the peer's random
+// GPT. `quantize` ("" / "dynamic" / "weight-int8" / "weight-int4") is what the workload applies to
+// a float model; a quantised file must already be quantised that way ("" accepts any method).
+struct BenchLm {
+  std::shared_ptr<nn::TransformerLM> model;
+  std::string method = "fp32";  // the file's method, or the one applied here
+  nlohmann::json fields;         // {"model": path, "method": ...} for the result row
+};
+
+BenchLm checkpoint_lm(const Options& o, const std::string& workload, const std::string& quantize, bool any_quantised) {
+  io::Checkpoint ck = io::load_checkpoint(o.model);
+  BenchLm r;
+  r.model = std::shared_ptr<nn::TransformerLM>(apps::load_lm(o.model).model.release());
+  if (quant::is_quantized_checkpoint(ck)) {
+    r.method = ck.config["quantized"].value("method", "?");
+    QS_CHECK(any_quantised || r.method == quantize,
+             "bench {}: {} is quantised with method '{}'; this workload needs {}", workload, o.model, r.method,
+             quantize.empty() ? "a float checkpoint" : "a float checkpoint or method '" + quantize + "'");
+  } else if (!quantize.empty()) {
+    quant::quantize_linears(*r.model, quantize, 128);
+    r.method = quantize;
+    r.fields["quantized_at_load"] = true;
+  }
+  r.fields["model"] = o.model;
+  r.fields["method"] = r.method;
+  return r;
+}
+
+BenchLm bench_lm(const Options& o, const std::string& workload, int64_t max_seq_len, const std::string& quantize,
+                 bool any_quantised, Generator& g) {
+  if (!o.model.empty()) return checkpoint_lm(o, workload, quantize, any_quantised);
+  BenchLm r;
+  r.model = peer_gpt(max_seq_len, g);
+  if (!quantize.empty()) quant::quantize_linears(*r.model, quantize, 128), r.method = quantize;
+  return r;
+}
+
 // int8dyn: every Linear of the blocks a DynamicQuantizedLinear (the LM head stays f32).
+// With --model the forward covers min(256, the model's trained length) tokens ("tokens").
 std::vector<nlohmann::json> lm_fwd(const Options& o, bool bf16, bool int8dyn = false) {
+  const char* name = int8dyn ? "lm_fwd_b1_n256_int8dyn" : bf16 ? "lm_fwd_b1_n256_bf16" : "lm_fwd_b1_n256_fp32";
   Generator g(0);
-  auto mp = peer_gpt(256, g);
-  nn::TransformerLM& m = *mp;
-  if (int8dyn) quant::quantize_linears(m, "dynamic");
+  BenchLm lm = bench_lm(o, name, 256, int8dyn ? "dynamic" : "", false, g);
+  nn::TransformerLM& m = *lm.model;
   m.eval();
-  Tensor x = randint(0, kVocab, {1, 256}, DType::i64, &g);
+  const int64_t n = std::min<int64_t>(256, m.config().max_seq_len);
+  Tensor x = randint(0, m.config().vocab_size, {1, n}, DType::i64, &g);
   NoGrad ng;
   Autocast ac(bf16);  // nested in cmd_bench's scope: on for the _bf16 workload either way
   double s = time_per_call([&] { m(x); }, 2, o.iters ? o.iters : 10);
-  const char* name = int8dyn ? "lm_fwd_b1_n256_int8dyn" : bf16 ? "lm_fwd_b1_n256_bf16" : "lm_fwd_b1_n256_fp32";
-  return {{{"workload", name}, {"ms", s * 1e3}}};
+  nlohmann::json r = {{"workload", name}, {"ms", s * 1e3}, {"tokens", n}};
+  r.update(lm.fields);
+  return {r};
 }
 
 // Prefill is timed on its own (a fresh cache, the 256-token prompt); the decode rate is
 // (generate's time - prefill) over the 128 new tokens.
 // --weights int8|int4: every Linear of the blocks weight-only quantised (int4 in groups of 128).
+// --model: a float checkpoint (quantised here by --weights) or a quantised one (any method, no
+// --weights); a model trained shorter than 384 tokens decodes min(128, L/2) tokens after a
+// prompt of min(256, L - new) ("prompt", "new_tokens").
 std::vector<nlohmann::json> lm_gen(const Options& o) {
-  constexpr int64_t kPrompt = 256, kNew = 128;
   Generator g(0);
-  auto mp = peer_gpt(kPrompt + kNew, g);
-  nn::TransformerLM& m = *mp;
-  if (!o.weights.empty()) quant::quantize_linears(m, "weight-" + o.weights, 128);
+  const std::string quantize = o.weights.empty() ? "" : "weight-" + o.weights;
+  BenchLm lm = bench_lm(o, "lm_gen_b1_p256_g128", 256 + 128, quantize, quantize.empty(), g);
+  nn::TransformerLM& m = *lm.model;
   m.eval();
-  Tensor p = randint(0, kVocab, {1, kPrompt}, DType::i64, &g);
+  const int64_t limit = m.config().max_supported_length();
+  const int64_t kNew = std::min<int64_t>(128, limit / 2), kPrompt = std::min<int64_t>(256, limit - kNew);
+  Tensor p = randint(0, m.config().vocab_size, {1, kPrompt}, DType::i64, &g);
   std::vector<int64_t> prompt = p.to_vector_as<int64_t>();
   NoGrad ng;
   int iters = o.iters ? o.iters : 3;
@@ -98,28 +145,15 @@ std::vector<nlohmann::json> lm_gen(const Options& o) {
       },
       1, iters);
   double total = time_per_call([&] { m.generate(prompt, kNew); }, 1, iters);
-  double per_token = (total - prefill) / kNew;
-  return {{{"workload", "lm_gen_b1_p256_g128"},
-           {"tokens_per_s", 1.0 / per_token},
-           {"ms_per_token", per_token * 1e3},
-           {"prefill_ms", prefill * 1e3},
-           {"weights", o.weights.empty() ? "f32" : o.weights}}};
-}
-
-// Resident set size (VmRSS) or its high-water mark (VmHWM) in bytes, -1 if unreadable.
-int64_t proc_status_bytes(const std::string& key) {
-  std::ifstream f("/proc/self/status");
-  std::string line;
-  while (std::getline(f, line))
-    if (line.rfind(key + ":", 0) == 0) return std::stoll(line.substr(key.size() + 1)) * 1024;
-  return -1;
-}
-
-// Resets VmHWM to the current RSS (Linux >= 4.0); false if not permitted.
-bool reset_rss_peak() {
-  std::ofstream f("/proc/self/clear_refs");
-  f << "5";
-  return bool(f.flush());
+  double per_token = (total - prefill) / double(kNew);
+  const std::string weights = lm.method == "fp32" ? "f32" : lm.method.rfind("weight-", 0) == 0 ? lm.method.substr(7)
+                                                                                                : lm.method;
+  nlohmann::json r = {{"workload", "lm_gen_b1_p256_g128"}, {"tokens_per_s", 1.0 / per_token},
+                      {"ms_per_token", per_token * 1e3},   {"prefill_ms", prefill * 1e3},
+                      {"weights", weights},                {"prompt", kPrompt},
+                      {"new_tokens", kNew}};
+  r.update(lm.fields);
+  return {r};
 }
 
 // peak_rss_delta_bytes: VmHWM - VmRSS over the first step (it allocates the AdamW state
@@ -136,10 +170,10 @@ std::vector<nlohmann::json> lm_train_mem(const Options&, int64_t b, int64_t n) {
   m.train();
   optim::AdamW opt(m.parameters(), 3e-4);
   Tensor x = randint(0, kVocab, {b, n}, DType::i64, &g), y = randint(0, kVocab, {b, n}, DType::i64, &g);
-  int64_t rss0 = proc_status_bytes("VmRSS");
-  bool rss_ok = reset_rss_peak() && rss0 >= 0;
+  int64_t rss0 = resident_memory().rss_bytes;
+  bool rss_ok = reset_resident_peak() && rss0 >= 0;
   train_step(m, opt, x, y);
-  int64_t rss_delta = rss_ok ? proc_status_bytes("VmHWM") - rss0 : -1;
+  int64_t rss_delta = rss_ok ? resident_memory().hwm_bytes - rss0 : -1;
   int64_t live0 = memory_stats().current_bytes;
   reset_peak_memory();
   train_step(m, opt, x, y);
@@ -157,12 +191,14 @@ std::vector<Workload> lm_workloads() {
            [](const Options& o) { return lm_train(o, 8, 256); }},
           {"lm_train_b2_n1024", "GPT LM (d256 L4), one AdamW step on 2x1024 tokens",
            [](const Options& o) { return lm_train(o, 2, 1024); }},
-          {"lm_fwd_b1_n256_fp32", "GPT LM forward, 256 tokens, f32", [](const Options& o) { return lm_fwd(o, false); }},
-          {"lm_fwd_b1_n256_bf16", "GPT LM forward, 256 tokens, bf16 autocast",
-           [](const Options& o) { return lm_fwd(o, true); }},
-          {"lm_fwd_b1_n256_int8dyn", "GPT LM forward, 256 tokens, dynamic INT8 linears in the blocks",
-           [](const Options& o) { return lm_fwd(o, false, true); }},
-          {"lm_gen_b1_p256_g128", "GPT LM greedy decoding with KV cache: 128 tokens after 256", lm_gen},
+          {"lm_fwd_b1_n256_fp32", "GPT LM forward, 256 tokens, f32 (--model: a float LM checkpoint)",
+           [](const Options& o) { return lm_fwd(o, false); }, true},
+          {"lm_fwd_b1_n256_bf16", "GPT LM forward, 256 tokens, bf16 autocast (--model: a float LM checkpoint)",
+           [](const Options& o) { return lm_fwd(o, true); }, true},
+          {"lm_fwd_b1_n256_int8dyn", "GPT LM forward, 256 tokens, dynamic INT8 linears in the blocks (--model: CKPT_Q)",
+           [](const Options& o) { return lm_fwd(o, false, true); }, true},
+          {"lm_gen_b1_p256_g128", "GPT LM greedy decoding with KV cache: 128 tokens after 256 (--model: CKPT[_Q])",
+           lm_gen, true},
           {"lm_train_mem_n1024", "GPT LM training-step peak memory, 8x1024 tokens",
            [](const Options& o) { return lm_train_mem(o, 8, 1024); }},
           {"lm_train_mem_n4096", "GPT LM training-step peak memory, 2x4096 tokens",

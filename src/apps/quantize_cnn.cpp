@@ -90,6 +90,15 @@ std::shared_ptr<FashionCNN> load_fashion_cnn(const std::string& path, std::strin
   return model;
 }
 
+ResidentGrowth cnn_resident_growth(const std::string& path) {
+  std::shared_ptr<FashionCNN> m;
+  return resident_growth([&] {
+    m = load_fashion_cnn(path);
+    NoGrad ng;
+    (*m)(zeros({1, 1, 28, 28}, DType::f32));
+  });
+}
+
 QuantizeCnnResult quantize_cnn(const QuantizeCnnOptions& o) {
   QS_CHECK(o.method == "ptq" || o.method == "qat", "quantize cnn: unknown method '{}' (expected ptq or qat)", o.method);
   auto t0 = std::chrono::steady_clock::now();
@@ -111,6 +120,7 @@ QuantizeCnnResult quantize_cnn(const QuantizeCnnOptions& o) {
     std::string tmp = o.out + ".fp32-size.tmp";
     io::save_checkpoint(tmp, io::Checkpoint{model->state_dict(), {}, 0, {}, config, nullptr});
     r.fp32_file_bytes = file_size(tmp);
+    r.fp32_resident = cnn_resident_growth(tmp);
     std::filesystem::remove(tmp);
   }
   if (o.method == "ptq") calibrate_ptq(*model, train_x, o);
@@ -127,6 +137,7 @@ QuantizeCnnResult quantize_cnn(const QuantizeCnnOptions& o) {
                             {"calib_batches", o.calib_batches}, {"qat_epochs", o.qat_epochs}, {"qat_steps", r.qat_steps}};
     quant::save_quantized_checkpoint(o.out, *model, config, o.method, extra);
     r.int8_file_bytes = file_size(o.out);
+    r.int8_resident = cnn_resident_growth(o.out);
   }
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return r;

@@ -1,4 +1,6 @@
-// qiusuo bench <workload|all> [--json] [--bf16] [--threads N] [--iters N] [--weights int8|int4]
+// qiusuo bench <workload|all> [--json] [--bf16] [--threads N] [--iters N] [--weights int8|int4] [--model CKPT]
+// --model: the inference workloads (cnn_infer_*, lm_fwd_*, lm_gen_*) run a trained float or quantised
+// checkpoint instead of their random model; with `all` the others are skipped, named ones refused.
 #include <iostream>
 
 #include "bench/bench.h"
@@ -17,6 +19,7 @@ int cmd_bench(Args a) {
   o.weights = a.str("weights", "");
   if (!o.weights.empty() && o.weights != "int8" && o.weights != "int4")
     throw UsageError("qiusuo bench: --weights must be int8 or int4, got '" + o.weights + "'");
+  o.model = a.str("model", "");
   bool list = a.flag("list");
   a.finish();
   if (list || a.positionals().empty()) {
@@ -30,6 +33,11 @@ int cmd_bench(Args a) {
     for (auto& w : bench::workloads()) {
       if (name != "all" && name != w.name) continue;
       ++found;
+      if (!o.model.empty() && !w.takes_model) {
+        if (name == "all") continue;
+        throw UsageError(std::string("qiusuo bench: ") + w.name + " does not take --model (the inference workloads "
+                         "cnn_infer_*, lm_fwd_*, lm_gen_* do)");
+      }
       std::vector<nlohmann::json> rows;
       {
         Autocast ac(o.bf16);

@@ -1,7 +1,9 @@
 // qiusuo quantize CKPT --method ptq|qat [--calib-batches N] [--qat-epochs N] --out CKPT_Q   (FashionCNN)
 // qiusuo quantize CKPT --method dynamic|weight-int8|weight-int4 [--group 128] --out CKPT_Q   (language model)
+// qiusuo quantize CKPT --method ptq|qat [--calib-batches 16] [--qat-steps 100] [--qat-lr 1e-4] [--windows 50] --out CKPT_Q (LM)
 // qiusuo eval cnn CKPT [--limit-test N]   (float or quantised FashionCNN)
 #include <filesystem>
+#include <fmt/ranges.h>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -35,10 +37,13 @@ int quantize_cnn(Args& a, const std::string& ckpt, const std::string& method) {
   apps::QuantizeCnnResult r = apps::quantize_cnn(o);
   std::cout << fmt::format(
       "FP32 test accuracy {:.2f}%, INT8 ({}) {:.2f}% = {:.2f}% retained (fake-quantised model {:.2f}%)\n"
-      "weights {} bytes FP32 -> {} bytes INT8 ({:.1f}%); file {} -> {} bytes\n",
+      "weights {} bytes FP32 -> {} bytes INT8 ({:.1f}%); file {} -> {} bytes\n"
+      "resident memory of loading the file + one forward of 1 image: FP32 peak +{} kB, model +{} kB; INT8 peak +{} "
+      "kB, model +{} kB\n",
       100 * r.fp32_accuracy, method, 100 * r.int8_accuracy, 100 * r.retained, 100 * r.fake_quant_accuracy,
       r.fp32_weight_bytes, r.int8_weight_bytes, 100.0 * double(r.int8_weight_bytes) / double(r.fp32_weight_bytes),
-      r.fp32_file_bytes, r.int8_file_bytes);
+      r.fp32_file_bytes, r.int8_file_bytes, r.fp32_resident.peak_bytes / 1024, r.fp32_resident.retained_bytes / 1024,
+      r.int8_resident.peak_bytes / 1024, r.int8_resident.retained_bytes / 1024);
   nlohmann::json s = {{"method", method},
                       {"fp32_accuracy", r.fp32_accuracy},
                       {"int8_accuracy", r.int8_accuracy},
@@ -48,6 +53,10 @@ int quantize_cnn(Args& a, const std::string& ckpt, const std::string& method) {
                       {"int8_weight_bytes", r.int8_weight_bytes},
                       {"fp32_file_bytes", r.fp32_file_bytes},
                       {"int8_file_bytes", r.int8_file_bytes},
+                      {"fp32_rss_peak_bytes", r.fp32_resident.peak_bytes},
+                      {"fp32_rss_model_bytes", r.fp32_resident.retained_bytes},
+                      {"int8_rss_peak_bytes", r.int8_resident.peak_bytes},
+                      {"int8_rss_model_bytes", r.int8_resident.retained_bytes},
                       {"qat_steps", r.qat_steps},
                       {"seconds", r.seconds},
                       {"out", o.out}};
@@ -56,6 +65,18 @@ int quantize_cnn(Args& a, const std::string& ckpt, const std::string& method) {
 }
 
 }  // namespace
+
+// The float model alone (no optimiser state) beside `out`: its file size and resident growth
+// (measured after one unmeasured load, so one-off process costs are not charged to it).
+std::pair<int64_t, ResidentGrowth> float_lm_footprint(io::Checkpoint ck, const std::string& out) {
+  ck.optimizer.clear();
+  const std::string tmp = out + ".fp32-size.tmp";
+  io::save_checkpoint(tmp, ck);
+  apps::lm_resident_growth(tmp);  // warm-up, not counted: code pages, the OpenMP pool, oneDNN, allocator arenas
+  std::pair<int64_t, ResidentGrowth> r{int64_t(std::filesystem::file_size(tmp)), apps::lm_resident_growth(tmp)};
+  std::filesystem::remove(tmp);
+  return r;
+}
 
 int cmd_quantize_lm(Args& a, const std::string& ckpt, const std::string& method) {
   const int64_t group = a.integer("group", 128);
@@ -69,12 +90,53 @@ int cmd_quantize_lm(Args& a, const std::string& ckpt, const std::string& method)
   const int64_t n = quant::quantize_linears(*lm.model, method, group);
   const int64_t q = quant::model_weight_bytes(*lm.model);
   quant::save_quantized_checkpoint(out, *lm.model, ck.config, method, ck.extra);
-  const auto in_size = int64_t(std::filesystem::file_size(ckpt)), out_size = int64_t(std::filesystem::file_size(out));
-  std::cout << fmt::format("{}: {} Linear layers of the blocks quantised; weights {} -> {} bytes ({:.1f}%), file {} -> "
-                           "{} bytes (the input also holds optimiser state)\n",
-                           method, n, fp32, q, 100.0 * double(q) / double(fp32), in_size, out_size);
-  nlohmann::json s = {{"method", method}, {"layers", n}, {"group", method == "weight-int4" ? group : 0},
-                      {"fp32_weight_bytes", fp32}, {"weight_bytes", q}, {"file_bytes", out_size}, {"out", out}};
+  lm = {};
+  const auto [fp32_size, fp32_rss] = float_lm_footprint(ck, out);
+  const auto out_size = int64_t(std::filesystem::file_size(out));
+  const ResidentGrowth q_rss = apps::lm_resident_growth(out);
+  std::cout << fmt::format("{}: {} Linear layers of the blocks quantised; weights {} -> {} bytes ({:.1f}%), model-only "
+                           "file {} -> {} bytes\nresident memory of loading the file + one forward: FP32 peak +{} kB, "
+                           "model +{} kB; {} peak +{} kB, model +{} kB\n",
+                           method, n, fp32, q, 100.0 * double(q) / double(fp32), fp32_size, out_size,
+                           fp32_rss.peak_bytes / 1024, fp32_rss.retained_bytes / 1024, method, q_rss.peak_bytes / 1024,
+                           q_rss.retained_bytes / 1024);
+  nlohmann::json s = {{"method", method},          {"layers", n},
+                      {"group", method == "weight-int4" ? group : 0},
+                      {"fp32_weight_bytes", fp32}, {"weight_bytes", q},
+                      {"fp32_file_bytes", fp32_size}, {"file_bytes", out_size},
+                      {"fp32_rss_peak_bytes", fp32_rss.peak_bytes}, {"fp32_rss_model_bytes", fp32_rss.retained_bytes},
+                      {"rss_peak_bytes", q_rss.peak_bytes}, {"rss_model_bytes", q_rss.retained_bytes},
+                      {"out", out}};
+  std::cout << s.dump() << std::endl;
+  return kExitOk;
+}
+
+int quantize_lm_static(Args& a, const std::string& ckpt, const std::string& method) {
+  apps::QuantizeLmOptions o;
+  o.checkpoint = ckpt;
+  o.method = method;
+  o.calib_batches = a.integer("calib-batches", o.calib_batches);
+  o.batch = a.integer("batch", o.batch);
+  o.qat_steps = a.integer("qat-steps", o.qat_steps);
+  o.qat_lr = a.number("qat-lr", o.qat_lr);
+  o.eval_windows = a.integer("windows", o.eval_windows);
+  o.seed = uint64_t(a.integer("seed", 0));
+  o.out = a.required("out");
+  o.quiet = a.flag("quiet");
+  a.finish();
+  apps::QuantizeLmResult r = apps::quantize_lm(o);
+  std::cout << fmt::format(
+      "{}: {} Linear layers of the blocks INT8 (static u8 activations); test perplexity FP32 {:.4f}, INT8 {:.4f} "
+      "({:+.2f}%; fake-quantised {:.4f}); weights {} -> {} bytes ({:.1f}%), file {} bytes; left f32: {}\n",
+      method, r.layers, r.fp32_perplexity, r.int8_perplexity, 100 * (r.int8_perplexity / r.fp32_perplexity - 1),
+      r.fake_quant_perplexity, r.fp32_weight_bytes, r.int8_weight_bytes,
+      100.0 * double(r.int8_weight_bytes) / double(r.fp32_weight_bytes), r.file_bytes,
+      r.kept_f32.empty() ? "none" : fmt::format("{}", fmt::join(r.kept_f32, ", ")));
+  nlohmann::json s = {{"method", method}, {"layers", r.layers}, {"kept_f32", r.kept_f32},
+                      {"fp32_perplexity", r.fp32_perplexity}, {"int8_perplexity", r.int8_perplexity},
+                      {"fake_quant_perplexity", r.fake_quant_perplexity}, {"fp32_weight_bytes", r.fp32_weight_bytes},
+                      {"weight_bytes", r.int8_weight_bytes}, {"file_bytes", r.file_bytes}, {"qat_steps", r.qat_steps},
+                      {"seconds", r.seconds}, {"out", o.out}};
   std::cout << s.dump() << std::endl;
   return kExitOk;
 }
@@ -92,8 +154,9 @@ int cmd_quantize(Args a) {
     return quantize_cnn(a, ckpt, method);
   }
   if (method == "dynamic" || method == "weight-int8" || method == "weight-int4") return cmd_quantize_lm(a, ckpt, method);
-  throw UsageError("qiusuo quantize: --method must be ptq|qat (FashionCNN) or dynamic|weight-int8|weight-int4 "
-                   "(language model), got '" + method + "'");
+  if (method == "ptq" || method == "qat") return quantize_lm_static(a, ckpt, method);
+  throw UsageError("qiusuo quantize: --method must be ptq|qat (FashionCNN or language model) or "
+                   "dynamic|weight-int8|weight-int4 (language model), got '" + method + "'");
 }
 
 int cmd_eval_cnn(Args& a) {

@@ -115,7 +115,13 @@ const std::vector<Command>& commands() {
        "DynamicQuantizedLinear (s8 weights, activations quantised per token at run time) or a WeightOnlyLinear\n"
        "(s8 per channel, or s4 in groups of --group 128); embeddings, norms and the LM head stay f32.\n"
        "`qiusuo eval lm` and `qiusuo generate` accept the result.\n"
-       "  --group N          weight-int4: group size (128; 32 also common)\n",
+       "  --group N          weight-int4: group size (128; 32 also common)\n\n"
+       "Language model (ptq, qat): static INT8 - every Linear of the blocks a QuantizedLinear (s8 per-channel\n"
+       "weights, u8 per-tensor activations) via prepare + calibration on training windows (ptq) or prepare_qat +\n"
+       "a short AdamW fine-tune (qat), then convert. Prints test perplexity FP32 vs INT8.\n"
+       "  --calib-batches N  ptq: batches of --batch training windows (16)\n"
+       "  --qat-steps N      qat: fine-tuning steps (100; observers frozen at 75%)   --qat-lr X (1e-4)\n"
+       "  --windows N        test windows for the perplexities (50; 0: all)   --batch N (8) --seed N --quiet\n",
        cmd_quantize},
       {"experiment", "run a measured experiment of the curriculum: pe (positional encodings)",
        "usage: qiusuo experiment pe --out DIR [--quick] [--corpus PATH] [--encodings rope,alibi,...] [--train-len N]\n"

@@ -1,3 +1,5 @@
+#include <set>
+
 #include "quant/module_util.h"
 
 namespace qs::quant::detail {
@@ -53,6 +55,11 @@ QParams read_act(const nn::Module& m, const std::string& prefix) {
 nlohmann::json act_json(const QParams& p) {
   return {{"dtype", qdtype_name(p.dtype)}, {"scale", p.scale[0]}, {"zero_point", p.zero_point[0]},
           {"quant_min", p.qmin()}, {"quant_max", p.qmax()}};
+}
+
+bool forwards_through_child(const std::string& parent_type) {
+  static const std::set<std::string> ok = {"MultiheadAttention", "GeluMLP", "SwiGLU", "Sequential"};
+  return ok.count(parent_type) > 0;
 }
 
 }  // namespace qs::quant::detail

@@ -17,5 +17,9 @@ nlohmann::json act_json(const QParams& p);
 // The buffer `name` of m (not of its children); error if absent.
 Tensor buffer(const nn::Module& m, const std::string& name);
 int64_t bytes(const Tensor& t);
+// Parent module types whose forward() reaches their Linear children through child(name)
+// (MultiheadAttention, GeluMLP, SwiGLU, Sequential), so replace_child takes effect even
+// though they also keep typed member pointers to them.
+bool forwards_through_child(const std::string& parent_type);
 
 }  // namespace qs::quant::detail

@@ -6,6 +6,7 @@
 #include "qiusuo/nn/activation.h"
 #include "qiusuo/nn/sequential.h"
 #include "qiusuo/quant/qat.h"
+#include "quant/module_util.h"
 
 namespace qs::quant {
 
@@ -71,8 +72,11 @@ bool prepare_group(nn::Module& root, const std::vector<std::string>& paths, cons
   auto cfg = q.for_module(paths[0], mods[0]->type_name());
   if (!cfg) return false;
   // Held by the parent's child list and by `mods` only: otherwise the parent (or someone)
-  // keeps its own pointer and would go on calling the float module after the swap.
-  for (size_t i = 0; i < mods.size(); ++i)
+  // keeps its own pointer and would go on calling the float module after the swap, unless
+  // the parent is known to call its children through child(name).
+  auto parent = parent_of(paths[0]).empty() ? nullptr : find_module(root, parent_of(paths[0]));
+  const bool via_child = detail::forwards_through_child(parent ? parent->type_name() : root.type_name());
+  for (size_t i = 0; i < mods.size() && !via_child; ++i)
     QS_CHECK(mods[i].use_count() <= 2, "prepare: module '{}' ({}) is also held outside its parent's child list (a "
              "typed member pointer?), so replacing it would not change the model's forward(); hint: reach layers "
              "through child(name) in forward(), or add '{}' to qconfig.skip_names", paths[i], mods[i]->type_name(),

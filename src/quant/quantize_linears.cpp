@@ -3,16 +3,11 @@
 #include <set>
 
 #include "qiusuo/quant/convert.h"
+#include "quant/module_util.h"
 
 namespace qs::quant {
 
 namespace {
-
-// Parents whose forward reaches their Linear children through child(name).
-bool swappable_parent(const std::string& type) {
-  static const std::set<std::string> ok = {"MultiheadAttention", "GeluMLP", "SwiGLU", "Sequential"};
-  return ok.count(type) > 0;
-}
 
 bool wanted(const std::string& name, const std::vector<std::string>& prefixes) {
   for (auto& p : prefixes)
@@ -46,7 +41,7 @@ int64_t quantize_linears(nn::Module& model, const std::string& method, int64_t g
     size_t dot = n.rfind('.');
     std::string parent = dot == std::string::npos ? "" : n.substr(0, dot);
     std::string ptype = parent.empty() ? model.type_name() : types[parent];
-    QS_CHECK(swappable_parent(ptype),
+    QS_CHECK(detail::forwards_through_child(ptype),
              "quantize: layer '{}' sits in a {} '{}', whose forward holds the float layer directly; it cannot be "
              "swapped (supported parents: MultiheadAttention, GeluMLP, SwiGLU, Sequential)",
              n, ptype, parent);

@@ -58,3 +58,37 @@ TEST(MemoryStats, LmTrainingPeakGrowsSublinearlyInSequenceLength) {
   RecordProperty("peak_n1024", std::to_string(long_seq));
   EXPECT_LT(double(long_seq), 1.3 * double(short_seq)) << "peak storage n=256: " << short_seq << ", n=1024: " << long_seq;
 }
+
+// ---- Resident memory (/proc/self/status)
+
+TEST(ResidentMemory, ParsesProcStatusLines) {
+  const std::string status =
+      "Name:\tqiusuo\nVmPeak:\t  812340 kB\nVmHWM:\t   41236 kB\nVmRSS:\t   40012 kB\nThreads:\t3\n"
+      "VmBad:\t12 MB\nVmEmpty:\t kB\n";
+  EXPECT_EQ(parse_proc_status_bytes(status, "VmRSS"), 40012LL * 1024);
+  EXPECT_EQ(parse_proc_status_bytes(status, "VmHWM"), 41236LL * 1024);
+  EXPECT_EQ(parse_proc_status_bytes(status, "VmSwap"), -1);    // absent
+  EXPECT_EQ(parse_proc_status_bytes(status, "Threads"), -1);   // not "N kB"
+  EXPECT_EQ(parse_proc_status_bytes(status, "VmBad"), -1);     // another unit
+  EXPECT_EQ(parse_proc_status_bytes(status, "VmEmpty"), -1);   // no digits
+  EXPECT_EQ(parse_proc_status_bytes(status, "Vm"), -1);        // a prefix is not a key
+  EXPECT_EQ(parse_proc_status_bytes("", "VmRSS"), -1);
+}
+
+TEST(ResidentMemory, GrowthCountsPeakAndWhatIsKept) {
+  const ResidentMemory now = resident_memory();
+  if (now.rss_bytes < 0) GTEST_SKIP() << "no /proc/self/status";
+  EXPECT_GE(now.hwm_bytes, now.rss_bytes);
+  constexpr int64_t kBytes = 64LL << 20;
+  Tensor kept;
+  ResidentGrowth g = resident_growth([&] {
+    Tensor scratch = full({kBytes / 4}, 1.0, DType::f32);  // touched, then freed
+    kept = full({kBytes / 4}, 2.0, DType::f32);            // touched and kept
+  });
+  EXPECT_GE(g.retained_bytes, kBytes * 9 / 10);
+  EXPECT_LE(g.retained_bytes, kBytes + (16LL << 20));
+  if (g.peak_bytes >= 0) EXPECT_GE(g.peak_bytes, 2 * kBytes * 9 / 10);  // -1 where clear_refs is refused
+  kept = Tensor();
+  ResidentGrowth freed = resident_growth([] { Tensor t = full({kBytes / 4}, 3.0, DType::f32); });
+  EXPECT_LT(freed.retained_bytes, 16LL << 20);
+}

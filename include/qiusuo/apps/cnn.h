@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "qiusuo/memory.h"
 #include "qiusuo/nn/conv.h"
 #include "qiusuo/nn/linear.h"
 #include "qiusuo/nn/norm.h"
@@ -101,6 +102,9 @@ struct QuantizeCnnResult {
   double fake_quant_accuracy = 0;      // the prepared model, fake quantisation on (what convert reproduces)
   int64_t fp32_weight_bytes = 0, int8_weight_bytes = 0;  // quant::model_weight_bytes
   int64_t fp32_file_bytes = 0, int8_file_bytes = 0;      // model-only checkpoints (0 without out)
+  // Resident-set growth of loading the model-only file and one forward of one image
+  // (qs::resident_growth; -1 fields without out or /proc): peak and what the model keeps.
+  ResidentGrowth fp32_resident, int8_resident;
   int64_t qat_steps = 0;
   double seconds = 0;
 };
@@ -114,5 +118,9 @@ QuantizeCnnResult quantize_cnn(const QuantizeCnnOptions& opt);
 // A FashionCNN from a training checkpoint or a quantised one (rebuilt from its header);
 // *method (if given) is "fp32" or the quantisation method.
 std::shared_ptr<FashionCNN> load_fashion_cnn(const std::string& path, std::string* method = nullptr);
+
+// qs::resident_growth of load_fashion_cnn(path) and one forward of one image; the model is
+// released before returning.
+ResidentGrowth cnn_resident_growth(const std::string& path);
 
 }  // namespace qs::apps

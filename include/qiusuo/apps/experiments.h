@@ -29,11 +29,12 @@ struct PeExperimentOptions {
 // Returns the results.json document (also written to out_dir).
 nlohmann::json run_pe_experiment(const PeExperimentOptions& opt);
 
-// `qiusuo experiment quant`: the Fashion-MNIST CNN in FP32, PTQ-INT8 and QAT-INT8 (test
-// accuracy, % retained, weight and file bytes, latency at batch 1 and 64), and a small KJV
-// LM in FP32, dynamic INT8, weight-only INT8 and INT4 (test perplexity, bytes, forward
-// latency), with the handbook's claims beside the measured values. Trains the float models
-// unless given; writes results.json and results.md (and the checkpoints) into out_dir.
+// `qiusuo experiment quant`: the Fashion-MNIST CNN in FP32, BF16 (autocast), PTQ-INT8 and
+// QAT-INT8 (test accuracy, % retained, weight and file bytes, resident memory, latency at
+// batch 1 and 64), and a small KJV LM in FP32, BF16, dynamic INT8, weight-only INT8 and INT4,
+// static PTQ / QAT INT8 (test perplexity, bytes, resident memory, forward latency), with the
+// handbook's claims beside the measured values. Trains the float models unless given; writes
+// results.json, results.md, retained.svg and speedup.svg (and the checkpoints) into out_dir.
 struct QuantExperimentOptions {
   bool quick = false;   // CI size: 2048 training images, a tiny LM; a minute or two
   std::string out_dir;

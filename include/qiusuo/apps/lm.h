@@ -15,6 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "qiusuo/memory.h"
 #include "qiusuo/nn/transformer.h"
 #include "qiusuo/text/corpus.h"
 #include "qiusuo/text/tokenizer.h"
@@ -74,6 +75,42 @@ struct LoadedLm {
 // `override_pos` (optional) replaces the position settings' RoPE scaling at load time
 // (evaluating beyond the trained length with NTK or YaRN).
 LoadedLm load_lm(const std::string& path, const nn::PositionConfig* override_pos = nullptr);
+
+// ---- Static INT8 quantisation of a trained LM (docs/QUANTIZATION.md)
+struct QuantizeLmOptions {
+  std::string checkpoint;      // a float LM checkpoint
+  std::string method = "ptq";  // "ptq" (prepare, calibrate, convert) | "qat" (prepare_qat, fine-tune, convert)
+  int64_t calib_batches = 16;  // ptq: batches of `batch` training windows
+  int64_t batch = 8;
+  int64_t qat_steps = 100;     // qat: AdamW steps on training windows (observers frozen at 75%)
+  double qat_lr = 1e-4;
+  int64_t eval_windows = 50;   // test windows for the perplexities (0: the whole split)
+  uint64_t seed = 0;
+  std::string out;             // the quantised checkpoint; empty: none
+  bool quiet = false;
+};
+
+struct QuantizeLmResult {
+  double fp32_perplexity = 0, int8_perplexity = 0, fake_quant_perplexity = 0;
+  int64_t layers = 0;                      // Linear layers converted to QuantizedLinear
+  std::vector<std::string> kept_f32;       // Linear layers left in float (outside the blocks, or unswappable)
+  int64_t fp32_weight_bytes = 0, int8_weight_bytes = 0, file_bytes = 0;
+  int64_t qat_steps = 0;
+  double seconds = 0;
+};
+
+// Every Linear of the blocks becomes a QuantizedLinear (s8 per-channel weights, u8
+// per-tensor activations, 7-bit as the CNN's without VNNI) through quant::prepare +
+// calibration on training windows (ptq) or quant::prepare_qat + a short fine-tune (qat),
+// then quant::convert. Embeddings, norms, attention and the LM head stay f32; a Linear that
+// a parent calls through a typed pointer (MLA projections, MoE experts) stays f32 and is
+// listed in kept_f32. Errors: not a float LM checkpoint, an unknown method, calib_batches or
+// qat_steps < 1.
+QuantizeLmResult quantize_lm(const QuantizeLmOptions& opt);
+
+// qs::resident_growth of load_lm(path) (float or quantised) and one forward of one window of
+// max_seq_len tokens; the model is released before returning.
+ResidentGrowth lm_resident_growth(const std::string& path);
 
 // The corpus named by a training config ("kjv" or a path) or `corpus` when not empty.
 text::TextCorpus open_corpus(const std::string& corpus, const std::string& cache_dir = "");
