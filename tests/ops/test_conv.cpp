@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "ops/op.h"
 #include "qiusuo/autograd.h"
 #include "qiusuo/ops.h"
 
@@ -86,6 +87,27 @@ TEST(Pool, MaxPoolValuesAndIndices) {
   x.requires_grad_(true);
   sum(max_pool2d(x, 2) * from_vector({1, 2, 3, 4}, {1, 1, 2, 2})).backward();
   expect_values(x.grad(), {0, 1, 0, 0, 0, 0, 2, 0, 3, 0, 0, 0, 0, 0, 4, 0});
+}
+
+// The vectorised 2-wide windows (2x2, 2x2x2) against the reference on ties (values
+// rounded to a few levels), NaNs, and widths that leave a partial group of 8 outputs.
+TEST(Pool, MaxPoolPairsMatchReferenceOnTiesAndNaN) {
+  Generator g(3);
+  for (Shape xs : {Shape{2, 3, 6, 5}, Shape{1, 2, 9, 19}, Shape{2, 2, 28, 28}, Shape{1, 2, 4, 6, 33}}) {
+    std::vector<double> v = rand(xs, DType::f32, &g).to_vector();
+    for (double& e : v) e = std::round(e * 3.0);
+    for (size_t i = 7; i < v.size(); i += 23) v[i] = std::nan("");
+    Tensor x;
+    x = from_vector(v, xs);
+    Attrs a = Attrs().set("kernel", Shape{2}).set("stride", Shape{2}).set("padding", Shape{0});
+    auto fast = ops::dispatch(ops::OpKind::max_pool, {x}, a);
+    ops::OpCall ref{ops::OpKind::max_pool, {x}, a, {empty_like(fast[0]), empty_like(fast[1])}};
+    ops::op_def(ops::OpKind::max_pool).impl->ref(ref);
+    auto fv = fast[0].to_vector(), rv = ref.out[0].to_vector();
+    for (size_t i = 0; i < fv.size(); ++i)
+      EXPECT_TRUE(fv[i] == rv[i] || (std::isnan(fv[i]) && std::isnan(rv[i]))) << shape_str(xs) << " output " << i;
+    EXPECT_EQ(fast[1].to_vector(), ref.out[1].to_vector()) << shape_str(xs);
+  }
 }
 
 TEST(Pool, MaxPoolPaddingNeverWins) {
