@@ -170,6 +170,31 @@ TEST(BatchNorm, GradientsOfTrainingMode) {
   expect_values(w.grad(), {0, 0, 0}, 1e-4);  // sum of xhat is 0
 }
 
+// batch_norm_relu is relu(batch_norm(...)): the same output, running statistics and
+// gradients (x, weight, bias), on the optimised kernel (contiguous f32) and the reference
+// (a transposed x).
+TEST(BatchNorm, FusedReluMatchesBatchNormThenRelu) {
+  Generator gen(5);
+  for (bool transposed : {false, true}) {
+    Tensor base = randn({6, 4, 5, 3}, DType::f32, &gen);
+    Tensor x0 = transposed ? base.transpose(2, 3) : base, gy = randn(x0.shape(), DType::f32, &gen);
+    std::vector<std::vector<double>> got[2];
+    for (int fused = 0; fused < 2; ++fused) {
+      Tensor x = x0.detach().requires_grad_(true), w = full({4}, 1.5).requires_grad_(true);
+      Tensor b = from_vector({0.2, -0.3, 0.0, 0.5}, {4}).requires_grad_(true), rm = zeros({4}), rv = ones({4});
+      Tensor y = fused ? batch_norm_relu(x, rm, rv, w, b, true) : relu(batch_norm(x, rm, rv, w, b, true));
+      sum(y * gy).backward();
+      got[fused] = {y.to_vector(), rm.to_vector(), rv.to_vector(), x.grad().to_vector(), w.grad().to_vector(),
+                    b.grad().to_vector()};
+    }
+    for (size_t k = 0; k < got[0].size(); ++k) {
+      ASSERT_EQ(got[0][k].size(), got[1][k].size());
+      for (size_t i = 0; i < got[0][k].size(); ++i)
+        EXPECT_NEAR(got[1][k][i], got[0][k][i], 1e-5) << "transposed " << transposed << " result " << k << " at " << i;
+    }
+  }
+}
+
 TEST(BatchNorm, BadInputsRaise) {
   EXPECT_THROW(batch_norm(ones({2, 3, 4}), Tensor(), Tensor(), Tensor(), Tensor(), false), Error);  // eval needs stats
   EXPECT_THROW(batch_norm(ones({1, 3}), Tensor(), Tensor(), Tensor(), Tensor(), true), Error);  // 1 value per channel
