@@ -225,6 +225,11 @@ Tensor adaptive_avg_pool3d(const Tensor& x, SizeArg output_size);  // x [N, C, D
 Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var,
                   const Tensor& weight = Tensor(), const Tensor& bias = Tensor(), bool training = false,
                   double momentum = 0.1, double eps = 1e-5);
+// relu(batch_norm(...)) in one op (not in PyTorch's API): the same values, running
+// statistics and gradients, with one pass over x instead of two (and the same in backward).
+Tensor batch_norm_relu(const Tensor& x, const Tensor& running_mean, const Tensor& running_var,
+                       const Tensor& weight = Tensor(), const Tensor& bias = Tensor(), bool training = false,
+                       double momentum = 0.1, double eps = 1e-5);
 
 // ---- resampling (torch.nn.functional.interpolate)
 // x [N, C, spatial...] with 1 to 3 spatial dims, resized to `size` (one value, repeated,

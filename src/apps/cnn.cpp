@@ -1,5 +1,7 @@
 #include "qiusuo/apps/cnn.h"
 
+#include <typeinfo>
+
 #include "qiusuo/nn/activation.h"
 #include "qiusuo/ops.h"
 
@@ -24,8 +26,14 @@ std::vector<std::vector<std::string>> FashionCNN::fuse_groups() {
 
 Tensor FashionCNN::forward(const Tensor& x) {
   QS_CHECK(x.dim() == 4 && x.size(1) == 1, "FashionCNN: expected images [N, 1, H, W], got {}", shape_str(x.shape()));
+  // conv -> batch-norm -> ReLU; the last two as one fused op while they are the plain
+  // modules (quantisation's prepare swaps in fused or observed ones, which run as given).
   auto stage = [&](const Tensor& h, const char* c, const char* b, const char* r) {
-    return child(r)->forward(child(b)->forward(child(c)->forward(h)));
+    Tensor y = child(c)->forward(h);
+    auto bn = child(b), act = child(r);
+    if (typeid(*bn) == typeid(nn::BatchNorm2d) && typeid(*act) == typeid(nn::ReLU))
+      return static_cast<nn::BatchNorm2d&>(*bn).forward_relu(y);
+    return child(r)->forward(child(b)->forward(y));
   };
   Tensor h = max_pool2d(stage(x, "c1", "b1", "r1"), 2);
   h = max_pool2d(stage(h, "c2", "b2", "r2"), 2);
@@ -46,9 +54,9 @@ CNN3D::CNN3D(Generator& gen) : Module("CNN3D") {
 
 Tensor CNN3D::forward(const Tensor& x) {
   QS_CHECK(x.dim() == 5 && x.size(1) == 1, "CNN3D: expected volumes [N, 1, D, H, W], got {}", shape_str(x.shape()));
-  Tensor h = max_pool3d(relu((*b1_)((*c1_)(x))), 2);
-  h = max_pool3d(relu((*b2_)((*c2_)(h))), 2);
-  h = relu((*b3_)((*c3_)(h)));
+  Tensor h = max_pool3d(b1_->forward_relu((*c1_)(x)), 2);
+  h = max_pool3d(b2_->forward_relu((*c2_)(h)), 2);
+  h = b3_->forward_relu((*c3_)(h));
   return (*fc_)(mean(h, {2, 3, 4}));
 }
 

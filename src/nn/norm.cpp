@@ -21,7 +21,10 @@ BatchNorm::BatchNorm(int spatial_dims, int64_t num_features, double eps, double 
   num_batches_tracked_ = register_buffer("num_batches_tracked", zeros({}, DType::i64));
 }
 
-Tensor BatchNorm::forward(const Tensor& x) {
+Tensor BatchNorm::forward(const Tensor& x) { return normalise(x, false); }
+Tensor BatchNorm::forward_relu(const Tensor& x) { return normalise(x, true); }
+
+Tensor BatchNorm::normalise(const Tensor& x, bool relu) {
   int64_t want = dims_ + 2;
   QS_CHECK(x.dim() == want || (dims_ == 1 && x.dim() == 2), "{}: expected a {}-D input [N, C, ...], got shape {}",
            type_name(), want, shape_str(x.shape()));
@@ -31,7 +34,8 @@ Tensor BatchNorm::forward(const Tensor& x) {
     NoGrad ng;
     num_batches_tracked_.fill_(num_batches_tracked_.item() + 1);
   }
-  return batch_norm(x, running_mean_, running_var_, weight_, bias_, is_training(), momentum_, eps_);
+  return (relu ? batch_norm_relu : batch_norm)(x, running_mean_, running_var_, weight_, bias_, is_training(),
+                                               momentum_, eps_);
 }
 
 std::string BatchNorm::extra_repr() const {

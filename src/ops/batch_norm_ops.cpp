@@ -38,6 +38,10 @@ std::vector<TensorSpec> batch_norm_backward_meta(const OpCall& c) {
   QS_CHECK(gy.shape() == x.shape() && gy.dtype() == x.dtype(), "batch_norm_backward: gradient {} {} does not match x "
            "{} {}", dtype_name(gy.dtype()), shape_str(gy.shape()), dtype_name(x.dtype()), shape_str(x.shape()));
   for (int i = 2; i < 5; ++i) check_channel_vector(c.in[size_t(i)], x, "a per-channel input");
+  const Tensor& y = c.in[5];
+  QS_CHECK(!y.defined() || (y.shape() == x.shape() && y.dtype() == x.dtype()), "batch_norm_backward: the fused "
+           "ReLU's output {} {} does not match x {} {}", dtype_name(y.dtype()), shape_str(y.shape()),
+           dtype_name(x.dtype()), shape_str(x.shape()));
   int64_t C = x.size(1);
   return {{x.shape(), x.dtype()}, {{C}, x.dtype()}, {{C}, x.dtype()}};
 }
@@ -60,7 +64,8 @@ bool any_nonzero(const Tensor& t) {
 std::vector<Tensor> batch_norm_backward(const GradCtx& c, const std::vector<Tensor>& g) {
   const Tensor &x = c.in[0], &w = c.in[1], &mean = c.out[1], &invstd = c.out[2];
   Tensor gy = g[0].defined() ? g[0].contiguous() : zeros_like(x);
-  auto r = dispatch(OpKind::batch_norm_backward, {gy, x, w, mean, invstd}, c.attrs);
+  Tensor y = c.attrs.b("relu", false) ? c.out[0] : Tensor();  // the fused ReLU's mask
+  auto r = dispatch(OpKind::batch_norm_backward, {gy, x, w, mean, invstd, y}, c.attrs);
   Tensor gx = r[0];
   // In training save_mean and save_invstd are functions of x too.
   if (c.attrs.b("training") && c.needs_grad[0]) {
@@ -79,7 +84,7 @@ struct BnCase {
   Shape x;
   bool training, affine;
   const char* label;
-  bool transposed = false;
+  bool transposed = false, relu = false;
 };
 
 std::vector<BnCase> bn_cases(DType dt) {
@@ -89,9 +94,13 @@ std::vector<BnCase> bn_cases(DType dt) {
                             {{7, 3}, true, false, "no spatial, no affine"},
                             {{3, 2, 3, 4, 5}, true, true, "3d training"},
                             {{3, 4, 3, 3}, true, true, "strided x", true},
-                            {{3, 4, 3, 3}, false, false, "eval strided no affine", true}};
+                            {{3, 4, 3, 3}, false, false, "eval strided no affine", true},
+                            {{3, 5, 7}, true, true, "fused relu", false, true},
+                            {{2, 3, 3, 4, 5}, false, false, "eval fused relu no affine", false, true},
+                            {{3, 4, 3, 3}, true, true, "strided x fused relu", true, true}};
   if (dt == DType::f32) {
     cs.push_back({{32, 32, 28, 28}, true, true, "cnn bn1 (32 images)"});
+    cs.push_back({{32, 64, 14, 14}, true, true, "cnn bn2 + relu (32 images)", false, true});
     cs.push_back({{32, 32, 28, 28}, false, true, "cnn bn1 eval"});
     cs.push_back({{2, 16, 32, 32, 32}, true, true, "cnn3d bn1 (2 volumes)"});
   }
@@ -107,6 +116,7 @@ std::vector<Sample> batch_norm_samples(DType dt, Generator& gen) {
     Tensor b = k.affine ? sample_uniform({C}, dt, gen) : Tensor();
     Tensor rm = sample_uniform({C}, dt, gen, -0.5, 0.5), rv = sample_uniform({C}, dt, gen, 0.5, 2.0);
     Attrs a = Attrs().set("training", k.training).set("momentum", 0.1).set("eps", 1e-5);
+    if (k.relu) a.set("relu", true);
     s.push_back({{x, w, b, rm, rv}, a, k.label, k.affine ? std::vector<int>{0, 1, 2} : std::vector<int>{0}});
   }
   return s;
@@ -119,7 +129,9 @@ std::vector<Sample> batch_norm_backward_samples(DType dt, Generator& gen) {
     OpCall fwd{OpKind::batch_norm, f.in, f.attrs, {}};
     for (auto& sp : batch_norm_meta(fwd)) fwd.out.push_back(empty(sp.shape, sp.dtype));
     kernels::batch_norm_ref(fwd);
-    s.push_back({{sample_uniform(f.in[0].shape(), dt, gen), f.in[0], f.in[1], fwd.out[1], fwd.out[2]}, f.attrs, f.label, {0}});
+    Tensor y = f.attrs.b("relu", false) ? fwd.out[0] : Tensor();
+    s.push_back({{sample_uniform(f.in[0].shape(), dt, gen), f.in[0], f.in[1], fwd.out[1], fwd.out[2], y}, f.attrs,
+                 f.label, {0}});
   }
   return s;
 }
@@ -134,10 +146,12 @@ const OpImpl batch_norm_backward_impl{batch_norm_backward_meta, kernels::batch_n
 
 namespace qs {
 
-Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var, const Tensor& weight,
-                  const Tensor& bias, bool training, double momentum, double eps) {
-  auto r = ops::dispatch(ops::OpKind::batch_norm, {x, weight, bias, running_mean, running_var},
-                         Attrs().set("training", training).set("momentum", momentum).set("eps", eps));
+namespace {
+Tensor batch_norm_functional(const Tensor& x, const Tensor& running_mean, const Tensor& running_var, const Tensor& weight,
+                             const Tensor& bias, bool training, double momentum, double eps, bool relu) {
+  Attrs a = Attrs().set("training", training).set("momentum", momentum).set("eps", eps);
+  if (relu) a.set("relu", true);
+  auto r = ops::dispatch(ops::OpKind::batch_norm, {x, weight, bias, running_mean, running_var}, a);
   if (training) {
     NoGrad ng;
     Tensor rm = running_mean, rv = running_var;  // handles: copy_ writes the caller's storage
@@ -152,6 +166,18 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
     }
   }
   return r[0];
+}
+
+}  // namespace
+
+Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var, const Tensor& weight,
+                  const Tensor& bias, bool training, double momentum, double eps) {
+  return batch_norm_functional(x, running_mean, running_var, weight, bias, training, momentum, eps, false);
+}
+
+Tensor batch_norm_relu(const Tensor& x, const Tensor& running_mean, const Tensor& running_var, const Tensor& weight,
+                       const Tensor& bias, bool training, double momentum, double eps) {
+  return batch_norm_functional(x, running_mean, running_var, weight, bias, training, momentum, eps, true);
 }
 
 }  // namespace qs

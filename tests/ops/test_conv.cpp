@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "ops/op.h"
 #include "qiusuo/autograd.h"
 #include "qiusuo/ops.h"
 
@@ -88,6 +89,27 @@ TEST(Pool, MaxPoolValuesAndIndices) {
   expect_values(x.grad(), {0, 1, 0, 0, 0, 0, 2, 0, 3, 0, 0, 0, 0, 0, 4, 0});
 }
 
+// The vectorised 2-wide windows (2x2, 2x2x2) against the reference on ties (values
+// rounded to a few levels), NaNs, and widths that leave a partial group of 8 outputs.
+TEST(Pool, MaxPoolPairsMatchReferenceOnTiesAndNaN) {
+  Generator g(3);
+  for (Shape xs : {Shape{2, 3, 6, 5}, Shape{1, 2, 9, 19}, Shape{2, 2, 28, 28}, Shape{1, 2, 4, 6, 33}}) {
+    std::vector<double> v = rand(xs, DType::f32, &g).to_vector();
+    for (double& e : v) e = std::round(e * 3.0);
+    for (size_t i = 7; i < v.size(); i += 23) v[i] = std::nan("");
+    Tensor x;
+    x = from_vector(v, xs);
+    Attrs a = Attrs().set("kernel", Shape{2}).set("stride", Shape{2}).set("padding", Shape{0});
+    auto fast = ops::dispatch(ops::OpKind::max_pool, {x}, a);
+    ops::OpCall ref{ops::OpKind::max_pool, {x}, a, {empty_like(fast[0]), empty_like(fast[1])}};
+    ops::op_def(ops::OpKind::max_pool).impl->ref(ref);
+    auto fv = fast[0].to_vector(), rv = ref.out[0].to_vector();
+    for (size_t i = 0; i < fv.size(); ++i)
+      EXPECT_TRUE(fv[i] == rv[i] || (std::isnan(fv[i]) && std::isnan(rv[i]))) << shape_str(xs) << " output " << i;
+    EXPECT_EQ(fast[1].to_vector(), ref.out[1].to_vector()) << shape_str(xs);
+  }
+}
+
 TEST(Pool, MaxPoolPaddingNeverWins) {
   Tensor x = full({1, 1, 2, 2}, -3.0);
   auto [y, idx] = max_pool2d_with_indices(x, 3, 1, 1);
@@ -146,6 +168,31 @@ TEST(BatchNorm, GradientsOfTrainingMode) {
   for (double g : x.grad().to_vector()) EXPECT_NEAR(g, 0.0, 1e-5);
   expect_values(b.grad(), {20, 20, 20});
   expect_values(w.grad(), {0, 0, 0}, 1e-4);  // sum of xhat is 0
+}
+
+// batch_norm_relu is relu(batch_norm(...)): the same output, running statistics and
+// gradients (x, weight, bias), on the optimised kernel (contiguous f32) and the reference
+// (a transposed x).
+TEST(BatchNorm, FusedReluMatchesBatchNormThenRelu) {
+  Generator gen(5);
+  for (bool transposed : {false, true}) {
+    Tensor base = randn({6, 4, 5, 3}, DType::f32, &gen);
+    Tensor x0 = transposed ? base.transpose(2, 3) : base, gy = randn(x0.shape(), DType::f32, &gen);
+    std::vector<std::vector<double>> got[2];
+    for (int fused = 0; fused < 2; ++fused) {
+      Tensor x = x0.detach().requires_grad_(true), w = full({4}, 1.5).requires_grad_(true);
+      Tensor b = from_vector({0.2, -0.3, 0.0, 0.5}, {4}).requires_grad_(true), rm = zeros({4}), rv = ones({4});
+      Tensor y = fused ? batch_norm_relu(x, rm, rv, w, b, true) : relu(batch_norm(x, rm, rv, w, b, true));
+      sum(y * gy).backward();
+      got[fused] = {y.to_vector(), rm.to_vector(), rv.to_vector(), x.grad().to_vector(), w.grad().to_vector(),
+                    b.grad().to_vector()};
+    }
+    for (size_t k = 0; k < got[0].size(); ++k) {
+      ASSERT_EQ(got[0][k].size(), got[1][k].size());
+      for (size_t i = 0; i < got[0][k].size(); ++i)
+        EXPECT_NEAR(got[1][k][i], got[0][k][i], 1e-5) << "transposed " << transposed << " result " << k << " at " << i;
+    }
+  }
 }
 
 TEST(BatchNorm, BadInputsRaise) {

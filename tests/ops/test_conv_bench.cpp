@@ -50,8 +50,14 @@ double bench_layer(const char* name, int nsp, Shape x_shape, int64_t O, bool poo
   Attrs ba = Attrs().set("training", true).set("momentum", 0.1).set("eps", 1e-5);
   auto bn = ops::dispatch(ops::OpKind::batch_norm, {y, gamma, beta, rm, rv}, ba);
   double bn_f = time_ms([&] { ops::dispatch(ops::OpKind::batch_norm, {y, gamma, beta, rm, rv}, ba); });
-  double bn_b = time_ms([&] { ops::dispatch(ops::OpKind::batch_norm_backward, {gy, y, gamma, bn[1], bn[2]}, ba); });
+  double bn_b = time_ms([&] { ops::dispatch(ops::OpKind::batch_norm_backward, {gy, y, gamma, bn[1], bn[2], Tensor()}, ba); });
   double relu_f = time_ms([&] { relu(bn[0]); });
+  // The models' fused batch-norm + ReLU (batch_norm_relu), forward and backward.
+  Attrs fa = Attrs(ba).set("relu", true);
+  auto bnr = ops::dispatch(ops::OpKind::batch_norm, {y, gamma, beta, rm, rv}, fa);
+  double bnr_f = time_ms([&] { ops::dispatch(ops::OpKind::batch_norm, {y, gamma, beta, rm, rv}, fa); });
+  double bnr_b = time_ms(
+      [&] { ops::dispatch(ops::OpKind::batch_norm_backward, {gy, y, gamma, bnr[1], bnr[2], bnr[0]}, fa); });
   double pool_f = 0, pool_b = 0;
   if (pool) {
     Attrs pa = Attrs().set("kernel", Shape{2}).set("stride", Shape{2}).set("padding", Shape{0});
@@ -62,9 +68,10 @@ double bench_layer(const char* name, int nsp, Shape x_shape, int64_t O, bool poo
       ops::dispatch1(ops::OpKind::max_pool_backward, {gp, p[1]}, Attrs(pa).set("input_shape", y.shape()));
     });
   }
-  double total = conv_f + conv_bd + conv_bw + bn_f + bn_b + relu_f + pool_f + pool_b;
-  std::printf("%-22s conv fwd %6.2f bwd-data %6.2f bwd-w %6.2f | bn fwd %5.2f bwd %5.2f | relu %5.2f | pool fwd %5.2f "
-              "bwd %5.2f | total %7.2f ms\n", name, conv_f, conv_bd, conv_bw, bn_f, bn_b, relu_f, pool_f, pool_b, total);
+  double total = conv_f + conv_bd + conv_bw + bnr_f + bnr_b + pool_f + pool_b;
+  std::printf("%-22s conv fwd %6.2f bwd-data %6.2f bwd-w %6.2f | bn fwd %5.2f bwd %5.2f | relu %5.2f | bn+relu fwd "
+              "%5.2f bwd %5.2f | pool fwd %5.2f bwd %5.2f | total (fused) %7.2f ms\n", name, conv_f, conv_bd, conv_bw,
+              bn_f, bn_b, relu_f, bnr_f, bnr_b, pool_f, pool_b, total);
   return total;
 }
 
@@ -103,9 +110,9 @@ TEST(ConvBench, CnnForwardBackward) {
   }
   Tensor wl = randn({128, 10});
   auto step = [&] {
-    Tensor h = max_pool2d(relu(batch_norm(conv2d(x, w1, b1, 1, 1), rm[0], rv[0], g[0], bb[0], true)), 2);
-    h = max_pool2d(relu(batch_norm(conv2d(h, w2, b2, 1, 1), rm[1], rv[1], g[1], bb[1], true)), 2);
-    h = relu(batch_norm(conv2d(h, w3, b3, 1, 1), rm[2], rv[2], g[2], bb[2], true));
+    Tensor h = max_pool2d(batch_norm_relu(conv2d(x, w1, b1, 1, 1), rm[0], rv[0], g[0], bb[0], true), 2);
+    h = max_pool2d(batch_norm_relu(conv2d(h, w2, b2, 1, 1), rm[1], rv[1], g[1], bb[1], true), 2);
+    h = batch_norm_relu(conv2d(h, w3, b3, 1, 1), rm[2], rv[2], g[2], bb[2], true);
     Tensor logits = linear(adaptive_avg_pool2d(h, 1).flatten(1), fw, fb);
     sum(logits * wl).backward();
   };
@@ -130,8 +137,8 @@ TEST(ConvBench, Cnn3dForwardBackward) {
   }
   Tensor wl = randn({8, 2});
   auto block = [&](const Tensor& x, const Tensor& w, int i) {
-    return relu(batch_norm(conv3d(x, w, bias[size_t(i)], 1, 1), rm[size_t(i)], rv[size_t(i)], gamma[size_t(i)],
-                           beta[size_t(i)], true));
+    return batch_norm_relu(conv3d(x, w, bias[size_t(i)], 1, 1), rm[size_t(i)], rv[size_t(i)], gamma[size_t(i)],
+                           beta[size_t(i)], true);
   };
   auto step = [&] {
     Tensor h = max_pool3d(block(v, w1, 0), 2);

@@ -14,6 +14,9 @@ class BatchNorm : public Module {
  public:
   BatchNorm(int spatial_dims, int64_t num_features, double eps = 1e-5, double momentum = 0.1, bool affine = true);
   Tensor forward(const Tensor& x) override;
+  // relu(forward(x)) as one fused op (batch_norm_relu): what a BatchNorm followed by a
+  // ReLU computes, with one pass over the activations instead of two.
+  Tensor forward_relu(const Tensor& x);
   std::string extra_repr() const override;
   const Tensor& weight() const { return weight_; }
   const Tensor& bias() const { return bias_; }
@@ -22,6 +25,7 @@ class BatchNorm : public Module {
   double eps() const { return eps_; }
 
  private:
+  Tensor normalise(const Tensor& x, bool relu);
   int dims_;
   int64_t c_;
   double eps_, momentum_;

@@ -1,6 +1,9 @@
 // Pooling, f32 on contiguous tensors: OpenMP over the (n, c) planes, each plane walked
 // window by window (the same windows as the reference, src/kernels/ref/pool_ref.cpp).
 // Backward kernels own a whole input plane each, so the scatters need no atomics.
+#include <immintrin.h>
+
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -51,22 +54,78 @@ template <class Fn> inline void each_window(const Spatial& g, bool adaptive, Fn&
 // The first maximum wins; NaN beats every number (torch.nn.functional.max_pool*).
 inline bool better(float v, float best) { return v > best || (std::isnan(v) && !std::isnan(best)); }
 
-// The CNN's 2x2, stride 2 window on a 2-D plane: four taps, branchless selects.
-void max_pool_2x2(const float* x, int64_t W, int64_t OH, int64_t OW, float* y, int64_t* idx) {
-  for (int64_t oh = 0; oh < OH; ++oh)
-    for (int64_t ow = 0; ow < OW; ++ow) {
-      int64_t i = 2 * oh * W + 2 * ow;
-      int64_t cand[3] = {i + 1, i + W, i + W + 1};
-      float best = x[i];
-      int64_t at = i;
-      for (int64_t j : cand) {
-        float v = x[j];
-        bool take = v > best || (v != v && best == best);
-        best = take ? v : best;
-        at = take ? j : at;
-      }
-      y[oh * OW + ow] = best;
-      idx[oh * OW + ow] = at;
+// Windows two taps wide with stride 2 along W (the CNNs' 2x2 and 2x2x2 pools), without
+// padding: eight outputs of one output row at a time. Each window row is a pair of
+// adjacent floats, so two loads of 16 floats split into even and odd taps; the taps are
+// visited in the reference's order (d, h, then w) with the same rule (first maximum
+// wins, NaN beats numbers), and indices are kept as int32 lanes (plane < 2^31).
+struct PairRows {
+  int n = 0;
+  int64_t off[64];  // offset of each window row from the window's origin
+};
+
+inline __m256 even_lanes(__m256 a, __m256 b) {
+  return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0x88)), 0xD8));
+}
+inline __m256 odd_lanes(__m256 a, __m256 b) {
+  return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0xDD)), 0xD8));
+}
+
+// Up to 8 outputs (n of them) starting at column ow of the output row whose window
+// origin is `origin` (flat input offset).
+inline void max_pairs8(const float* x, const PairRows& rows, int64_t origin, int64_t n, float* y, int64_t* idx) {
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256i mlo = _mm256_cmpgt_epi32(_mm256_set1_epi32(int(2 * n)), lane);
+  const __m256i mhi = _mm256_cmpgt_epi32(_mm256_set1_epi32(int(2 * n) - 8), lane);
+  const __m256i step2 = _mm256_add_epi32(lane, lane);
+  __m256 best = _mm256_setzero_ps();
+  __m256i at = _mm256_setzero_si256();
+  for (int r = 0; r < rows.n; ++r) {
+    const float* p = x + origin + rows.off[r];
+    __m256 a = n == 8 ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, mlo);
+    __m256 b = n == 8 ? _mm256_loadu_ps(p + 8) : _mm256_maskload_ps(p + 8, mhi);
+    __m256i i0 = _mm256_add_epi32(_mm256_set1_epi32(int(origin + rows.off[r])), step2);
+    __m256 taps[2] = {even_lanes(a, b), odd_lanes(a, b)};
+    __m256i tap_idx[2] = {i0, _mm256_add_epi32(i0, _mm256_set1_epi32(1))};
+    for (int t = 0; t < 2; ++t) {
+      __m256 v = taps[t];
+      __m256 take = r == 0 && t == 0 ? _mm256_castsi256_ps(_mm256_set1_epi32(-1))
+                                     : _mm256_or_ps(_mm256_cmp_ps(v, best, _CMP_GT_OQ),
+                                                    _mm256_and_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q),
+                                                                  _mm256_cmp_ps(best, best, _CMP_ORD_Q)));
+      best = _mm256_blendv_ps(best, v, take);
+      at = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(at), _mm256_castsi256_ps(tap_idx[t]), take));
+    }
+  }
+  __m256i lo = _mm256_cvtepi32_epi64(_mm256_castsi256_si128(at)), hi = _mm256_cvtepi32_epi64(_mm256_extracti128_si256(at, 1));
+  // A short row's tail goes through a buffer: masked stores are microcoded (slow) on AMD.
+  alignas(32) float yb[8];
+  alignas(32) int64_t ib[8];
+  bool full = n == 8;
+  _mm256_storeu_ps(full ? y : yb, best);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(full ? idx : ib), lo);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>((full ? idx : ib) + 4), hi);
+  if (!full) {
+    std::memcpy(y, yb, size_t(n) * sizeof(float));
+    std::memcpy(idx, ib, size_t(n) * sizeof(int64_t));
+  }
+}
+
+bool pairs_fit(const Spatial& g) {
+  bool unpadded = g.pad[0] == 0 && g.pad[1] == 0 && g.pad[2] == 0;
+  return unpadded && g.k[2] == 2 && g.stride[2] == 2 && g.k[0] * g.k[1] <= 64 && g.in_plane() < (int64_t(1) << 31);
+}
+
+void max_pool_pairs(const float* x, const Spatial& g, float* y, int64_t* idx) {
+  const int64_t H = g.in[1], W = g.in[2], OW = g.out[2];
+  PairRows rows;
+  for (int64_t kd = 0; kd < g.k[0]; ++kd)
+    for (int64_t kh = 0; kh < g.k[1]; ++kh) rows.off[rows.n++] = (kd * H + kh) * W;
+  for (int64_t od = 0; od < g.out[0]; ++od)
+    for (int64_t oh = 0; oh < g.out[1]; ++oh) {
+      const int64_t o = (od * g.out[1] + oh) * OW, origin = (od * g.stride[0] * H + oh * g.stride[1]) * W;
+      for (int64_t ow = 0; ow < OW; ow += 8)
+        max_pairs8(x, rows, origin + 2 * ow, std::min<int64_t>(8, OW - ow), y + o + ow, idx + o + ow);
     }
 }
 
@@ -107,15 +166,14 @@ void max_pool_cpu(ops::OpCall& c) {
   float* y = c.out[0].data_ptr<float>();
   int64_t* idx = c.out[1].data_ptr<int64_t>();
   int64_t H = g.in[1], W = g.in[2];
-  bool unpadded = g.pad[0] == 0 && g.pad[1] == 0 && g.pad[2] == 0;
-  bool plane_2x2 = unpadded && g.in[0] == 1 && g.k[1] == 2 && g.k[2] == 2 && g.stride[1] == 2 && g.stride[2] == 2;
+  bool unpadded = g.pad[0] == 0 && g.pad[1] == 0 && g.pad[2] == 0, pairs = pairs_fit(g);
 #pragma omp parallel for schedule(static)
   for (int64_t nc = 0; nc < g.N * g.C; ++nc) {
     const float* xp = x + nc * g.in_plane();
     float* yp = y + nc * g.out_plane();
     int64_t* ip = idx + nc * g.out_plane();
-    if (plane_2x2) {
-      max_pool_2x2(xp, W, g.out[1], g.out[2], yp, ip);
+    if (pairs) {
+      max_pool_pairs(xp, g, yp, ip);
       continue;
     }
     if (unpadded) {
@@ -204,11 +262,38 @@ void avg_pool_cpu(ops::OpCall& c) { avg_forward(c, ops::pool_spatial(c.in[0].sha
 void avg_pool_backward_cpu(ops::OpCall& c) {
   avg_backward(c, ops::pool_spatial(c.attrs.ints("input_shape"), c.attrs, "avg_pool_backward", 2, 3), false);
 }
+// Global pooling (every output size 1, the CNN's head): one contiguous sum per plane
+// instead of a window walk row by row (7-wide rows leave SIMD loops mostly idle).
+bool global(const Spatial& g) { return g.out_plane() == 1; }
+
 void adaptive_avg_pool_cpu(ops::OpCall& c) {
-  avg_forward(c, ops::adaptive_spatial(c.in[0].shape(), c.attrs, "adaptive_avg_pool"), true);
+  Spatial g = ops::adaptive_spatial(c.in[0].shape(), c.attrs, "adaptive_avg_pool");
+  if (!global(g)) return avg_forward(c, g, true);
+  const float* x = c.in[0].data_ptr<float>();
+  float* y = c.out[0].data_ptr<float>();
+  const int64_t P = g.in_plane();
+#pragma omp parallel for schedule(static) if (g.N * g.C * P > 32768)
+  for (int64_t nc = 0; nc < g.N * g.C; ++nc) {
+    const float* xp = x + nc * P;
+    float s = 0;
+#pragma omp simd reduction(+ : s)
+    for (int64_t i = 0; i < P; ++i) s += xp[i];
+    y[nc] = s / float(P);
+  }
 }
 void adaptive_avg_pool_backward_cpu(ops::OpCall& c) {
-  avg_backward(c, ops::adaptive_spatial(c.attrs.ints("input_shape"), c.attrs, "adaptive_avg_pool_backward"), true);
+  Spatial g = ops::adaptive_spatial(c.attrs.ints("input_shape"), c.attrs, "adaptive_avg_pool_backward");
+  if (!global(g)) return avg_backward(c, g, true);
+  const float* gy = c.in[0].data_ptr<float>();
+  float* dx = c.out[0].data_ptr<float>();
+  const int64_t P = g.in_plane();
+#pragma omp parallel for schedule(static) if (g.N * g.C * P > 32768)
+  for (int64_t nc = 0; nc < g.N * g.C; ++nc) {
+    float* d = dx + nc * P;
+    const float share = gy[nc] / float(P);
+#pragma omp simd
+    for (int64_t i = 0; i < P; ++i) d[i] = share;
+  }
 }
 
 }  // namespace

@@ -6,6 +6,8 @@
 // Backward with xhat_i = (x_i - mean) invstd:
 //   db = sum dy_i, dw = sum dy_i xhat_i
 //   training: dx_i = w invstd (dy_i - db / M - xhat_i dw / M);  eval: dx_i = w invstd dy_i
+// Fused ReLU (attr relu): the forward returns max(y_i, 0); its backward is given that
+// output (input 5) and first replaces dy_i by 0 wherever the output is not positive.
 #include <cmath>
 
 #include "kernels/ref/ref_kernels.h"
@@ -48,6 +50,7 @@ void batch_norm_ref(ops::OpCall& c) {
     }
     double is = 1.0 / std::sqrt(v + eps), w = at_or(W, ch, 1.0), b = at_or(B, ch, 0.0);
     it.each(ch, [&](size_t i) { Y[i] = (X[i] - m) * is * w + b; });
+    if (c.attrs.b("relu", false)) it.each(ch, [&](size_t i) { Y[i] = std::max(Y[i], 0.0); });
     mean[size_t(ch)] = m;
     invstd[size_t(ch)] = is;
   }
@@ -62,6 +65,10 @@ void batch_norm_backward_ref(ops::OpCall& c) {
                       mean = c.in[3].to_vector(), invstd = c.in[4].to_vector();
   std::vector<double> DX(X.size()), DW(size_t(it.C)), DB(size_t(it.C));
   bool training = c.attrs.b("training");
+  if (c.in[5].defined()) {
+    std::vector<double> Y = c.in[5].to_vector();
+    for (size_t i = 0; i < GY.size(); ++i) GY[i] = Y[i] > 0 ? GY[i] : 0.0;
+  }
   for (int64_t ch = 0; ch < it.C; ++ch) {
     double m = mean[size_t(ch)], is = invstd[size_t(ch)], w = at_or(W, ch, 1.0), sg = 0, sgx = 0;
     it.each(ch, [&](size_t i) {
