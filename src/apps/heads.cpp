@@ -45,6 +45,8 @@ struct MapAcc {
   std::vector<HeadAcc> head;
   std::map<RelKey, std::map<int64_t, int64_t>> base_offsets;  // per relation: offset -> correct instances
   std::map<RelKey, int64_t> instances;
+  int64_t rows = 0;                     // scored rows (the same for every head of the map)
+  std::map<int64_t, int64_t> offset_rows;  // offset -> scored rows in which that key exists
 };
 
 struct Sides {
@@ -147,6 +149,11 @@ void score_map(MapAcc& acc, const AttentionMap& m, const HeadSentence& s, const 
   check_side(*sd.q, tq, m.kind + " query");
   check_side(*sd.k, tk, m.kind + " key");
   const float* w = wt.data_ptr<float>();
+  for (int64_t q = 0; q < tq && !cross; ++q) {
+    if (!scored_row(*sd.q, causal, q)) continue;
+    acc.rows += 1;
+    for (int64_t k = 0; k < (causal ? std::min(q + 1, tk) : tk); ++k) acc.offset_rows[k - q] += 1;
+  }
   for (int64_t h = 0; h < acc.heads; ++h) {
     HeadAcc& a = acc.head[h];
     for (int64_t q = 0; q < tq; ++q) {
@@ -168,13 +175,28 @@ void score_map(MapAcc& acc, const AttentionMap& m, const HeadSentence& s, const 
 
 double ratio(int64_t a, int64_t b) { return b > 0 ? double(a) / double(b) : std::numeric_limits<double>::quiet_NaN(); }
 
+// The positional test's offset: the one whose argmax share is highest among the rows in which
+// that offset exists (the first token has no -1), considering only offsets that exist in at
+// least opt.min_offset_coverage of the scored rows. Ties: the offset hit more often.
+void choose_offset(const MapAcc& acc, const HeadAcc& a, const HeadAnalysisOptions& opt, HeadMetrics& m) {
+  int64_t best_hits = -1;
+  for (const auto& [off, n] : a.offsets) {
+    auto it = acc.offset_rows.find(off);
+    const int64_t exist = it == acc.offset_rows.end() ? 0 : it->second;
+    if (exist == 0 || double(exist) < opt.min_offset_coverage * double(acc.rows)) continue;
+    const double share = ratio(n, exist);
+    if (share > m.offset_share || (share == m.offset_share && n > best_hits))
+      m.offset = off, m.offset_share = share, m.offset_share_all = ratio(n, a.rows), m.offset_rows = exist,
+      best_hits = n;
+  }
+}
+
 HeadMetrics finish_head(const MapAcc& acc, int64_t h, const HeadAnalysisOptions& opt) {
   const HeadAcc& a = acc.head[h];
   HeadMetrics m;
   m.name = acc.name, m.kind = acc.kind, m.layer = acc.layer, m.head = h, m.rows = a.rows;
   m.confidence = a.rows ? a.sum_max / double(a.rows) : 0.0;
-  for (const auto& [off, n] : a.offsets)
-    if (double(n) > m.offset_share * double(a.rows)) m.offset = off, m.offset_share = ratio(n, a.rows);
+  choose_offset(acc, a, opt, m);
   m.positional = acc.kind != "cross" && a.rows > 0 && m.offset_share >= opt.positional_share;
   for (const auto& [key, n] : acc.instances) {
     RelationScore r{key.rel, key.dir, n};
@@ -250,7 +272,9 @@ nlohmann::json heads_to_json(const std::vector<HeadMetrics>& heads) {
                       {"baseline_offset", r.baseline_offset}, {"syntactic", r.syntactic}});
     list.push_back({{"name", m.name}, {"layer", m.layer}, {"head", m.head}, {"kind", m.kind}, {"roles", m.roles},
                     {"confidence", num(m.confidence)}, {"rows", m.rows}, {"offset", m.offset},
-                    {"offset_share", num(m.offset_share)}, {"positional", m.positional}, {"eos", num(m.eos)}, {"first", num(m.first)}, {"relations", rels},
+                    {"offset_share", num(m.offset_share)},
+                    {"offset_share_all", num(m.offset_share_all)}, {"offset_rows", m.offset_rows},
+                    {"positional", m.positional}, {"eos", num(m.eos)}, {"first", num(m.first)}, {"relations", rels},
                     {"rare", num(m.rare)}, {"rare_chance", num(m.rare_chance)}, {"alignment", num(m.alignment)},
                     {"alignment_reading", num(m.alignment_reading)}, {"delta_loss", num(m.delta_loss)},
                     {"delta_bleu", num(m.delta_bleu)}, {"pruned", m.pruned}});

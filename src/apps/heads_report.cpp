@@ -42,8 +42,8 @@ std::string syntax_cell(const HeadMetrics& m) {
 
 std::string head_row(const HeadMetrics& m) {
   const std::string pos = m.kind == "cross" ? "—"
-                                            : fmt::format("{:+d} ({:.2f}){}", m.offset, m.offset_share,
-                                                          m.positional ? " **positional**" : "");
+                                            : fmt::format("{:+d} ({:.2f}; {:.2f} of all rows){}", m.offset, m.offset_share,
+                                                          m.offset_share_all, m.positional ? " **positional**" : "");
   const std::string rare = std::isfinite(m.rare) ? fmt::format("{:.2f} ({:.2f})", m.rare, m.rare_chance) : "—";
   const std::string align = std::isfinite(m.alignment)
                                 ? fmt::format("{:.2f} / {:.2f}", m.alignment, m.alignment_reading)
@@ -124,8 +124,9 @@ std::string importance_section(const HeadsReport& r) {
 std::string heads_markdown(const HeadsReport& r, const std::string& command) {
   std::string out = fmt::format("# Attention heads of {} (step {})\n\n    {}\n\n", r.checkpoint, r.step, command);
   out += fmt::format("{} sentences from {}. Columns: confidence = mean maximum weight (Voita et al. 2019, `<eos>` rows "
-                     "excluded); offset = the most frequent argmax offset key - query (its share; positional at >= "
-                     "0.90); syntactic = relations whose accuracy beats the best fixed offset by >= 0.10 (accuracy vs "
+                     "excluded); offset = the argmax offset key - query with the highest share of the rows in which that "
+                     "offset exists (the first token has no -1; offsets that exist in under half the rows are not "
+                     "tested), positional at >= 0.90, and its share of all rows; syntactic = relations whose accuracy beats the best fixed offset by >= 0.10 (accuracy vs "
                      "baseline; d→h: the dependent's row, h→d: the head's row); `<eos>` = argmax on the key side's `<eos>` "
                      "(a resting place); first = argmax on key 0 of a causal map (`<bos>`, or an LM's first token); rare = argmax on the rarest token "
                      "(chance); alignment = argmax on the aligned source word from the row that predicts the word / "

@@ -81,20 +81,47 @@ TEST(Heads, OneLeftIsPositionalMinusOne) {
   auto sents = parsed_corpus([](int64_t h, int64_t q) { return h == 0 ? q - 1 : (q % 2 ? q : 0); });
   auto heads = analyse_heads(sents);
   ASSERT_EQ(heads.size(), 2u);
-  // Scored rows: every word row (eos excluded); row 0 of each sentence (offset 0) is the only miss.
+  // Scored rows: every word row (eos excluded). Row 0 of each sentence has no previous token, so
+  // it leaves the -1 share's denominator: 75 of the 75 rows where -1 exists, 75 of all 95 rows.
   EXPECT_EQ(heads[0].offset, -1);
-  EXPECT_NEAR(heads[0].offset_share, 1.0 - 20.0 / 95.0, 1e-12);  // 20 sentences, 95 word rows
-  EXPECT_FALSE(heads[0].positional);                              // 0.79 < 0.90
-  HeadAnalysisOptions loose;
-  loose.positional_share = 0.75;
-  heads = analyse_heads(sents, loose);
+  EXPECT_DOUBLE_EQ(heads[0].offset_share, 1.0);
+  EXPECT_EQ(heads[0].offset_rows, 75);
+  EXPECT_NEAR(heads[0].offset_share_all, 1.0 - 20.0 / 95.0, 1e-12);  // 20 sentences, 95 word rows
   EXPECT_TRUE(heads[0].positional);
+  HeadAnalysisOptions strict;
+  strict.positional_share = 1.0 + 1e-9;
+  EXPECT_FALSE(analyse_heads(sents, strict)[0].positional);
   EXPECT_TRUE(has_role(heads[0], "positional -1"));
   EXPECT_TRUE(has_role(heads[0], "previous token"));
   EXPECT_FALSE(heads[1].positional);
   EXPECT_NEAR(heads[0].confidence, 0.7, 1e-6);
   EXPECT_EQ(heads[0].name, "encoder.blocks.0.self_attn");
   EXPECT_EQ(heads[1].head, 1);
+}
+
+TEST(Heads, AnOffsetMustExistInHalfTheRowsToBeTested) {
+  // Head 0 looks four to the right where that key exists, else at itself. Sentences have 7, 6, 3
+  // and 7 tokens (eos included): +4 exists in 3 + 2 + 0 + 3 of the 19 word rows per repetition.
+  auto sents = parsed_corpus([](int64_t h, int64_t q) { return h == 0 ? q + 4 : q; });
+  for (HeadSentence& s : sents) {
+    const int64_t n = int64_t(s.snap.source_ids.size());
+    s.snap.maps[0] = make_map("encoder.blocks.0.self_attn", "self", 0, 2, n, n,
+                              [n](int64_t h, int64_t q) { return h == 0 && q + 4 < n ? q + 4 : q; });
+  }
+  auto heads = analyse_heads(sents);
+  // +4 exists in 40 of 95 rows (< half): not a candidate, so the head's offset is 0 (55 of 95).
+  EXPECT_EQ(heads[0].offset, 0);
+  EXPECT_NEAR(heads[0].offset_share, 55.0 / 95.0, 1e-12);
+  EXPECT_FALSE(heads[0].positional);
+  HeadAnalysisOptions loose;
+  loose.min_offset_coverage = 0.4;
+  heads = analyse_heads(sents, loose);
+  EXPECT_EQ(heads[0].offset, 4);
+  EXPECT_DOUBLE_EQ(heads[0].offset_share, 1.0);
+  EXPECT_EQ(heads[0].offset_rows, 40);
+  EXPECT_TRUE(heads[0].positional);
+  EXPECT_TRUE(heads[1].positional);  // the self head: offset 0 exists in every row
+  EXPECT_EQ(heads[1].offset, 0);
 }
 
 TEST(Heads, PointingAtTheGoldHeadIsSyntactic) {

@@ -4,8 +4,14 @@
 // "causal"):
 //
 //   confidence   the mean of the row maximum (Voita et al. 2019), over the scored rows
-//   positional   the argmax falls on one relative offset (key - query) in >= 90% of the rows
-//                (Voita et al. 2019); self-attention maps only. Offset -1 is a previous-token head
+//   positional   the argmax falls on one relative offset k (key - query) in >= 90% of the rows
+//                (Voita et al. 2019); self-attention maps only. Offset -1 is a previous-token head.
+//                The share's denominator is the scored rows in which offset k exists (0 <= query
+//                + k < visible keys): the first token has no previous token, so a perfect -1 head
+//                scores 1.0, not (n - 1) / n. Only offsets that exist in at least
+//                min_offset_coverage (half) of the scored rows are candidates, so a rare far
+//                offset cannot win on a handful of rows. The share over all scored rows is kept
+//                beside it (offset_share_all)
 //   syntactic    per relation (nsubj, dobj, amod, advmod) and direction ("dep->head": the
 //                dependent's row, correct when its argmax is the head word; "head->dep": the
 //                head's row, correct on any dependent with that relation): the accuracy, against
@@ -72,7 +78,9 @@ struct HeadMetrics {
   int64_t rows = 0;             // scored query rows
   double confidence = 0;
   int64_t offset = 0;           // the most frequent argmax offset (self-attention maps)
-  double offset_share = 0;      // its share of the scored rows
+  double offset_share = 0;      // its share of the scored rows in which the offset exists
+  double offset_share_all = 0;  // its share of all scored rows
+  int64_t offset_rows = 0;      // the scored rows in which the offset exists
   bool positional = false;
   double eos = std::numeric_limits<double>::quiet_NaN();  // argmax on the key side's <eos> (NaN: none)
   double first = 0;  // argmax on key 0 (causal maps: the LM's first token, the decoder's <bos>)
@@ -91,6 +99,7 @@ struct HeadMetrics {
 
 struct HeadAnalysisOptions {
   double positional_share = 0.90;  // Voita et al.
+  double min_offset_coverage = 0.5;  // an offset must exist in this share of the rows to be tested
   double syntactic_margin = 0.10;  // accuracy points above the positional baseline
   int64_t min_instances = 20;      // fewer instances: no syntactic verdict
   double rare_threshold = 0.5;     // rare-word role: rare >= this and >= 2 x chance
