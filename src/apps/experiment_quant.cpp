@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 
 #include "io/atomic_file.h"
 #include "qiusuo/apps/cnn.h"
@@ -219,34 +220,33 @@ json claims(const json& rows) {
                                  "static INT8: {:.2f}x", b64, q64, b64 / q64, lm, lm_static)}}});
 }
 
-// retained.svg: accuracy retained (CNN) / FP32 perplexity over perplexity (LM), in %, against
-// weight bytes; speedup.svg: FP32 latency over each variant's, against weight bytes.
+// retained.svg: the change in quality against FP32 in percentage points (CNN: test accuracy
+// retained; LM: FP32 perplexity over the variant's), one bar per variant, labelled with its
+// share of the FP32 weight bytes; speedup.svg: FP32 latency over the variant's (CNN batch 64
+// and 1; LM forward at batch 1), with the 1x line.
 void write_plots(const json& rows, const fs::path& dir) {
-  std::vector<util::PlotSeries> quality, speed;
+  std::vector<util::BarGroup> quality, speed;
   for (const char* model : {"cnn", "lm"}) {
-    util::PlotSeries q{model == std::string("cnn") ? "CNN (test accuracy)" : "LM (FP32 ppl / ppl)", {}, {}};
-    util::PlotSeries s1{model == std::string("cnn") ? "CNN batch 64" : "LM forward, batch 1", {}, {}};
-    util::PlotSeries s2{"CNN batch 1", {}, {}};
     const json& fp = row(rows, model, "fp32");
+    const bool cnn = model == std::string("cnn");
     for (auto& r : rows) {
-      if (r["model"] != model) continue;
-      const double x = r["weight_bytes"].get<double>();
-      const bool cnn = r["model"] == "cnn";
-      q.x.push_back(x), s1.x.push_back(x), s2.x.push_back(x);
-      q.y.push_back(100 * (cnn ? r["retained"].get<double>() : 1 / (1 + r["perplexity_vs_fp32"].get<double>())));
+      if (r["model"] != model || r["variant"] == "fp32") continue;
+      const std::string name = fmt::format("{} {}", cnn ? "CNN" : "LM", r["variant"].get<std::string>());
+      const double bytes = 100 * r["weight_bytes"].get<double>() / fp["weight_bytes"].get<double>();
+      const double q = cnn ? r["retained"].get<double>() : 1 / (1 + r["perplexity_vs_fp32"].get<double>());
+      quality.push_back({fmt::format("{} ({:.0f}% bytes)", name, bytes), {100 * (q - 1)}});
       const char* key = cnn ? "ms_b64" : "ms_fwd_b1";
-      s1.y.push_back(fp[key].get<double>() / r[key].get<double>());
-      s2.y.push_back(cnn ? fp["ms_b1"].get<double>() / r["ms_b1"].get<double>() : std::nan(""));
+      speed.push_back({name, {fp[key].get<double>() / r[key].get<double>(),
+                              cnn ? fp["ms_b1"].get<double>() / r["ms_b1"].get<double>() : std::nan("")}});
     }
-    quality.push_back(q), speed.push_back(s1);
-    if (model == std::string("cnn")) speed.push_back(s2);
   }
   util::PlotOptions po;
-  po.title = "Quality retained against weight bytes (FP32, BF16, INT8, INT4)";
-  po.x_label = "weight bytes", po.y_label = "% of FP32 quality", po.log_x = true;
-  io::write_file_atomic((dir / "retained.svg").string(), util::svg_line_plot(quality, po));
-  po.title = "Speed-up over FP32 against weight bytes", po.y_label = "FP32 latency / latency";
-  io::write_file_atomic((dir / "speedup.svg").string(), util::svg_line_plot(speed, po));
+  po.title = "Quality against FP32 (BF16, INT8, INT4)";
+  po.x_label = "percentage points (CNN: test accuracy retained - 100; LM: FP32 ppl / ppl - 100)";
+  io::write_file_atomic((dir / "retained.svg").string(), util::svg_bar_chart({"quality"}, quality, po));
+  po.title = "Speed-up over FP32", po.x_label = "FP32 latency / latency (dashed: 1x)";
+  io::write_file_atomic((dir / "speedup.svg").string(),
+                        util::svg_bar_chart({"CNN b64, LM b1", "CNN b1"}, speed, po, 1.0));
 }
 
 }  // namespace
@@ -267,6 +267,19 @@ json run_quant_experiment(const QuantExperimentOptions& o) {
   io::write_file_atomic((fs::path(o.out_dir) / "results.md").string(), markdown(doc));
   write_plots(doc["rows"], o.out_dir);
   return doc;
+}
+
+void write_quant_plots(const std::string& dir) {
+  const fs::path file = fs::path(dir) / "results.json";
+  std::ifstream in(file);
+  QS_CHECK(in.good(), "experiment quant --replot: cannot read {}", file.string());
+  json doc;
+  try {
+    doc = json::parse(in);
+    write_plots(doc.at("rows"), dir);
+  } catch (const json::exception& e) {
+    QS_FAIL("experiment quant --replot: {} is not a results file of this experiment: {}", file.string(), e.what());
+  }
 }
 
 }  // namespace qs::apps

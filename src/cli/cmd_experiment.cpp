@@ -9,6 +9,13 @@ namespace qs::cli {
 int cmd_experiment(Args a) {
   if (a.positionals().size() != 1) throw UsageError("qiusuo experiment: which one? (available: pe, quant)");
   const std::string what = a.positionals()[0];
+  if (what == "quant" && a.has("replot")) {
+    const std::string dir = a.str("replot", "");
+    a.finish();
+    apps::write_quant_plots(dir);
+    std::cout << "wrote " << dir << "/retained.svg, speedup.svg\n";
+    return kExitOk;
+  }
   if (what == "quant") {
     apps::QuantExperimentOptions q;
     q.quick = a.flag("quick");

@@ -130,7 +130,8 @@ const std::vector<Command>& commands() {
        "size, data, seed and steps, trained at --train-len (1024) and evaluated at 0.5x, 1x, 2x and 4x that\n"
        "length (RoPE also with NTK and YaRN scaling). Writes DIR/results.json, results.md, perplexity.svg and one\n"
        "checkpoint folder per encoding. --quick: a CI-sized run (tiny models, 128 tokens). See docs/experiments/pe.md.\n\n"
-       "usage: qiusuo experiment quant --out DIR [--quick] [--cnn CKPT] [--lm CKPT] [--threads N]\n\n"
+       "usage: qiusuo experiment quant --out DIR [--quick] [--cnn CKPT] [--lm CKPT] [--threads N]\n"
+       "       qiusuo experiment quant --replot DIR    (redraw DIR's plots from its results.json)\n\n"
        "quant: the Fashion-MNIST CNN in FP32, PTQ-INT8 and QAT-INT8 and a KJV LM in FP32, dynamic INT8 and\n"
        "weight-only INT8/INT4: accuracy or perplexity, % retained, weight and file bytes, latency; the handbook's\n"
        "claims beside the measured values. DIR/results.json and results.md. See docs/QUANTIZATION.md.\n",

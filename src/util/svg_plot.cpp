@@ -143,4 +143,63 @@ std::string svg_line_plot(const std::vector<PlotSeries>& series, const PlotOptio
   return svg + "</svg>\n";
 }
 
+std::string svg_bar_chart(const std::vector<std::string>& series, const std::vector<BarGroup>& groups,
+                          const PlotOptions& o, double reference) {
+  static const char* kColours[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd"};
+  std::vector<double> vals{0.0};
+  if (std::isfinite(reference)) vals.push_back(reference);
+  for (const auto& g : groups) {
+    QS_CHECK(g.values.size() <= series.size(), "svg_bar_chart: group '{}' has {} values but there are {} series",
+             g.label, g.values.size(), series.size());
+    for (double v : g.values)
+      if (std::isfinite(v)) vals.push_back(v);
+  }
+  const double bar = 14, gap = 10, row = bar * double(std::max<size_t>(series.size(), 1)) + gap;
+  const double left = 190, right = o.width - 150, top = 44, bottom = top + row * double(groups.size()) + 6;
+  const double H = bottom + 52;
+  std::string svg = fmt::format(
+      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{0}\" height=\"{1}\" viewBox=\"0 0 {0} {1}\" "
+      "font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+      "<text x=\"{2}\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">{3}</text>\n",
+      o.width, H, (left + right) / 2, xml_escape(o.title));
+  const Axis ax = make_axis(vals, false);
+  for (double t : nice_ticks(ax.lo, ax.hi, 6)) {
+    const double px = ax.map(t, left, right);
+    svg += fmt::format(
+        "<line x1=\"{0:.1f}\" y1=\"{1}\" x2=\"{0:.1f}\" y2=\"{2}\" stroke=\"{3}\"/><text x=\"{0:.1f}\" "
+        "y=\"{4}\" text-anchor=\"middle\">{5}</text>\n",
+        px, top, bottom, t == 0 ? "#444" : "#ddd", bottom + 16, tick_label(t));
+  }
+  if (std::isfinite(reference))
+    svg += fmt::format("<line x1=\"{0:.1f}\" y1=\"{1}\" x2=\"{0:.1f}\" y2=\"{2}\" stroke=\"#444\" "
+                       "stroke-dasharray=\"5,4\"/>\n",
+                       ax.map(reference, left, right), top - 4, bottom);
+  svg += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n", (left + right) / 2, H - 16,
+                     xml_escape(o.x_label));
+  const double zero = ax.map(0.0, left, right);
+  for (size_t gi = 0; gi < groups.size(); ++gi) {
+    const double y0 = top + row * double(gi) + gap / 2;
+    svg += fmt::format("<text x=\"{}\" y=\"{:.1f}\" text-anchor=\"end\">{}</text>\n", left - 8,
+                       y0 + (row - gap) / 2 + 4, xml_escape(groups[gi].label));
+    for (size_t si = 0; si < groups[gi].values.size(); ++si) {
+      const double v = groups[gi].values[si];
+      if (!std::isfinite(v)) continue;
+      const double px = ax.map(v, left, right), y = y0 + bar * double(si);
+      svg += fmt::format(
+          "<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"{:.1f}\" height=\"{:.1f}\" fill=\"{}\"/><text x=\"{:.1f}\" "
+          "y=\"{:.1f}\" text-anchor=\"{}\" font-size=\"10\">{}</text>\n",
+          std::min(px, zero), y, std::fabs(px - zero), bar - 2, kColours[si % std::size(kColours)],
+          v >= 0 ? px + 3 : px - 3, y + bar - 4, v >= 0 ? "start" : "end", fmt::format("{:.3g}", v));
+    }
+  }
+  for (size_t si = 0; si < series.size() && series.size() > 1; ++si) {
+    const double ly = top + 10 + 20 * double(si);
+    svg += fmt::format("<rect x=\"{}\" y=\"{:.1f}\" width=\"18\" height=\"10\" fill=\"{}\"/><text x=\"{}\" "
+                       "y=\"{:.1f}\">{}</text>\n",
+                       right + 40, ly - 5, kColours[si % std::size(kColours)], right + 64, ly + 4,
+                       xml_escape(series[si]));
+  }
+  return svg + "</svg>\n";
+}
+
 }  // namespace qs::util

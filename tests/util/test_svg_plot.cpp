@@ -53,5 +53,24 @@ TEST(SvgPlot, NoDataStillGivesAValidDocument) {
   EXPECT_NE(svg.find("no data"), std::string::npos);
 }
 
+// Bars start at zero: a negative value extends left of the zero line, a positive one right.
+TEST(SvgPlot, BarChartDrawsOneBarPerFiniteValueFromZero) {
+  PlotOptions o;
+  o.title = "change & speed";
+  std::string svg = svg_bar_chart({"b64", "b1"}, {{"CNN <int8>", {2.37, 0.61}}, {"LM", {-1.13, std::nan("")}}}, o, 1.0);
+  EXPECT_EQ(count(svg, "<rect x="), 3u + 2u);  // three bars and two legend swatches
+  EXPECT_NE(svg.find("CNN &lt;int8&gt;"), std::string::npos);
+  EXPECT_NE(svg.find("change &amp; speed"), std::string::npos);
+  EXPECT_EQ(count(svg, "stroke-dasharray"), 1u);  // the reference line
+  auto bar_x = [&](const std::string& value) {    // the left edge of the bar whose label is `value`
+    const size_t label = svg.find(">" + value + "</text>");
+    const size_t rect = svg.rfind("<rect x=\"", label);
+    return std::stod(svg.substr(rect + 9));
+  };
+  EXPECT_LT(bar_x("-1.13"), bar_x("2.37"));  // the negative bar starts left of zero, where the positive one starts
+  EXPECT_DOUBLE_EQ(bar_x("2.37"), bar_x("0.61"));
+  EXPECT_THROW(svg_bar_chart({"a"}, {{"g", {1, 2}}}, {}), std::exception);
+}
+
 }  // namespace
 }  // namespace qs::util

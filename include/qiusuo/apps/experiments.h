@@ -43,5 +43,9 @@ struct QuantExperimentOptions {
   int threads = 0;
 };
 nlohmann::json run_quant_experiment(const QuantExperimentOptions& opt);
+// Draws DIR/retained.svg and DIR/speedup.svg from DIR/results.json (what run_quant_experiment
+// wrote), so the figures can be redrawn without re-running the experiment. Errors name the
+// file and the missing row or field.
+void write_quant_plots(const std::string& dir);
 
 }  // namespace qs::apps
