@@ -71,7 +71,7 @@ std::vector<nlohmann::json> lm_train(const Options& o, int64_t b, int64_t n) {
 struct BenchLm {
   std::shared_ptr<nn::TransformerLM> model;
   std::string method = "fp32";  // the file's method, or the one applied here
-  nlohmann::json fields;         // {"model": path, "method": ...} for the result row
+  nlohmann::json fields = nlohmann::json::object();  // {"model": path, "method": ...} for the result row
 };
 
 BenchLm checkpoint_lm(const Options& o, const std::string& workload, const std::string& quantize, bool any_quantised) {
