@@ -5,7 +5,10 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <random>
+#include <vector>
 
+#include "kernels/cpu/transpose_u8.h"
 #include "kernels/quant_epilogue.h"
 #include "ops/op.h"
 #include "qiusuo/autograd.h"
@@ -14,6 +17,22 @@
 
 namespace qs::quant {
 namespace {
+
+// The INT8 convolution's layout changes: 16x16 SSE2 blocks and the ragged edges, with
+// padded strides and the wrapping add that moves s8 into u8.
+TEST(QuantKernels, ByteTransposeMatchesThePlainLoop) {
+  std::mt19937 g(3);
+  for (int t = 0; t < 200; ++t) {
+    const int64_t R = 1 + int64_t(g() % 70), C = 1 + int64_t(g() % 70), xs = C + int64_t(g() % 5), ys = R + int64_t(g() % 5);
+    const auto add = uint8_t(g());
+    std::vector<uint8_t> x(size_t(R * xs)), y(size_t(C * ys), 7), want(size_t(C * ys), 7);
+    for (auto& v : x) v = uint8_t(g());
+    kernels::transpose_u8(x.data(), R, C, xs, y.data(), ys, add);
+    for (int64_t r = 0; r < R; ++r)
+      for (int64_t c = 0; c < C; ++c) want[size_t(c * ys + r)] = uint8_t(x[size_t(r * xs + c)] + add);
+    ASSERT_EQ(y, want) << R << "x" << C << " strides " << xs << ", " << ys;
+  }
+}
 
 using testing::error_of;
 

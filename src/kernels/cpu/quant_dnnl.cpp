@@ -9,6 +9,7 @@
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/quant_pack.h"
 #include "kernels/cpu/quant_epilogue_avx2.h"
+#include "kernels/cpu/transpose_u8.h"
 
 namespace qs::kernels {
 
@@ -34,11 +35,16 @@ template <class T> void shift_rows(const T* x, int64_t n, int32_t add, uint8_t* 
 #pragma omp parallel for simd if (n > 65536)
   for (int64_t i = 0; i < n; ++i) u[i] = uint8_t(int32_t(x[i]) + add);
 }
+// (int32(x) + add) as u8 is (u8(x) + u8(add)) modulo 256, so transpose_u8's wrapping add is exact
+// for s8 and u8 alike. Bands of 64 positions give both threads work at batch 1.
 template <class T> void shift_to_channels_last(const T* x, int64_t N, int64_t C, int64_t P, int32_t add, uint8_t* u) {
-#pragma omp parallel for collapse(2) if (N * C * P > 65536)
-  for (int64_t n = 0; n < N; ++n)
-    for (int64_t p = 0; p < P; ++p)
-      for (int64_t c = 0; c < C; ++c) u[(n * P + p) * C + c] = uint8_t(int32_t(x[(n * C + c) * P + p]) + add);
+  const auto* xb = reinterpret_cast<const uint8_t*>(x);
+  const int64_t bands = (P + 63) / 64;
+#pragma omp parallel for if (N * C * P > 65536)
+  for (int64_t nb = 0; nb < N * bands; ++nb) {
+    const int64_t n = nb / bands, p0 = (nb % bands) * 64;
+    transpose_u8(xb + n * C * P + p0, C, std::min<int64_t>(64, P - p0), P, u + (n * P + p0) * C, C, uint8_t(add));
+  }
 }
 
 // Moves xq (contiguous) into u; returns `add`.
@@ -68,10 +74,18 @@ template <class T> void transpose_tiles(const T* x, int64_t N, int64_t P, int64_
   }
 }
 void to_channels_first(const char* src, int64_t N, int64_t P, int64_t C, size_t es, void* dst) {
-  if (es == 4)
+  if (es == 4) {
     transpose_tiles(reinterpret_cast<const float*>(src), N, P, C, static_cast<float*>(dst));
-  else
-    transpose_tiles(reinterpret_cast<const uint8_t*>(src), N, P, C, static_cast<uint8_t*>(dst));
+    return;
+  }
+  const auto* x = reinterpret_cast<const uint8_t*>(src);
+  auto* y = static_cast<uint8_t*>(dst);
+  const int64_t bands = (P + 63) / 64;
+#pragma omp parallel for if (N * P * C > 65536)
+  for (int64_t nb = 0; nb < N * bands; ++nb) {
+    const int64_t n = nb / bands, p0 = (nb % bands) * 64;
+    transpose_u8(x + (n * P + p0) * C, std::min<int64_t>(64, P - p0), C, C, y + n * C * P + p0, P);
+  }
 }
 
 // Per output channel: acc_scale = x_scale * w_scale[n] and the bias.
