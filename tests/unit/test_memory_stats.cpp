@@ -75,6 +75,14 @@ TEST(ResidentMemory, ParsesProcStatusLines) {
   EXPECT_EQ(parse_proc_status_bytes("", "VmRSS"), -1);
 }
 
+// AddressSanitizer keeps freed blocks in quarantine, so under it freed memory stays
+// resident and "what is kept" has no upper bound to test.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kFreedStaysResident = true;
+#else
+constexpr bool kFreedStaysResident = false;
+#endif
+
 TEST(ResidentMemory, GrowthCountsPeakAndWhatIsKept) {
   const ResidentMemory now = resident_memory();
   if (now.rss_bytes < 0) GTEST_SKIP() << "no /proc/self/status";
@@ -86,9 +94,9 @@ TEST(ResidentMemory, GrowthCountsPeakAndWhatIsKept) {
     kept = full({kBytes / 4}, 2.0, DType::f32);            // touched and kept
   });
   EXPECT_GE(g.retained_bytes, kBytes * 9 / 10);
-  EXPECT_LE(g.retained_bytes, kBytes + (16LL << 20));
+  if (!kFreedStaysResident) EXPECT_LE(g.retained_bytes, kBytes + (16LL << 20));
   if (g.peak_bytes >= 0) EXPECT_GE(g.peak_bytes, 2 * kBytes * 9 / 10);  // -1 where clear_refs is refused
   kept = Tensor();
   ResidentGrowth freed = resident_growth([] { Tensor t = full({kBytes / 4}, 3.0, DType::f32); });
-  EXPECT_LT(freed.retained_bytes, 16LL << 20);
+  if (!kFreedStaysResident) EXPECT_LT(freed.retained_bytes, 16LL << 20);
 }
