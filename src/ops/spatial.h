@@ -50,6 +50,24 @@ struct Tap {
   double w0, w1;
 };
 std::vector<Tap> interp_taps(int64_t in, int64_t out, bool nearest, bool align_corners, double scale);
+// fn(p, i, t) for every output position p and kernel tap t whose input position i lies
+// inside the input (flat indices within the output, input and kernel planes): the valid
+// taps of a convolution window, shared by the reference convolutions and the INT8 ones.
+template <class Fn> void for_each_tap(const Spatial& g, Fn&& fn) {
+  for (int64_t od = 0; od < g.out[0]; ++od)
+    for (int64_t oh = 0; oh < g.out[1]; ++oh)
+      for (int64_t ow = 0; ow < g.out[2]; ++ow)
+        for (int64_t kd = 0; kd < g.k[0]; ++kd)
+          for (int64_t kh = 0; kh < g.k[1]; ++kh)
+            for (int64_t kw = 0; kw < g.k[2]; ++kw) {
+              int64_t id = od * g.stride[0] - g.pad[0] + kd * g.dil[0];
+              int64_t ih = oh * g.stride[1] - g.pad[1] + kh * g.dil[1];
+              int64_t iw = ow * g.stride[2] - g.pad[2] + kw * g.dil[2];
+              if (id < 0 || id >= g.in[0] || ih < 0 || ih >= g.in[1] || iw < 0 || iw >= g.in[2]) continue;
+              fn((od * g.out[1] + oh) * g.out[2] + ow, (id * g.in[1] + ih) * g.in[2] + iw, (kd * g.k[1] + kh) * g.k[2] + kw);
+            }
+}
+
 // A Dims3 back to the nsp real values (for attrs and messages).
 std::vector<int64_t> real_dims(const Dims3& d, int nsp);
 

@@ -236,21 +236,7 @@ std::shared_ptr<const std::vector<int32_t>> conv_tap_sums(const ops::Spatial& s,
     p.sums.assign(size_t(O * outP), 0);
 #pragma omp parallel for
     for (int64_t o = 0; o < O; ++o)
-      for (int64_t od = 0; od < s.out[0]; ++od)
-        for (int64_t oh = 0; oh < s.out[1]; ++oh)
-          for (int64_t ow = 0; ow < s.out[2]; ++ow) {
-            int32_t sum = 0;
-            for (int64_t kd = 0; kd < s.k[0]; ++kd)
-              for (int64_t kh = 0; kh < s.k[1]; ++kh)
-                for (int64_t kw = 0; kw < s.k[2]; ++kw) {
-                  int64_t id = od * s.stride[0] - s.pad[0] + kd * s.dil[0];
-                  int64_t ih = oh * s.stride[1] - s.pad[1] + kh * s.dil[1];
-                  int64_t iw = ow * s.stride[2] - s.pad[2] + kw * s.dil[2];
-                  if (id < 0 || id >= s.in[0] || ih < 0 || ih >= s.in[1] || iw < 0 || iw >= s.in[2]) continue;
-                  sum += tap[size_t(o * kP + (kd * s.k[1] + kh) * s.k[2] + kw)];
-                }
-            p.sums[size_t(((od * s.out[1] + oh) * s.out[2] + ow) * O + o)] = sum;
-          }
+      ops::for_each_tap(s, [&](int64_t q, int64_t, int64_t t) { p.sums[size_t(q * O + o)] += tap[size_t(o * kP + t)]; });
   });
   return {e, &e->sums};
 }

@@ -89,28 +89,20 @@ void qconv_ref(ops::OpCall& c) {
   int64_t O = w.size(0), G = c.attrs.i("groups", 1), Cg = s.C / G, Og = O / G;
   Tensor xc = x.contiguous(), wc = w.contiguous();
   int64_t inP = s.in_plane(), outP = s.out_plane(), kP = s.k_plane();
+  std::vector<int64_t> acc(static_cast<size_t>(outP));  // exact integer sums, one per output position
   for (int64_t n = 0; n < s.N; ++n)
-    for (int64_t o = 0; o < O; ++o)
-      for (int64_t od = 0; od < s.out[0]; ++od)
-        for (int64_t oh = 0; oh < s.out[1]; ++oh)
-          for (int64_t ow = 0; ow < s.out[2]; ++ow) {
-            int64_t acc = 0;
-            for (int64_t ci = 0; ci < Cg; ++ci)
-              for (int64_t kd = 0; kd < s.k[0]; ++kd)
-                for (int64_t kh = 0; kh < s.k[1]; ++kh)
-                  for (int64_t kw = 0; kw < s.k[2]; ++kw) {
-                    int64_t id = od * s.stride[0] - s.pad[0] + kd * s.dil[0];
-                    int64_t ih = oh * s.stride[1] - s.pad[1] + kh * s.dil[1];
-                    int64_t iw = ow * s.stride[2] - s.pad[2] + kw * s.dil[2];
-                    if (id < 0 || id >= s.in[0] || ih < 0 || ih >= s.in[1] || iw < 0 || iw >= s.in[2]) continue;
-                    int64_t xi = (n * s.C + (o / Og) * Cg + ci) * inP + (id * s.in[1] + ih) * s.in[2] + iw;
-                    int64_t wi = (o * Cg + ci) * kP + (kd * s.k[1] + kh) * s.k[2] + kw;
-                    acc += (load_int(xc, xi) - epi.x_zp) * load_int(wc, wi);
-                  }
-            int64_t p = (od * s.out[1] + oh) * s.out[2] + ow;
-            epi.store(to_s32(acc), epi.acc_scale(f32_at(ws, o)), bias_at(b, o), out.raw_data(), out.dtype(),
-                      (n * O + o) * outP + p);
-          }
+    for (int64_t o = 0; o < O; ++o) {
+      std::fill(acc.begin(), acc.end(), 0);
+      for (int64_t ci = 0; ci < Cg; ++ci) {
+        const int64_t x0 = (n * s.C + (o / Og) * Cg + ci) * inP, w0 = (o * Cg + ci) * kP;
+        ops::for_each_tap(s, [&](int64_t p, int64_t i, int64_t t) {
+          acc[size_t(p)] += (load_int(xc, x0 + i) - epi.x_zp) * load_int(wc, w0 + t);
+        });
+      }
+      for (int64_t p = 0; p < outP; ++p)
+        epi.store(to_s32(acc[size_t(p)]), epi.acc_scale(f32_at(ws, o)), bias_at(b, o), out.raw_data(), out.dtype(),
+                  (n * O + o) * outP + p);
+    }
 }
 
 }  // namespace qs::kernels
