@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "qiusuo/profiler.h"
+
 namespace qs::bench {
 
 struct Options {
@@ -27,12 +29,21 @@ struct Workload {
 
 const std::vector<Workload>& workloads();
 
+// `qiusuo bench --profile`: the op profiler runs during the timed calls of time_per_call.
+inline bool& profile_timed_calls() {
+  static bool on = false;
+  return on;
+}
+
 // Mean seconds per call of fn after `warm` untimed calls.
 inline double time_per_call(const std::function<void()>& fn, int warm, int iters) {
   for (int i = 0; i < warm; ++i) fn();
+  if (profile_timed_calls()) profiler::start({}, /*keep=*/true);
   auto t0 = std::chrono::steady_clock::now();
   for (int i = 0; i < iters; ++i) fn();
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / iters;
+  double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / iters;
+  if (profile_timed_calls()) profiler::stop();
+  return s;
 }
 
 // Registration, one function per workload family (bench_<family>.cpp).

@@ -1,11 +1,13 @@
-// qiusuo bench <workload|all> [--json] [--bf16] [--threads N] [--iters N] [--weights int8|int4] [--model CKPT]
+// qiusuo bench <workload|all> [--json] [--bf16] [--threads N] [--iters N] [--weights int8|int4] [--model CKPT] [--profile]
 // --model: the inference workloads (cnn_infer_*, lm_fwd_*, lm_gen_*) run a trained float or quantised
 // checkpoint instead of their random model; with `all` the others are skipped, named ones refused.
+// --profile: the op table of each workload's timed calls (qiusuo/profiler.h) on stderr.
 #include <iostream>
 
 #include "bench/bench.h"
 #include "cli/cli.h"
 #include "qiusuo/autocast.h"
+#include "qiusuo/profiler.h"
 #include "qiusuo/tensor.h"
 
 namespace qs::cli {
@@ -20,6 +22,7 @@ int cmd_bench(Args a) {
   if (!o.weights.empty() && o.weights != "int8" && o.weights != "int4")
     throw UsageError("qiusuo bench: --weights must be int8 or int4, got '" + o.weights + "'");
   o.model = a.str("model", "");
+  bench::profile_timed_calls() = a.flag("profile");
   bool list = a.flag("list");
   a.finish();
   if (list || a.positionals().empty()) {
@@ -39,10 +42,13 @@ int cmd_bench(Args a) {
                          "cnn_infer_*, lm_fwd_*, lm_gen_* do)");
       }
       std::vector<nlohmann::json> rows;
+      if (bench::profile_timed_calls()) profiler::reset();
       {
         Autocast ac(o.bf16);
         rows = w.run(o);
       }
+      if (bench::profile_timed_calls())
+        std::cerr << "profile of " << w.name << " (its timed calls, all iterations):\n" << profiler::report() << "\n";
       for (auto& r : rows) {
         if (o.bf16) r["workload"] = r["workload"].get<std::string>() + "_bf16";
         r["threads"] = get_num_threads();

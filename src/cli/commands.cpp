@@ -24,12 +24,14 @@ const std::vector<Command>& commands() {
        "with a slider and a play button. Both pages are self-contained (no network). See docs/attention-views.md.\n",
        cmd_attention},
       {"bench", "run benchmark workloads (JSON lines, same names as the PyTorch peers)",
-       "usage: qiusuo bench <workload|all>... [--json] [--bf16] [--threads N] [--iters N] | --list\n"
+       "usage: qiusuo bench <workload|all>... [--json] [--bf16] [--threads N] [--iters N] [--profile] | --list\n"
        "  --json       one JSON object per line (fields as in shared/peers/)\n"
        "  --bf16       run the workload under bf16 autocast (workload name gets _bf16)\n"
        "  --threads N  OpenMP threads (default: all cores)\n"
        "  --iters N    timed iterations (default: the workload's)\n"
-       "  --weights int8|int4  lm_gen_b1_p256_g128 with weight-only quantised linears (int4: groups of 128)\n",
+       "  --weights int8|int4  lm_gen_b1_p256_g128 with weight-only quantised linears (int4: groups of 128)\n"
+       "  --profile    print each workload's op table (time per op and kernel, timed calls only) to stderr;\n"
+       "               QS_PROFILE=1 (or =shapes) does the same for any command, at exit\n",
        cmd_bench},
       {"check", "run the op-table harness: reference vs optimised, gradcheck",
        "usage: qiusuo check [--mode test|grad|all] [--op NAME] [--verbose] [--seed N]\n"

@@ -1,10 +1,12 @@
 // The op table and the one dispatch point.
 #include <cstdlib>
 #include <iostream>
+#include <optional>
 
 #include "autograd/autograd.h"
 #include "qiusuo/autograd.h"
 #include "ops/op.h"
+#include "ops/profiler_hook.h"
 
 namespace qs::ops {
 
@@ -122,6 +124,9 @@ std::vector<Tensor> dispatch(OpKind op, std::vector<Tensor> in, Attrs attrs) {
     QS_CHECK(int(in.size()) == def.nin, "internal: op '{}' takes {} inputs, got {}", def.name, def.nin, in.size());
   for (DispatchHook* h : g_hooks) h->before(op, in, attrs);
 
+  std::optional<profiler::detail::CallTimer> timer;  // times meta, allocation and the kernel
+  if (profiler::detail::on()) timer.emplace();
+  const char* kernel_name = "view";
   OpCall call{op, std::move(in), std::move(attrs), {}};
   if (def.flags & kView) {
     call.out.push_back(def.impl->view(call));
@@ -153,8 +158,10 @@ std::vector<Tensor> dispatch(OpKind op, std::vector<Tensor> in, Attrs attrs) {
       else
         def.impl->ref(call);
     }
-    if (g_kernel_log) KernelLog::note(op, chosen ? chosen->name : "ref");
+    kernel_name = chosen ? chosen->name : "ref";
+    if (g_kernel_log) KernelLog::note(op, kernel_name);
   }
+  if (timer) timer->finish(def.name, kernel_name, profiler::detail::record_shapes() ? describe_inputs(call.in) : "");
 
   if (grad_enabled()) {
     bool any = false;
