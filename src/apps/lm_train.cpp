@@ -114,13 +114,7 @@ TrainLmResult train_lm(const TrainLmOptions& o) {
     io::Checkpoint ck{model.state_dict(), opt.state_dict(), at, default_generator().state(),
                       {{"kind", kLmCheckpointKind}, {"model", model_cfg}, {"train", train_cfg}},
                       {{"tokenizer", tok_json}, {"data_rng", data_gen.state()}, {"val_history", hist}}};
-    std::string path = (std::filesystem::path(o.out_dir) / fmt::format("step-{}.safetensors", at)).string();
-    io::save_checkpoint(path, ck);
-    auto last = std::filesystem::path(o.out_dir) / "last.safetensors", tmp = last;
-    tmp += ".tmp";
-    std::filesystem::copy_file(path, tmp, std::filesystem::copy_options::overwrite_existing);
-    std::filesystem::rename(tmp, last);
-    r.checkpoint = path;
+    r.checkpoint = io::save_checkpoint_and_last(o.out_dir, fmt::format("step-{}.safetensors", at), ck);
   };
   auto validate = [&](int64_t at) {
     r.validation = evaluate_lm(model, val, o.seq, o.batch, o.eval_windows, o.bf16);

@@ -115,13 +115,7 @@ TrainMtResult train_mt(const TrainMtOptions& o) {
                       {{"kind", kMtCheckpointKind}, {"model", model_cfg}, {"train", train_cfg}, {"data", data_cfg}},
                       {{"src_vocab", sv.to_json()}, {"tgt_vocab", tv.to_json()}, {"data_rng", data_gen.state()},
                        {"val_history", hist}}};
-    std::string path = (std::filesystem::path(o.out_dir) / fmt::format("step-{}.safetensors", at)).string();
-    io::save_checkpoint(path, ck);
-    auto last = std::filesystem::path(o.out_dir) / "last.safetensors", tmp = last;
-    tmp += ".tmp";
-    std::filesystem::copy_file(path, tmp, std::filesystem::copy_options::overwrite_existing);
-    std::filesystem::rename(tmp, last);
-    r.checkpoint = path;
+    r.checkpoint = io::save_checkpoint_and_last(o.out_dir, fmt::format("step-{}.safetensors", at), ck);
   };
   auto validate = [&](int64_t at) {
     r.validation = evaluate_mt(model, sv, tv, data.valid, 1, o.eval_sentences);

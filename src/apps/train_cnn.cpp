@@ -97,16 +97,7 @@ TrainCnnResult train_fashion_cnn(const TrainCnnOptions& o) {
     if (o.out_dir.empty()) return;
     io::Checkpoint ck{model.state_dict(), sgd.state_dict(), step, default_generator().state(), config,
                       {{"epoch", loader.epoch()}, {"batch", loader.batch_index()}}};
-    std::string path = (std::filesystem::path(o.out_dir) / name).string();
-    io::save_checkpoint(path, ck);
-    // last.safetensors: the same bytes, copied (not serialised again), then renamed in
-    // place so it is never partial.
-    auto last = std::filesystem::path(o.out_dir) / "last.safetensors";
-    auto tmp = last;
-    tmp += ".tmp";
-    std::filesystem::copy_file(path, tmp, std::filesystem::copy_options::overwrite_existing);
-    std::filesystem::rename(tmp, last);
-    r.checkpoint = path;
+    r.checkpoint = io::save_checkpoint_and_last(o.out_dir, name, ck);
   };
 
   util::Progress progress("train", total_steps, "img", 50);

@@ -1,5 +1,7 @@
 #include "qiusuo/io/checkpoint.h"
 
+#include <filesystem>
+
 namespace qs::io {
 namespace {
 
@@ -39,6 +41,25 @@ void save_checkpoint(const std::string& path, const Checkpoint& ckpt) {
       {"extra", ckpt.extra.dump()},
   };
   save_safetensors(path, all, meta);
+}
+
+std::string save_checkpoint_and_last(const std::string& dir, const std::string& name, const Checkpoint& ckpt) {
+  namespace fs = std::filesystem;
+  const std::string path = (fs::path(dir) / name).string();
+  const fs::path last = fs::path(dir) / "last.safetensors";
+  fs::path tmp = last;
+  tmp += ".tmp";
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) fail(dir, fmt::format("cannot create the folder: {}", ec.message()));
+  save_checkpoint(path, ckpt);
+  fs::copy_file(path, tmp, fs::copy_options::overwrite_existing, ec);
+  if (!ec) fs::rename(tmp, last, ec);
+  if (ec) {
+    fs::remove(tmp);
+    fail(last.string(), fmt::format("cannot refresh it from {} ({}); {} itself was saved", path, ec.message(), path));
+  }
+  return path;
 }
 
 Checkpoint load_checkpoint(const std::string& path) {

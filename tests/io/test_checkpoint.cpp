@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
 
 #include "io/atomic_file.h"
 #include "test_util.h"
@@ -148,4 +149,26 @@ TEST(Checkpoint, MalformedMetadataIsRejected) {
   expect_bad("format", "qiusuo-checkpoint-v0", "found 'qiusuo-checkpoint-v0'");
   io::save_safetensors(p, {{"weights.w", ones({2})}}, base);
   EXPECT_THROW(io::load_checkpoint(p), IOError);
+}
+
+TEST(Checkpoint, SaveAndLastWritesBothAndRefreshesLast) {
+  const std::string d = dir() + "/and_last";
+  io::Checkpoint a = make_ckpt(3, 10), b = make_ckpt(4, 20);
+  EXPECT_EQ(io::save_checkpoint_and_last(d, "step-10.safetensors", a), d + "/step-10.safetensors");
+  expect_equal(io::load_checkpoint(d + "/last.safetensors"), a);
+  io::save_checkpoint_and_last(d, "step-20.safetensors", b);
+  expect_equal(io::load_checkpoint(d + "/step-10.safetensors"), a);  // the older one stays
+  expect_equal(io::load_checkpoint(d + "/last.safetensors"), b);
+  EXPECT_FALSE(fs::exists(d + "/last.safetensors.tmp"));
+}
+
+TEST(Checkpoint, SaveAndLastNamesTheFolderItCannotMake) {
+  const std::string file = dir() + "/a_file";
+  { std::ofstream(file) << "x"; }
+  try {
+    io::save_checkpoint_and_last(file + "/sub", "step-1.safetensors", make_ckpt(5, 1));
+    FAIL() << "expected an IOError";
+  } catch (const IOError& e) {
+    EXPECT_NE(std::string(e.what()).find(file + "/sub"), std::string::npos) << e.what();
+  }
 }

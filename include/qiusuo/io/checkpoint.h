@@ -30,6 +30,12 @@ struct Checkpoint {
 // Errors (qs::IOError): as save_safetensors (duplicate names within model or optimizer).
 void save_checkpoint(const std::string& path, const Checkpoint& ckpt);
 
+// A trainer's periodic save: `ckpt` as DIR/NAME (created if absent), then DIR/last.safetensors
+// refreshed with the same bytes (copied, not serialised again, then renamed into place), so
+// neither file is ever partial. Returns DIR/NAME.
+// Errors (qs::IOError): as save_checkpoint; the folder cannot be made; the copy or rename fails.
+std::string save_checkpoint_and_last(const std::string& dir, const std::string& name, const Checkpoint& ckpt);
+
 // Errors (qs::IOError): anything load_safetensors rejects; a file without
 // "format": "qiusuo-checkpoint-v1" (e.g. a plain safetensors file, with a hint);
 // missing or malformed step / rng_state / config / extra; a tensor whose name has
