@@ -78,11 +78,12 @@ const uint8_t* conv_input(const Tensor& x0, const quant::QEpilogue& epi, const q
     uint8_t* t = cl ? u : static_cast<uint8_t*>(quant_scratch(5, size_t(n)));  // slot 5 is free until the epilogue
 #pragma omp parallel for if (n > 65536)
     for (int64_t i = 0; i < n; ++i) t[i] = lut[xp[i]];
-    int32_t add = act_shift(t, n);
-    if (cl)
-      shift_rows(t, n, add, u);
-    else
+    // Codes within [0, 127] (7-bit activations) need no shift: act_shift would return 0.
+    int32_t add = remap.qmin >= 0 && remap.qmax <= 127 ? 0 : act_shift(t, n);
+    if (!cl)
       shift_to_channels_last(t, s.N, s.C, s.in_plane(), add, u);
+    else if (add != 0)
+      shift_rows(t, n, add, u);
     zp = epi.x_zp + add;
     return u;
   }
