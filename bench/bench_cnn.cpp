@@ -51,7 +51,8 @@ std::shared_ptr<apps::FashionCNN> checkpoint_cnn(const Options& o, bool int8, st
 }
 
 // Without --model: the random model converted to INT8 (PTQ: conv-bn-relu fused, calibrated on
-// random images; the values do not matter for timing). Max pooling and the average pool run in f32.
+// random images; the values do not matter for timing). The convolutions hand u8 channels-last
+// codes to each other (max pooling in u8); the average pool and the classifier run in f32.
 std::shared_ptr<apps::FashionCNN> random_cnn(bool int8, Generator& g) {
   auto m = std::make_shared<apps::FashionCNN>(g);
   m->eval();
@@ -60,7 +61,7 @@ std::shared_ptr<apps::FashionCNN> random_cnn(bool int8, Generator& g) {
   po.fuse = apps::FashionCNN::fuse_groups();
   quant::prepare(*m, quant::QConfig::default_ptq(), po);
   quant::calibrate(*m, {randn({64, 1, 28, 28}, DType::f32, &g), randn({64, 1, 28, 28}, DType::f32, &g)});
-  quant::convert(*m);
+  quant::convert(*m, zeros({1, 1, 28, 28}, DType::f32));  // with the u8 channels-last chain c1 -> c2 -> c3
   return m;
 }
 

@@ -196,6 +196,9 @@ Tensor conv3d(const Tensor& x, const Tensor& w, const Tensor& b = Tensor(), Size
 // max_pool*: padded positions never win. The _with_indices variants also return i64
 // indices of the maxima, flat within each input spatial plane (d * H * W + h * W + w),
 // as PyTorch's return_indices; ties keep the first maximum in window order.
+// max_pool* also take u8 (quantised codes; the max of codes is the code of the max):
+// inference only, no gradient, the indices are an empty i64 [0]; a channels-last input
+// gives a channels-last output (include/qiusuo/quant/modules.h, chained layers).
 Tensor max_pool2d(const Tensor& x, SizeArg kernel, SizeArg stride = {}, SizeArg padding = 0);
 Tensor max_pool3d(const Tensor& x, SizeArg kernel, SizeArg stride = {}, SizeArg padding = 0);
 std::pair<Tensor, Tensor> max_pool2d_with_indices(const Tensor& x, SizeArg kernel, SizeArg stride = {},

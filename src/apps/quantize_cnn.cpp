@@ -81,6 +81,7 @@ std::shared_ptr<FashionCNN> load_fashion_cnn(const std::string& path, std::strin
   auto model = std::make_shared<FashionCNN>(g);
   if (quant::is_quantized_checkpoint(ck)) {
     quant::load_quantized_checkpoint(path, ck, *model);
+    quant::chain_quantized_layers(*model, zeros({1, 1, 28, 28}, DType::f32));  // run-time wiring, not in the file
     if (method) *method = ck.config["quantized"].value("method", "?");
   } else {
     model->load_state_dict(ck.model);
@@ -128,7 +129,7 @@ QuantizeCnnResult quantize_cnn(const QuantizeCnnOptions& o) {
   quant::enable_fake_quant(*model, true);
   quant::enable_observer(*model, false);
   r.fake_quant_accuracy = evaluate_classifier(*model, test_x, test_y).first;
-  quant::convert(*model);
+  quant::convert(*model, zeros({1, 1, 28, 28}, DType::f32));
   r.int8_accuracy = evaluate_classifier(*model, test_x, test_y).first;
   r.retained = r.fp32_accuracy > 0 ? r.int8_accuracy / r.fp32_accuracy : 0;
   r.int8_weight_bytes = quant::model_weight_bytes(*model);

@@ -50,6 +50,31 @@ struct QEpilogue {
   }
 };
 
+// qconv's optional input requantisation (attrs x_from_scale, x_from_zp, x_qmin, x_qmax; u8
+// input): the codes arrive in the parameters (from_scale, from_zp) of the layer that made
+// them, and each code q becomes
+//   quantize_value(dequantize_value(q, from_scale, from_zp), 1 / x_scale, x_zp, x_qmin, x_qmax)
+// i.e. exactly what dequantize followed by quantize computes on the f32 hand-over.
+struct QInputRemap {
+  bool on = false;
+  float from_scale = 1.0f;
+  int32_t from_zp = 0, qmin = 0, qmax = 255;
+  static QInputRemap from(const Attrs& a) {
+    QInputRemap r;
+    r.on = a.has("x_from_scale");
+    if (!r.on) return r;
+    r.from_scale = float(a.f("x_from_scale"));
+    r.from_zp = int32_t(a.i("x_from_zp", 0));
+    r.qmin = int32_t(a.i("x_qmin", 0));
+    r.qmax = int32_t(a.i("x_qmax", 255));
+    return r;
+  }
+  int32_t code(int32_t q, const QEpilogue& e) const {
+    if (!on) return q;
+    return quantize_value(dequantize_value(q, from_scale, from_zp), inv_scale(e.x_scale), e.x_zp, qmin, qmax);
+  }
+};
+
 // dynamic_linear's activation parameters for one row (or the whole tensor) with min lo and
 // max hi: u8 asymmetric over [min(lo, 0), max(hi, 0)], as PyTorch's dynamic quantisation
 // (scale at least FLT_EPSILON, so an all-zero row is exact and never divides by zero).

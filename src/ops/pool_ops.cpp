@@ -13,11 +13,21 @@ void check_float(const Tensor& x, const char* op) {
   QS_CHECK(x.is_floating_point(), "{}: expected a floating-point input, got {}", op, dtype_name(x.dtype()));
 }
 
+// f32/f64 (differentiable, indices i64 of the output's shape), or u8 quantised codes:
+// inference only, no backward (u8 tensors never require grad) and no indices (the second
+// output is an empty i64 [0]); the max of codes is the code of the max because quantisation
+// is monotone. A channels-last u8 input gives a channels-last output.
 std::vector<TensorSpec> max_pool_meta(const OpCall& c) {
-  check_float(c.in[0], "max_pool");
-  Spatial g = pool_spatial(c.in[0].shape(), c.attrs, "max_pool", 2, 3);
+  const Tensor& x = c.in[0];
+  bool u8 = x.dtype() == DType::u8;
+  QS_CHECK(x.is_floating_point() || u8, "max_pool: expected a floating-point or u8 (quantised, inference-only) input, "
+           "got {}", dtype_name(x.dtype()));
+  Spatial g = pool_spatial(x.shape(), c.attrs, "max_pool", 2, 3);
   Shape out = spatial_shape(g, g.C, true);
-  return {{out, c.in[0].dtype()}, {out, DType::i64}};
+  if (!u8) return {{out, x.dtype()}, {out, DType::i64}};
+  TensorSpec y{out, DType::u8};
+  if (is_channels_last(x)) y.layout = channels_last_layout(x.dim());
+  return {y, {Shape{0}, DType::i64}};
 }
 std::vector<TensorSpec> avg_pool_meta(const OpCall& c) {
   check_float(c.in[0], "avg_pool");
@@ -106,7 +116,38 @@ std::vector<Sample> pool_samples(OpKind op, DType dt, Generator& gen) {
   }
   return s;
 }
-std::vector<Sample> max_pool_samples(DType dt, Generator& g) { return pool_samples(OpKind::max_pool, dt, g); }
+// u8 codes (with the f32 run): the plain cases, channels-last views (permuted contiguous
+// [N, spatial..., C]) with C = 1, 17, 32, 33 and 64 around the AVX2 kernel's 32-channel
+// steps, the CNN's 2x2 stride-2 pools, padding and odd windows.
+std::vector<Sample> max_pool_u8_samples(Generator& gen) {
+  std::vector<Sample> s;
+  for (auto& k : pool_cases(OpKind::max_pool, DType::u8))
+    s.push_back({{randint(0, 256, k.x, DType::u8, &gen)}, k.a, "u8 " + std::string(k.label)});
+  auto cl = [&](Shape nchw, Attrs a, std::string label) {
+    Shape phys{nchw[0]};
+    for (size_t d = 2; d < nchw.size(); ++d) phys.push_back(nchw[d]);
+    phys.push_back(nchw[1]);
+    auto l = channels_last_layout(int64_t(nchw.size()));
+    Shape inv(l.size());
+    for (size_t k = 0; k < l.size(); ++k) inv[size_t(l[k])] = int64_t(k);
+    s.push_back({{randint(0, 256, phys, DType::u8, &gen).permute(inv)}, a, "u8 channels-last " + label});
+  };
+  cl({2, 32, 6, 6}, pool_attrs({2}, {2}, {0}), "2x2 C=32");
+  cl({3, 33, 7, 5}, pool_attrs({2}, {2}, {0}), "2x2 odd plane C=33");
+  cl({1, 17, 7, 5}, pool_attrs({3, 2}, {2, 1}, {1, 1}), "3x2 stride 2,1 pad 1 C=17");
+  cl({2, 64, 9, 9}, pool_attrs({3}, {2}, {1}), "3x3 stride 2 pad 1 C=64");
+  cl({1, 1, 5, 4}, pool_attrs({2}, {1}, {0}), "2x2 stride 1 C=1");
+  cl({2, 40, 4, 6, 5}, pool_attrs({2}, {2}, {0}), "3d 2x2x2 C=40");
+  cl({16, 32, 28, 28}, pool_attrs({2}, {2}, {0}), "cnn pool1 (16 images)");
+  cl({16, 64, 14, 14}, pool_attrs({2}, {2}, {0}), "cnn pool2 (16 images)");
+  return s;
+}
+std::vector<Sample> max_pool_samples(DType dt, Generator& g) {
+  auto s = pool_samples(OpKind::max_pool, dt, g);
+  if (dt == DType::f32)
+    for (auto& u : max_pool_u8_samples(g)) s.push_back(std::move(u));
+  return s;
+}
 std::vector<Sample> avg_pool_samples(DType dt, Generator& g) { return pool_samples(OpKind::avg_pool, dt, g); }
 std::vector<Sample> adaptive_avg_pool_samples(DType dt, Generator& g) {
   return pool_samples(OpKind::adaptive_avg_pool, dt, g);

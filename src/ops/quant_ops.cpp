@@ -108,13 +108,30 @@ std::vector<TensorSpec> qlinear_meta(const OpCall& c) {
   return {{out, out_dtype(c.attrs)}};
 }
 
+// qconv's chained input (quant_epilogue.h: QInputRemap): u8 codes in (x_from_scale,
+// x_from_zp) requantised to (x_scale, x_zp) within [x_qmin, x_qmax] before the product.
+void check_input_remap(const Tensor& x, const Attrs& a) {
+  if (!a.has("x_from_scale")) return;
+  QS_CHECK(x.dtype() == DType::u8, "qconv: x_from_scale (a requantised chained input) needs u8 xq, got {}",
+           dtype_name(x.dtype()));
+  double fs = a.f("x_from_scale");
+  int64_t fz = a.i("x_from_zp", 0), lo = a.i("x_qmin", 0), hi = a.i("x_qmax", 255), zp = a.i("x_zp", 0);
+  QS_CHECK(std::isfinite(fs) && fs > 0, "qconv: x_from_scale = {} (expected finite and > 0)", fs);
+  QS_CHECK(fz >= 0 && fz <= 255, "qconv: x_from_zp {} outside the u8 range", fz);
+  QS_CHECK(lo >= 0 && hi <= 255 && lo <= hi && zp >= lo && zp <= hi,
+           "qconv: x_qmin/x_qmax [{}, {}] must lie in [0, 255] and hold x_zp {}", lo, hi, zp);
+}
+
 std::vector<TensorSpec> qconv_meta(const OpCall& c) {
   const Tensor &x = c.in[0], &w = c.in[1];
   check_qx("qconv", x, c.attrs);
   Spatial g = conv_spatial(x.shape(), w.shape(), c.attrs, "qconv");
   check_weight_side("qconv", w, c.in[2], c.in[3], w.size(0));
   check_depth("qconv", w.numel() / std::max<int64_t>(w.size(0), 1));
-  return {{spatial_shape(g, w.size(0), true), out_dtype(c.attrs)}};
+  check_input_remap(x, c.attrs);
+  TensorSpec y{spatial_shape(g, w.size(0), true), out_dtype(c.attrs)};
+  if (c.attrs.b("channels_last_out", false)) y.layout = channels_last_layout(x.dim());
+  return {y};
 }
 
 std::vector<TensorSpec> dynamic_linear_meta(const OpCall& c) {

@@ -46,6 +46,43 @@ Attrs out_attrs(const std::string& out, bool relu, int64_t K) {
 
 Tensor w_scales(int64_t N, Generator& g) { return uniform({N}, 0.002, 0.01, DType::f32, &g); }
 
+// The chained form (include/qiusuo/quant/modules.h): channels-last u8 inputs (the view of a
+// contiguous [N, H, W, C]), requantised from another layer's parameters (x_from_*), and
+// channels-last outputs (channels_last_out), alone and together.
+std::vector<Sample> chained_qconv_samples(Generator& g) {
+  struct Case {
+    Shape x, w;
+    int64_t pad;
+    bool cl_in, remap, cl_out;
+    const char* out;
+    const char* label;
+  };
+  std::vector<Case> cases = {
+      {{2, 32, 6, 6}, {16, 32, 3, 3}, 1, true, true, true, "u8", "chained 3x3"},
+      {{1, 33, 5, 7}, {7, 33, 3, 3}, 1, true, false, false, "f32", "channels-last x C=33"},
+      {{2, 3, 5, 5}, {4, 3, 3, 3}, 0, false, true, true, "u8", "requantised x, channels-last out"},
+      {{1, 17, 4, 5}, {9, 17, 1, 1}, 0, true, true, false, "s8", "1x1 requantised x C=17"},
+      {{3, 5, 7}, {6, 5, 3}, 1, true, true, true, "u8", "1d chained"},
+      {{8, 32, 14, 14}, {64, 32, 3, 3}, 1, true, true, true, "u8", "cnn conv2 chained (8 images)"},
+  };
+  std::vector<Sample> s;
+  for (auto& k : cases) {
+    Shape phys{k.x[0]}, back{0, int64_t(k.x.size()) - 1};  // [N, sp..., C] -> [N, C, sp...]
+    for (size_t d = 2; d < k.x.size(); ++d) phys.push_back(k.x[d]), back.push_back(int64_t(d) - 1);
+    phys.push_back(k.x[1]);
+    Tensor x = k.cl_in ? randint(0, 128, phys, DType::u8, &g).permute(back) : randint(0, 128, k.x, DType::u8, &g);
+    int64_t K = k.w[1];
+    for (size_t i = 2; i < k.w.size(); ++i) K *= k.w[i];
+    Attrs a = out_attrs(k.out, true, K).set("x_zp", int64_t(3));
+    a.set("stride", Shape{1}).set("padding", Shape{k.pad}).set("dilation", Shape{1}).set("groups", int64_t(1));
+    if (k.remap) a.set("x_from_scale", 0.031).set("x_from_zp", int64_t(5)).set("x_qmin", int64_t(0)).set("x_qmax", int64_t(127));
+    if (k.cl_out) a.set("channels_last_out", true);
+    s.push_back({{x, ints(k.w, -128, 127, DType::i8, g), w_scales(k.w[0], g), uniform({k.w[0]}, -1, 1, DType::f32, &g)},
+                 a, fmt::format("{} -> {}", k.label, k.out)});
+  }
+  return s;
+}
+
 }  // namespace
 
 std::vector<Sample> quantize_samples(DType dt, Generator& g) {
@@ -161,6 +198,7 @@ std::vector<Sample> qconv_samples(DType dt, Generator& g) {
     a.set("stride", k.stride).set("padding", k.padding).set("dilation", k.dilation).set("groups", k.groups);
     s.push_back({{x, w, w_scales(k.w[0], g), b}, a, fmt::format("{} {} -> {}", k.label, k.act.name, k.out)});
   }
+  for (auto& c : chained_qconv_samples(g)) s.push_back(std::move(c));
   return s;
 }
 

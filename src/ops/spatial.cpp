@@ -4,6 +4,26 @@
 
 namespace qs::ops {
 
+bool is_channels_last(const Tensor& x) {
+  if (x.dim() < 3) return false;
+  int64_t expect = 1;
+  auto next = [&](int64_t d) {
+    bool ok = x.size(d) == 1 || x.stride(d) == expect;
+    expect *= x.size(d);
+    return ok;
+  };
+  bool ok = next(1);
+  for (int64_t d = x.dim() - 1; d >= 2; --d) ok = next(d) && ok;
+  return next(0) && ok;
+}
+
+std::vector<int64_t> channels_last_layout(int64_t rank) {
+  std::vector<int64_t> l{0};
+  for (int64_t d = 2; d < rank; ++d) l.push_back(d);
+  l.push_back(1);
+  return l;
+}
+
 Spatial spatial_of(const Shape& x, const char* op, int min_sp, int max_sp) {
   int nsp = int(x.size()) - 2;
   QS_CHECK(nsp >= min_sp && nsp <= max_sp, "{}: expected an input [N, C, spatial...] with {} to {} spatial dims, got {}",

@@ -68,6 +68,13 @@ template <class Fn> void for_each_tap(const Spatial& g, Fn&& fn) {
             }
 }
 
+// Channels-last: the channels are the innermost physical dim ([N, spatial..., C] in
+// memory, PyTorch's memory_format=channels_last), i.e. x is the view
+// permute(0, 2, ..., 1) of a contiguous [N, spatial..., C] (dims of size 1 may have any stride).
+bool is_channels_last(const Tensor& x);
+// {0, 2, ..., rank - 1, 1}: the TensorSpec layout of a channels-last output.
+std::vector<int64_t> channels_last_layout(int64_t rank);
+
 // A Dims3 back to the nsp real values (for attrs and messages).
 std::vector<int64_t> real_dims(const Dims3& d, int nsp);
 

@@ -172,6 +172,16 @@ Tensor qconv(const Tensor& xq, const QParams& x, const Tensor& wq, const Tensor&
   Attrs a = epilogue_attrs("qconv", x, o);
   a.set("stride", conv.stride.v).set("padding", conv.padding.v).set("dilation", conv.dilation.v);
   a.set("groups", conv.groups);
+  if (conv.channels_last_out) a.set("channels_last_out", true);
+  if (conv.x_from) {
+    const QParams& f = *conv.x_from;
+    f.validate();
+    QS_CHECK(f.per_tensor() && f.dtype == QDtype::u8 && x.dtype == QDtype::u8,
+             "qconv: x_from (a chained input) needs per-tensor u8 parameters on both sides, got {} (axis {}) -> {}",
+             qdtype_name(f.dtype), f.axis, qdtype_name(x.dtype));
+    a.set("x_from_scale", double(f.scale[0])).set("x_from_zp", int64_t(f.zero_point[0]));
+    a.set("x_qmin", int64_t(x.qmin())).set("x_qmax", int64_t(x.qmax()));
+  }
   return ops::dispatch1(ops::OpKind::qconv, {xq, wq, w_scale, bias}, std::move(a));
 }
 

@@ -106,9 +106,56 @@ QuantizedConv::QuantizedConv(const nn::ConvNd& conv, const QParams& input, std::
 Tensor QuantizedConv::forward(const Tensor& x) {
   QConvOptions c;
   c.stride = opt_.stride, c.padding = opt_.padding, c.dilation = opt_.dilation, c.groups = opt_.groups;
-  return quantised_forward(*this, x, relu_, [&](const Tensor& xq, const QParams& in, const QOutput& o) {
-    return qconv(xq, in, weight_, scale_, bias_, c, o);
-  });
+  c.channels_last_out = chain_out_;
+  QParams in = read_act(*this, "input");
+  QOutput o;
+  o.relu = relu_;
+  if (detail::has_act(*this, "output")) o.out = read_act(*this, "output");
+  NoGrad ng;
+  Tensor xq = x;
+  if (is_quantised(x)) {
+    QS_CHECK(chained_in_, "QuantizedConv: got a {} input, but this layer was not marked as taking chained input; a "
+             "quantised tensor carries no scale. Pass f32 (it is quantised with the layer's input parameters), or let "
+             "quant::chain_quantized_layers(model, example) wire adjacent quantised layers", dtype_name(x.dtype()));
+    auto producer = producer_.lock();
+    QS_CHECK(producer && producer->chained_output(), "QuantizedConv: chained input, but the layer that produced it is "
+             "gone or no longer chained (replaced after quant::chain_quantized_layers?); run the chaining again");
+    QS_CHECK(x.dtype() == DType::u8, "QuantizedConv: a chained input must be u8 codes, got {}", dtype_name(x.dtype()));
+    QParams from = *producer->output_qparams();
+    bool same = from.scale == in.scale && from.zero_point == in.zero_point && from.qmin() == in.qmin() &&
+                from.qmax() == in.qmax();
+    if (!same) c.x_from = from;
+  } else {
+    xq = quantize(x, in);
+  }
+  Tensor y = qconv(xq, in, weight_, scale_, bias_, c, o);
+  return chain_out_ || !o.out ? y : dequantize(y, *o.out);
+}
+
+void QuantizedConv::set_chained_input(const std::shared_ptr<const QuantizedConv>& producer) {
+  if (!producer) {
+    chained_in_ = false;
+    producer_.reset();
+    return;
+  }
+  QParams in = input_qparams();
+  QS_CHECK(in.dtype == QDtype::u8, "QuantizedConv: a chained input needs u8 input parameters, got {}",
+           qdtype_name(in.dtype));
+  auto out = producer->output_qparams();
+  QS_CHECK(out && out->dtype == QDtype::u8 && out->per_tensor(),
+           "QuantizedConv: the producer of a chained input must have u8 per-tensor output parameters");
+  chained_in_ = true;
+  producer_ = producer;
+}
+
+void QuantizedConv::set_chained_output(bool on) {
+  if (on) {
+    auto out = output_qparams();
+    QS_CHECK(out && out->dtype == QDtype::u8 && out->per_tensor(),
+             "QuantizedConv: a chained output needs u8 per-tensor output parameters, got {}",
+             out ? qdtype_name(out->dtype) : std::string("none (f32 output)"));
+  }
+  chain_out_ = on;
 }
 
 QParams QuantizedConv::input_qparams() const { return read_act(*this, "input"); }

@@ -14,6 +14,8 @@
 //   exactly the values the fake-quantised model sees. The converted model therefore
 //   computes what the prepared model computes with fake quantisation enabled (eval), up
 //   to the order of float sums (exact s32 here) flipping a rounding step now and then.
+// - convert(model, example) also chains adjacent quantised convolutions
+//   (chain_quantized_layers below): same results, bit for bit, without the f32 hand-over.
 // - the model is left in eval mode. Errors (qs::Error, naming the layer): a layer whose
 //   observers saw nothing (calibrate first), or whose weight parameters are not
 //   per-channel symmetric s8 along axis 0.
@@ -32,6 +34,27 @@ namespace qs::quant {
 std::shared_ptr<nn::Module> convert_layer(const PreparedLayer& layer);
 // Converts every prepared layer of `model`; returns how many were converted.
 int64_t convert(nn::Module& model);
+// convert, then chain_quantized_layers(model, example).
+int64_t convert(nn::Module& model, const Tensor& example);
+
+// ---- chaining u8 activations between quantised convolutions
+// Runs model.forward(example) once (eval, no grad, every QuantizedConv's chain marks
+// cleared first) while recording the dispatched ops, and marks each pair of QuantizedConv
+// layers A -> B whose data flow that trace proves safe: A's requantised u8 output goes only
+// to A's own dequantize, and that f32 tensor reaches B's input quantisation only through
+// ops that commute with monotone quantisation (max_pool; Identity modules dispatch nothing),
+// with no other use on the way (not the model's result, not max_pool's indices), A always
+// feeds B and B is fed by A alone, and both sides are u8 per tensor. A then returns its u8
+// codes channels-last and B takes them, requantised to its input parameters inside the
+// integer convolution (modules.h), which gives the same codes as the f32 hand-over: max
+// pooling of codes equals quantising max-pooled values, because dequantisation and
+// quantisation are monotone. Every other hand-over stays f32 (ReLU is not in the list:
+// after the fusions ReLUs live in the quantised layers' epilogues, and relu has no u8
+// kernel). Returns the number of chained pairs. The proof covers the path the example
+// takes, as torch.jit.trace: do not chain a model whose forward branches on its input's
+// values or shape. The marks are not saved: run this again after loading (load_fashion_cnn
+// does) or after replacing modules.
+int64_t chain_quantized_layers(nn::Module& model, const Tensor& example);
 
 // ---- dynamic and weight-only quantisation of Linear layers (Transformers, LM generation)
 // Replaces every nn::Linear whose dotted name starts with one of `prefixes` ("" = all):

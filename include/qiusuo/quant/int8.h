@@ -76,10 +76,19 @@ struct QConvOptions {
   SizeArg padding = 0;
   SizeArg dilation = 1;
   int64_t groups = 1;
+  // Chained quantised layers (include/qiusuo/quant/modules.h):
+  // x_from: xq (u8) holds codes in these per-tensor u8 parameters (the producing layer's
+  // output), not in x's: each code is first requantised to x, exactly as dequantize then
+  // quantize would (bit-identical to the f32 hand-over). Unset: xq is already in x.
+  std::optional<QParams> x_from;
+  // The output [N, O, out...] is channels-last in memory ([N, out..., O], strides of the
+  // permuted view), as the next chained layer and the u8 max_pool take it.
+  bool channels_last_out = false;
 };
-// xq [N, C, spatial...] (1 to 3 spatial dims), wq i8 [O, C / groups, k...], w_scale [O],
-// bias [O] or undefined -> [N, O, out...] (conv2d's output size). Padding is the real
-// value 0 (the zero point). Errors: as qlinear, plus conv2d's geometry errors.
+// xq [N, C, spatial...] (1 to 3 spatial dims; any strides, channels-last is read in place),
+// wq i8 [O, C / groups, k...], w_scale [O], bias [O] or undefined -> [N, O, out...]
+// (conv2d's output size). Padding is the real value 0 (the zero point). Errors: as
+// qlinear, plus conv2d's geometry errors, x_from not per-tensor u8 or xq not u8 with it.
 Tensor qconv(const Tensor& xq, const QParams& x, const Tensor& wq, const Tensor& w_scale, const Tensor& bias,
              const QConvOptions& conv = {}, const QOutput& o = {});
 

@@ -6,10 +6,25 @@
 //   (WeightOnlyLinear with bits 4). The float layer is read, not kept.
 // - QuantizedLinear / QuantizedConv take the activation parameters (per tensor u8 or s8)
 //   of their input and, optionally, their output. forward(f32) quantises the input, runs
-//   the integer op and returns f32 (dequantising a quantised output). forward(u8/i8, the
-//   dtype of the input parameters) is the chainable form: it returns the quantised output
-//   (u8/i8) when output parameters are set, else f32. Quantize / DeQuantize modules start
-//   and end such a chain in a Sequential.
+//   the integer op and returns f32 (dequantising a quantised output).
+// - QuantizedLinear: forward(u8/i8, the dtype of the input parameters) is the chainable
+//   form: it returns the quantised output (u8/i8) when output parameters are set, else
+//   f32. Quantize / DeQuantize modules start and end such a chain in a Sequential.
+// - QuantizedConv chains only where quant::chain_quantized_layers (convert.h) marked it,
+//   because a u8 tensor carries no scale:
+//   * chained output (set_chained_output): forward returns the u8 codes of its output
+//     parameters (u8 per tensor) as a tensor of logical shape [N, O, out...] with
+//     channels-last strides (memory [N, out..., O], PyTorch's channels_last), instead of
+//     dequantising them;
+//   * chained input (set_chained_input(producer)): forward also takes a u8 tensor, read as
+//     codes in the producer's output parameters (read at each call, so a later
+//     load_state_dict is seen), in any layout (channels-last is read in place, without a
+//     transpose). When those differ from this layer's input parameters the integer
+//     convolution requantises each code exactly as dequantize + quantize would
+//     (QConvOptions::x_from), so the chain is bit-identical to the f32 hand-over.
+//   * A u8/i8 input to a layer not marked as chained is an error naming the remedy, as is
+//     a chained input whose producer is gone (replaced in the model). f32 inputs are always
+//     accepted. The marks are run-time wiring, not state: not saved, not in state_dict().
 // - Buffers, so state_dict() and io::save_safetensors round-trip them exactly: "weight"
 //   (i8, or u8 packed s4), "weight_scale" f32, "bias" f32 (if any), and per activation
 //   "input_scale" f32 [1], "input_zero_point" i32 [1], "input_qrange" i32 [3] = (dtype
@@ -19,6 +34,7 @@
 // - weight_bytes(): bytes of the quantised weight and its scales (not the bias), to set
 //   against 4 bytes per weight in f32.
 #pragma once
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -61,10 +77,20 @@ class QuantizedConv : public nn::Module {
   QParams input_qparams() const;
   std::optional<QParams> output_qparams() const;
 
+  // Chaining (see the contract above). Errors: a chained output without u8 per-tensor
+  // output parameters; a chained input when this layer's input parameters are not u8, or
+  // the producer's output is not chained-capable. nullptr / false clear the marks.
+  void set_chained_input(const std::shared_ptr<const QuantizedConv>& producer);
+  void set_chained_output(bool on);
+  bool chained_input() const { return chained_in_; }
+  bool chained_output() const { return chain_out_; }
+
  private:
   nn::ConvOptions opt_;
   bool relu_;
   Tensor weight_, scale_, bias_;
+  bool chained_in_ = false, chain_out_ = false;
+  std::weak_ptr<const QuantizedConv> producer_;
 };
 
 // y = dynamic_linear(x, ...): f32 in and out, activations quantised per token (or tensor).

@@ -15,6 +15,7 @@ void register_norm_cpu(std::vector<ops::OpDef>& t);
 void register_dropout_cpu(std::vector<ops::OpDef>& t);
 void register_conv_dnnl(std::vector<ops::OpDef>& t);
 void register_pool_cpu(std::vector<ops::OpDef>& t);
+void register_pool_u8_cpu(std::vector<ops::OpDef>& t);  // pool_u8_cpu.cpp: u8 channels-last max_pool
 void register_batch_norm_cpu(std::vector<ops::OpDef>& t);
 void register_attention_cpu(std::vector<ops::OpDef>& t);
 void register_rope_cpu(std::vector<ops::OpDef>& t);

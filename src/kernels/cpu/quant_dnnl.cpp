@@ -60,6 +60,47 @@ int32_t prepare_act(const Tensor& x, uint8_t* u, bool channels_last, int64_t N, 
   return x.dtype() == DType::u8 ? run(x.data_ptr<uint8_t>()) : run(x.data_ptr<int8_t>());
 }
 
+// The convolution's input as oneDNN reads it: u8 channels-last codes u = x' + add, with x'
+// the input requantised when `remap` is on (a 256-entry table of QInputRemap::code, the
+// same function the reference applies). Sets zp to the zero point of u. A channels-last
+// input (a chained activation, include/qiusuo/quant/modules.h) needs no transpose, and
+// one that needs neither requantising nor a shift is read in place.
+const uint8_t* conv_input(const Tensor& x0, const quant::QEpilogue& epi, const quant::QInputRemap& remap,
+                          const ops::Spatial& s, int32_t& zp) {
+  const int64_t n = x0.numel();
+  const bool cl = ops::is_channels_last(x0);
+  uint8_t* u = static_cast<uint8_t*>(quant_scratch(0, size_t(n)));
+  if (remap.on) {
+    uint8_t lut[256];
+    for (int q = 0; q < 256; ++q) lut[q] = uint8_t(remap.code(q, epi));
+    const Tensor x = cl ? x0 : x0.contiguous();
+    const uint8_t* xp = x.data_ptr<uint8_t>();
+    uint8_t* t = cl ? u : static_cast<uint8_t*>(quant_scratch(5, size_t(n)));  // slot 5 is free until the epilogue
+#pragma omp parallel for if (n > 65536)
+    for (int64_t i = 0; i < n; ++i) t[i] = lut[xp[i]];
+    // Codes within [0, 127] (7-bit activations) need no shift: act_shift would return 0.
+    int32_t add = remap.qmin >= 0 && remap.qmax <= 127 ? 0 : act_shift(t, n);
+    if (!cl)
+      shift_to_channels_last(t, s.N, s.C, s.in_plane(), add, u);
+    else if (add != 0)
+      shift_rows(t, n, add, u);
+    zp = epi.x_zp + add;
+    return u;
+  }
+  if (!cl) {
+    zp = epi.x_zp + prepare_act(x0.contiguous(), u, true, s.N, s.C, s.in_plane());
+    return u;
+  }
+  auto run = [&]<class T>(const T* p) {
+    int32_t add = act_shift(p, n);
+    zp = epi.x_zp + add;
+    if (add == 0 && std::is_same_v<T, uint8_t>) return reinterpret_cast<const uint8_t*>(p);
+    shift_rows(p, n, add, u);
+    return static_cast<const uint8_t*>(u);
+  };
+  return x0.dtype() == DType::u8 ? run(x0.data_ptr<uint8_t>()) : run(x0.data_ptr<int8_t>());
+}
+
 // dst [N, C, P] from src [N, P, C], elements of `es` bytes, in tiles of 16 positions so
 // the reads of a tile stay in L1 while each channel's 16 outputs are written together.
 template <class T> void transpose_tiles(const T* x, int64_t N, int64_t P, int64_t C, T* y) {
@@ -129,28 +170,29 @@ void qlinear_cpu(ops::OpCall& c) {
 }
 
 void qconv_cpu(ops::OpCall& c) {
-  const Tensor x = c.in[0].contiguous(), &w = c.in[1];
+  const Tensor &x = c.in[0], &w = c.in[1];
   Tensor& out = c.out[0];
   auto epi = quant::QEpilogue::from(c.attrs);
   ops::Spatial s = ops::conv_spatial(x.shape(), w.shape(), c.attrs, "qconv");
   int64_t G = c.attrs.i("groups", 1), O = w.size(0), P = s.out_plane();
-  uint8_t* u = static_cast<uint8_t*>(quant_scratch(0, size_t(x.numel())));
-  int32_t zp = epi.x_zp + prepare_act(x, u, true, s.N, s.C, s.in_plane());
+  int32_t zp = 0;
+  const uint8_t* u = conv_input(x, epi, quant::QInputRemap::from(c.attrs), s, zp);
   int32_t* acc = static_cast<int32_t*>(quant_scratch(4, size_t(out.numel()) * 4));
   conv_u8s8_exact(u, s, w, G, acc);
   auto taps = conv_tap_sums(s, w, G);
   std::vector<float> scale, bias;
   channel_params(epi, c.in[2], c.in[3], scale, bias);
   // Requantise in the channels-last order oneDNN wrote (channels contiguous, as the
-  // per-channel scales), then move to the NC(spatial) output.
+  // per-channel scales), straight into a channels-last output, else then move to NC(spatial).
   DType dt = out.dtype();
   size_t es = dtype_size(dt);
-  char* tmp = static_cast<char*>(quant_scratch(5, size_t(out.numel()) * es));
+  const bool cl_out = ops::is_channels_last(out);
+  char* tmp = cl_out ? static_cast<char*>(out.raw_data()) : static_cast<char*>(quant_scratch(5, size_t(out.numel()) * es));
 #pragma omp parallel for if (out.numel() > 16384)
   for (int64_t np = 0; np < s.N * P; ++np)
     quant_epilogue_run(epi, acc + np * O, zp, taps->data() + (np % P) * O, scale.data(), bias.data(), O, tmp + np * O * es,
                        dt);
-  to_channels_first(tmp, s.N, P, O, es, out.raw_data());
+  if (!cl_out) to_channels_first(tmp, s.N, P, O, es, out.raw_data());
 }
 
 }  // namespace

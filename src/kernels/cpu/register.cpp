@@ -14,6 +14,7 @@ void register_optimised_kernels(std::vector<OpDef>& table) {
   kernels::register_dropout_cpu(table);
   kernels::register_conv_dnnl(table);
   kernels::register_pool_cpu(table);
+  kernels::register_pool_u8_cpu(table);
   kernels::register_batch_norm_cpu(table);
   kernels::register_attention_cpu(table);
   kernels::register_rope_cpu(table);

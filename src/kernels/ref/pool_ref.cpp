@@ -1,5 +1,6 @@
 // Reference pooling over each (n, c) plane, windows in (D, H, W):
 //   max:      y[p] = max_{i in W(p)} x[i], idx[p] = the first argmax (NaN wins), flat in the plane
+//             (u8 codes: the same max, no idx; the output keeps a channels-last input's layout)
 //   avg:      y[p] = sum_{i in W(p)} x[i] / |W(p)|   (|W(p)| = k^3 with count_include_pad)
 //   adaptive: W(p) = [floor(p in / out), ceil((p + 1) in / out)) per dim, y[p] = mean over W(p)
 // where W(p) = [p stride - pad, p stride - pad + k) clipped to the input (torch.nn.functional).
@@ -9,6 +10,7 @@
 
 #include "kernels/ref/ref_kernels.h"
 #include "ops/spatial.h"
+#include "tensor/strided.h"
 
 namespace qs::kernels {
 
@@ -81,6 +83,14 @@ void avg_backward(ops::OpCall& c, const Spatial& g, bool adaptive) {
   store_vector(c.out[0], DX);
 }
 
+// Values in logical (row-major) order into `out`, whatever its strides (a channels-last u8 output).
+void store_logical(const Tensor& out, const std::vector<double>& v) {
+  if (out.is_contiguous()) return store_vector(out, v);
+  Tensor tmp = empty(out.shape(), out.dtype());
+  store_vector(tmp, v);
+  strided_copy(out, tmp);
+}
+
 }  // namespace
 
 void max_pool_ref(ops::OpCall& c) {
@@ -102,8 +112,8 @@ void max_pool_ref(ops::OpCall& c) {
       I[size_t(base + p)] = double(at);
     });
   }
-  store_vector(c.out[0], Y);
-  store_vector(c.out[1], I);
+  store_logical(c.out[0], Y);
+  if (c.out[1].numel() > 0) store_vector(c.out[1], I);  // u8 (inference only): no indices
 }
 
 void max_pool_backward_ref(ops::OpCall& c) {

@@ -3,7 +3,8 @@
 //   dequantize: y[i] = float(q[i] - zp[c]) * s[c]
 //   qlinear:    acc[r, n] = sum_k (xq[r, k] - x_zp) wq[n, k]                  (exact, int64 then s32)
 //   qconv:      acc[n, o, p] = sum_{c, t valid} (xq[n, g C/G + c, p stride - pad + t dil] - x_zp) wq[o, c, t]
-//               (padding is the real value 0, i.e. x_zp, so padded taps contribute nothing)
+//               (padding is the real value 0, i.e. x_zp, so padded taps contribute nothing;
+//               with x_from_scale each xq is first requantised, quant_epilogue.h: QInputRemap)
 //   then out = dequantize_acc(acc, x_scale * w_scale[n], bias[n], relu)            (out f32)
 //          or requantize(acc, x_scale * w_scale[n], bias[n], relu, 1/out_scale, ...) (out u8/s8)
 // Every float step is quant_math.h's, so optimised kernels reproduce these bits exactly.
@@ -85,6 +86,7 @@ void qconv_ref(ops::OpCall& c) {
   const Tensor &x = c.in[0], &w = c.in[1], &ws = c.in[2], &b = c.in[3];
   Tensor& out = c.out[0];
   auto epi = quant::QEpilogue::from(c.attrs);
+  auto remap = quant::QInputRemap::from(c.attrs);
   ops::Spatial s = ops::conv_spatial(x.shape(), w.shape(), c.attrs, "qconv");
   int64_t O = w.size(0), G = c.attrs.i("groups", 1), Cg = s.C / G, Og = O / G;
   Tensor xc = x.contiguous(), wc = w.contiguous();
@@ -96,12 +98,12 @@ void qconv_ref(ops::OpCall& c) {
       for (int64_t ci = 0; ci < Cg; ++ci) {
         const int64_t x0 = (n * s.C + (o / Og) * Cg + ci) * inP, w0 = (o * Cg + ci) * kP;
         ops::for_each_tap(s, [&](int64_t p, int64_t i, int64_t t) {
-          acc[size_t(p)] += (load_int(xc, x0 + i) - epi.x_zp) * load_int(wc, w0 + t);
+          acc[size_t(p)] += (remap.code(int32_t(load_int(xc, x0 + i)), epi) - epi.x_zp) * load_int(wc, w0 + t);
         });
       }
-      for (int64_t p = 0; p < outP; ++p)
+      for (int64_t p = 0; p < outP; ++p)  // the output's strides: NC(spatial) or channels-last
         epi.store(to_s32(acc[size_t(p)]), epi.acc_scale(f32_at(ws, o)), bias_at(b, o), out.raw_data(), out.dtype(),
-                  (n * O + o) * outP + p);
+                  n * out.stride(0) + o * out.stride(1) + p * out.stride(-1));
     }
 }
 
