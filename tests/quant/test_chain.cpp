@@ -11,6 +11,7 @@
 #include "qiusuo/nn/sequential.h"
 #include "qiusuo/ops.h"
 #include "qiusuo/quant/convert.h"
+#include "quant/quant_test_util.h"
 #include "test_util.h"
 
 using namespace qs;
@@ -20,13 +21,7 @@ using qs::testing::error_of;
 namespace {
 
 std::shared_ptr<apps::FashionCNN> converted_cnn(uint64_t seed) {
-  Generator g(seed);
-  auto m = std::make_shared<apps::FashionCNN>(g);
-  PrepareOptions po;
-  po.fuse = apps::FashionCNN::fuse_groups();
-  m->eval();
-  prepare(*m, QConfig::default_ptq(), po);
-  calibrate(*m, {randn({16, 1, 28, 28}, DType::f32, &g), randn({16, 1, 28, 28}, DType::f32, &g)});
+  auto m = qs::testing::calibrated_cnn(seed);
   convert(*m);
   return m;
 }

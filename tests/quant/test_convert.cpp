@@ -12,10 +12,12 @@
 #include "qiusuo/ops.h"
 #include "qiusuo/quant/checkpoint.h"
 #include "qiusuo/quant/convert.h"
+#include "quant/quant_test_util.h"
 #include "test_util.h"
 
 using namespace qs;
 using namespace qs::quant;
+using qs::testing::calibrated_cnn;
 using qs::testing::error_of;
 
 namespace {
@@ -40,18 +42,6 @@ std::shared_ptr<nn::Sequential> tiny_cnn(uint64_t seed) {
   m->push_back(std::make_shared<nn::Linear>(8 * 9, 16, true, g));
   m->push_back(std::make_shared<nn::ReLU>());
   m->push_back(std::make_shared<nn::Linear>(16, 5, true, g));
-  return m;
-}
-
-// A FashionCNN prepared for PTQ and calibrated on random images.
-std::shared_ptr<apps::FashionCNN> calibrated_cnn(uint64_t seed) {
-  Generator g(seed);
-  auto m = std::make_shared<apps::FashionCNN>(g);
-  PrepareOptions po;
-  po.fuse = apps::FashionCNN::fuse_groups();
-  m->eval();
-  prepare(*m, QConfig::default_ptq(), po);
-  calibrate(*m, {randn({16, 1, 28, 28}, DType::f32, &g), randn({16, 1, 28, 28}, DType::f32, &g)});
   return m;
 }
 
