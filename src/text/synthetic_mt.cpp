@@ -11,6 +11,7 @@
 #include <fmt/core.h>
 
 #include "qiusuo/error.h"
+#include "text/synthetic_mt_words.h"
 
 namespace qs::text {
 
@@ -30,46 +31,7 @@ uint64_t stream_state(uint64_t seed, uint64_t stream) {
 double uniform(uint64_t& s) { return double(splitmix(s) >> 11) * 0x1.0p-53; }
 size_t pick(uint64_t& s, size_t n) { return size_t(splitmix(s) % n); }
 
-// Source function words and their target translations (prepositions become postpositions).
-const std::vector<std::pair<std::string, std::string>> kDetSg = {{"the", "el"}, {"a", ""}, {"this", "ko"}, {"every", "mina"}};
-const std::vector<double> kDetSgP = {0.45, 0.35, 0.1, 0.1};
-const std::vector<std::pair<std::string, std::string>> kDetPl = {{"the", "el"}, {"these", "kora"}, {"some", "ika"}, {"many", "oku"}};
-const std::vector<double> kDetPlP = {0.5, 0.15, 0.2, 0.15};
-const std::vector<std::pair<std::string, std::string>> kPreps = {
-    {"in", "de"},       {"on", "ue"},    {"with", "tomo"}, {"near", "soba"}, {"under", "shita"},
-    {"behind", "ushiro"}, {"from", "kara"}, {"to", "made"},  {"for", "tame"},  {"after", "ato"}};
-struct Pronoun {
-  const char *src, *tgt, *feat;
-};
-const Pronoun kPronouns[] = {{"I", "wa", "1sg"},  {"he", "ho", "3sg"},  {"she", "hi", "3sg"},
-                             {"it", "sore", "3sg"}, {"we", "wan", "1pl"}, {"they", "hon", "3pl"}};
-std::string agreement_particle(const std::string& feat) {
-  return feat == "1sg" ? "mu" : feat == "3sg" ? "su" : feat == "1pl" ? "mira" : "sura";
-}
-const char* kCaseSubj = "ka";
-const char* kCaseObj = "ro";
-const char* kRelMarker = "ta";
-const char* kPluralSuffix = "ni";
-
-const std::vector<std::string> kNouns = {"dog", "cat", "bird", "sailor", "baker", "painter", "teacher", "farmer", "king",
-                                         "queen", "doctor", "student", "friend", "horse", "girl", "boy", "river",
-                                         "house", "tree", "book", "garden", "city", "letter", "song", "apple",
-                                         "window", "road", "ship", "field", "story"};
-const std::vector<std::string> kVerbsTr = {"see", "like", "find", "help", "follow", "call", "love", "meet",
-                                           "visit", "want", "need", "carry", "hold", "build", "paint", "read",
-                                           "write", "open", "clean", "answer", "watch", "catch", "push"};
-const std::vector<std::string> kVerbsIntr = {"sleep", "run", "walk", "sing", "wait", "laugh",
-                                             "swim", "work", "dance", "smile", "travel", "rest"};
-const std::vector<std::string> kAdjectives = {"big", "small", "old", "young", "red", "happy", "quiet", "tall",
-                                              "dark", "bright", "green", "strong", "cold", "warm", "clever"};
-const std::vector<std::string> kAdverbs = {"quickly", "slowly", "often", "quietly", "rarely",
-                                           "today", "again", "always", "happily", "carefully"};
-
-// English noun/verb homographs among the verb seeds, the commonest verbs first (intransitive and
-// transitive interleaved by rank); SyntheticMtOptions::n_homographs takes a prefix.
-const std::vector<std::string> kHomographs = {"sleep", "help",  "run",    "call",  "walk",  "love", "wait",
-                                              "visit", "laugh", "need",   "swim",  "paint", "work", "answer",
-                                              "dance", "watch", "smile",  "catch", "rest",  "push"};
+using namespace synthetic_words;  // the word lists (synthetic_mt_words.h)
 
 std::string s_form(const std::string& w) {  // "dog" -> "dogs", "watch" -> "watches"
   auto ends = [&](const char* t) { return w.size() >= std::strlen(t) && w.compare(w.size() - std::strlen(t), std::string::npos, t) == 0; };
