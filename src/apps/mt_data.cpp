@@ -73,7 +73,8 @@ nlohmann::json synthetic_options_json(const text::SyntheticMtOptions& o) {
           {"n_verbs_tr", o.n_verbs_tr}, {"n_verbs_intr", o.n_verbs_intr}, {"n_adjectives", o.n_adjectives},
           {"n_adverbs", o.n_adverbs}, {"zipf", o.zipf},               {"p_pronoun", o.p_pronoun},
           {"p_relcl", o.p_relcl},   {"p_transitive", o.p_transitive}, {"p_adverb", o.p_adverb},
-          {"p_pp", o.p_pp},         {"p_adjective", o.p_adjective},   {"p_plural", o.p_plural}};
+          {"p_pp", o.p_pp},         {"p_adjective", o.p_adjective},   {"p_plural", o.p_plural},
+          {"n_homographs", o.n_homographs}};
 }
 
 text::SyntheticMtOptions synthetic_options_from_json(const nlohmann::json& j) {
@@ -89,6 +90,8 @@ text::SyntheticMtOptions synthetic_options_from_json(const nlohmann::json& j) {
   rd("n_adjectives", o.n_adjectives), rd("n_adverbs", o.n_adverbs), rd("zipf", o.zipf), rd("p_pronoun", o.p_pronoun);
   rd("p_relcl", o.p_relcl), rd("p_transitive", o.p_transitive), rd("p_adverb", o.p_adverb), rd("p_pp", o.p_pp);
   rd("p_adjective", o.p_adjective), rd("p_plural", o.p_plural);
+  // Checkpoints from before the homographs have no key: their corpus had none.
+  o.n_homographs = j.value("n_homographs", int64_t(0));
   o.validate();
   return o;
 }

@@ -27,6 +27,7 @@ apps::MtDataOptions data_from_args(Args& a) {
   d.synthetic.n_train = a.integer("train-pairs", d.synthetic.n_train);
   d.synthetic.n_valid = a.integer("valid-pairs", d.synthetic.n_valid);
   d.synthetic.n_test = a.integer("test-pairs", d.synthetic.n_test);
+  d.synthetic.n_homographs = a.integer("homographs", d.synthetic.n_homographs);
   return d;
 }
 

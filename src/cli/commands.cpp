@@ -84,6 +84,7 @@ const std::vector<Command>& commands() {
        "(config, data settings and both word vocabularies inside).\n\n"
        "  --data synthetic | --src FILE --tgt FILE   (synthetic; real corpora: one sentence per line, words)\n"
        "  --data-seed N --train-pairs N --valid-pairs N --test-pairs N   (1, 40000, 500, 1000)\n"
+       "  --homographs N       noun/verb homographs in the source (watch, help, run...; 0..20) (0)\n"
        "  --pe P               rope | sinusoidal | learned | shaw | t5 | alibi | none (rope)\n"
        "  --layers N (or --enc-layers N --dec-layers N) --d-model N --heads N --ffn-hidden N   (2, 64, 4, 4x)\n"
        "  --max-len N --no-tie --min-count N   (256, tied output, 1)\n"
@@ -168,7 +169,7 @@ const std::vector<Command>& commands() {
        cmd_serve},
       {"mt-data", "write the synthetic parallel corpus (with gold parses and alignments) and its grammar",
        "usage: qiusuo mt-data --out DIR [--format jsonl|tsv] [--data-seed N] [--train-pairs N] [--valid-pairs N]\n"
-       "                      [--test-pairs N]\n\n"
+       "                      [--test-pairs N] [--homographs N]\n\n"
        "Writes DIR/train, valid and test (.jsonl or .tsv: words, head indices, relations, tags and the word\n"
        "alignment of each pair) and DIR/README.md describing the grammar, as `qiusuo train mt` generates them.\n",
        cmd_mt_data},

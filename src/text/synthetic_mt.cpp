@@ -11,6 +11,7 @@
 #include <fmt/core.h>
 
 #include "qiusuo/error.h"
+#include "text/synthetic_mt_words.h"
 
 namespace qs::text {
 
@@ -30,40 +31,7 @@ uint64_t stream_state(uint64_t seed, uint64_t stream) {
 double uniform(uint64_t& s) { return double(splitmix(s) >> 11) * 0x1.0p-53; }
 size_t pick(uint64_t& s, size_t n) { return size_t(splitmix(s) % n); }
 
-// Source function words and their target translations (prepositions become postpositions).
-const std::vector<std::pair<std::string, std::string>> kDetSg = {{"the", "el"}, {"a", ""}, {"this", "ko"}, {"every", "mina"}};
-const std::vector<double> kDetSgP = {0.45, 0.35, 0.1, 0.1};
-const std::vector<std::pair<std::string, std::string>> kDetPl = {{"the", "el"}, {"these", "kora"}, {"some", "ika"}, {"many", "oku"}};
-const std::vector<double> kDetPlP = {0.5, 0.15, 0.2, 0.15};
-const std::vector<std::pair<std::string, std::string>> kPreps = {
-    {"in", "de"},       {"on", "ue"},    {"with", "tomo"}, {"near", "soba"}, {"under", "shita"},
-    {"behind", "ushiro"}, {"from", "kara"}, {"to", "made"},  {"for", "tame"},  {"after", "ato"}};
-struct Pronoun {
-  const char *src, *tgt, *feat;
-};
-const Pronoun kPronouns[] = {{"I", "wa", "1sg"},  {"he", "ho", "3sg"},  {"she", "hi", "3sg"},
-                             {"it", "sore", "3sg"}, {"we", "wan", "1pl"}, {"they", "hon", "3pl"}};
-std::string agreement_particle(const std::string& feat) {
-  return feat == "1sg" ? "mu" : feat == "3sg" ? "su" : feat == "1pl" ? "mira" : "sura";
-}
-const char* kCaseSubj = "ka";
-const char* kCaseObj = "ro";
-const char* kRelMarker = "ta";
-const char* kPluralSuffix = "ni";
-
-const std::vector<std::string> kNouns = {"dog", "cat", "bird", "sailor", "baker", "painter", "teacher", "farmer", "king",
-                                         "queen", "doctor", "student", "friend", "horse", "girl", "boy", "river",
-                                         "house", "tree", "book", "garden", "city", "letter", "song", "apple",
-                                         "window", "road", "ship", "field", "story"};
-const std::vector<std::string> kVerbsTr = {"see", "like", "find", "help", "follow", "call", "love", "meet",
-                                           "visit", "want", "need", "carry", "hold", "build", "paint", "read",
-                                           "write", "open", "clean", "answer", "watch", "catch", "push"};
-const std::vector<std::string> kVerbsIntr = {"sleep", "run", "walk", "sing", "wait", "laugh",
-                                             "swim", "work", "dance", "smile", "travel", "rest"};
-const std::vector<std::string> kAdjectives = {"big", "small", "old", "young", "red", "happy", "quiet", "tall",
-                                              "dark", "bright", "green", "strong", "cold", "warm", "clever"};
-const std::vector<std::string> kAdverbs = {"quickly", "slowly", "often", "quietly", "rarely",
-                                           "today", "again", "always", "happily", "carefully"};
+using namespace synthetic_words;  // the word lists (synthetic_mt_words.h)
 
 std::string s_form(const std::string& w) {  // "dog" -> "dogs", "watch" -> "watches"
   auto ends = [&](const char* t) { return w.size() >= std::strlen(t) && w.compare(w.size() - std::strlen(t), std::string::npos, t) == 0; };
@@ -89,9 +57,11 @@ std::string target_pseudo_word(uint64_t& s) {
   return pick(s, 4) == 0 ? w + "n" : w;
 }
 
-// Unique word forms on both sides (a root, its -s form, its target root and plural).
+// Unique word forms on both sides (a root, its -s form, its target root and plural). The one
+// deliberate exception: a homograph's source form, taken first by a noun, may be taken once
+// more by a verb seed (share_src); its target words stay distinct.
 struct FormRegistry {
-  std::set<std::string> src, tgt;
+  std::set<std::string> src, tgt, shared;
   FormRegistry() {
     for (auto* list : {&kDetSg, &kDetPl, &kPreps})
       for (auto& [s, t] : *list) src.insert(s), tgt.insert(t);
@@ -104,6 +74,7 @@ struct FormRegistry {
     src.insert(w), src.insert(s_form(w));
     return true;
   }
+  bool share_src(const std::string& w) { return src.count(w) && shared.insert(w).second; }
   bool take_tgt(const std::string& w) {
     if (w.size() < 4 || tgt.count(w) || tgt.count(w + kPluralSuffix)) return false;
     tgt.insert(w), tgt.insert(w + kPluralSuffix);
@@ -112,7 +83,8 @@ struct FormRegistry {
 };
 
 std::vector<SyntheticMtLanguage::Entry> make_class(const std::vector<std::string>& seed_words, int64_t n,
-                                                   const std::string& suffix, FormRegistry& reg, uint64_t& st) {
+                                                   const std::string& suffix, FormRegistry& reg, uint64_t& st,
+                                                   const std::set<std::string>& may_share = {}) {
   std::vector<SyntheticMtLanguage::Entry> out;
   auto add_src = [&](const std::string& w) {
     std::string t;
@@ -122,7 +94,7 @@ std::vector<SyntheticMtLanguage::Entry> make_class(const std::vector<std::string
   };
   for (const std::string& w : seed_words) {
     if (int64_t(out.size()) >= n) break;
-    if (reg.take_src(w)) add_src(w);
+    if (may_share.count(w) ? reg.share_src(w) || reg.take_src(w) : reg.take_src(w)) add_src(w);
   }
   while (int64_t(out.size()) < n) {
     std::string w = source_pseudo_word(st) + suffix;
@@ -152,6 +124,21 @@ struct Tree {
 };
 void append(std::vector<int>& a, const std::vector<int>& b) { a.insert(a.end(), b.begin(), b.end()); }
 
+// The homographs this lexicon makes: the first n_homographs of kHomographs whose verb is inside
+// the verb classes (a verb seed of rank r exists when the class has more than r words).
+std::set<std::string> chosen_homographs(const SyntheticMtOptions& opt) {
+  auto within = [](const std::vector<std::string>& seeds, const std::string& w, int64_t n) {
+    auto it = std::find(seeds.begin(), seeds.end(), w);
+    return it != seeds.end() && it - seeds.begin() < n;
+  };
+  std::set<std::string> out;
+  for (int64_t i = 0; i < opt.n_homographs; ++i) {
+    const std::string& h = kHomographs[size_t(i)];
+    if (within(kVerbsTr, h, opt.n_verbs_tr) || within(kVerbsIntr, h, opt.n_verbs_intr)) out.insert(h);
+  }
+  return out;
+}
+
 }  // namespace
 
 void SyntheticMtOptions::validate() const {
@@ -160,6 +147,8 @@ void SyntheticMtOptions::validate() const {
   QS_CHECK(n_nouns > 0 && n_verbs_tr > 0 && n_verbs_intr > 0 && n_adjectives > 0 && n_adverbs > 0,
            "synthetic mt: every lexicon class needs at least one word (nouns {}, verbs_tr {}, verbs_intr {}, "
            "adjectives {}, adverbs {})", n_nouns, n_verbs_tr, n_verbs_intr, n_adjectives, n_adverbs);
+  QS_CHECK(n_homographs >= 0 && n_homographs <= int64_t(kHomographs.size()),
+           "synthetic mt: n_homographs must be in [0, {}], got {}", kHomographs.size(), n_homographs);
   QS_CHECK(zipf >= 0 && zipf <= 4, "synthetic mt: zipf must be in [0, 4], got {}", zipf);
   for (auto [name, p] : {std::pair{"p_pronoun", p_pronoun}, {"p_relcl", p_relcl}, {"p_transitive", p_transitive},
                          {"p_adverb", p_adverb}, {"p_pp", p_pp}, {"p_adjective", p_adjective}, {"p_plural", p_plural}})
@@ -170,9 +159,14 @@ SyntheticMtLanguage::SyntheticMtLanguage(const SyntheticMtOptions& opt) : opt_(o
   opt_.validate();
   uint64_t st = stream_state(opt.lexicon_seed, 0x1e71c0);
   FormRegistry reg;
-  nouns_ = make_class(kNouns, opt.n_nouns, "", reg, st);
-  verbs_tr_ = make_class(kVerbsTr, opt.n_verbs_tr, "", reg, st);
-  verbs_intr_ = make_class(kVerbsIntr, opt.n_verbs_intr, "", reg, st);
+  const std::set<std::string> homographs = chosen_homographs(opt);
+  std::vector<std::string> noun_seeds;  // homographs at noun ranks 1, 3, 5, ...
+  for (const std::string& h : kHomographs)
+    if (homographs.count(h)) noun_seeds.push_back(h), noun_seeds.push_back(kNouns[noun_seeds.size() / 2]);
+  for (size_t i = noun_seeds.size() / 2; i < kNouns.size(); ++i) noun_seeds.push_back(kNouns[i]);
+  nouns_ = make_class(noun_seeds, opt.n_nouns, "", reg, st);
+  verbs_tr_ = make_class(kVerbsTr, opt.n_verbs_tr, "", reg, st, homographs);
+  verbs_intr_ = make_class(kVerbsIntr, opt.n_verbs_intr, "", reg, st, homographs);
   adjectives_ = make_class(kAdjectives, opt.n_adjectives, "", reg, st);
   adverbs_ = make_class(kAdverbs, opt.n_adverbs, "ly", reg, st);
   for (auto* cls : {&nouns_, &verbs_tr_, &verbs_intr_, &adjectives_, &adverbs_}) {
@@ -181,9 +175,12 @@ SyntheticMtLanguage::SyntheticMtLanguage(const SyntheticMtOptions& opt) : opt_(o
     for (size_t r = 0; r < cls->size(); ++r) cdf.push_back(acc += std::pow(double(r + 1), -opt.zipf));
     cdf_.push_back(std::move(cdf));
   }
-  for (auto& e : nouns_) src_to_tgt_[e.src] = e.tgt, src_to_tgt_[s_form(e.src)] = e.tgt + kPluralSuffix;
   for (auto* cls : {&verbs_tr_, &verbs_intr_})
     for (auto& e : *cls) src_to_tgt_[e.src] = e.tgt, src_to_tgt_[s_form(e.src)] = e.tgt;
+  for (auto& e : nouns_) {
+    auto& m = src_to_tgt_.count(e.src) ? noun_reading_ : src_to_tgt_;  // a verb has the form: a homograph
+    m[e.src] = e.tgt, m[s_form(e.src)] = e.tgt + kPluralSuffix;
+  }
   for (auto* cls : {&adjectives_, &adverbs_})
     for (auto& e : *cls) src_to_tgt_[e.src] = e.tgt;
   for (auto* list : {&kDetSg, &kDetPl, &kPreps})
@@ -193,9 +190,19 @@ SyntheticMtLanguage::SyntheticMtLanguage(const SyntheticMtOptions& opt) : opt_(o
   src_to_tgt_["that"] = kRelMarker;
 }
 
-std::string SyntheticMtLanguage::translate_word(const std::string& w) const {
+std::string SyntheticMtLanguage::translate_word(const std::string& w, const std::string& tag) const {
+  if (auto h = noun_reading_.find(w); h != noun_reading_.end()) {
+    if (tag.empty()) return {};
+    if (tag.rfind("NOUN", 0) == 0) return h->second;
+  }
   auto it = src_to_tgt_.find(w);
   return it == src_to_tgt_.end() ? std::string() : it->second;
+}
+
+std::vector<std::string> SyntheticMtLanguage::homograph_forms() const {
+  std::vector<std::string> out;
+  for (auto& [form, tgt] : noun_reading_) out.push_back(form);
+  return out;
 }
 
 namespace {

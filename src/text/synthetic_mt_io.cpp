@@ -218,6 +218,11 @@ std::string SyntheticMtLanguage::describe(int64_t n_examples) const {
       "`src_tag`, `tgt_tag` (NOUN:sg, VERB:3sg, PRON:1pl, DET, ADJ, ADV, ADP, PRT).\n\n## Examples\n\n",
       opt_.seed, opt_.lexicon_seed, src_to_tgt_.size(), nouns_.size(), verbs_tr_.size(), verbs_intr_.size(),
       adjectives_.size(), adverbs_.size(), opt_.zipf);
+  if (!noun_reading_.empty())
+    s.insert(s.find("## Files"), fmt::format(
+        "Homographs: {} source forms are both a noun and a verb, as in English, with different translations;\n"
+        "the word before decides which (a determiner or adjective: the noun; a subject or 'that': the verb):\n"
+        "{}.\n\n", noun_reading_.size(), join(homograph_forms())));
   std::vector<ParallelExample> ex = generate_synthetic_mt(opt_, n_examples, 99);
   for (const ParallelExample& p : ex) {
     s += "    " + join(p.src) + "\n    " + join(p.tgt) + "\n    align " + join_ints(p.align) + "\n\n";

@@ -46,6 +46,16 @@ struct SyntheticMtOptions {
   double zipf = 1.0;           // word of rank r drawn with probability ~ 1 / r^zipf within its class
   double p_pronoun = 0.15, p_relcl = 0.15, p_transitive = 0.65, p_adverb = 0.3, p_pp = 0.3, p_adjective = 0.35,
          p_plural = 0.35;
+  // Noun/verb homographs, as in English ("watch", "help", "run": both nouns and verbs, and
+  // "watches" is both a plural noun and a 3sg verb). The first n_homographs words of a fixed
+  // list of 20 such verbs (sleep help run call walk love wait visit laugh need swim paint work
+  // answer dance watch smile catch rest push, commonest verbs first) also become nouns, placed at
+  // the top of the noun ranks (noun ranks 1, 3, 5, ...), with their own target word: the source
+  // form is ambiguous and only its context decides the translation (after a determiner or an
+  // adjective it is the noun; after a subject or "that" it is the verb). 0 (no ambiguity) is the
+  // corpus of the earlier checkpoints, which is what their JSON reads back as. At most 20; a
+  // homograph whose verb is outside the verb classes (n_verbs_tr, n_verbs_intr) is not made.
+  int64_t n_homographs = 0;
   // Errors name the field: negative counts, empty lexicon classes, probabilities outside [0, 1].
   void validate() const;
 };
@@ -57,8 +67,12 @@ class SyntheticMtLanguage {
   // One pair; `state` is the caller's RNG state (splitmix64), advanced.
   ParallelExample sample(uint64_t& state) const;
   // The target word a source word form translates to ("dogs" -> "inuni"), or "" for words
-  // without one ("a", and words not in the lexicon).
-  std::string translate_word(const std::string& src_word) const;
+  // without one ("a", and words not in the lexicon). A homograph needs its tag (the pair's
+  // src_tag: "NOUN:..." for the noun reading, anything else for the verb); without one it
+  // translates to "" (ambiguous).
+  std::string translate_word(const std::string& src_word, const std::string& src_tag = "") const;
+  // The source forms that are both a noun and a verb ("watch", "watches"), sorted.
+  std::vector<std::string> homograph_forms() const;
   // The grammar and lexicon sizes, with example pairs, as Markdown (the corpus README).
   std::string describe(int64_t n_examples = 5) const;
   int64_t lexicon_size() const { return int64_t(src_to_tgt_.size()); }
@@ -73,6 +87,7 @@ class SyntheticMtLanguage {
   std::vector<Entry> nouns_, verbs_tr_, verbs_intr_, adjectives_, adverbs_;
   std::vector<std::vector<double>> cdf_;  // per class, cumulative Zipf weights
   std::map<std::string, std::string> src_to_tgt_;
+  std::map<std::string, std::string> noun_reading_;  // homograph form -> its noun translation
 };
 
 struct MtSplits {
