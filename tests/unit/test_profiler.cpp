@@ -103,12 +103,12 @@ TEST(Profiler, KeepAccumulatesAcrossWindowsAndReportListsTheOps) {
   (void)neg(a);
   profiler::stop();
   double first = profiler::profiled_ms();
-  std::this_thread::sleep_for(std::chrono::milliseconds(20));  // outside any window: not counted
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // outside any window: not counted
   profiler::start({}, /*keep=*/true);
   (void)neg(a);
   profiler::stop();
   EXPECT_EQ(row(profiler::results(), "neg")->calls, 2);
-  EXPECT_LT(profiler::profiled_ms() - first, 20.0);
+  EXPECT_LT(profiler::profiled_ms() - first, 300.0);
   std::string rep = profiler::report();
   EXPECT_NE(rep.find("qiusuo profile: 2 op calls"), std::string::npos) << rep;
   EXPECT_NE(rep.find("neg"), std::string::npos) << rep;
