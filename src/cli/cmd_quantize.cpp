@@ -19,20 +19,26 @@ namespace qs::cli {
 
 namespace {
 
-int quantize_cnn(Args& a, const std::string& ckpt, const std::string& method) {
-  apps::QuantizeCnnOptions o;
+// What static quantisation (PTQ / QAT) of the CNN and of the LM read alike: the same flags
+// into fields of the same names of apps::QuantizeCnnOptions and apps::QuantizeLmOptions.
+template <class O> void read_static_options(Args& a, const std::string& ckpt, const std::string& method, O& o) {
   o.checkpoint = ckpt;
   o.method = method;
   o.calib_batches = a.integer("calib-batches", o.calib_batches);
   o.batch = a.integer("batch", o.batch);
-  o.qat_epochs = int(a.integer("qat-epochs", o.qat_epochs));
   o.qat_lr = a.number("qat-lr", o.qat_lr);
   o.seed = uint64_t(a.integer("seed", 0));
+  o.out = a.required("out");
+  o.quiet = a.flag("quiet");
+}
+
+int quantize_cnn(Args& a, const std::string& ckpt, const std::string& method) {
+  apps::QuantizeCnnOptions o;
+  read_static_options(a, ckpt, method, o);
+  o.qat_epochs = int(a.integer("qat-epochs", o.qat_epochs));
   o.limit_train = a.integer("limit-train", 0);
   o.limit_test = a.integer("limit-test", 0);
   o.data_root = a.str("data", o.data_root);
-  o.out = a.required("out");
-  o.quiet = a.flag("quiet");
   a.finish();
   apps::QuantizeCnnResult r = apps::quantize_cnn(o);
   std::cout << fmt::format(
@@ -113,16 +119,9 @@ int cmd_quantize_lm(Args& a, const std::string& ckpt, const std::string& method)
 
 int quantize_lm_static(Args& a, const std::string& ckpt, const std::string& method) {
   apps::QuantizeLmOptions o;
-  o.checkpoint = ckpt;
-  o.method = method;
-  o.calib_batches = a.integer("calib-batches", o.calib_batches);
-  o.batch = a.integer("batch", o.batch);
+  read_static_options(a, ckpt, method, o);
   o.qat_steps = a.integer("qat-steps", o.qat_steps);
-  o.qat_lr = a.number("qat-lr", o.qat_lr);
   o.eval_windows = a.integer("windows", o.eval_windows);
-  o.seed = uint64_t(a.integer("seed", 0));
-  o.out = a.required("out");
-  o.quiet = a.flag("quiet");
   a.finish();
   apps::QuantizeLmResult r = apps::quantize_lm(o);
   std::cout << fmt::format(

@@ -25,7 +25,6 @@ using Key = std::tuple<std::string, std::string, std::string>;  // op, kernel, s
 struct State {
   std::mutex mu;
   std::map<Key, OpStat> rows;
-  Options opt;
   Clock::time_point since{};
   double window_ms = 0;
 };
@@ -46,8 +45,9 @@ double ms_since(Clock::time_point t0) {
 namespace detail {
 
 std::atomic<bool> g_on{false};
+std::atomic<bool> g_shapes{false};  // start()'s Options::record_shapes, read per call without the lock
 
-bool record_shapes() { return state().opt.record_shapes; }
+bool record_shapes() { return g_shapes.load(std::memory_order_relaxed); }
 
 CallTimer::CallTimer() : t0_(Clock::now()) { t_child_ms.push_back(0); }
 
@@ -72,9 +72,9 @@ void start(Options o, bool keep) {
   {
     std::lock_guard<std::mutex> lock(s.mu);
     if (!keep) s.rows.clear(), s.window_ms = 0;
-    s.opt = o;
     if (!detail::g_on.load()) s.since = Clock::now();
   }
+  detail::g_shapes.store(o.record_shapes);
   detail::g_on.store(true);
 }
 
