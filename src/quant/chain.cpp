@@ -95,7 +95,7 @@ int64_t chain_quantized_layers(nn::Module& model, const Tensor& example) {
   };
   // Every call of a producer must lead to the same consumer, and every consumer must be fed
   // by one producer; anything else (shared layers, branches) keeps the f32 hand-over.
-  std::map<QuantizedConv*, std::shared_ptr<QuantizedConv>> next;
+  std::map<QuantizedConv*, std::pair<std::shared_ptr<QuantizedConv>, std::shared_ptr<QuantizedConv>>> next;  // A -> (A, B)
   std::map<QuantizedConv*, std::set<QuantizedConv*>> feeders;
   std::set<QuantizedConv*> refused;
   for (const auto& c : rec.calls) {
@@ -107,21 +107,19 @@ int64_t chain_quantized_layers(nn::Module& model, const Tensor& example) {
     auto b = conv ? layer(*conv) : nullptr;
     auto out = a->output_qparams();
     bool ok = b && out && out->dtype == QDtype::u8 && b->input_qparams().dtype == QDtype::u8;
-    if (!ok || (next.count(a.get()) && next[a.get()] != b)) {
+    if (!ok || (next.count(a.get()) && next[a.get()].second != b)) {
       refused.insert(a.get());
       continue;
     }
-    next[a.get()] = b;
+    next[a.get()] = {a, b};
     feeders[b.get()].insert(a.get());
   }
   int64_t chained = 0;
-  for (auto& [a, b] : next) {
-    if (refused.count(a) || feeders[b.get()].size() != 1) continue;
-    std::shared_ptr<QuantizedConv> producer;
-    for (auto& [w, q] : by_weight)
-      if (q.get() == a) producer = q;
-    producer->set_chained_output(true);
-    b->set_chained_input(producer);
+  for (auto& [key, pair] : next) {
+    auto& [a, b] = pair;
+    if (refused.count(key) || feeders[b.get()].size() != 1) continue;
+    a->set_chained_output(true);
+    b->set_chained_input(a);
     ++chained;
   }
   return chained;
