@@ -98,6 +98,13 @@ std::vector<ConvCase> conv_cases(DType dt) {
     cs.push_back({{8, 32, 14, 14}, {64, 32, 3, 3}, true, {1}, {1}, {1}, 1, "cnn conv2 (8 images)"});
     cs.push_back({{2, 1, 33, 17}, {32, 1, 3, 3}, true, {1}, {1}, {1}, 1, "first layer C=1"});
     cs.push_back({{2, 16, 8, 8, 8}, {32, 16, 3, 3, 3}, true, {1}, {1}, {1}, 1, "cnn3d conv2 (2 volumes)"});
+    // One input channel (the 'c1' kernel): 3-D, an odd channel count, a wide 2-D kernel
+    // without bias, a strided input, more taps than one pass holds.
+    cs.push_back({{3, 1, 9, 13, 11}, {5, 1, 3, 3, 3}, true, {1}, {1}, {1}, 1, "3d C=1 O=5"});
+    cs.push_back({{2, 1, 7, 30}, {6, 1, 3, 5}, false, {1}, {1, 2}, {1}, 1, "2d C=1 3x5 no bias"});
+    cs.push_back({{2, 1, 9, 9}, {3, 1, 3, 3}, true, {1}, {0}, {1}, 1, "2d C=1 strided x", true});
+    cs.push_back({{2, 1, 40}, {3, 1, 11}, true, {1}, {5}, {1}, 1, "1d C=1 kernel 11"});
+    cs.push_back({{4, 1, 28, 28}, {32, 1, 3, 3}, true, {1}, {1}, {1}, 1, "cnn conv1 (4 images)"});
   }
   return cs;
 }
