@@ -56,6 +56,7 @@ std::vector<Tensor> convolution_backward(const GradCtx& c, const std::vector<Ten
   // Gradients are computed in the gradient's dtype (f32 under autocast).
   Tensor x = c.in[0].to(gy.dtype()), w = c.in[1].to(gy.dtype());
   Tensor gx, gw, gb;
+  StableOperands stable;  // both ops read gy: the oneDNN kernels reorder it once
   if (c.needs_grad[0]) {
     Attrs a = c.attrs;
     a.set("input_shape", x.shape());

@@ -1,4 +1,5 @@
 // The op table and the one dispatch point.
+#include <atomic>
 #include <cstdlib>
 #include <iostream>
 #include <optional>
@@ -91,6 +92,19 @@ KernelLog::~KernelLog() { g_kernel_log = prev_; }
 void KernelLog::note(OpKind op, const char* kernel) {
   if (g_kernel_log) g_kernel_log->entries_.push_back({op, kernel});
 }
+
+namespace {
+thread_local int g_stable_depth = 0;
+thread_local uint64_t g_stable_id = 0;
+std::atomic<uint64_t> g_stable_next{1};
+}  // namespace
+StableOperands::StableOperands() {
+  if (g_stable_depth++ == 0) g_stable_id = g_stable_next.fetch_add(1, std::memory_order_relaxed);
+}
+StableOperands::~StableOperands() {
+  if (--g_stable_depth == 0) g_stable_id = 0;
+}
+uint64_t stable_operands_scope() { return g_stable_id; }
 
 void add_kernel(std::vector<OpDef>& table, OpKind k, KernelImpl impl) { table[size_t(k)].optimised.push_back(impl); }
 

@@ -162,6 +162,20 @@ class KernelLog {
   std::vector<Entry> entries_;
 };
 
+// While alive, the operands of the ops dispatched on this thread are not written, so a
+// kernel may reuse what it derived from an input buffer (a layout conversion) when the
+// next op reads the same buffer. Opened by backward functions that feed one gradient to
+// several ops (convolution: backward-data and backward-weights both reorder it).
+class StableOperands {
+ public:
+  StableOperands();
+  ~StableOperands();
+  StableOperands(const StableOperands&) = delete;
+  StableOperands& operator=(const StableOperands&) = delete;
+};
+// 0 outside every StableOperands scope; else an id unique to this thread's outermost scope.
+uint64_t stable_operands_scope();
+
 // Declarations of every row's implementation record.
 #define QS_OP(name, nin, nout, flags) extern const OpImpl name##_impl;
 #include "ops/ops.def"

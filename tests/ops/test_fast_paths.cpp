@@ -122,6 +122,54 @@ TEST(ExpandedOperands, LinearWithAnExpandedWeightTakesOneDnn) {
   Tensor want = linear(x, wrow.expand({6, 8}).contiguous(), bias.contiguous());
   EXPECT_LT(amax(abs(got - want)).item(), 1e-6);
 }
+// The first layer of an image or volume CNN (one input channel) runs on the 'c1' kernel,
+// forward and backward-weights, with the f64 values.
+TEST(ConvFastPaths, OneInputChannelTakesTheC1Kernel) {
+  Generator g(6);
+  for (Shape xs : {Shape{3, 1, 13, 11}, Shape{2, 1, 6, 7, 9}}) {
+    Shape ws{5, 1, 3, 3};
+    if (xs.size() == 5) ws.push_back(3);
+    Tensor x = randn(xs, DType::f32, &g), w = randn(ws, DType::f32, &g).requires_grad_(true);
+    Tensor b = randn({5}, DType::f32, &g).requires_grad_(true);
+    Attrs a = Attrs().set("stride", Shape{1}).set("padding", Shape{1}).set("dilation", Shape{1}).set("groups", 1);
+    ops::KernelLog log;
+    Tensor y = ops::dispatch1(ops::OpKind::convolution, {x, w, b}, a);
+    Tensor r = randn(y.shape(), DType::f32, &g);
+    sum(y * r).backward();
+    EXPECT_EQ(count(log, ops::OpKind::convolution, "c1", true), 1);
+    EXPECT_EQ(count(log, ops::OpKind::convolution_backward_weight, "c1", true), 1);
+    Tensor w64 = w.detach().to(DType::f64).requires_grad_(true), b64 = b.detach().to(DType::f64).requires_grad_(true);
+    Tensor y64 = ops::dispatch1(ops::OpKind::convolution, {x.to(DType::f64), w64, b64}, a);
+    sum(y64 * r.to(DType::f64)).backward();
+    EXPECT_LT(amax(abs(y.detach().to(DType::f64) - y64.detach())).item(), 1e-4);
+    EXPECT_LT(amax(abs(w.grad().to(DType::f64) - w64.grad())).item(), 1e-3);
+    EXPECT_LT(amax(abs(b.grad().to(DType::f64) - b64.grad())).item(), 1e-3);
+  }
+}
+
+// Convolution backward reorders its gradient once for both of its oneDNN ops (a
+// StableOperands scope); the kept conversion must never outlive the buffer's contents.
+TEST(ConvFastPaths, ReusedGradientConversionIsNeverStale) {
+  Generator g(7);
+  Tensor x = randn({4, 8, 10, 10}, DType::f32, &g), w = randn({16, 8, 3, 3}, DType::f32, &g);
+  Tensor gy = randn({4, 16, 10, 10}, DType::f32, &g);
+  Attrs a = Attrs().set("stride", Shape{1}).set("padding", Shape{1}).set("dilation", Shape{1}).set("groups", 1);
+  Attrs ad = Attrs(a).set("input_shape", x.shape()), aw = Attrs(a).set("weight_shape", w.shape());
+  auto both = [&] {
+    ops::StableOperands stable;
+    return std::pair{ops::dispatch1(ops::OpKind::convolution_backward_data, {gy, w}, ad),
+                     ops::dispatch(ops::OpKind::convolution_backward_weight, {gy, x}, aw)[0]};
+  };
+  Tensor gx0 = ops::dispatch1(ops::OpKind::convolution_backward_data, {gy, w}, ad);
+  Tensor gw0 = ops::dispatch(ops::OpKind::convolution_backward_weight, {gy, x}, aw)[0];
+  auto [gx1, gw1] = both();
+  EXPECT_EQ(amax(abs(gx1 - gx0)).item(), 0.0);
+  EXPECT_EQ(amax(abs(gw1 - gw0)).item(), 0.0);
+  gy.copy_(gy * 2.0);  // same buffer, new contents: a new scope must see them
+  auto [gx2, gw2] = both();
+  EXPECT_EQ(amax(abs(gx2 - gx0 * 2.0)).item(), 0.0);
+  EXPECT_EQ(amax(abs(gw2 - gw0 * 2.0)).item(), 0.0);
+}
 #endif
 
 }  // namespace

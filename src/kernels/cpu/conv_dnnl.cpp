@@ -157,7 +157,7 @@ void convolution_backward_data_dnnl(ops::OpCall& c) {
   });
   Layouts io;
   std::unordered_map<int, memory> args;
-  args[DNNL_ARG_DIFF_DST] = io.in(plain_md(gy), gy.raw_data(), cp.pd.diff_dst_desc());
+  args[DNNL_ARG_DIFF_DST] = io.in_operand(plain_md(gy), gy.raw_data(), cp.pd.diff_dst_desc());
   args[DNNL_ARG_WEIGHTS] = io.in(weights_md(w, g), w.raw_data(), cp.pd.weights_desc());
   args[DNNL_ARG_DIFF_SRC] = io.out(plain_md(c.out[0]), c.out[0].raw_data(), cp.pd.diff_src_desc());
   cp.prim.execute(backend::dnnl_stream(), args);
@@ -185,8 +185,8 @@ void convolution_backward_weight_dnnl(ops::OpCall& c) {
   Tensor& dw = c.out[0];
   Layouts io;
   std::unordered_map<int, memory> args;
-  args[DNNL_ARG_SRC] = io.in(plain_md(x), x.raw_data(), cp.pd.src_desc());
-  args[DNNL_ARG_DIFF_DST] = io.in(plain_md(gy), gy.raw_data(), cp.pd.diff_dst_desc());
+  args[DNNL_ARG_SRC] = io.in_operand(plain_md(x), x.raw_data(), cp.pd.src_desc());
+  args[DNNL_ARG_DIFF_DST] = io.in_operand(plain_md(gy), gy.raw_data(), cp.pd.diff_dst_desc());
   args[DNNL_ARG_DIFF_WEIGHTS] = io.out(weights_md(dw, g), dw.raw_data(), cp.pd.diff_weights_desc());
   args[DNNL_ARG_DIFF_BIAS] = io.out(plain_md(c.out[1]), c.out[1].raw_data(), cp.pd.diff_weights_desc(1));
   cp.prim.execute(backend::dnnl_stream(), args);

@@ -2,6 +2,8 @@
 
 #include <memory>
 
+#include "ops/op.h"
+
 namespace qs::kernels {
 
 namespace {
@@ -33,6 +35,57 @@ void* Layouts::scratch(size_t bytes) {
   if (slots.size() <= i) slots.resize(i + 1);
   if (!slots[i] || slots[i]->nbytes() < bytes) slots[i] = std::make_unique<Storage>(bytes);
   return slots[i]->data();
+}
+
+namespace {
+// Conversions made inside an ops::StableOperands scope, kept for the next op of the scope
+// that reads the same buffer in the same layouts. The buffers outlive their scope and are
+// reused by later scopes (a training step reorders the same shapes each time); at most
+// kMemo of them per thread.
+struct Memo {
+  std::string key;  // user and wanted layouts
+  const void* ptr = nullptr;
+  uint64_t scope = 0;
+  dnnl::memory mem;  // owns its buffer
+};
+constexpr size_t kMemo = 8;
+
+dnnl::memory memo_in(uint64_t scope, const dnnl::memory& u, const void* ptr, const dnnl::memory::desc& want) {
+  thread_local std::vector<Memo> memo;
+  std::string key = md_key(u.get_desc()) + "|" + md_key(want);
+  Memo* slot = nullptr;
+  for (auto& m : memo) {
+    if (m.key != key) continue;
+    if (m.scope == scope && m.ptr == ptr) return m.mem;
+    if (m.scope != scope && !slot) slot = &m;  // a stale buffer of the right layout
+  }
+  if (!slot) {
+    if (memo.size() >= kMemo) {  // evict one from an older scope, if any
+      for (auto& m : memo)
+        if (m.scope != scope) {
+          slot = &m;
+          break;
+        }
+      if (!slot) return dnnl::memory();  // all belong to this scope: convert without keeping
+    } else {
+      slot = &memo.emplace_back();
+    }
+    slot->mem = dnnl::memory(want, backend::dnnl_engine());
+    slot->key = key;
+  }
+  reorder(u, slot->mem);
+  slot->ptr = ptr;
+  slot->scope = scope;
+  return slot->mem;
+}
+}  // namespace
+
+dnnl::memory Layouts::in_operand(const dnnl::memory::desc& user, void* ptr, const dnnl::memory::desc& want) {
+  if (uint64_t scope = ops::stable_operands_scope(); scope && !(user == want)) {
+    dnnl::memory u(user, backend::dnnl_engine(), ptr);
+    if (dnnl::memory m = memo_in(scope, u, ptr, want)) return m;
+  }
+  return in(user, ptr, want);
 }
 
 dnnl::memory Layouts::in(const dnnl::memory::desc& user, void* ptr, const dnnl::memory::desc& want) {

@@ -17,6 +17,10 @@ class Layouts {
   // A memory to read from in layout `want`: the user's buffer when the layouts agree,
   // else a reorder (layout and/or bf16 -> f32) into scratch.
   dnnl::memory in(const dnnl::memory::desc& user, void* ptr, const dnnl::memory::desc& want);
+  // The same for an input operand of the op being run (its buffer is not written while an
+  // ops::StableOperands scope is open): inside such a scope the conversion is kept, and
+  // the next op of the scope that reads the buffer in the same layouts reuses it.
+  dnnl::memory in_operand(const dnnl::memory::desc& user, void* ptr, const dnnl::memory::desc& want);
   // A memory to write in layout `want`; finish() moves it into the user's buffer.
   dnnl::memory out(const dnnl::memory::desc& user, void* ptr, const dnnl::memory::desc& want);
   // Runs the pending output reorders and waits for the stream.
