@@ -56,6 +56,7 @@ std::vector<Sample> chained_qconv_samples(Generator& g) {
     bool cl_in, remap, cl_out;
     const char* out;
     const char* label;
+    bool full_range = false;  // 8-bit codes in and out of the requantisation (x_qmax 255)
   };
   std::vector<Case> cases = {
       {{2, 32, 6, 6}, {16, 32, 3, 3}, 1, true, true, true, "u8", "chained 3x3"},
@@ -64,18 +65,22 @@ std::vector<Sample> chained_qconv_samples(Generator& g) {
       {{1, 17, 4, 5}, {9, 17, 1, 1}, 0, true, true, false, "s8", "1x1 requantised x C=17"},
       {{3, 5, 7}, {6, 5, 3}, 1, true, true, true, "u8", "1d chained"},
       {{8, 32, 14, 14}, {64, 32, 3, 3}, 1, true, true, true, "u8", "cnn conv2 chained (8 images)"},
+      {{2, 16, 9, 9}, {8, 16, 3, 3}, 1, true, true, false, "u8", "chained 8-bit codes", true},
   };
   std::vector<Sample> s;
   for (auto& k : cases) {
     Shape phys{k.x[0]}, back{0, int64_t(k.x.size()) - 1};  // [N, sp..., C] -> [N, C, sp...]
     for (size_t d = 2; d < k.x.size(); ++d) phys.push_back(k.x[d]), back.push_back(int64_t(d) - 1);
     phys.push_back(k.x[1]);
-    Tensor x = k.cl_in ? randint(0, 128, phys, DType::u8, &g).permute(back) : randint(0, 128, k.x, DType::u8, &g);
+    const int64_t top = k.full_range ? 256 : 128;
+    Tensor x = k.cl_in ? randint(0, top, phys, DType::u8, &g).permute(back) : randint(0, top, k.x, DType::u8, &g);
     int64_t K = k.w[1];
     for (size_t i = 2; i < k.w.size(); ++i) K *= k.w[i];
     Attrs a = out_attrs(k.out, true, K).set("x_zp", int64_t(3));
     a.set("stride", Shape{1}).set("padding", Shape{k.pad}).set("dilation", Shape{1}).set("groups", int64_t(1));
-    if (k.remap) a.set("x_from_scale", 0.031).set("x_from_zp", int64_t(5)).set("x_qmin", int64_t(0)).set("x_qmax", int64_t(127));
+    if (k.remap)
+      a.set("x_from_scale", k.full_range ? 0.019 : 0.031).set("x_from_zp", int64_t(5)).set("x_qmin", int64_t(0))
+          .set("x_qmax", int64_t(top - 1));
     if (k.cl_out) a.set("channels_last_out", true);
     s.push_back({{x, ints(k.w, -128, 127, DType::i8, g), w_scales(k.w[0], g), uniform({k.w[0]}, -1, 1, DType::f32, &g)},
                  a, fmt::format("{} -> {}", k.label, k.out)});
@@ -174,6 +179,7 @@ std::vector<Sample> qconv_samples(DType dt, Generator& g) {
     const char* out;
     bool relu, bias, transposed;
     const char* label;
+    bool full_range = false;  // 8-bit codes in and out of the requantisation (x_qmax 255)
   };
   std::vector<Case> cases = {
       {{2, 3, 5, 5}, {4, 3, 3, 3}, {1}, {1}, {1}, 1, kU8, "u8", false, true, false, "2d 3x3 pad 1"},

@@ -12,6 +12,15 @@ Tensor buffer(const nn::Module& m, const std::string& name) {
 
 int64_t bytes(const Tensor& t) { return t.defined() ? t.numel() * int64_t(t.element_size()) : 0; }
 
+void require_float_input(const nn::Module& m, const Tensor& x) {
+  if (x.dtype() != DType::u8 && x.dtype() != DType::i8) return;
+  QS_FAIL("{}: got a {} input {}, but this layer takes float activations (f32) and quantises them itself; a "
+          "quantised tensor carries no scale, so its codes cannot be read safely. Pass f32 (for codes you hold: "
+          "quant::dequantize(codes, their parameters) first). Only QuantizedConv layers wired by "
+          "quant::chain_quantized_layers(model, example) hand u8 codes to each other",
+          m.type_name(), dtype_name(x.dtype()), shape_str(x.shape()));
+}
+
 void register_act(nn::Module& m, const std::string& prefix, const QParams& p) {
   p.validate();
   QS_CHECK(p.per_tensor() && p.group_size == 0 && p.dtype != QDtype::s4,

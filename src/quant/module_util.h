@@ -17,6 +17,11 @@ nlohmann::json act_json(const QParams& p);
 // The buffer `name` of m (not of its children); error if absent.
 Tensor buffer(const nn::Module& m, const std::string& name);
 int64_t bytes(const Tensor& t);
+// The rule of every quantised module that takes activations: float in. A u8/i8 tensor carries
+// no scale, so reading it as codes in some parameters would be a guess; only a QuantizedConv
+// marked by quant::chain_quantized_layers takes codes (and checks that itself). Errors name
+// the module type, what it found and what to pass instead.
+void require_float_input(const nn::Module& m, const Tensor& x);
 // Parent module types whose forward() reaches their Linear children through child(name)
 // (MultiheadAttention, GeluMLP, SwiGLU, Sequential), so replace_child takes effect even
 // though they also keep typed member pointers to them.

@@ -1,5 +1,5 @@
-// Quantised Linear and Conv modules, and the Quantize / DeQuantize ends of a quantised
-// chain (include/qiusuo/quant/modules.h).
+// Quantised Linear and Conv modules, and the Quantize / DeQuantize modules
+// (include/qiusuo/quant/modules.h).
 #include "qiusuo/quant/modules.h"
 
 #include "qiusuo/autograd.h"
@@ -16,16 +16,16 @@ namespace {
 
 bool is_quantised(const Tensor& x) { return x.dtype() == DType::u8 || x.dtype() == DType::i8; }
 
-// forward of QuantizedLinear / QuantizedConv around the integer op `run(xq, in, out)`.
+// forward of QuantizedLinear around the integer op `run(xq, in, out)`: f32 in, f32 out.
 template <class Run> Tensor quantised_forward(const nn::Module& m, const Tensor& x, bool relu, Run&& run) {
+  detail::require_float_input(m, x);
   QParams in = read_act(m, "input");
   QOutput o;
   o.relu = relu;
   if (detail::has_act(m, "output")) o.out = read_act(m, "output");
   NoGrad ng;
-  bool chained = is_quantised(x);
-  Tensor y = run(chained ? x : quantize(x, in), in, o);
-  return chained || !o.out ? y : dequantize(y, *o.out);
+  Tensor y = run(quantize(x, in), in, o);
+  return o.out ? dequantize(y, *o.out) : y;
 }
 
 nlohmann::json io_json(const nn::Module& m) {

@@ -8,6 +8,7 @@
 #include <random>
 #include <vector>
 
+#include "kernels/cpu/lut_u8.h"
 #include "kernels/cpu/transpose_u8.h"
 #include "kernels/quant_epilogue.h"
 #include "ops/op.h"
@@ -32,6 +33,30 @@ TEST(QuantKernels, ByteTransposeMatchesThePlainLoop) {
       for (int64_t c = 0; c < C; ++c) want[size_t(c * ys + r)] = uint8_t(x[size_t(r * xs + c)] + add);
     ASSERT_EQ(y, want) << R << "x" << C << " strides " << xs << ", " << ys;
   }
+}
+
+// qconv's chained-input requantisation table (lut_u8.h): every code 0-255, in blocks with and
+// without bit 7, ragged tails, in place and not, against the plain lookup.
+TEST(QuantKernels, ByteTableLookupMatchesThePlainLoop) {
+  std::mt19937 g(4);
+  for (int t = 0; t < 200; ++t) {
+    uint8_t lut[256];
+    for (auto& v : lut) v = uint8_t(g());
+    const int64_t n = int64_t(g() % 300);
+    const bool low = t % 2 == 0;  // half the arrays 7-bit codes only (the skipped upper sub-tables)
+    std::vector<uint8_t> x(static_cast<size_t>(n)), want(static_cast<size_t>(n));
+    for (auto& v : x) v = uint8_t(low ? g() % 128 : g());
+    for (int64_t i = 0; i < n; ++i) want[size_t(i)] = lut[x[size_t(i)]];
+    std::vector<uint8_t> y(static_cast<size_t>(n), 7);
+    kernels::lut_u8(x.data(), n, lut, y.data());
+    ASSERT_EQ(y, want) << "n = " << n;
+    kernels::lut_u8(x.data(), n, lut, x.data());
+    ASSERT_EQ(x, want) << "in place, n = " << n;
+  }
+  uint8_t lut[256], x[256], y[256];
+  for (int i = 0; i < 256; ++i) lut[i] = uint8_t(255 - 3 * i), x[i] = uint8_t(i);
+  kernels::lut_u8(x, 256, lut, y);
+  for (int i = 0; i < 256; ++i) ASSERT_EQ(y[i], lut[i]) << "code " << i;
 }
 
 using testing::error_of;

@@ -1,5 +1,6 @@
-// Quantised modules: built from float layers, close to them, chainable, and saved and
-// loaded through safetensors with every tensor and every output bit-identical.
+// Quantised modules: built from float layers, close to them, f32 in and out (codes are
+// refused), and saved and loaded through safetensors with every tensor and every output
+// bit-identical.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -62,7 +63,8 @@ TEST(QuantizedLinear, CloseToFloatAndRoundTripsThroughSafetensors) {
   Tensor y = q_out.forward(x);
   EXPECT_EQ(y.dtype(), DType::f32);
   expect_close(y, relu(want), 0.08);
-  EXPECT_EQ(q_out.forward(quantize(x, in)).dtype(), DType::u8);  // chained form
+  // No chained form: codes are refused (UnmarkedQuantisedInputIsRefused below).
+  EXPECT_NE(error_of([&] { q_out.forward(quantize(x, in)); }).find("takes float activations"), std::string::npos);
   EXPECT_EQ(q.weight_bytes(), 24 * 64 + 24 * 4);
   // 1 byte per weight + a 4-byte scale per row: (K + 4) / 4K of f32, 26.6% at K = 64, 25.4% at K = 256.
   QuantizedLinear shell(64, 24, true, act(QDtype::s8, 1.0f, 0), act(QDtype::s8, 1.0f, 0), true);
@@ -91,25 +93,65 @@ TEST(QuantizedConv, TwoAndThreeDimensionsRoundTrip) {
   }
 }
 
-TEST(QuantizedModules, ChainOfIntegerLayers) {
+// The buffer `name` of m (state_dict order is registration order).
+Tensor buffer_of(const nn::Module& m, const std::string& name) {
+  for (auto& [n, t] : m.state_dict())
+    if (n == name) return t;
+  ADD_FAILURE() << "no buffer " << name;
+  return {};
+}
+
+// Two QuantizedLinears hand over f32, and that is the integer chain exactly: the first
+// layer's output codes, dequantised and quantised again in the same parameters, are the
+// same codes. So QuantizedLinear needs no chain mark.
+TEST(QuantizedModules, LinearsHandOverF32ExactlyAsTheIntegerChain) {
   Generator g(3);
   nn::Linear a(32, 16, true, g), b(16, 8, true, g);
   QParams in = act(QDtype::u8, 2.0f / 127, 64, 0, 127), mid = act(QDtype::u8, 0.02f, 0, 0, 127),
           out = act(QDtype::s8, 0.02f, 0);
   auto qa = std::make_shared<QuantizedLinear>(a, in, mid, true);
   auto qb = std::make_shared<QuantizedLinear>(b, mid, out);
-  nn::Sequential chain{std::make_shared<Quantize>(in), qa, qb, std::make_shared<DeQuantize>(out)};
+  nn::Sequential chain{qa, qb};
   Tensor x = uniform({4, 32}, -1, 1, DType::f32, &g);
   Tensor y = chain.forward(x);
-  // The same integers, one float round trip per layer (requantising is idempotent here).
-  Tensor step = qb->forward(qa->forward(x));
-  EXPECT_EQ(y.to_vector(), step.to_vector());
+  EXPECT_EQ(y.dtype(), DType::f32);
+  Tensor codes_a = qlinear(quantize(x, in), in, buffer_of(*qa, "weight"), buffer_of(*qa, "weight_scale"),
+                           buffer_of(*qa, "bias"), QOutput{true, mid});
+  Tensor codes_b = qlinear(codes_a, mid, buffer_of(*qb, "weight"), buffer_of(*qb, "weight_scale"),
+                           buffer_of(*qb, "bias"), QOutput{false, out});
+  EXPECT_EQ(y.to_vector(), dequantize(codes_b, out).to_vector());
   Tensor want;
   {
     NoGrad ng;
     want = b.forward(relu(a.forward(x)));
   }
   expect_close(y, want, 0.1);
+  // Quantize / DeQuantize turn f32 into codes and back.
+  Tensor q = Quantize(mid).forward(want);
+  EXPECT_EQ(q.dtype(), DType::u8);
+  EXPECT_EQ(DeQuantize(mid).forward(q).to_vector(), dequantize(quantize(want, mid), mid).to_vector());
+}
+
+// An unmarked quantised module takes float input: u8/i8 codes are refused by every module
+// that takes activations, naming the module, what it found and the remedy.
+TEST(QuantizedModules, UnmarkedQuantisedInputIsRefused) {
+  Generator g(6);
+  nn::Linear lin(32, 8, true, g);
+  QParams in = act(QDtype::u8, 2.0f / 127, 64, 0, 127), s8 = act(QDtype::s8, 0.02f, 0);
+  std::vector<std::shared_ptr<nn::Module>> mods{
+      std::make_shared<QuantizedLinear>(lin, in), std::make_shared<QuantizedLinear>(lin, s8, in, true),
+      std::make_shared<DynamicQuantizedLinear>(lin), std::make_shared<WeightOnlyLinear>(lin, 8),
+      std::make_shared<WeightOnlyLinear>(lin, 4, 32)};
+  Tensor x = uniform({3, 32}, -1, 1, DType::f32, &g);
+  for (auto& m : mods) {
+    for (Tensor codes : {quantize(x, in), quantize(x, s8)}) {
+      std::string msg = error_of([&] { m->forward(codes); });
+      EXPECT_EQ(msg.find(m->type_name() + ": got a " + dtype_name(codes.dtype()) + " input"), 0u) << msg;
+      EXPECT_NE(msg.find("takes float activations (f32)"), std::string::npos) << msg;
+      EXPECT_NE(msg.find("quant::dequantize"), std::string::npos) << msg;
+    }
+    EXPECT_EQ(m->forward(x).dtype(), DType::f32) << m->type_name();  // f32 still works
+  }
 }
 
 TEST(DynamicAndWeightOnly, CloseToFloatAndRoundTrip) {

@@ -7,11 +7,15 @@
 // - QuantizedLinear / QuantizedConv take the activation parameters (per tensor u8 or s8)
 //   of their input and, optionally, their output. forward(f32) quantises the input, runs
 //   the integer op and returns f32 (dequantising a quantised output).
-// - QuantizedLinear: forward(u8/i8, the dtype of the input parameters) is the chainable
-//   form: it returns the quantised output (u8/i8) when output parameters are set, else
-//   f32. Quantize / DeQuantize modules start and end such a chain in a Sequential.
-// - QuantizedConv chains only where quant::chain_quantized_layers (convert.h) marked it,
-//   because a u8 tensor carries no scale:
+// - One rule for every quantised module that takes activations (QuantizedLinear,
+//   QuantizedConv, DynamicQuantizedLinear, WeightOnlyLinear): float input. A u8/i8 tensor
+//   carries no scale, so it is refused with an error naming the module type and the remedy
+//   (pass f32; dequantize codes you hold), unless the module is a QuantizedConv marked as
+//   chained below. QuantizedLinear has no chain mark: in the models here it follows f32 ops
+//   that do not commute with quantisation (the CNN's average pool, the LM's GELU, attention
+//   and norms), and between two QuantizedLinears the f32 hand-over is already exact
+//   (quantize(dequantize(q)) == q in the same parameters).
+// - QuantizedConv chains only where quant::chain_quantized_layers (convert.h) marked it:
 //   * chained output (set_chained_output): forward returns the u8 codes of its output
 //     parameters (u8 per tensor) as a tensor of logical shape [N, O, out...] with
 //     channels-last strides (memory [N, out..., O], PyTorch's channels_last), instead of
@@ -24,7 +28,8 @@
 //     (QConvOptions::x_from), so the chain is bit-identical to the f32 hand-over.
 //   * A u8/i8 input to a layer not marked as chained is an error naming the remedy, as is
 //     a chained input whose producer is gone (replaced in the model). f32 inputs are always
-//     accepted. The marks are run-time wiring, not state: not saved, not in state_dict().
+//     accepted (f64 too, except by DynamicQuantizedLinear and WeightOnlyLinear: f32 only).
+//     The marks are run-time wiring, not state: not saved, not in state_dict().
 // - Buffers, so state_dict() and io::save_safetensors round-trip them exactly: "weight"
 //   (i8, or u8 packed s4), "weight_scale" f32, "bias" f32 (if any), and per activation
 //   "input_scale" f32 [1], "input_zero_point" i32 [1], "input_qrange" i32 [3] = (dtype
@@ -127,7 +132,9 @@ class WeightOnlyLinear : public nn::Module {
   Tensor weight_, scale_, bias_;
 };
 
-// f32 -> u8/i8 with fixed parameters (the start of a quantised chain) and back.
+// f32 -> u8/i8 codes with fixed parameters, and codes -> f32 (to store or inspect
+// activations as integers). The quantised layers above do not take these codes: give them
+// DeQuantize's f32.
 class Quantize : public nn::Module {
  public:
   explicit Quantize(const QParams& p);

@@ -7,6 +7,7 @@
 #include <omp.h>
 
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/lut_u8.h"
 #include "kernels/cpu/quant_pack.h"
 #include "kernels/cpu/quant_epilogue_avx2.h"
 #include "kernels/cpu/transpose_u8.h"
@@ -62,9 +63,10 @@ int32_t prepare_act(const Tensor& x, uint8_t* u, bool channels_last, int64_t N, 
 
 // The convolution's input as oneDNN reads it: u8 channels-last codes u = x' + add, with x'
 // the input requantised when `remap` is on (a 256-entry table of QInputRemap::code, the
-// same function the reference applies). Sets zp to the zero point of u. A channels-last
-// input (a chained activation, include/qiusuo/quant/modules.h) needs no transpose, and
-// one that needs neither requantising nor a shift is read in place.
+// same function the reference applies, looked up 32 bytes at a time: lut_u8.h). Sets zp
+// to the zero point of u. A channels-last input (a chained activation,
+// include/qiusuo/quant/modules.h) needs no transpose, and one that needs neither
+// requantising nor a shift is read in place.
 const uint8_t* conv_input(const Tensor& x0, const quant::QEpilogue& epi, const quant::QInputRemap& remap,
                           const ops::Spatial& s, int32_t& zp) {
   const int64_t n = x0.numel();
@@ -76,8 +78,10 @@ const uint8_t* conv_input(const Tensor& x0, const quant::QEpilogue& epi, const q
     const Tensor x = cl ? x0 : x0.contiguous();
     const uint8_t* xp = x.data_ptr<uint8_t>();
     uint8_t* t = cl ? u : static_cast<uint8_t*>(quant_scratch(5, size_t(n)));  // slot 5 is free until the epilogue
+    const int64_t blocks = (n + 16383) / 16384;
 #pragma omp parallel for if (n > 65536)
-    for (int64_t i = 0; i < n; ++i) t[i] = lut[xp[i]];
+    for (int64_t b = 0; b < blocks; ++b)
+      lut_u8(xp + b * 16384, std::min<int64_t>(16384, n - b * 16384), lut, t + b * 16384);
     // Codes within [0, 127] (7-bit activations) need no shift: act_shift would return 0.
     int32_t add = remap.qmin >= 0 && remap.qmax <= 127 ? 0 : act_shift(t, n);
     if (!cl)
