@@ -106,6 +106,12 @@ std::vector<ConvCase> conv_cases(DType dt) {
     cs.push_back({{2, 1, 9, 9}, {3, 1, 3, 3}, true, {1}, {0}, {1}, 1, "2d C=1 strided x", true});
     cs.push_back({{2, 1, 40}, {3, 1, 11}, true, {1}, {5}, {1}, 1, "1d C=1 kernel 11"});
     cs.push_back({{4, 1, 28, 28}, {32, 1, 3, 3}, true, {1}, {1}, {1}, 1, "cnn conv1 (4 images)"});
+    // Channels in multiples of 8 (the 'direct8' backward-weights): one o-vector, a kernel
+    // wider than the padding, 1-D, a strided input, 24 input channels (groups of 6).
+    cs.push_back({{3, 8, 9, 7}, {8, 8, 3, 2}, true, {1}, {1, 0}, {1}, 1, "2d C=8 O=8 3x2 pad (1,0)"});
+    cs.push_back({{2, 16, 17}, {24, 16, 5}, false, {1}, {1}, {1}, 1, "1d C=16 O=24 kernel 5"});
+    cs.push_back({{2, 8, 6, 6}, {16, 8, 3, 3}, true, {1}, {2}, {1}, 1, "2d C=8 pad 2 strided x", true});
+    cs.push_back({{2, 24, 5, 6, 7}, {16, 24, 3, 3, 3}, true, {1}, {1}, {1}, 1, "3d C=24 O=16"});
   }
   return cs;
 }

@@ -119,7 +119,9 @@ inline void fwd_block(const float* in, const int64_t* taps, int64_t T, const flo
       for (int c = 0; c < XC; ++c) acc[ob][c] = _mm256_fmadd_ps(wv, v[c], acc[ob][c]);
     }
   }
+#pragma GCC unroll 8
   for (int ob = 0; ob < OB; ++ob)
+#pragma GCC unroll 4
     for (int c = 0; c < XC; ++c) {
       int64_t x = x0 + 8 * c;
       if (x + 8 <= oW || !last_row) {
@@ -132,16 +134,16 @@ inline void fwd_block(const float* in, const int64_t* taps, int64_t T, const flo
     }
 }
 
-// One output row of OB channels, all of its vectors (three at a time).
+// One output row of OB channels, all of its vectors (two at a time: 8 accumulators, the
+// inputs and a weight stay in registers; three at a time spills).
 template <int OB>
 void fwd_row(const float* in, const Padded& p, const float* const* w, const float* bias, float* const* out,
              bool last_row) {
   const int64_t oW = p.s.out[2], T = int64_t(p.taps.size());
   const int64_t* taps = p.taps.data();
   int64_t v = 0;
-  for (; v + 3 <= p.vecs; v += 3) fwd_block<OB, 3>(in, taps, T, w, bias, out, 8 * v, oW, last_row);
-  if (p.vecs - v == 2) fwd_block<OB, 2>(in, taps, T, w, bias, out, 8 * v, oW, last_row);
-  if (p.vecs - v == 1) fwd_block<OB, 1>(in, taps, T, w, bias, out, 8 * v, oW, last_row);
+  for (; v + 2 <= p.vecs; v += 2) fwd_block<OB, 2>(in, taps, T, w, bias, out, 8 * v, oW, last_row);
+  if (v < p.vecs) fwd_block<OB, 1>(in, taps, T, w, bias, out, 8 * v, oW, last_row);
 }
 
 void convolution_c1(ops::OpCall& c) {
@@ -190,6 +192,7 @@ template <int NT>
 void bwdw_taps(const Padded& p, const int64_t* taps, const float* gy, int64_t image_stride, float* dw, float* db) {
   const Spatial& s = p.s;
   __m256 acc[NT], bacc = _mm256_setzero_ps();
+#pragma GCC unroll 10
   for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
   const int64_t oW = s.out[2];
   const __m256i tail = lane_mask(oW - 8 * (p.vecs - 1));
@@ -205,6 +208,7 @@ void bwdw_taps(const Padded& p, const int64_t* taps, const float* gy, int64_t im
           for (int t = 0; t < NT; ++t) acc[t] = _mm256_fmadd_ps(gv, _mm256_loadu_ps(in + taps[t] + 8 * v), acc[t]);
         }
       }
+#pragma GCC unroll 10
   for (int t = 0; t < NT; ++t) dw[t] = hsum(acc[t]);
   if (db) *db = hsum(bacc);
 }

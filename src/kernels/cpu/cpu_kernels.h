@@ -14,6 +14,7 @@ void register_softmax_cpu(std::vector<ops::OpDef>& t);
 void register_norm_cpu(std::vector<ops::OpDef>& t);
 void register_dropout_cpu(std::vector<ops::OpDef>& t);
 void register_conv_c1_cpu(std::vector<ops::OpDef>& t);  // conv_c1_cpu.cpp: one input channel, AVX2
+void register_conv_bwdw_cpu(std::vector<ops::OpDef>& t);  // conv_bwdw_cpu.cpp: backward-weights, AVX2
 void register_conv_dnnl(std::vector<ops::OpDef>& t);
 void register_pool_cpu(std::vector<ops::OpDef>& t);
 void register_pool_u8_cpu(std::vector<ops::OpDef>& t);  // pool_u8_cpu.cpp: u8 channels-last max_pool

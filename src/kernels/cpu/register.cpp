@@ -13,6 +13,7 @@ void register_optimised_kernels(std::vector<OpDef>& table) {
   kernels::register_norm_cpu(table);
   kernels::register_dropout_cpu(table);
   kernels::register_conv_c1_cpu(table);  // before oneDNN: it takes the single-input-channel layers
+  kernels::register_conv_bwdw_cpu(table);  // before oneDNN: backward-weights on 8-channel blocks
   kernels::register_conv_dnnl(table);
   kernels::register_pool_cpu(table);
   kernels::register_pool_u8_cpu(table);
