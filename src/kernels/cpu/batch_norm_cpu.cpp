@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/simd_avx2.h"
 
 namespace qs::kernels {
 
@@ -87,11 +88,6 @@ void batch_norm_cpu(ops::OpCall& c) {
 // bitwise mask (the ternary form does not vectorise).
 inline __m256 relu_masked(const float* g, const float* y) {
   return _mm256_and_ps(_mm256_loadu_ps(g), _mm256_cmp_ps(_mm256_loadu_ps(y), _mm256_setzero_ps(), _CMP_GT_OQ));
-}
-inline float hsum(__m256 v) {
-  __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-  return _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));
 }
 
 // a = sum g', b = sum g' (x - m) over one plane, g' the masked gradient.

@@ -20,8 +20,8 @@
 #include <vector>
 
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/simd_avx2.h"
 #include "ops/spatial.h"
-#include "tensor/strided.h"
 
 namespace qs::kernels {
 
@@ -87,11 +87,6 @@ Padded pad_input(const Spatial& s, const Tensor& x) {
       for (int64_t kw = 0; kw < s.k[2]; ++kw) p.taps.push_back((kd * p.Hp + kh) * p.Wp + kw);
   p.data = dst;
   return p;
-}
-
-// Lanes [0, n) of a vector (n in 1..8).
-inline __m256i lane_mask(int64_t n) {
-  return _mm256_cmpgt_epi32(_mm256_set1_epi32(int(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
 // Forward for OB output channels and XC vectors of one output row: out[ob] (row starts,
@@ -177,13 +172,6 @@ void convolution_c1(ops::OpCall& c) {
           }
         }
     }
-}
-
-inline float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
 }
 
 // dw for NT taps (offsets `taps`) of one output channel, and db when `db` is set: gy is

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/simd_avx2.h"
 
 namespace qs::kernels {
 
@@ -18,13 +19,6 @@ namespace {
 // Rows of x sharing one pass over a weight row. Each row keeps four independent
 // accumulators: one chain of dependent FMAs would be latency-bound at batch 1.
 constexpr int kRows = 2;
-
-float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
 
 struct Acc {
   __m256 a[kRows][4];
