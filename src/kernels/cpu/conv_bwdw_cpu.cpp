@@ -141,8 +141,10 @@ void slab(const Geom& g, const float* gy, const float* xb, int64_t n, int64_t z,
         for (int64_t ob = 0; ob < OBk; ob += 2) {
           const int OB = OBk - ob >= 2 ? 2 : 1;
           const float* gyb[2] = {gys + ob * s.out[0] * plane_o * 8, gys + (ob + OB - 1) * s.out[0] * plane_o * 8};
-          for (int64_t c = 0; c < g.C; c += 6) {
-            const int CI = int(std::min<int64_t>(6, g.C - c));
+          const int64_t groups = (g.C + 5) / 6;  // even groups of at most 6 channels (32: 6,6,5,5,5,5)
+          for (int64_t k = 0; k < groups; ++k) {
+            const int64_t c = k * g.C / groups;
+            const int CI = int((k + 1) * g.C / groups - c);
             const float* xc[6];
             for (int i = 0; i < CI; ++i) {
               int64_t ch = c + i;
