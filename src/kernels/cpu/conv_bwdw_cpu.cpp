@@ -58,20 +58,18 @@ memory::desc blocked_md(const Tensor& t) {
 
 struct Geom {
   Spatial s;
-  int64_t O, C, T;
-  int64_t in_plane, out_plane;  // positions per (n, channel block) in x and gy
+  int64_t O, C, T;  // output and input channels, taps
 };
 
-// One tap's window over one slab: output rows [y0, y1) x columns [x0, x1) read input
-// (y + dy, x + dx); `g` and `xi` point at the slab's (first row of) gy and x blocks.
+// One tap's window over one slab: output rows [y0, y1) x columns [x0, x1), the ones whose
+// input (y + dy, x + dx) lies inside x.
 struct Window {
   int64_t y0, y1, x0, x1, dy, dx;
 };
 
 // acc[j][i] += gy[o-vector j] * x[channel i] over a window, for OB o-vectors and CI channels.
 template <int OB, int CI>
-void window_sums(const Geom& g, const Window& w, const float* const* gyb, const float* const* xc, float* part,
-                 int64_t C) {
+void window_sums(const Geom& g, const Window& w, const float* const* gyb, const float* const* xc, float* part) {
   __m256 acc[OB][CI];
 #pragma GCC unroll 2
   for (int j = 0; j < OB; ++j)
@@ -101,10 +99,9 @@ void window_sums(const Geom& g, const Window& w, const float* const* gyb, const 
       float* p = part + i * O + 8 * j;
       _mm256_storeu_ps(p, _mm256_add_ps(_mm256_loadu_ps(p), acc[j][i]));
     }
-  (void)C;
 }
 
-using SumsFn = void (*)(const Geom&, const Window&, const float* const*, const float* const*, float*, int64_t);
+using SumsFn = void (*)(const Geom&, const Window&, const float* const*, const float* const*, float*);
 template <int OB> constexpr SumsFn kSums[6] = {window_sums<OB, 1>, window_sums<OB, 2>, window_sums<OB, 3>,
                                                window_sums<OB, 4>, window_sums<OB, 5>, window_sums<OB, 6>};
 
@@ -150,7 +147,7 @@ void slab(const Geom& g, const float* gy, const float* xb, int64_t n, int64_t z,
               int64_t ch = c + i;
               xc[i] = xb + ((n * CBk + ch / 8) * s.in[0] + zi) * plane_i * 8 + ch % 8;
             }
-            (OB == 2 ? kSums<2> : kSums<1>)[CI - 1](g, w, gyb, xc, pt + c * g.O + ob * 8, g.C);
+            (OB == 2 ? kSums<2> : kSums<1>)[CI - 1](g, w, gyb, xc, pt + c * g.O + ob * 8);
           }
         }
       }
