@@ -22,7 +22,9 @@ using ops::Spatial;
 // QS_CONV_LAYOUT=any|plain forces one choice; by default a single input channel (the
 // first layer) runs on the plain layouts, where oneDNN's gemm-based kernels beat the
 // blocked ones and no 32-channel activation needs a reorder (measured on AVX2 with
-// tests/ops/test_conv_bench.cpp), and everything else on the blocked layouts.
+// tests/ops/test_conv_bench.cpp), and everything else on the blocked layouts. (f32
+// stride-1 first layers never get here: the 'c1' kernel, conv_c1_cpu.cpp, takes them; and
+// f32 stride-1 backward-weights on 8-channel multiples goes to 'direct8', conv_bwdw_cpu.cpp.)
 enum class Layout { any, plain };
 Layout layout_for(const char* prim, int64_t C, int nsp) {
   static const std::string forced = [] {
