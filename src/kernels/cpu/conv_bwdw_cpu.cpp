@@ -1,6 +1,7 @@
 // Convolution backward-weights, f32, stride 1, no dilation, no groups, input and output
-// channels multiples of 8, 1 to 3 spatial dims: a direct AVX2 kernel on oneDNN's
-// channel-blocked layouts (nC[d]hw8c), vectorised over 8 output channels.
+// channels multiples of 8, 1 to 3 spatial dims: a direct AVX2 kernel vectorised over 8
+// output channels, reading gy in oneDNN's channel-blocked layout (nC[d]hw8c) and x in the
+// op's plain NC(D)HW layout.
 //
 //   dw[o, c, t] = sum_{n, p} gy[n, o, p] x[n, c, p + t - pad]      db[o] = sum_{n, p} gy[n, o, p]
 //
@@ -12,8 +13,8 @@
 // Each thread sums its slabs into its own [tap][c][o] buffer; the buffers are added and
 // transposed into dw's [o][c][tap] at the end, in a fixed order (results do not depend
 // on the scheduling). gy comes through the same reorder as backward-data's (shared
-// inside convolution_backward's StableOperands scope); tap windows are clipped to the
-// input, so no padded copy is made.
+// inside convolution_backward's StableOperands scope); x needs no reorder (a contiguous
+// x is read in place) and tap windows are clipped to the input, so no padded copy is made.
 #include <immintrin.h>
 #include <omp.h>
 
@@ -48,7 +49,8 @@ const char* bwdw_supports(const ops::OpCall& c) {
   return nullptr;
 }
 
-// The blocked layout of an [N, C, spatial...] tensor: nCw8c, nChw8c or nCdhw8c.
+// The blocked layout of an [N, C, spatial...] tensor: nCw8c, nChw8c or nCdhw8c (the one
+// oneDNN's backward-data asks for, so the two share one reorder of gy).
 memory::desc blocked_md(const Tensor& t) {
   using tag = memory::format_tag;
   memory::dims d(t.shape().begin(), t.shape().end());
@@ -77,14 +79,14 @@ void window_sums(const Geom& g, const Window& w, const float* const* gyb, const 
     for (int i = 0; i < CI; ++i) acc[j][i] = _mm256_setzero_ps();
   const int64_t W = g.s.out[2], Wi = g.s.in[2];
   for (int64_t y = w.y0; y < w.y1; ++y) {
-    const int64_t go = (y * W) * 8, xo = ((y + w.dy) * Wi + w.dx) * 8;
+    const int64_t go = (y * W) * 8, xo = (y + w.dy) * Wi + w.dx;
     for (int64_t x = w.x0; x < w.x1; ++x) {
       __m256 gv[OB];
 #pragma GCC unroll 2
       for (int j = 0; j < OB; ++j) gv[j] = _mm256_loadu_ps(gyb[j] + go + x * 8);
 #pragma GCC unroll 6
       for (int i = 0; i < CI; ++i) {
-        const __m256 xv = _mm256_broadcast_ss(xc[i] + xo + x * 8);
+        const __m256 xv = _mm256_broadcast_ss(xc[i] + xo + x);
 #pragma GCC unroll 2
         for (int j = 0; j < OB; ++j) acc[j][i] = _mm256_fmadd_ps(gv[j], xv, acc[j][i]);
       }
@@ -108,7 +110,7 @@ template <int OB> constexpr SumsFn kSums[6] = {window_sums<OB, 1>, window_sums<O
 // Adds slab (n, z)'s contributions to every tap into part ([tap][c][o]) and to db.
 void slab(const Geom& g, const float* gy, const float* xb, int64_t n, int64_t z, float* part, float* db) {
   const Spatial& s = g.s;
-  const int64_t OBk = g.O / 8, CBk = g.C / 8, plane_o = s.out[1] * s.out[2], plane_i = s.in[1] * s.in[2];
+  const int64_t OBk = g.O / 8, plane_o = s.out[1] * s.out[2], plane_i = s.in[1] * s.in[2];
   const float* gys = gy + (n * OBk * s.out[0] + z) * plane_o * 8;  // block 0 of this slab
   // db: the slab's gy summed per o-vector
   for (int64_t ob = 0; ob < OBk; ++ob) {
@@ -145,7 +147,7 @@ void slab(const Geom& g, const float* gy, const float* xb, int64_t n, int64_t z,
             const float* xc[6];
             for (int i = 0; i < CI; ++i) {
               int64_t ch = c + i;
-              xc[i] = xb + ((n * CBk + ch / 8) * s.in[0] + zi) * plane_i * 8 + ch % 8;
+              xc[i] = xb + ((n * g.C + ch) * s.in[0] + zi) * plane_i;
             }
             (OB == 2 ? kSums<2> : kSums<1>)[CI - 1](g, w, gyb, xc, pt + c * g.O + ob * 8);
           }
@@ -164,10 +166,10 @@ void convolution_backward_weight_direct(ops::OpCall& c) {
   g.T = g.s.k_plane();
   Layouts io;
   memory gm = io.in_operand(backend::plain_md(gy), gy.raw_data(), blocked_md(gy));
-  memory xm = io.in_operand(backend::plain_md(x), x.raw_data(), blocked_md(x));
   backend::dnnl_stream().wait();
+  const Tensor xp = x.contiguous();  // read in place: the broadcasts walk one channel's plane
   const float* gyb = static_cast<const float*>(gm.get_data_handle());
-  const float* xb = static_cast<const float*>(xm.get_data_handle());
+  const float* xb = static_cast<const float*>(xp.raw_data());
   const int64_t slabs = g.s.N * g.s.out[0], per = g.T * g.C * g.O;
   const int nt = std::max(1, std::min<int>(omp_get_max_threads(), int(slabs)));
   std::vector<float> parts(size_t(nt) * size_t(per + g.O), 0.0f);
