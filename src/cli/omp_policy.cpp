@@ -10,12 +10,12 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
-#include <algorithm>
-#include <chrono>
 #include <thread>
 
 namespace qs::cli {
@@ -70,7 +70,9 @@ void adapt_omp_wait_policy(char** argv) {
   if (mode && !std::strcmp(mode, "0")) return;
   const bool forced = mode && !std::strcmp(mode, "passive");
   const double load = read_loadavg().one_min, cores = double(std::thread::hardware_concurrency());
-  if (!forced && (cores <= 0 || load < cores || !busy_for_openmp(load, cores, others_runnable(5)))) return;
+  // The five samples (8 ms) are taken only when the average alone would say busy.
+  const int others = cores > 0 && load >= cores ? others_runnable(5) : 0;
+  if (!forced && !busy_for_openmp(load, cores, others)) return;
   const char* verbose = std::getenv("QS_VERBOSE");
   if (verbose && std::strstr(verbose, "omp"))
     std::cerr << "qiusuo: load average " << load << " on " << cores

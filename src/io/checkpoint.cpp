@@ -56,7 +56,8 @@ std::string save_checkpoint_and_last(const std::string& dir, const std::string& 
   fs::copy_file(path, tmp, fs::copy_options::overwrite_existing, ec);
   if (!ec) fs::rename(tmp, last, ec);
   if (ec) {
-    fs::remove(tmp);
+    std::error_code ignored;
+    fs::remove(tmp, ignored);
     fail(last.string(), fmt::format("cannot refresh it from {} ({}); {} itself was saved", path, ec.message(), path));
   }
   return path;

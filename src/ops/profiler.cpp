@@ -51,10 +51,15 @@ bool record_shapes() { return g_shapes.load(std::memory_order_relaxed); }
 
 CallTimer::CallTimer() : t0_(Clock::now()) { t_child_ms.push_back(0); }
 
+CallTimer::~CallTimer() {
+  if (open_) t_child_ms.pop_back();
+}
+
 void CallTimer::finish(const char* op, const char* kernel, const std::string& shapes) {
   double total = ms_since(t0_);
   double child = t_child_ms.back();
   t_child_ms.pop_back();
+  open_ = false;
   if (!t_child_ms.empty()) t_child_ms.back() += total;
   State& s = state();
   std::lock_guard<std::mutex> lock(s.mu);

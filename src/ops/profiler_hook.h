@@ -14,11 +14,16 @@ bool record_shapes();
 class CallTimer {
  public:
   CallTimer();
+  // A call that threw is not counted, and its frame leaves the nesting stack.
+  ~CallTimer();
+  CallTimer(const CallTimer&) = delete;
+  CallTimer& operator=(const CallTimer&) = delete;
   // Ends the call and adds it to the row of (op, kernel, shapes).
   void finish(const char* op, const char* kernel, const std::string& shapes);
 
  private:
   std::chrono::steady_clock::time_point t0_;
+  bool open_ = true;
 };
 
 }  // namespace qs::profiler::detail

@@ -16,13 +16,20 @@ namespace {
 
 bool is_quantised(const Tensor& x) { return x.dtype() == DType::u8 || x.dtype() == DType::i8; }
 
+// The integer op's output side of a quantised layer: its fused ReLU and, if set, its
+// output parameters.
+QOutput layer_output(const nn::Module& m, bool relu) {
+  QOutput o;
+  o.relu = relu;
+  if (detail::has_act(m, "output")) o.out = read_act(m, "output");
+  return o;
+}
+
 // forward of QuantizedLinear around the integer op `run(xq, in, out)`: f32 in, f32 out.
 template <class Run> Tensor quantised_forward(const nn::Module& m, const Tensor& x, bool relu, Run&& run) {
   detail::require_float_input(m, x);
   QParams in = read_act(m, "input");
-  QOutput o;
-  o.relu = relu;
-  if (detail::has_act(m, "output")) o.out = read_act(m, "output");
+  QOutput o = layer_output(m, relu);
   NoGrad ng;
   Tensor y = run(quantize(x, in), in, o);
   return o.out ? dequantize(y, *o.out) : y;
@@ -108,9 +115,7 @@ Tensor QuantizedConv::forward(const Tensor& x) {
   c.stride = opt_.stride, c.padding = opt_.padding, c.dilation = opt_.dilation, c.groups = opt_.groups;
   c.channels_last_out = chain_out_;
   QParams in = read_act(*this, "input");
-  QOutput o;
-  o.relu = relu_;
-  if (detail::has_act(*this, "output")) o.out = read_act(*this, "output");
+  QOutput o = layer_output(*this, relu_);
   NoGrad ng;
   Tensor xq = x;
   if (is_quantised(x)) {

@@ -7,6 +7,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <vector>
 
 #include "kernels/cpu/cpu_kernels.h"
 #include "ops/spatial.h"
@@ -64,26 +65,32 @@ void max_pool_u8_cpu(ops::OpCall& c) {
   const int64_t oD = g.out[0], oH = g.out[1], oW = g.out[2], rows = g.N * oD * oH;
   const bool two = g.k[0] == 1 && g.k[1] == 2 && g.k[2] == 2 && g.stride[1] == 2 && g.stride[2] == 2 &&
                    g.pad[1] == 0 && g.pad[2] == 0 && g.pad[0] == 0;
-#pragma omp parallel for schedule(static) if (rows * oW * C > 65536)
-  for (int64_t r = 0; r < rows; ++r) {
-    const int64_t n = r / (oD * oH), od = (r / oH) % oD, oh = r % oH;
-    const uint8_t* xn = x + n * D * H * W * C;
-    uint8_t* yr = y + r * oW * C;
-    const int64_t d0 = std::max<int64_t>(od * g.stride[0] - g.pad[0], 0), d1 = std::min(od * g.stride[0] - g.pad[0] + g.k[0], D);
-    const int64_t h0 = std::max<int64_t>(oh * g.stride[1] - g.pad[1], 0), h1 = std::min(oh * g.stride[1] - g.pad[1] + g.k[1], H);
-    if (two) {
-      const uint8_t* xr = xn + ((od * g.stride[0]) * H + oh * 2) * W * C;
-      for (int64_t ow = 0; ow < oW; ++ow) max_2x2(xr + ow * 2 * C, W * C, C, yr + ow * C);
-      continue;
-    }
-    std::vector<int64_t> off(size_t((d1 - d0) * (h1 - h0) * g.k[2]));
-    for (int64_t ow = 0; ow < oW; ++ow) {
-      const int64_t w0 = std::max<int64_t>(ow * g.stride[2] - g.pad[2], 0), w1 = std::min(ow * g.stride[2] - g.pad[2] + g.k[2], W);
-      int n_off = 0;
-      for (int64_t d = d0; d < d1; ++d)
-        for (int64_t h = h0; h < h1; ++h)
-          for (int64_t w = w0; w < w1; ++w) off[size_t(n_off++)] = ((d * H + h) * W + w) * C;
-      max_channels(xn, off.data(), n_off, C, yr + ow * C);
+#pragma omp parallel if (rows * oW * C > 65536)
+  {
+    std::vector<int64_t> off(size_t(g.k[0] * g.k[1] * g.k[2]));  // one window's tap offsets, per thread
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t n = r / (oD * oH), od = (r / oH) % oD, oh = r % oH;
+      const uint8_t* xn = x + n * D * H * W * C;
+      uint8_t* yr = y + r * oW * C;
+      const int64_t d0 = std::max<int64_t>(od * g.stride[0] - g.pad[0], 0),
+                    d1 = std::min(od * g.stride[0] - g.pad[0] + g.k[0], D);
+      const int64_t h0 = std::max<int64_t>(oh * g.stride[1] - g.pad[1], 0),
+                    h1 = std::min(oh * g.stride[1] - g.pad[1] + g.k[1], H);
+      if (two) {
+        const uint8_t* xr = xn + ((od * g.stride[0]) * H + oh * 2) * W * C;
+        for (int64_t ow = 0; ow < oW; ++ow) max_2x2(xr + ow * 2 * C, W * C, C, yr + ow * C);
+        continue;
+      }
+      for (int64_t ow = 0; ow < oW; ++ow) {
+        const int64_t w0 = std::max<int64_t>(ow * g.stride[2] - g.pad[2], 0),
+                      w1 = std::min(ow * g.stride[2] - g.pad[2] + g.k[2], W);
+        int n_off = 0;
+        for (int64_t d = d0; d < d1; ++d)
+          for (int64_t h = h0; h < h1; ++h)
+            for (int64_t w = w0; w < w1; ++w) off[size_t(n_off++)] = ((d * H + h) * W + w) * C;
+        max_channels(xn, off.data(), n_off, C, yr + ow * C);
+      }
     }
   }
 }
