@@ -7,12 +7,13 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 PKGS=(
   # build
   cmake ninja-build g++ ccache pkg-config
-  # core libraries
-  libdnnl-dev nlohmann-json3-dev libfmt-dev zlib1g-dev
+  # core libraries; oneDNN's CMake config looks for OpenCL (libdnnl-dev only recommends it)
+  libdnnl-dev ocl-icd-opencl-dev nlohmann-json3-dev libfmt-dev zlib1g-dev
   # tests and benchmarks
   libgtest-dev libbenchmark-dev
-  # the oracle for golden tests (never a runtime dependency)
-  python3 python3-torch python3-numpy python3-regex
+  # the oracle for golden tests and the benchmark peer (never a runtime dependency);
+  # OpenBLAS, or Debian's PyTorch falls back to netlib BLAS (shared/peers/README.md)
+  python3 python3-torch python3-numpy python3-regex libopenblas0-pthread
   # data: Fashion-MNIST in /usr/share/datasets/fashion-mnist
   dataset-fashion-mnist
   # text: the King James Bible (`bible` program + text), the default language-model corpus
@@ -21,6 +22,11 @@ PKGS=(
   # viewer's HTTP server, and the browser its end-to-end test drives (with nodejs/npm)
   libstb-dev fonts-dejavu-core libcpp-httplib-dev chromium nodejs
 )
+# Debian's nodejs does not bring npm (its own package); a Node.js from elsewhere
+# (NodeSource's nodejs) has npm inside and conflicts with Debian's.
+if ! command -v npm >/dev/null; then
+  if ! dpkg-query -W -f='${Version}' nodejs 2>/dev/null | grep -q nodesource; then PKGS+=(npm); fi
+fi
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -38,7 +44,9 @@ fi
 # Installed into a scratch folder (the source tree stays clean); a cached package is not
 # downloaded again.
 browser_dir="$(cd "$(dirname "$0")/.." && pwd)/tests/browser"
-if command -v npm >/dev/null && [ -f "$browser_dir/package-lock.json" ]; then
+command -v npm >/dev/null || { echo "install-deps: npm not found after installing the packages; the browser test needs it" >&2; exit 1; }
+command -v chromium >/dev/null || { echo "install-deps: chromium not found after installing the packages" >&2; exit 1; }
+if [ -f "$browser_dir/package-lock.json" ]; then
   scratch="$(mktemp -d)"
   cp "$browser_dir/package.json" "$browser_dir/package-lock.json" "$scratch/"
   if (cd "$scratch" && npm ci --prefer-offline --no-audit --no-fund --loglevel=error >/dev/null); then
