@@ -106,6 +106,12 @@ StableOperands::~StableOperands() {
 }
 uint64_t stable_operands_scope() { return g_stable_id; }
 
+namespace {
+thread_local int g_reference_depth = 0;
+}  // namespace
+ReferenceKernels::ReferenceKernels() { ++g_reference_depth; }
+ReferenceKernels::~ReferenceKernels() { --g_reference_depth; }
+
 void add_kernel(std::vector<OpDef>& table, OpKind k, KernelImpl impl) { table[size_t(k)].optimised.push_back(impl); }
 
 void push_dispatch_hook(DispatchHook* h) { g_hooks.push_back(h); }
@@ -150,7 +156,7 @@ std::vector<Tensor> dispatch(OpKind op, std::vector<Tensor> in, Attrs attrs) {
     for (auto& s : specs) call.out.push_back(empty_output(s));
     const KernelImpl* chosen = nullptr;
     std::string why_not;
-    if (force_impl() != ForceImpl::ref) {
+    if (force_impl() != ForceImpl::ref && g_reference_depth == 0) {
       for (auto& k : def.optimised) {
         const char* why = k.supports(call);
         if (!why) {
@@ -160,7 +166,7 @@ std::vector<Tensor> dispatch(OpKind op, std::vector<Tensor> in, Attrs attrs) {
         if (verbose_dispatch()) why_not += fmt::format(" [{} declined: {}]", k.name, why);
       }
     } else if (verbose_dispatch() && !def.optimised.empty()) {
-      why_not = " [QS_FORCE_IMPL=ref]";
+      why_not = g_reference_depth ? " [ReferenceKernels scope]" : " [QS_FORCE_IMPL=ref]";
     }
     if (verbose_dispatch())
       std::cerr << fmt::format("qs dispatch: {}({}) {} -> {}{}\n", def.name, describe_inputs(call.in),

@@ -1,8 +1,8 @@
 // The op table: every primitive is one row of ops.def, and this header turns the rows
 // into the OpKind enum, the per-op implementation records and the dispatch entry point.
 //
-// For a row QS_OP(name, nin, nout, flags) the project defines, in src/ops or
-// src/kernels/ref, one `const OpImpl name_impl` holding
+// For a row QS_OP(name, nin, nout, flags) the project defines, in src/ops, one
+// `const OpImpl name_impl` holding
 //   meta      validate the inputs (clear errors) and give output shapes/dtypes
 //   ref       the reference kernel: plain loops, double accumulation, always compiled
 //   backward  gradients as functions of ops (null for non-differentiable rows)
@@ -120,9 +120,10 @@ const OpDef* find_op(const std::string& name);
 void register_optimised_kernels(std::vector<OpDef>& table);
 void add_kernel(std::vector<OpDef>& table, OpKind k, KernelImpl impl);
 
-// The one dispatch point. Every op call passes through here: hooks (autocast,
-// tracing, fake quantisation), kernel choice (optimised first, reference last;
-// QS_FORCE_IMPL=ref forces references; QS_VERBOSE=dispatch explains), and autograd.
+// The one dispatch point. Every op call passes through here: hooks (autocast, the
+// recorder of quant::chain_quantized_layers, tests' hooks), kernel choice (optimised
+// first, reference last; QS_FORCE_IMPL=ref or a ReferenceKernels scope forces references;
+// QS_VERBOSE=dispatch explains), the profiler, and autograd.
 std::vector<Tensor> dispatch(OpKind op, std::vector<Tensor> in, Attrs attrs = {});
 Tensor dispatch1(OpKind op, std::vector<Tensor> in, Attrs attrs = {});
 
@@ -175,6 +176,16 @@ class StableOperands {
 };
 // 0 outside every StableOperands scope; else an id unique to this thread's outermost scope.
 uint64_t stable_operands_scope();
+
+// While alive, every op dispatched on this thread runs its reference kernel, as under
+// QS_FORCE_IMPL=ref: the step oracle runs one training step both ways in one process.
+class ReferenceKernels {
+ public:
+  ReferenceKernels();
+  ~ReferenceKernels();
+  ReferenceKernels(const ReferenceKernels&) = delete;
+  ReferenceKernels& operator=(const ReferenceKernels&) = delete;
+};
 
 // Declarations of every row's implementation record.
 #define QS_OP(name, nin, nout, flags) extern const OpImpl name##_impl;

@@ -7,6 +7,10 @@
 #include "ops/op.h"
 #include "qiusuo/autograd.h"
 #include "qiusuo/ops.h"
+#ifdef QS_WITH_OPTIMISED
+#include "backend/dnnl_util.h"
+#include "kernels/cpu/dnnl_layout.h"
+#endif
 
 namespace qs {
 namespace {
@@ -230,3 +234,71 @@ TEST(Interpolate, BadInputsRaise) {
 
 }  // namespace
 }  // namespace qs
+
+#ifdef QS_WITH_OPTIMISED
+namespace qs {
+namespace {
+
+// The layouts oneDNN may keep a gradient in: plain, 8-channel blocks (AVX2) and 16-channel
+// blocks (AVX-512); reorders run on every CPU, so each can be made here.
+std::vector<dnnl::memory::desc> gradient_layouts(const Tensor& gy) {
+  using tag = dnnl::memory::format_tag;
+  dnnl::memory::dims d(gy.shape().begin(), gy.shape().end());
+  bool three = gy.dim() == 5;
+  std::vector<dnnl::memory::desc> out;
+  for (tag k : {three ? tag::ncdhw : tag::nchw, three ? tag::nCdhw8c : tag::nChw8c, three ? tag::nCdhw16c : tag::nChw16c})
+    out.emplace_back(d, dnnl::memory::data_type::f32, k);
+  return out;
+}
+
+// Convolution backward inside its StableOperands scope, where the gradient's conversions
+// are kept for the next op: whatever layouts are kept already (as oneDNN's backward-data
+// leaves one: 8c on AVX2, 16c on AVX-512), each kernel gets the layout it asked for and
+// the results equal the reference's. direct8 (8-channel blocks) must take the weights.
+TEST(ConvLayouts, BackwardKernelsReadTheirOwnLayoutWhateverIsKept) {
+  for (bool three : {false, true}) {
+    SCOPED_TRACE(three ? "3-D" : "2-D");
+    Generator g(21);
+    Shape xs = three ? Shape{2, 16, 5, 6, 7} : Shape{2, 16, 9, 10}, ws = three ? Shape{32, 16, 3, 3, 3} : Shape{32, 16, 3, 3};
+    Tensor x = randn(xs, DType::f32, &g), w = randn(ws, DType::f32, &g);
+    Shape gs = xs;
+    gs[1] = 32;
+    Tensor gy = randn(gs, DType::f32, &g);
+    Attrs a = Attrs().set("stride", std::vector<int64_t>{1}).set("padding", std::vector<int64_t>{1})
+                  .set("dilation", std::vector<int64_t>{1}).set("groups", int64_t(1));
+    Attrs ad = a, aw = a;
+    ad.set("input_shape", x.shape());
+    aw.set("weight_shape", w.shape());
+    Tensor gx_ref, gw_ref, gb_ref;
+    {
+      ops::ReferenceKernels ref;
+      gx_ref = ops::dispatch1(ops::OpKind::convolution_backward_data, {gy, w}, ad);
+      auto r = ops::dispatch(ops::OpKind::convolution_backward_weight, {gy, x}, aw);
+      gw_ref = r[0];
+      gb_ref = r[1];
+    }
+    auto layouts = gradient_layouts(gy);
+    for (size_t kept = 0; kept <= layouts.size(); ++kept) {  // kept == size: all of them
+      SCOPED_TRACE("kept layout " + std::to_string(kept));
+      ops::StableOperands scope;
+      for (size_t k = 0; k < layouts.size(); ++k)
+        if (k == kept || kept == layouts.size()) {
+          kernels::Layouts io;
+          dnnl::memory m = io.in_operand(backend::plain_md(gy), gy.raw_data(), layouts[k]);
+          io.finish();
+          EXPECT_TRUE(m.get_desc() == layouts[k]);
+        }
+      ops::KernelLog log;
+      Tensor gx = ops::dispatch1(ops::OpKind::convolution_backward_data, {gy, w}, ad);
+      auto r = ops::dispatch(ops::OpKind::convolution_backward_weight, {gy, x}, aw);
+      ASSERT_EQ(log.entries().size(), 2u);
+      EXPECT_EQ(log.entries()[1].kernel, "direct8");
+      expect_values(gx, gx_ref.to_vector(), 1e-3);
+      expect_values(r[0], gw_ref.to_vector(), 1e-3);
+      expect_values(r[1], gb_ref.to_vector(), 1e-3);
+    }
+  }
+}
+}  // namespace
+}  // namespace qs
+#endif

@@ -165,8 +165,13 @@ void convolution_backward_weight_direct(ops::OpCall& c) {
   g.C = x.size(1);
   g.T = g.s.k_plane();
   Layouts io;
-  memory gm = io.in_operand(backend::plain_md(gy), gy.raw_data(), blocked_md(gy));
+  const memory::desc want = blocked_md(gy);
+  memory gm = io.in_operand(backend::plain_md(gy), gy.raw_data(), want);
   backend::dnnl_stream().wait();
+  // The loops below index 8-channel blocks: never read a buffer in another layout (oneDNN's
+  // own primitives use 16-channel blocks on AVX-512, and a kept conversion could be one).
+  QS_CHECK(gm.get_desc() == want, "direct8: gradient handed over in layout {}, expected {}", md_key(gm.get_desc()),
+           md_key(want));
   const Tensor xp = x.contiguous();  // read in place: the broadcasts walk one channel's plane
   const float* gyb = static_cast<const float*>(gm.get_data_handle());
   const float* xb = static_cast<const float*>(xp.raw_data());
