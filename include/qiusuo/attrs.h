@@ -1,5 +1,6 @@
 // Attrs: the named, typed attributes of one op call ("dim", "keepdim", "eps", ...).
-// A small ordered list, so an op call can be logged, traced and exported as it is.
+// A small ordered list of name-value pairs kept in the order they were set; to_string()
+// prints them for QS_VERBOSE=dispatch.
 #pragma once
 #include <cstdint>
 #include <string>

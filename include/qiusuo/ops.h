@@ -1,5 +1,5 @@
 // The functional API (PyTorch names and semantics). Every function dispatches through
-// the op table, so it records autograd, is traced for export and honours autocast.
+// the op table, so it records autograd, honours autocast and is seen by the profiler.
 // Binary ops broadcast (NumPy rules); a double argument is a 0-dim tensor of the
 // other operand's dtype. Errors name the op, the expected and the found shapes.
 #pragma once

@@ -1,6 +1,7 @@
 // An op-level profiler, the counterpart of torch.profiler's operator table: every op call
-// that goes through the one dispatch point (forward ops, the backward ops autograd runs,
-// optimiser updates) is timed while profiling is on, and the calls are summed per op and
+// that goes through the one dispatch point (forward ops and the backward ops autograd runs;
+// not the optimisers' updates, which are loops over the parameters' data and show in the
+// gap below) is timed while profiling is on, and the calls are summed per op and
 // kernel ("linear/onednn", "softmax/ref"). Self time excludes the ops a kernel calls
 // itself (contiguous copies, casts), total time includes them; time spent outside any op
 // (the framework, allocation outside kernels, Python-free user code) shows as the gap

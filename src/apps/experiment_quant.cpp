@@ -1,6 +1,6 @@
 // `qiusuo experiment quant`: FP32, BF16 (autocast) and PTQ / QAT INT8 for the CNN; FP32, BF16,
-// dynamic and weight-only quantisation for a small LM; resident memory, a table, two plots and
-// the handbook's claims beside the results.
+// dynamic, weight-only and static PTQ / QAT INT8 quantisation for a small LM; resident memory,
+// a table, two plots and the handbook's claims beside the results.
 #include <chrono>
 #include <cmath>
 #include <filesystem>

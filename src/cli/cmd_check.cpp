@@ -1,4 +1,4 @@
-// qiusuo check --mode test|grad [--op NAME] [--verbose]: the op-table harness.
+// qiusuo check [--mode test|grad|all] [--op NAME] [--verbose] [--seed N]: the op-table harness.
 #include <iostream>
 
 #include "cli/cli.h"

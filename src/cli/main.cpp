@@ -1,4 +1,5 @@
-// qiusuo: one binary, one file per verb (cmd_<verb>.cpp).
+// qiusuo: one binary; the verbs are listed in commands.cpp and implemented in the cmd_*.cpp files
+// (a file may hold a family of verbs: cmd_lm.cpp has train lm, eval lm and generate).
 #include <cstring>
 #include <iostream>
 

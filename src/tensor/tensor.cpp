@@ -125,7 +125,7 @@ std::vector<double> Tensor::to_vector() const {
   return v;
 }
 
-// ---- views: all through the op table so autograd and tracing see them
+// ---- views: all through the op table so autograd and the dispatch hooks see them
 Tensor Tensor::view(const Shape& s) const {
   Shape shape = infer_size(s, numel());
   Shape st;

@@ -18,7 +18,7 @@ namespace qs::apps {
 // Child names (c1, b1, ..., fc) match the PyTorch peer, so state dicts exchange; the
 // ReLUs are parameter-free children r1, r2, r3. forward() reaches every layer through
 // child(name), so quantisation can replace layers in place (quant::prepare_qat with
-// fuse groups fashion_cnn_fuse_groups()).
+// fuse groups FashionCNN::fuse_groups()).
 class FashionCNN : public nn::Module {
  public:
   explicit FashionCNN(Generator& gen = default_generator());

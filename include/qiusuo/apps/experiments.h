@@ -1,5 +1,5 @@
 // The curriculum's experiments: each trains and measures, then writes results.json, a
-// Markdown table (results.md) and an SVG figure into its output folder.
+// Markdown table (results.md) and SVG figures into its output folder.
 #pragma once
 #include <cstdint>
 #include <string>

@@ -89,8 +89,8 @@ struct HeadMetrics {
   double rare_chance = std::numeric_limits<double>::quiet_NaN();
   double alignment = std::numeric_limits<double>::quiet_NaN();    // cross maps with alignments
   double alignment_reading = std::numeric_limits<double>::quiet_NaN();
-  // Importance (filled by the caller, e.g. mt_head_importance): the change when this head
-  // alone is masked (masked minus unmasked). NaN: not measured.
+  // Importance (filled by analyse_checkpoint_heads for translation checkpoints): the change
+  // when this head alone is masked (masked minus unmasked). NaN: not measured.
   double delta_loss = std::numeric_limits<double>::quiet_NaN();
   double delta_bleu = std::numeric_limits<double>::quiet_NaN();
   bool pruned = false;  // removed by the greedy pruning within the BLEU budget

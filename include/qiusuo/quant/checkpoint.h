@@ -7,7 +7,8 @@
 //   "quantized": {"method": "ptq" | "qat" | "dynamic" | "weight-int8" | "weight-int4",
 //                 "layers": {"<dotted name>": {"type": ..., qparams ...}, ...}}
 // (quant::quantized_layers), so the activation parameters are readable in the header and
-// `load` rebuilds the right module tree from the file alone. Saving is atomic.
+// load_quantized_checkpoint rebuilds the right module tree from the file alone. Saving is
+// atomic.
 #pragma once
 #include <nlohmann/json.hpp>
 #include <string>

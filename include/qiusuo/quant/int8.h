@@ -11,7 +11,7 @@
 // qconv and dynamic_linear (zero tolerance in `qiusuo check`); woq_linear sums floats in
 // another order and agrees within f32 tolerance.
 //
-// On CPUs without VNNI (this AVX2 machine) oneDNN's u8 x s8 kernels add pairs of products
+// On CPUs without VNNI (AVX2 only) oneDNN's u8 x s8 kernels add pairs of products
 // in s16 with saturation (vpmaddubsw): activations of 8 bits give wrong sums, 7 bits
 // (u8 [0, 127], or any 128 consecutive values) cannot saturate. The optimised kernels
 // therefore split 8-bit activations into a 7-bit low part and a 1-bit high part (two
