@@ -11,6 +11,35 @@ dnnl::stream& dnnl_stream() {
   return s;
 }
 
+dnnl::cpu_isa cpu_isa() {
+  static const dnnl::cpu_isa isa = dnnl::get_effective_cpu_isa();
+  return isa;
+}
+
+const char* cpu_isa_name() {
+  switch (cpu_isa()) {
+    case dnnl::cpu_isa::sse41: return "sse41";
+    case dnnl::cpu_isa::avx: return "avx";
+    case dnnl::cpu_isa::avx2: return "avx2";
+    case dnnl::cpu_isa::avx2_vnni: return "avx2_vnni";
+    case dnnl::cpu_isa::avx512_core: return "avx512_core";
+    case dnnl::cpu_isa::avx512_core_vnni: return "avx512_core_vnni";
+    case dnnl::cpu_isa::avx512_core_bf16: return "avx512_core_bf16";
+    case dnnl::cpu_isa::avx512_core_amx: return "avx512_core_amx";
+    default: return "other";
+  }
+}
+
+bool exact_u8s8() {
+  switch (cpu_isa()) {
+    case dnnl::cpu_isa::avx2_vnni:
+    case dnnl::cpu_isa::avx512_core_vnni:
+    case dnnl::cpu_isa::avx512_core_bf16:
+    case dnnl::cpu_isa::avx512_core_amx: return true;
+    default: return false;
+  }
+}
+
 dnnl::memory::data_type dnnl_dtype(DType t) {
   using dt = dnnl::memory::data_type;
   switch (t) {
@@ -66,16 +95,9 @@ std::string dims_key(const dnnl::memory::desc& md) {
 
 namespace qs {
 bool native_bf16_available() {
-  static bool ok = [] {
-    try {
-      using dt = dnnl::memory::data_type;
-      dnnl::memory::desc a({16, 16}, dt::bf16, {16, 1}), c({16, 16}, dt::f32, {16, 1});
-      dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a, a, c), backend::dnnl_engine());
-      return std::string(pd.impl_info_str()).rfind("ref", 0) != 0;
-    } catch (const dnnl::error&) {
-      return false;
-    }
-  }();
-  return ok;
+  // By the ISA, not by probing a primitive: oneDNN also runs bf16 on plain AVX-512 by
+  // emulating the dot product, which is no faster than f32.
+  const auto isa = backend::cpu_isa();
+  return isa == dnnl::cpu_isa::avx512_core_bf16 || isa == dnnl::cpu_isa::avx512_core_amx;
 }
 }  // namespace qs

@@ -20,6 +20,18 @@ dnnl::memory::desc plain_md(const Tensor& t, int rank = -1);
 dnnl::memory make_memory(const dnnl::memory::desc& md, const Tensor& t);
 dnnl::memory make_memory(const dnnl::memory::desc& md, void* ptr);
 
+// The instruction set oneDNN runs on here (its effective ISA: the CPU's, or less under
+// ONEDNN_MAX_CPU_ISA), by name ("avx2", "avx512_core_bf16", "avx512_core_amx", ...), and
+// what it offers the kernels that choose by ISA. Every such choice reads these, so capping
+// oneDNN caps ours too and one machine can run the paths of a smaller one.
+dnnl::cpu_isa cpu_isa();
+const char* cpu_isa_name();
+// u8 x s8 products summed in s32 without saturation (VNNI's vpdpbusd, AMX): oneDNN's int8
+// kernels are exact for full-range u8 activations. Without it (AVX2, plain AVX-512) they
+// add pairs in s16 with saturation (vpmaddubsw).
+bool exact_u8s8();
+// (Whether oneDNN multiplies bf16 natively is qs::native_bf16_available(), autocast.h.)
+
 // Cache of built primitives (and their primitive descriptors) by key.
 struct CachedPrimitive {
   dnnl::primitive prim;

@@ -4,6 +4,7 @@
 // --profile: the op table of each workload's timed calls (qiusuo/profiler.h) on stderr.
 #include <iostream>
 
+#include "backend/dnnl_util.h"
 #include "bench/bench.h"
 #include "cli/cli.h"
 #include "qiusuo/autocast.h"
@@ -52,6 +53,7 @@ int cmd_bench(Args a) {
       for (auto& r : rows) {
         if (o.bf16) r["workload"] = r["workload"].get<std::string>() + "_bf16";
         r["threads"] = get_num_threads();
+        r["isa"] = backend::cpu_isa_name();
         if (!o.weights.empty() && !r.contains("weights")) r["weights_ignored"] = o.weights;
         r["peer"] = "qiusuo";
         if (json)

@@ -3,26 +3,14 @@
 
 #include <iostream>
 
+#include "backend/dnnl_util.h"
 #include "cli/cli.h"
 #include "ops/op.h"
+#include "qiusuo/autocast.h"
 #include "qiusuo/tensor.h"
 
 namespace qs::cli {
 
-namespace {
-const char* isa_name(dnnl::cpu_isa isa) {
-  switch (isa) {
-    case dnnl::cpu_isa::sse41: return "sse41";
-    case dnnl::cpu_isa::avx: return "avx";
-    case dnnl::cpu_isa::avx2: return "avx2";
-    case dnnl::cpu_isa::avx512_core: return "avx512_core";
-    case dnnl::cpu_isa::avx512_core_vnni: return "avx512_core_vnni";
-    case dnnl::cpu_isa::avx512_core_bf16: return "avx512_core_bf16";
-    case dnnl::cpu_isa::avx512_core_amx: return "avx512_core_amx";
-    default: return "other";
-  }
-}
-}  // namespace
 
 int cmd_info(Args a) {
   bool ops_list = a.flag("ops");
@@ -35,7 +23,16 @@ int cmd_info(Args a) {
   std::cout << "kernels: reference only\n";
 #endif
   std::cout << "oneDNN " << v->major << "." << v->minor << "." << v->patch << ", CPU ISA in use: "
-            << isa_name(dnnl::get_effective_cpu_isa()) << "\n";
+            << backend::cpu_isa_name() << "\n";
+  // The fast paths chosen by the ISA (ONEDNN_MAX_CPU_ISA caps them with oneDNN's).
+  std::cout << "int8 products: "
+            << (backend::exact_u8s8() ? "u8 x s8 exact in s32 (VNNI/AMX): full-range activations in one product"
+                                      : "u8 x s8 saturate in s16 (no VNNI): activations above 127 split into 7 + 1 bits")
+            << "\n";
+  std::cout << "bf16 products: "
+            << (native_bf16_available() ? "native on oneDNN (AVX512-BF16/AMX)"
+                                        : "widened to f32 (no native bf16): bf16 numerics, f32 speed")
+            << "\n";
   std::cout << "threads: " << get_num_threads() << "\n";
   std::cout << "ops in the table: " << ops::op_table().size() << "\n";
   if (ops_list)

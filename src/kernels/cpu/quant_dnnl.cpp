@@ -6,6 +6,7 @@
 // channel and position for padded convolutions) and applies quant_math.h's requantisation.
 #include <omp.h>
 
+#include "backend/dnnl_util.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/lut_u8.h"
 #include "kernels/cpu/quant_pack.h"
@@ -16,11 +17,13 @@ namespace qs::kernels {
 
 namespace {
 
-// How far to move the activation integers so they are u8 and, when their spread allows,
-// at most 127: returns `add` with u = x + add.
+// How far to move the activation integers so they are u8 and, when their spread allows
+// and the CPU's int8 products would saturate above 127 (quant_pack.h), at most 127:
+// returns `add` with u = x + add.
 template <class T> int32_t act_shift(const T* x, int64_t n) {
   int32_t lo = 255, hi = 0;
   const int32_t base = std::is_signed_v<T> ? 128 : 0;
+  if (backend::exact_u8s8()) return base;
 #pragma omp parallel for simd reduction(min : lo) reduction(max : hi) if (n > 65536)
   for (int64_t i = 0; i < n; ++i) {
     int32_t v = int32_t(x[i]) + base;

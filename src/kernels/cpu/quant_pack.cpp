@@ -87,7 +87,11 @@ void note_impl(const std::string& what, const std::string& impl) {
     const char* e = std::getenv("QS_VERBOSE");
     return e && std::string(e).find("dispatch") != std::string::npos;
   }();
-  if (verbose) std::cerr << "qs onednn: " << what << " -> " << impl << "\n";
+  if (verbose)
+    std::cerr << "qs onednn: " << what << " -> " << impl
+              << (backend::exact_u8s8() ? " (u8 x s8 exact: full-range u8 in one product)"
+                                        : " (u8 x s8 saturates in s16: u8 above 127 split into 7 + 1 bits)")
+              << "\n";
   if (!verbose && impl.rfind("ref", 0) == 0)
     std::cerr << "qs warning: oneDNN chose its reference implementation for " << what << " (slow)\n";
 }
@@ -100,9 +104,10 @@ bool needs_split(const uint8_t* u, int64_t n) {
   return any & 0x80;
 }
 
-// Runs `prim` on lo (and hi) parts of u: acc = P(lo) + 128 P(hi).
+// Runs `prim` on lo (and hi) parts of u: acc = P(lo) + 128 P(hi). Where oneDNN's int8
+// kernels sum in s32 without saturation (VNNI, AMX: backend::exact_u8s8) u goes in whole.
 template <class Run> void run_split(const uint8_t* u, int64_t n_in, int32_t* acc, int64_t n_out, Run&& run) {
-  if (!needs_split(u, n_in)) {
+  if (backend::exact_u8s8() || !needs_split(u, n_in)) {
     run(u, acc);
     return;
   }

@@ -5,7 +5,9 @@
 // adds two products in s16 with saturation. With u <= 127 a pair is at most
 // 2 * 127 * 128 = 32512 and never saturates (measured: 0 mismatches; full-range u8 gave
 // thousands). So u is cut into lo = u & 127 and hi = u >> 7 and acc = A(lo) + 128 A(hi)
-// whenever some u exceeds 127: two products, still exact.
+// whenever some u exceeds 127: two products, still exact. With VNNI or AMX
+// (backend::exact_u8s8(): vpdpbusd sums four products straight into s32) u goes in whole,
+// one product, whatever its range.
 #pragma once
 #include <cstdint>
 #include <memory>
