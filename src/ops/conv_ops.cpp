@@ -35,7 +35,7 @@ std::vector<TensorSpec> convolution_backward_data_meta(const OpCall& c) {
            "output shape {}", shape_str(gy.shape()), shape_str(spatial_shape(s, w.size(0), true)));
   QS_CHECK(gy.dtype() == w.dtype(), "convolution_backward_data: dtypes differ ({} vs {})", dtype_name(gy.dtype()),
            dtype_name(w.dtype()));
-  return {{xs, gy.dtype()}};
+  return {{xs, result_dtype(gy.dtype())}};
 }
 
 // convolution_backward_weight(g [N, O, out...], x) -> dw [weight_shape], db [O]
@@ -47,13 +47,15 @@ std::vector<TensorSpec> convolution_backward_weight_meta(const OpCall& c) {
            "output shape {}", shape_str(gy.shape()), shape_str(spatial_shape(s, ws[0], true)));
   QS_CHECK(gy.dtype() == x.dtype(), "convolution_backward_weight: dtypes differ ({} vs {})", dtype_name(gy.dtype()),
            dtype_name(x.dtype()));
-  return {{ws, gy.dtype()}, {{ws[0]}, gy.dtype()}};
+  return {{ws, result_dtype(gy.dtype())}, {{ws[0]}, result_dtype(gy.dtype())}};
 }
 
 std::vector<Tensor> convolution_backward(const GradCtx& c, const std::vector<Tensor>& g) {
   if (!g[0].defined()) return {Tensor(), Tensor(), Tensor()};
-  Tensor gy = g[0];
-  // Gradients are computed in the gradient's dtype (f32 under autocast).
+  // Under autocast the forward ran on bf16 operands: so do both backward products, on the
+  // gradient rounded to bf16 (as matmul's backward and PyTorch's autocast), with f32
+  // results. Elsewhere gradients are computed in the gradient's dtype.
+  Tensor gy = c.in[0].dtype() == DType::bf16 ? g[0].to(DType::bf16) : g[0];
   Tensor x = c.in[0].to(gy.dtype()), w = c.in[1].to(gy.dtype());
   Tensor gx, gw, gb;
   StableOperands stable;  // both ops read gy: the oneDNN kernels reorder it once
@@ -62,16 +64,20 @@ std::vector<Tensor> convolution_backward(const GradCtx& c, const std::vector<Ten
     a.set("input_shape", x.shape());
     gx = dispatch1(OpKind::convolution_backward_data, {gy, w}, a);
   }
+  const bool lowp = gy.dtype() != g[0].dtype();
   if (c.needs_grad[1]) {
     Attrs a = c.attrs;
     a.set("weight_shape", w.shape());
     auto r = dispatch(OpKind::convolution_backward_weight, {gy, x}, a);
     gw = r[0];
     gb = r[1];
-  } else if (c.needs_grad[2]) {
+  }
+  // The bias gradient sums the upstream gradient over N and every position: from the
+  // bf16-rounded one that sum cancels badly, so under autocast it reads the f32 one.
+  if (c.needs_grad[2] && (!c.needs_grad[1] || lowp)) {
     std::vector<int64_t> dims{0};
     for (int64_t d = 2; d < gy.dim(); ++d) dims.push_back(d);
-    gb = sum(gy, dims);
+    gb = sum(g[0], dims);
   }
   return {gx, gw, c.needs_grad[2] ? gb : Tensor()};
 }

@@ -1,4 +1,5 @@
-// Convolution backward-weights, f32, stride 1, no dilation, no groups, input and output
+// Convolution backward-weights, f32 (or bf16 widened where oneDNN has no native bf16),
+// stride 1, no dilation, no groups, input and output
 // channels multiples of 8, 1 to 3 spatial dims: a direct AVX2 kernel vectorised over 8
 // output channels, reading gy in oneDNN's channel-blocked layout (nC[d]hw8c) and x in the
 // op's plain NC(D)HW layout.
@@ -35,7 +36,7 @@ using ops::Spatial;
 
 const char* bwdw_supports(const ops::OpCall& c) {
   const Tensor &gy = c.in[0], &x = c.in[1];
-  if (gy.dtype() != DType::f32 || x.dtype() != DType::f32) return "f32 only";
+  if (const char* why = f32_or_widened_bf16(c)) return why;
   if (c.attrs.i("groups", 1) != 1) return "groups";
   const Shape& ws = c.attrs.ints("weight_shape");
   if (x.size(1) % 8 != 0 || ws[0] % 8 != 0) return "channels not multiples of 8";
@@ -172,7 +173,7 @@ void convolution_backward_weight_direct(ops::OpCall& c) {
   // own primitives use 16-channel blocks on AVX-512, and a kept conversion could be one).
   QS_CHECK(gm.get_desc() == want, "direct8: gradient handed over in layout {}, expected {}", md_key(gm.get_desc()),
            md_key(want));
-  const Tensor xp = x.contiguous();  // read in place: the broadcasts walk one channel's plane
+  const Tensor xp = x.to(DType::f32).contiguous();  // read in place: the broadcasts walk one channel's plane
   const float* gyb = static_cast<const float*>(gm.get_data_handle());
   const float* xb = static_cast<const float*>(xp.raw_data());
   const int64_t slabs = g.s.N * g.s.out[0], per = g.T * g.C * g.O;

@@ -1,6 +1,7 @@
 // Convolution with a single input channel (a network's first layer on images or volumes:
 // Fashion-MNIST's 1 -> 32, a CT volume's 1 -> 16), forward and backward-weights, f32,
-// stride 1, no dilation, no groups, any kernel size and padding, 1 to 3 spatial dims.
+// stride 1, no dilation, no groups, any kernel size and padding, 1 to 3 spatial dims;
+// bf16 operands (autocast) are widened to f32 where oneDNN has no native bf16.
 //
 // oneDNN has no good kernel for this shape on AVX2: its blocked direct kernels want 8
 // input channels, and its gemm-based path builds an im2col matrix with one row per tap
@@ -30,8 +31,7 @@ namespace {
 using ops::Spatial;
 
 const char* c1_supports(const ops::OpCall& c, const Tensor& x, const Shape& ws) {
-  for (auto& t : c.in)
-    if (t.defined() && t.dtype() != DType::f32) return "f32 only";
+  if (const char* why = f32_or_widened_bf16(c)) return why;
   if (c.attrs.i("groups", 1) != 1) return "groups";
   if (x.dim() < 3 || x.size(1) != 1 || ws.size() != size_t(x.dim()) || ws[1] != 1) return "more than one input channel";
   for (auto& t : c.out)
@@ -142,7 +142,7 @@ void fwd_row(const float* in, const Padded& p, const float* const* w, const floa
 }
 
 void convolution_c1(ops::OpCall& c) {
-  const Tensor &x = c.in[0], w = c.in[1].contiguous(), &b = c.in[2];
+  const Tensor x = c.in[0].to(DType::f32), w = c.in[1].to(DType::f32).contiguous(), &b = c.in[2];
   Spatial s = ops::conv_spatial(x.shape(), w.shape(), c.attrs, "convolution");
   Padded p = pad_input(s, x);
   Tensor bias = b.defined() ? b.contiguous() : Tensor();
@@ -207,7 +207,7 @@ constexpr BwdwFn kBwdw[kMaxGroup] = {bwdw_taps<1>, bwdw_taps<2>, bwdw_taps<3>, b
                                      bwdw_taps<6>, bwdw_taps<7>, bwdw_taps<8>, bwdw_taps<9>, bwdw_taps<10>};
 
 void convolution_backward_weight_c1(ops::OpCall& c) {
-  const Tensor gy = c.in[0].contiguous(), &x = c.in[1];
+  const Tensor gy = c.in[0].to(DType::f32).contiguous(), x = c.in[1].to(DType::f32);
   const Shape& ws = c.attrs.ints("weight_shape");
   Spatial s = ops::conv_spatial(x.shape(), ws, c.attrs, "convolution_backward_weight");
   Padded p = pad_input(s, x);

@@ -2,7 +2,9 @@
 // described with format_tag::any so oneDNN picks its blocked layouts (nChw8c and friends
 // on AVX2) and are built once per geometry (backend::cached_primitive). The NC(D)HW
 // tensors of the op's contract are reordered in and out through reusable scratch
-// buffers; bf16 operands (autocast) are widened to f32 by the same reorders.
+// buffers. bf16 operands (autocast, forward and both backward products) are multiplied
+// in bf16 with f32 results where oneDNN has native bf16 (native_bf16_available(): AVX512-
+// BF16, AMX), and widened to f32 by the same reorders elsewhere.
 #include <cstdlib>
 #include <iostream>
 
@@ -10,6 +12,7 @@
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/dnnl_layout.h"
 #include "ops/spatial.h"
+#include "qiusuo/autocast.h"
 
 namespace qs::kernels {
 
@@ -58,11 +61,18 @@ struct ConvGeom {
   int64_t G;
   std::string key;
   bool plain = false;  // primitive described on the plain layouts (see layout_for)
+  memory::data_type op = memory::data_type::f32;  // the operands' type in the primitive
 };
 
-ConvGeom conv_geom(const Spatial& s, const Shape& ws, int64_t G) {
+// bf16 operands stay bf16 where oneDNN multiplies them natively; else f32.
+memory::data_type operand_type(const Tensor& t) {
+  return t.dtype() == DType::bf16 && native_bf16_available() ? memory::data_type::bf16 : memory::data_type::f32;
+}
+
+ConvGeom conv_geom(const Spatial& s, const Shape& ws, int64_t G, const Tensor& operand) {
   ConvGeom g;
   g.G = G;
+  g.op = operand_type(operand);
   int64_t O = ws[0];
   g.src = {s.N, s.C};
   g.dst = {s.N, O};
@@ -80,6 +90,7 @@ ConvGeom conv_geom(const Spatial& s, const Shape& ws, int64_t G) {
     for (auto x : *v) g.key += std::to_string(x) + ",";
     g.key += ";";
   }
+  if (g.op == memory::data_type::bf16) g.key += "bf16;";
   return g;
 }
 
@@ -90,21 +101,36 @@ memory::desc weights_md(const Tensor& w, const ConvGeom& g) {
   return memory::desc(g.wei, backend::dnnl_dtype(w.dtype()), strides);
 }
 
-memory::desc any_md(const memory::dims& d) { return memory::desc(d, memory::data_type::f32, memory::format_tag::any); }
+// The descriptors of one primitive: operands (src, weights, diff_dst) in g.op, results
+// (dst, diff_src, diff_weights, biases) in f32; format_tag::any, or plain activations.
+struct ConvMds {
+  memory::desc src, wei, dst, bias, src_f32;  // src_f32: the f32 result diff_src
+};
+ConvMds conv_mds(const ConvGeom& g, bool bias) {
+  using tag = memory::format_tag;
+  const auto f32 = memory::data_type::f32;
+  tag act = tag::any;
+  if (g.plain) act = g.src.size() == 3 ? tag::ncw : g.src.size() == 4 ? tag::nchw : tag::ncdhw;
+  ConvMds m;
+  m.src = memory::desc(g.src, g.op, act);
+  m.src_f32 = memory::desc(g.src, f32, act);
+  m.wei = memory::desc(g.wei, g.op, tag::any);
+  m.dst = memory::desc(g.dst, f32, act);
+  if (bias) m.bias = memory::desc(g.bias, f32, tag::x);
+  return m;
+}
 
 dnnl::convolution_forward::desc fwd_desc(const ConvGeom& g, bool bias, dnnl::prop_kind pk) {
-  using dnnl::algorithm;
-  memory::desc b = bias ? memory::desc(g.bias, memory::data_type::f32, memory::format_tag::x) : memory::desc();
-  if (g.plain) {
-    auto tag = g.src.size() == 3 ? memory::format_tag::ncw : g.src.size() == 4 ? memory::format_tag::nchw
-                                                                                 : memory::format_tag::ncdhw;
-    memory::desc src(g.src, memory::data_type::f32, tag), dst(g.dst, memory::data_type::f32, tag);
-    memory::desc wei(g.wei, memory::data_type::f32, memory::format_tag::any);
-    return dnnl::convolution_forward::desc(pk, algorithm::convolution_direct, src, wei, b, dst, g.stride, g.dil, g.pad,
-                                           g.pad);
-  }
-  return dnnl::convolution_forward::desc(pk, algorithm::convolution_direct, any_md(g.src), any_md(g.wei), b,
-                                         any_md(g.dst), g.stride, g.dil, g.pad, g.pad);
+  ConvMds m = conv_mds(g, bias);
+  return dnnl::convolution_forward::desc(pk, dnnl::algorithm::convolution_direct, m.src, m.wei, m.bias, m.dst,
+                                         g.stride, g.dil, g.pad, g.pad);
+}
+// The gradient operand as backward primitives read it: in g.op, laid out like dst.
+memory::desc diff_dst_md(const ConvGeom& g) {
+  return g.plain ? memory::desc(g.dst, g.op, g.src.size() == 3 ? memory::format_tag::ncw
+                                             : g.src.size() == 4 ? memory::format_tag::nchw
+                                                                 : memory::format_tag::ncdhw)
+                 : memory::desc(g.dst, g.op, memory::format_tag::any);
 }
 
 void note_impl(const std::string& what, const std::string& impl) {
@@ -121,7 +147,7 @@ void note_impl(const std::string& what, const std::string& impl) {
 void convolution_dnnl(ops::OpCall& c) {
   const Tensor &x = c.in[0], &w = c.in[1], &b = c.in[2];
   Spatial s = ops::conv_spatial(x.shape(), w.shape(), c.attrs, "convolution");
-  ConvGeom g = conv_geom(s, w.shape(), c.attrs.i("groups", 1));
+  ConvGeom g = conv_geom(s, w.shape(), c.attrs.i("groups", 1), x);
   g.plain = layout_for("fwd", s.C, s.nsp) == Layout::plain;
   std::string key = "conv_fwd|" + g.key + (b.defined() ? "b" : "") + (g.plain ? "|plain" : "");
   const auto& cp = backend::cached_primitive(key, [&] {
@@ -143,16 +169,15 @@ void convolution_dnnl(ops::OpCall& c) {
 void convolution_backward_data_dnnl(ops::OpCall& c) {
   const Tensor &gy = c.in[0], &w = c.in[1];
   Spatial s = ops::conv_spatial(c.attrs.ints("input_shape"), w.shape(), c.attrs, "convolution_backward_data");
-  ConvGeom g = conv_geom(s, w.shape(), c.attrs.i("groups", 1));
+  ConvGeom g = conv_geom(s, w.shape(), c.attrs.i("groups", 1), gy);
   g.plain = layout_for("bwd_data", s.C, s.nsp) == Layout::plain;
   std::string key = "conv_bwd_data|" + g.key + (g.plain ? "|plain" : "");
   const auto& cp = backend::cached_primitive(key, [&] {
     dnnl::convolution_forward::primitive_desc hint(fwd_desc(g, false, dnnl::prop_kind::forward_training),
                                                    backend::dnnl_engine());
-    auto f = fwd_desc(g, false, dnnl::prop_kind::forward_training).data;
-    dnnl::convolution_backward_data::desc d(dnnl::algorithm::convolution_direct, memory::desc(f.src_desc),
-                                            memory::desc(f.weights_desc), memory::desc(f.dst_desc), g.stride, g.dil,
-                                            g.pad, g.pad);
+    ConvMds m = conv_mds(g, false);
+    dnnl::convolution_backward_data::desc d(dnnl::algorithm::convolution_direct, m.src_f32, m.wei, diff_dst_md(g),
+                                            g.stride, g.dil, g.pad, g.pad);
     dnnl::convolution_backward_data::primitive_desc pd(d, backend::dnnl_engine(), hint);
     note_impl(key, pd.impl_info_str());
     return backend::CachedPrimitive{dnnl::convolution_backward_data(pd), pd, pd.impl_info_str()};
@@ -170,16 +195,16 @@ void convolution_backward_weight_dnnl(ops::OpCall& c) {
   const Tensor &gy = c.in[0], &x = c.in[1];
   const Shape& ws = c.attrs.ints("weight_shape");
   Spatial s = ops::conv_spatial(x.shape(), ws, c.attrs, "convolution_backward_weight");
-  ConvGeom g = conv_geom(s, ws, c.attrs.i("groups", 1));
+  ConvGeom g = conv_geom(s, ws, c.attrs.i("groups", 1), x);
   g.plain = layout_for("bwd_weights", s.C, s.nsp) == Layout::plain;
   std::string key = "conv_bwd_weights|" + g.key + (g.plain ? "|plain" : "");
   const auto& cp = backend::cached_primitive(key, [&] {
     dnnl::convolution_forward::primitive_desc hint(fwd_desc(g, true, dnnl::prop_kind::forward_training),
                                                    backend::dnnl_engine());
-    auto f = fwd_desc(g, true, dnnl::prop_kind::forward_training).data;
-    dnnl::convolution_backward_weights::desc d(dnnl::algorithm::convolution_direct, memory::desc(f.src_desc),
-                                               memory::desc(f.weights_desc), memory::desc(f.bias_desc),
-                                               memory::desc(f.dst_desc), g.stride, g.dil, g.pad, g.pad);
+    ConvMds m = conv_mds(g, true);
+    memory::desc dw(g.wei, memory::data_type::f32, memory::format_tag::any);
+    dnnl::convolution_backward_weights::desc d(dnnl::algorithm::convolution_direct, m.src, dw, m.bias,
+                                               diff_dst_md(g), g.stride, g.dil, g.pad, g.pad);
     dnnl::convolution_backward_weights::primitive_desc pd(d, backend::dnnl_engine(), hint);
     note_impl(key, pd.impl_info_str());
     return backend::CachedPrimitive{dnnl::convolution_backward_weights(pd), pd, pd.impl_info_str()};

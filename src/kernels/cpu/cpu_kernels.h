@@ -2,8 +2,21 @@
 // registers its kernels with the op table.
 #pragma once
 #include "ops/op.h"
+#include "qiusuo/autocast.h"
 
 namespace qs::kernels {
+
+// For f32 kernels that also take autocast's bf16 operands by widening them: nullptr when
+// every defined input is f32, or bf16 on a CPU where oneDNN has no native bf16 (there
+// widening is what oneDNN would do too); else why the kernel declines.
+inline const char* f32_or_widened_bf16(const ops::OpCall& c) {
+  for (auto& t : c.in) {
+    if (!t.defined() || t.dtype() == DType::f32) continue;
+    if (t.dtype() != DType::bf16) return "f32 or bf16 only";
+    if (native_bf16_available()) return "bf16 runs natively on oneDNN here";
+  }
+  return nullptr;
+}
 
 void register_elementwise_cpu(std::vector<ops::OpDef>& t);
 void register_matmul_dnnl(std::vector<ops::OpDef>& t);
