@@ -45,6 +45,26 @@ bool verbose_dispatch() {
   return v;
 }
 
+// QS_DISABLE=name[,name...]: optimised kernels never chosen (A/B measurements of a kernel
+// against what would run without it; QS_VERBOSE=dispatch shows them as declined).
+bool disabled(const std::string& kernel) {
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> v;
+    const char* e = std::getenv("QS_DISABLE");
+    std::string s = e ? e : "";
+    for (size_t a = 0; a < s.size();) {
+      size_t b = s.find(',', a);
+      if (b == std::string::npos) b = s.size();
+      if (b > a) v.push_back(s.substr(a, b - a));
+      a = b + 1;
+    }
+    return v;
+  }();
+  for (auto& n : names)
+    if (n == kernel) return true;
+  return false;
+}
+
 thread_local std::vector<DispatchHook*> g_hooks;
 thread_local KernelLog* g_kernel_log = nullptr;
 
@@ -158,7 +178,7 @@ std::vector<Tensor> dispatch(OpKind op, std::vector<Tensor> in, Attrs attrs) {
     std::string why_not;
     if (force_impl() != ForceImpl::ref && g_reference_depth == 0) {
       for (auto& k : def.optimised) {
-        const char* why = k.supports(call);
+        const char* why = disabled(k.name) ? "disabled by QS_DISABLE" : k.supports(call);
         if (!why) {
           chosen = &k;
           break;
