@@ -30,6 +30,16 @@ const char* cpu_isa_name() {
   }
 }
 
+bool avx512() {
+  switch (cpu_isa()) {
+    case dnnl::cpu_isa::avx512_core:
+    case dnnl::cpu_isa::avx512_core_vnni:
+    case dnnl::cpu_isa::avx512_core_bf16:
+    case dnnl::cpu_isa::avx512_core_amx: return true;
+    default: return false;
+  }
+}
+
 bool exact_u8s8() {
   switch (cpu_isa()) {
     case dnnl::cpu_isa::avx2_vnni:

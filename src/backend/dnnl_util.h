@@ -30,6 +30,8 @@ const char* cpu_isa_name();
 // kernels are exact for full-range u8 activations. Without it (AVX2, plain AVX-512) they
 // add pairs in s16 with saturation (vpmaddubsw).
 bool exact_u8s8();
+// oneDNN runs its AVX-512 kernels (avx512_core and above).
+bool avx512();
 // (Whether oneDNN multiplies bf16 natively is qs::native_bf16_available(), autocast.h.)
 
 // Cache of built primitives (and their primitive descriptors) by key.

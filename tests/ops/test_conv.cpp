@@ -254,7 +254,8 @@ std::vector<dnnl::memory::desc> gradient_layouts(const Tensor& gy) {
 // Convolution backward inside its StableOperands scope, where the gradient's conversions
 // are kept for the next op: whatever layouts are kept already (as oneDNN's backward-data
 // leaves one: 8c on AVX2, 16c on AVX-512), each kernel gets the layout it asked for and
-// the results equal the reference's. direct8 (8-channel blocks) must take the weights.
+// the results equal the reference's. direct8 (8-channel blocks) takes the weights where
+// oneDNN runs AVX2.
 TEST(ConvLayouts, BackwardKernelsReadTheirOwnLayoutWhateverIsKept) {
   for (bool three : {false, true}) {
     SCOPED_TRACE(three ? "3-D" : "2-D");
@@ -292,7 +293,8 @@ TEST(ConvLayouts, BackwardKernelsReadTheirOwnLayoutWhateverIsKept) {
       Tensor gx = ops::dispatch1(ops::OpKind::convolution_backward_data, {gy, w}, ad);
       auto r = ops::dispatch(ops::OpKind::convolution_backward_weight, {gy, x}, aw);
       ASSERT_EQ(log.entries().size(), 2u);
-      EXPECT_EQ(log.entries()[1].kernel, "direct8");
+      // direct8 steps aside where oneDNN runs AVX-512 (CI's ONEDNN_MAX_CPU_ISA=AVX2 pass runs it).
+      EXPECT_EQ(log.entries()[1].kernel, backend::avx512() ? "onednn" : "direct8");
       expect_values(gx, gx_ref.to_vector(), 1e-3);
       expect_values(r[0], gw_ref.to_vector(), 1e-3);
       expect_values(r[1], gb_ref.to_vector(), 1e-3);

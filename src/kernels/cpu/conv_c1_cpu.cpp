@@ -1,7 +1,7 @@
 // Convolution with a single input channel (a network's first layer on images or volumes:
 // Fashion-MNIST's 1 -> 32, a CT volume's 1 -> 16), forward and backward-weights, f32,
 // stride 1, no dilation, no groups, any kernel size and padding, 1 to 3 spatial dims;
-// bf16 operands (autocast) are widened to f32 where oneDNN has no native bf16.
+// bf16 operands (autocast) are widened to f32.
 //
 // oneDNN has no good kernel for this shape on AVX2: its blocked direct kernels want 8
 // input channels, and its gemm-based path builds an im2col matrix with one row per tap
@@ -31,7 +31,10 @@ namespace {
 using ops::Spatial;
 
 const char* c1_supports(const ops::OpCall& c, const Tensor& x, const Shape& ws) {
-  if (const char* why = f32_or_widened_bf16(c)) return why;
+  // bf16 (autocast) too, widened, even where oneDNN has native bf16: its bf16 path for
+  // one input channel is the im2col gemm (x64:gemm:jit) this kernel replaces.
+  for (auto& t : c.in)
+    if (t.defined() && t.dtype() != DType::f32 && t.dtype() != DType::bf16) return "f32 or bf16 only";
   if (c.attrs.i("groups", 1) != 1) return "groups";
   if (x.dim() < 3 || x.size(1) != 1 || ws.size() != size_t(x.dim()) || ws[1] != 1) return "more than one input channel";
   for (auto& t : c.out)
