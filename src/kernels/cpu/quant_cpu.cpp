@@ -99,11 +99,7 @@ std::vector<quant::DynamicQParams> quantize_rows(const float* x, int64_t M, int6
                                                  uint8_t* u) {
   std::vector<float> lo(size_t(M), std::numeric_limits<float>::infinity()), hi(size_t(M), -lo[0]);
 #pragma omp parallel for if (M * K > 32768)
-  for (int64_t m = 0; m < M; ++m) {
-    float l = lo[size_t(m)], h = hi[size_t(m)];
-    for (int64_t k = 0; k < K; ++k) l = std::min(l, x[m * K + k]), h = std::max(h, x[m * K + k]);
-    lo[size_t(m)] = l, hi[size_t(m)] = h;
-  }
+  for (int64_t m = 0; m < M; ++m) min_max_avx2(x + m * K, K, lo[size_t(m)], hi[size_t(m)]);
   std::vector<quant::DynamicQParams> p(static_cast<size_t>(M));
   if (per_token) {
     for (int64_t m = 0; m < M; ++m) p[size_t(m)] = quant::dynamic_qparams(lo[size_t(m)], hi[size_t(m)], qmax);
@@ -113,11 +109,8 @@ std::vector<quant::DynamicQParams> quantize_rows(const float* x, int64_t M, int6
     std::fill(p.begin(), p.end(), quant::dynamic_qparams(l, h, qmax));
   }
 #pragma omp parallel for if (M * K > 32768)
-  for (int64_t m = 0; m < M; ++m) {
-    const float is = quant::inv_scale(p[size_t(m)].scale);
-    const int32_t z = p[size_t(m)].zp;
-    for (int64_t k = 0; k < K; ++k) u[m * K + k] = uint8_t(quant::quantize_value(x[m * K + k], is, z, 0, qmax));
-  }
+  for (int64_t m = 0; m < M; ++m)
+    quantize_u8_avx2(x + m * K, K, quant::inv_scale(p[size_t(m)].scale), p[size_t(m)].zp, qmax, u + m * K);
   return p;
 }
 

@@ -8,6 +8,9 @@
 #pragma once
 #include <immintrin.h>
 
+#include <algorithm>
+#include <cstdint>
+
 #include "kernels/quant_epilogue.h"
 
 namespace qs::kernels {
@@ -41,6 +44,41 @@ inline void quant_epilogue_run(const quant::QEpilogue& e, const int32_t* acc, in
     _mm_storel_epi64(reinterpret_cast<__m128i*>(static_cast<uint8_t*>(out) + c), q8);
   }
   for (; c < n; ++c) e.store(acc[c] - (sums ? zp * sums[c] : 0), scale[c], bias[c], out, dt, c);
+}
+
+// Smallest and largest of x[0, n), NaNs skipped (std::min(lo, x)'s choice: _mm256_min_ps
+// returns its second operand when either is NaN); lo and hi come in as the start values.
+inline void min_max_avx2(const float* x, int64_t n, float& lo, float& hi) {
+  __m256 vl = _mm256_set1_ps(lo), vh = _mm256_set1_ps(hi);
+  int64_t k = 0;
+  for (; k + 8 <= n; k += 8) {
+    const __m256 v = _mm256_loadu_ps(x + k);
+    vl = _mm256_min_ps(v, vl);
+    vh = _mm256_max_ps(v, vh);
+  }
+  alignas(32) float l8[8], h8[8];
+  _mm256_store_ps(l8, vl);
+  _mm256_store_ps(h8, vh);
+  for (int i = 0; i < 8; ++i) lo = std::min(lo, l8[i]), hi = std::max(hi, h8[i]);
+  for (; k < n; ++k) lo = std::min(lo, x[k]), hi = std::max(hi, x[k]);
+}
+
+// u[k] = quantize_value(x[k], inv, zp, 0, qmax) (quant_math.h), 8 at a time, the same way
+// as the epilogue above: NaN -> 0 -> zp, clamped before rounding where it saturates alike.
+inline void quantize_u8_avx2(const float* x, int64_t n, float inv, int32_t zp, int32_t qmax, uint8_t* u) {
+  const __m256 vinv = _mm256_set1_ps(inv), lo = _mm256_set1_ps(float(-zp - 1)), hi = _mm256_set1_ps(float(qmax - zp + 1));
+  const __m256i vzp = _mm256_set1_epi32(zp), qlo = _mm256_setzero_si256(), qhi = _mm256_set1_epi32(qmax);
+  int64_t k = 0;
+  for (; k + 8 <= n; k += 8) {
+    __m256 y = _mm256_mul_ps(_mm256_loadu_ps(x + k), vinv);
+    y = _mm256_and_ps(y, _mm256_cmp_ps(y, y, _CMP_ORD_Q));
+    y = _mm256_min_ps(_mm256_max_ps(y, lo), hi);
+    __m256i q = _mm256_add_epi32(_mm256_cvtps_epi32(y), vzp);
+    q = _mm256_min_epi32(_mm256_max_epi32(q, qlo), qhi);
+    __m128i q16 = _mm_packs_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(u + k), _mm_packus_epi16(q16, q16));
+  }
+  for (; k < n; ++k) u[k] = uint8_t(quant::quantize_value(x[k], inv, zp, 0, qmax));
 }
 
 }  // namespace qs::kernels

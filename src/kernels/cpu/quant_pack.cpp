@@ -48,11 +48,13 @@ std::string identity(const Tensor& w) {
 
 uint64_t fingerprint(const Tensor& w) {
   const int8_t* p = static_cast<const int8_t*>(w.raw_data());
+  const bool flat = w.is_contiguous();  // every call checks: no index arithmetic when it can be avoided
   StridedIndex ix(w.shape(), w.strides());
+  auto at = [&](int64_t i) { return uint8_t(p[flat ? i : ix.offset(i)]); };
   int64_t n = w.numel(), step = std::max<int64_t>(1, n / 4096);
   uint64_t h = 1469598103934665603ull;
-  for (int64_t i = 0; i < n; i += step) h = (h ^ uint8_t(p[ix.offset(i)])) * 1099511628211ull;
-  return h ^ uint64_t(p[ix.offset(n - 1)]);
+  for (int64_t i = 0; i < n; i += step) h = (h ^ at(i)) * 1099511628211ull;
+  return h ^ uint64_t(at(n - 1));
 }
 
 // The entry for (w, what), built by `make` when absent or stale.
