@@ -30,25 +30,14 @@ const char* cpu_isa_name() {
   }
 }
 
-bool avx512() {
-  switch (cpu_isa()) {
-    case dnnl::cpu_isa::avx512_core:
-    case dnnl::cpu_isa::avx512_core_vnni:
-    case dnnl::cpu_isa::avx512_core_bf16:
-    case dnnl::cpu_isa::avx512_core_amx: return true;
-    default: return false;
-  }
-}
+namespace {
+// oneDNN's ISA values are bit sets: an ISA includes another when it has all its bits.
+bool isa_has(dnnl_cpu_isa_t x) { return (int(cpu_isa()) & int(x)) == int(x); }
+}  // namespace
 
-bool exact_u8s8() {
-  switch (cpu_isa()) {
-    case dnnl::cpu_isa::avx2_vnni:
-    case dnnl::cpu_isa::avx512_core_vnni:
-    case dnnl::cpu_isa::avx512_core_bf16:
-    case dnnl::cpu_isa::avx512_core_amx: return true;
-    default: return false;
-  }
-}
+bool avx512() { return isa_has(dnnl_cpu_isa_avx512_core); }
+
+bool exact_u8s8() { return isa_has(dnnl_cpu_isa_avx512_core_vnni) || isa_has(dnnl_cpu_isa_avx2_vnni); }
 
 dnnl::memory::data_type dnnl_dtype(DType t) {
   using dt = dnnl::memory::data_type;
@@ -107,7 +96,6 @@ namespace qs {
 bool native_bf16_available() {
   // By the ISA, not by probing a primitive: oneDNN also runs bf16 on plain AVX-512 by
   // emulating the dot product, which is no faster than f32.
-  const auto isa = backend::cpu_isa();
-  return isa == dnnl::cpu_isa::avx512_core_bf16 || isa == dnnl::cpu_isa::avx512_core_amx;
+  return backend::isa_has(dnnl_cpu_isa_avx512_core_bf16);
 }
 }  // namespace qs

@@ -2,11 +2,10 @@
 // (include/qiusuo/quant/int8.h).
 #include "qiusuo/quant/int8.h"
 
-#include <oneapi/dnnl/dnnl.hpp>
-
 #include <cfloat>
 #include <cmath>
 
+#include "backend/dnnl_util.h"
 #include "kernels/quant_math.h"
 #include "ops/op.h"
 #include "quant/packed_hook.h"
@@ -50,14 +49,7 @@ Attrs epilogue_attrs(const char* op, const QParams& x, const QOutput& o) {
 
 }  // namespace
 
-bool cpu_has_vnni() {
-  static const bool vnni = [] {
-    int isa = int(dnnl::get_effective_cpu_isa());
-    auto has = [&](dnnl_cpu_isa_t x) { return (isa & int(x)) == int(x); };
-    return has(dnnl_cpu_isa_avx512_core_vnni) || has(dnnl_cpu_isa_avx2_vnni);
-  }();
-  return vnni;
-}
+bool cpu_has_vnni() { return backend::exact_u8s8(); }
 bool default_reduce_range() { return !cpu_has_vnni(); }
 
 Tensor quantize(const Tensor& x, const QParams& p) {

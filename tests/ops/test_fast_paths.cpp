@@ -6,6 +6,7 @@
 
 #include <cmath>
 
+#include "backend/dnnl_util.h"
 #include "kernels/fast_math.h"
 #include "ops/op.h"
 #include "qiusuo/ops.h"
@@ -171,7 +172,9 @@ TEST(ConvFastPaths, ReusedGradientConversionIsNeverStale) {
   EXPECT_EQ(amax(abs(gw2 - gw0 * 2.0)).item(), 0.0);
 }
 // Backward-weights with input and output channels in multiples of 8 runs on 'direct8'
-// (2-D and 3-D), with the f64 gradients, and gives the same bits on a second call.
+// (2-D and 3-D) where oneDNN runs AVX2 (on AVX-512 oneDNN's own is faster: CI's
+// ONEDNN_MAX_CPU_ISA=AVX2 pass runs direct8 there), with the f64 gradients, and gives the
+// same bits on a second call.
 TEST(ConvFastPaths, EightChannelBlocksTakeTheDirectBackwardWeights) {
   Generator g(8);
   for (Shape xs : {Shape{3, 16, 9, 10}, Shape{2, 8, 5, 6, 7}}) {
@@ -185,7 +188,7 @@ TEST(ConvFastPaths, EightChannelBlocksTakeTheDirectBackwardWeights) {
     {
       ops::KernelLog log;
       sum(y * r).backward();
-      EXPECT_EQ(count(log, ops::OpKind::convolution_backward_weight, "direct8", true), 1);
+      EXPECT_EQ(count(log, ops::OpKind::convolution_backward_weight, "direct8", true), backend::avx512() ? 0 : 1);
     }
     Tensor w64 = w.detach().to(DType::f64).requires_grad_(true), b64 = b.detach().to(DType::f64).requires_grad_(true);
     sum(ops::dispatch1(ops::OpKind::convolution, {x.to(DType::f64), w64, b64}, a) * r.to(DType::f64)).backward();

@@ -28,7 +28,7 @@
 
 namespace qs::quant {
 
-bool cpu_has_vnni();          // oneDNN's effective ISA has VNNI (AVX512-VNNI or AVX-VNNI)
+bool cpu_has_vnni();          // oneDNN's effective ISA has VNNI (AVX512-VNNI, AVX-VNNI, AMX): backend::exact_u8s8()
 bool default_reduce_range();  // !cpu_has_vnni(): 7-bit activations are the fast exact path
 
 // x f32|f64 of any shape -> i8 (dtype s8 or s4, s4 values in [-8, 7]) or u8, same shape.
