@@ -240,13 +240,14 @@ export class Browser {
     }
   }
 
-  // chromedriver's process group (chromedriver and the chromium it started) killed now.
+  // chromedriver's process group (chromedriver and the chromium it started) signalled now;
+  // SIGKILL also reaches a chromium left behind by a chromedriver that already exited.
   killSync(signal = 'SIGKILL') {
-    if (this.proc.exitCode === null && this.proc.signalCode === null) {
+    if (signal === 'SIGKILL' || (this.proc.exitCode === null && this.proc.signalCode === null)) {
       try {
         process.kill(-this.proc.pid, signal);
       } catch {
-        // already gone
+        // the whole group is gone
       }
     }
     if (signal === 'SIGKILL') {
