@@ -1,8 +1,9 @@
 // End to end: `qiusuo serve` on a tiny checkpoint, driven in Debian's chromium (headless)
-// through Debian's chromedriver (W3C WebDriver, webdriver.mjs: no npm packages). Checks that the heatmap's brightest cell of each row is where the
-// API's weights have their maximum, that API errors appear on the page, that the model
-// view selects a head and shows the head roles of --analysis, and that a 1024-token text
-// is drawn in time.
+// through Debian's chromedriver (W3C WebDriver, webdriver.mjs: no npm packages). Checks
+// that the heatmap's brightest cell of each row is where the API's weights have their
+// maximum, that API errors appear on the page, that the model view selects a head and
+// shows the head roles of --analysis, that a 1024-token text is drawn in time, and that
+// the page raises no script errors.
 //
 // usage: node viewer.test.mjs QIUSUO CKPT
 import { spawn } from 'node:child_process';
@@ -67,7 +68,8 @@ async function act(page, action) {
   return { state: await page.attribute('#status', 'data-state'), timings: await page.execute(() => window.qsTimings), ms };
 }
 
-// Playwright's fill(): the text box holds exactly text afterwards (typed key by key).
+// Replaces the text box's content: cleared, then text typed key by key; it must hold
+// exactly text afterwards.
 async function fill(page, selector, text) {
   const el = await page.find(selector);
   await page.clear(el);
@@ -76,15 +78,15 @@ async function fill(page, selector, text) {
   assert.equal(value, text, `${selector} holds the text typed`);
 }
 
-// Playwright's check()/uncheck(): a click, after which the box is in the state wanted.
+// Sets a checkbox by clicking it when needed; it must then be in the state wanted.
 async function setChecked(page, selector, checked) {
   const el = await page.find(selector);
   if ((await page.property(el, 'checked')) !== checked) await page.click(el);
   assert.equal(await page.property(el, 'checked'), checked, `${selector} checked: ${checked}`);
 }
 
-// Playwright's selectOption(): the option with that value is clicked (which selects it
-// and fires input and change).
+// Selects a <select>'s option by clicking it (which fires input and change, as a user's
+// choice does); the select must then have that value.
 async function selectOption(page, selector, value) {
   await page.click(await page.find(`${selector} option[value="${value}"]`));
   assert.equal(await page.property(selector, 'value'), value, `${selector} selects ${value}`);

@@ -61,7 +61,8 @@ function scriptOf(fn) {
   return typeof fn === 'function' ? `return (${fn}).apply(null, arguments);` : fn;
 }
 
-// Recorded in the page before its own scripts run: what Playwright reports as 'pageerror'.
+// Run in each new document before the page's own scripts: records uncaught exceptions and
+// unhandled promise rejections (what DevTools reports as Runtime.exceptionThrown).
 const PAGE_ERRORS = `
   window.__qsPageErrors = [];
   window.addEventListener('error', (e) => window.__qsPageErrors.push(
@@ -197,8 +198,8 @@ export class Browser {
     return this.cmd('GET', this.el(await this.$(e), '/displayed'));
   }
 
-  // The element's rectangle in CSS pixels relative to the viewport (like Playwright's
-  // boundingBox(); W3C Get Element Rect is relative to the document).
+  // The element's rectangle in CSS pixels relative to the viewport (W3C Get Element Rect
+  // is relative to the document; Perform Actions' origin 'viewport' wants the viewport).
   async boundingBox(e) {
     return this.execute((el) => {
       const r = el.getBoundingClientRect();
