@@ -309,9 +309,12 @@ export async function startBrowser({
             timeouts: { script: scriptTimeoutMs, pageLoad: 60000, implicit: 0 },
             'goog:chromeOptions': {
               binary: chromium,
+              // --remote-debugging-pipe: chromedriver talks to chromium over a pipe, not a
+              // DevTools websocket on "localhost", which a root without /etc/hosts (like
+              // ../shared/tools/fresh-debian.sh's) cannot resolve: "unable to connect to renderer".
               args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
                      '--disable-background-networking', '--disable-component-update', '--disable-sync',
-                     `--user-data-dir=${userDataDir}`],
+                     '--remote-debugging-pipe', `--user-data-dir=${userDataDir}`],
             },
           },
         },
