@@ -19,14 +19,10 @@ PKGS=(
   # text: the King James Bible (`bible` program + text), the default language-model corpus
   bible-kjv bible-kjv-text
   # attention views: PNG writer and TrueType rasteriser (stb), the label font, the
-  # viewer's HTTP server, and the browser its end-to-end test drives (with nodejs/npm)
-  libstb-dev fonts-dejavu-core libcpp-httplib-dev chromium nodejs
+  # viewer's HTTP server, and its end-to-end test: chromium driven through chromedriver
+  # by Node.js (W3C WebDriver over Node's built-in fetch; no npm packages)
+  libstb-dev fonts-dejavu-core libcpp-httplib-dev chromium chromium-driver nodejs
 )
-# Debian's nodejs does not bring npm (its own package); a Node.js from elsewhere
-# (NodeSource's nodejs) has npm inside and conflicts with Debian's.
-if ! command -v npm >/dev/null; then
-  if ! dpkg-query -W -f='${Version}' nodejs 2>/dev/null | grep -q nodesource; then PKGS+=(npm); fi
-fi
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -39,22 +35,8 @@ else
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-# The browser test's node packages (tests/browser/package-lock.json: playwright-core only)
-# into this user's npm cache, so that ctest's `npm ci --prefer-offline` works offline.
-# Installed into a scratch folder (the source tree stays clean); a cached package is not
-# downloaded again.
-browser_dir="$(cd "$(dirname "$0")/.." && pwd)/tests/browser"
-command -v npm >/dev/null || { echo "install-deps: npm not found after installing the packages; the browser test needs it" >&2; exit 1; }
-command -v chromium >/dev/null || { echo "install-deps: chromium not found after installing the packages" >&2; exit 1; }
-if [ -f "$browser_dir/package-lock.json" ]; then
-  scratch="$(mktemp -d)"
-  cp "$browser_dir/package.json" "$browser_dir/package-lock.json" "$scratch/"
-  if (cd "$scratch" && npm ci --prefer-offline --no-audit --no-fund --loglevel=error >/dev/null); then
-    echo "install-deps: browser test packages cached (playwright-core)"
-  else
-    echo "install-deps: npm ci failed for tests/browser; the browser test will fail" >&2
-    rm -rf "$scratch"
-    exit 1
-  fi
-  rm -rf "$scratch"
-fi
+# Checked by name too: a package can be installed while its program is not where the
+# browser test looks (tests/browser/run.sh), and a missing tool must stop here, not skip a test.
+for tool in node /usr/bin/chromium /usr/bin/chromedriver; do
+  command -v "$tool" >/dev/null || { echo "install-deps: $tool not found after installing the packages; the browser test needs it" >&2; exit 1; }
+done

@@ -1,17 +1,24 @@
 #!/usr/bin/env bash
-# The viewer's browser test (ctest browser.viewer): installs playwright-core from the
-# lock file into WORK (npm ci, offline first: scripts/install-deps.sh fills npm's cache),
-# then drives Debian's chromium against `qiusuo serve` on CKPT.
+# The viewer's browser test (ctest browser.viewer): drives Debian's chromium through
+# Debian's chromedriver (W3C WebDriver, spoken by webdriver.mjs with Node's built-in
+# fetch; no npm packages) against `qiusuo serve` on CKPT. WORK holds its scratch files
+# (and failure.png, the page when a check fails).
 # usage: tests/browser/run.sh QIUSUO CKPT WORK
+# QS_CHROMIUM and QS_CHROMEDRIVER override /usr/bin/chromium and /usr/bin/chromedriver.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 qiusuo="$1" ckpt="$2" work="$3"
-mkdir -p "$work"
-cp "$here/package.json" "$here/package-lock.json" "$here/viewer.test.mjs" "$work/"
-cd "$work"
-if ! npm ci --prefer-offline --no-audit --no-fund --loglevel=error >npm.log 2>&1; then
-  cat npm.log >&2
-  echo "browser test: npm ci failed (no network and no cached playwright-core?); run scripts/install-deps.sh" >&2
+missing=()
+command -v node >/dev/null || missing+=("node (package nodejs)")
+[ -x "${QS_CHROMIUM:-/usr/bin/chromium}" ] || missing+=("${QS_CHROMIUM:-/usr/bin/chromium} (package chromium)")
+[ -x "${QS_CHROMEDRIVER:-/usr/bin/chromedriver}" ] || missing+=("${QS_CHROMEDRIVER:-/usr/bin/chromedriver} (package chromium-driver)")
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "browser test: missing ${missing[*]}; run scripts/install-deps.sh" >&2
   exit 1
 fi
-exec node viewer.test.mjs "$qiusuo" "$ckpt"
+node -e 'process.exit(typeof fetch === "function" ? 0 : 1)' ||
+  { echo "browser test: $(command -v node) $(node --version) has no built-in fetch (Node.js 18 or later needed)" >&2; exit 1; }
+mkdir -p "$work"
+cd "$work"
+rm -f failure.png
+exec node "$here/viewer.test.mjs" "$qiusuo" "$ckpt"
