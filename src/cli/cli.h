@@ -38,7 +38,7 @@ class Args {
 struct Command {
   const char* name;
   const char* summary;
-  const char* usage;  // printed by `qiusuo <verb> --help`
+  std::string usage;  // printed by `qiusuo <verb> --help`
   std::function<int(Args)> run;
 };
 const std::vector<Command>& commands();

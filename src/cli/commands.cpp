@@ -1,11 +1,16 @@
 // The table of verbs. Add a verb: a cmd_<verb>.cpp file and one row here.
+#include <fmt/ranges.h>
+
 #include "cli/cli.h"
+#include "qiusuo/nn/positional.h"
 
 namespace qs::cli {
 
 int cmd_heads(Args a);  // cmd_heads.cpp
 
 const std::vector<Command>& commands() {
+  const std::vector<std::string>& encodings = nn::position_encoding_names();
+  const std::string pe = fmt::format("{}", fmt::join(encodings, " | "));
   static const std::vector<Command> c = {
       {"attention", "draw a model's attention: heatmaps, rollout, and views across checkpoints or generation",
        "usage: qiusuo attention CKPT --text TEXT --out DIR [--layer L] [--head H] [--log] [--log-floor 1e-4]\n"
@@ -45,6 +50,7 @@ const std::vector<Command>& commands() {
       {"info", "show the build, the CPU features oneDNN uses, and the op table",
        "usage: qiusuo info [--ops]\n", cmd_info},
       {"train", "train a model: cnn (Fashion-MNIST), lm (a Transformer language model) or mt (translation)",
+       std::string(
        "usage: qiusuo train cnn --out DIR [options]\n"
        "       qiusuo train lm --out DIR [options]\n"
        "       qiusuo train mt --out DIR [options]\n\n"
@@ -67,7 +73,7 @@ const std::vector<Command>& commands() {
        "  --corpus PATH        UTF-8 file or folder (default: the King James Bible, Debian bible-kjv)\n"
        "  --tokenizer T        byte | bpe (trained on the training split) | a tokenizer.json (byte)\n"
        "  --bpe-vocab N        BPE vocabulary size (4096)\n"
-       "  --pe P               rope | sinusoidal | learned | shaw | t5 | alibi | none (rope)\n"
+       "  --pe P               ") + pe + " (rope)\n"
        "  --block B            gpt (LayerNorm, GELU MLP, MHA) | deepseek (RMSNorm, MLA, MoE) (gpt)\n"
        "  --layers N --d-model N --heads N --kv-heads N --ffn-hidden N   (4, 256, 8, heads, 4x or 8/3x)\n"
        "  --attention mha|mla  --ffn swiglu|moe   (deepseek: mla, moe)\n"
@@ -85,7 +91,7 @@ const std::vector<Command>& commands() {
        "  --data synthetic | --src FILE --tgt FILE   (synthetic; real corpora: one sentence per line, words)\n"
        "  --data-seed N --train-pairs N --valid-pairs N --test-pairs N   (1, 40000, 500, 1000)\n"
        "  --homographs N       noun/verb homographs in the source (watch, help, run...; 0..20) (0)\n"
-       "  --pe P               rope | sinusoidal | learned | shaw | t5 | alibi | none (rope)\n"
+       "  --pe P               " + pe + " (rope)\n"
        "  --layers N (or --enc-layers N --dec-layers N) --d-model N --heads N --ffn-hidden N   (2, 64, 4, 4x)\n"
        "  --max-len N --no-tie --min-count N   (256, tied output, 1)\n"
        "  --steps N --batch N --lr X --warmup N --label-smoothing X --grad-clip X   (4000, 64, 2e-3, 400, 0.1, 1.0)\n"
@@ -127,9 +133,11 @@ const std::vector<Command>& commands() {
        "  --windows N        test windows for the perplexities (50; 0: all)   --batch N (8) --seed N --quiet\n",
        cmd_quantize},
       {"experiment", "run a measured experiment of the curriculum: pe (positional encodings)",
-       "usage: qiusuo experiment pe --out DIR [--quick] [--corpus PATH] [--encodings rope,alibi,...] [--train-len N]\n"
-       "                            [--steps N] [--eval-tokens N] [--threads N] [--seed N]\n\n"
-       "pe: one language model per positional encoding (none, sinusoidal, learned, shaw, t5, rope, alibi), same\n"
+       std::string("usage: qiusuo experiment pe --out DIR [--quick] [--corpus PATH] [--encodings rope,alibi,...] "
+                   "[--train-len N]\n"
+                   "                            [--steps N] [--eval-tokens N] [--threads N] [--seed N]\n\n"
+                   "pe: one language model per positional encoding (") +
+           fmt::format("{}", fmt::join(encodings, ", ")) + "), same\n"
        "size, data, seed and steps, trained at --train-len (1024) and evaluated at 0.5x, 1x, 2x and 4x that\n"
        "length (RoPE also with NTK and YaRN scaling). Writes DIR/results.json, results.md, perplexity.svg and one\n"
        "checkpoint folder per encoding. --quick: a CI-sized run (tiny models, 128 tokens). See docs/experiments/pe.md.\n\n"
