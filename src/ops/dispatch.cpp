@@ -8,6 +8,7 @@
 #include "qiusuo/autograd.h"
 #include "ops/op.h"
 #include "ops/profiler_hook.h"
+#include "util/verbose.h"
 
 namespace qs::ops {
 
@@ -35,14 +36,6 @@ ForceImpl force_impl() {
     throw Error(fmt::format("QS_FORCE_IMPL='{}' is not understood; expected 'ref' or unset", s));
   }();
   return f;
-}
-
-bool verbose_dispatch() {
-  static bool v = [] {
-    const char* e = std::getenv("QS_VERBOSE");
-    return e && std::string(e).find("dispatch") != std::string::npos;
-  }();
-  return v;
 }
 
 thread_local std::vector<DispatchHook*> g_hooks;
@@ -154,6 +147,7 @@ std::vector<Tensor> dispatch(OpKind op, std::vector<Tensor> in, Attrs attrs) {
     std::vector<TensorSpec> specs = def.impl->meta(call);
     call.out.reserve(specs.size());
     for (auto& s : specs) call.out.push_back(empty_output(s));
+    static const bool verbose = util::verbose("dispatch");  // once: dispatch is the hot path
     const KernelImpl* chosen = nullptr;
     std::string why_not;
     if (force_impl() != ForceImpl::ref && g_reference_depth == 0) {
@@ -163,12 +157,12 @@ std::vector<Tensor> dispatch(OpKind op, std::vector<Tensor> in, Attrs attrs) {
           chosen = &k;
           break;
         }
-        if (verbose_dispatch()) why_not += fmt::format(" [{} declined: {}]", k.name, why);
+        if (verbose) why_not += fmt::format(" [{} declined: {}]", k.name, why);
       }
-    } else if (verbose_dispatch() && !def.optimised.empty()) {
+    } else if (verbose && !def.optimised.empty()) {
       why_not = g_reference_depth ? " [ReferenceKernels scope]" : " [QS_FORCE_IMPL=ref]";
     }
-    if (verbose_dispatch())
+    if (verbose)
       std::cerr << fmt::format("qs dispatch: {}({}) {} -> {}{}\n", def.name, describe_inputs(call.in),
                                call.attrs.to_string(), chosen ? chosen->name : "ref", why_not);
     {
