@@ -103,7 +103,7 @@ nlohmann::json run_pe_experiment(const PeExperimentOptions& o) {
   QS_CHECK(!o.out_dir.empty(), "experiment pe: --out DIR is required");
   const Size s = size_for(o);
   std::vector<std::string> encs = o.encodings;
-  if (encs.empty()) encs = {"none", "sinusoidal", "learned", "shaw", "t5", "rope", "alibi"};
+  if (encs.empty()) encs = nn::position_encoding_names();
   for (auto& e : encs) nn::parse_position_encoding(e);  // errors on an unknown name before any work
   const fs::path dir(o.out_dir);
   fs::create_directories(dir);

@@ -2,7 +2,6 @@
 // clipping, periodic validation, checkpoints that carry the model config and the
 // tokenizer, and an exact resume (weights, optimiser, step, both generators).
 #include <chrono>
-#include <cmath>
 #include <filesystem>
 
 #include "apps/lm_internal.h"
@@ -13,6 +12,7 @@
 #include "qiusuo/io/checkpoint.h"
 #include "qiusuo/ops.h"
 #include "qiusuo/optim/optim.h"
+#include "qiusuo/optim/schedule.h"
 
 namespace qs::apps {
 
@@ -50,14 +50,6 @@ std::unique_ptr<text::Tokenizer> make_tokenizer(const TrainLmOptions& o, const t
   return text::load_tokenizer_file(o.tokenizer);
 }
 
-// Linear warmup to lr, then cosine decay to lr * min_lr_ratio at the last step.
-double lr_at(const TrainLmOptions& o, int64_t warmup, int64_t step) {
-  if (step < warmup) return o.lr * double(step + 1) / double(warmup);
-  double t = o.steps > warmup ? double(step - warmup) / double(o.steps - warmup) : 1.0;
-  double lo = o.lr * o.min_lr_ratio;
-  return lo + 0.5 * (o.lr - lo) * (1.0 + std::cos(M_PI * std::min(1.0, t)));
-}
-
 void check_options(const TrainLmOptions& o) {
   QS_CHECK(o.batch >= 1 && o.seq >= 1 && o.steps >= 1, "train lm: --batch, --seq and --steps must be positive");
   QS_CHECK(o.lr > 0 && o.min_lr_ratio >= 0 && o.min_lr_ratio <= 1 && o.grad_clip >= 0 && o.weight_decay >= 0,
@@ -90,6 +82,7 @@ TrainLmResult train_lm(const TrainLmOptions& o) {
   std::vector<Tensor> params = model.parameters();
   optim::AdamW opt(params, o.lr, {0.9, 0.95}, 1e-8, o.weight_decay);
   const int64_t warmup = o.warmup > 0 ? o.warmup : std::min<int64_t>(100, std::max<int64_t>(1, o.steps / 10));
+  const optim::LinearWarmup schedule = optim::warmup_cosine(warmup, o.steps, o.lr * o.min_lr_ratio);
   const nlohmann::json train_cfg = train_json(o), model_cfg = cfg.to_json();
   const nlohmann::json tok_json = nlohmann::json::parse(tok->to_json());
 
@@ -133,7 +126,7 @@ TrainLmResult train_lm(const TrainLmOptions& o) {
   model.train();
   while (step < o.steps) {
     data::Batch b = train.sample(o.batch, o.seq, data_gen);
-    opt.set_lr(lr_at(o, warmup, step));
+    opt.set_lr(schedule.lr(step, o.lr));
     opt.zero_grad();
     Tensor logits;
     {

@@ -3,7 +3,6 @@
 // checkpoints that carry the config, the data settings and both vocabularies, and an exact
 // resume (weights, optimiser, step, both generators).
 #include <chrono>
-#include <cmath>
 #include <filesystem>
 
 #include "apps/mt_internal.h"
@@ -11,6 +10,7 @@
 #include "qiusuo/autograd.h"
 #include "qiusuo/ops.h"
 #include "qiusuo/optim/optim.h"
+#include "qiusuo/optim/schedule.h"
 
 namespace qs::apps {
 
@@ -28,13 +28,6 @@ void check_options(const TrainMtOptions& o) {
   QS_CHECK(o.lr > 0 && o.label_smoothing >= 0 && o.label_smoothing < 1 && o.grad_clip >= 0 && o.min_lr_ratio >= 0 &&
                o.min_lr_ratio <= 1,
            "train mt: need --lr > 0, 0 <= --label-smoothing < 1, --grad-clip >= 0, 0 <= min_lr_ratio <= 1");
-}
-
-double lr_at(const TrainMtOptions& o, int64_t warmup, int64_t step) {
-  if (step < warmup) return o.lr * double(step + 1) / double(warmup);
-  double t = o.steps > warmup ? double(step - warmup) / double(o.steps - warmup) : 1.0;
-  double lo = o.lr * o.min_lr_ratio;
-  return lo + 0.5 * (o.lr - lo) * (1.0 + std::cos(M_PI * std::min(1.0, t)));
 }
 
 // An exact resume needs the settings the run started with.
@@ -91,6 +84,7 @@ TrainMtResult train_mt(const TrainMtOptions& o) {
   std::vector<Tensor> params = model.parameters();
   optim::Adam opt(params, o.lr, {0.9, 0.98}, 1e-9);
   const int64_t warmup = o.warmup > 0 ? o.warmup : std::min<int64_t>(400, std::max<int64_t>(1, o.steps / 10));
+  const optim::LinearWarmup schedule = optim::warmup_cosine(warmup, o.steps, o.lr * o.min_lr_ratio);
   const nlohmann::json train_cfg = train_json(o), data_cfg = o.data.to_json(), model_cfg = cfg.to_json();
 
   TrainMtResult r;
@@ -135,7 +129,7 @@ TrainMtResult train_mt(const TrainMtOptions& o) {
   while (step < o.steps) {
     for (auto& row : rows) row = size_t(data_gen.next_u64() % train.size());
     MtBatch b = make_batch(train, rows);
-    opt.set_lr(lr_at(o, warmup, step));
+    opt.set_lr(schedule.lr(step, o.lr));
     opt.zero_grad();
     Tensor logits = model.forward(b.src, b.tgt_in);
     Tensor loss = cross_entropy(logits.reshape({-1, V}), b.tgt_out.reshape({-1}), WordVocab::kPad, o.label_smoothing);

@@ -1,5 +1,9 @@
 #include "backend/dnnl_util.h"
 
+#include <iostream>
+
+#include "util/verbose.h"
+
 namespace qs::backend {
 
 dnnl::engine& dnnl_engine() {
@@ -38,6 +42,13 @@ bool isa_has(dnnl_cpu_isa_t x) { return (int(cpu_isa()) & int(x)) == int(x); }
 bool avx512() { return isa_has(dnnl_cpu_isa_avx512_core); }
 
 bool exact_u8s8() { return isa_has(dnnl_cpu_isa_avx512_core_vnni) || isa_has(dnnl_cpu_isa_avx2_vnni); }
+
+void note_impl(const std::string& what, const std::string& impl, const char* detail) {
+  static const bool verbose = util::verbose("dispatch");
+  if (verbose) std::cerr << "qs onednn: " << what << " -> " << impl << detail << "\n";
+  if (!verbose && impl.rfind("ref", 0) == 0)
+    std::cerr << "qs warning: oneDNN chose its reference implementation for " << what << " (slow)\n";
+}
 
 dnnl::memory::data_type dnnl_dtype(DType t) {
   using dt = dnnl::memory::data_type;

@@ -34,6 +34,11 @@ bool exact_u8s8();
 bool avx512();
 // (Whether oneDNN multiplies bf16 natively is qs::native_bf16_available(), autocast.h.)
 
+// When a primitive is built: QS_VERBOSE=dispatch prints which implementation oneDNN chose
+// for `what` (with `detail`); its reference implementations, orders of magnitude slower,
+// are always reported.
+void note_impl(const std::string& what, const std::string& impl, const char* detail = "");
+
 // Cache of built primitives (and their primitive descriptors) by key.
 struct CachedPrimitive {
   dnnl::primitive prim;

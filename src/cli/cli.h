@@ -38,7 +38,7 @@ class Args {
 struct Command {
   const char* name;
   const char* summary;
-  const char* usage;  // printed by `qiusuo <verb> --help`
+  std::string usage;  // printed by `qiusuo <verb> --help`
   std::function<int(Args)> run;
 };
 const std::vector<Command>& commands();
@@ -55,6 +55,10 @@ int cmd_info(Args a);
 int cmd_train(Args a);
 int cmd_train_lm(Args& a);
 int cmd_train_mt(Args& a);
+// `qiusuo train --help`, its defaults read from the Train*Options structs.
+std::string train_usage();     // cmd_train.cpp
+std::string train_lm_usage();  // cmd_lm.cpp
+std::string train_mt_usage();  // cmd_mt.cpp
 int cmd_eval_mt(Args& a);
 int cmd_translate(Args a);
 int cmd_mt_data(Args a);

@@ -1,4 +1,6 @@
 // qiusuo train lm / eval lm / generate: the language-model verbs.
+#include <fmt/ranges.h>
+
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -9,15 +11,15 @@ namespace qs::cli {
 
 namespace {
 
-// Model flags shared by `train lm` and `experiment pe`.
+// The model flags of `train lm`; defaults from TrainLmOptions.
 nn::LMConfig model_from_args(Args& a) {
-  nn::LMConfig c;
-  c.block = a.str("block", "gpt");
-  c.n_layers = a.integer("layers", 4);
-  c.d_model = a.integer("d-model", 256);
-  c.n_heads = a.integer("heads", 8);
-  c.n_kv_heads = a.integer("kv-heads", 0);
-  c.ffn_hidden = a.integer("ffn-hidden", 0);
+  nn::LMConfig c = apps::TrainLmOptions().model;
+  c.block = a.str("block", c.block);
+  c.n_layers = a.integer("layers", c.n_layers);
+  c.d_model = a.integer("d-model", c.d_model);
+  c.n_heads = a.integer("heads", c.n_heads);
+  c.n_kv_heads = a.integer("kv-heads", c.n_kv_heads);
+  c.ffn_hidden = a.integer("ffn-hidden", c.ffn_hidden);
   c.tie_weights = !a.flag("no-tie");
   if (c.block == "deepseek") {
     c.bias = false;
@@ -33,9 +35,9 @@ nn::LMConfig model_from_args(Args& a) {
     c.moe_aux_loss_alpha = a.number("aux-loss", c.moe_aux_loss_alpha);
     c.moe_bias_update_speed = a.number("bias-update", c.moe_bias_update_speed);
   } else {
-    c.attention = a.str("attention", "mha");
+    c.attention = a.str("attention", c.attention);
   }
-  c.pos.kind = nn::parse_position_encoding(a.str("pe", "rope"));
+  c.pos.kind = nn::parse_position_encoding(a.str("pe", nn::position_encoding_name(c.pos.kind)));
   c.pos.rope_base = a.number("rope-base", c.pos.rope_base);
   c.pos.shaw_max_distance = a.integer("shaw-k", c.pos.shaw_max_distance);
   return c;
@@ -48,11 +50,38 @@ void print_eval(const apps::EvalLmResult& e, const std::string& split) {
 
 }  // namespace
 
+std::string train_lm_usage() {
+  const apps::TrainLmOptions o;
+  const nn::LMConfig& m = o.model;
+  return fmt::format(
+      "lm: trains a decoder-only Transformer on a text corpus (AdamW, warmup + cosine), reports the validation\n"
+      "loss every --eval-every steps, writes DIR/step-<N>.safetensors and DIR/last.safetensors (weights, config,\n"
+      "tokenizer and training state in one file: enough to eval, generate, serve or --resume exactly).\n\n"
+      "  --corpus PATH        UTF-8 file or folder (default: the King James Bible, Debian bible-kjv)\n"
+      "  --tokenizer T        byte | bpe (trained on the training split) | a tokenizer.json ({})\n"
+      "  --bpe-vocab N        BPE vocabulary size ({})\n"
+      "  --pe P               {} ({})\n"
+      "  --block B            gpt (LayerNorm, GELU MLP, MHA) | deepseek (RMSNorm, MLA, MoE) ({})\n"
+      "  --layers N --d-model N --heads N --kv-heads N --ffn-hidden N   ({}, {}, {}, heads, 4x or 8/3x)\n"
+      "  --attention mha|mla  --ffn swiglu|moe   (deepseek: mla, moe)\n"
+      "  --experts N --shared-experts N --top-k-experts N --aux-loss X --bias-update X   ({}, {}, {}, {}, {})\n"
+      "  --kv-lora-rank N --q-lora-rank N --rope-head-dim N   (MLA: d/2, 0, head/2)\n"
+      "  --rope-base X --shaw-k N --no-tie   ({}, {}, tied)\n"
+      "  --seq N --batch N --steps N   ({}, {}, {})\n"
+      "  --lr X --weight-decay X --grad-clip X --warmup N   ({}, {}, {}, min(100, steps/10))\n"
+      "  --eval-every N --eval-windows N --save-every N   ({}, {}, 0 = at the end)\n"
+      "  --seed N --threads N --bf16 --quiet --resume CKPT\n",
+      o.tokenizer, o.bpe_vocab, fmt::join(nn::position_encoding_names(), " | "), nn::position_encoding_name(m.pos.kind),
+      m.block, m.n_layers, m.d_model, m.n_heads, m.moe_n_routed, m.moe_n_shared, m.moe_top_k, m.moe_aux_loss_alpha,
+      m.moe_bias_update_speed, m.pos.rope_base, m.pos.shaw_max_distance, o.seq, o.batch, o.steps, o.lr,
+      o.weight_decay, o.grad_clip, o.eval_every, o.eval_windows);
+}
+
 int cmd_train_lm(Args& a) {
   apps::TrainLmOptions o;
   o.model = model_from_args(a);
-  o.corpus = a.str("corpus", "");
-  o.tokenizer = a.str("tokenizer", "byte");
+  o.corpus = a.str("corpus", o.corpus);
+  o.tokenizer = a.str("tokenizer", o.tokenizer);
   o.bpe_vocab = int32_t(a.integer("bpe-vocab", o.bpe_vocab));
   o.batch = a.integer("batch", o.batch);
   o.seq = a.integer("seq", o.seq);
@@ -60,16 +89,16 @@ int cmd_train_lm(Args& a) {
   o.lr = a.number("lr", o.lr);
   o.weight_decay = a.number("weight-decay", o.weight_decay);
   o.grad_clip = a.number("grad-clip", o.grad_clip);
-  o.warmup = a.integer("warmup", 0);
+  o.warmup = a.integer("warmup", o.warmup);
   o.eval_every = a.integer("eval-every", o.eval_every);
   o.eval_windows = a.integer("eval-windows", o.eval_windows);
-  o.save_every = a.integer("save-every", 0);
-  o.stop_after = a.integer("stop-after", 0);
-  o.seed = uint64_t(a.integer("seed", 0));
-  o.threads = int(a.integer("threads", 0));
+  o.save_every = a.integer("save-every", o.save_every);
+  o.stop_after = a.integer("stop-after", o.stop_after);
+  o.seed = uint64_t(a.integer("seed", int64_t(o.seed)));
+  o.threads = int(a.integer("threads", o.threads));
   o.bf16 = a.flag("bf16");
   o.quiet = a.flag("quiet");
-  o.resume = a.str("resume", "");
+  o.resume = a.str("resume", o.resume);
   o.out_dir = a.required("out");
   a.finish();
   apps::TrainLmResult r = apps::train_lm(o);

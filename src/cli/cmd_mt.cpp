@@ -1,4 +1,6 @@
 // qiusuo train mt / eval mt / translate / mt-data: the translation verbs.
+#include <fmt/ranges.h>
+
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -33,36 +35,62 @@ apps::MtDataOptions data_from_args(Args& a) {
 
 }  // namespace
 
+std::string train_mt_usage() {
+  const apps::TrainMtOptions o;
+  const nn::Seq2SeqConfig& m = o.model;
+  const text::SyntheticMtOptions& d = o.data.synthetic;
+  return fmt::format(
+      "mt: trains an encoder-decoder Transformer (teacher forcing, label smoothing, Adam + warmup + cosine) on the\n"
+      "synthetic translation task (docs/translation.md) or on two aligned text files, reports validation loss and\n"
+      "BLEU every --eval-every steps and the test BLEU (sacreBLEU's definition) at the end. Checkpoints as for lm\n"
+      "(config, data settings and both word vocabularies inside).\n\n"
+      "  --data synthetic | --src FILE --tgt FILE   ({}; real corpora: one sentence per line, words)\n"
+      "  --data-seed N --train-pairs N --valid-pairs N --test-pairs N   ({}, {}, {}, {})\n"
+      "  --homographs N       noun/verb homographs in the source (watch, help, run...; 0..20) ({})\n"
+      "  --pe P               {} ({})\n"
+      "  --layers N (or --enc-layers N --dec-layers N) --d-model N --heads N --ffn-hidden N   ({}, {}, {}, 4x)\n"
+      "  --max-len N --no-tie --min-count N   ({}, tied output, {})\n"
+      "  --steps N --batch N --lr X --warmup N --label-smoothing X --grad-clip X   ({}, {}, {}, min(400, steps/10), "
+      "{}, {})\n"
+      "  --eval-every N --eval-sentences N --test-sentences N --save-every N   ({}, {}, 0 = all, 0 = at the end)\n"
+      "  --seed N --threads N --quiet --resume CKPT\n",
+      o.data.data, d.seed, d.n_train, d.n_valid, d.n_test, d.n_homographs,
+      fmt::join(nn::position_encoding_names(), " | "), nn::position_encoding_name(m.pos.kind),
+      m.enc_layers == m.dec_layers ? fmt::format("{}", m.enc_layers) : fmt::format("{}/{}", m.enc_layers, m.dec_layers),
+      m.d_model, m.n_heads, m.max_len, o.min_count, o.steps, o.batch, o.lr, o.label_smoothing, o.grad_clip,
+      o.eval_every, o.eval_sentences);
+}
+
 int cmd_train_mt(Args& a) {
   apps::TrainMtOptions o;
   o.data = data_from_args(a);
   nn::Seq2SeqConfig& m = o.model;
-  const int64_t layers = a.integer("layers", 2);
-  m.enc_layers = a.integer("enc-layers", layers);
-  m.dec_layers = a.integer("dec-layers", layers);
-  m.d_model = a.integer("d-model", 64);
-  m.n_heads = a.integer("heads", 4);  // head dim 16 (docs/results/heads/README.md: the sweep)
-  m.ffn_hidden = a.integer("ffn-hidden", 0);
+  if (a.has("layers")) m.enc_layers = m.dec_layers = a.integer("layers", 0);
+  m.enc_layers = a.integer("enc-layers", m.enc_layers);
+  m.dec_layers = a.integer("dec-layers", m.dec_layers);
+  m.d_model = a.integer("d-model", m.d_model);
+  m.n_heads = a.integer("heads", m.n_heads);
+  m.ffn_hidden = a.integer("ffn-hidden", m.ffn_hidden);
   m.max_len = a.integer("max-len", m.max_len);
   m.tie_weights = !a.flag("no-tie");
-  m.pos.kind = nn::parse_position_encoding(a.str("pe", "rope"));
+  m.pos.kind = nn::parse_position_encoding(a.str("pe", nn::position_encoding_name(m.pos.kind)));
   m.pos.shaw_max_distance = a.integer("shaw-k", m.pos.shaw_max_distance);
   o.min_count = a.integer("min-count", o.min_count);
   o.batch = a.integer("batch", o.batch);
-  o.steps = a.integer("steps", 4000);
-  o.lr = a.number("lr", 2e-3);
-  o.warmup = a.integer("warmup", 0);
+  o.steps = a.integer("steps", o.steps);
+  o.lr = a.number("lr", o.lr);
+  o.warmup = a.integer("warmup", o.warmup);
   o.label_smoothing = a.number("label-smoothing", o.label_smoothing);
   o.grad_clip = a.number("grad-clip", o.grad_clip);
   o.eval_every = a.integer("eval-every", o.eval_every);
   o.eval_sentences = a.integer("eval-sentences", o.eval_sentences);
   o.test_sentences = a.integer("test-sentences", o.test_sentences);
-  o.save_every = a.integer("save-every", 0);
-  o.stop_after = a.integer("stop-after", 0);
-  o.seed = uint64_t(a.integer("seed", 0));
-  o.threads = int(a.integer("threads", 0));
+  o.save_every = a.integer("save-every", o.save_every);
+  o.stop_after = a.integer("stop-after", o.stop_after);
+  o.seed = uint64_t(a.integer("seed", int64_t(o.seed)));
+  o.threads = int(a.integer("threads", o.threads));
   o.quiet = a.flag("quiet");
-  o.resume = a.str("resume", "");
+  o.resume = a.str("resume", o.resume);
   o.out_dir = a.required("out");
   a.finish();
   apps::TrainMtResult r = apps::train_mt(o);

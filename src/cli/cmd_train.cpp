@@ -8,6 +8,31 @@
 
 namespace qs::cli {
 
+// The defaults printed are TrainCnnOptions' (and TrainLmOptions', TrainMtOptions'), the
+// same ones the flags fall back to.
+std::string train_usage() {
+  const apps::TrainCnnOptions o;
+  return fmt::format(
+             "usage: qiusuo train cnn --out DIR [options]\n"
+             "       qiusuo train lm --out DIR [options]\n"
+             "       qiusuo train mt --out DIR [options]\n\n"
+             "cnn: trains the Fashion-MNIST CNN (shared/peers/torch_cnn.py) and prints the test accuracy and a JSON\n"
+             "summary line. Checkpoints (safetensors) go to DIR/epoch-<e>.safetensors and DIR/last.safetensors.\n\n"
+             "  --epochs N        passes over the training set ({})\n"
+             "  --batch N         batch size ({})\n"
+             "  --lr X            peak learning rate of SGD with momentum {}, cosine schedule ({})\n"
+             "  --weight-decay X  L2 penalty ({})\n"
+             "  --seed N          initialisation and shuffling seed ({})\n"
+             "  --threads N       OpenMP threads (all cores)\n"
+             "  --bf16            bf16 autocast for convolutions and linear layers\n"
+             "  --resume CKPT     continue exactly from a checkpoint of this command (same settings)\n"
+             "  --save-every N    also checkpoint every N steps\n"
+             "  --limit-train N   train on the first N images only\n"
+             "  --data DIR        Fashion-MNIST folder ({})\n\n",
+             o.epochs, o.batch, o.momentum, o.lr, o.weight_decay, o.seed, o.data_root) +
+         train_lm_usage() + "\n" + train_mt_usage();
+}
+
 int cmd_train(Args a) {
   if (a.positionals().empty()) throw UsageError("qiusuo train: which model? (available: cnn, lm, mt); see 'qiusuo train --help'");
   std::string what = a.positionals()[0];
@@ -20,13 +45,13 @@ int cmd_train(Args a) {
   o.lr = a.number("lr", o.lr);
   o.weight_decay = a.number("weight-decay", o.weight_decay);
   o.seed = uint64_t(a.integer("seed", int64_t(o.seed)));
-  o.threads = int(a.integer("threads", 0));
+  o.threads = int(a.integer("threads", o.threads));
   o.bf16 = a.flag("bf16");
-  o.resume = a.str("resume", "");
-  o.save_every = a.integer("save-every", 0);
-  o.stop_after = a.integer("stop-after", 0);
-  o.limit_train = a.integer("limit-train", 0);
-  o.limit_test = a.integer("limit-test", 0);
+  o.resume = a.str("resume", o.resume);
+  o.save_every = a.integer("save-every", o.save_every);
+  o.stop_after = a.integer("stop-after", o.stop_after);
+  o.limit_train = a.integer("limit-train", o.limit_train);
+  o.limit_test = a.integer("limit-test", o.limit_test);
   o.data_root = a.str("data", o.data_root);
   o.out_dir = a.required("out");
   a.finish();

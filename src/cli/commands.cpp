@@ -1,11 +1,15 @@
 // The table of verbs. Add a verb: a cmd_<verb>.cpp file and one row here.
+#include <fmt/ranges.h>
+
 #include "cli/cli.h"
+#include "qiusuo/nn/positional.h"
 
 namespace qs::cli {
 
 int cmd_heads(Args a);  // cmd_heads.cpp
 
 const std::vector<Command>& commands() {
+  const std::vector<std::string>& encodings = nn::position_encoding_names();
   static const std::vector<Command> c = {
       {"attention", "draw a model's attention: heatmaps, rollout, and views across checkpoints or generation",
        "usage: qiusuo attention CKPT --text TEXT --out DIR [--layer L] [--head H] [--log] [--log-floor 1e-4]\n"
@@ -45,53 +49,7 @@ const std::vector<Command>& commands() {
       {"info", "show the build, the CPU features oneDNN uses, and the op table",
        "usage: qiusuo info [--ops]\n", cmd_info},
       {"train", "train a model: cnn (Fashion-MNIST), lm (a Transformer language model) or mt (translation)",
-       "usage: qiusuo train cnn --out DIR [options]\n"
-       "       qiusuo train lm --out DIR [options]\n"
-       "       qiusuo train mt --out DIR [options]\n\n"
-       "cnn: trains the Fashion-MNIST CNN (shared/peers/torch_cnn.py) and prints the test accuracy and a JSON\n"
-       "summary line. Checkpoints (safetensors) go to DIR/epoch-<e>.safetensors and DIR/last.safetensors.\n\n"
-       "  --epochs N        passes over the training set (3)\n"
-       "  --batch N         batch size (128)\n"
-       "  --lr X            peak learning rate of SGD with momentum 0.9, cosine schedule (0.1)\n"
-       "  --weight-decay X  L2 penalty (5e-4)\n"
-       "  --seed N          initialisation and shuffling seed (0)\n"
-       "  --threads N       OpenMP threads (all cores)\n"
-       "  --bf16            bf16 autocast for convolutions and linear layers\n"
-       "  --resume CKPT     continue exactly from a checkpoint of this command (same settings)\n"
-       "  --save-every N    also checkpoint every N steps\n"
-       "  --limit-train N   train on the first N images only\n"
-       "  --data DIR        Fashion-MNIST folder (/usr/share/datasets/fashion-mnist)\n\n"
-       "lm: trains a decoder-only Transformer on a text corpus (AdamW, warmup + cosine), reports the validation\n"
-       "loss every --eval-every steps, writes DIR/step-<N>.safetensors and DIR/last.safetensors (weights, config,\n"
-       "tokenizer and training state in one file: enough to eval, generate, serve or --resume exactly).\n\n"
-       "  --corpus PATH        UTF-8 file or folder (default: the King James Bible, Debian bible-kjv)\n"
-       "  --tokenizer T        byte | bpe (trained on the training split) | a tokenizer.json (byte)\n"
-       "  --bpe-vocab N        BPE vocabulary size (4096)\n"
-       "  --pe P               rope | sinusoidal | learned | shaw | t5 | alibi | none (rope)\n"
-       "  --block B            gpt (LayerNorm, GELU MLP, MHA) | deepseek (RMSNorm, MLA, MoE) (gpt)\n"
-       "  --layers N --d-model N --heads N --kv-heads N --ffn-hidden N   (4, 256, 8, heads, 4x or 8/3x)\n"
-       "  --attention mha|mla  --ffn swiglu|moe   (deepseek: mla, moe)\n"
-       "  --experts N --shared-experts N --top-k-experts N --aux-loss X --bias-update X   (8, 1, 2, 0, 1e-3)\n"
-       "  --kv-lora-rank N --q-lora-rank N --rope-head-dim N   (MLA: d/2, 0, head/2)\n"
-       "  --rope-base X --shaw-k N --no-tie\n"
-       "  --seq N --batch N --steps N   (256, 8, 1000)\n"
-       "  --lr X --weight-decay X --grad-clip X --warmup N   (1e-3, 0.1, 1.0, min(100, steps/10))\n"
-       "  --eval-every N --eval-windows N --save-every N   (200, 32, 0 = at the end)\n"
-       "  --seed N --threads N --bf16 --quiet --resume CKPT\n\n"
-       "mt: trains an encoder-decoder Transformer (teacher forcing, label smoothing, Adam + warmup + cosine) on the\n"
-       "synthetic translation task (docs/translation.md) or on two aligned text files, reports validation loss and\n"
-       "BLEU every --eval-every steps and the test BLEU (sacreBLEU's definition) at the end. Checkpoints as for lm\n"
-       "(config, data settings and both word vocabularies inside).\n\n"
-       "  --data synthetic | --src FILE --tgt FILE   (synthetic; real corpora: one sentence per line, words)\n"
-       "  --data-seed N --train-pairs N --valid-pairs N --test-pairs N   (1, 40000, 500, 1000)\n"
-       "  --homographs N       noun/verb homographs in the source (watch, help, run...; 0..20) (0)\n"
-       "  --pe P               rope | sinusoidal | learned | shaw | t5 | alibi | none (rope)\n"
-       "  --layers N (or --enc-layers N --dec-layers N) --d-model N --heads N --ffn-hidden N   (2, 64, 4, 4x)\n"
-       "  --max-len N --no-tie --min-count N   (256, tied output, 1)\n"
-       "  --steps N --batch N --lr X --warmup N --label-smoothing X --grad-clip X   (4000, 64, 2e-3, 400, 0.1, 1.0)\n"
-       "  --eval-every N --eval-sentences N --test-sentences N --save-every N   (500, 200, 0 = all, 0 = at the end)\n"
-       "  --seed N --threads N --quiet --resume CKPT\n",
-       cmd_train},
+       train_usage(), cmd_train},
       {"eval", "evaluate a language model (perplexity, bits per byte), a translation model (BLEU) or the CNN",
        "usage: qiusuo eval lm CKPT [--seq N] [--split test|validation|train] [--corpus PATH] [--windows N]\n"
        "                       [--batch 4] [--rope-scaling ntk|yarn --rope-factor F] [--allow-extrapolation] [--bf16]\n\n"
@@ -127,9 +85,11 @@ const std::vector<Command>& commands() {
        "  --windows N        test windows for the perplexities (50; 0: all)   --batch N (8) --seed N --quiet\n",
        cmd_quantize},
       {"experiment", "run a measured experiment of the curriculum: pe (positional encodings)",
-       "usage: qiusuo experiment pe --out DIR [--quick] [--corpus PATH] [--encodings rope,alibi,...] [--train-len N]\n"
-       "                            [--steps N] [--eval-tokens N] [--threads N] [--seed N]\n\n"
-       "pe: one language model per positional encoding (none, sinusoidal, learned, shaw, t5, rope, alibi), same\n"
+       std::string("usage: qiusuo experiment pe --out DIR [--quick] [--corpus PATH] [--encodings rope,alibi,...] "
+                   "[--train-len N]\n"
+                   "                            [--steps N] [--eval-tokens N] [--threads N] [--seed N]\n\n"
+                   "pe: one language model per positional encoding (") +
+           fmt::format("{}", fmt::join(encodings, ", ")) + "), same\n"
        "size, data, seed and steps, trained at --train-len (1024) and evaluated at 0.5x, 1x, 2x and 4x that\n"
        "length (RoPE also with NTK and YaRN scaling). Writes DIR/results.json, results.md, perplexity.svg and one\n"
        "checkpoint folder per encoding. --quick: a CI-sized run (tiny models, 128 tokens). See docs/experiments/pe.md.\n\n"

@@ -18,6 +18,8 @@
 #include <iostream>
 #include <thread>
 
+#include "util/verbose.h"
+
 namespace qs::cli {
 
 namespace {
@@ -73,8 +75,7 @@ void adapt_omp_wait_policy(char** argv) {
   // The five samples (8 ms) are taken only when the average alone would say busy.
   const int others = cores > 0 && load >= cores ? others_runnable(5) : 0;
   if (!forced && !busy_for_openmp(load, cores, others)) return;
-  const char* verbose = std::getenv("QS_VERBOSE");
-  if (verbose && std::strstr(verbose, "omp"))
+  if (util::verbose("omp"))
     std::cerr << "qiusuo: load average " << load << " on " << cores
               << " cores: OMP_WAIT_POLICY=passive (QS_OMP_AUTO=0 keeps spinning)\n";
   setenv("OMP_WAIT_POLICY", "passive", 1);

@@ -6,35 +6,14 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <limits>
 #include <vector>
 
-namespace qs::kernels {
+#include "kernels/fast_math.h"
 
-// exp in the tensor's own type. f32: Cephes' expf (range reduction by ln 2, degree-6
-// polynomial, 2^n built in the exponent bits; ~1 ulp), written so `omp simd` vectorises
-// it. Below -87.3 it returns 0 (exp(-inf) must be exactly 0 for masked softmax).
-template <class T> inline T exp_fast(T x) { return std::exp(x); }
-template <> inline float exp_fast<float>(float x) {
-  float xc = std::min(x, 88.0f);
-  float fx = std::floor(xc * 1.44269504088896341f + 0.5f);
-  float r = xc - fx * 0.693359375f + fx * 2.12194440e-4f;
-  float z = r * r;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * z + r + 1.0f;
-  float scale = std::bit_cast<float>(uint32_t(int32_t(fx) + 127) << 23);
-  float y = p * scale;
-  y = x < -87.3f ? 0.0f : y;
-  return x != x ? x : y;  // NaN passes through
-}
+namespace qs::kernels {
 
 struct SoftmaxBlock {
   int64_t outer, n, inner;  // [O, N, I], softmax over N
@@ -71,7 +50,7 @@ template <class T, bool Log> void softmax_row(const T* x, T* y, int64_t n) {
   for (int64_t k = 0; k < n; ++k) mx = std::max(mx, x[k]);
 #pragma omp simd reduction(+ : sm)
   for (int64_t k = 0; k < n; ++k) {
-    T e = exp_fast<T>(x[k] - mx);
+    T e = fast_exp(x[k] - mx);
     if constexpr (!Log) y[k] = e;
     sm += e;
   }
@@ -100,7 +79,7 @@ template <class T, bool Log> void softmax_forward(const T* x, T* y, const Softma
     for (int64_t k = 0; k < b.n; ++k)
 #pragma omp simd
       for (int64_t i = 0; i < w; ++i) {
-        T e = exp_fast<T>(xs[k * I + i] - m[i]);
+        T e = fast_exp(xs[k * I + i] - m[i]);
         if constexpr (!Log) ys[k * I + i] = e;
         s[i] += e;
       }
@@ -121,7 +100,7 @@ template <class T, bool Log> void softmax_backward_row(const T* g, const T* y, T
   for (int64_t k = 0; k < n; ++k) s += Log ? g[k] : g[k] * y[k];
 #pragma omp simd
   for (int64_t k = 0; k < n; ++k) {
-    if constexpr (Log) gx[k] = g[k] - exp_fast<T>(y[k]) * s;
+    if constexpr (Log) gx[k] = g[k] - fast_exp(y[k]) * s;
     else gx[k] = y[k] * (g[k] - s);
   }
 }
@@ -144,7 +123,7 @@ template <class T, bool Log> void softmax_backward(const T* g, const T* y, T* gx
 #pragma omp simd
       for (int64_t i = 0; i < w; ++i) {
         int64_t j = base + k * I + i;
-        if constexpr (Log) gx[j] = g[j] - exp_fast<T>(y[j]) * s[i];
+        if constexpr (Log) gx[j] = g[j] - fast_exp(y[j]) * s[i];
         else gx[j] = y[j] * (g[j] - s[i]);
       }
   });

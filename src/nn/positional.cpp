@@ -16,8 +16,8 @@ namespace {
 const std::vector<std::pair<PositionEncoding, const char*>> kEncodings = {
     {PositionEncoding::none, "none"}, {PositionEncoding::sinusoidal, "sinusoidal"},
     {PositionEncoding::learned, "learned"}, {PositionEncoding::shaw, "shaw"},
-    {PositionEncoding::t5, "t5"}, {PositionEncoding::alibi, "alibi"},
-    {PositionEncoding::rope, "rope"}};
+    {PositionEncoding::t5, "t5"}, {PositionEncoding::rope, "rope"},
+    {PositionEncoding::alibi, "alibi"}};
 const std::vector<std::pair<RopeScaling, const char*>> kScalings = {
     {RopeScaling::none, "none"}, {RopeScaling::ntk, "ntk"}, {RopeScaling::yarn, "yarn"}};
 
@@ -27,6 +27,15 @@ template <class E> std::string names_of(const std::vector<std::pair<E, const cha
   return s;
 }
 }  // namespace
+
+const std::vector<std::string>& position_encoding_names() {
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> v;
+    for (auto& [e, n] : kEncodings) v.push_back(n);
+    return v;
+  }();
+  return names;
+}
 
 PositionEncoding parse_position_encoding(const std::string& name) {
   for (auto& [e, n] : kEncodings)

@@ -8,6 +8,7 @@
 #include "qiusuo/autograd.h"
 #include "ops/op.h"
 #include "ops/profiler_hook.h"
+#include "util/verbose.h"
 
 namespace qs::ops {
 
@@ -37,29 +38,10 @@ ForceImpl force_impl() {
   return f;
 }
 
-bool verbose_dispatch() {
-  static bool v = [] {
-    const char* e = std::getenv("QS_VERBOSE");
-    return e && std::string(e).find("dispatch") != std::string::npos;
-  }();
-  return v;
-}
-
 // QS_DISABLE=name[,name...]: optimised kernels never chosen (A/B measurements of a kernel
 // against what would run without it; QS_VERBOSE=dispatch shows them as declined).
 bool disabled(const std::string& kernel) {
-  static const std::vector<std::string> names = [] {
-    std::vector<std::string> v;
-    const char* e = std::getenv("QS_DISABLE");
-    std::string s = e ? e : "";
-    for (size_t a = 0; a < s.size();) {
-      size_t b = s.find(',', a);
-      if (b == std::string::npos) b = s.size();
-      if (b > a) v.push_back(s.substr(a, b - a));
-      a = b + 1;
-    }
-    return v;
-  }();
+  static const std::vector<std::string> names = util::parse_verbose_topics(std::getenv("QS_DISABLE"));
   for (auto& n : names)
     if (n == kernel) return true;
   return false;
@@ -174,6 +156,7 @@ std::vector<Tensor> dispatch(OpKind op, std::vector<Tensor> in, Attrs attrs) {
     std::vector<TensorSpec> specs = def.impl->meta(call);
     call.out.reserve(specs.size());
     for (auto& s : specs) call.out.push_back(empty_output(s));
+    static const bool verbose = util::verbose("dispatch");  // once: dispatch is the hot path
     const KernelImpl* chosen = nullptr;
     std::string why_not;
     if (force_impl() != ForceImpl::ref && g_reference_depth == 0) {
@@ -183,12 +166,12 @@ std::vector<Tensor> dispatch(OpKind op, std::vector<Tensor> in, Attrs attrs) {
           chosen = &k;
           break;
         }
-        if (verbose_dispatch()) why_not += fmt::format(" [{} declined: {}]", k.name, why);
+        if (verbose) why_not += fmt::format(" [{} declined: {}]", k.name, why);
       }
-    } else if (verbose_dispatch() && !def.optimised.empty()) {
+    } else if (verbose && !def.optimised.empty()) {
       why_not = g_reference_depth ? " [ReferenceKernels scope]" : " [QS_FORCE_IMPL=ref]";
     }
-    if (verbose_dispatch())
+    if (verbose)
       std::cerr << fmt::format("qs dispatch: {}({}) {} -> {}{}\n", def.name, describe_inputs(call.in),
                                call.attrs.to_string(), chosen ? chosen->name : "ref", why_not);
     {

@@ -32,4 +32,9 @@ double LinearWarmup::lr(int64_t step, double base_lr) const {
   return then_ ? then_->lr(step - warmup_, base_lr) : base_lr;
 }
 
+LinearWarmup warmup_cosine(int64_t warmup, int64_t total, double eta_min) {
+  if (total <= warmup) return LinearWarmup(warmup);
+  return LinearWarmup(warmup, std::make_shared<CosineAnnealingLR>(total - warmup, eta_min));
+}
+
 }  // namespace qs::optim

@@ -27,6 +27,22 @@ apps::TrainMtOptions small_run(const std::string& out) {
 
 }  // namespace
 
+// TrainMtOptions' defaults are `qiusuo train mt`'s (the CLI reads them from the struct) and
+// the measured run of docs/translation.md: 2 + 2 layers, d_model 64, 4 heads, RoPE,
+// 4000 steps of 64 pairs, lr 2e-3.
+TEST(TrainMt, DefaultsAreTheDocumentedRun) {
+  const apps::TrainMtOptions o;
+  EXPECT_EQ(o.model.enc_layers, 2);
+  EXPECT_EQ(o.model.dec_layers, 2);
+  EXPECT_EQ(o.model.d_model, 64);
+  EXPECT_EQ(o.model.n_heads, 4);
+  EXPECT_EQ(o.model.pos.kind, nn::PositionEncoding::rope);
+  EXPECT_TRUE(o.model.tie_weights);
+  EXPECT_EQ(o.steps, 4000);
+  EXPECT_EQ(o.batch, 64);
+  EXPECT_EQ(o.lr, 2e-3);
+}
+
 TEST(TrainMt, ResumeIsExact) {
   const std::string dir = qs::testing::temp_dir("mt_resume");
   apps::TrainMtOptions o = small_run(dir + "/full");

@@ -12,8 +12,10 @@ namespace qs::nn {
 namespace {
 
 TEST(Positional, NamesRoundTripAndUnknownNamesAreErrors) {
-  for (const char* n : {"none", "sinusoidal", "learned", "shaw", "t5", "alibi", "rope"})
-    EXPECT_EQ(position_encoding_name(parse_position_encoding(n)), n);
+  // The names are a file format (checkpoints store them) and the order is the experiment's.
+  const std::vector<std::string> names = {"none", "sinusoidal", "learned", "shaw", "t5", "rope", "alibi"};
+  EXPECT_EQ(position_encoding_names(), names);
+  for (const std::string& n : names) EXPECT_EQ(position_encoding_name(parse_position_encoding(n)), n);
   for (const char* n : {"none", "ntk", "yarn"}) EXPECT_EQ(rope_scaling_name(parse_rope_scaling(n)), n);
   try {
     parse_position_encoding("rotary");

@@ -18,7 +18,7 @@ struct PeExperimentOptions {
   bool quick = false;            // CI size: tiny models, 128 tokens, a minute or two in all
   std::string out_dir;
   std::string corpus;            // empty: the King James Bible
-  std::vector<std::string> encodings;  // empty: none sinusoidal learned shaw t5 rope alibi
+  std::vector<std::string> encodings;  // empty: all, nn::position_encoding_names()
   int64_t train_len = 0;         // 0: 1024 (quick: 128)
   int64_t steps = 0;             // 0: the size's default
   int64_t eval_tokens = 0;       // tokens evaluated per length (0: the size's default)

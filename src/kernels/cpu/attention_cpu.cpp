@@ -119,11 +119,11 @@ void online_update(const AttnPlan<T>& p, int64_t b, int64_t g, int64_t pos, int6
                    T* pt, RowState<T> st) {
   const T mnew = std::max(*st.mx, bm);
   if (mnew == T(-INFINITY)) return;  // nothing visible yet
-  const T corr = attn_exp(*st.mx - mnew);
+  const T corr = fast_exp(*st.mx - mnew);
   T sum = 0;
 #pragma omp simd reduction(+ : sum)
   for (int64_t jj = 0; jj < kAttnBc; ++jj) {
-    pt[jj] = attn_exp(s[jj] - mnew);
+    pt[jj] = fast_exp(s[jj] - mnew);
     sum += pt[jj];
   }
   *st.l = *st.l * corr + sum;
@@ -252,7 +252,7 @@ template <class T> void attention_weights_cpu(ops::OpCall& call) {
             attn_score_row(p, b, h, i, qs.data(), kt.data(), j0, jn, s.data());
             const T l = lse[(b * c.hq + h) * c.n + i];
             T* row = wp + ((b * c.hq + h) * c.n + i) * c.m + j0;
-            for (int64_t jj = 0; jj < jn; ++jj) row[jj] = attn_exp(s[size_t(jj)] - l);
+            for (int64_t jj = 0; jj < jn; ++jj) row[jj] = fast_exp(s[size_t(jj)] - l);
           }
       }
     }

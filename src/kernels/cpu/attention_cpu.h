@@ -1,6 +1,6 @@
 // The fused attention kernels' shared tile machinery (forward, backward, weights):
-// a plan of pointers and strides for one call, the score tile of a block of query rows
-// against a block of keys, and a vectorisable exp.
+// a plan of pointers and strides for one call and the score tile of a block of query rows
+// against a block of keys. exp is kernels/fast_math.h's (0 for masked, -inf, scores).
 //
 // Tiles: kBc keys at a time (a multiple of the vector width, so the score loops are
 // fixed-length SIMD loops), kBr query rows per task. Every buffer is per thread and
@@ -8,12 +8,12 @@
 // tables of n + m - 1 relative positions and (backward, when the keys are split over
 // threads) one partial dq per split: O(n + m) per head, never O(n m).
 #pragma once
-#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <vector>
 
 #include "kernels/attention_common.h"
+#include "kernels/fast_math.h"
 
 namespace qs::kernels {
 
@@ -22,25 +22,6 @@ constexpr int64_t kAttnBr = 32;  // query rows per forward task
 
 // Bytes of scratch one call allocates (all threads together), for the memory test.
 size_t attention_cpu_scratch_bytes(const AttnConfig& c, size_t elem, bool backward, int threads);
-
-// exp for the f32 kernels: range reduction to [-ln2/2, ln2/2], degree-7 Taylor (< 1 ulp
-// of error from the series), 2^n through the exponent bits; 0 below -87.3 (and for -inf).
-inline float attn_exp(float x) {
-  float xc = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;  // not fmin/fmax: those stay calls
-  float fn = std::floor(xc * 1.44269504088896341f + 0.5f);
-  float r = xc - fn * 0.693359375f + fn * 2.12194440e-4f;
-  float p = 1.0f / 5040.0f;
-  p = p * r + 1.0f / 720.0f;
-  p = p * r + 1.0f / 120.0f;
-  p = p * r + 1.0f / 24.0f;
-  p = p * r + 1.0f / 6.0f;
-  p = p * r + 0.5f;
-  p = p * r + 1.0f;
-  p = p * r + 1.0f;
-  float two_n = std::bit_cast<float>((int32_t(fn) + 127) << 23);
-  return x < -87.0f ? 0.0f : p * two_n;
-}
-inline double attn_exp(double x) { return std::exp(x); }
 
 // One AVX register of T (GCC vector extension), so tile accumulators stay in registers.
 template <class T> struct AttnVecOf;

@@ -76,7 +76,7 @@ bool backward_row(const BwdCall<T>& bc, int64_t b, int64_t h, int64_t i, int64_t
   T any = 0;
 #pragma omp simd reduction(+ : any)
   for (int64_t jj = 0; jj < kAttnBc; ++jj) {
-    P[jj] = attn_exp(P[jj] - l);
+    P[jj] = fast_exp(P[jj] - l);
     dS[jj] = P[jj] * (dp[jj] - D);
     any += P[jj];
   }

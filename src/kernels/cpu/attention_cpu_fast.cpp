@@ -63,21 +63,6 @@ void gemm_strips(int64_t rows, int64_t cols, int64_t T, const float* A, int64_t 
     }
 }
 
-// attn_exp on eight lanes: the same reduction and polynomial, so both paths agree.
-inline __m256 exp8(__m256 x) {
-  const __m256 lo = _mm256_set1_ps(-87.0f);
-  const __m256 xc = _mm256_min_ps(_mm256_max_ps(x, lo), _mm256_set1_ps(88.0f));
-  const __m256 fn = _mm256_floor_ps(_mm256_fmadd_ps(xc, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(0.5f)));
-  __m256 r = _mm256_fnmadd_ps(fn, _mm256_set1_ps(0.693359375f), xc);
-  r = _mm256_fmadd_ps(fn, _mm256_set1_ps(2.12194440e-4f), r);
-  __m256 p = _mm256_set1_ps(1.0f / 5040.0f);
-  for (float k : {1.0f / 720.0f, 1.0f / 120.0f, 1.0f / 24.0f, 1.0f / 6.0f, 0.5f, 1.0f, 1.0f})
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(k));
-  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(fn), _mm256_set1_epi32(127)), 23);
-  const __m256 y = _mm256_mul_ps(p, _mm256_castsi256_ps(e));
-  return _mm256_andnot_ps(_mm256_cmp_ps(x, lo, _CMP_LT_OQ), y);  // 0 below -87 (and for -inf)
-}
-
 // Row stride of the transposed keys: whole tiles, plus 16 floats so that the rows of a tile
 // do not all fall into the same few L1 sets when m is a multiple of 256.
 int64_t padded_keys(const AttnConfig& c) { return (c.m + kAttnBc - 1) / kAttnBc * kAttnBc + 16; }
@@ -114,18 +99,13 @@ void softmax_step(const AttnPlan<float>& p, int64_t b, int64_t h, int64_t i, int
     std::fill_n(s, kAttnBc, 0.0f);
     return;
   }
-  const float corr = attn_exp(mx - mnew);
-  const __m256 m8 = _mm256_set1_ps(mnew);
-  __m256 sum = _mm256_setzero_ps();
-  for (int64_t jj = 0; jj < kAttnBc; jj += 8) {
-    const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(s + jj), m8));
-    _mm256_storeu_ps(s + jj, e);
-    sum = _mm256_add_ps(sum, e);
-  }
-  alignas(32) float lanes[8];
-  _mm256_store_ps(lanes, sum);
+  const float corr = fast_exp(mx - mnew);
   float total = 0;
-  for (float v : lanes) total += v;
+#pragma omp simd reduction(+ : total)
+  for (int64_t jj = 0; jj < kAttnBc; ++jj) {
+    s[jj] = fast_exp(s[jj] - mnew);
+    total += s[jj];
+  }
   l = l * corr + total, mx = mnew;
   if (corr != 1.0f)
     for (int64_t y = 0; y < p.c.dv; ++y) o[y] *= corr;

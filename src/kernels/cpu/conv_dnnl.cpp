@@ -6,7 +6,6 @@
 // in bf16 with f32 results where oneDNN has native bf16 (native_bf16_available(): AVX512-
 // BF16, AMX), and widened to f32 by the same reorders elsewhere.
 #include <cstdlib>
-#include <iostream>
 
 #include "backend/dnnl_util.h"
 #include "kernels/cpu/cpu_kernels.h"
@@ -133,17 +132,6 @@ memory::desc diff_dst_md(const ConvGeom& g) {
                  : memory::desc(g.dst, g.op, memory::format_tag::any);
 }
 
-void note_impl(const std::string& what, const std::string& impl) {
-  static bool verbose = [] {
-    const char* e = std::getenv("QS_VERBOSE");
-    return e && std::string(e).find("dispatch") != std::string::npos;
-  }();
-  if (verbose) std::cerr << "qs onednn: " << what << " -> " << impl << "\n";
-  // oneDNN's reference implementations are orders of magnitude slower: always say so.
-  if (!verbose && impl.rfind("ref", 0) == 0)
-    std::cerr << "qs warning: oneDNN chose its reference implementation for " << what << " (slow)\n";
-}
-
 void convolution_dnnl(ops::OpCall& c) {
   const Tensor &x = c.in[0], &w = c.in[1], &b = c.in[2];
   Spatial s = ops::conv_spatial(x.shape(), w.shape(), c.attrs, "convolution");
@@ -153,7 +141,7 @@ void convolution_dnnl(ops::OpCall& c) {
   const auto& cp = backend::cached_primitive(key, [&] {
     dnnl::convolution_forward::primitive_desc pd(fwd_desc(g, b.defined(), dnnl::prop_kind::forward_training),
                                                  backend::dnnl_engine());
-    note_impl(key, pd.impl_info_str());
+    backend::note_impl(key, pd.impl_info_str());
     return backend::CachedPrimitive{dnnl::convolution_forward(pd), pd, pd.impl_info_str()};
   });
   Layouts io;
@@ -179,7 +167,7 @@ void convolution_backward_data_dnnl(ops::OpCall& c) {
     dnnl::convolution_backward_data::desc d(dnnl::algorithm::convolution_direct, m.src_f32, m.wei, diff_dst_md(g),
                                             g.stride, g.dil, g.pad, g.pad);
     dnnl::convolution_backward_data::primitive_desc pd(d, backend::dnnl_engine(), hint);
-    note_impl(key, pd.impl_info_str());
+    backend::note_impl(key, pd.impl_info_str());
     return backend::CachedPrimitive{dnnl::convolution_backward_data(pd), pd, pd.impl_info_str()};
   });
   Layouts io;
@@ -206,7 +194,7 @@ void convolution_backward_weight_dnnl(ops::OpCall& c) {
     dnnl::convolution_backward_weights::desc d(dnnl::algorithm::convolution_direct, m.src, dw, m.bias,
                                                diff_dst_md(g), g.stride, g.dil, g.pad, g.pad);
     dnnl::convolution_backward_weights::primitive_desc pd(d, backend::dnnl_engine(), hint);
-    note_impl(key, pd.impl_info_str());
+    backend::note_impl(key, pd.impl_info_str());
     return backend::CachedPrimitive{dnnl::convolution_backward_weights(pd), pd, pd.impl_info_str()};
   });
   Tensor& dw = c.out[0];

@@ -3,7 +3,6 @@
 
 #include <omp.h>
 
-#include <iostream>
 #include <memory>
 #include <mutex>
 #include <unordered_map>
@@ -84,20 +83,6 @@ void reorder_into(const memory::desc& from_md, void* from, memory to) {
   backend::dnnl_stream().wait();
 }
 
-void note_impl(const std::string& what, const std::string& impl) {
-  static bool verbose = [] {
-    const char* e = std::getenv("QS_VERBOSE");
-    return e && std::string(e).find("dispatch") != std::string::npos;
-  }();
-  if (verbose)
-    std::cerr << "qs onednn: " << what << " -> " << impl
-              << (backend::exact_u8s8() ? " (u8 x s8 exact: full-range u8 in one product)"
-                                        : " (u8 x s8 saturates in s16: u8 above 127 split into 7 + 1 bits)")
-              << "\n";
-  if (!verbose && impl.rfind("ref", 0) == 0)
-    std::cerr << "qs warning: oneDNN chose its reference implementation for " << what << " (slow)\n";
-}
-
 // Whether some u exceeds 127 (then the product is split, see the header).
 bool needs_split(const uint8_t* u, int64_t n) {
   uint8_t any = 0;
@@ -153,7 +138,9 @@ void gemm_u8s8_exact(const uint8_t* u, int64_t M, int64_t K, const Tensor& wq, i
   std::string key = fmt::format("qmatmul|{}x{}x{}", M, K, N);
   const auto& cp = backend::cached_primitive(key, [&] {
     dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a_md, any_w, c_md), backend::dnnl_engine());
-    note_impl(key, pd.impl_info_str());
+    backend::note_impl(key, pd.impl_info_str(),
+                      backend::exact_u8s8() ? " (u8 x s8 exact: full-range u8 in one product)"
+                                            : " (u8 x s8 saturates in s16: u8 above 127 split into 7 + 1 bits)");
     return backend::CachedPrimitive{dnnl::matmul(pd), pd, pd.impl_info_str()};
   });
   memory::desc want = cp.pd.weights_desc();
@@ -210,7 +197,9 @@ void conv_u8s8_exact(const uint8_t* u, const ops::Spatial& s, const Tensor& wq, 
     dnnl::convolution_forward::desc cd(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, src,
                                        any_w, dst, d.stride, d.dil, d.pad, d.pad);
     dnnl::convolution_forward::primitive_desc pd(cd, backend::dnnl_engine());
-    note_impl(key, pd.impl_info_str());
+    backend::note_impl(key, pd.impl_info_str(),
+                      backend::exact_u8s8() ? " (u8 x s8 exact: full-range u8 in one product)"
+                                            : " (u8 x s8 saturates in s16: u8 above 127 split into 7 + 1 bits)");
     return backend::CachedPrimitive{dnnl::convolution_forward(pd), pd, pd.impl_info_str()};
   });
   memory::desc want = cp.pd.weights_desc();
