@@ -74,10 +74,11 @@ std::vector<Tensor> convolution_backward(const GradCtx& c, const std::vector<Ten
   }
   // The bias gradient sums the upstream gradient over N and every position: from the
   // bf16-rounded one that sum cancels badly, so under autocast it reads the f32 one.
+  // Summed as [N, O, positions] over the contiguous positions first, then over N: a
+  // reduction over dims {0, 2, ...} at once copies the tensor into another order first.
   if (c.needs_grad[2] && (!c.needs_grad[1] || lowp)) {
-    std::vector<int64_t> dims{0};
-    for (int64_t d = 2; d < gy.dim(); ++d) dims.push_back(d);
-    gb = sum(g[0], dims);
+    const Tensor g0 = g[0].contiguous();
+    gb = sum(sum(g0.reshape({g0.size(0), g0.size(1), -1}), {2}), {0});
   }
   return {gx, gw, c.needs_grad[2] ? gb : Tensor()};
 }
