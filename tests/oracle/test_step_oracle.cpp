@@ -28,15 +28,11 @@
 
 #include <cmath>
 #include <functional>
-#include <iostream>
-#include <optional>
 
-#include "ops/op.h"
 #include "decisions.h"
+#include "ops/op.h"
 #include "oracle_util.h"
 #include "qiusuo/apps/cnn.h"
-#include "qiusuo/io/safetensors.h"
-#include <map>
 #include "qiusuo/autocast.h"
 #include "qiusuo/autograd.h"
 #include "qiusuo/nn/seq2seq.h"
