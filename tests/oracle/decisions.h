@@ -14,9 +14,11 @@ namespace qs::testing {
 
 // Records, while alive, the decisions of the ops dispatched on this thread (top-level
 // calls only: kernels may call ops themselves), one vector per op call in call order:
-// the sign pattern after a ReLU (the relu op, or batch_norm's fused one), the integer
-// codes of fake quantisation (out / scale), and every integer output of a forward op
-// (max-pool, top-k, max_dim and argmax indices).
+// the sign pattern after a ReLU (the relu op, or batch_norm's fused one) and every integer
+// output of a forward op (max-pool, top-k, max_dim and argmax indices). Fake
+// quantisation's rounding is not one: tens of its codes per layer sit within rounding of a
+// half step, and one code a step apart moves one activation by one step, which the
+// gradients follow smoothly (its straight-through mask depends on the clamp range only).
 class Decisions : public ops::DispatchHook {
  public:
   Decisions() { ops::push_dispatch_hook(this); }
@@ -35,17 +37,6 @@ class Decisions : public ops::DispatchHook {
         std::vector<int64_t> signs;
         for (double v : call.out[0].to_vector()) signs.push_back(v > 0);
         taken.push_back(std::move(signs));
-      } else if (call.op == K::fake_quantize) {
-        // the integer code of each element, out / scale (a multiple of the scale)
-        int64_t axis = call.attrs.i("axis"), inner = 1;
-        const Tensor& out = call.out[0];
-        for (int64_t d = axis + 1; axis >= 0 && d < out.dim(); ++d) inner *= out.size(d);
-        auto v = out.to_vector(), sc = call.in[1].to_vector();
-        int64_t C = axis >= 0 ? out.size(axis) : 1;
-        std::vector<int64_t> codes;
-        for (size_t i = 0; i < v.size(); ++i)
-          codes.push_back(std::llround(v[i] / sc[axis >= 0 ? size_t((int64_t(i) / inner) % C) : 0]));
-        taken.push_back(std::move(codes));
       } else if (name.find("backward") == std::string::npos) {
         for (auto& o : call.out)
           if (o.dtype() == DType::i64 || o.dtype() == DType::i32 || o.dtype() == DType::b8) {
