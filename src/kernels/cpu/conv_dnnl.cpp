@@ -103,7 +103,7 @@ memory::desc weights_md(const Tensor& w, const ConvGeom& g) {
 // The descriptors of one primitive: operands (src, weights, diff_dst) in g.op, results
 // (dst, diff_src, diff_weights, biases) in f32; format_tag::any, or plain activations.
 struct ConvMds {
-  memory::desc src, wei, dst, bias, src_f32;  // src_f32: the f32 result diff_src
+  memory::desc src, wei, dst, bias, src_f32, diff_dst;  // src_f32: the f32 result diff_src
 };
 ConvMds conv_mds(const ConvGeom& g, bool bias) {
   using tag = memory::format_tag;
@@ -115,6 +115,7 @@ ConvMds conv_mds(const ConvGeom& g, bool bias) {
   m.src_f32 = memory::desc(g.src, f32, act);
   m.wei = memory::desc(g.wei, g.op, tag::any);
   m.dst = memory::desc(g.dst, f32, act);
+  m.diff_dst = memory::desc(g.dst, g.op, act);  // the gradient operand, laid out like dst
   if (bias) m.bias = memory::desc(g.bias, f32, tag::x);
   return m;
 }
@@ -123,13 +124,6 @@ dnnl::convolution_forward::desc fwd_desc(const ConvGeom& g, bool bias, dnnl::pro
   ConvMds m = conv_mds(g, bias);
   return dnnl::convolution_forward::desc(pk, dnnl::algorithm::convolution_direct, m.src, m.wei, m.bias, m.dst,
                                          g.stride, g.dil, g.pad, g.pad);
-}
-// The gradient operand as backward primitives read it: in g.op, laid out like dst.
-memory::desc diff_dst_md(const ConvGeom& g) {
-  return g.plain ? memory::desc(g.dst, g.op, g.src.size() == 3 ? memory::format_tag::ncw
-                                             : g.src.size() == 4 ? memory::format_tag::nchw
-                                                                 : memory::format_tag::ncdhw)
-                 : memory::desc(g.dst, g.op, memory::format_tag::any);
 }
 
 void convolution_dnnl(ops::OpCall& c) {
@@ -164,7 +158,7 @@ void convolution_backward_data_dnnl(ops::OpCall& c) {
     dnnl::convolution_forward::primitive_desc hint(fwd_desc(g, false, dnnl::prop_kind::forward_training),
                                                    backend::dnnl_engine());
     ConvMds m = conv_mds(g, false);
-    dnnl::convolution_backward_data::desc d(dnnl::algorithm::convolution_direct, m.src_f32, m.wei, diff_dst_md(g),
+    dnnl::convolution_backward_data::desc d(dnnl::algorithm::convolution_direct, m.src_f32, m.wei, m.diff_dst,
                                             g.stride, g.dil, g.pad, g.pad);
     dnnl::convolution_backward_data::primitive_desc pd(d, backend::dnnl_engine(), hint);
     backend::note_impl(key, pd.impl_info_str());
@@ -192,7 +186,7 @@ void convolution_backward_weight_dnnl(ops::OpCall& c) {
     ConvMds m = conv_mds(g, true);
     memory::desc dw(g.wei, memory::data_type::f32, memory::format_tag::any);
     dnnl::convolution_backward_weights::desc d(dnnl::algorithm::convolution_direct, m.src, dw, m.bias,
-                                               diff_dst_md(g), g.stride, g.dil, g.pad, g.pad);
+                                               m.diff_dst, g.stride, g.dil, g.pad, g.pad);
     dnnl::convolution_backward_weights::primitive_desc pd(d, backend::dnnl_engine(), hint);
     backend::note_impl(key, pd.impl_info_str());
     return backend::CachedPrimitive{dnnl::convolution_backward_weights(pd), pd, pd.impl_info_str()};
