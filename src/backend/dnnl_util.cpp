@@ -101,12 +101,14 @@ std::string dims_key(const dnnl::memory::desc& md) {
   return s;
 }
 
+bool native_bf16() {
+  // By the ISA, not by probing a primitive: oneDNN also runs bf16 on plain AVX-512 by
+  // emulating the dot product, which is no faster than f32.
+  return isa_has(dnnl_cpu_isa_avx512_core_bf16);
+}
+
 }  // namespace qs::backend
 
 namespace qs {
-bool native_bf16_available() {
-  // By the ISA, not by probing a primitive: oneDNN also runs bf16 on plain AVX-512 by
-  // emulating the dot product, which is no faster than f32.
-  return backend::isa_has(dnnl_cpu_isa_avx512_core_bf16);
-}
+bool native_bf16_available() { return backend::native_bf16(); }
 }  // namespace qs

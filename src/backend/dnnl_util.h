@@ -32,7 +32,8 @@ const char* cpu_isa_name();
 bool exact_u8s8();
 // oneDNN runs its AVX-512 kernels (avx512_core and above).
 bool avx512();
-// (Whether oneDNN multiplies bf16 natively is qs::native_bf16_available(), autocast.h.)
+// oneDNN multiplies bf16 natively (AVX512-BF16 or AMX); public as qs::native_bf16_available().
+bool native_bf16();
 
 // When a primitive is built: QS_VERBOSE=dispatch prints which implementation oneDNN chose
 // for `what` (with `detail`); its reference implementations, orders of magnitude slower,

@@ -11,7 +11,7 @@
 #include <cmath>
 #include <vector>
 
-#include "ops/op.h"
+#include "kernels/kernel.h"
 #include "qiusuo/attention.h"
 
 namespace qs::kernels {

@@ -5,7 +5,7 @@
 #include <cmath>
 
 #include "kernels/fast_math.h"
-#include "ops/op.h"
+#include "kernels/kernel.h"
 
 namespace qs::kernels {
 

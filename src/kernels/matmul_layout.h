@@ -1,7 +1,7 @@
 // How a batched matmul walks its operands: C[b] = A[b] @ B[b] over broadcast batch
 // dims. Shared by the reference and the f64 kernel.
 #pragma once
-#include "ops/op.h"
+#include "kernels/kernel.h"
 #include "tensor/strided.h"
 
 namespace qs::kernels {

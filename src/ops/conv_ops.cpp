@@ -3,7 +3,7 @@
 #include "kernels/ref/ref_kernels.h"
 #include "ops/functional_internal.h"
 #include "ops/samples.h"
-#include "ops/spatial.h"
+#include "kernels/spatial.h"
 
 namespace qs::ops {
 

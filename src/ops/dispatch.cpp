@@ -1,5 +1,4 @@
 // The op table and the one dispatch point.
-#include <atomic>
 #include <cstdlib>
 #include <iostream>
 #include <optional>
@@ -16,12 +15,11 @@ namespace {
 
 std::vector<OpDef> build_table() {
   std::vector<OpDef> t;
-#define QS_OP(name, nin, nout, flags) t.push_back(OpDef{#name, OpKind::name, nin, nout, uint32_t(flags), &name##_impl, {}});
-#include "ops/ops.def"
+#define QS_OP(name, nin, nout, flags) \
+  t.push_back(OpDef{op_name(OpKind::name), OpKind::name, nin, nout, uint32_t(flags), &name##_impl, {}});
+#include "kernels/ops.def"
 #undef QS_OP
-#ifdef QS_WITH_OPTIMISED
-  register_optimised_kernels(t);
-#endif
+  for (OpDef& d : t) d.optimised = optimised_kernels()[size_t(d.kind)];
   return t;
 }
 
@@ -96,25 +94,10 @@ void KernelLog::note(OpKind op, const char* kernel) {
 }
 
 namespace {
-thread_local int g_stable_depth = 0;
-thread_local uint64_t g_stable_id = 0;
-std::atomic<uint64_t> g_stable_next{1};
-}  // namespace
-StableOperands::StableOperands() {
-  if (g_stable_depth++ == 0) g_stable_id = g_stable_next.fetch_add(1, std::memory_order_relaxed);
-}
-StableOperands::~StableOperands() {
-  if (--g_stable_depth == 0) g_stable_id = 0;
-}
-uint64_t stable_operands_scope() { return g_stable_id; }
-
-namespace {
 thread_local int g_reference_depth = 0;
 }  // namespace
 ReferenceKernels::ReferenceKernels() { ++g_reference_depth; }
 ReferenceKernels::~ReferenceKernels() { --g_reference_depth; }
-
-void add_kernel(std::vector<OpDef>& table, OpKind k, KernelImpl impl) { table[size_t(k)].optimised.push_back(impl); }
 
 void push_dispatch_hook(DispatchHook* h) { g_hooks.push_back(h); }
 void pop_dispatch_hook(DispatchHook* h) {

@@ -2,7 +2,7 @@
 // torch.amax), max/min over one dim with int64 indices (torch.max(x, dim)), argmax.
 #include "kernels/ref/ref_kernels.h"
 #include "ops/functional_internal.h"
-#include "ops/reduce_util.h"
+#include "ops/reduce_ops.h"
 #include "ops/samples.h"
 #include "qiusuo/autograd.h"
 

@@ -8,12 +8,14 @@
 //   backward  gradients as functions of ops (null for non-differentiable rows)
 //   samples   inputs for the generic tests (odd sizes, views, f32 and f64)
 // and optimised kernels register themselves (src/kernels/cpu, in an ordered list tried
-// before the reference, each able to decline with a reason).
+// before the reference, each able to decline with a reason). What kernels see (OpKind,
+// OpCall, KernelImpl, StableOperands) is in kernels/kernel.h, below this header.
 #pragma once
 #include <functional>
 #include <string>
 #include <vector>
 
+#include "kernels/kernel.h"
 #include "qiusuo/attrs.h"
 #include "qiusuo/tensor.h"
 
@@ -30,14 +32,6 @@ enum OpFlags : uint32_t {
   kExact = 1u << 7,    // optimised kernels equal the reference bit for bit (int8 rows): zero tolerance
 };
 
-enum class OpKind : uint16_t {
-#define QS_OP(name, nin, nout, flags) name,
-#include "ops/ops.def"
-#undef QS_OP
-  kCount
-};
-constexpr int kNumOps = int(OpKind::kCount);
-
 struct TensorSpec {
   Shape shape;
   DType dtype;
@@ -49,14 +43,6 @@ struct TensorSpec {
 // An uninitialised output for `s`, honouring its layout.
 Tensor empty_output(const TensorSpec& s);
 
-// One invocation of an op: inputs, attributes, outputs (allocated by dispatch).
-struct OpCall {
-  OpKind op;
-  std::vector<Tensor> in;
-  Attrs attrs;
-  std::vector<Tensor> out;
-};
-
 // What backward sees. Inputs/outputs are present only if the row saves them.
 struct GradCtx {
   std::vector<Tensor> in;
@@ -67,8 +53,6 @@ struct GradCtx {
 };
 
 using MetaFn = std::vector<TensorSpec> (*)(const OpCall&);
-using KernelFn = void (*)(OpCall&);
-using SupportsFn = const char* (*)(const OpCall&);  // nullptr: supported; else why not
 // grads[i] for each output i (undefined if that output got no gradient); returns one
 // gradient per input (undefined where none). Shapes may be broadcast: the engine sums
 // them back to the input's shape.
@@ -88,12 +72,6 @@ struct Sample {
 };
 using SamplesFn = std::vector<Sample> (*)(DType dtype, Generator& gen);
 
-struct KernelImpl {
-  const char* name;  // "cpu", "onednn", ...
-  SupportsFn supports;
-  KernelFn run;
-};
-
 struct OpImpl {
   MetaFn meta = nullptr;
   KernelFn ref = nullptr;
@@ -109,16 +87,12 @@ struct OpDef {
   int nout;
   uint32_t flags;
   const OpImpl* impl;
-  std::vector<KernelImpl> optimised;  // filled by register_optimised_kernels()
+  std::vector<KernelImpl> optimised;  // optimised_kernels()'s row for this op
 };
 
 const OpDef& op_def(OpKind k);
 const std::vector<OpDef>& op_table();
 const OpDef* find_op(const std::string& name);
-
-// Called once when the table is built (only in builds with optimised kernels).
-void register_optimised_kernels(std::vector<OpDef>& table);
-void add_kernel(std::vector<OpDef>& table, OpKind k, KernelImpl impl);
 
 // The one dispatch point. Every op call passes through here: hooks (autocast, the
 // recorder of quant::chain_quantized_layers, tests' hooks), kernel choice (optimised
@@ -163,20 +137,6 @@ class KernelLog {
   std::vector<Entry> entries_;
 };
 
-// While alive, the operands of the ops dispatched on this thread are not written, so a
-// kernel may reuse what it derived from an input buffer (a layout conversion) when the
-// next op reads the same buffer. Opened by backward functions that feed one gradient to
-// several ops (convolution: backward-data and backward-weights both reorder it).
-class StableOperands {
- public:
-  StableOperands();
-  ~StableOperands();
-  StableOperands(const StableOperands&) = delete;
-  StableOperands& operator=(const StableOperands&) = delete;
-};
-// 0 outside every StableOperands scope; else an id unique to this thread's outermost scope.
-uint64_t stable_operands_scope();
-
 // While alive, every op dispatched on this thread runs its reference kernel, as under
 // QS_FORCE_IMPL=ref: the step oracle runs one training step both ways in one process.
 class ReferenceKernels {
@@ -189,7 +149,7 @@ class ReferenceKernels {
 
 // Declarations of every row's implementation record.
 #define QS_OP(name, nin, nout, flags) extern const OpImpl name##_impl;
-#include "ops/ops.def"
+#include "kernels/ops.def"
 #undef QS_OP
 
 }  // namespace qs::ops

@@ -8,7 +8,7 @@
 
 #include "kernels/ref/ref_kernels.h"
 #include "ops/samples.h"
-#include "ops/spatial.h"
+#include "kernels/spatial.h"
 
 namespace qs::ops {
 

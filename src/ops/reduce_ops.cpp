@@ -2,7 +2,7 @@
 // (amax/amin/max/min/argmax are in minmax_ops.cpp.)
 #include "kernels/ref/ref_kernels.h"
 #include "ops/functional_internal.h"
-#include "ops/reduce_util.h"
+#include "ops/reduce_ops.h"
 #include "ops/samples.h"
 
 namespace qs::ops {

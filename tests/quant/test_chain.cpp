@@ -4,7 +4,7 @@
 // layer not marked as chained is an error.
 #include <gtest/gtest.h>
 
-#include "ops/spatial.h"
+#include "kernels/spatial.h"
 #include "qiusuo/apps/cnn.h"
 #include "qiusuo/autograd.h"
 #include "qiusuo/nn/activation.h"

@@ -276,7 +276,7 @@ template <void (*F32)(ops::OpCall&), void (*F64)(ops::OpCall&)> void by_dtype(op
 void attention_backward_cpu_f32(ops::OpCall& call);
 void attention_backward_cpu_f64(ops::OpCall& call);
 
-void register_attention_cpu(std::vector<ops::OpDef>& t) {
+void register_attention_cpu(ops::KernelTable& t) {
   ops::add_kernel(t, ops::OpKind::attention,
                   {"cpu", attention_supports, by_dtype<attention_forward_cpu<float>, attention_forward_cpu<double>>});
   ops::add_kernel(t, ops::OpKind::attention_weights,

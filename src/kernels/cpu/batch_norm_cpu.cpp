@@ -178,7 +178,7 @@ void batch_norm_backward_cpu(ops::OpCall& c) {
 
 }  // namespace
 
-void register_batch_norm_cpu(std::vector<ops::OpDef>& t) {
+void register_batch_norm_cpu(ops::KernelTable& t) {
   ops::add_kernel(t, ops::OpKind::batch_norm, {"cpu", bn_supports, batch_norm_cpu});
   ops::add_kernel(t, ops::OpKind::batch_norm_backward, {"cpu", bn_supports, batch_norm_backward_cpu});
 }

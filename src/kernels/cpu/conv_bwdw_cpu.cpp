@@ -26,7 +26,7 @@
 #include "backend/dnnl_util.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/dnnl_layout.h"
-#include "ops/spatial.h"
+#include "kernels/spatial.h"
 
 namespace qs::kernels {
 
@@ -204,7 +204,7 @@ void convolution_backward_weight_direct(ops::OpCall& c) {
 
 }  // namespace
 
-void register_conv_bwdw_cpu(std::vector<ops::OpDef>& t) {
+void register_conv_bwdw_cpu(ops::KernelTable& t) {
   ops::add_kernel(t, ops::OpKind::convolution_backward_weight,
                   {"direct8", bwdw_supports, convolution_backward_weight_direct});
 }

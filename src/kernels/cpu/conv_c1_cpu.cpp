@@ -22,7 +22,7 @@
 
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/simd_avx2.h"
-#include "ops/spatial.h"
+#include "kernels/spatial.h"
 
 namespace qs::kernels {
 
@@ -230,7 +230,7 @@ void convolution_backward_weight_c1(ops::OpCall& c) {
 
 }  // namespace
 
-void register_conv_c1_cpu(std::vector<ops::OpDef>& t) {
+void register_conv_c1_cpu(ops::KernelTable& t) {
   ops::add_kernel(t, ops::OpKind::convolution, {"c1", c1_fwd_supports, convolution_c1});
   ops::add_kernel(t, ops::OpKind::convolution_backward_weight, {"c1", c1_bwdw_supports, convolution_backward_weight_c1});
 }

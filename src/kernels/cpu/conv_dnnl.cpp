@@ -3,15 +3,14 @@
 // on AVX2) and are built once per geometry (backend::cached_primitive). The NC(D)HW
 // tensors of the op's contract are reordered in and out through reusable scratch
 // buffers. bf16 operands (autocast, forward and both backward products) are multiplied
-// in bf16 with f32 results where oneDNN has native bf16 (native_bf16_available(): AVX512-
+// in bf16 with f32 results where oneDNN has native bf16 (backend::native_bf16(): AVX512-
 // BF16, AMX), and widened to f32 by the same reorders elsewhere.
 #include <cstdlib>
 
 #include "backend/dnnl_util.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/dnnl_layout.h"
-#include "ops/spatial.h"
-#include "qiusuo/autocast.h"
+#include "kernels/spatial.h"
 
 namespace qs::kernels {
 
@@ -65,7 +64,7 @@ struct ConvGeom {
 
 // bf16 operands stay bf16 where oneDNN multiplies them natively; else f32.
 memory::data_type operand_type(const Tensor& t) {
-  return t.dtype() == DType::bf16 && native_bf16_available() ? memory::data_type::bf16 : memory::data_type::f32;
+  return t.dtype() == DType::bf16 && backend::native_bf16() ? memory::data_type::bf16 : memory::data_type::f32;
 }
 
 ConvGeom conv_geom(const Spatial& s, const Shape& ws, int64_t G, const Tensor& operand) {
@@ -204,7 +203,7 @@ void convolution_backward_weight_dnnl(ops::OpCall& c) {
 
 }  // namespace
 
-void register_conv_dnnl(std::vector<ops::OpDef>& t) {
+void register_conv_dnnl(ops::KernelTable& t) {
   ops::add_kernel(t, ops::OpKind::convolution, {"onednn", conv_supports, convolution_dnnl});
   ops::add_kernel(t, ops::OpKind::convolution_backward_data, {"onednn", conv_supports, convolution_backward_data_dnnl});
   ops::add_kernel(t, ops::OpKind::convolution_backward_weight,

@@ -2,7 +2,7 @@
 
 #include <memory>
 
-#include "ops/op.h"
+#include "kernels/kernel.h"
 
 namespace qs::kernels {
 

@@ -30,6 +30,6 @@ void dropout_cpu(ops::OpCall& c) {
 
 }  // namespace
 
-void register_dropout_cpu(std::vector<ops::OpDef>& t) { ops::add_kernel(t, ops::OpKind::dropout, {"cpu", dropout_supports, dropout_cpu}); }
+void register_dropout_cpu(ops::KernelTable& t) { ops::add_kernel(t, ops::OpKind::dropout, {"cpu", dropout_supports, dropout_cpu}); }
 
 }  // namespace qs::kernels

@@ -240,7 +240,7 @@ void copy_cpu(ops::OpCall& c) {
 
 }  // namespace
 
-void register_elementwise_cpu(std::vector<ops::OpDef>& t) {
+void register_elementwise_cpu(ops::KernelTable& t) {
   using ops::OpKind;
 #define QS_REG_UNARY(name) ops::add_kernel(t, OpKind::name, {"cpu", float_only, unary_cpu<name##_fn>});
   QS_REG_UNARY(neg) QS_REG_UNARY(exp) QS_REG_UNARY(log) QS_REG_UNARY(sqrt) QS_REG_UNARY(rsqrt) QS_REG_UNARY(abs)

@@ -233,7 +233,7 @@ void scatter_add_cpu(ops::OpCall& c) {
 
 }  // namespace
 
-void register_index_cpu(std::vector<ops::OpDef>& t) {
+void register_index_cpu(ops::KernelTable& t) {
   using ops::OpKind;
   ops::add_kernel(t, OpKind::embedding, {"cpu", embedding_supports, embedding_cpu});
   ops::add_kernel(t, OpKind::embedding_dense_backward, {"cpu", embedding_backward_supports, embedding_dense_backward_cpu});

@@ -3,7 +3,6 @@
 #include "backend/dnnl_util.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/matmul_layout.h"
-#include "qiusuo/autocast.h"
 
 namespace qs::kernels {
 
@@ -22,7 +21,7 @@ const char* dnnl_common(const ops::OpCall& c) {
 const char* dnnl_float(const ops::OpCall& c) {
   for (auto& x : c.in) {
     if (!x.defined()) continue;
-    if (x.dtype() == DType::bf16 && !native_bf16_available()) return "no native bf16 on this CPU";
+    if (x.dtype() == DType::bf16 && !backend::native_bf16()) return "no native bf16 on this CPU";
     if (x.dtype() != DType::f32 && x.dtype() != DType::bf16) return "oneDNN path takes f32 or bf16";
   }
   return dnnl_common(c);
@@ -39,7 +38,7 @@ ops::OpCall widened(const ops::OpCall& c) {
     if (x.defined() && x.dtype() == DType::bf16) {
       Tensor f = empty(x.shape(), DType::f32);
       ops::OpCall cast{ops::OpKind::cast, {x}, {}, {f}};
-      ops::run_kernel(cast, "cpu");
+      ops::run_optimised(cast, "cpu");
       x = f;
     }
   return w;
@@ -114,7 +113,7 @@ void linear_widen(ops::OpCall& c) {
 
 }  // namespace
 
-void register_matmul_dnnl(std::vector<ops::OpDef>& t) {
+void register_matmul_dnnl(ops::KernelTable& t) {
   ops::add_kernel(t, ops::OpKind::matmul, {"onednn", dnnl_float, matmul_dnnl});
   ops::add_kernel(t, ops::OpKind::linear, {"onednn", dnnl_float, linear_dnnl});
   ops::add_kernel(t, ops::OpKind::matmul, {"onednn-widen-bf16", dnnl_widen_supports, matmul_widen});

@@ -67,7 +67,7 @@ void linear_f64(ops::OpCall& c) {
 
 }  // namespace
 
-void register_matmul_f64(std::vector<ops::OpDef>& t) {
+void register_matmul_f64(ops::KernelTable& t) {
   ops::add_kernel(t, ops::OpKind::matmul, {"cpu-f64", f64_only, matmul_f64});
   ops::add_kernel(t, ops::OpKind::linear, {"cpu-f64", f64_only, linear_f64});
 }

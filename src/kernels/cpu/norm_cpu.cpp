@@ -27,7 +27,7 @@ template <bool Rms> void norm_cpu(ops::OpCall& c) {
 
 }  // namespace
 
-void register_norm_cpu(std::vector<ops::OpDef>& t) {
+void register_norm_cpu(ops::KernelTable& t) {
   ops::add_kernel(t, ops::OpKind::layer_norm, {"cpu", norm_supports, norm_cpu<false>});
   ops::add_kernel(t, ops::OpKind::rms_norm, {"cpu", norm_supports, norm_cpu<true>});
 }

@@ -9,7 +9,7 @@
 #include <limits>
 
 #include "kernels/cpu/cpu_kernels.h"
-#include "ops/spatial.h"
+#include "kernels/spatial.h"
 
 namespace qs::kernels {
 
@@ -298,7 +298,7 @@ void adaptive_avg_pool_backward_cpu(ops::OpCall& c) {
 
 }  // namespace
 
-void register_pool_cpu(std::vector<ops::OpDef>& t) {
+void register_pool_cpu(ops::KernelTable& t) {
   ops::add_kernel(t, ops::OpKind::max_pool, {"cpu", pool_supports, max_pool_cpu});
   ops::add_kernel(t, ops::OpKind::max_pool_backward, {"cpu", pool_supports, max_pool_backward_cpu});
   ops::add_kernel(t, ops::OpKind::avg_pool, {"cpu", pool_supports, avg_pool_cpu});

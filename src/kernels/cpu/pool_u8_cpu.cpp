@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "kernels/cpu/cpu_kernels.h"
-#include "ops/spatial.h"
+#include "kernels/spatial.h"
 
 namespace qs::kernels {
 
@@ -97,7 +97,7 @@ void max_pool_u8_cpu(ops::OpCall& c) {
 
 }  // namespace
 
-void register_pool_u8_cpu(std::vector<ops::OpDef>& t) {
+void register_pool_u8_cpu(ops::KernelTable& t) {
   ops::add_kernel(t, ops::OpKind::max_pool, {"avx2-u8-channels-last", max_pool_u8_supports, max_pool_u8_cpu});
 }
 

@@ -148,7 +148,7 @@ void dynamic_linear_cpu(ops::OpCall& c) {
 
 }  // namespace
 
-void register_quant_cpu(std::vector<ops::OpDef>& t) {
+void register_quant_cpu(ops::KernelTable& t) {
   ops::add_kernel(t, ops::OpKind::quantize, {"cpu", nonempty, quantize_cpu});
   ops::add_kernel(t, ops::OpKind::dequantize, {"cpu", nonempty, dequantize_cpu});
   ops::add_kernel(t, ops::OpKind::dynamic_linear, {"onednn-int8", dynamic_supports, dynamic_linear_cpu});

@@ -204,7 +204,7 @@ void qconv_cpu(ops::OpCall& c) {
 
 }  // namespace
 
-void register_quant_dnnl(std::vector<ops::OpDef>& t) {
+void register_quant_dnnl(ops::KernelTable& t) {
   ops::add_kernel(t, ops::OpKind::qlinear, {"onednn-int8", q_supports, qlinear_cpu});
   ops::add_kernel(t, ops::OpKind::qconv, {"onednn-int8", q_supports, qconv_cpu});
 }

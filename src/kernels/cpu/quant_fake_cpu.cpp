@@ -147,7 +147,7 @@ const char* fq_backward_supports(const ops::OpCall& c) {
 
 }  // namespace
 
-void register_fake_quant_cpu(std::vector<ops::OpDef>& t) {
+void register_fake_quant_cpu(ops::KernelTable& t) {
   ops::add_kernel(t, ops::OpKind::fake_quantize, {"cpu", fq_supports, fake_quantize_cpu});
   ops::add_kernel(t, ops::OpKind::fake_quantize_backward, {"cpu", fq_backward_supports, fake_quantize_backward_cpu});
 }

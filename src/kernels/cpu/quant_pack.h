@@ -13,7 +13,7 @@
 #include <memory>
 #include <vector>
 
-#include "ops/spatial.h"
+#include "kernels/spatial.h"
 #include "qiusuo/tensor.h"
 
 namespace qs::kernels {

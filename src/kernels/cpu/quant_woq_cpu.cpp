@@ -178,7 +178,7 @@ void woq_blocked(const Tensor& x, const Tensor& w, const float* sp, const float*
     }
     Tensor yb = empty({M, nb});
     ops::OpCall mm{ops::OpKind::linear, {x2, blk.narrow(0, 0, nb), Tensor()}, {}, {yb}};
-    ops::run_kernel(mm, "onednn");
+    ops::run_optimised(mm, "onednn");
     const float* yp = yb.data_ptr<float>();
 #pragma omp parallel for if (M * nb > 32768)
     for (int64_t m = 0; m < M; ++m)
@@ -234,7 +234,7 @@ void woq_linear_cpu(ops::OpCall& c) {
 
 }  // namespace
 
-void register_quant_woq_cpu(std::vector<ops::OpDef>& t) {
+void register_quant_woq_cpu(ops::KernelTable& t) {
   ops::add_kernel(t, ops::OpKind::woq_linear, {"avx2", woq_supports, woq_linear_cpu});
 }
 

@@ -10,7 +10,7 @@
 
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/elementwise_fns.h"
-#include "ops/reduce_util.h"
+#include "kernels/reduce_util.h"
 
 namespace qs::kernels {
 
@@ -160,15 +160,15 @@ template <class T> void logsumexp_t(const Plan& p, T* out) {
 std::vector<int64_t> dims_of(const ops::OpCall& c) {
   const Tensor& x = c.in[0];
   if (c.op == ops::OpKind::amax || c.op == ops::OpKind::amin || c.op == ops::OpKind::logsumexp)
-    return ops::reduce_dims(x, c.attrs, ops::op_def(c.op).name);
+    return ops::reduce_dims(x, c.attrs, ops::op_name(c.op));
   if (x.dim() == 0) return {};
   if (!c.attrs.has("dim")) return ops::reduce_dims(x, Attrs(), "argmax");
-  return {wrap_dim(c.attrs.i("dim"), x.dim(), ops::op_def(c.op).name)};
+  return {wrap_dim(c.attrs.i("dim"), x.dim(), ops::op_name(c.op))};
 }
 
 void extreme_cpu(ops::OpCall& c) {
   Plan p = plan_reduce(c.in[0], dims_of(c));
-  visit_float(c.in[0].dtype(), ops::op_def(c.op).name, [&]<class T>() {
+  visit_float(c.in[0].dtype(), ops::op_name(c.op), [&]<class T>() {
     T* out = c.op == ops::OpKind::argmax ? nullptr : c.out[0].data_ptr<T>();
     switch (c.op) {
       case ops::OpKind::amax: extreme_t<T, true>(p, out, nullptr); break;
@@ -186,7 +186,7 @@ void extreme_cpu(ops::OpCall& c) {
 
 }  // namespace
 
-void register_reduce_cpu(std::vector<ops::OpDef>& t) {
+void register_reduce_cpu(ops::KernelTable& t) {
   ops::add_kernel(t, ops::OpKind::sum, {"cpu", reduce_supports, sum_cpu});
   ops::add_kernel(t, ops::OpKind::mean, {"cpu", reduce_supports, mean_cpu});
   for (auto k : {ops::OpKind::amax, ops::OpKind::amin, ops::OpKind::logsumexp, ops::OpKind::max_dim,

@@ -1,9 +1,25 @@
-// The optimised kernels, in the order dispatch tries them (the reference is always last).
+// The optimised kernels, in the order dispatch tries them (the reference is always last);
+// kernels/kernel.cpp calls this once to build optimised_kernels().
 #include "kernels/cpu/cpu_kernels.h"
+
+#include "backend/dnnl_util.h"
+
+namespace qs::kernels {
+
+const char* f32_or_widened_bf16(const ops::OpCall& c) {
+  for (auto& t : c.in) {
+    if (!t.defined() || t.dtype() == DType::f32) continue;
+    if (t.dtype() != DType::bf16) return "f32 or bf16 only";
+    if (backend::native_bf16()) return "bf16 runs natively on oneDNN here";
+  }
+  return nullptr;
+}
+
+}  // namespace qs::kernels
 
 namespace qs::ops {
 
-void register_optimised_kernels(std::vector<OpDef>& table) {
+void register_optimised_kernels(KernelTable& table) {
   kernels::register_elementwise_cpu(table);
   kernels::register_matmul_dnnl(table);
   kernels::register_matmul_f64(table);

@@ -98,7 +98,7 @@ void rope_cpu(ops::OpCall& c) {
 
 }  // namespace
 
-void register_rope_cpu(std::vector<ops::OpDef>& t) {
+void register_rope_cpu(ops::KernelTable& t) {
   ops::add_kernel(t, ops::OpKind::rope, {"cpu", rope_supports, rope_cpu});
 }
 

@@ -26,7 +26,7 @@ template <bool Log> void softmax_cpu(ops::OpCall& c) {
 
 }  // namespace
 
-void register_softmax_cpu(std::vector<ops::OpDef>& t) {
+void register_softmax_cpu(ops::KernelTable& t) {
   ops::add_kernel(t, ops::OpKind::softmax, {"cpu", softmax_supports, softmax_cpu<false>});
   ops::add_kernel(t, ops::OpKind::log_softmax, {"cpu", softmax_supports, softmax_cpu<true>});
 }

@@ -118,7 +118,7 @@ void topk_cpu(ops::OpCall& c) {
 
 }  // namespace
 
-void register_topk_cpu(std::vector<ops::OpDef>& t) {
+void register_topk_cpu(ops::KernelTable& t) {
   ops::add_kernel(t, ops::OpKind::topk, {"cpu", topk_supports, topk_cpu});
 }
 

@@ -6,7 +6,7 @@
 //   dx[n, g C/G + c, i] = sum_{o in g} sum_{p, t : i = p stride - pad + t dil} dy[n, o, p] w[o, c, t]
 //   dw[o, c, t] = sum_n sum_p dy[n, o, p] x[n, g C/G + c, p stride - pad + t dil],  db[o] = sum_{n, p} dy[n, o, p]
 #include "kernels/ref/ref_kernels.h"
-#include "ops/spatial.h"
+#include "kernels/spatial.h"
 
 namespace qs::kernels {
 

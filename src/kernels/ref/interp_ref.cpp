@@ -7,7 +7,7 @@
 // the sum over the 2^n corners of the product of the per-dim weights; the backward
 // scatters dy with the same weights.
 #include "kernels/ref/ref_kernels.h"
-#include "ops/spatial.h"
+#include "kernels/spatial.h"
 
 namespace qs::kernels {
 

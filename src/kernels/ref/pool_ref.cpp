@@ -9,7 +9,7 @@
 #include <limits>
 
 #include "kernels/ref/ref_kernels.h"
-#include "ops/spatial.h"
+#include "kernels/spatial.h"
 #include "tensor/strided.h"
 
 namespace qs::kernels {

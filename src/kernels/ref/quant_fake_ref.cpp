@@ -1,7 +1,7 @@
 // Reference fake quantisation (src/kernels/fake_quant.h has the formulas): one logical
 // element at a time, in row-major order, through quant_math.h's quantize_value.
 #include "kernels/fake_quant.h"
-#include "ops/op.h"
+#include "kernels/kernel.h"
 #include "tensor/strided.h"
 
 namespace qs::kernels {

@@ -10,7 +10,7 @@
 // Every float step is quant_math.h's, so optimised kernels reproduce these bits exactly.
 #include "kernels/quant_epilogue.h"
 #include "kernels/ref/ref_kernels.h"
-#include "ops/spatial.h"
+#include "kernels/spatial.h"
 #include "tensor/strided.h"
 
 namespace qs::kernels {

@@ -5,7 +5,7 @@
 #include <limits>
 
 #include "kernels/ref/ref_kernels.h"
-#include "ops/reduce_util.h"
+#include "kernels/reduce_util.h"
 
 namespace qs::kernels {
 

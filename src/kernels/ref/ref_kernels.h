@@ -1,7 +1,7 @@
 // Reference kernels: the specification of every primitive. Plain loops over logical
 // indices as the formula reads, accumulation in double, single-threaded.
 #pragma once
-#include "ops/op.h"
+#include "kernels/kernel.h"
 
 namespace qs::kernels {
 

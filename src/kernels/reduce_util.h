@@ -2,7 +2,7 @@
 #pragma once
 #include <algorithm>
 
-#include "ops/op.h"
+#include "kernels/kernel.h"
 #include "tensor/strided.h"
 
 namespace qs::ops {
@@ -36,23 +36,6 @@ inline int64_t reduced_count(const Shape& in, const std::vector<int64_t>& dims) 
   int64_t n = 1;
   for (int64_t d : dims) n *= in[size_t(d)];
   return n;
-}
-
-// The shared samples of reductions over "dims" (reduce_ops.cpp).
-std::vector<Sample> reduce_samples(DType dt, Generator& g);
-
-// The gradient of a reduction broadcast back over the reduced dims of `in_shape`
-// (g has the reduced shape, with or without keepdim). Returns an expanded view.
-inline Tensor unreduce(const Tensor& g, const Shape& in_shape, const std::vector<int64_t>& dims) {
-  return g.reshape(keepdim_shape(in_shape, dims)).expand(in_shape);
-}
-// The same for a reduction described by the "dims" attribute (empty = all).
-inline Tensor unreduce(const Tensor& g, const Shape& in_shape, const Attrs& a) {
-  std::vector<int64_t> dims = a.has("dims") ? a.ints("dims") : std::vector<int64_t>{};
-  if (dims.empty())
-    for (int64_t d = 0; d < int64_t(in_shape.size()); ++d) dims.push_back(d);
-  for (auto& d : dims) d = wrap_dim(d, int64_t(in_shape.size()), "reduce");
-  return unreduce(g, in_shape, dims);
 }
 
 }  // namespace qs::ops

@@ -4,7 +4,7 @@
 #pragma once
 #include <array>
 
-#include "ops/op.h"
+#include "kernels/kernel.h"
 
 namespace qs::ops {
 

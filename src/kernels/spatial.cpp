@@ -1,4 +1,4 @@
-#include "ops/spatial.h"
+#include "kernels/spatial.h"
 
 #include <cmath>
 
