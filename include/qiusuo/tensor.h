@@ -131,6 +131,8 @@ class Tensor {
   void backward(const Tensor& gradient = Tensor(), bool retain_graph = false) const;
   // A hook runs when this tensor's gradient has been computed; it may return a
   // replacement gradient (or an undefined Tensor to keep it). Returns a handle id.
+  // The gradient of a cast's output (autocast's bf16 copies) comes in the cast's input
+  // dtype: the engine does not round it to the copy's dtype only to widen it back.
   int register_hook(std::function<Tensor(const Tensor&)> hook);
   std::shared_ptr<autograd::Node> grad_fn() const;
   int output_nr() const;

@@ -294,7 +294,14 @@ std::vector<Tensor> run_backward(const std::vector<Tensor>& roots, const std::ve
         Tensor g = gout[i];
         const TensorSpec& spec = n->ctx.in_spec[i];
         if (g.shape() != spec.shape) g = ops::sum_to(g, spec.shape);
-        if (g.dtype() != spec.dtype && is_floating(spec.dtype)) g = g.to(spec.dtype);
+        // A gradient takes its input's dtype, but one bound for a cast node takes the dtype
+        // the cast's backward will give it anyway: under autocast an f32 gradient of a bf16
+        // copy of an f32 tensor then goes straight back, not rounded to bf16 and widened.
+        DType want = spec.dtype;
+        const Node* to = e.node.get();
+        if (!to->is_accumulator && to->op == ops::OpKind::cast && is_floating(to->ctx.in_spec[0].dtype))
+          want = to->ctx.in_spec[0].dtype;
+        if (g.dtype() != want && is_floating(want)) g = g.to(want);
         accumulate(buffer_of(e.node.get())[size_t(e.input_nr)], g);
       }
       if (--deps[e.node.get()] == 0) ready.push_back(e.node.get());
