@@ -38,6 +38,22 @@ TEST(Autocast, LinearRunsInBf16AndReturnsF32) {
   EXPECT_EQ(b.grad().dtype(), DType::f32);
 }
 
+// The f32 weight gradient of a bf16 product is kept in f32: 1 + 2^-8 is exact in f32 and
+// a tie between two bf16 values, so a gradient rounded to the bf16 copy's dtype on its way
+// back (as before) would read 1.
+TEST(Autocast, WeightGradientOfABf16CopyIsNotRoundedToBf16) {
+  Tensor w = full({1, 1}, 0.5).requires_grad_();
+  Tensor x = from_vector({1.0, 1.0 / 256}, {2, 1});  // both exact in bf16
+  Tensor y;
+  {
+    Autocast ac;
+    y = linear(x, w);
+  }
+  sum(y).backward();
+  ASSERT_EQ(w.grad().dtype(), DType::f32);
+  EXPECT_EQ(w.grad().to_vector()[0], 1.0 + 1.0 / 256);
+}
+
 TEST(Autocast, ReductionsStayF32) {
   Tensor x = randn({4, 5});
   Autocast ac;
