@@ -1,0 +1,92 @@
+// Static graphs: a forward traced through the one dispatch point into a list of
+// primitives (rows of the op table), checked by a verifier and run again without the
+// model's code.
+//
+//   graph::Graph g = graph::trace(model, {x});      // eval mode, no autograd
+//   g.verify();                                     // throws, naming the node, if broken
+//   std::vector<Tensor> y = graph::run(g, {x2});    // same primitives, same kernels
+//   std::cout << g.to_text();
+//
+// Tracing records what ran, not the code that chose it: a branch on tensor values or on
+// shapes is frozen at the path the example took, tensors the forward makes itself
+// (masks, position tables) become constants of the example's size, and a graph replays
+// only inputs of the example's shapes and dtypes (run() checks them).
+#pragma once
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "qiusuo/attrs.h"
+#include "qiusuo/tensor.h"
+
+namespace qs::nn {
+class Module;
+}
+
+namespace qs::graph {
+
+enum class ValueKind {
+  input,     // a graph input, given to run()
+  param,     // a named parameter or buffer of the model, stored in the graph
+  constant,  // any other tensor the forward read (captured at trace time)
+  node,      // an output of a node
+};
+const char* value_kind_name(ValueKind k);
+
+struct Value {
+  std::string name;  // inputs "x0", ...; params their state-dict name; constants "const0", ...; nodes "v0", ...
+  ValueKind kind = ValueKind::node;
+  Shape shape;
+  DType dtype = DType::f32;
+  int producer = -1;  // node index (kind node), else -1
+};
+
+struct Node {
+  std::string op;           // the op-table row's name ("convolution", "relu", ...)
+  std::vector<int> inputs;  // value ids, -1 for an absent optional input
+  Attrs attrs;
+  std::vector<int> outputs;  // value ids
+};
+
+class Graph {
+ public:
+  std::vector<Value> values;
+  std::vector<Node> nodes;     // in execution order
+  std::vector<int> inputs;     // value ids of the graph inputs, in run()'s order
+  std::vector<int> outputs;    // value ids of the results
+  std::vector<Tensor> data;    // per value: the tensor of a param or constant (else undefined)
+
+  // Checks the graph and throws an Error naming the node (index and op) or value at
+  // fault: unknown op names, wrong input or output counts, ids out of range, a value used
+  // before it is produced (a cycle) or produced twice, a node output not marked as
+  // produced by it, params and constants without data or with data of another shape or
+  // dtype, outputs that are not values, and node outputs whose shapes or dtypes differ
+  // from what the op's shape rule gives for the node's inputs.
+  void verify() const;
+
+  // One line per value declaration and per node, e.g.
+  //   v3: f32[8, 32, 28, 28] = convolution(x0, c1.weight, c1.bias) {stride=[1, 1], ...}
+  std::string to_text() const;
+
+  int64_t param_bytes() const;  // bytes of the params' and constants' data
+};
+
+// Runs fn(inputs) under NoGrad and records every primitive it dispatches at top level
+// (ops that kernels dispatch inside others are not part of the graph). `named` gives
+// names to tensors the forward reads that are not inputs (parameters and buffers); any
+// other tensor it reads becomes a constant. Errors: fn returns a tensor that no recorded
+// op produced and that is not an input, a param or a constant; an input appears twice.
+Graph trace(const std::function<std::vector<Tensor>(const std::vector<Tensor>&)>& fn,
+            const std::vector<Tensor>& example_inputs,
+            const std::vector<std::pair<std::string, Tensor>>& named = {});
+
+// A module's single-tensor forward, in eval mode (restored afterwards), its parameters and
+// buffers named as in its state dict.
+Graph trace(nn::Module& model, const Tensor& example_input);
+
+// Runs the graph's nodes in order through the dispatch point (optimised kernels where
+// they apply, as eagerly) and returns its outputs. Errors: a wrong number of inputs, an
+// input whose shape or dtype differs from the traced one.
+std::vector<Tensor> run(const Graph& g, const std::vector<Tensor>& inputs);
+
+}  // namespace qs::graph

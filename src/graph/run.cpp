@@ -1,0 +1,58 @@
+// The graph interpreter: each node through the dispatch point, each intermediate released
+// after its last use.
+#include "ops/op.h"
+#include "qiusuo/autograd.h"
+#include "qiusuo/graph/graph.h"
+
+namespace qs::graph {
+
+std::vector<Tensor> run(const Graph& g, const std::vector<Tensor>& inputs) {
+  QS_CHECK(inputs.size() == g.inputs.size(), "graph run: the graph takes {} inputs, got {}", g.inputs.size(),
+           inputs.size());
+  std::vector<Tensor> env(g.values.size());
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const Value& v = g.values[size_t(g.inputs[i])];
+    QS_CHECK(inputs[i].defined() && inputs[i].shape() == v.shape && inputs[i].dtype() == v.dtype,
+             "graph run: input {} ('{}') must be {}{} as traced, got {}", i, v.name, dtype_name(v.dtype),
+             shape_str(v.shape),
+             inputs[i].defined() ? fmt::format("{}{}", dtype_name(inputs[i].dtype()), shape_str(inputs[i].shape()))
+                                 : std::string("an undefined tensor"));
+    env[size_t(g.inputs[i])] = inputs[i];
+  }
+  for (size_t id = 0; id < g.values.size(); ++id)
+    if (g.data[id].defined()) env[id] = g.data[id];
+
+  // Last reader of each node output (graph outputs are kept to the end).
+  std::vector<int> last_use(g.values.size(), -1);
+  for (size_t n = 0; n < g.nodes.size(); ++n)
+    for (int id : g.nodes[n].inputs)
+      if (id >= 0) last_use[size_t(id)] = int(n);
+  for (int id : g.outputs) last_use[size_t(id)] = int(g.nodes.size());
+
+  NoGrad ng;
+  for (size_t n = 0; n < g.nodes.size(); ++n) {
+    const Node& node = g.nodes[n];
+    const ops::OpDef* def = ops::find_op(node.op);
+    QS_CHECK(def != nullptr, "graph run: node {} has unknown op '{}'", n, node.op);
+    std::vector<Tensor> in;
+    in.reserve(node.inputs.size());
+    for (int id : node.inputs) {
+      if (id >= 0) QS_CHECK(env[size_t(id)].defined(), "graph run: node {} ({}) reads value {} before it exists", n, node.op, id);
+      in.push_back(id >= 0 ? env[size_t(id)] : Tensor());
+    }
+    std::vector<Tensor> out = ops::dispatch(def->kind, std::move(in), node.attrs);
+    QS_CHECK(out.size() == node.outputs.size(), "graph run: node {} ({}) gave {} outputs, the graph expects {}", n,
+             node.op, out.size(), node.outputs.size());
+    for (size_t k = 0; k < out.size(); ++k) env[size_t(node.outputs[k])] = std::move(out[k]);
+    for (int id : node.inputs)
+      if (id >= 0 && g.values[size_t(id)].kind == ValueKind::node && last_use[size_t(id)] == int(n))
+        env[size_t(id)] = Tensor();
+    for (int id : node.outputs)
+      if (last_use[size_t(id)] < 0) env[size_t(id)] = Tensor();  // never read
+  }
+  std::vector<Tensor> results;
+  for (int id : g.outputs) results.push_back(env[size_t(id)]);
+  return results;
+}
+
+}  // namespace qs::graph
