@@ -3,13 +3,19 @@
 // with an error naming the node.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
 #include "ops/op.h"
 #include "qiusuo/apps/cnn.h"
 #include "qiusuo/autocast.h"
 #include "qiusuo/autograd.h"
 #include "qiusuo/graph/graph.h"
+#include "qiusuo/io/safetensors.h"
 #include "qiusuo/nn/transformer.h"
 #include "qiusuo/ops.h"
+#include "test_util.h"
 
 namespace qs {
 namespace {
@@ -200,6 +206,126 @@ TEST(Graph, ParamsWithoutDataOrOfAnotherShapeAreRefused) {
             std::string::npos);
   g.data[size_t(id)] = Tensor();
   EXPECT_NE(error_of([&] { g.verify(); }).find("param 'c2.weight' has no data"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace qs
+
+// ---- files
+namespace qs {
+namespace {
+
+std::string read_text(const std::string& p) {
+  std::ifstream f(p);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+void write_text(const std::string& p, const std::string& s) { std::ofstream(p) << s; }
+
+TEST(GraphFile, SavedAndLoadedGraphsRunAlike) {
+  Generator gen(5);
+  apps::FashionCNN cnn(gen);
+  nn::LMConfig c;
+  c.vocab_size = 64, c.d_model = 32, c.n_layers = 1, c.n_heads = 4, c.max_seq_len = 32, c.block = "deepseek";
+  c.attention = "mla";
+  nn::TransformerLM lm(c, {}, gen);
+  const std::string dir = testing::temp_dir("graph_file");
+  struct Case {
+    graph::Graph g;
+    Tensor x;
+  };
+  std::vector<Case> cases;
+  cases.push_back({graph::trace(cnn, randn({2, 1, 28, 28}, DType::f32, &gen)), randn({2, 1, 28, 28}, DType::f32, &gen)});
+  cases.push_back({graph::trace(lm, randint(0, 64, {1, 12}, DType::i64, &gen)), randint(0, 64, {1, 12}, DType::i64, &gen)});
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const std::string path = dir + "/model" + std::to_string(i) + ".qsg";
+    graph::save(cases[i].g, path);
+    graph::Graph back = graph::load(path);
+    EXPECT_EQ(back.to_text(), cases[i].g.to_text());
+    ops::ReferenceKernels ref;
+    expect_identical(graph::run(back, {cases[i].x})[0], graph::run(cases[i].g, {cases[i].x})[0]);
+  }
+}
+
+TEST(GraphFile, GoldenVersion1StillLoads) {
+  const std::string path = std::string(QS_SOURCE_DIR) + "/tests/graph/golden/mlp_v1.qsg";
+  graph::Graph g = graph::load(path);
+  ASSERT_EQ(g.nodes.size(), 3u);
+  Tensor x = from_vector({1, 2, 3, -1, 0.5, 4}, {2, 3});
+  Tensor w = from_vector({0.5, -1.0, 0.25, 1.5, 0.0, -0.5, -0.75, 2.0, 1.0, 0.125, 0.375, -0.25}, {4, 3});
+  Tensor b = from_vector({0.1, -0.2, 0.3, -0.4}, {4});
+  ops::ReferenceKernels ref;
+  expect_identical(graph::run(g, {x})[0], softmax(relu(linear(x, w, b)), 1));
+}
+
+class BadGraphFile : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    path = testing::temp_dir("bad_graph") + "/m.qsg";
+    graph::Graph g = graph::trace(
+        [](const std::vector<Tensor>& in) { return std::vector<Tensor>{softmax(in[0] * from_vector({2}, {1}), 1)}; },
+        {randn({2, 3})});
+    graph::save(g, path);
+    text = read_text(path);
+  }
+  std::string load_error() { return error_of([&] { graph::load(path); }); }
+  void replace(const std::string& a, const std::string& b) {
+    size_t at = text.find(a);
+    ASSERT_NE(at, std::string::npos) << a << " in\n" << text;
+    text.replace(at, a.size(), b);
+    write_text(path, text);
+  }
+  std::string path, text;
+};
+
+TEST_F(BadGraphFile, TruncatedText) {
+  write_text(path, text.substr(0, text.find("output")));
+  EXPECT_NE(load_error().find("no outputs"), std::string::npos) << load_error();
+  write_text(path, text.substr(0, text.find("= softmax") + 5));
+  EXPECT_NE(load_error().find("m.qsg:"), std::string::npos) << load_error();
+  write_text(path, "");
+  EXPECT_NE(load_error().find("empty file"), std::string::npos) << load_error();
+}
+
+TEST_F(BadGraphFile, VersionFromTheFuture) {
+  replace("qsgraph 1", "qsgraph 7");
+  EXPECT_NE(load_error().find("m.qsg:1: format version 7 is newer than this build reads (up to 1)"), std::string::npos)
+      << load_error();
+}
+
+TEST_F(BadGraphFile, UnknownOpNamesTheNode) {
+  replace("= softmax(", "= softmaxx(");
+  EXPECT_NE(load_error().find("node 1 has unknown op 'softmaxx'"), std::string::npos) << load_error();
+}
+
+TEST_F(BadGraphFile, UnknownDtypeAndBadAttribute) {
+  replace("input x0: f32[", "input x0: f31[");
+  EXPECT_NE(load_error().find("m.qsg:2: unknown dtype 'f31'"), std::string::npos) << load_error();
+  replace("input x0: f31[", "input x0: f32[");
+  replace("{dim=1}", "{dim=[1}");
+  EXPECT_NE(load_error().find("unbalanced"), std::string::npos) << load_error();
+}
+
+TEST_F(BadGraphFile, UndeclaredValueAndWrongOutput) {
+  replace("output v1", "output v9");
+  EXPECT_NE(load_error().find("value 'v9' is used but not declared"), std::string::npos) << load_error();
+}
+
+TEST_F(BadGraphFile, WeightsFileMissingOrDisagreeing) {
+  std::filesystem::remove(path + ".safetensors");
+  EXPECT_NE(load_error().find("m.qsg.safetensors"), std::string::npos) << load_error();
+  io::save_safetensors(path + ".safetensors", {{"const0", from_vector({2, 3}, {2})}});
+  EXPECT_NE(load_error().find("const 'const0' is declared f32[1] but"), std::string::npos) << load_error();
+  io::save_safetensors(path + ".safetensors", {{"const0", from_vector({2}, {1})}, {"extra", from_vector({2}, {1})}});
+  EXPECT_NE(load_error().find("holds 'extra', which the graph does not declare"), std::string::npos) << load_error();
+  io::save_safetensors(path + ".safetensors", {{"other", from_vector({2}, {1})}});
+  EXPECT_NE(load_error().find("const 'const0' is not in the weights file"), std::string::npos) << load_error();
+}
+
+TEST_F(BadGraphFile, ShapeThatTheOpCannotGive) {
+  replace("v1: f32[2, 3] = softmax", "v1: f32[3, 2] = softmax");
+  EXPECT_NE(load_error().find("node 1 (softmax) declares output 0"), std::string::npos) << load_error();
 }
 
 }  // namespace

@@ -71,6 +71,23 @@ class Graph {
   int64_t param_bytes() const;  // bytes of the params' and constants' data
 };
 
+// ---- files: `path` holds the text form (to_text()), `path + ".safetensors"` the data of
+// every param and constant under its value name. The first line is "qsgraph <version>";
+// this build writes version kFormatVersion and reads every version up to it.
+constexpr int kFormatVersion = 1;
+
+// Atomic (both files). Errors (IOError): value names that the text form cannot carry
+// (empty, or holding whitespace, ',', ':', '(', ')', '=', '{', '}', '[', ']', '"'), any
+// write failure; and the graph is verified first.
+void save(const Graph& g, const std::string& path);
+
+// Reads and verifies a graph. Errors (IOError) name the file and line: a missing or
+// truncated file, a version from the future, an unknown line, op or dtype, a malformed
+// shape or attribute, a name declared twice or used undeclared, a weights file that lacks
+// a param or constant, holds another shape or dtype, or holds tensors the graph does not
+// declare; and every error of verify().
+Graph load(const std::string& path);
+
 // Runs fn(inputs) under NoGrad and records every primitive it dispatches at top level
 // (ops that kernels dispatch inside others are not part of the graph). `named` gives
 // names to tensors the forward reads that are not inputs (parameters and buffers); any
