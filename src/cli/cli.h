@@ -51,6 +51,7 @@ int cmd_attention(Args a);
 int cmd_bench(Args a);
 int cmd_check(Args a);
 int cmd_demo(Args a);
+int cmd_export(Args a);
 int cmd_info(Args a);
 int cmd_train(Args a);
 int cmd_train_lm(Args& a);

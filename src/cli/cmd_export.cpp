@@ -1,0 +1,104 @@
+// qiusuo export CKPT --out FILE [--batch N] [--seq N] [--bf16]: a checkpoint's inference
+// forward traced into a static graph (include/qiusuo/graph/graph.h) and saved.
+#include <chrono>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "cli/cli.h"
+#include "qiusuo/apps/cnn.h"
+#include "qiusuo/apps/lm.h"
+#include "qiusuo/autocast.h"
+#include "qiusuo/autograd.h"
+#include "qiusuo/graph/graph.h"
+#include "qiusuo/io/checkpoint.h"
+#include "qiusuo/nn/transformer.h"
+
+namespace qs::cli {
+
+namespace {
+
+double max_abs_diff(const Tensor& a, const Tensor& b) {
+  auto x = a.to_vector(), y = b.to_vector();
+  double d = 0;
+  for (size_t i = 0; i < x.size(); ++i) d = std::max(d, std::abs(x[i] - y[i]));
+  return d;
+}
+
+}  // namespace
+
+int cmd_export(Args a) {
+  if (a.positionals().size() != 1) throw UsageError("qiusuo export: expected one checkpoint; see --help");
+  const std::string ckpt = a.positionals()[0];
+  const std::string out = a.required("out");
+  const std::string format = a.str("format", "qsg");
+  if (format != "qsg") throw UsageError("qiusuo export: unknown --format '" + format + "' (available: qsg)");
+  const int64_t batch = a.integer("batch", 1);
+  const bool bf16 = a.flag("bf16");
+  if (batch < 1) throw UsageError("qiusuo export: --batch must be positive");
+  io::Checkpoint ck = io::load_checkpoint(ckpt);
+  // The CNN's config names its model ("FashionCNN"); a language model's holds its whole config.
+  const bool is_cnn = ck.config.is_object() && ck.config.contains("model") && ck.config["model"] == "FashionCNN";
+
+  Generator gen(1);
+  std::shared_ptr<nn::Module> holder;
+  nn::Module* m = nullptr;
+  Tensor example, probe;
+  std::string kind;
+  apps::LoadedLm lm;
+  if (is_cnn) {
+    a.finish();
+    std::string method;
+    auto cnn = apps::load_fashion_cnn(ckpt, &method);
+    kind = "FashionCNN (" + method + ")";
+    holder = cnn;
+    m = cnn.get();
+    example = randn({batch, 1, 28, 28}, DType::f32, &gen);
+    probe = randn({batch, 1, 28, 28}, DType::f32, &gen);
+  } else {
+    lm = apps::load_lm(ckpt);  // errors name what the checkpoint is when it is not an LM
+    const int64_t seq = a.integer("seq", lm.model->config().max_seq_len);
+    a.finish();
+    lm.model->config().check_length(seq);
+    kind = "TransformerLM";
+    m = lm.model.get();
+    const int64_t V = lm.model->config().vocab_size;
+    example = randint(0, V, {batch, seq}, DType::i64, &gen);
+    probe = randint(0, V, {batch, seq}, DType::i64, &gen);
+  }
+
+  auto t0 = std::chrono::steady_clock::now();
+  graph::Graph g;
+  {
+    Autocast ac(bf16);
+    g = graph::trace(*m, example);
+  }
+  g.verify();
+  const double trace_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  graph::save(g, out);
+
+  // The saved graph, loaded back, against the eager model on another input.
+  graph::Graph back = graph::load(out);
+  Tensor eager;
+  {
+    NoGrad ng;
+    nn::EvalScope ev(*m);
+    Autocast ac(bf16);
+    eager = m->forward(probe);
+  }
+  const double diff = max_abs_diff(graph::run(back, {probe})[0], eager);
+  int64_t n_params = 0, n_consts = 0;
+  for (auto& v : g.values) {
+    n_params += v.kind == graph::ValueKind::param;
+    n_consts += v.kind == graph::ValueKind::constant;
+  }
+  std::cout << fmt::format("{}: {} traced into {} nodes ({} params, {} constants, {:.1f} kB of data) in {:.0f} ms\n"
+                           "wrote {} and {}.safetensors; the loaded graph matches the model on another input to {:.3g}\n",
+                           ckpt, kind, g.nodes.size(), n_params, n_consts, double(g.param_bytes()) / 1024, trace_ms,
+                           out, out, diff);
+  nlohmann::json s = {{"model", kind}, {"nodes", g.nodes.size()}, {"params", n_params}, {"constants", n_consts},
+                      {"data_bytes", g.param_bytes()}, {"max_abs_diff", diff}, {"out", out}, {"bf16", bf16}};
+  std::cout << s.dump() << std::endl;
+  return kExitOk;
+}
+
+}  // namespace qs::cli

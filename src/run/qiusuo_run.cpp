@@ -1,0 +1,137 @@
+// qiusuo-run: the standalone graph runtime. Loads a graph written by `qiusuo export`
+// (include/qiusuo/graph/graph.h) and runs it: no autograd is recorded, no training, model
+// or tokenizer code is linked in (only what running a graph reaches of the library: the
+// op table, its kernels, safetensors).
+//
+//   qiusuo-run GRAPH [--input IN.safetensors] [--output OUT.safetensors] [--bench N] [--threads N]
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "backend/dnnl_util.h"
+#include "qiusuo/graph/graph.h"
+#include "qiusuo/io/safetensors.h"
+
+namespace {
+
+using namespace qs;
+using Clock = std::chrono::steady_clock;
+
+const char* kUsage =
+    "usage: qiusuo-run GRAPH [--input IN.safetensors] [--output OUT.safetensors] [--bench N] [--threads N]\n\n"
+    "Runs a graph written by `qiusuo export` (GRAPH and GRAPH.safetensors). Inputs come from IN.safetensors, one\n"
+    "tensor per graph input under its name (x0, x1, ...); without --input they are drawn at random (floats\n"
+    "N(0, 1), integers 0). Prints each output's dtype, shape and sum; --output writes them (y0, y1, ...).\n"
+    "--bench N times N runs after 3 warm-up runs and prints a JSON line (median step_ms, the CPU's ISA).\n";
+
+double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
+
+int run_main(int argc, char** argv) {
+  std::string graph_path, in_path, out_path;
+  int64_t bench = 0, threads = 0;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) throw Error(fmt::format("qiusuo-run: {} needs a value", a));
+      return argv[++i];
+    };
+    auto number = [&]() {
+      std::string v = value();
+      char* end = nullptr;
+      long long n = std::strtoll(v.c_str(), &end, 10);
+      if (*end || n < 0) throw Error(fmt::format("qiusuo-run: {} takes a non-negative integer, got '{}'", a, v));
+      return int64_t(n);
+    };
+    if (a == "--help" || a == "-h") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    } else if (a == "--input") {
+      in_path = value();
+    } else if (a == "--output") {
+      out_path = value();
+    } else if (a == "--bench") {
+      bench = number();
+    } else if (a == "--threads") {
+      threads = number();
+    } else if (!a.empty() && a[0] == '-') {
+      throw Error(fmt::format("qiusuo-run: unknown option {}\n{}", a, kUsage));
+    } else if (graph_path.empty()) {
+      graph_path = a;
+    } else {
+      throw Error(fmt::format("qiusuo-run: one graph at a time (got {} and {})", graph_path, a));
+    }
+  }
+  if (graph_path.empty()) throw Error(fmt::format("qiusuo-run: which graph?\n{}", kUsage));
+  if (threads > 0) set_num_threads(int(threads));
+
+  auto t0 = Clock::now();
+  graph::Graph g = graph::load(graph_path);
+  const double load_ms = ms_since(t0);
+
+  std::vector<Tensor> inputs;
+  if (!in_path.empty()) {
+    io::SafetensorsFile f = io::load_safetensors(in_path);
+    std::map<std::string, Tensor> by_name(f.tensors.begin(), f.tensors.end());
+    for (int id : g.inputs) {
+      const graph::Value& v = g.values[size_t(id)];
+      auto it = by_name.find(v.name);
+      if (it == by_name.end()) throw IOError(fmt::format("{}: no tensor named '{}' (the graph's inputs are x0, x1, ...)", in_path, v.name));
+      inputs.push_back(it->second);
+    }
+  } else {
+    Generator gen(0);
+    for (int id : g.inputs) {
+      const graph::Value& v = g.values[size_t(id)];
+      inputs.push_back(is_floating(v.dtype) ? randn(v.shape, v.dtype, &gen) : zeros(v.shape, v.dtype));
+    }
+  }
+
+  t0 = Clock::now();
+  std::vector<Tensor> out = graph::run(g, inputs);
+  const double first_ms = ms_since(t0);
+  std::printf("%s: %zu nodes, loaded in %.1f ms, first run %.1f ms\n", graph_path.c_str(), g.nodes.size(), load_ms,
+              first_ms);
+  io::NamedTensors named;
+  for (size_t i = 0; i < out.size(); ++i) {
+    double sum = 0;
+    for (double x : out[i].to_vector()) sum += x;
+    std::printf("y%zu: %s%s sum %.6g\n", i, dtype_name(out[i].dtype()), shape_str(out[i].shape()).c_str(), sum);
+    named.emplace_back(fmt::format("y{}", i), out[i]);
+  }
+  if (!out_path.empty()) io::save_safetensors(out_path, named);
+
+  if (bench > 0) {
+    for (int w = 0; w < 3; ++w) graph::run(g, inputs);
+    std::vector<double> ms;
+    for (int64_t r = 0; r < bench; ++r) {
+      t0 = Clock::now();
+      graph::run(g, inputs);
+      ms.push_back(ms_since(t0));
+    }
+    std::sort(ms.begin(), ms.end());
+    std::string stem = graph_path.substr(graph_path.find_last_of('/') + 1);
+    std::printf("{\"workload\": \"%s\", \"peer\": \"qiusuo-run\", \"step_ms\": %.4f, \"iters\": %lld, \"threads\": %d, "
+                "\"isa\": \"%s\"}\n",
+                stem.c_str(), ms[ms.size() / 2], (long long)bench, get_num_threads(), backend::cpu_isa_name());
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run_main(argc, argv);
+  } catch (const qs::IOError& e) {
+    std::fprintf(stderr, "qiusuo-run: %s\n", e.what());
+    return 3;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    return 1;
+  }
+}
