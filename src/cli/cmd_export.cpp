@@ -1,5 +1,6 @@
-// qiusuo export CKPT --out FILE [--batch N] [--seq N] [--bf16]: a checkpoint's inference
-// forward traced into a static graph (include/qiusuo/graph/graph.h) and saved.
+// qiusuo export CKPT --out FILE [--batch N] [--seq N] [--bf16] [--no-optimize]: a checkpoint's
+// inference forward traced into a static graph (include/qiusuo/graph/graph.h), optimised by
+// the passes of graph/passes.h and saved.
 #include <chrono>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -10,6 +11,7 @@
 #include "qiusuo/autocast.h"
 #include "qiusuo/autograd.h"
 #include "qiusuo/graph/graph.h"
+#include "qiusuo/graph/passes.h"
 #include "qiusuo/io/checkpoint.h"
 #include "qiusuo/nn/transformer.h"
 
@@ -34,6 +36,7 @@ int cmd_export(Args a) {
   if (format != "qsg") throw UsageError("qiusuo export: unknown --format '" + format + "' (available: qsg)");
   const int64_t batch = a.integer("batch", 1);
   const bool bf16 = a.flag("bf16");
+  const bool optimise = !a.flag("no-optimize");
   if (batch < 1) throw UsageError("qiusuo export: --batch must be positive");
   io::Checkpoint ck = io::load_checkpoint(ckpt);
   // The CNN's config names its model ("FashionCNN"); a language model's holds its whole config.
@@ -74,6 +77,11 @@ int cmd_export(Args a) {
   }
   g.verify();
   const double trace_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  graph::PassReport passes;
+  if (optimise) {
+    passes = graph::optimize(g);
+    std::cout << "optimised: " << passes.to_string() << "\n";
+  }
   graph::save(g, out);
 
   // The saved graph, loaded back, against the eager model on another input.
@@ -96,7 +104,10 @@ int cmd_export(Args a) {
                            ckpt, kind, g.nodes.size(), n_params, n_consts, double(g.param_bytes()) / 1024, trace_ms,
                            out, out, diff);
   nlohmann::json s = {{"model", kind}, {"nodes", g.nodes.size()}, {"params", n_params}, {"constants", n_consts},
-                      {"data_bytes", g.param_bytes()}, {"max_abs_diff", diff}, {"out", out}, {"bf16", bf16}};
+                      {"data_bytes", g.param_bytes()}, {"peak_intermediate_bytes", graph::peak_intermediate_bytes(g)},
+                      {"max_abs_diff", diff}, {"out", out}, {"bf16", bf16}, {"optimised", optimise},
+                      {"batch_norms_folded", passes.batch_norms_folded}, {"constants_folded", passes.constants_folded},
+                      {"subexpressions_merged", passes.subexpressions_merged}, {"dead_nodes_removed", passes.nodes_removed}};
   std::cout << s.dump() << std::endl;
   return kExitOk;
 }

@@ -330,3 +330,110 @@ TEST_F(BadGraphFile, ShapeThatTheOpCannotGive) {
 
 }  // namespace
 }  // namespace qs
+
+// ---- passes
+#include "qiusuo/graph/passes.h"
+
+namespace qs {
+namespace {
+
+int count_op(const graph::Graph& g, const std::string& op) {
+  int n = 0;
+  for (auto& node : g.nodes) n += node.op == op;
+  return n;
+}
+
+// Running statistics and affine parameters far from their initial values, so folding them
+// into the convolutions changes real numbers.
+void randomise_batch_norms(nn::Module& m, Generator& gen) {
+  NoGrad ng;
+  for (auto& [name, t] : m.named_buffers()) {
+    if (name.find("running_mean") != std::string::npos) t.copy_(randn(t.shape(), t.dtype(), &gen) * 0.3);
+    if (name.find("running_var") != std::string::npos) t.copy_(rand(t.shape(), t.dtype(), &gen) + 0.5);
+  }
+  for (auto& [name, t] : m.named_parameters())
+    if (name[0] == 'b' && name.find(".weight") != std::string::npos) t.copy_(rand(t.shape(), t.dtype(), &gen) + 0.5);
+}
+
+TEST(GraphPasses, BatchNormsFoldIntoConvolutionsWithinRounding) {
+  Generator gen(6);
+  apps::FashionCNN model(gen);
+  randomise_batch_norms(model, gen);
+  Tensor x = randn({4, 1, 28, 28}, DType::f32, &gen);
+  graph::Graph g = graph::trace(model, x), opt = g;
+  graph::PassReport r = graph::optimize(opt);
+  EXPECT_EQ(r.batch_norms_folded, 3) << r.to_string();
+  EXPECT_EQ(count_op(opt, "batch_norm"), 0);
+  EXPECT_EQ(count_op(opt, "relu"), 3);  // the batch norms' fused ReLUs
+  for (auto& v : opt.values) EXPECT_EQ(v.name.find("running"), std::string::npos) << v.name << " should be gone";
+  EXPECT_LT(r.data_bytes_after, r.data_bytes_before);
+  ops::ReferenceKernels ref;
+  Tensor want = graph::run(g, {x})[0], got = graph::run(opt, {x})[0];
+  double peak = 0;
+  for (double v : want.to_vector()) peak = std::max(peak, std::abs(v));
+  EXPECT_LT(max_abs_diff(got, want), 1e-5 * (1 + peak));
+  EXPECT_GT(max_abs_diff(got, want), 0.0);  // it really computed something else
+}
+
+TEST(GraphPasses, AutocastWeightCastsFoldIntoBf16Weights) {
+  Generator gen(7);
+  apps::FashionCNN model(gen);
+  Tensor x = randn({2, 1, 28, 28}, DType::f32, &gen);
+  graph::Graph g;
+  {
+    Autocast ac;
+    g = graph::trace(model, x);
+  }
+  graph::Graph opt = g;
+  graph::PassReport r = graph::optimize(opt);
+  EXPECT_EQ(count_op(opt, "cast"), count_op(g, "cast") - r.constants_folded) << r.to_string();
+  EXPECT_GE(r.constants_folded, 4);  // c1..c3 and fc weights at least
+  int bf16_constants = 0;
+  for (auto& v : opt.values) bf16_constants += v.kind == graph::ValueKind::constant && v.dtype == DType::bf16;
+  EXPECT_GE(bf16_constants, 4);
+  ops::ReferenceKernels ref;
+  expect_identical(graph::run(opt, {x})[0], graph::run(g, {x})[0]);  // the same casts, run earlier
+}
+
+TEST(GraphPasses, CommonSubexpressionsDeadCodeAndConstants) {
+  Tensor x = randn({5});
+  graph::Graph g = graph::trace(
+      [](const std::vector<Tensor>& in) {
+        Tensor unused = sin(in[0]);
+        Tensor c = exp(from_vector({0.5, 1, 2, 3, 4}, {5}));  // constant work
+        return std::vector<Tensor>{exp(in[0]) + exp(in[0]) + c};
+      },
+      {x});
+  ASSERT_EQ(g.nodes.size(), 6u);  // sin, exp(const), exp, exp, add, add
+  graph::Graph opt = g;
+  graph::PassReport r = graph::optimize(opt);
+  EXPECT_EQ(r.subexpressions_merged, 1) << r.to_string();
+  EXPECT_EQ(r.constants_folded, 1) << r.to_string();
+  EXPECT_EQ(r.nodes_removed, 1) << r.to_string();  // sin
+  EXPECT_EQ(opt.nodes.size(), 3u) << opt.to_text();  // exp, add, add
+  ops::ReferenceKernels ref;
+  expect_identical(graph::run(opt, {x})[0], graph::run(g, {x})[0]);
+}
+
+TEST(GraphPasses, OptimisedLanguageModelMatchesWithinRounding) {
+  Generator gen(8);
+  nn::LMConfig c;
+  c.vocab_size = 64, c.d_model = 32, c.n_layers = 2, c.n_heads = 4, c.max_seq_len = 32;
+  nn::TransformerLM lm(c, {}, gen);
+  Tensor idx = randint(0, 64, {2, 16}, DType::i64, &gen);
+  graph::Graph g = graph::trace(lm, idx), opt = g;
+  graph::PassReport r = graph::optimize(opt);
+  EXPECT_LE(opt.nodes.size(), g.nodes.size()) << r.to_string();
+  ops::ReferenceKernels ref;
+  EXPECT_LT(max_abs_diff(graph::run(opt, {idx})[0], graph::run(g, {idx})[0]), 1e-5);
+}
+
+TEST(GraphPasses, PeakIntermediateBytesFollowLiveness) {
+  graph::Graph g = graph::trace(
+      [](const std::vector<Tensor>& in) { return std::vector<Tensor>{cos(sin(exp(in[0])))}; }, {randn({1000})});
+  // exp and sin alive together (8000 bytes), then sin and cos; exp is released after sin.
+  EXPECT_EQ(graph::peak_intermediate_bytes(g), 8000);
+}
+
+}  // namespace
+}  // namespace qs

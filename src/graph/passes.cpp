@@ -1,0 +1,297 @@
+// Graph passes (include/qiusuo/graph/passes.h). Each marks nodes to drop and rewires uses;
+// compact() then renumbers what is left.
+#include "qiusuo/graph/passes.h"
+
+#include <cmath>
+#include <map>
+
+#include "ops/op.h"
+#include "qiusuo/autograd.h"
+
+namespace qs::graph {
+
+namespace {
+
+bool is_data(const Value& v) { return v.kind == ValueKind::param || v.kind == ValueKind::constant; }
+
+int64_t bytes_of(const Value& v) {
+  int64_t n = 1;
+  for (int64_t d : v.shape) n *= d;
+  return n * int64_t(dtype_size(v.dtype));
+}
+
+// How many times each value is read (node inputs and graph outputs).
+std::vector<int> use_counts(const Graph& g) {
+  std::vector<int> uses(g.values.size(), 0);
+  for (const Node& n : g.nodes)
+    for (int id : n.inputs)
+      if (id >= 0) ++uses[size_t(id)];
+  for (int id : g.outputs) ++uses[size_t(id)];
+  return uses;
+}
+
+void replace_uses(Graph& g, int from, int to) {
+  for (Node& n : g.nodes)
+    for (int& id : n.inputs)
+      if (id == from) id = to;
+  for (int& id : g.outputs)
+    if (id == from) id = to;
+}
+
+int add_constant(Graph& g, const std::string& base, const Tensor& t) {
+  std::string name = base;
+  for (int k = 1;; ++k) {
+    bool taken = false;
+    for (const Value& v : g.values) taken = taken || v.name == name;
+    if (!taken) break;
+    name = fmt::format("{}.{}", base, k);
+  }
+  g.values.push_back(Value{name, ValueKind::constant, t.shape(), t.dtype(), -1});
+  g.data.push_back(t);
+  return int(g.values.size()) - 1;
+}
+
+// Drops the nodes marked in `drop`, every param and constant nothing reads any more, and
+// renumbers values (in their old order) and nodes.
+void compact(Graph& g, const std::vector<char>& drop) {
+  std::vector<Node> nodes;
+  for (size_t n = 0; n < g.nodes.size(); ++n)
+    if (!drop[n]) nodes.push_back(std::move(g.nodes[n]));
+  g.nodes = std::move(nodes);
+  std::vector<char> keep(g.values.size(), 0);
+  for (int id : g.inputs) keep[size_t(id)] = 1;
+  for (int id : g.outputs) keep[size_t(id)] = 1;
+  for (const Node& n : g.nodes) {
+    for (int id : n.inputs)
+      if (id >= 0) keep[size_t(id)] = 1;
+    for (int id : n.outputs) keep[size_t(id)] = 1;
+  }
+  std::vector<int> remap(g.values.size(), -1);
+  std::vector<Value> values;
+  std::vector<Tensor> data;
+  for (size_t id = 0; id < g.values.size(); ++id)
+    if (keep[id]) {
+      remap[id] = int(values.size());
+      values.push_back(std::move(g.values[id]));
+      data.push_back(std::move(g.data[id]));
+    }
+  g.values = std::move(values);
+  g.data = std::move(data);
+  auto re = [&](int& id) {
+    if (id >= 0) id = remap[size_t(id)];
+  };
+  for (int& id : g.inputs) re(id);
+  for (int& id : g.outputs) re(id);
+  for (size_t n = 0; n < g.nodes.size(); ++n) {
+    for (int& id : g.nodes[n].inputs) re(id);
+    for (int& id : g.nodes[n].outputs) {
+      re(id);
+      g.values[size_t(id)].producer = int(n);
+    }
+  }
+}
+
+std::string attrs_key(const Attrs& a) {
+  std::string s;
+  for (auto& [k, v] : a.items()) {
+    if (auto* i = std::get_if<int64_t>(&v)) s += fmt::format("{}=i{};", k, *i);
+    else if (auto* d = std::get_if<double>(&v)) s += fmt::format("{}=d{};", k, *d);
+    else if (auto* l = std::get_if<std::vector<int64_t>>(&v)) s += fmt::format("{}=l{};", k, shape_str(*l));
+    else s += fmt::format("{}=s{};", k, std::get<std::string>(v));
+  }
+  return s;
+}
+
+// Ops whose result is not a function of their inputs and attributes alone.
+bool is_random(const std::string& op) { return op == "dropout"; }
+
+}  // namespace
+
+int fold_batch_norm(Graph& g) {
+  std::vector<int> uses = use_counts(g);
+  std::vector<char> drop(g.nodes.size(), 0);
+  int folded = 0;
+  for (size_t b = 0; b < g.nodes.size(); ++b) {
+    Node& bn = g.nodes[b];
+    if (bn.op != "batch_norm" || bn.attrs.b("training", true)) continue;
+    const int x = bn.inputs[0];
+    if (x < 0 || g.values[size_t(x)].kind != ValueKind::node || uses[size_t(x)] != 1) continue;
+    Node& conv = g.nodes[size_t(g.values[size_t(x)].producer)];
+    if (conv.op != "convolution") continue;
+    const int w = conv.inputs[1], cb = conv.inputs[2];
+    const DType dt = g.values[size_t(x)].dtype;
+    if (dt != DType::f32 && dt != DType::f64) continue;
+    if (!is_data(g.values[size_t(w)]) || g.values[size_t(w)].dtype != dt) continue;
+    if (cb >= 0 && !is_data(g.values[size_t(cb)])) continue;
+    bool params_ok = bn.inputs[3] >= 0 && bn.inputs[4] >= 0;
+    for (int k = 1; k < 5; ++k)
+      params_ok = params_ok && (bn.inputs[size_t(k)] < 0 || is_data(g.values[size_t(bn.inputs[size_t(k)])]));
+    if (!params_ok || uses[size_t(bn.outputs[1])] || uses[size_t(bn.outputs[2])]) continue;
+
+    auto vec = [&](int id, double dflt, int64_t C) {
+      return id >= 0 ? g.data[size_t(id)].to_vector() : std::vector<double>(size_t(C), dflt);
+    };
+    const Tensor wt = g.data[size_t(w)];  // a handle: add_constant below grows g.data
+    const int64_t O = wt.size(0), per = wt.numel() / O;
+    const double eps = bn.attrs.f("eps");
+    std::vector<double> gamma = vec(bn.inputs[1], 1.0, O), beta = vec(bn.inputs[2], 0.0, O),
+                        mean = vec(bn.inputs[3], 0.0, O), var = vec(bn.inputs[4], 1.0, O), bias = vec(cb, 0.0, O);
+    std::vector<double> wv = wt.to_vector(), nb = std::vector<double>(size_t(O));
+    for (int64_t o = 0; o < O; ++o) {
+      const double s = gamma[size_t(o)] / std::sqrt(var[size_t(o)] + eps);
+      for (int64_t i = 0; i < per; ++i) wv[size_t(o * per + i)] *= s;
+      nb[size_t(o)] = (bias[size_t(o)] - mean[size_t(o)]) * s + beta[size_t(o)];
+    }
+    const std::string base = g.values[size_t(w)].name;
+    const int nw = add_constant(g, base + ".bn_folded", from_vector(wv, wt.shape(), dt));
+    const int nbias = add_constant(g, base + ".bn_folded_bias", from_vector(nb, {O}, dt));
+    uses.resize(g.values.size(), 0);
+    conv.inputs[1] = nw;
+    conv.inputs[2] = nbias;
+    const int y = bn.outputs[0];
+    if (bn.attrs.b("relu", false)) {
+      // The batch norm's place and its output value go to a relu of the convolution.
+      bn = Node{"relu", {x}, {}, {y}};
+    } else {
+      replace_uses(g, y, x);
+      drop[b] = 1;
+    }
+    ++folded;
+  }
+  if (folded) {
+    drop.resize(g.nodes.size(), 0);
+    compact(g, drop);
+  }
+  return folded;
+}
+
+int fold_constants(Graph& g) {
+  std::vector<char> drop(g.nodes.size(), 0);
+  int folded = 0;
+  NoGrad ng;
+  for (size_t n = 0; n < g.nodes.size(); ++n) {
+    Node& node = g.nodes[n];
+    if (is_random(node.op) || node.inputs.empty()) continue;
+    bool all_data = true;
+    int64_t in_bytes = 0, out_bytes = 0;
+    for (int id : node.inputs) {
+      if (id < 0) continue;
+      all_data = all_data && is_data(g.values[size_t(id)]);
+      in_bytes += bytes_of(g.values[size_t(id)]);
+    }
+    if (!all_data) continue;
+    for (int id : node.outputs) out_bytes += bytes_of(g.values[size_t(id)]);
+    if (out_bytes > 4 * in_bytes && out_bytes > (64 << 10)) continue;  // an expand: keep it lazy
+    const ops::OpDef* def = ops::find_op(node.op);
+    std::vector<Tensor> in;
+    for (int id : node.inputs) in.push_back(id >= 0 ? g.data[size_t(id)] : Tensor());
+    std::vector<Tensor> out = ops::dispatch(def->kind, in, node.attrs);
+    for (size_t k = 0; k < out.size(); ++k) {
+      Value& v = g.values[size_t(node.outputs[k])];
+      v.kind = ValueKind::constant;
+      v.producer = -1;
+      g.data[size_t(node.outputs[k])] = out[k].contiguous();
+    }
+    drop[n] = 1;
+    ++folded;
+  }
+  if (folded) compact(g, drop);
+  return folded;
+}
+
+int eliminate_common_subexpressions(Graph& g) {
+  std::map<std::string, size_t> seen;
+  std::vector<char> drop(g.nodes.size(), 0);
+  int merged = 0;
+  for (size_t n = 0; n < g.nodes.size(); ++n) {
+    const Node& node = g.nodes[n];
+    if (is_random(node.op)) continue;
+    std::string key = fmt::format("{}(", node.op);
+    for (int id : node.inputs) key += fmt::format("{},", id);
+    key += fmt::format("){}", attrs_key(node.attrs));
+    auto [it, fresh] = seen.emplace(key, n);
+    if (fresh) continue;
+    const Node& first = g.nodes[it->second];
+    for (size_t k = 0; k < node.outputs.size(); ++k) replace_uses(g, node.outputs[k], first.outputs[k]);
+    drop[n] = 1;
+    ++merged;
+  }
+  if (merged) compact(g, drop);
+  return merged;
+}
+
+int eliminate_dead_code(Graph& g) {
+  std::vector<char> live(g.values.size(), 0), drop(g.nodes.size(), 0);
+  for (int id : g.outputs) live[size_t(id)] = 1;
+  int removed = 0;
+  for (size_t n = g.nodes.size(); n-- > 0;) {
+    bool any = false;
+    for (int id : g.nodes[n].outputs) any = any || live[size_t(id)];
+    if (!any) {
+      drop[n] = 1;
+      ++removed;
+      continue;
+    }
+    for (int id : g.nodes[n].inputs)
+      if (id >= 0) live[size_t(id)] = 1;
+  }
+  compact(g, drop);  // also drops params and constants nothing reads any more
+  return removed;
+}
+
+int64_t peak_intermediate_bytes(const Graph& g) {
+  std::vector<int> last(g.values.size(), -1);
+  for (size_t n = 0; n < g.nodes.size(); ++n)
+    for (int id : g.nodes[n].inputs)
+      if (id >= 0) last[size_t(id)] = int(n);
+  for (int id : g.outputs) last[size_t(id)] = int(g.nodes.size());
+  int64_t live = 0, peak = 0;
+  std::vector<int64_t> held(g.values.size(), 0);
+  for (size_t n = 0; n < g.nodes.size(); ++n) {
+    const ops::OpDef* def = ops::find_op(g.nodes[n].op);
+    const bool view = def && (def->flags & ops::kView);
+    for (int id : g.nodes[n].outputs) {
+      held[size_t(id)] = view ? 0 : bytes_of(g.values[size_t(id)]);
+      live += held[size_t(id)];
+    }
+    peak = std::max(peak, live);
+    for (int id : g.nodes[n].inputs)
+      if (id >= 0 && g.values[size_t(id)].kind == ValueKind::node && last[size_t(id)] == int(n)) live -= held[size_t(id)];
+    for (int id : g.nodes[n].outputs)
+      if (last[size_t(id)] < 0) live -= held[size_t(id)];
+  }
+  return peak;
+}
+
+std::string PassReport::to_string() const {
+  return fmt::format(
+      "{} -> {} nodes ({} batch norms folded into convolutions, {} constant nodes folded, {} common subexpressions "
+      "merged, {} dead nodes removed); data {:.1f} -> {:.1f} kB; peak intermediates {:.1f} -> {:.1f} kB",
+      nodes_before, nodes_after, batch_norms_folded, constants_folded, subexpressions_merged, nodes_removed,
+      double(data_bytes_before) / 1024, double(data_bytes_after) / 1024, double(peak_bytes_before) / 1024,
+      double(peak_bytes_after) / 1024);
+}
+
+PassReport optimize(Graph& g) {
+  g.verify();
+  PassReport r;
+  r.nodes_before = int64_t(g.nodes.size());
+  r.data_bytes_before = g.param_bytes();
+  r.peak_bytes_before = peak_intermediate_bytes(g);
+  for (;;) {
+    int bn = fold_batch_norm(g), cf = fold_constants(g), cse = eliminate_common_subexpressions(g),
+        dce = eliminate_dead_code(g);
+    r.batch_norms_folded += bn;
+    r.constants_folded += cf;
+    r.subexpressions_merged += cse;
+    r.nodes_removed += dce;
+    if (bn + cf + cse + dce == 0) break;
+  }
+  g.verify();
+  r.nodes_after = int64_t(g.nodes.size());
+  r.data_bytes_after = g.param_bytes();
+  r.peak_bytes_after = peak_intermediate_bytes(g);
+  return r;
+}
+
+}  // namespace qs::graph
