@@ -8,6 +8,7 @@
 #include "qiusuo/apps/cnn.h"
 #include "qiusuo/autocast.h"
 #include "qiusuo/autograd.h"
+#include "qiusuo/data/augment.h"
 #include "qiusuo/data/dataloader.h"
 #include "qiusuo/data/idx.h"
 #include "qiusuo/io/checkpoint.h"
@@ -22,7 +23,8 @@ namespace {
 nlohmann::json config_of(const TrainCnnOptions& o) {
   return {{"model", "FashionCNN"}, {"epochs", o.epochs},   {"batch", o.batch},
           {"lr", o.lr},            {"momentum", o.momentum}, {"weight_decay", o.weight_decay},
-          {"seed", o.seed},        {"bf16", o.bf16},       {"limit_train", o.limit_train}};
+          {"seed", o.seed},        {"bf16", o.bf16},       {"limit_train", o.limit_train},
+          {"nesterov", o.nesterov}, {"label_smoothing", o.label_smoothing}, {"hflip", o.hflip}};
 }
 
 // Resuming is exact only with the settings the run started with.
@@ -31,7 +33,8 @@ void check_resume_config(const nlohmann::json& saved, const nlohmann::json& now,
     throw Error(fmt::format("{}: not a FashionCNN training checkpoint (config: {}); hint: resume a checkpoint written by "
                             "'qiusuo train cnn'",
                             path, saved.dump()));
-  for (const char* k : {"batch", "lr", "momentum", "weight_decay", "seed", "bf16", "limit_train", "epochs"})
+  for (const char* k : {"batch", "lr", "momentum", "weight_decay", "seed", "bf16", "limit_train", "epochs", "nesterov",
+                        "label_smoothing", "hflip"})
     if (saved.contains(k) && saved[k] != now[k])
       throw Error(fmt::format("{}: the checkpoint was trained with {}={}, this run asks for {}; an exact resume needs "
                               "the same settings",
@@ -73,7 +76,7 @@ TrainCnnResult train_fashion_cnn(const TrainCnnOptions& o) {
   manual_seed(o.seed);
   Generator init_gen(o.seed);
   FashionCNN model(init_gen);
-  optim::SGD sgd(model.parameters(), o.lr, o.momentum, 0.0, o.weight_decay, false);
+  optim::SGD sgd(model.parameters(), o.lr, o.momentum, 0.0, o.weight_decay, o.nesterov);
   data::TensorDataset ds(train_x, train_y);
   data::DataLoader loader(ds, o.batch, true, o.seed);
   const int64_t total_steps = int64_t(o.epochs) * loader.num_batches();
@@ -113,9 +116,10 @@ TrainCnnResult train_fashion_cnn(const TrainCnnOptions& o) {
       Tensor logits;
       {
         Autocast ac(o.bf16);
-        logits = model(batch->x);
+        // The flips' coins depend only on (seed, step): a resumed run draws the same ones.
+        logits = model(o.hflip ? data::random_hflip(batch->x, o.seed * 0x9e3779b97f4a7c15ULL + uint64_t(step)) : batch->x);
       }
-      Tensor loss = cross_entropy(logits, batch->y);
+      Tensor loss = cross_entropy(logits, batch->y, -100, o.label_smoothing);
       loss.backward();
       sgd.step();
       ++step;

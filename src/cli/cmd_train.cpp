@@ -20,8 +20,12 @@ std::string train_usage() {
              "summary line. Checkpoints (safetensors) go to DIR/epoch-<e>.safetensors and DIR/last.safetensors.\n\n"
              "  --epochs N        passes over the training set ({})\n"
              "  --batch N         batch size ({})\n"
-             "  --lr X            peak learning rate of SGD with momentum {}, cosine schedule ({})\n"
+             "  --lr X            peak learning rate of SGD with momentum {} (Nesterov's unless --nesterov 0), cosine\n"
+             "                    schedule ({})\n"
              "  --weight-decay X  L2 penalty ({})\n"
+             "  --nesterov 0|1    Nesterov momentum ({:d})\n"
+             "  --label-smoothing X  of the training loss ({})\n"
+             "  --hflip 0|1       mirror each training image left-right with probability 1/2 ({:d})\n"
              "  --seed N          initialisation and shuffling seed ({})\n"
              "  --threads N       OpenMP threads (all cores)\n"
              "  --bf16            bf16 autocast for convolutions and linear layers\n"
@@ -29,7 +33,8 @@ std::string train_usage() {
              "  --save-every N    also checkpoint every N steps\n"
              "  --limit-train N   train on the first N images only\n"
              "  --data DIR        Fashion-MNIST folder ({})\n\n",
-             o.epochs, o.batch, o.momentum, o.lr, o.weight_decay, o.seed, o.data_root) +
+             o.epochs, o.batch, o.momentum, o.lr, o.weight_decay, o.nesterov, o.label_smoothing, o.hflip, o.seed,
+             o.data_root) +
          train_lm_usage() + "\n" + train_mt_usage();
 }
 
@@ -44,6 +49,9 @@ int cmd_train(Args a) {
   o.batch = a.integer("batch", o.batch);
   o.lr = a.number("lr", o.lr);
   o.weight_decay = a.number("weight-decay", o.weight_decay);
+  o.nesterov = a.integer("nesterov", o.nesterov) != 0;
+  o.label_smoothing = a.number("label-smoothing", o.label_smoothing);
+  o.hflip = a.integer("hflip", o.hflip) != 0;
   o.seed = uint64_t(a.integer("seed", int64_t(o.seed)));
   o.threads = int(a.integer("threads", o.threads));
   o.bf16 = a.flag("bf16");

@@ -21,6 +21,8 @@ apps::TrainCnnOptions small_run(const std::string& dir) {
   o.limit_test = 256;
   o.threads = 2;
   o.seed = 7;
+  o.hflip = true;             // the flips' coins must replay on resume too
+  o.label_smoothing = 0.1;
   o.quiet = true;
   o.out_dir = dir;
   return o;

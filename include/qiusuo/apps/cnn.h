@@ -40,12 +40,17 @@ class CNN3D : public nn::Module {
   std::shared_ptr<nn::Linear> fc_;
 };
 
+// The defaults reach >= 90% Fashion-MNIST test accuracy in 3 epochs (docs/results/bench.md,
+// "Training to accuracy": lr 0.3 with Nesterov momentum; lr 0.1 without it stopped at 89.6%).
 struct TrainCnnOptions {
   int epochs = 3;
   int64_t batch = 128;
-  double lr = 0.1;
+  double lr = 0.3;
   double momentum = 0.9;
   double weight_decay = 5e-4;
+  bool nesterov = true;         // Nesterov momentum
+  double label_smoothing = 0;   // of the training loss (cross_entropy); evaluation is unsmoothed
+  bool hflip = false;           // mirror each training image left-right with probability 1/2
   uint64_t seed = 0;
   int threads = 0;
   bool bf16 = false;
