@@ -1,96 +1,69 @@
-// quant::chain_quantized_layers (include/qiusuo/quant/convert.h): one traced forward proves
-// which QuantizedConv outputs reach the next QuantizedConv only through ops that commute
-// with monotone quantisation, and marks those pairs to hand over u8 channels-last codes.
+// quant::chain_quantized_layers (include/qiusuo/quant/convert.h): one traced forward
+// (graph::trace) proves which QuantizedConv outputs reach the next QuantizedConv only
+// through ops that commute with monotone quantisation, and marks those pairs to hand over
+// u8 channels-last codes.
 #include <map>
 #include <set>
 
-#include "ops/op.h"
-#include "qiusuo/autograd.h"
+#include "qiusuo/graph/graph.h"
 #include "qiusuo/quant/convert.h"
-#include "quant/module_util.h"
 
 namespace qs::quant {
 
 namespace {
 
-// The top-level ops of one forward (ops that kernels dispatch internally are not uses).
-struct Recorder : ops::DispatchHook {
-  std::vector<ops::OpCall> calls;
-  int depth = 0;
-  void before(ops::OpKind, std::vector<Tensor>&, Attrs&) override { ++depth; }
-  void after(const ops::OpCall& c) override {
-    if (--depth == 0) calls.push_back(c);
-  }
-};
-struct HookScope {
-  Recorder& r;
-  explicit HookScope(Recorder& rec) : r(rec) { ops::push_dispatch_hook(&r); }
-  ~HookScope() { ops::pop_dispatch_hook(&r); }
-};
-
-struct Use {
-  size_t call, input;
-};
-
+// Who reads each value of the traced forward.
 class Flow {
  public:
-  Flow(const std::vector<ops::OpCall>& calls, const Tensor& result) : calls_(calls), result_(result.impl()) {
-    for (size_t i = 0; i < calls.size(); ++i)
-      for (size_t j = 0; j < calls[i].in.size(); ++j)
-        if (calls[i].in[j].defined()) uses_[calls[i].in[j].impl()].push_back({i, j});
+  explicit Flow(const graph::Graph& g) : g_(g), uses_(g.values.size()) {
+    for (size_t n = 0; n < g.nodes.size(); ++n)
+      for (int id : g.nodes[n].inputs)
+        if (id >= 0) uses_[size_t(id)].push_back(int(n));
+    for (int id : g.outputs) uses_[size_t(id)].push_back(-1);  // the model's result
   }
-  // The single use of t as input 0 of an op of kind k (nullptr if t has other uses, is the
-  // model's result, or that use is something else).
-  const ops::OpCall* only_use(const Tensor& t, ops::OpKind k) const {
-    if (t.impl() == result_) return nullptr;
-    auto it = uses_.find(t.impl());
-    if (it == uses_.end() || it->second.size() != 1) return nullptr;
-    const Use& u = it->second[0];
-    return calls_[u.call].op == k && u.input == 0 ? &calls_[u.call] : nullptr;
+  // The single reader of value v if it reads v as its input 0 and is an `op` node (nullptr
+  // if v has other readers, is the model's result, or that reader is something else).
+  const graph::Node* only_use(int v, const char* op) const {
+    if (uses_[size_t(v)].size() != 1 || uses_[size_t(v)][0] < 0) return nullptr;
+    const graph::Node& n = g_.nodes[size_t(uses_[size_t(v)][0])];
+    return n.op == op && n.inputs[0] == v ? &n : nullptr;
   }
-  bool unused(const Tensor& t) const { return t.impl() != result_ && !uses_.count(t.impl()); }
+  bool unused(int v) const { return uses_[size_t(v)].empty(); }
   // From A's f32 output d: through max_pool only, to a quantize whose only use is a qconv;
-  // returns that qconv call or nullptr.
-  const ops::OpCall* consumer_conv(Tensor d) const {
+  // returns that qconv node or nullptr.
+  const graph::Node* consumer_conv(int d) const {
     for (;;) {
-      if (const ops::OpCall* p = only_use(d, ops::OpKind::max_pool)) {
-        if (p->out.size() > 1 && !unused(p->out[1])) return nullptr;  // the indices are read
-        d = p->out[0];
+      if (const graph::Node* p = only_use(d, "max_pool")) {
+        if (p->outputs.size() > 1 && !unused(p->outputs[1])) return nullptr;  // the indices are read
+        d = p->outputs[0];
         continue;
       }
-      const ops::OpCall* q = only_use(d, ops::OpKind::quantize);
-      return q ? only_use(q->out[0], ops::OpKind::qconv) : nullptr;
+      const graph::Node* q = only_use(d, "quantize");
+      return q ? only_use(q->outputs[0], "qconv") : nullptr;
     }
   }
 
  private:
-  const std::vector<ops::OpCall>& calls_;
-  const TensorImpl* result_;
-  std::map<const TensorImpl*, std::vector<Use>> uses_;
+  const graph::Graph& g_;
+  std::vector<std::vector<int>> uses_;  // node indices; -1: a graph output
 };
 
 }  // namespace
 
 int64_t chain_quantized_layers(nn::Module& model, const Tensor& example) {
-  std::map<const TensorImpl*, std::shared_ptr<QuantizedConv>> by_weight;
+  std::map<std::string, std::shared_ptr<QuantizedConv>> by_weight;  // by the weight's state-dict name
   for (auto& [name, m] : model.named_modules())
     if (auto q = std::dynamic_pointer_cast<QuantizedConv>(m)) {
       q->set_chained_input(nullptr);
       q->set_chained_output(false);
-      by_weight[detail::buffer(*q, "weight").impl()] = q;
+      by_weight[name + ".weight"] = q;
     }
   if (by_weight.size() < 2) return 0;
-  Recorder rec;
-  Tensor result;
-  {
-    nn::EvalScope eval(model);
-    NoGrad ng;
-    HookScope hook(rec);
-    result = model.forward(example);
-  }
-  Flow flow(rec.calls, result);
-  auto layer = [&](const ops::OpCall& c) {
-    auto it = by_weight.find(c.in[1].impl());
+  // One traced forward (eval mode, no autograd): its top-level primitives and their values.
+  const graph::Graph g = graph::trace(model, example);
+  Flow flow(g);
+  auto layer = [&](const graph::Node& n) {
+    auto it = by_weight.find(g.values[size_t(n.inputs[1])].name);
     return it == by_weight.end() ? nullptr : it->second;
   };
   // Every call of a producer must lead to the same consumer, and every consumer must be fed
@@ -98,12 +71,12 @@ int64_t chain_quantized_layers(nn::Module& model, const Tensor& example) {
   std::map<QuantizedConv*, std::pair<std::shared_ptr<QuantizedConv>, std::shared_ptr<QuantizedConv>>> next;  // A -> (A, B)
   std::map<QuantizedConv*, std::set<QuantizedConv*>> feeders;
   std::set<QuantizedConv*> refused;
-  for (const auto& c : rec.calls) {
-    if (c.op != ops::OpKind::qconv) continue;
+  for (const graph::Node& c : g.nodes) {
+    if (c.op != "qconv") continue;
     auto a = layer(c);
     if (!a) continue;
-    const ops::OpCall* deq = flow.only_use(c.out[0], ops::OpKind::dequantize);
-    const ops::OpCall* conv = deq ? flow.consumer_conv(deq->out[0]) : nullptr;
+    const graph::Node* deq = flow.only_use(c.outputs[0], "dequantize");
+    const graph::Node* conv = deq ? flow.consumer_conv(deq->outputs[0]) : nullptr;
     auto b = conv ? layer(*conv) : nullptr;
     auto out = a->output_qparams();
     bool ok = b && out && out->dtype == QDtype::u8 && b->input_qparams().dtype == QDtype::u8;

@@ -34,14 +34,7 @@ double max_abs_diff(const Tensor& a, const Tensor& b) {
   return d;
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using qs::testing::error_of;
 
 TEST(Graph, TracedCnnReproducesTheEagerModelOnAnyInputOfItsShape) {
   Generator gen(1);
@@ -80,15 +73,19 @@ TEST(Graph, TracedCnnReproducesTheEagerModelOnAnyInputOfItsShape) {
   EXPECT_NE(text.find("= batch_norm("), std::string::npos) << text;
 }
 
+nn::LMConfig tiny_lm(const char* block = "gpt", int64_t layers = 2) {
+  nn::LMConfig c;
+  c.vocab_size = 64, c.d_model = 32, c.n_layers = layers, c.n_heads = 4, c.max_seq_len = 32;
+  c.block = block;
+  c.attention = c.block == "deepseek" ? "mla" : "mha";
+  c.ffn = "swiglu";
+  return c;
+}
+
 TEST(Graph, TracedLanguageModelReproducesTheEagerModel) {
   Generator gen(2);
-  nn::LMConfig c;
-  c.vocab_size = 64, c.d_model = 32, c.n_layers = 2, c.n_heads = 4, c.max_seq_len = 32;
   for (const char* block : {"gpt", "deepseek"}) {
-    c.block = block;
-    c.attention = c.block == "deepseek" ? "mla" : "mha";
-    c.ffn = "swiglu";
-    nn::TransformerLM lm(c, {}, gen);
+    nn::TransformerLM lm(tiny_lm(block), {}, gen);
     Tensor idx = randint(0, 64, {2, 16}, DType::i64, &gen), idx2 = randint(0, 64, {2, 16}, DType::i64, &gen);
     graph::Graph g = graph::trace(lm, idx);
     g.verify();
@@ -226,10 +223,7 @@ void write_text(const std::string& p, const std::string& s) { std::ofstream(p) <
 TEST(GraphFile, SavedAndLoadedGraphsRunAlike) {
   Generator gen(5);
   apps::FashionCNN cnn(gen);
-  nn::LMConfig c;
-  c.vocab_size = 64, c.d_model = 32, c.n_layers = 1, c.n_heads = 4, c.max_seq_len = 32, c.block = "deepseek";
-  c.attention = "mla";
-  nn::TransformerLM lm(c, {}, gen);
+  nn::TransformerLM lm(tiny_lm("deepseek", 1), {}, gen);
   const std::string dir = testing::temp_dir("graph_file");
   struct Case {
     graph::Graph g;
@@ -417,9 +411,7 @@ TEST(GraphPasses, CommonSubexpressionsDeadCodeAndConstants) {
 
 TEST(GraphPasses, OptimisedLanguageModelMatchesWithinRounding) {
   Generator gen(8);
-  nn::LMConfig c;
-  c.vocab_size = 64, c.d_model = 32, c.n_layers = 2, c.n_heads = 4, c.max_seq_len = 32;
-  nn::TransformerLM lm(c, {}, gen);
+  nn::TransformerLM lm(tiny_lm(), {}, gen);
   Tensor idx = randint(0, 64, {2, 16}, DType::i64, &gen);
   graph::Graph g = graph::trace(lm, idx), opt = g;
   graph::PassReport r = graph::optimize(opt);
