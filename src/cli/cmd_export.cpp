@@ -1,4 +1,4 @@
-// qiusuo export CKPT --out FILE [--batch N] [--seq N] [--bf16] [--no-optimize]: a checkpoint's
+// qiusuo export CKPT --out FILE [--batch N] [--seq N] [--bf16] [--dynamic-batch] [--no-optimize]: a checkpoint's
 // inference forward traced into a static graph (include/qiusuo/graph/graph.h), optimised by
 // the passes of graph/passes.h and saved.
 #include <chrono>
@@ -37,6 +37,10 @@ int cmd_export(Args a) {
   const int64_t batch = a.integer("batch", 1);
   const bool bf16 = a.flag("bf16");
   const bool optimise = !a.flag("no-optimize");
+  graph::TraceOptions trace_opts;
+  trace_opts.dynamic_batch = a.flag("dynamic-batch");
+  // The check against the model runs another batch size when the batch is dynamic.
+  const int64_t probe_batch = trace_opts.dynamic_batch ? batch + 2 : batch;
   if (batch < 1) throw UsageError("qiusuo export: --batch must be positive");
   io::Checkpoint ck = io::load_checkpoint(ckpt);
   // The CNN's config names its model ("FashionCNN"); a language model's holds its whole config.
@@ -56,7 +60,7 @@ int cmd_export(Args a) {
     holder = cnn;
     m = cnn.get();
     example = randn({batch, 1, 28, 28}, DType::f32, &gen);
-    probe = randn({batch, 1, 28, 28}, DType::f32, &gen);
+    probe = randn({probe_batch, 1, 28, 28}, DType::f32, &gen);
   } else {
     lm = apps::load_lm(ckpt);  // errors name what the checkpoint is when it is not an LM
     const int64_t seq = a.integer("seq", lm.model->config().max_seq_len);
@@ -66,14 +70,14 @@ int cmd_export(Args a) {
     m = lm.model.get();
     const int64_t V = lm.model->config().vocab_size;
     example = randint(0, V, {batch, seq}, DType::i64, &gen);
-    probe = randint(0, V, {batch, seq}, DType::i64, &gen);
+    probe = randint(0, V, {probe_batch, seq}, DType::i64, &gen);
   }
 
   auto t0 = std::chrono::steady_clock::now();
   graph::Graph g;
   {
     Autocast ac(bf16);
-    g = graph::trace(*m, example);
+    g = graph::trace(*m, example, trace_opts);
   }
   g.verify();
   const double trace_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
@@ -100,12 +104,13 @@ int cmd_export(Args a) {
     n_consts += v.kind == graph::ValueKind::constant;
   }
   std::cout << fmt::format("{}: {} traced into {} nodes ({} params, {} constants, {:.1f} kB of data) in {:.0f} ms\n"
-                           "wrote {} and {}.safetensors; the loaded graph matches the model on another input to {:.3g}\n",
+                           "wrote {} and {}.safetensors; the loaded graph matches the model on another input{} to {:.3g}\n",
                            ckpt, kind, g.nodes.size(), n_params, n_consts, double(g.param_bytes()) / 1024, trace_ms,
-                           out, out, diff);
+                           out, out, trace_opts.dynamic_batch ? fmt::format(" (batch {})", probe_batch) : "", diff);
   nlohmann::json s = {{"model", kind}, {"nodes", g.nodes.size()}, {"params", n_params}, {"constants", n_consts},
                       {"data_bytes", g.param_bytes()}, {"peak_intermediate_bytes", graph::peak_intermediate_bytes(g)},
                       {"max_abs_diff", diff}, {"out", out}, {"bf16", bf16}, {"optimised", optimise},
+                      {"dynamic_batch", trace_opts.dynamic_batch},
                       {"batch_norms_folded", passes.batch_norms_folded}, {"constants_folded", passes.constants_folded},
                       {"subexpressions_merged", passes.subexpressions_merged}, {"dead_nodes_removed", passes.nodes_removed}};
   std::cout << s.dump() << std::endl;

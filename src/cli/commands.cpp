@@ -47,14 +47,16 @@ const std::vector<Command>& commands() {
        "Trains the Fashion-MNIST CNN and prints its test accuracy, then trains a byte-level GPT on the King James\n"
        "Bible and prints its test perplexity and a generated sample. Checkpoints go under --out.\n", cmd_demo},
       {"export", "trace a checkpoint's inference forward into a static graph (qsgraph) that qiusuo-run runs",
-       "usage: qiusuo export CKPT --out FILE [--batch 1] [--seq N] [--bf16] [--no-optimize] [--format qsg]\n\n"
+       "usage: qiusuo export CKPT --out FILE [--batch 1] [--seq N] [--bf16] [--dynamic-batch] [--no-optimize]\n"
+       "                     [--format qsg]\n\n"
        "Runs the model once on an example input (FashionCNN, float or quantised: images [batch, 1, 28, 28];\n"
        "language model: token ids [batch, seq], seq defaulting to the trained length) and records every primitive\n"
        "into FILE (a readable text graph) and FILE.safetensors (its parameters). --bf16 traces under autocast, so\n"
        "the graph holds the casts. Unless --no-optimize, the graph passes run: batch norms folded into the\n"
        "convolutions, constant nodes (weight casts) folded, common subexpressions merged, dead nodes removed.\n"
-       "The graph replays inputs of exactly that shape; the saved file is loaded back\n"
-       "and checked against the model on another input. Run it with `qiusuo-run FILE`. See docs/graph.md.\n",
+       "The graph replays inputs of exactly that shape, or of any batch size with --dynamic-batch (traced twice,\n"
+       "the sizes that follow the batch written N); the saved file is loaded back and checked against the model\n"
+       "on another input. Run it with `qiusuo-run FILE`. See docs/graph.md.\n",
        cmd_export},
       {"info", "show the build, the CPU features oneDNN uses, and the op table",
        "usage: qiusuo info [--ops]\n", cmd_info},

@@ -64,12 +64,15 @@ class Parser {
     return int64_t(v);
   }
 
+  // An integer, or "N": the dynamic batch (kBatch).
+  int64_t size_or_batch(const std::string& s) const { return s == "N" ? kBatch : integer(s); }
+
   std::vector<int64_t> int_list(const std::string& s) const {
     if (s.size() < 2 || s.front() != '[' || s.back() != ']') fail(fmt::format("expected a list [a, b, ...], found '{}'", s));
     std::vector<int64_t> v;
     std::string inner = trim(s.substr(1, s.size() - 2));
     if (inner.empty()) return v;
-    for (auto& p : split_top(inner, ',')) v.push_back(integer(p));
+    for (auto& p : split_top(inner, ',')) v.push_back(size_or_batch(p));
     return v;
   }
 
@@ -82,7 +85,7 @@ class Parser {
       if (dt == dtype_name(DType(k))) {
         Shape shape = int_list(trim(s.substr(b)));
         for (int64_t d : shape)
-          if (d < 0) fail(fmt::format("negative size in '{}'", s));
+          if (d < 0 && d != kBatch) fail(fmt::format("negative size in '{}'", s));
         return {DType(k), shape};
       }
     fail(fmt::format("unknown dtype '{}'", dt));
@@ -101,7 +104,7 @@ class Parser {
       if (*end != '\0') fail(fmt::format("expected a number, found '{}'", s));
       return v;
     }
-    return integer(s);
+    return size_or_batch(s);
   }
 
  private:
@@ -153,13 +156,14 @@ Graph load(const std::string& path) {
   std::string line;
   int line_no = 0;
   bool have_header = false;
+  int64_t version = 0;
   while (std::getline(in, line)) {
     p.at_line(++line_no);
     line = trim(line);
     if (line.empty() || line[0] == '#') continue;
     if (!have_header) {
       if (line.rfind("qsgraph ", 0) != 0) p.fail(fmt::format("not a qiusuo graph: the first line is '{}', expected 'qsgraph <version>'", line.substr(0, 60)));
-      int64_t version = p.integer(trim(line.substr(8)));
+      version = p.integer(trim(line.substr(8)));
       if (version > kFormatVersion)
         p.fail(fmt::format("format version {} is newer than this build reads (up to {}); use a newer qiusuo", version,
                            kFormatVersion));
@@ -219,6 +223,11 @@ Graph load(const std::string& path) {
     }
     g.nodes.push_back(std::move(node));
   }
+  if (version < 2)
+    for (const Value& v : g.values)
+      if (has_batch(v.shape))
+        throw IOError(fmt::format("{}: '{}' has a dynamic batch dimension (N), which format version {} does not have",
+                                  path, v.name, version));
   if (!have_header) throw IOError(fmt::format("{}: empty file, expected 'qsgraph <version>'", path));
 
   io::SafetensorsFile w = io::load_safetensors(weights_path(path));

@@ -17,20 +17,57 @@ const char* value_kind_name(ValueKind k) {
   return "?";
 }
 
+bool has_batch(const Shape& s) {
+  for (int64_t d : s)
+    if (d == kBatch) return true;
+  return false;
+}
+
+Shape with_batch(Shape s, int64_t n) {
+  for (int64_t& d : s)
+    if (d == kBatch) d = n;
+  return s;
+}
+
+Attrs with_batch(const Attrs& a, int64_t n) {
+  Attrs out;
+  for (auto& [k, v] : a.items()) {
+    if (auto* i = std::get_if<int64_t>(&v))
+      out.set(k.c_str(), *i == kBatch ? n : *i);
+    else if (auto* l = std::get_if<std::vector<int64_t>>(&v))
+      out.set(k.c_str(), with_batch(*l, n));
+    else
+      std::visit([&](auto&& x) { out.set(k.c_str(), x); }, v);
+  }
+  return out;
+}
+
 namespace {
 
-std::string typed(const Value& v) { return fmt::format("{}{}", dtype_name(v.dtype), shape_str(v.shape)); }
+// The batch size verify() gives a dynamic graph's stand-ins.
+constexpr int64_t kVerifyBatch = 3;
 
-// Attribute values as they would be parsed back: integers bare, reals always with a point
-// or an exponent (shortest round-trip form), lists in brackets, strings quoted.
+std::string int_text(int64_t i) { return i == kBatch ? "N" : std::to_string(i); }
+
+std::string dims_text(const Shape& s) {
+  std::string t = "[";
+  for (size_t i = 0; i < s.size(); ++i) t += (i ? ", " : "") + int_text(s[i]);
+  return t + "]";
+}
+
+std::string typed(const Value& v) { return fmt::format("{}{}", dtype_name(v.dtype), dims_text(v.shape)); }
+
+// Attribute values as they would be parsed back: integers bare (the batch "N"), reals
+// always with a point or an exponent (shortest round-trip form), lists in brackets,
+// strings quoted.
 std::string attr_text(const AttrValue& v) {
-  if (auto* i = std::get_if<int64_t>(&v)) return std::to_string(*i);
+  if (auto* i = std::get_if<int64_t>(&v)) return int_text(*i);
   if (auto* d = std::get_if<double>(&v)) {
     std::string s = fmt::format("{}", *d);
     if (s.find_first_of(".eEn") == std::string::npos) s += ".0";  // "n": nan, inf
     return s;
   }
-  if (auto* l = std::get_if<std::vector<int64_t>>(&v)) return shape_str(*l);
+  if (auto* l = std::get_if<std::vector<int64_t>>(&v)) return dims_text(*l);
   return "\"" + std::get<std::string>(v) + "\"";
 }
 
@@ -57,6 +94,8 @@ void Graph::verify() const {
     if (v.kind != ValueKind::param && v.kind != ValueKind::constant) continue;
     const Tensor& t = data[size_t(id)];
     QS_CHECK(t.defined(), "graph: {} '{}' has no data", value_kind_name(v.kind), v.name);
+    QS_CHECK(!has_batch(v.shape), "graph: {} '{}' is declared {}, but data cannot follow the batch size",
+             value_kind_name(v.kind), v.name, typed(v));
     QS_CHECK(t.shape() == v.shape && t.dtype() == v.dtype, "graph: {} '{}' is declared {} but its data is {}{}",
              value_kind_name(v.kind), v.name, typed(v), dtype_name(t.dtype()), shape_str(t.shape()));
     ready[size_t(id)] = 1;
@@ -70,7 +109,7 @@ void Graph::verify() const {
              node.inputs.size(), def->nin);
     QS_CHECK(int(node.outputs.size()) == def->nout, "graph: {} has {} outputs; the op gives {}", where,
              node.outputs.size(), def->nout);
-    ops::OpCall call{def->kind, {}, node.attrs, {}};
+    ops::OpCall call{def->kind, {}, with_batch(node.attrs, kVerifyBatch), {}};
     for (int id : node.inputs) {
       if (id == -1) {
         call.in.emplace_back();
@@ -81,7 +120,7 @@ void Graph::verify() const {
                where, id, values[size_t(id)].name);
       // Zero stand-ins of the declared shape: shape rules read shapes (and a few check
       // integer inputs: zeros are valid indices), never the values of a real run.
-      call.in.push_back(zeros(values[size_t(id)].shape, values[size_t(id)].dtype));
+      call.in.push_back(zeros(with_batch(values[size_t(id)].shape, kVerifyBatch), values[size_t(id)].dtype));
     }
     for (int id : node.outputs) {
       check_id(id, where);
@@ -106,7 +145,7 @@ void Graph::verify() const {
     }
     for (size_t k = 0; k < node.outputs.size(); ++k) {
       const Value& v = values[size_t(node.outputs[k])];
-      QS_CHECK(k < got.size() && got[k].first == v.shape && got[k].second == v.dtype,
+      QS_CHECK(k < got.size() && got[k].first == with_batch(v.shape, kVerifyBatch) && got[k].second == v.dtype,
                "graph: {} declares output {} ('{}') as {}, but its inputs give {}{}", where, k, v.name, typed(v),
                k < got.size() ? dtype_name(got[k].second) : "?", k < got.size() ? shape_str(got[k].first) : "");
       ready[size_t(node.outputs[k])] = 1;
@@ -121,7 +160,7 @@ void Graph::verify() const {
 }
 
 std::string Graph::to_text() const {
-  std::string s = "qsgraph 1\n";
+  std::string s = fmt::format("qsgraph {}\n", kFormatVersion);
   for (int id : inputs) s += fmt::format("input {}: {}\n", values[size_t(id)].name, typed(values[size_t(id)]));
   for (const Value& v : values)
     if (v.kind == ValueKind::param || v.kind == ValueKind::constant)

@@ -10,11 +10,22 @@ std::vector<Tensor> run(const Graph& g, const std::vector<Tensor>& inputs) {
   QS_CHECK(inputs.size() == g.inputs.size(), "graph run: the graph takes {} inputs, got {}", g.inputs.size(),
            inputs.size());
   std::vector<Tensor> env(g.values.size());
+  // The batch size of a dynamic graph: where its first input has the batch dimension.
+  int64_t batch = -1;
+  for (size_t i = 0; i < inputs.size() && batch < 0; ++i) {
+    const Shape& want = g.values[size_t(g.inputs[i])].shape;
+    for (size_t d = 0; d < want.size(); ++d)
+      if (want[d] == kBatch && inputs[i].defined() && inputs[i].dim() == int64_t(want.size())) {
+        batch = inputs[i].size(int64_t(d));
+        break;
+      }
+  }
   for (size_t i = 0; i < inputs.size(); ++i) {
     const Value& v = g.values[size_t(g.inputs[i])];
-    QS_CHECK(inputs[i].defined() && inputs[i].shape() == v.shape && inputs[i].dtype() == v.dtype,
-             "graph run: input {} ('{}') must be {}{} as traced, got {}", i, v.name, dtype_name(v.dtype),
-             shape_str(v.shape),
+    const Shape want = with_batch(v.shape, batch);
+    QS_CHECK(inputs[i].defined() && inputs[i].shape() == want && inputs[i].dtype() == v.dtype,
+             "graph run: input {} ('{}') must be {}{}{}, got {}", i, v.name, dtype_name(v.dtype), shape_str(want),
+             has_batch(v.shape) ? fmt::format(" (batch {} from the first input)", batch) : " as traced",
              inputs[i].defined() ? fmt::format("{}{}", dtype_name(inputs[i].dtype()), shape_str(inputs[i].shape()))
                                  : std::string("an undefined tensor"));
     env[size_t(g.inputs[i])] = inputs[i];
@@ -40,7 +51,7 @@ std::vector<Tensor> run(const Graph& g, const std::vector<Tensor>& inputs) {
       if (id >= 0) QS_CHECK(env[size_t(id)].defined(), "graph run: node {} ({}) reads value {} before it exists", n, node.op, id);
       in.push_back(id >= 0 ? env[size_t(id)] : Tensor());
     }
-    std::vector<Tensor> out = ops::dispatch(def->kind, std::move(in), node.attrs);
+    std::vector<Tensor> out = ops::dispatch(def->kind, std::move(in), batch >= 0 ? with_batch(node.attrs, batch) : node.attrs);
     QS_CHECK(out.size() == node.outputs.size(), "graph run: node {} ({}) gave {} outputs, the graph expects {}", n,
              node.op, out.size(), node.outputs.size());
     for (size_t k = 0; k < out.size(); ++k) env[size_t(node.outputs[k])] = std::move(out[k]);

@@ -3,7 +3,7 @@
 // or tokenizer code is linked in (only what running a graph reaches of the library: the
 // op table, its kernels, safetensors).
 //
-//   qiusuo-run GRAPH [--input IN.safetensors] [--output OUT.safetensors] [--bench N] [--threads N]
+//   qiusuo-run GRAPH [--input IN.safetensors] [--output OUT.safetensors] [--batch N] [--bench N] [--threads N]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -23,17 +23,19 @@ using namespace qs;
 using Clock = std::chrono::steady_clock;
 
 const char* kUsage =
-    "usage: qiusuo-run GRAPH [--input IN.safetensors] [--output OUT.safetensors] [--bench N] [--threads N]\n\n"
+    "usage: qiusuo-run GRAPH [--input IN.safetensors] [--output OUT.safetensors] [--batch N] [--bench N]\n"
+    "                  [--threads N]\n\n"
     "Runs a graph written by `qiusuo export` (GRAPH and GRAPH.safetensors). Inputs come from IN.safetensors, one\n"
     "tensor per graph input under its name (x0, x1, ...); without --input they are drawn at random (floats\n"
-    "N(0, 1), integers 0). Prints each output's dtype, shape and sum; --output writes them (y0, y1, ...).\n"
+    "N(0, 1), integers 0), at --batch N (1) where the graph's batch is dynamic. Prints each output's dtype,\n"
+    "shape and sum; --output writes them (y0, y1, ...).\n"
     "--bench N times N runs after 3 warm-up runs and prints a JSON line (median step_ms, the CPU's ISA).\n";
 
 double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
 
 int run_main(int argc, char** argv) {
   std::string graph_path, in_path, out_path;
-  int64_t bench = 0, threads = 0;
+  int64_t bench = 0, threads = 0, batch = 1;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto value = [&]() -> std::string {
@@ -56,6 +58,9 @@ int run_main(int argc, char** argv) {
       out_path = value();
     } else if (a == "--bench") {
       bench = number();
+    } else if (a == "--batch") {
+      batch = number();
+      if (batch < 1) throw Error("qiusuo-run: --batch must be positive");
     } else if (a == "--threads") {
       threads = number();
     } else if (!a.empty() && a[0] == '-') {
@@ -87,7 +92,8 @@ int run_main(int argc, char** argv) {
     Generator gen(0);
     for (int id : g.inputs) {
       const graph::Value& v = g.values[size_t(id)];
-      inputs.push_back(is_floating(v.dtype) ? randn(v.shape, v.dtype, &gen) : zeros(v.shape, v.dtype));
+      const Shape shape = graph::with_batch(v.shape, batch);
+      inputs.push_back(is_floating(v.dtype) ? randn(shape, v.dtype, &gen) : zeros(shape, v.dtype));
     }
   }
 

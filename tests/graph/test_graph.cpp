@@ -283,8 +283,10 @@ TEST_F(BadGraphFile, TruncatedText) {
 }
 
 TEST_F(BadGraphFile, VersionFromTheFuture) {
-  replace("qsgraph 1", "qsgraph 7");
-  EXPECT_NE(load_error().find("m.qsg:1: format version 7 is newer than this build reads (up to 1)"), std::string::npos)
+  replace(fmt::format("qsgraph {}", graph::kFormatVersion), "qsgraph 7");
+  EXPECT_NE(load_error().find(fmt::format("m.qsg:1: format version 7 is newer than this build reads (up to {})",
+                                          graph::kFormatVersion)),
+            std::string::npos)
       << load_error();
 }
 
@@ -425,6 +427,99 @@ TEST(GraphPasses, PeakIntermediateBytesFollowLiveness) {
       [](const std::vector<Tensor>& in) { return std::vector<Tensor>{cos(sin(exp(in[0])))}; }, {randn({1000})});
   // exp and sin alive together (8000 bytes), then sin and cos; exp is released after sin.
   EXPECT_EQ(graph::peak_intermediate_bytes(g), 8000);
+}
+
+}  // namespace
+}  // namespace qs
+
+// ---- a dynamic batch
+namespace qs {
+namespace {
+
+TEST(GraphDynamicBatch, TracedAtOneBatchRunsAtAnyAndSavesAsN) {
+  Generator gen(9);
+  apps::FashionCNN cnn(gen);
+  nn::TransformerLM lm(tiny_lm("deepseek"), {}, gen);
+  graph::TraceOptions dyn;
+  dyn.dynamic_batch = true;
+  struct Case {
+    graph::Graph g;
+    std::function<Tensor(int64_t)> input;
+    nn::Module* model;
+  };
+  std::vector<Case> cases;
+  cases.push_back({graph::trace(cnn, randn({2, 1, 28, 28}, DType::f32, &gen), dyn),
+                   [&](int64_t b) { return randn({b, 1, 28, 28}, DType::f32, &gen); }, &cnn});
+  cases.push_back({graph::trace(lm, randint(0, 64, {2, 16}, DType::i64, &gen), dyn),
+                   [&](int64_t b) { return randint(0, 64, {b, 16}, DType::i64, &gen); }, &lm});
+  const std::string dir = testing::temp_dir("graph_dynamic");
+  for (size_t i = 0; i < cases.size(); ++i) {
+    graph::Graph& g = cases[i].g;
+    g.verify();
+    EXPECT_TRUE(graph::has_batch(g.values[size_t(g.inputs[0])].shape));
+    const std::string path = dir + "/m" + std::to_string(i) + ".qsg";
+    graph::save(g, path);
+    EXPECT_NE(read_text(path).find("input x0: " + std::string(i == 0 ? "f32[N, 1, 28, 28]" : "i64[N, 16]")),
+              std::string::npos)
+        << read_text(path);
+    graph::Graph back = graph::load(path);
+    graph::optimize(back);
+    for (int64_t b : {1, 3, 5}) {
+      Tensor x = cases[i].input(b);
+      NoGrad ng;
+      nn::EvalScope ev(*cases[i].model);
+      ops::ReferenceKernels ref;
+      expect_identical(graph::run(g, {x})[0], cases[i].model->forward(x));
+      EXPECT_LT(max_abs_diff(graph::run(back, {x})[0], cases[i].model->forward(x)), 1e-4);
+    }
+  }
+}
+
+TEST(GraphDynamicBatch, WhatCannotFollowTheBatchIsNamed) {
+  graph::TraceOptions dyn;
+  dyn.dynamic_batch = true;
+  // A tensor made from the batch size is data of the example's size.
+  std::string e = error_of([&] {
+    graph::trace([](const std::vector<Tensor>& in) { return std::vector<Tensor>{in[0] * ones({in[0].size(0), 1})}; },
+                 {randn({4, 3})}, {}, dyn);
+  });
+  EXPECT_NE(e.find("const 'const0' has shape [4, 1] at batch 4 and [5, 1] at batch 5"), std::string::npos) << e;
+  // A size that changes with the batch but is not the batch.
+  e = error_of([&] {
+    graph::trace([](const std::vector<Tensor>& in) { return std::vector<Tensor>{in[0].reshape({in[0].size(0) * 3})}; },
+                 {randn({4, 3})}, {}, dyn);
+  });
+  EXPECT_NE(e.find("is 12 at batch 4 and 15 at batch 5"), std::string::npos) << e;
+  // Inputs whose first dims differ are not one batch.
+  e = error_of([&] {
+    graph::trace([](const std::vector<Tensor>& in) { return std::vector<Tensor>{in[0] + sum(in[1])}; },
+                 {randn({4, 3}), randn({2, 3})}, {}, dyn);
+  });
+  EXPECT_NE(e.find("input 1 is [2, 3]"), std::string::npos) << e;
+}
+
+TEST(GraphDynamicBatch, InputsMustAgreeOnTheBatch) {
+  graph::TraceOptions dyn;
+  dyn.dynamic_batch = true;
+  graph::Graph g = graph::trace([](const std::vector<Tensor>& in) { return std::vector<Tensor>{in[0] * in[1]}; },
+                                {randn({2, 3}), randn({2, 3})}, {}, dyn);
+  EXPECT_EQ(graph::run(g, {randn({7, 3}), randn({7, 3})})[0].shape(), (Shape{7, 3}));
+  std::string e = error_of([&] { graph::run(g, {randn({7, 3}), randn({6, 3})}); });
+  EXPECT_NE(e.find("input 1 ('x1') must be f32[7, 3] (batch 7 from the first input), got f32[6, 3]"), std::string::npos)
+      << e;
+}
+
+TEST(GraphDynamicBatch, AVersion1FileCannotHoldN) {
+  const std::string path = testing::temp_dir("graph_v1n") + "/m.qsg";
+  graph::Graph g = graph::trace([](const std::vector<Tensor>& in) { return std::vector<Tensor>{exp(in[0])}; },
+                                {randn({2, 3})}, {}, graph::TraceOptions{true});
+  graph::save(g, path);
+  std::string text = read_text(path);
+  text.replace(0, text.find('\n'), "qsgraph 1");
+  write_text(path, text);
+  std::string e = error_of([&] { graph::load(path); });
+  EXPECT_NE(e.find("'x0' has a dynamic batch dimension (N), which format version 1 does not have"), std::string::npos)
+      << e;
 }
 
 }  // namespace

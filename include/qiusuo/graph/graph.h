@@ -10,7 +10,9 @@
 // Tracing records what ran, not the code that chose it: a branch on tensor values or on
 // shapes is frozen at the path the example took, tensors the forward makes itself
 // (masks, position tables) become constants of the example's size, and a graph replays
-// only inputs of the example's shapes and dtypes (run() checks them).
+// only inputs of the example's shapes and dtypes (run() checks them), except for a
+// dynamic batch dimension (TraceOptions::dynamic_batch).
+
 #pragma once
 #include <functional>
 #include <string>
@@ -24,6 +26,13 @@ class Module;
 }
 
 namespace qs::graph {
+
+// A dimension or an integer attribute equal to the batch size in a graph traced with a
+// dynamic batch: written "N" in the text form, bound by run() from its inputs.
+constexpr int64_t kBatch = -(int64_t(1) << 62);
+bool has_batch(const Shape& s);
+Shape with_batch(Shape s, int64_t n);   // kBatch replaced by n
+Attrs with_batch(const Attrs& a, int64_t n);
 
 enum class ValueKind {
   input,     // a graph input, given to run()
@@ -74,7 +83,8 @@ class Graph {
 // ---- files: `path` holds the text form (to_text()), `path + ".safetensors"` the data of
 // every param and constant under its value name. The first line is "qsgraph <version>";
 // this build writes version kFormatVersion and reads every version up to it.
-constexpr int kFormatVersion = 1;
+// Version 2 added the dynamic batch dimension ("N"); version 1 files still load.
+constexpr int kFormatVersion = 2;
 
 // Atomic (both files). Errors (IOError): value names that the text form cannot carry
 // (empty, or holding whitespace, ',', ':', '(', ')', '=', '{', '}', '[', ']', '"'), any
@@ -93,17 +103,28 @@ Graph load(const std::string& path);
 // names to tensors the forward reads that are not inputs (parameters and buffers); any
 // other tensor it reads becomes a constant. Errors: fn returns a tensor that no recorded
 // op produced and that is not an input, a param or a constant; an input appears twice.
+struct TraceOptions {
+  // Dim 0 of every input is a batch dimension: after one untraced warm-up forward (so that
+  // caches filled on a first call do not change the path), the forward is traced at the
+  // example's batch and again at batch + 1 (the first row repeated), and every size and
+  // integer attribute that
+  // follows the batch becomes kBatch. Errors name what cannot follow it: a constant whose
+  // shape depends on the batch (a tensor the forward makes from the batch size), a size or
+  // attribute that changes otherwise (batch * 2), a graph that changes shape.
+  bool dynamic_batch = false;
+};
 Graph trace(const std::function<std::vector<Tensor>(const std::vector<Tensor>&)>& fn,
             const std::vector<Tensor>& example_inputs,
-            const std::vector<std::pair<std::string, Tensor>>& named = {});
+            const std::vector<std::pair<std::string, Tensor>>& named = {}, const TraceOptions& opts = {});
 
 // A module's single-tensor forward, in eval mode (restored afterwards), its parameters and
 // buffers named as in its state dict.
-Graph trace(nn::Module& model, const Tensor& example_input);
+Graph trace(nn::Module& model, const Tensor& example_input, const TraceOptions& opts = {});
 
 // Runs the graph's nodes in order through the dispatch point (optimised kernels where
-// they apply, as eagerly) and returns its outputs. Errors: a wrong number of inputs, an
-// input whose shape or dtype differs from the traced one.
+// they apply, as eagerly) and returns its outputs. A dynamic batch is read from the
+// inputs. Errors: a wrong number of inputs, an input whose shape or dtype differs from the
+// traced one, inputs that disagree on the batch size.
 std::vector<Tensor> run(const Graph& g, const std::vector<Tensor>& inputs);
 
 }  // namespace qs::graph

@@ -41,7 +41,7 @@ PassReport optimize(Graph& g);
 
 // The largest total size of node outputs alive at once when run() executes the graph
 // (each output lives from its node to its last reader; graph outputs to the end): what
-// running it allocates beyond its inputs and data.
+// running it allocates beyond its inputs and data; at batch 1 for a dynamic batch.
 int64_t peak_intermediate_bytes(const Graph& g);
 
 }  // namespace qs::graph
