@@ -57,6 +57,18 @@ std::string dims_text(const Shape& s) {
 
 std::string typed(const Value& v) { return fmt::format("{}{}", dtype_name(v.dtype), dims_text(v.shape)); }
 
+// The most elements a value may declare: a file cannot make verify() or run() size
+// anything by a lying shape (2^48 elements is far beyond any memory).
+constexpr int64_t kMaxElements = int64_t(1) << 48;
+
+// A zero stand-in of the value's shape that holds one element whatever the shape (stride 0
+// in every dim): shape rules read shapes (and a few check integer inputs: zeros are valid
+// indices), never the values of a real run.
+Tensor stand_in(const Value& v, int64_t batch) {
+  const Shape shape = with_batch(v.shape, batch);
+  return zeros(Shape(shape.size(), 1), v.dtype).expand(shape);
+}
+
 // Attribute values as they would be parsed back: integers bare (the batch "N"), reals
 // always with a point or an exponent (shortest round-trip form), lists in brackets,
 // strings quoted.
@@ -89,6 +101,17 @@ void Graph::verify() const {
   }
   for (int id = 0; id < nv; ++id) {
     const Value& v = values[size_t(id)];
+    int64_t n = 1;
+    for (int64_t d : v.shape) {
+      QS_CHECK(d >= 0 || d == kBatch, "graph: value {} ('{}') has a negative size in {}", id, v.name, typed(v));
+      const int64_t size = d == kBatch ? 1 : d;
+      QS_CHECK(size == 0 || n <= kMaxElements / size, "graph: value {} ('{}') declares {}: more than 2^48 elements",
+               id, v.name, typed(v));
+      n *= size;
+    }
+  }
+  for (int id = 0; id < nv; ++id) {
+    const Value& v = values[size_t(id)];
     if (v.kind == ValueKind::input)
       QS_CHECK(ready[size_t(id)], "graph: value {} ('{}') is an input missing from the input list", id, v.name);
     if (v.kind != ValueKind::param && v.kind != ValueKind::constant) continue;
@@ -118,9 +141,7 @@ void Graph::verify() const {
       check_id(id, where);
       QS_CHECK(ready[size_t(id)], "graph: {} reads value {} ('{}') before it is produced (a cycle, or nodes out of order)",
                where, id, values[size_t(id)].name);
-      // Zero stand-ins of the declared shape: shape rules read shapes (and a few check
-      // integer inputs: zeros are valid indices), never the values of a real run.
-      call.in.push_back(zeros(with_batch(values[size_t(id)].shape, kVerifyBatch), values[size_t(id)].dtype));
+      call.in.push_back(stand_in(values[size_t(id)], kVerifyBatch));
     }
     for (int id : node.outputs) {
       check_id(id, where);

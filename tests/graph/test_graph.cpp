@@ -524,3 +524,63 @@ TEST(GraphDynamicBatch, AVersion1FileCannotHoldN) {
 
 }  // namespace
 }  // namespace qs
+
+// ---- hostile files
+namespace qs {
+namespace {
+
+// Thousands of damaged copies of a saved graph (bytes changed, lines dropped or repeated,
+// numbers replaced by extreme ones, cut short): each loads and verifies or is refused
+// with an Error; none crashes, hangs or allocates by a lying size (the debug-asan build
+// runs this too).
+TEST(GraphFile, DamagedFilesAreRefusedNeverCrash) {
+  Generator gen(11);
+  apps::FashionCNN cnn(gen);
+  const std::string dir = testing::temp_dir("graph_fuzz"), path = dir + "/m.qsg";
+  graph::save(graph::trace(cnn, randn({2, 1, 28, 28}, DType::f32, &gen), graph::TraceOptions{true}), path);
+  const std::string good = read_text(path);
+  const std::vector<std::string> numbers = {"0", "-1", "N", "3", "99999999999999999999", "9223372036854775807",
+                                            "4294967296", "281474976710656", "1e308", "nan"};
+  Generator r(12);
+  auto pick = [&](size_t n) { return size_t(r.next_u64() % std::max<size_t>(n, 1)); };
+  int refused = 0, loaded = 0;
+  for (int k = 0; k < 1500; ++k) {
+    std::string t = good;
+    for (int m = 0, edits = 1 + int(pick(3)); m < edits; ++m) {
+      switch (pick(5)) {
+        case 0: t[pick(t.size())] = char(32 + pick(95)); break;                       // a byte
+        case 1: t.resize(pick(t.size())); break;                                       // cut short
+        case 2: {                                                                      // a number
+          size_t at = t.find_first_of("0123456789", pick(t.size()));
+          if (at == std::string::npos) break;
+          size_t end = t.find_first_not_of("0123456789", at);
+          t.replace(at, end == std::string::npos ? std::string::npos : end - at, numbers[pick(numbers.size())]);
+          break;
+        }
+        case 3: {                                                                      // a line dropped
+          size_t a = t.find('\n', pick(t.size()));
+          size_t b = a == std::string::npos ? a : t.find('\n', a + 1);
+          if (b != std::string::npos) t.erase(a, b - a);
+          break;
+        }
+        default: {                                                                     // a line repeated
+          size_t a = t.find('\n', pick(t.size()));
+          size_t b = a == std::string::npos ? a : t.find('\n', a + 1);
+          if (b != std::string::npos) t.insert(b, t.substr(a, b - a));
+        }
+      }
+    }
+    write_text(path, t);
+    try {
+      graph::load(path);
+      ++loaded;
+    } catch (const Error&) {
+      ++refused;
+    }
+  }
+  EXPECT_GT(refused, 1000);  // nearly every damaged file is refused; a few damages are harmless
+  EXPECT_EQ(refused + loaded, 1500);
+}
+
+}  // namespace
+}  // namespace qs
