@@ -53,8 +53,13 @@ Dims3 spatial_attr(const Attrs& a, const char* name, int nsp, int64_t dflt, int6
 
 void window_out(Spatial& g, const char* op) {
   for (size_t i = 0; i < 3; ++i) {
-    int64_t span = g.dil[i] * (g.k[i] - 1) + 1;
-    int64_t padded = g.in[i] + 2 * g.pad[i];
+    // Overflow-checked: the sizes may come from a file (a graph's attributes).
+    int64_t span = 0, padded = 0;
+    const bool overflow = __builtin_mul_overflow(g.dil[i], g.k[i] - 1, &span) || __builtin_add_overflow(span, 1, &span) ||
+                          __builtin_mul_overflow(g.pad[i], int64_t(2), &padded) ||
+                          __builtin_add_overflow(padded, g.in[i], &padded);
+    QS_CHECK(!overflow, "{}: the window ({} with dilation {}) or the padded input ({} + 2 x {}) in spatial dim {} is "
+             "too large to compute", op, g.k[i], g.dil[i], g.in[i], g.pad[i], int(i) - (3 - g.nsp));
     QS_CHECK(span <= padded, "{}: the window ({} with dilation {}) is larger than the padded input ({} + 2 x {}) in "
              "spatial dim {}", op, g.k[i], g.dil[i], g.in[i], g.pad[i], int(i) - (3 - g.nsp));
     g.out[i] = (padded - span) / g.stride[i] + 1;
@@ -92,7 +97,7 @@ Spatial pool_spatial(const Shape& x, const Attrs& a, const char* op, int min_sp,
   g.stride = a.has("stride") && !a.ints("stride").empty() ? spatial_attr(a, "stride", g.nsp, 1, 1, op) : g.k;
   g.pad = spatial_attr(a, "padding", g.nsp, 0, 0, op);
   for (size_t i = 0; i < 3; ++i)
-    QS_CHECK(2 * g.pad[i] <= g.k[i], "{}: padding ({}) must be at most half the kernel ({})", op, g.pad[i], g.k[i]);
+    QS_CHECK(g.pad[i] <= g.k[i] / 2, "{}: padding ({}) must be at most half the kernel ({})", op, g.pad[i], g.k[i]);
   window_out(g, op);
   return g;
 }
