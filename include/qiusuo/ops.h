@@ -1,5 +1,6 @@
 // The functional API (PyTorch names and semantics). Every function dispatches through
-// the op table, so it records autograd, honours autocast and is seen by the profiler.
+// the op table, so it records autograd, honours autocast, is seen by the profiler and can be
+// traced into a static graph (qiusuo/graph/graph.h).
 // Binary ops broadcast (NumPy rules); a double argument is a 0-dim tensor of the
 // other operand's dtype. Errors name the op, the expected and the found shapes.
 #pragma once
