@@ -254,16 +254,23 @@ int64_t peak_intermediate_bytes(const Graph& g) {
   int64_t live = 0, peak = 0;
   std::vector<int64_t> held(g.values.size(), 0);
   for (size_t n = 0; n < g.nodes.size(); ++n) {
-    const ops::OpDef* def = ops::find_op(g.nodes[n].op);
+    const Node& node = g.nodes[n];
+    const ops::OpDef* def = ops::find_op(node.op);
     const bool view = def && (def->flags & ops::kView);
-    for (int id : g.nodes[n].outputs) {
+    for (int id : node.outputs) {
       held[size_t(id)] = view ? 0 : bytes_of(g.values[size_t(id)]);
       live += held[size_t(id)];
     }
     peak = std::max(peak, live);
-    for (int id : g.nodes[n].inputs)
+    // A view aliases its input: when it is that input's last reader, the buffer lives on
+    // as the view's.
+    if (view && node.inputs[0] >= 0 && last[size_t(node.inputs[0])] == int(n)) {
+      held[size_t(node.outputs[0])] = held[size_t(node.inputs[0])];
+      held[size_t(node.inputs[0])] = 0;
+    }
+    for (int id : node.inputs)
       if (id >= 0 && g.values[size_t(id)].kind == ValueKind::node && last[size_t(id)] == int(n)) live -= held[size_t(id)];
-    for (int id : g.nodes[n].outputs)
+    for (int id : node.outputs)
       if (last[size_t(id)] < 0) live -= held[size_t(id)];
   }
   return peak;

@@ -427,6 +427,13 @@ TEST(GraphPasses, PeakIntermediateBytesFollowLiveness) {
       [](const std::vector<Tensor>& in) { return std::vector<Tensor>{cos(sin(exp(in[0])))}; }, {randn({1000})});
   // exp and sin alive together (8000 bytes), then sin and cos; exp is released after sin.
   EXPECT_EQ(graph::peak_intermediate_bytes(g), 8000);
+  // A view keeps its input's buffer alive: exp's 4000 bytes stay while the view is read,
+  // so sin of the view runs with 8000 bytes live, and nothing is counted twice.
+  graph::Graph v = graph::trace(
+      [](const std::vector<Tensor>& in) { return std::vector<Tensor>{sin(exp(in[0]).reshape({10, 100}))}; },
+      {randn({1000})});
+  ASSERT_EQ(v.nodes.size(), 3u);  // exp, view, sin
+  EXPECT_EQ(graph::peak_intermediate_bytes(v), 8000);
 }
 
 }  // namespace
