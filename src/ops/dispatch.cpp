@@ -2,6 +2,7 @@
 #include <cstdlib>
 #include <iostream>
 #include <optional>
+#include <unordered_map>
 
 #include "autograd/autograd.h"
 #include "qiusuo/autograd.h"
@@ -70,9 +71,14 @@ const std::vector<OpDef>& op_table() {
 }
 const OpDef& op_def(OpKind k) { return op_table()[size_t(k)]; }
 const OpDef* find_op(const std::string& name) {
-  for (auto& d : op_table())
-    if (name == d.name) return &d;
-  return nullptr;
+  // By hash: the graph interpreter looks up every node's op on every run.
+  static const std::unordered_map<std::string, const OpDef*> by_name = [] {
+    std::unordered_map<std::string, const OpDef*> m;
+    for (auto& d : op_table()) m.emplace(d.name, &d);
+    return m;
+  }();
+  auto it = by_name.find(name);
+  return it == by_name.end() ? nullptr : it->second;
 }
 
 Tensor empty_output(const TensorSpec& s) {
