@@ -77,23 +77,17 @@ void Args::finish() {
     if (!used_.count(k)) throw UsageError("unknown option --" + k);
 }
 
-void print_usage(std::ostream& os) {
-  os << "qiusuo — a C++ deep-learning toolkit, from first principles to deployment\n\nusage: qiusuo <command> [options]\n\n";
-  for (auto& c : commands()) os << "  " << c.name << std::string(10 - std::min<size_t>(9, std::strlen(c.name)), ' ') << c.summary << "\n";
-  os << "\nRun 'qiusuo <command> --help' for a command's options.\n";
-}
-
-int run_guarded(const std::function<int()>& f) {
+int run_guarded(const std::function<int()>& f, const char* program) {
   try {
     return f();
   } catch (const UsageError& e) {
-    std::cerr << "qiusuo: " << e.what() << "\n";
+    std::cerr << program << ": " << e.what() << "\n";
     return kExitUsage;
   } catch (const qs::IOError& e) {
-    std::cerr << "qiusuo: error: " << e.what() << "\n";
+    std::cerr << program << ": error: " << e.what() << "\n";
     return kExitIO;
   } catch (const std::exception& e) {
-    std::cerr << "qiusuo: error: " << e.what() << "\n";
+    std::cerr << program << ": error: " << e.what() << "\n";
     return kExitCheckFailed;
   }
 }

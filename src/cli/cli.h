@@ -42,9 +42,10 @@ struct Command {
   std::function<int(Args)> run;
 };
 const std::vector<Command>& commands();
-void print_usage(std::ostream& os);
-// Runs f, mapping exceptions to messages and exit codes.
-int run_guarded(const std::function<int()>& f);
+void print_usage(std::ostream& os);  // commands.cpp
+// Runs f, mapping exceptions to messages (prefixed by `program`) and exit codes. Args and
+// run_guarded (cli.cpp) are also what qiusuo-run parses its command line with.
+int run_guarded(const std::function<int()>& f, const char* program = "qiusuo");
 
 // Verbs (one file each).
 int cmd_attention(Args a);

@@ -1,6 +1,10 @@
 // The table of verbs. Add a verb: a cmd_<verb>.cpp file and one row here.
 #include <fmt/ranges.h>
 
+#include <algorithm>
+#include <cstring>
+#include <ostream>
+
 #include "cli/cli.h"
 #include "qiusuo/nn/positional.h"
 
@@ -162,6 +166,12 @@ const std::vector<Command>& commands() {
        cmd_tokenizer},
   };
   return c;
+}
+
+void print_usage(std::ostream& os) {
+  os << "qiusuo — a C++ deep-learning toolkit, from first principles to deployment\n\nusage: qiusuo <command> [options]\n\n";
+  for (auto& c : commands()) os << "  " << c.name << std::string(10 - std::min<size_t>(9, std::strlen(c.name)), ' ') << c.summary << "\n";
+  os << "\nRun 'qiusuo <command> --help' for a command's options.\n";
 }
 
 }  // namespace qs::cli

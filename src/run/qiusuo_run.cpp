@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 
 #include "backend/dnnl_util.h"
+#include "cli/cli.h"
 #include "qiusuo/graph/graph.h"
 #include "qiusuo/io/safetensors.h"
 
@@ -29,49 +30,24 @@ const char* kUsage =
     "tensor per graph input under its name (x0, x1, ...); without --input they are drawn at random (floats\n"
     "N(0, 1), integers 0), at --batch N (1) where the graph's batch is dynamic. Prints each output's dtype,\n"
     "shape and sum; --output writes them (y0, y1, ...).\n"
-    "--bench N times N runs after 3 warm-up runs and prints a JSON line (median step_ms, the CPU's ISA).\n";
+    "--bench N times N runs after 3 warm-up runs and prints a JSON line (median step_ms, the CPU's ISA).\n"
+    "Exit codes as qiusuo's: 0 ok, 1 usage, 2 error, 3 input/output (a missing or damaged file).\n";
 
 double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
 
-int run_main(int argc, char** argv) {
-  std::string graph_path, in_path, out_path;
-  int64_t bench = 0, threads = 0, batch = 1;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) throw Error(fmt::format("qiusuo-run: {} needs a value", a));
-      return argv[++i];
-    };
-    auto number = [&]() {
-      std::string v = value();
-      char* end = nullptr;
-      long long n = std::strtoll(v.c_str(), &end, 10);
-      if (*end || n < 0) throw Error(fmt::format("qiusuo-run: {} takes a non-negative integer, got '{}'", a, v));
-      return int64_t(n);
-    };
-    if (a == "--help" || a == "-h") {
-      std::fputs(kUsage, stdout);
-      return 0;
-    } else if (a == "--input") {
-      in_path = value();
-    } else if (a == "--output") {
-      out_path = value();
-    } else if (a == "--bench") {
-      bench = number();
-    } else if (a == "--batch") {
-      batch = number();
-      if (batch < 1) throw Error("qiusuo-run: --batch must be positive");
-    } else if (a == "--threads") {
-      threads = number();
-    } else if (!a.empty() && a[0] == '-') {
-      throw Error(fmt::format("qiusuo-run: unknown option {}\n{}", a, kUsage));
-    } else if (graph_path.empty()) {
-      graph_path = a;
-    } else {
-      throw Error(fmt::format("qiusuo-run: one graph at a time (got {} and {})", graph_path, a));
-    }
+int run_main(cli::Args a) {
+  if (a.flag("help")) {
+    std::fputs(kUsage, stdout);
+    return cli::kExitOk;
   }
-  if (graph_path.empty()) throw Error(fmt::format("qiusuo-run: which graph?\n{}", kUsage));
+  const std::string in_path = a.str("input", ""), out_path = a.str("output", "");
+  const int64_t bench = a.integer("bench", 0), threads = a.integer("threads", 0), batch = a.integer("batch", 1);
+  a.finish();
+  if (a.positionals().size() != 1)
+    throw cli::UsageError(fmt::format("expected one graph, got {}\n{}", a.positionals().size(), kUsage));
+  if (bench < 0 || threads < 0 || batch < 1)
+    throw cli::UsageError("--bench and --threads must not be negative, --batch must be positive");
+  const std::string graph_path = a.positionals()[0];
   if (threads > 0) set_num_threads(int(threads));
 
   auto t0 = Clock::now();
@@ -131,13 +107,5 @@ int run_main(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  try {
-    return run_main(argc, argv);
-  } catch (const qs::IOError& e) {
-    std::fprintf(stderr, "qiusuo-run: %s\n", e.what());
-    return 3;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "%s\n", e.what());
-    return 1;
-  }
+  return qs::cli::run_guarded([&] { return run_main(qs::cli::Args(argc - 1, argv + 1)); }, "qiusuo-run");
 }
