@@ -4,6 +4,7 @@
 #include "ops/op.h"
 #include "qiusuo/autograd.h"
 #include "qiusuo/graph/graph.h"
+#include "graph/text.h"
 
 namespace qs::graph {
 
@@ -69,9 +70,9 @@ Tensor stand_in(const Value& v, int64_t batch) {
   return zeros(Shape(shape.size(), 1), v.dtype).expand(shape);
 }
 
-// Attribute values as they would be parsed back: integers bare (the batch "N"), reals
-// always with a point or an exponent (shortest round-trip form), lists in brackets,
-// strings quoted.
+
+}  // namespace
+
 std::string attr_text(const AttrValue& v) {
   if (auto* i = std::get_if<int64_t>(&v)) return int_text(*i);
   if (auto* d = std::get_if<double>(&v)) {
@@ -82,8 +83,6 @@ std::string attr_text(const AttrValue& v) {
   if (auto* l = std::get_if<std::vector<int64_t>>(&v)) return dims_text(*l);
   return "\"" + std::get<std::string>(v) + "\"";
 }
-
-}  // namespace
 
 void Graph::verify() const {
   const int nv = int(values.size());

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <map>
 
+#include "graph/text.h"
 #include "ops/op.h"
 #include "qiusuo/autograd.h"
 
@@ -90,17 +91,6 @@ void compact(Graph& g, const std::vector<char>& drop) {
       g.values[size_t(id)].producer = int(n);
     }
   }
-}
-
-std::string attrs_key(const Attrs& a) {
-  std::string s;
-  for (auto& [k, v] : a.items()) {
-    if (auto* i = std::get_if<int64_t>(&v)) s += fmt::format("{}=i{};", k, *i);
-    else if (auto* d = std::get_if<double>(&v)) s += fmt::format("{}=d{};", k, *d);
-    else if (auto* l = std::get_if<std::vector<int64_t>>(&v)) s += fmt::format("{}=l{};", k, shape_str(*l));
-    else s += fmt::format("{}=s{};", k, std::get<std::string>(v));
-  }
-  return s;
 }
 
 // Ops whose result is not a function of their inputs and attributes alone.
@@ -214,7 +204,8 @@ int eliminate_common_subexpressions(Graph& g) {
     if (is_random(node.op)) continue;
     std::string key = fmt::format("{}(", node.op);
     for (int id : node.inputs) key += fmt::format("{},", id);
-    key += fmt::format("){}", attrs_key(node.attrs));
+    key += ")";
+    for (auto& [k, v] : node.attrs.items()) key += fmt::format("{}={};", k, attr_text(v));
     auto [it, fresh] = seen.emplace(key, n);
     if (fresh) continue;
     const Node& first = g.nodes[it->second];
@@ -246,11 +237,7 @@ int eliminate_dead_code(Graph& g) {
 }
 
 int64_t peak_intermediate_bytes(const Graph& g) {
-  std::vector<int> last(g.values.size(), -1);
-  for (size_t n = 0; n < g.nodes.size(); ++n)
-    for (int id : g.nodes[n].inputs)
-      if (id >= 0) last[size_t(id)] = int(n);
-  for (int id : g.outputs) last[size_t(id)] = int(g.nodes.size());
+  const std::vector<int> last = last_readers(g);
   int64_t live = 0, peak = 0;
   std::vector<int64_t> held(g.values.size(), 0);
   for (size_t n = 0; n < g.nodes.size(); ++n) {

@@ -6,6 +6,15 @@
 
 namespace qs::graph {
 
+std::vector<int> last_readers(const Graph& g) {
+  std::vector<int> last(g.values.size(), -1);
+  for (size_t n = 0; n < g.nodes.size(); ++n)
+    for (int id : g.nodes[n].inputs)
+      if (id >= 0) last[size_t(id)] = int(n);
+  for (int id : g.outputs) last[size_t(id)] = int(g.nodes.size());
+  return last;
+}
+
 std::vector<Tensor> run(const Graph& g, const std::vector<Tensor>& inputs) {
   QS_CHECK(inputs.size() == g.inputs.size(), "graph run: the graph takes {} inputs, got {}", g.inputs.size(),
            inputs.size());
@@ -33,12 +42,7 @@ std::vector<Tensor> run(const Graph& g, const std::vector<Tensor>& inputs) {
   for (size_t id = 0; id < g.values.size(); ++id)
     if (g.data[id].defined()) env[id] = g.data[id];
 
-  // Last reader of each node output (graph outputs are kept to the end).
-  std::vector<int> last_use(g.values.size(), -1);
-  for (size_t n = 0; n < g.nodes.size(); ++n)
-    for (int id : g.nodes[n].inputs)
-      if (id >= 0) last_use[size_t(id)] = int(n);
-  for (int id : g.outputs) last_use[size_t(id)] = int(g.nodes.size());
+  const std::vector<int> last_use = last_readers(g);
 
   NoGrad ng;
   for (size_t n = 0; n < g.nodes.size(); ++n) {

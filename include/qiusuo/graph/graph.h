@@ -121,6 +121,10 @@ Graph trace(const std::function<std::vector<Tensor>(const std::vector<Tensor>&)>
 // buffers named as in its state dict.
 Graph trace(nn::Module& model, const Tensor& example_input, const TraceOptions& opts = {});
 
+// For each value, the index of the last node that reads it (nodes.size() for a graph
+// output, -1 for a value nothing reads): where run() releases it.
+std::vector<int> last_readers(const Graph& g);
+
 // Runs the graph's nodes in order through the dispatch point (optimised kernels where
 // they apply, as eagerly) and returns its outputs. A dynamic batch is read from the
 // inputs. Errors: a wrong number of inputs, an input whose shape or dtype differs from the
