@@ -4,8 +4,6 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "ops/op.h"
 #include "qiusuo/apps/cnn.h"
@@ -27,11 +25,12 @@ void expect_identical(const Tensor& a, const Tensor& b) {
   for (size_t i = 0; i < x.size(); ++i) ASSERT_EQ(x[i], y[i]) << "element " << i;
 }
 
-double max_abs_diff(const Tensor& a, const Tensor& b) {
-  auto x = a.to_vector(), y = b.to_vector();
-  double d = 0;
-  for (size_t i = 0; i < x.size(); ++i) d = std::max(d, std::abs(x[i] - y[i]));
-  return d;
+double max_abs_diff(const Tensor& a, const Tensor& b) { return amax(abs(a - b)).item(); }
+
+// The model's forward traced under bf16 autocast.
+graph::Graph trace_bf16(nn::Module& model, const Tensor& x) {
+  Autocast ac;
+  return graph::trace(model, x);
 }
 
 using qs::testing::error_of;
@@ -99,11 +98,7 @@ TEST(Graph, TracingUnderAutocastRecordsItsCasts) {
   Generator gen(3);
   apps::FashionCNN model(gen);
   Tensor x = randn({2, 1, 28, 28}, DType::f32, &gen);
-  graph::Graph g;
-  {
-    Autocast ac;
-    g = graph::trace(model, x);
-  }
+  graph::Graph g = trace_bf16(model, x);
   g.verify();
   int casts = 0;
   for (auto& n : g.nodes) casts += n.op == "cast";
@@ -212,13 +207,8 @@ TEST(Graph, ParamsWithoutDataOrOfAnotherShapeAreRefused) {
 namespace qs {
 namespace {
 
-std::string read_text(const std::string& p) {
-  std::ifstream f(p);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-void write_text(const std::string& p, const std::string& s) { std::ofstream(p) << s; }
+using testing::read_bytes;
+using testing::write_bytes;
 
 TEST(GraphFile, SavedAndLoadedGraphsRunAlike) {
   Generator gen(5);
@@ -261,24 +251,24 @@ class BadGraphFile : public ::testing::Test {
         [](const std::vector<Tensor>& in) { return std::vector<Tensor>{softmax(in[0] * from_vector({2}, {1}), 1)}; },
         {randn({2, 3})});
     graph::save(g, path);
-    text = read_text(path);
+    text = read_bytes(path);
   }
   std::string load_error() { return error_of([&] { graph::load(path); }); }
   void replace(const std::string& a, const std::string& b) {
     size_t at = text.find(a);
     ASSERT_NE(at, std::string::npos) << a << " in\n" << text;
     text.replace(at, a.size(), b);
-    write_text(path, text);
+    write_bytes(path, text);
   }
   std::string path, text;
 };
 
 TEST_F(BadGraphFile, TruncatedText) {
-  write_text(path, text.substr(0, text.find("output")));
+  write_bytes(path, text.substr(0, text.find("output")));
   EXPECT_NE(load_error().find("no outputs"), std::string::npos) << load_error();
-  write_text(path, text.substr(0, text.find("= softmax") + 5));
+  write_bytes(path, text.substr(0, text.find("= softmax") + 5));
   EXPECT_NE(load_error().find("m.qsg:"), std::string::npos) << load_error();
-  write_text(path, "");
+  write_bytes(path, "");
   EXPECT_NE(load_error().find("empty file"), std::string::npos) << load_error();
 }
 
@@ -375,11 +365,7 @@ TEST(GraphPasses, AutocastWeightCastsFoldIntoBf16Weights) {
   Generator gen(7);
   apps::FashionCNN model(gen);
   Tensor x = randn({2, 1, 28, 28}, DType::f32, &gen);
-  graph::Graph g;
-  {
-    Autocast ac;
-    g = graph::trace(model, x);
-  }
+  graph::Graph g = trace_bf16(model, x);
   graph::Graph opt = g;
   graph::PassReport r = graph::optimize(opt);
   EXPECT_EQ(count_op(opt, "cast"), count_op(g, "cast") - r.constants_folded) << r.to_string();
@@ -466,9 +452,9 @@ TEST(GraphDynamicBatch, TracedAtOneBatchRunsAtAnyAndSavesAsN) {
     EXPECT_TRUE(graph::has_batch(g.values[size_t(g.inputs[0])].shape));
     const std::string path = dir + "/m" + std::to_string(i) + ".qsg";
     graph::save(g, path);
-    EXPECT_NE(read_text(path).find("input x0: " + std::string(i == 0 ? "f32[N, 1, 28, 28]" : "i64[N, 16]")),
+    EXPECT_NE(read_bytes(path).find("input x0: " + std::string(i == 0 ? "f32[N, 1, 28, 28]" : "i64[N, 16]")),
               std::string::npos)
-        << read_text(path);
+        << read_bytes(path);
     graph::Graph back = graph::load(path);
     graph::optimize(back);
     for (int64_t b : {1, 3, 5}) {
@@ -521,9 +507,9 @@ TEST(GraphDynamicBatch, AVersion1FileCannotHoldN) {
   graph::Graph g = graph::trace([](const std::vector<Tensor>& in) { return std::vector<Tensor>{exp(in[0])}; },
                                 {randn({2, 3})}, {}, graph::TraceOptions{true});
   graph::save(g, path);
-  std::string text = read_text(path);
+  std::string text = read_bytes(path);
   text.replace(0, text.find('\n'), "qsgraph 1");
-  write_text(path, text);
+  write_bytes(path, text);
   std::string e = error_of([&] { graph::load(path); });
   EXPECT_NE(e.find("'x0' has a dynamic batch dimension (N), which format version 1 does not have"), std::string::npos)
       << e;
@@ -545,7 +531,7 @@ TEST(GraphFile, DamagedFilesAreRefusedNeverCrash) {
   apps::FashionCNN cnn(gen);
   const std::string dir = testing::temp_dir("graph_fuzz"), path = dir + "/m.qsg";
   graph::save(graph::trace(cnn, randn({2, 1, 28, 28}, DType::f32, &gen), graph::TraceOptions{true}), path);
-  const std::string good = read_text(path);
+  const std::string good = read_bytes(path);
   const std::vector<std::string> numbers = {"0", "-1", "N", "3", "99999999999999999999", "9223372036854775807",
                                             "4294967296", "281474976710656", "1e308", "nan"};
   Generator r(12);
@@ -577,7 +563,7 @@ TEST(GraphFile, DamagedFilesAreRefusedNeverCrash) {
         }
       }
     }
-    write_text(path, t);
+    write_bytes(path, t);
     try {
       graph::load(path);
       ++loaded;

@@ -237,60 +237,48 @@ TEST(StepOracle, Cnn3dBf16) {
                sgd(0.05), kBf16);
 }
 
+// The small language models of the LM steps: d_model 64, 2 layers, 4 heads, 32 tokens.
+nn::LMConfig small_lm(const std::string& block = "gpt", const std::string& attention = "mha",
+                      const std::string& ffn = "swiglu") {
+  nn::LMConfig cfg;
+  cfg.d_model = 64;
+  cfg.n_layers = 2;
+  cfg.n_heads = 4;
+  cfg.max_seq_len = 32;
+  cfg.block = block;
+  cfg.attention = attention;
+  cfg.ffn = ffn;
+  return cfg;
+}
+ModelFactory lm_factory(const nn::LMConfig& cfg, uint64_t init_seed) {
+  return [cfg, init_seed] {
+    Generator g(init_seed);
+    return std::make_shared<nn::TransformerLM>(cfg, nn::FfnFactory{}, g);
+  };
+}
+// Next-token loss on 2 windows of 32 random bytes drawn from Generator(data_base + seed),
+// under bf16 autocast when asked.
+LossFn lm_loss(uint64_t data_base, bool bf16 = false) {
+  return [data_base, bf16](nn::Module& m, uint64_t seed) {
+    Generator data(data_base + seed);
+    Tensor idx = randint(0, 256, {2, 33}, DType::i64, &data);
+    Tensor in = idx.narrow(1, 0, 32).contiguous(), tgt = idx.narrow(1, 1, 32).contiguous();
+    Autocast ac(bf16);
+    return cross_entropy(m(in).reshape({-1, 256}), tgt.reshape({-1}));
+  };
+}
+
 TEST(StepOracle, LanguageModels) {
   for (std::string block : {"gpt", "deepseek"}) {
     SCOPED_TRACE(block);
-    nn::LMConfig cfg;
-    cfg.d_model = 64;
-    cfg.n_layers = 2;
-    cfg.n_heads = 4;
-    cfg.max_seq_len = 32;
-    cfg.block = block;
-    if (block == "deepseek") cfg.attention = "mla";
-    compare_step([cfg] { Generator g(3); return std::make_shared<nn::TransformerLM>(cfg, nn::FfnFactory{}, g); },
-                 [](nn::Module& m, uint64_t seed) {
-                   Generator data(300 + seed);
-                   Tensor idx = randint(0, 256, {2, 33}, DType::i64, &data);
-                   Tensor in = idx.narrow(1, 0, 32).contiguous(), tgt = idx.narrow(1, 1, 32).contiguous();
-                   return cross_entropy(m(in).reshape({-1, 256}), tgt.reshape({-1}));
-                 },
-                 adamw(1e-3));
+    compare_step(lm_factory(small_lm(block, block == "deepseek" ? "mla" : "mha"), 3), lm_loss(300), adamw(1e-3));
   }
 }
 
-TEST(StepOracle, LanguageModelBf16) {
-  nn::LMConfig cfg;
-  cfg.d_model = 64;
-  cfg.n_layers = 2;
-  cfg.n_heads = 4;
-  cfg.max_seq_len = 32;
-  compare_step([cfg] { Generator g(3); return std::make_shared<nn::TransformerLM>(cfg, nn::FfnFactory{}, g); },
-               [](nn::Module& m, uint64_t seed) {
-                 Generator data(900 + seed);
-                 Tensor idx = randint(0, 256, {2, 33}, DType::i64, &data);
-                 Tensor in = idx.narrow(1, 0, 32).contiguous(), tgt = idx.narrow(1, 1, 32).contiguous();
-                 Autocast ac(true);
-                 return cross_entropy(m(in).reshape({-1, 256}), tgt.reshape({-1}));
-               },
-               adamw(1e-3), kBf16);
-}
+TEST(StepOracle, LanguageModelBf16) { compare_step(lm_factory(small_lm(), 3), lm_loss(900, true), adamw(1e-3), kBf16); }
 
 TEST(StepOracle, MoeLanguageModel) {
-  nn::LMConfig cfg;
-  cfg.d_model = 64;
-  cfg.n_layers = 2;
-  cfg.n_heads = 4;
-  cfg.max_seq_len = 32;
-  cfg.block = "deepseek";
-  cfg.ffn = "moe";
-  compare_step([cfg] { Generator g(4); return std::make_shared<nn::TransformerLM>(cfg, nn::FfnFactory{}, g); },
-               [](nn::Module& m, uint64_t seed) {
-                 Generator data(400 + seed);
-                 Tensor idx = randint(0, 256, {2, 33}, DType::i64, &data);
-                 Tensor in = idx.narrow(1, 0, 32).contiguous(), tgt = idx.narrow(1, 1, 32).contiguous();
-                 return cross_entropy(m(in).reshape({-1, 256}), tgt.reshape({-1}));
-               },
-               adamw(1e-3));
+  compare_step(lm_factory(small_lm("deepseek", "mha", "moe"), 4), lm_loss(400), adamw(1e-3));
 }
 
 TEST(StepOracle, TranslationModel) {
