@@ -192,6 +192,11 @@ std::vector<Sample> qconv_samples(DType dt, Generator& g) {
       {{2, 3, 5, 5}, {3, 3, 3, 3}, {1}, {1}, {1}, 1, kU8r, "f32", false, true, true, "2d strided x"},
       {{8, 32, 14, 14}, {64, 32, 3, 3}, {1}, {1}, {1}, 1, kU8r, "u8", true, true, false, "cnn conv2 (8 images)"},
       {{2, 16, 8, 8, 8}, {32, 16, 3, 3, 3}, {1}, {1}, {1}, 1, kU8, "u8", true, true, false, "cnn3d conv2"},
+      // Sizes where oneDNN picks its brgemm kernels, with source and output zero points: the
+      // requantisation inside oneDNN (kernels/cpu/quant_pack.h) against the reference.
+      {{8, 32, 14, 14}, {64, 32, 3, 3}, {1}, {0}, {1}, 1, kU8, "s8", false, true, false, "brgemm src zp"},
+      {{8, 64, 7, 7}, {128, 64, 1, 1}, {1}, {0}, {1}, 1, kS8, "u8", false, true, false, "brgemm 1x1 out zp"},
+      {{16, 64, 14, 14}, {64, 64, 3, 3}, {1}, {1}, {1}, 1, kU8r, "u8", false, false, false, "brgemm padded"},
   };
   std::vector<Sample> s;
   for (auto& k : cases) {

@@ -4,6 +4,8 @@
 // oneDNN computes the exact s32 sums of u x wq (quant_pack.h: no s16 saturation), and our
 // epilogue subtracts the zero point times the weight sums (per output channel, or per
 // channel and position for padded convolutions) and applies quant_math.h's requantisation.
+// Convolutions on VNNI/AMX hand oneDNN that requantisation too, where its kernel performs
+// it in the same order (conv_u8s8_requant, quant_pack.h).
 #include <omp.h>
 
 #include "backend/dnnl_util.h"
@@ -184,17 +186,25 @@ void qconv_cpu(ops::OpCall& c) {
   int64_t G = c.attrs.i("groups", 1), O = w.size(0), P = s.out_plane();
   int32_t zp = 0;
   const uint8_t* u = conv_input(x, epi, quant::QInputRemap::from(c.attrs), s, zp);
-  int32_t* acc = static_cast<int32_t*>(quant_scratch(4, size_t(out.numel()) * 4));
-  conv_u8s8_exact(u, s, w, G, acc);
-  auto taps = conv_tap_sums(s, w, G);
   std::vector<float> scale, bias;
   channel_params(epi, c.in[2], c.in[3], scale, bias);
-  // Requantise in the channels-last order oneDNN wrote (channels contiguous, as the
-  // per-channel scales), straight into a channels-last output, else then move to NC(spatial).
+  // Results in the channels-last order oneDNN writes (channels contiguous, as the
+  // per-channel scales), straight into a channels-last output, else then moved to NC(spatial).
   DType dt = out.dtype();
   size_t es = dtype_size(dt);
   const bool cl_out = ops::is_channels_last(out);
   char* tmp = cl_out ? static_cast<char*>(out.raw_data()) : static_cast<char*>(quant_scratch(5, size_t(out.numel()) * es));
+  // oneDNN requantises inside its kernel where it can do so in our order; otherwise the
+  // epilogue is ours, on exact s32 sums.
+  ConvRequant rq{scale.data(), c.in[3].defined() ? bias.data() : nullptr, epi.relu, dt, epi.inv_out_scale,
+                 epi.out_zp, epi.out_qmin, epi.out_qmax};
+  if (conv_u8s8_requant(u, zp, s, w, G, rq, tmp)) {
+    if (!cl_out) to_channels_first(tmp, s.N, P, O, es, out.raw_data());
+    return;
+  }
+  int32_t* acc = static_cast<int32_t*>(quant_scratch(4, size_t(out.numel()) * 4));
+  conv_u8s8_exact(u, s, w, G, acc);
+  auto taps = conv_tap_sums(s, w, G);
 #pragma omp parallel for if (out.numel() > 16384)
   for (int64_t np = 0; np < s.N * P; ++np)
     quant_epilogue_run(epi, acc + np * O, zp, taps->data() + (np % P) * O, scale.data(), bias.data(), O, tmp + np * O * es,

@@ -26,6 +26,10 @@ struct Packed {
   uint64_t fingerprint = 0;
   memory weights;             // in the primitive's layout (empty for sums-only entries)
   std::vector<int32_t> sums;  // row sums (linear) or tap sums (convolution)
+  // conv_u8s8_requant's primitive (its weights in `weights`); `prim` stays empty where
+  // oneDNN offered no kernel that applies the epilogue in quant_math.h's order.
+  dnnl::primitive prim;
+  memory::desc bias_md;
 };
 std::mutex g_mu;
 std::unordered_map<std::string, std::shared_ptr<Packed>> g_cache;
@@ -216,6 +220,98 @@ void conv_u8s8_exact(const uint8_t* u, const ops::Spatial& s, const Tensor& wq, 
                                              {DNNL_ARG_DST, backend::make_memory(dst, y)}});
     backend::dnnl_stream().wait();
   });
+}
+
+namespace {
+// One f32 broadcast to every element of an n-dimensional tensor (a binary post-op's operand).
+memory::desc scalar_md(size_t n) { return memory::desc(memory::dims(n, 1), memory::data_type::f32, memory::dims(n, 1)); }
+}  // namespace
+
+bool conv_u8s8_requant(const uint8_t* u, int32_t zp, const ops::Spatial& s, const Tensor& wq, int64_t G,
+                       const ConvRequant& rq, void* out) {
+  if (!backend::exact_u8s8()) return false;
+  ConvDims d = conv_dims(s, wq, G);
+  const int64_t O = wq.size(0);
+  const auto dst_dt = rq.out == DType::u8   ? memory::data_type::u8
+                      : rq.out == DType::i8 ? memory::data_type::s8
+                                            : memory::data_type::f32;
+  // Everything the primitive bakes in: its scales, bias presence, ReLU, output type, zero
+  // point and range, and whether a source zero point is applied (the values of the source
+  // zero point, the bias and 1 / out_scale are run-time arguments).
+  std::string what = fmt::format("conv-rq:{}|{}{}{}{}|{},{},{}|", d.key, rq.bias != nullptr, rq.relu, int(dst_dt),
+                                 zp != 0, rq.out_zp, rq.qmin, rq.qmax);
+  what.append(reinterpret_cast<const char*>(rq.acc_scale), size_t(O) * sizeof(float));
+  auto e = packed(wq, what, [&](Packed& p) {
+    memory::desc src(d.src, memory::data_type::u8, d.act_tag), dst(d.dst, dst_dt, d.act_tag);
+    memory::desc any_w(d.wei, memory::data_type::s8, memory::format_tag::any);
+    memory::dims bias_dims(d.dst.size(), 1);
+    bias_dims[1] = O;
+    p.bias_md = memory::desc(bias_dims, memory::data_type::f32, d.act_tag);  // dense: channels are the only dim > 1
+    dnnl::primitive_attr attr;
+    attr.set_output_scales(O > 1 ? 1 << 1 : 0, std::vector<float>(rq.acc_scale, rq.acc_scale + O));
+    if (zp != 0) attr.set_zero_points(DNNL_ARG_SRC, 0, {DNNL_RUNTIME_S32_VAL});
+    dnnl::post_ops po;
+    if (rq.bias) po.append_binary(dnnl::algorithm::binary_add, p.bias_md);
+    if (rq.relu) po.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
+    if (rq.out != DType::f32) {
+      // x 1/scale as a binary multiply: oneDNN 2.6's post-op injector keeps one eltwise
+      // per algorithm, so a second eltwise_linear (the zero point's) would reuse the first's
+      // alpha and beta.
+      po.append_binary(dnnl::algorithm::binary_mul, scalar_md(d.dst.size()));
+      if (rq.out_zp != 0) {
+        po.append_eltwise(1.0f, dnnl::algorithm::eltwise_round, 0.0f, 0.0f);
+        po.append_eltwise(1.0f, dnnl::algorithm::eltwise_linear, 1.0f, float(rq.out_zp));
+      }
+      const bool u8 = rq.out == DType::u8;
+      if (rq.qmin != (u8 ? 0 : -128) || rq.qmax != (u8 ? 255 : 127))
+        po.append_eltwise(1.0f, dnnl::algorithm::eltwise_clip, float(rq.qmin), float(rq.qmax));
+    }
+    attr.set_post_ops(po);
+    dnnl::convolution_forward::desc cd(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, src,
+                                       any_w, dst, d.stride, d.dil, d.pad, d.pad);
+    dnnl::convolution_forward::primitive_desc pd;
+    try {
+      pd = dnnl::convolution_forward::primitive_desc(cd, attr, backend::dnnl_engine());
+    } catch (const dnnl::error&) {
+      backend::note_impl("qconv-requant|" + d.key, "none", " (no oneDNN kernel for these attributes: epilogue ours)");
+      return;
+    }
+    const std::string impl = pd.impl_info_str();
+    // The AVX-512 brgconv (brgemm kernels, 1x1 too) and jit_int8 (x8s8s32x) kernels apply
+    // the zero point in s32 and then the attributes in order (oneDNN 2.6's source, and the
+    // op tests on an AVX-512 VNNI CPU); jit_int8_1x1 adds it after cvt (inexact), and the
+    // AVX2-VNNI kernels are unread and untested here.
+    const bool ours_order = (impl.rfind("brgconv", 0) == 0 || impl.rfind("jit_int8:", 0) == 0) &&
+                            impl.find("avx512_core") != std::string::npos;
+    backend::note_impl("qconv-requant|" + d.key, impl,
+                      ours_order ? " (requantised inside oneDNN's kernel, in quant_math.h's order)"
+                                 : " (a kernel that would requantise in another order: epilogue ours, on exact s32 sums)");
+    if (!ours_order) return;
+    p.weights = memory(pd.weights_desc(), backend::dnnl_engine());
+    memory::dims strides(wq.strides().begin(), wq.strides().end());
+    if (G > 1) strides.insert(strides.begin(), wq.stride(0) * (O / G));
+    reorder_into(memory::desc(d.wei, memory::data_type::s8, strides), wq.raw_data(), p.weights);
+    p.prim = dnnl::convolution_forward(pd);
+  });
+  if (!e->prim) return false;
+  memory::desc src(d.src, memory::data_type::u8, d.act_tag), dst(d.dst, dst_dt, d.act_tag);
+  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, backend::make_memory(src, const_cast<uint8_t*>(u))},
+                                       {DNNL_ARG_WEIGHTS, e->weights},
+                                       {DNNL_ARG_DST, backend::make_memory(dst, out)}};
+  int32_t zp_value = zp;
+  if (zp != 0)
+    args[DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC] =
+        backend::make_memory(memory::desc({1}, memory::data_type::s32, memory::format_tag::x), &zp_value);
+  if (rq.bias)
+    args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1] =
+        backend::make_memory(e->bias_md, const_cast<float*>(rq.bias));
+  float inv_out = rq.inv_out_scale;
+  if (rq.out != DType::f32)  // after the bias and the ReLU
+    args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(int(rq.bias != nullptr) + int(rq.relu)) | DNNL_ARG_SRC_1] =
+        backend::make_memory(scalar_md(d.dst.size()), &inv_out);
+  e->prim.execute(backend::dnnl_stream(), args);
+  backend::dnnl_stream().wait();
+  return true;
 }
 
 std::shared_ptr<const std::vector<int32_t>> conv_tap_sums(const ops::Spatial& s, const Tensor& wq, int64_t G) {

@@ -27,6 +27,27 @@ std::shared_ptr<const std::vector<int32_t>> weight_row_sums(const Tensor& wq);
 // acc (N, out..., O layout: channels last) = the convolution of u (N, in..., C: channels
 // last, u8, zero padding) with wq i8 [O, C / G, k...] exactly.
 void conv_u8s8_exact(const uint8_t* u, const ops::Spatial& s, const Tensor& wq, int64_t groups, int32_t* acc);
+// The requantisation of conv_u8s8_exact's sums (quant_math.h's rule) for
+// conv_u8s8_requant: per output channel acc_scale and bias (nullptr: none), ReLU, and for
+// a u8 or i8 output its 1 / scale, zero point and [qmin, qmax].
+struct ConvRequant {
+  const float* acc_scale = nullptr;
+  const float* bias = nullptr;
+  bool relu = false;
+  DType out = DType::f32;  // f32, u8 or i8
+  float inv_out_scale = 1.0f;
+  int32_t out_zp = 0, qmin = 0, qmax = 0;
+};
+// The same convolution with the epilogue inside oneDNN's kernel: out (channels last, as
+// conv_u8s8_exact's acc) = requantise(conv(u - zp, wq)), bit for bit as the reference.
+// oneDNN's brgemm and jit_int8 convolutions apply the attributes in quant_math.h's order: the source
+// zero point as an exact s32 compensation, then cvt, x acc_scale (output scales), + bias
+// (binary post-op), ReLU, x 1/scale (binary post-op), round half to even (round: before the zero
+// point, which oneDNN would add before rounding), + zero point, clip to [qmin, qmax],
+// saturate. Runs only on those kernels and with VNNI/AMX sums (backend::exact_u8s8()); returns
+// false, having written nothing, elsewhere.
+bool conv_u8s8_requant(const uint8_t* u, int32_t zp, const ops::Spatial& s, const Tensor& wq, int64_t groups,
+                       const ConvRequant& rq, void* out);
 // S[p, o] (row-major [out_plane, O]) = sum over the kernel taps t that land inside the
 // input at output position p of sum_c wq[o, c, t]: the zero-point compensation of a padded
 // convolution (cached).
