@@ -58,28 +58,41 @@ void quantize_cpu(ops::OpCall& c) {
   for (float& s : inv) s = quant::inv_scale(s);
   std::vector<int32_t> zp = i32s(c.in[2]);
   int32_t lo = int32_t(c.attrs.i("qmin")), hi = int32_t(c.attrs.i("qmax"));
+  if (x.dtype() == DType::f32) {  // runs of `inner` values share their parameters: 8 at a time
+    const float* xp = x.data_ptr<float>();
+    auto* q = static_cast<uint8_t*>(c.out[0].raw_data());
+    const DType dt = c.out[0].dtype();
+    const int64_t runs = ch.outer * ch.C, block = 16384, per_run = (ch.inner + block - 1) / block;
+#pragma omp parallel for if (runs * ch.inner > 32768)
+    for (int64_t t = 0; t < runs * per_run; ++t) {
+      const int64_t r = t / per_run, k0 = (t % per_run) * block, base = r * ch.inner + k0;
+      const size_t cc = size_t(r % ch.C);
+      quantize_avx2(xp + base, std::min(block, ch.inner - k0), inv[cc], zp[cc], lo, hi, q + base, dt);
+    }
+    return;
+  }
   auto run = [&]<class In>(const In* xp) {
     if (c.out[0].dtype() == DType::u8)
       quantize_loop(xp, c.out[0].data_ptr<uint8_t>(), ch, inv, zp, lo, hi);
     else
       quantize_loop(xp, c.out[0].data_ptr<int8_t>(), ch, inv, zp, lo, hi);
   };
-  if (x.dtype() == DType::f32)
-    run(x.data_ptr<float>());
-  else
-    run(x.data_ptr<double>());
+  run(x.data_ptr<double>());
 }
 
+// Runs of `inner` values share their parameters; blocks of a run go to different threads
+// (a per-tensor run is the whole tensor).
 template <class In> void dequantize_loop(const In* q, float* y, const Channels& ch, const std::vector<float>& scale,
                                          const std::vector<int32_t>& zp) {
-#pragma omp parallel for collapse(2) if (ch.outer * ch.C * ch.inner > 32768)
-  for (int64_t o = 0; o < ch.outer; ++o)
-    for (int64_t c = 0; c < ch.C; ++c) {
-      const int64_t base = (o * ch.C + c) * ch.inner;
-      const float s = scale[size_t(c)];
-      const int32_t z = zp[size_t(c)];
-      for (int64_t i = 0; i < ch.inner; ++i) y[base + i] = quant::dequantize_value(int32_t(q[base + i]), s, z);
-    }
+  const int64_t runs = ch.outer * ch.C, block = 16384, per_run = (ch.inner + block - 1) / block;
+#pragma omp parallel for if (runs * ch.inner > 32768)
+  for (int64_t t = 0; t < runs * per_run; ++t) {
+    const int64_t r = t / per_run, k0 = (t % per_run) * block, base = r * ch.inner + k0;
+    const int64_t n = std::min(block, ch.inner - k0);
+    const float s = scale[size_t(r % ch.C)];
+    const int32_t z = zp[size_t(r % ch.C)];
+    for (int64_t i = 0; i < n; ++i) y[base + i] = quant::dequantize_value(int32_t(q[base + i]), s, z);
+  }
 }
 
 void dequantize_cpu(ops::OpCall& c) {
@@ -110,7 +123,7 @@ std::vector<quant::DynamicQParams> quantize_rows(const float* x, int64_t M, int6
   }
 #pragma omp parallel for if (M * K > 32768)
   for (int64_t m = 0; m < M; ++m)
-    quantize_u8_avx2(x + m * K, K, quant::inv_scale(p[size_t(m)].scale), p[size_t(m)].zp, qmax, u + m * K);
+    quantize_avx2(x + m * K, K, quant::inv_scale(p[size_t(m)].scale), p[size_t(m)].zp, 0, qmax, u + m * K, DType::u8);
   return p;
 }
 

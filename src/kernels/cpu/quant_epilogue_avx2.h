@@ -63,11 +63,15 @@ inline void min_max_avx2(const float* x, int64_t n, float& lo, float& hi) {
   for (; k < n; ++k) lo = std::min(lo, x[k]), hi = std::max(hi, x[k]);
 }
 
-// u[k] = quantize_value(x[k], inv, zp, 0, qmax) (quant_math.h), 8 at a time, the same way
-// as the epilogue above: NaN -> 0 -> zp, clamped before rounding where it saturates alike.
-inline void quantize_u8_avx2(const float* x, int64_t n, float inv, int32_t zp, int32_t qmax, uint8_t* u) {
-  const __m256 vinv = _mm256_set1_ps(inv), lo = _mm256_set1_ps(float(-zp - 1)), hi = _mm256_set1_ps(float(qmax - zp + 1));
-  const __m256i vzp = _mm256_set1_epi32(zp), qlo = _mm256_setzero_si256(), qhi = _mm256_set1_epi32(qmax);
+// q[k] = quantize_value(x[k], inv, zp, qmin, qmax) (quant_math.h) as u8 or i8 (`dt`), 8 at a
+// time, the same way as the epilogue above: NaN -> 0 -> zp, clamped before rounding where
+// it saturates alike.
+inline void quantize_avx2(const float* x, int64_t n, float inv, int32_t zp, int32_t qmin, int32_t qmax, void* out,
+                          DType dt) {
+  const __m256 vinv = _mm256_set1_ps(inv), lo = _mm256_set1_ps(float(qmin - zp - 1)),
+               hi = _mm256_set1_ps(float(qmax - zp + 1));
+  const __m256i vzp = _mm256_set1_epi32(zp), qlo = _mm256_set1_epi32(qmin), qhi = _mm256_set1_epi32(qmax);
+  auto* o = static_cast<uint8_t*>(out);
   int64_t k = 0;
   for (; k + 8 <= n; k += 8) {
     __m256 y = _mm256_mul_ps(_mm256_loadu_ps(x + k), vinv);
@@ -76,9 +80,10 @@ inline void quantize_u8_avx2(const float* x, int64_t n, float inv, int32_t zp, i
     __m256i q = _mm256_add_epi32(_mm256_cvtps_epi32(y), vzp);
     q = _mm256_min_epi32(_mm256_max_epi32(q, qlo), qhi);
     __m128i q16 = _mm_packs_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
-    _mm_storel_epi64(reinterpret_cast<__m128i*>(u + k), _mm_packus_epi16(q16, q16));
+    __m128i q8 = dt == DType::u8 ? _mm_packus_epi16(q16, q16) : _mm_packs_epi16(q16, q16);
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(o + k), q8);
   }
-  for (; k < n; ++k) u[k] = uint8_t(quant::quantize_value(x[k], inv, zp, 0, qmax));
+  for (; k < n; ++k) o[k] = uint8_t(quant::quantize_value(x[k], inv, zp, qmin, qmax));  // i8: the same byte
 }
 
 }  // namespace qs::kernels
