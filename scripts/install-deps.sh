@@ -9,6 +9,8 @@ PKGS=(
   cmake ninja-build g++ ccache pkg-config
   # core libraries; oneDNN's CMake config looks for OpenCL (libdnnl-dev only recommends it)
   libdnnl-dev ocl-icd-opencl-dev nlohmann-json3-dev libfmt-dev zlib1g-dev
+  # ONNX export: the ONNX protobuf classes, checker and shape inference
+  libonnx-dev libprotobuf-dev
   # tests and benchmarks
   libgtest-dev libbenchmark-dev
   # the oracle for golden tests and the benchmark peer (never a runtime dependency);
@@ -23,6 +25,9 @@ PKGS=(
   # by Node.js (W3C WebDriver over Node's built-in fetch; no npm packages)
   libstb-dev fonts-dejavu-core libcpp-httplib-dev chromium chromium-driver nodejs
 )
+# npm, for ONNX Runtime in the ONNX tests (tests/onnx): Debian's nodejs does not bring it,
+# but a nodejs from elsewhere may (and then conflicts with Debian's npm package).
+command -v npm >/dev/null 2>&1 || PKGS+=(npm)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -40,3 +45,15 @@ fi
 for tool in node /usr/bin/chromium /usr/bin/chromedriver; do
   command -v "$tool" >/dev/null || { echo "install-deps: $tool not found after installing the packages; the browser test needs it" >&2; exit 1; }
 done
+
+# ONNX Runtime (npm onnxruntime-node, CPU; its install script only fetches GPU extras, which
+# are not wanted) at the version package-lock.json pins, for tests/onnx/ort_check.js.
+ort=tests/onnx
+cd "$(dirname "$0")/.."
+if [ "$(node -p "try { require('./$ort/node_modules/onnxruntime-node/package.json').version } catch (e) { '' }")" != \
+     "$(node -p "require('./$ort/package.json').dependencies['onnxruntime-node']")" ]; then
+  echo "install-deps: installing onnxruntime-node into $ort/node_modules"
+  npm ci --prefix "$ort" --ignore-scripts --no-audit --no-fund >/dev/null
+fi
+node -e "require('./$ort/node_modules/onnxruntime-node')" ||
+  { echo "install-deps: onnxruntime-node does not load; the ONNX tests need it" >&2; exit 1; }

@@ -1,6 +1,7 @@
-// qiusuo export CKPT --out FILE [--batch N] [--seq N] [--bf16] [--dynamic-batch] [--no-optimize]: a checkpoint's
-// inference forward traced into a static graph (include/qiusuo/graph/graph.h), optimised by
-// the passes of graph/passes.h and saved.
+// qiusuo export CKPT --out FILE [--format qsg|onnx] [--batch N] [--seq N] [--bf16] [--dynamic-batch]
+// [--no-optimize] [--example FILE]: a checkpoint's inference forward traced into a static graph
+// (include/qiusuo/graph/graph.h), optimised by the passes of graph/passes.h and saved as
+// qiusuo's graph or as ONNX (graph/onnx.h; the format follows a ".onnx" name by default).
 #include <chrono>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -11,8 +12,10 @@
 #include "qiusuo/autocast.h"
 #include "qiusuo/autograd.h"
 #include "qiusuo/graph/graph.h"
+#include "qiusuo/graph/onnx.h"
 #include "qiusuo/graph/passes.h"
 #include "qiusuo/io/checkpoint.h"
+#include "qiusuo/io/safetensors.h"
 #include "qiusuo/nn/transformer.h"
 #include "qiusuo/ops.h"
 
@@ -22,8 +25,11 @@ int cmd_export(Args a) {
   if (a.positionals().size() != 1) throw UsageError("qiusuo export: expected one checkpoint; see --help");
   const std::string ckpt = a.positionals()[0];
   const std::string out = a.required("out");
-  const std::string format = a.str("format", "qsg");
-  if (format != "qsg") throw UsageError("qiusuo export: unknown --format '" + format + "' (available: qsg)");
+  const bool onnx_name = out.size() > 5 && out.compare(out.size() - 5, 5, ".onnx") == 0;
+  const std::string format = a.str("format", onnx_name ? "onnx" : "qsg");
+  if (format != "qsg" && format != "onnx")
+    throw UsageError("qiusuo export: unknown --format '" + format + "' (available: qsg, onnx)");
+  const std::string example_out = a.str("example", "");
   const int64_t batch = a.integer("batch", 1);
   const bool bf16 = a.flag("bf16");
   const bool optimise = !a.flag("no-optimize");
@@ -75,10 +81,6 @@ int cmd_export(Args a) {
     passes = graph::optimize(g);
     std::cout << "optimised: " << passes.to_string() << "\n";
   }
-  graph::save(g, out);
-
-  // The saved graph, loaded back, against the eager model on another input.
-  graph::Graph back = graph::load(out);
   Tensor eager;
   {
     NoGrad ng;
@@ -86,22 +88,52 @@ int cmd_export(Args a) {
     Autocast ac(bf16);
     eager = m->forward(probe);
   }
-  const double diff = amax(abs(graph::run(back, {probe})[0] - eager)).item();
+  // Another input and the model's answer, for checking the file in another runtime.
+  if (!example_out.empty())
+    io::save_safetensors(example_out, {{"input", probe}, {"output", eager.to(DType::f32)}},
+                         {{"format", "qiusuo-example"}, {"graph", out}});
+  double diff = 0;
+  graph::OnnxReport onnx;
+  if (format == "onnx") {
+    graph::OnnxOptions oo;
+    oo.doc = fmt::format("{} exported by qiusuo from {}", kind, ckpt);
+    onnx = graph::save_onnx(g, out, oo);
+    graph::check_onnx(out);
+    std::string ops;
+    for (auto& [t, k] : onnx.op_types) ops += fmt::format("{}{} x{}", ops.empty() ? "" : ", ", t, k);
+    std::cout << fmt::format("wrote {} (ONNX opset {}, {} nodes: {}; {} initializers, {:.1f} kB); ONNX's checker and "
+                             "strict shape inference accept it\n",
+                             out, onnx.opset, onnx.nodes, ops, onnx.initializers, double(onnx.bytes) / 1024);
+  } else {
+    graph::save(g, out);
+    // The saved graph, loaded back, against the eager model on another input.
+    graph::Graph back = graph::load(out);
+    diff = amax(abs(graph::run(back, {probe})[0] - eager)).item();
+  }
   int64_t n_params = 0, n_consts = 0;
   for (auto& v : g.values) {
     n_params += v.kind == graph::ValueKind::param;
     n_consts += v.kind == graph::ValueKind::constant;
   }
-  std::cout << fmt::format("{}: {} traced into {} nodes ({} params, {} constants, {:.1f} kB of data) in {:.0f} ms\n"
-                           "wrote {} and {}.safetensors; the loaded graph matches the model on another input{} to {:.3g}\n",
-                           ckpt, kind, g.nodes.size(), n_params, n_consts, double(g.param_bytes()) / 1024, trace_ms,
-                           out, out, trace_opts.dynamic_batch ? fmt::format(" (batch {})", probe_batch) : "", diff);
+  std::cout << fmt::format("{}: {} traced into {} nodes ({} params, {} constants, {:.1f} kB of data) in {:.0f} ms\n",
+                           ckpt, kind, g.nodes.size(), n_params, n_consts, double(g.param_bytes()) / 1024, trace_ms);
+  if (format == "qsg")
+    std::cout << fmt::format("wrote {} and {}.safetensors; the loaded graph matches the model on another input{} to {:.3g}\n",
+                             out, out, trace_opts.dynamic_batch ? fmt::format(" (batch {})", probe_batch) : "", diff);
   nlohmann::json s = {{"model", kind}, {"nodes", g.nodes.size()}, {"params", n_params}, {"constants", n_consts},
                       {"data_bytes", g.param_bytes()}, {"peak_intermediate_bytes", graph::peak_intermediate_bytes(g)},
                       {"max_abs_diff", diff}, {"out", out}, {"bf16", bf16}, {"optimised", optimise},
                       {"dynamic_batch", trace_opts.dynamic_batch},
                       {"batch_norms_folded", passes.batch_norms_folded}, {"constants_folded", passes.constants_folded},
-                      {"subexpressions_merged", passes.subexpressions_merged}, {"dead_nodes_removed", passes.nodes_removed}};
+                      {"subexpressions_merged", passes.subexpressions_merged}, {"dead_nodes_removed", passes.nodes_removed},
+                      {"format", format}};
+  if (format == "onnx") {
+    s["onnx_opset"] = onnx.opset;
+    s["onnx_nodes"] = onnx.nodes;
+    s["onnx_bytes"] = onnx.bytes;
+    s.erase("max_abs_diff");  // checked in ONNX Runtime from --example (tests/onnx), not here
+  }
+  if (!example_out.empty()) s["example"] = example_out;
   std::cout << s.dump() << std::endl;
   return kExitOk;
 }

@@ -50,9 +50,9 @@ const std::vector<Command>& commands() {
        "usage: qiusuo demo [--epochs 3] [--lm-steps 600] [--skip-cnn] [--out runs/demo] [--threads N] [--bf16]\n\n"
        "Trains the Fashion-MNIST CNN and prints its test accuracy, then trains a byte-level GPT on the King James\n"
        "Bible and prints its test perplexity and a generated sample. Checkpoints go under --out.\n", cmd_demo},
-      {"export", "trace a checkpoint's inference forward into a static graph (qsgraph) that qiusuo-run runs",
+      {"export", "trace a checkpoint's inference forward into a static graph (qsgraph for qiusuo-run, or ONNX)",
        "usage: qiusuo export CKPT --out FILE [--batch 1] [--seq N] [--bf16] [--dynamic-batch] [--no-optimize]\n"
-       "                     [--format qsg]\n\n"
+       "                     [--format qsg|onnx] [--example FILE.safetensors]\n\n"
        "Runs the model once on an example input (FashionCNN, float or quantised: images [batch, 1, 28, 28];\n"
        "language model: token ids [batch, seq], seq defaulting to the trained length) and records every primitive\n"
        "into FILE (a readable text graph) and FILE.safetensors (its parameters). --bf16 traces under autocast, so\n"
@@ -60,7 +60,11 @@ const std::vector<Command>& commands() {
        "convolutions, constant nodes (weight casts) folded, common subexpressions merged, dead nodes removed.\n"
        "The graph replays inputs of exactly that shape, or of any batch size with --dynamic-batch (traced twice,\n"
        "the sizes that follow the batch written N); the saved file is loaded back and checked against the model\n"
-       "on another input. Run it with `qiusuo-run FILE`. See docs/graph.md.\n",
+       "on another input. Run it with `qiusuo-run FILE`. See docs/graph.md.\n"
+       "--format onnx (the default for a FILE ending in .onnx) writes one ONNX file (opset 17, float models;\n"
+       "the batch dimension named N with --dynamic-batch) and runs ONNX's checker and shape inference on it.\n"
+       "--example writes another input and the model's output for it (tensors \"input\", \"output\"), to check\n"
+       "the file in another runtime (tests/onnx/ort_check.js does so in ONNX Runtime).\n",
        cmd_export},
       {"info", "show the build, the CPU features oneDNN uses, and the op table",
        "usage: qiusuo info [--ops]\n", cmd_info},

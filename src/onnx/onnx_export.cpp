@@ -1,0 +1,551 @@
+// graph::save_onnx and graph::check_onnx (include/qiusuo/graph/onnx.h): a static graph
+// written as an ONNX ModelProto through Debian's libonnx (protobuf classes, checker, shape
+// inference). One function per family of op-table rows; each names what it cannot export.
+#include "qiusuo/graph/onnx.h"
+
+#include <onnx/checker.h>
+#include <onnx/defs/schema.h>
+#include <onnx/onnx_pb.h>
+#include <onnx/shape_inference/implementation.h>
+
+#include <cmath>
+#include <fstream>
+#include <limits>
+#include <set>
+#include <sstream>
+
+#include "io/atomic_file.h"
+#include "kernels/spatial.h"
+#include "qiusuo/error.h"
+
+namespace qs::graph {
+
+namespace {
+
+using onnx::AttributeProto;
+using onnx::NodeProto;
+using onnx::TensorProto;
+
+int onnx_type(DType t) {
+  switch (t) {
+    case DType::f32: return TensorProto::FLOAT;
+    case DType::f64: return TensorProto::DOUBLE;
+    case DType::bf16: return TensorProto::BFLOAT16;
+    case DType::f16: return TensorProto::FLOAT16;
+    case DType::i8: return TensorProto::INT8;
+    case DType::u8: return TensorProto::UINT8;
+    case DType::i32: return TensorProto::INT32;
+    case DType::i64: return TensorProto::INT64;
+    case DType::b8: return TensorProto::BOOL;
+  }
+  return TensorProto::UNDEFINED;
+}
+
+void set_type(onnx::TypeProto* t, DType dt, const Shape& shape) {
+  auto* tt = t->mutable_tensor_type();
+  tt->set_elem_type(onnx_type(dt));
+  auto* s = tt->mutable_shape();
+  for (int64_t d : shape) {
+    auto* dim = s->add_dim();
+    if (d == kBatch)
+      dim->set_dim_param("N");
+    else
+      dim->set_dim_value(d);
+  }
+}
+
+void attr(NodeProto* n, const char* name, int64_t v) {
+  AttributeProto* a = n->add_attribute();
+  a->set_name(name);
+  a->set_type(AttributeProto::INT);
+  a->set_i(v);
+}
+void attr(NodeProto* n, const char* name, float v) {
+  AttributeProto* a = n->add_attribute();
+  a->set_name(name);
+  a->set_type(AttributeProto::FLOAT);
+  a->set_f(v);
+}
+void attr(NodeProto* n, const char* name, const std::vector<int64_t>& v) {
+  AttributeProto* a = n->add_attribute();
+  a->set_name(name);
+  a->set_type(AttributeProto::INTS);
+  for (int64_t x : v) a->add_ints(x);
+}
+
+class Exporter {
+ public:
+  Exporter(const Graph& g, onnx::GraphProto* out) : g_(g), out_(out), readers_(last_readers(g)) {}
+
+  void run() {
+    for (size_t i = 0; i < g_.nodes.size(); ++i) {
+      node_ = int(i);
+      emit(g_.nodes[i]);
+    }
+  }
+
+  // Names of the params and constants some node (or output) reads.
+  const std::set<int>& data_used() const { return data_used_; }
+  int64_t nodes() const { return out_->node_size(); }
+
+ private:
+  const Graph& g_;
+  onnx::GraphProto* out_;
+  std::vector<int> readers_;
+  std::set<int> data_used_;
+  int node_ = 0, fresh_ = 0;
+
+  [[noreturn]] void refuse(const std::string& why) const {
+    const Node& n = g_.nodes[size_t(node_)];
+    QS_FAIL("ONNX export: node {} ({} -> {}) has no ONNX form: {}", node_, n.op,
+            n.outputs.empty() ? std::string("-") : g_.values[size_t(n.outputs[0])].name, why);
+  }
+
+  const Value& val(int id) const { return g_.values[size_t(id)]; }
+  std::string name(int id) {
+    const Value& v = val(id);
+    if (v.kind == ValueKind::param || v.kind == ValueKind::constant) data_used_.insert(id);
+    return v.name;
+  }
+  std::string fresh(const std::string& base) { return fmt::format("{}_o{}", base, fresh_++); }
+  bool used(int id) const { return id >= 0 && readers_[size_t(id)] >= 0; }
+
+  NodeProto* op(const std::string& type, const std::vector<std::string>& in, const std::vector<std::string>& outs) {
+    NodeProto* n = out_->add_node();
+    n->set_op_type(type);
+    n->set_name(fmt::format("n{}_{}_{}", node_, type, out_->node_size()));
+    for (auto& s : in) n->add_input(s);
+    for (auto& s : outs) n->add_output(s);
+    return n;
+  }
+  // One-output operator writing a fresh temporary (or `to`).
+  std::string op1(const std::string& type, const std::vector<std::string>& in, NodeProto** made = nullptr,
+                  const std::string& to = "") {
+    std::string o = to.empty() ? fresh(g_.values[size_t(g_.nodes[size_t(node_)].outputs[0])].name) : to;
+    NodeProto* n = op(type, in, {o});
+    if (made) *made = n;
+    return o;
+  }
+
+  std::string initializer(const std::string& base, DType dt, const Shape& shape, const void* data, size_t bytes) {
+    TensorProto* t = out_->add_initializer();
+    std::string n = fresh(base);
+    t->set_name(n);
+    t->set_data_type(onnx_type(dt));
+    for (int64_t d : shape) t->add_dims(d);
+    t->set_raw_data(std::string(static_cast<const char*>(data), bytes));
+    return n;
+  }
+  std::string ints(const std::vector<int64_t>& v) {
+    return initializer("i64", DType::i64, {int64_t(v.size())}, v.data(), v.size() * 8);
+  }
+  // A scalar (rank 0) of the given floating dtype.
+  std::string scalar(double x, DType dt) {
+    if (dt == DType::f64) return initializer("c", dt, {}, &x, 8);
+    QS_CHECK(dt == DType::f32, "ONNX export: a {} scalar", dtype_name(dt));
+    float f = float(x);
+    return initializer("c", dt, {}, &f, 4);
+  }
+  std::string floats(const std::vector<float>& v, const Shape& shape) {
+    return initializer("c", DType::f32, shape, v.data(), v.size() * 4);
+  }
+
+  // Every output after the first must be unread (they are the training-only or
+  // diagnostic outputs of the row).
+  void only_first_output(const Node& n, const char* what) const {
+    for (size_t i = 1; i < n.outputs.size(); ++i)
+      if (used(n.outputs[i])) refuse(fmt::format("its {} (output {}) is read by a later node", what, i));
+  }
+  const std::string& out0(const Node& n) const { return g_.values[size_t(n.outputs[0])].name; }
+  const Shape& shape(int id) const { return val(id).shape; }
+  Shape concrete(const Shape& s) const { return with_batch(s, 1); }
+
+  // Integer list with the batch: only a lone batch entry can become -1 (Reshape infers it).
+  std::vector<int64_t> reshape_target(const std::vector<int64_t>& s) {
+    std::vector<int64_t> r = s;
+    int unknown = 0;
+    for (auto& d : r)
+      if (d == kBatch || d == -1) d = -1, ++unknown;
+    if (unknown > 1) refuse("a reshape with the batch and another inferred size");
+    return r;
+  }
+
+  std::string gelu(const std::string& x, const std::string& approx, DType dt) {
+    // 0.5 x (1 + erf(x / sqrt 2)), or with tanh: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+    std::string inner;
+    if (approx == "tanh") {
+      std::string x3 = op1("Mul", {op1("Mul", {x, x}), x});
+      std::string t = op1("Add", {x, op1("Mul", {x3, scalar(0.044715, dt)})});
+      inner = op1("Tanh", {op1("Mul", {t, scalar(std::sqrt(2.0 / M_PI), dt)})});
+    } else {
+      inner = op1("Erf", {op1("Mul", {x, scalar(M_SQRT1_2, dt)})});
+    }
+    return op1("Mul", {op1("Mul", {x, scalar(0.5, dt)}), op1("Add", {inner, scalar(1.0, dt)})});
+  }
+
+  void spatial_attrs(NodeProto* n, const ops::Spatial& s, bool with_dilation) {
+    std::vector<int64_t> k, st, pads, dil;
+    for (int i = 3 - s.nsp; i < 3; ++i) {
+      k.push_back(s.k[size_t(i)]);
+      st.push_back(s.stride[size_t(i)]);
+      pads.push_back(s.pad[size_t(i)]);
+      dil.push_back(s.dil[size_t(i)]);
+    }
+    for (int i = 3 - s.nsp; i < 3; ++i) pads.push_back(s.pad[size_t(i)]);  // ends equal the begins
+    attr(n, "kernel_shape", k);
+    attr(n, "strides", st);
+    attr(n, "pads", pads);
+    if (with_dilation) attr(n, "dilations", dil);
+  }
+
+  void emit(const Node& n) {
+    const std::string& o = n.op;
+    auto in = [&](size_t i) { return name(n.inputs[i]); };
+    auto has = [&](size_t i) { return i < n.inputs.size() && n.inputs[i] >= 0; };
+    const DType dt = n.outputs.empty() ? DType::f32 : val(n.outputs[0]).dtype;
+    static const std::map<std::string, std::string> unary = {
+        {"neg", "Neg"},   {"exp", "Exp"},         {"log", "Log"},   {"sqrt", "Sqrt"}, {"abs", "Abs"},
+        {"relu", "Relu"}, {"sigmoid", "Sigmoid"}, {"tanh", "Tanh"}, {"sin", "Sin"},   {"cos", "Cos"},
+        {"copy", "Identity"}, {"dropout", "Identity"}};
+    static const std::map<std::string, std::string> binary = {
+        {"add", "Add"},  {"sub", "Sub"},     {"mul", "Mul"},        {"div", "Div"},     {"pow", "Pow"},
+        {"maximum", "Max"}, {"minimum", "Min"}, {"eq", "Equal"},    {"lt", "Less"},     {"le", "LessOrEqual"},
+        {"gt", "Greater"}, {"ge", "GreaterOrEqual"}, {"matmul", "MatMul"}};
+    if (auto it = unary.find(o); it != unary.end()) {
+      op(it->second, {in(0)}, {out0(n)});
+    } else if (auto it2 = binary.find(o); it2 != binary.end()) {
+      op(it2->second, {in(0), in(1)}, {out0(n)});
+    } else if (o == "ne") {
+      op("Not", {op1("Equal", {in(0), in(1)})}, {out0(n)});
+    } else if (o == "rsqrt") {
+      op("Reciprocal", {op1("Sqrt", {in(0)})}, {out0(n)});
+    } else if (o == "silu") {
+      op("Mul", {in(0), op1("Sigmoid", {in(0)})}, {out0(n)});
+    } else if (o == "gelu") {
+      op("Identity", {gelu(in(0), n.attrs.has("approximate") ? n.attrs.s("approximate") : "none", dt)}, {out0(n)});
+    } else if (o == "where") {
+      std::string c = in(0);
+      if (val(n.inputs[0]).dtype != DType::b8) {
+        NodeProto* cast = nullptr;
+        c = op1("Cast", {c}, &cast);
+        attr(cast, "to", int64_t(TensorProto::BOOL));
+      }
+      op("Where", {c, in(1), in(2)}, {out0(n)});
+    } else if (o == "clamp") {
+      std::string lo = n.attrs.has("min") ? scalar(n.attrs.f("min"), dt) : "";
+      std::string hi = n.attrs.has("max") ? scalar(n.attrs.f("max"), dt) : "";
+      op("Clip", {in(0), lo, hi}, {out0(n)});
+    } else if (o == "view") {
+      op("Reshape", {in(0), ints(reshape_target(n.attrs.ints("shape")))}, {out0(n)});
+    } else if (o == "permute") {
+      attr(op("Transpose", {in(0)}, {out0(n)}), "perm", n.attrs.ints("dims"));
+    } else if (o == "slice") {
+      int64_t end = n.attrs.i("end");
+      if (end == kBatch) end = std::numeric_limits<int64_t>::max();
+      op("Slice", {in(0), ints({n.attrs.i("start")}), ints({end}), ints({n.attrs.i("dim")}), ints({n.attrs.i("step", 1)})},
+         {out0(n)});
+    } else if (o == "expand") {
+      std::vector<int64_t> s = n.attrs.ints("shape");
+      const Shape& xs = shape(n.inputs[0]);
+      for (size_t d = 0; d < s.size(); ++d) {
+        if (s[d] != kBatch) continue;
+        const size_t lead = s.size() - xs.size();  // the input's dims align right
+        if (d < lead || xs[d - lead] != kBatch) refuse("an expand to the batch size of a dimension that is not the batch");
+        s[d] = 1;  // broadcasting keeps the input's N
+      }
+      op("Expand", {in(0), ints(s)}, {out0(n)});
+    } else if (o == "cast") {
+      attr(op("Cast", {in(0)}, {out0(n)}), "to", int64_t(onnx_type(dt)));
+    } else if (o == "cat") {
+      std::vector<std::string> xs;
+      for (size_t i = 0; i < n.inputs.size(); ++i) xs.push_back(in(i));
+      attr(op("Concat", xs, {out0(n)}), "axis", n.attrs.i("dim"));
+    } else if (o == "sum" || o == "mean" || o == "amax" || o == "amin") {
+      reduce(n, o == "sum" ? "ReduceSum" : o == "mean" ? "ReduceMean" : o == "amax" ? "ReduceMax" : "ReduceMin");
+    } else if (o == "softmax" || o == "log_softmax") {
+      attr(op(o == "softmax" ? "Softmax" : "LogSoftmax", {in(0)}, {out0(n)}), "axis", n.attrs.i("dim"));
+    } else if (o == "argmax") {
+      std::string x = in(0);
+      int64_t axis = 0;
+      if (n.attrs.has("dim"))
+        axis = n.attrs.i("dim");
+      else
+        x = op1("Reshape", {x, ints({-1})});
+      NodeProto* a = op("ArgMax", {x}, {out0(n)});
+      attr(a, "axis", axis);
+      attr(a, "keepdims", int64_t(n.attrs.b("keepdim", false)));
+    } else if (o == "topk") {
+      NodeProto* t = op("TopK", {in(0), ints({n.attrs.i("k")})}, {out0(n), g_.values[size_t(n.outputs[1])].name});
+      attr(t, "axis", n.attrs.i("dim", -1));
+      attr(t, "largest", int64_t(n.attrs.b("largest", true)));
+      attr(t, "sorted", int64_t(n.attrs.b("sorted", true)));
+    } else if (o == "layer_norm") {
+      layer_norm(n, dt);
+    } else if (o == "rms_norm") {
+      rms_norm(n, dt);
+    } else if (o == "linear") {
+      linear(n, dt);
+    } else if (o == "embedding") {
+      op("Gather", {in(0), in(1)}, {out0(n)});  // padding_idx matters only to the gradient
+    } else if (o == "index_select") {
+      attr(op("Gather", {in(0), in(1)}, {out0(n)}), "axis", n.attrs.i("dim"));
+    } else if (o == "gather") {
+      attr(op("GatherElements", {in(0), in(1)}, {out0(n)}), "axis", n.attrs.i("dim"));
+    } else if (o == "rope") {
+      rope(n);
+    } else if (o == "convolution") {
+      ops::Spatial s = ops::conv_spatial(concrete(shape(n.inputs[0])), shape(n.inputs[1]), n.attrs, "convolution");
+      std::vector<std::string> xs = {in(0), in(1)};
+      if (has(2)) xs.push_back(in(2));
+      NodeProto* c = op("Conv", xs, {out0(n)});
+      spatial_attrs(c, s, true);
+      attr(c, "group", n.attrs.i("groups", 1));
+    } else if (o == "max_pool" || o == "avg_pool") {
+      only_first_output(n, "indices");
+      const Shape xs = concrete(shape(n.inputs[0]));
+      ops::Spatial s = ops::pool_spatial(xs, n.attrs, o.c_str(), 1, 3);
+      NodeProto* p = op(o == "max_pool" ? "MaxPool" : "AveragePool", {in(0)}, {out0(n)});
+      spatial_attrs(p, s, false);
+      if (o == "avg_pool") attr(p, "count_include_pad", int64_t(n.attrs.b("count_include_pad", true)));
+    } else if (o == "adaptive_avg_pool") {
+      adaptive_avg_pool(n);
+    } else if (o == "batch_norm") {
+      batch_norm(n, dt);
+    } else if (o == "attention") {
+      attention(n, dt);
+    } else if (o == "quantize" || o == "dequantize" || o == "qconv" || o == "qlinear" || o == "dynamic_linear" ||
+               o == "woq_linear" || o == "fake_quantize") {
+      refuse("INT8 graphs are not exported to ONNX yet (QDQ form: issue 15); export the float model");
+    } else {
+      refuse("no ONNX mapping is written for this op-table row");
+    }
+  }
+
+  void reduce(const Node& n, const char* type) {
+    const std::vector<int64_t>& dims = n.attrs.ints("dims");
+    const bool keep = n.attrs.b("keepdim", false);
+    std::vector<std::string> xs = {name(n.inputs[0])};
+    if (std::string(type) == "ReduceSum" && !dims.empty()) xs.push_back(ints(dims));  // opset 13: axes as an input
+    NodeProto* r = op(type, xs, {out0(n)});
+    attr(r, "keepdims", int64_t(keep));
+    if (std::string(type) != "ReduceSum" && !dims.empty()) attr(r, "axes", dims);
+  }
+
+  void layer_norm(const Node& n, DType dt) {
+    const std::vector<int64_t>& ns = n.attrs.ints("normalized_shape");
+    int64_t count = 1;
+    for (int64_t d : ns) count *= d;
+    std::string w = n.inputs[1] >= 0 ? name(n.inputs[1]) : floats(std::vector<float>(size_t(count), 1.0f), ns);
+    std::vector<std::string> xs = {name(n.inputs[0]), w};
+    if (n.inputs[2] >= 0) xs.push_back(name(n.inputs[2]));
+    NodeProto* l = op("LayerNormalization", xs, {out0(n)});
+    attr(l, "axis", -int64_t(ns.size()));
+    attr(l, "epsilon", float(n.attrs.f("eps")));
+  }
+
+  void rms_norm(const Node& n, DType dt) {
+    const std::vector<int64_t>& ns = n.attrs.ints("normalized_shape");
+    std::vector<int64_t> axes;
+    for (size_t i = 0; i < ns.size(); ++i) axes.push_back(-int64_t(ns.size()) + int64_t(i));
+    std::string x = name(n.inputs[0]);
+    NodeProto* m = nullptr;
+    std::string ms = op1("ReduceMean", {op1("Mul", {x, x})}, &m);
+    attr(m, "axes", axes);
+    attr(m, "keepdims", int64_t(1));
+    std::string inv = op1("Reciprocal", {op1("Sqrt", {op1("Add", {ms, scalar(n.attrs.f("eps"), dt)})})});
+    if (n.inputs[1] >= 0)
+      op("Mul", {op1("Mul", {x, inv}), name(n.inputs[1])}, {out0(n)});
+    else
+      op("Mul", {x, inv}, {out0(n)});
+  }
+
+  void linear(const Node& n, DType dt) {
+    const std::string act = n.attrs.has("activation") ? n.attrs.s("activation") : "none";
+    if (act != "none" && act != "gelu") refuse("linear activation '" + act + "'");
+    const bool fused = act == "gelu";
+    const std::string x = name(n.inputs[0]), w = name(n.inputs[1]);
+    const bool bias = n.inputs[2] >= 0;
+    std::string y;
+    const std::string target = fused ? "" : out0(n);
+    if (shape(n.inputs[0]).size() == 2) {
+      std::vector<std::string> xs = {x, w};
+      if (bias) xs.push_back(name(n.inputs[2]));
+      NodeProto* gemm = nullptr;
+      y = op1("Gemm", xs, &gemm, target);
+      attr(gemm, "transB", int64_t(1));
+    } else {
+      NodeProto* t = nullptr;
+      std::string wt = op1("Transpose", {w}, &t);
+      attr(t, "perm", std::vector<int64_t>{1, 0});
+      y = bias ? op1("Add", {op1("MatMul", {x, wt}), name(n.inputs[2])}, nullptr, target) : op1("MatMul", {x, wt}, nullptr, target);
+    }
+    if (fused) op("Identity", {gelu(y, "none", dt)}, {out0(n)});
+  }
+
+  void rope(const Node& n) {
+    const Shape& xs = shape(n.inputs[0]);
+    const int64_t d = xs.back(), h = d / 2;
+    const std::string x = name(n.inputs[0]), c = name(n.inputs[1]), s = name(n.inputs[2]);
+    std::string x1 = op1("Slice", {x, ints({0}), ints({h}), ints({-1})});
+    std::string x2 = op1("Slice", {x, ints({h}), ints({d}), ints({-1})});
+    std::string a = op1("Sub", {op1("Mul", {x1, c}), op1("Mul", {x2, s})});
+    std::string b = op1("Add", {op1("Mul", {x1, s}), op1("Mul", {x2, c})});
+    attr(op("Concat", {a, b}, {out0(n)}), "axis", int64_t(-1));
+  }
+
+  void adaptive_avg_pool(const Node& n) {
+    const Shape xs = concrete(shape(n.inputs[0]));
+    ops::Spatial s = ops::adaptive_spatial(xs, n.attrs, "adaptive_avg_pool");
+    bool global = true, even = true;
+    std::vector<int64_t> k;
+    for (int i = 3 - s.nsp; i < 3; ++i) {
+      global = global && s.out[size_t(i)] == 1;
+      even = even && s.in[size_t(i)] % s.out[size_t(i)] == 0;
+      k.push_back(s.out[size_t(i)] ? s.in[size_t(i)] / s.out[size_t(i)] : 1);
+    }
+    if (global) {
+      op("GlobalAveragePool", {name(n.inputs[0])}, {out0(n)});
+    } else if (even) {  // equal windows: an average pool
+      NodeProto* p = op("AveragePool", {name(n.inputs[0])}, {out0(n)});
+      attr(p, "kernel_shape", k);
+      attr(p, "strides", k);
+    } else {
+      refuse("adaptive average pooling to a size that does not divide the input (uneven windows)");
+    }
+  }
+
+  void batch_norm(const Node& n, DType dt) {
+    if (n.attrs.b("training", false)) refuse("batch_norm in training mode (trace in eval mode)");
+    only_first_output(n, "batch statistics");
+    const int64_t C = shape(n.inputs[0])[1];
+    std::string w = n.inputs[1] >= 0 ? name(n.inputs[1]) : floats(std::vector<float>(size_t(C), 1.0f), {C});
+    std::string b = n.inputs[2] >= 0 ? name(n.inputs[2]) : floats(std::vector<float>(size_t(C), 0.0f), {C});
+    const bool relu = n.attrs.b("relu", false);
+    NodeProto* bn = nullptr;
+    std::string y = op1("BatchNormalization", {name(n.inputs[0]), w, b, name(n.inputs[3]), name(n.inputs[4])}, &bn,
+                        relu ? "" : out0(n));
+    attr(bn, "epsilon", float(n.attrs.f("eps")));
+    if (relu) op("Relu", {y}, {out0(n)});
+  }
+
+  void attention(const Node& n, DType dt) {
+    for (size_t i = 3; i < 6; ++i)
+      if (n.inputs.size() > i && n.inputs[i] >= 0)
+        refuse("attention with a padding mask, ALiBi slopes or relative-position bias");
+    if (n.attrs.has("relative") && n.attrs.s("relative") != "none") refuse("relative-position attention");
+    only_first_output(n, "log-sum-exp or bucket weights");
+    const Shape &qs = shape(n.inputs[0]), &ks = shape(n.inputs[1]), &vs = shape(n.inputs[2]);
+    const int64_t hq = qs[1], hk = ks[1], nq = qs[2], m = ks[2];
+    std::string k = name(n.inputs[1]), v = name(n.inputs[2]);
+    if (hq != hk) {  // grouped-query: key/value head g serves query heads [g r, (g + 1) r)
+      if (hk <= 0 || hq % hk != 0) refuse("query heads not a multiple of key heads");
+      const int64_t r = hq / hk;
+      auto repeat = [&](const std::string& t, int64_t dd) {
+        std::string t5 = op1("Reshape", {t, ints({0, hk, 1, m, dd})});
+        std::string e = op1("Expand", {t5, ints({1, 1, r, 1, 1})});
+        return op1("Reshape", {e, ints({0, hq, m, dd})});
+      };
+      k = repeat(k, ks[3]);
+      v = repeat(v, vs[3]);
+    }
+    NodeProto* t = nullptr;
+    std::string kt = op1("Transpose", {k}, &t);
+    attr(t, "perm", std::vector<int64_t>{0, 1, 3, 2});
+    std::string s = op1("Mul", {op1("MatMul", {name(n.inputs[0]), kt}), scalar(n.attrs.f("scale"), dt)});
+    if (n.attrs.b("causal", false)) {
+      // Query i (position i + m - n) sees keys j <= i + m - n: -inf elsewhere.
+      std::vector<float> mask(size_t(nq * m), 0.0f);
+      for (int64_t i = 0; i < nq; ++i)
+        for (int64_t j = 0; j < m; ++j)
+          if (j > i + m - nq) mask[size_t(i * m + j)] = -std::numeric_limits<float>::infinity();
+      s = op1("Add", {s, floats(mask, {nq, m})});
+    }
+    NodeProto* sm = nullptr;
+    std::string p = op1("Softmax", {s}, &sm);
+    attr(sm, "axis", int64_t(-1));
+    op("MatMul", {p, v}, {out0(n)});
+  }
+};
+
+}  // namespace
+
+OnnxReport save_onnx(const Graph& g, const std::string& path, const OnnxOptions& opts) {
+  g.verify();
+  for (const Value& v : g.values)
+    if (v.dtype == DType::bf16 || v.dtype == DType::f16)
+      QS_FAIL("ONNX export: value {} is {}; export the float model (ONNX Runtime's CPU kernels are float32; trace "
+              "without --bf16)", v.name, dtype_name(v.dtype));
+  onnx::ModelProto model;
+  model.set_ir_version(8);
+  model.set_producer_name("qiusuo");
+  model.set_producer_version("0.1.0");
+  model.set_doc_string(opts.doc);
+  auto* opset = model.add_opset_import();
+  opset->set_domain("");
+  opset->set_version(kOnnxOpset);
+  onnx::GraphProto* gp = model.mutable_graph();
+  gp->set_name("qiusuo");
+
+  Exporter ex(g, gp);
+  ex.run();
+  std::set<int> data = ex.data_used();
+  for (int id : g.outputs)
+    if (g.values[size_t(id)].kind == ValueKind::param || g.values[size_t(id)].kind == ValueKind::constant) data.insert(id);
+  for (int id : data) {
+    const Value& v = g.values[size_t(id)];
+    const Tensor t = g.data[size_t(id)].contiguous();
+    TensorProto* tp = gp->add_initializer();
+    tp->set_name(v.name);
+    tp->set_data_type(onnx_type(v.dtype));
+    for (int64_t d : v.shape) tp->add_dims(d);
+    tp->set_raw_data(std::string(static_cast<const char*>(t.raw_data()), size_t(t.numel()) * dtype_size(v.dtype)));
+  }
+  for (int id : g.inputs) {
+    auto* vi = gp->add_input();
+    vi->set_name(g.values[size_t(id)].name);
+    set_type(vi->mutable_type(), g.values[size_t(id)].dtype, g.values[size_t(id)].shape);
+  }
+  std::set<int> outs(g.outputs.begin(), g.outputs.end());
+  for (int id : g.outputs) {
+    auto* vi = gp->add_output();
+    vi->set_name(g.values[size_t(id)].name);
+    set_type(vi->mutable_type(), g.values[size_t(id)].dtype, g.values[size_t(id)].shape);
+  }
+  // Every node output qiusuo knows the shape of: shape inference checks them against the
+  // operators' own rules (check_onnx).
+  const std::vector<int> readers = last_readers(g);
+  for (const Node& n : g.nodes)
+    for (int id : n.outputs)
+      if (readers[size_t(id)] >= 0 && !outs.count(id)) {
+        auto* vi = gp->add_value_info();
+        vi->set_name(g.values[size_t(id)].name);
+        set_type(vi->mutable_type(), g.values[size_t(id)].dtype, g.values[size_t(id)].shape);
+      }
+
+  std::string bytes;
+  QS_CHECK(model.SerializeToString(&bytes), "ONNX export: the model does not serialise (over 2 GB?)");
+  io::write_file_atomic(path, bytes);
+  OnnxReport r;
+  r.opset = kOnnxOpset;
+  r.nodes = gp->node_size();
+  r.initializers = gp->initializer_size();
+  r.bytes = int64_t(bytes.size());
+  for (const auto& n : gp->node()) r.op_types[n.op_type()]++;
+  return r;
+}
+
+void check_onnx(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw IOError(fmt::format("{}: cannot open", path));
+  onnx::ModelProto model;
+  if (!model.ParseFromIstream(&f)) throw IOError(fmt::format("{}: not an ONNX model (protobuf parse failed)", path));
+  try {
+    onnx::checker::check_model(model);
+    onnx::ShapeInferenceOptions opts(/*check_type=*/true, /*strict_mode=*/1, /*data_prop=*/true);
+    onnx::shape_inference::InferShapes(model, onnx::OpSchemaRegistry::Instance(), opts);
+  } catch (const std::exception& e) {
+    QS_FAIL("{}: the ONNX checker refused the model: {}", path, e.what());
+  }
+}
+
+}  // namespace qs::graph
