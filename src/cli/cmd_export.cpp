@@ -89,9 +89,16 @@ int cmd_export(Args a) {
     eager = m->forward(probe);
   }
   // Another input and the model's answer, for checking the file in another runtime.
-  if (!example_out.empty())
-    io::save_safetensors(example_out, {{"input", probe}, {"output", eager.to(DType::f32)}},
-                         {{"format", "qiusuo-example"}, {"graph", out}});
+  if (!example_out.empty()) {
+    std::map<std::string, std::string> meta = {{"format", "qiusuo-example"}, {"graph", out}};
+    // A quantised model's output is a dequantised code: one code is its resolution.
+    const graph::Value& y = g.values[size_t(g.outputs[0])];
+    if (y.producer >= 0 && g.nodes[size_t(y.producer)].op == "dequantize") {
+      const Tensor& scale = g.data[size_t(g.nodes[size_t(y.producer)].inputs[1])];
+      if (scale.defined() && scale.numel() == 1) meta["output_quantum"] = fmt::format("{}", scale.item());
+    }
+    io::save_safetensors(example_out, {{"input", probe}, {"output", eager.to(DType::f32)}}, meta);
+  }
   double diff = 0;
   graph::OnnxReport onnx;
   if (format == "onnx") {

@@ -313,12 +313,155 @@ class Exporter {
       batch_norm(n, dt);
     } else if (o == "attention") {
       attention(n, dt);
-    } else if (o == "quantize" || o == "dequantize" || o == "qconv" || o == "qlinear" || o == "dynamic_linear" ||
-               o == "woq_linear" || o == "fake_quantize") {
-      refuse("INT8 graphs are not exported to ONNX yet (QDQ form: issue 15); export the float model");
+    } else if (o == "quantize") {
+      quantize_row(n);
+    } else if (o == "dequantize") {
+      dequantize_row(n);
+    } else if (o == "qconv" || o == "qlinear") {
+      qmatmul_row(n);
+    } else if (o == "dynamic_linear" || o == "woq_linear" || o == "fake_quantize") {
+      refuse("dynamically or weight-only quantised linears and fake quantisation have no QDQ form written; export "
+             "the float model or a statically quantised one");
     } else {
       refuse("no ONNX mapping is written for this op-table row");
     }
+  }
+
+  // ---- INT8 as QDQ: QuantizeLinear / DequantizeLinear around float operators, the form
+  // ONNX Runtime turns back into integer kernels (QLinearConv, QLinearMatMul).
+  const Tensor& data_of(int id, const char* what) const {
+    const Value& v = val(id);
+    if (v.kind != ValueKind::param && v.kind != ValueKind::constant)
+      refuse(fmt::format("its {} ({}) is computed, not a parameter or constant", what, v.name));
+    return g_.data[size_t(id)];
+  }
+  // Per-tensor or per-channel zero points as an initializer of the codes' type.
+  std::string zero_points(const std::vector<int64_t>& zp, DType codes, bool scalar) {
+    std::vector<uint8_t> b;
+    for (int64_t z : zp) b.push_back(uint8_t(codes == DType::u8 ? uint8_t(z) : uint8_t(int8_t(z))));
+    Shape sh = scalar ? Shape{} : Shape{int64_t(zp.size())};
+    return initializer("zp", codes, sh, b.data(), b.size());
+  }
+  std::string f32_scalar(double x) { return scalar(x, DType::f32); }
+  // x (f32) -> codes: QuantizeLinear, with a Clip in the real domain first when [qmin, qmax]
+  // is narrower than the type (7-bit activations; ONNX saturates to the whole type).
+  std::string quantize_to(const std::string& x, double scale, int64_t zp, DType codes, int64_t qmin, int64_t qmax,
+                          const std::string& to = "") {
+    std::string in = x;
+    const bool full = qmin == (codes == DType::u8 ? 0 : -128) && qmax == (codes == DType::u8 ? 255 : 127);
+    if (!full) in = op1("Clip", {x, f32_scalar(double(qmin - zp) * scale), f32_scalar(double(qmax - zp) * scale)});
+    return op1("QuantizeLinear", {in, f32_scalar(scale), zero_points({zp}, codes, true)}, nullptr, to);
+  }
+  std::string dequantize_from(const std::string& q, double scale, int64_t zp, DType codes, const std::string& to = "") {
+    return op1("DequantizeLinear", {q, f32_scalar(scale), zero_points({zp}, codes, true)}, nullptr, to);
+  }
+  DType codes_of(const Attrs& a, const char* key) const {
+    const std::string d = a.s(key);
+    return d == "u8" ? DType::u8 : DType::i8;
+  }
+
+  void quantize_row(const Node& n) {
+    const Tensor sc = data_of(n.inputs[1], "scale").contiguous(), zp = data_of(n.inputs[2], "zero point").contiguous();
+    const int64_t axis = n.attrs.i("axis", -1);
+    const DType codes = codes_of(n.attrs, "dtype");
+    const int64_t qmin = n.attrs.i("qmin"), qmax = n.attrs.i("qmax");
+    std::vector<int64_t> zps;
+    for (int64_t i = 0; i < zp.numel(); ++i) zps.push_back(int64_t(zp.data_ptr<int32_t>()[i]));
+    if (axis < 0) {
+      quantize_to(name(n.inputs[0]), double(sc.data_ptr<float>()[0]), zps[0], codes, qmin, qmax, out0(n));
+      return;
+    }
+    if (qmin != (codes == DType::u8 ? 0 : -128) || qmax != (codes == DType::u8 ? 255 : 127))
+      refuse("per-channel quantisation to a range narrower than the type");
+    std::vector<float> scales(sc.data_ptr<float>(), sc.data_ptr<float>() + sc.numel());
+    NodeProto* q = op("QuantizeLinear", {name(n.inputs[0]), floats(scales, {sc.numel()}), zero_points(zps, codes, false)},
+                      {out0(n)});
+    attr(q, "axis", axis);
+  }
+
+  void dequantize_row(const Node& n) {
+    const Tensor sc = data_of(n.inputs[1], "scale").contiguous(), zp = data_of(n.inputs[2], "zero point").contiguous();
+    const int64_t axis = n.attrs.i("axis", -1);
+    const DType codes = val(n.inputs[0]).dtype;
+    std::vector<int64_t> zps;
+    for (int64_t i = 0; i < zp.numel(); ++i) zps.push_back(int64_t(zp.data_ptr<int32_t>()[i]));
+    if (axis < 0) {
+      dequantize_from(name(n.inputs[0]), double(sc.data_ptr<float>()[0]), zps[0], codes, out0(n));
+      return;
+    }
+    std::vector<float> scales(sc.data_ptr<float>(), sc.data_ptr<float>() + sc.numel());
+    NodeProto* d = op("DequantizeLinear", {name(n.inputs[0]), floats(scales, {sc.numel()}), zero_points(zps, codes, false)},
+                      {out0(n)});
+    attr(d, "axis", axis);
+  }
+
+  // qconv and qlinear: the input codes (requantised first when chained), weights and bias
+  // dequantised, the float operator, ReLU, and the output quantised (unless it is f32).
+  // The bias goes in as int32 in units of x_scale * w_scale (zero point 0), the form ONNX
+  // Runtime fuses into QLinearConv; rounding it moves each sum by at most half a unit.
+  void qmatmul_row(const Node& n) {
+    const bool conv = n.op == "qconv";
+    const Attrs& a = n.attrs;
+    const DType xcodes = val(n.inputs[0]).dtype;
+    const double xs = a.f("x_scale");
+    const int64_t xzp = a.i("x_zp", 0);
+    std::string xq = name(n.inputs[0]);
+    if (a.has("x_from_scale")) {  // codes of the producing layer: dequantise, requantise
+      std::string real = dequantize_from(xq, a.f("x_from_scale"), a.i("x_from_zp", 0), xcodes);
+      xq = quantize_to(real, xs, xzp, DType::u8, a.i("x_qmin", 0), a.i("x_qmax", 255));
+    }
+    std::string x = dequantize_from(xq, xs, xzp, a.has("x_from_scale") ? DType::u8 : xcodes);
+    const Tensor ws = data_of(n.inputs[2], "weight scales").contiguous();
+    const int64_t O = ws.numel();
+    std::vector<float> wscale(ws.data_ptr<float>(), ws.data_ptr<float>() + O);
+    NodeProto* dqw = nullptr;
+    std::string w = op1("DequantizeLinear", {name(n.inputs[1]), floats(wscale, {O}), zero_points(std::vector<int64_t>(size_t(O), 0), DType::i8, false)}, &dqw);
+    attr(dqw, "axis", int64_t(0));
+    std::string bias;
+    if (n.inputs[3] >= 0) {
+      const Tensor b = data_of(n.inputs[3], "bias").contiguous();
+      std::vector<int32_t> bq(static_cast<size_t>(O));
+      std::vector<float> bscale(static_cast<size_t>(O));
+      for (int64_t o = 0; o < O; ++o) {
+        bscale[size_t(o)] = float(xs) * wscale[size_t(o)];
+        const double q = std::nearbyint(double(b.data_ptr<float>()[o]) / double(bscale[size_t(o)]));
+        if (!(std::abs(q) < 2147483647.0)) refuse("a bias beyond int32 in units of x_scale * w_scale");
+        bq[size_t(o)] = int32_t(q);
+      }
+      std::string bq_name = initializer("bias_q", DType::i32, {O}, bq.data(), bq.size() * 4);
+      std::vector<int32_t> zeros(static_cast<size_t>(O), 0);
+      NodeProto* dqb = nullptr;
+      bias = op1("DequantizeLinear", {bq_name, floats(bscale, {O}), initializer("zp", DType::i32, {O}, zeros.data(), zeros.size() * 4)}, &dqb);
+      attr(dqb, "axis", int64_t(0));
+    }
+    const std::string out = a.has("out") ? a.s("out") : "f32";
+    const bool relu = a.b("relu", false), real_out = out == "f32";
+    std::string y;
+    const std::string direct = (real_out && !relu) ? out0(n) : "";
+    if (conv) {
+      ops::Spatial s = ops::conv_spatial(concrete(shape(n.inputs[0])), shape(n.inputs[1]), a, "qconv");
+      std::vector<std::string> xs_in = {x, w};
+      if (!bias.empty()) xs_in.push_back(bias);
+      NodeProto* c = nullptr;
+      y = op1("Conv", xs_in, &c, direct);
+      spatial_attrs(c, s, true);
+      attr(c, "group", a.i("groups", 1));
+    } else if (shape(n.inputs[0]).size() == 2) {
+      std::vector<std::string> xs_in = {x, w};
+      if (!bias.empty()) xs_in.push_back(bias);
+      NodeProto* gm = nullptr;
+      y = op1("Gemm", xs_in, &gm, direct);
+      attr(gm, "transB", int64_t(1));
+    } else {
+      NodeProto* t = nullptr;
+      std::string wt = op1("Transpose", {w}, &t);
+      attr(t, "perm", std::vector<int64_t>{1, 0});
+      y = bias.empty() ? op1("MatMul", {x, wt}, nullptr, direct) : op1("Add", {op1("MatMul", {x, wt}), bias}, nullptr, direct);
+    }
+    if (relu) y = op1("Relu", {y}, nullptr, real_out ? out0(n) : "");
+    if (!real_out)
+      quantize_to(y, a.f("out_scale"), a.i("out_zp", 0), out == "u8" ? DType::u8 : DType::i8, a.i("out_qmin"),
+                  a.i("out_qmax"), out0(n));
   }
 
   void reduce(const Node& n, const char* type) {

@@ -2,10 +2,12 @@
 // `qiusuo export --example` wrote (safetensors: "input", and "output" = qiusuo's answer)
 // and compares: max |ort - qiusuo| <= atol + rtol * max |qiusuo|. Exit 0 when it matches,
 // 1 when it does not, 2 on bad usage or files. With --bench N, also times N runs. With
-// --dir DIR, checks every DIR/NAME.onnx against DIR/NAME.example.safetensors.
+// --dir DIR, checks every DIR/NAME.onnx against DIR/NAME.example.safetensors. For a
+// quantised model, --quanta K allows K codes of the output: atol = K * the example's
+// metadata output_quantum (the scale of the graph's last dequantize).
 //
 //   node tests/onnx/ort_check.js MODEL.onnx EXAMPLE.safetensors [--atol A] [--rtol R]
-//                                [--threads T] [--bench N]
+//                                [--quanta K] [--threads T] [--bench N]
 //   node tests/onnx/ort_check.js --dir DIR [--atol A] [--rtol R]
 'use strict';
 const fs = require('fs');
@@ -25,7 +27,7 @@ function readSafetensors(file) {
   if (n > buf.length - 8) throw new Error(`${file}: header length ${n} beyond the file`);
   const header = JSON.parse(buf.subarray(8, 8 + n).toString('utf8'));
   const data = buf.subarray(8 + n);
-  const out = {};
+  const out = {__metadata__: header.__metadata__ || {}};
   const types = {F32: ['float32', Float32Array], I64: ['int64', BigInt64Array], I32: ['int32', Int32Array],
                  U8: ['uint8', Uint8Array], I8: ['int8', Int8Array]};
   for (const [name, t] of Object.entries(header)) {
@@ -52,18 +54,27 @@ async function check(ort, model, example, opt) {
   const got = result[session.outputNames[0]];
   const want = ex.output;
   const report = {model: path.basename(model), shape: got.dims, want_shape: want.shape};
+  let atol = opt.atol;
+  if (opt.quanta > 0) {
+    const q = Number(ex.__metadata__.output_quantum);
+    if (!(q > 0)) throw new Error(`${example}: --quanta needs metadata output_quantum (a quantised model's example)`);
+    atol = opt.quanta * q * (1 + 1e-6);
+    report.output_quantum = q;
+  }
   let ok = got.dims.length === want.shape.length && got.dims.every((d, i) => d === want.shape[i]);
-  let maxDiff = 0, peak = 0;
+  let maxDiff = 0, peak = 0, differ = 0;
   if (ok) {
     for (let i = 0; i < want.data.length; i++) {
       const a = Number(got.data[i]), b = Number(want.data[i]);
       const d = Math.abs(a - b);
       maxDiff = Number.isNaN(d) ? Infinity : Math.max(maxDiff, d);
       peak = Math.max(peak, Math.abs(b));
+      differ += d > 1e-6 * Math.max(1, Math.abs(b)) || Number.isNaN(d) ? 1 : 0;
     }
-    ok = maxDiff <= opt.atol + opt.rtol * peak;
+    ok = maxDiff <= atol + opt.rtol * peak;
   }
-  Object.assign(report, {max_abs_diff: maxDiff, max_abs_output: peak, tolerance: opt.atol + opt.rtol * peak, match: ok});
+  Object.assign(report, {max_abs_diff: maxDiff, max_abs_output: peak, tolerance: atol + opt.rtol * peak,
+                         elements_differing: differ, elements: want.data.length, match: ok});
   if (opt.bench > 0) {
     for (let i = 0; i < 3; i++) await session.run(feeds);
     const times = [];
@@ -81,7 +92,7 @@ async function check(ort, model, example, opt) {
 (async () => {
   const args = process.argv.slice(2);
   const pos = [];
-  const opt = {atol: 1e-4, rtol: 1e-4, threads: 1, bench: 0};
+  const opt = {atol: 1e-4, rtol: 1e-4, threads: 1, bench: 0, quanta: 0};
   let dir = null;
   for (let i = 0; i < args.length; i++) {
     if (args[i] === '--dir') {

@@ -10,11 +10,14 @@
 // Rows with no standard ONNX operator are written as the operators that compute them:
 // gelu as Erf (or Tanh) arithmetic, linear as MatMul/Gemm + Add, rope as Slice/Mul/Concat,
 // the fused attention as MatMul, Softmax and an additive causal mask (key and value heads
-// repeated for grouped-query attention). What has no ONNX form is refused by name (the
-// node, its op, and why): bf16 graphs (ONNX Runtime's CPU kernels are float32), the INT8
-// rows, attention with padding masks, ALiBi or relative-position terms, and extra outputs
-// (max_pool's indices, batch_norm's statistics, attention's log-sum-exp) that a later node
-// reads.
+// repeated for grouped-query attention). INT8 graphs are written in the QDQ form:
+// QuantizeLinear / DequantizeLinear around the float Conv, Gemm or MatMul, weights per
+// channel, the bias as int32 in units of x_scale * w_scale (what ONNX Runtime fuses into
+// its integer kernels), 7-bit ranges as a Clip before quantising. What has no ONNX form is
+// refused by name (the node, its op, and why): bf16 graphs (ONNX Runtime's CPU kernels are
+// float32), dynamic and weight-only quantised linears, attention with padding masks, ALiBi
+// or relative-position terms, and extra outputs (max_pool's indices, batch_norm's
+// statistics, attention's log-sum-exp) that a later node reads.
 #pragma once
 #include <map>
 #include <string>
