@@ -50,10 +50,25 @@ done
 # are not wanted) at the version package-lock.json pins, for tests/onnx/ort_check.js.
 ort=tests/onnx
 cd "$(dirname "$0")/.."
+# npm ci checks every package against the sha512 in package-lock.json.
 if [ "$(node -p "try { require('./$ort/node_modules/onnxruntime-node/package.json').version } catch (e) { '' }")" != \
      "$(node -p "require('./$ort/package.json').dependencies['onnxruntime-node']")" ]; then
   echo "install-deps: installing onnxruntime-node into $ort/node_modules"
-  npm ci --prefix "$ort" --ignore-scripts --no-audit --no-fund >/dev/null
+  if ! npm ci --prefix "$ort" --ignore-scripts --no-audit --no-fund >/dev/null; then
+    # A machine that cannot reach the npm registry (offline, or behind a proxy whose CA it
+    # lacks) stops here unless told to go on; the tests that need ONNX Runtime then report
+    # themselves skipped (tests/onnx/ort_check.js exits 77), never passed.
+    if [ "${QS_ALLOW_NO_ORT:-}" = 1 ]; then
+      echo "install-deps: WARNING: onnxruntime-node could not be installed from the npm registry (above);" \
+           "QS_ALLOW_NO_ORT=1: going on, and the onnx.ort_* tests will be reported as skipped" >&2
+    else
+      echo "install-deps: onnxruntime-node could not be installed from the npm registry (above); the ONNX Runtime" \
+           "tests need it. QS_ALLOW_NO_ORT=1 goes on without it (those tests are then reported as skipped)" >&2
+      exit 1
+    fi
+  fi
 fi
-node -e "require('./$ort/node_modules/onnxruntime-node')" ||
-  { echo "install-deps: onnxruntime-node does not load; the ONNX tests need it" >&2; exit 1; }
+if [ -d "$ort/node_modules/onnxruntime-node" ]; then
+  node -e "require('./$ort/node_modules/onnxruntime-node')" ||
+    { echo "install-deps: onnxruntime-node is installed but does not load; the ONNX Runtime tests need it" >&2; exit 1; }
+fi

@@ -1,7 +1,7 @@
 // Runs an ONNX file in ONNX Runtime (npm onnxruntime-node, CPU) on the example that
 // `qiusuo export --example` wrote (safetensors: "input", and "output" = qiusuo's answer)
 // and compares: max |ort - qiusuo| <= atol + rtol * max |qiusuo|. Exit 0 when it matches,
-// 1 when it does not, 2 on bad usage or files. With --bench N, also times N runs. With
+// 1 when it does not, 2 on bad usage or files, 77 when ONNX Runtime is not installed. With --bench N, also times N runs. With
 // --dir DIR, checks every DIR/NAME.onnx against DIR/NAME.example.safetensors. For a
 // quantised model, --quanta K allows K codes of the output: atol = K * the example's
 // metadata output_quantum (the scale of the graph's last dequantize).
@@ -121,8 +121,9 @@ async function check(ort, model, example, opt) {
   try {
     ort = require(path.join(__dirname, 'node_modules', 'onnxruntime-node'));
   } catch (e) {
+    // 77: ctest's SKIP_RETURN_CODE for these tests (reported as skipped, never as passed).
     console.error(`ort_check: onnxruntime-node is not installed in ${__dirname}/node_modules (scripts/install-deps.sh installs it): ${e.message}`);
-    process.exit(2);
+    process.exit(77);
   }
   const version = require(path.join(__dirname, 'node_modules', 'onnxruntime-node', 'package.json')).version;
   let matched = 0;
