@@ -1,5 +1,5 @@
 // qiusuo export CKPT --out FILE [--format qsg|onnx] [--batch N] [--seq N] [--bf16] [--dynamic-batch]
-// [--no-optimize] [--example FILE]: a checkpoint's inference forward traced into a static graph
+// [--dynamic-seq [--max-seq L]] [--no-optimize] [--example FILE]: a checkpoint's inference forward traced into a static graph
 // (include/qiusuo/graph/graph.h), optimised by the passes of graph/passes.h and saved as
 // qiusuo's graph or as ONNX (graph/onnx.h; the format follows a ".onnx" name by default).
 #include <chrono>
@@ -35,6 +35,7 @@ int cmd_export(Args a) {
   const bool optimise = !a.flag("no-optimize");
   graph::TraceOptions trace_opts;
   trace_opts.dynamic_batch = a.flag("dynamic-batch");
+  trace_opts.dynamic_seq = a.flag("dynamic-seq");
   // The check against the model runs another batch size when the batch is dynamic.
   const int64_t probe_batch = trace_opts.dynamic_batch ? batch + 2 : batch;
   if (batch < 1) throw UsageError("qiusuo export: --batch must be positive");
@@ -48,7 +49,9 @@ int cmd_export(Args a) {
   Tensor example, probe;
   std::string kind;
   apps::LoadedLm lm;
+  std::string probe_note = trace_opts.dynamic_batch ? fmt::format(" (batch {})", probe_batch) : "";
   if (is_cnn) {
+    if (trace_opts.dynamic_seq) throw UsageError("qiusuo export: --dynamic-seq is for language models; a CNN has no sequence");
     a.finish();
     std::string method;
     auto cnn = apps::load_fashion_cnn(ckpt, &method);
@@ -59,14 +62,26 @@ int cmd_export(Args a) {
     probe = randn({probe_batch, 1, 28, 28}, DType::f32, &gen);
   } else {
     lm = apps::load_lm(ckpt);  // errors name what the checkpoint is when it is not an LM
-    const int64_t seq = a.integer("seq", lm.model->config().max_seq_len);
+    const int64_t trained = lm.model->config().max_seq_len;
+    // A dynamic length is traced below max_seq (the example, and one more): half of it by default.
+    const int64_t seq = a.integer("seq", trace_opts.dynamic_seq ? std::max<int64_t>(1, trained / 2) : trained);
+    trace_opts.max_seq = a.integer("max-seq", trained);
     a.finish();
     lm.model->config().check_length(seq);
+    int64_t probe_seq = seq;
+    if (trace_opts.dynamic_seq) {
+      lm.model->config().check_length(trace_opts.max_seq);
+      if (seq >= trace_opts.max_seq)
+        throw UsageError(fmt::format("qiusuo export: with --dynamic-seq, --seq ({}) must be below --max-seq ({})", seq,
+                                     trace_opts.max_seq));
+      probe_seq = seq + 2 <= trace_opts.max_seq ? seq + 2 : std::max<int64_t>(1, seq - 1);
+      probe_note = fmt::format(" (batch {}, sequence {})", probe_batch, probe_seq);
+    }
     kind = "TransformerLM";
     m = lm.model.get();
     const int64_t V = lm.model->config().vocab_size;
     example = randint(0, V, {batch, seq}, DType::i64, &gen);
-    probe = randint(0, V, {probe_batch, seq}, DType::i64, &gen);
+    probe = randint(0, V, {probe_batch, probe_seq}, DType::i64, &gen);
   }
 
   auto t0 = std::chrono::steady_clock::now();
@@ -126,11 +141,11 @@ int cmd_export(Args a) {
                            ckpt, kind, g.nodes.size(), n_params, n_consts, double(g.param_bytes()) / 1024, trace_ms);
   if (format == "qsg")
     std::cout << fmt::format("wrote {} and {}.safetensors; the loaded graph matches the model on another input{} to {:.3g}\n",
-                             out, out, trace_opts.dynamic_batch ? fmt::format(" (batch {})", probe_batch) : "", diff);
+                             out, out, probe_note, diff);
   nlohmann::json s = {{"model", kind}, {"nodes", g.nodes.size()}, {"params", n_params}, {"constants", n_consts},
                       {"data_bytes", g.param_bytes()}, {"peak_intermediate_bytes", graph::peak_intermediate_bytes(g)},
                       {"max_abs_diff", diff}, {"out", out}, {"bf16", bf16}, {"optimised", optimise},
-                      {"dynamic_batch", trace_opts.dynamic_batch},
+                      {"dynamic_batch", trace_opts.dynamic_batch}, {"dynamic_seq", trace_opts.dynamic_seq},
                       {"batch_norms_folded", passes.batch_norms_folded}, {"constants_folded", passes.constants_folded},
                       {"subexpressions_merged", passes.subexpressions_merged}, {"dead_nodes_removed", passes.nodes_removed},
                       {"format", format}};

@@ -52,14 +52,16 @@ const std::vector<Command>& commands() {
        "Bible and prints its test perplexity and a generated sample. Checkpoints go under --out.\n", cmd_demo},
       {"export", "trace a checkpoint's inference forward into a static graph (qsgraph for qiusuo-run, or ONNX)",
        "usage: qiusuo export CKPT --out FILE [--batch 1] [--seq N] [--bf16] [--dynamic-batch] [--no-optimize]\n"
-       "                     [--format qsg|onnx] [--example FILE.safetensors]\n\n"
+       "                     [--dynamic-seq [--max-seq L]] [--format qsg|onnx] [--example FILE.safetensors]\n\n"
        "Runs the model once on an example input (FashionCNN, float or quantised: images [batch, 1, 28, 28];\n"
        "language model: token ids [batch, seq], seq defaulting to the trained length) and records every primitive\n"
        "into FILE (a readable text graph) and FILE.safetensors (its parameters). --bf16 traces under autocast, so\n"
        "the graph holds the casts. Unless --no-optimize, the graph passes run: batch norms folded into the\n"
        "convolutions, constant nodes (weight casts) folded, common subexpressions merged, dead nodes removed.\n"
        "The graph replays inputs of exactly that shape, or of any batch size with --dynamic-batch (traced twice,\n"
-       "the sizes that follow the batch written N); the saved file is loaded back and checked against the model\n"
+       "the sizes that follow the batch written N) and, for a language model, of any length up to L (--dynamic-seq;\n"
+       "L defaults to the trained length, the traced --seq to half of it; sizes that follow the length written S);\n"
+       "the saved file is loaded back and checked against the model\n"
        "on another input. Run it with `qiusuo-run FILE`. See docs/graph.md.\n"
        "--format onnx (the default for a FILE ending in .onnx) writes one ONNX file (opset 17, float models;\n"
        "the batch dimension named N with --dynamic-batch) and runs ONNX's checker and shape inference on it.\n"

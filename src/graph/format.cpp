@@ -64,15 +64,15 @@ class Parser {
     return int64_t(v);
   }
 
-  // An integer, or "N": the dynamic batch (kBatch).
-  int64_t size_or_batch(const std::string& s) const { return s == "N" ? kBatch : integer(s); }
+  // An integer, or a symbol: "N" the dynamic batch (kBatch), "S" the sequence length (kSeq).
+  int64_t size_or_symbol(const std::string& s) const { return s == "N" ? kBatch : s == "S" ? kSeq : integer(s); }
 
   std::vector<int64_t> int_list(const std::string& s) const {
     if (s.size() < 2 || s.front() != '[' || s.back() != ']') fail(fmt::format("expected a list [a, b, ...], found '{}'", s));
     std::vector<int64_t> v;
     std::string inner = trim(s.substr(1, s.size() - 2));
     if (inner.empty()) return v;
-    for (auto& p : split_top(inner, ',')) v.push_back(size_or_batch(p));
+    for (auto& p : split_top(inner, ',')) v.push_back(size_or_symbol(p));
     return v;
   }
 
@@ -85,7 +85,7 @@ class Parser {
       if (dt == dtype_name(DType(k))) {
         Shape shape = int_list(trim(s.substr(b)));
         for (int64_t d : shape)
-          if (d < 0 && d != kBatch) fail(fmt::format("negative size in '{}'", s));
+          if (d < 0 && !is_symbol(d)) fail(fmt::format("negative size in '{}'", s));
         return {DType(k), shape};
       }
     fail(fmt::format("unknown dtype '{}'", dt));
@@ -104,7 +104,7 @@ class Parser {
       if (*end != '\0') fail(fmt::format("expected a number, found '{}'", s));
       return v;
     }
-    return size_or_batch(s);
+    return size_or_symbol(s);
   }
 
  private:
@@ -179,6 +179,12 @@ Graph load(const std::string& path) {
         g.outputs.push_back(lookup(rest));
         continue;
       }
+      if (word == "max_seq") {
+        if (version < 3) p.fail(fmt::format("'max_seq' is a line of format version 3, this file is version {}", version));
+        g.max_seq = p.integer(rest);
+        if (g.max_seq < 1 || g.max_seq > (int64_t(1) << 40)) p.fail(fmt::format("max_seq {} out of range", g.max_seq));
+        continue;
+      }
       ValueKind kind = ValueKind::input;
       if (word == "param")
         kind = ValueKind::param;
@@ -223,11 +229,15 @@ Graph load(const std::string& path) {
     }
     g.nodes.push_back(std::move(node));
   }
-  if (version < 2)
-    for (const Value& v : g.values)
-      if (has_batch(v.shape))
+  for (const Value& v : g.values)
+    for (int64_t d : v.shape) {
+      if (d == kBatch && version < 2)
         throw IOError(fmt::format("{}: '{}' has a dynamic batch dimension (N), which format version {} does not have",
                                   path, v.name, version));
+      if (d == kSeq && g.max_seq == 0)
+        throw IOError(fmt::format("{}: '{}' has a dynamic sequence length (S), but the file has no 'max_seq' line{}",
+                                  path, v.name, version < 3 ? fmt::format(" (format version {} has neither)", version) : ""));
+    }
   if (!have_header) throw IOError(fmt::format("{}: empty file, expected 'qsgraph <version>'", path));
 
   io::SafetensorsFile w = io::load_safetensors(weights_path(path));

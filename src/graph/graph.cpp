@@ -18,25 +18,24 @@ const char* value_kind_name(ValueKind k) {
   return "?";
 }
 
-bool has_batch(const Shape& s) {
+bool has_symbols(const Shape& s) {
   for (int64_t d : s)
-    if (d == kBatch) return true;
+    if (is_symbol(d)) return true;
   return false;
 }
 
-Shape with_batch(Shape s, int64_t n) {
-  for (int64_t& d : s)
-    if (d == kBatch) d = n;
+Shape with_sizes(Shape s, const Sizes& z) {
+  for (int64_t& d : s) d = z(d);
   return s;
 }
 
-Attrs with_batch(const Attrs& a, int64_t n) {
+Attrs with_sizes(const Attrs& a, const Sizes& z) {
   Attrs out;
   for (auto& [k, v] : a.items()) {
     if (auto* i = std::get_if<int64_t>(&v))
-      out.set(k.c_str(), *i == kBatch ? n : *i);
+      out.set(k.c_str(), z(*i));
     else if (auto* l = std::get_if<std::vector<int64_t>>(&v))
-      out.set(k.c_str(), with_batch(*l, n));
+      out.set(k.c_str(), with_sizes(*l, z));
     else
       std::visit([&](auto&& x) { out.set(k.c_str(), x); }, v);
   }
@@ -45,10 +44,11 @@ Attrs with_batch(const Attrs& a, int64_t n) {
 
 namespace {
 
-// The batch size verify() gives a dynamic graph's stand-ins.
-constexpr int64_t kVerifyBatch = 3;
+// The sizes verify() gives a dynamic graph's stand-ins: a batch of 3, a sequence of 5 (or
+// max_seq when shorter).
+Sizes verify_sizes(const Graph& g) { return {3, g.max_seq > 0 ? std::min<int64_t>(5, g.max_seq) : 5}; }
 
-std::string int_text(int64_t i) { return i == kBatch ? "N" : std::to_string(i); }
+std::string int_text(int64_t i) { return i == kBatch ? "N" : i == kSeq ? "S" : std::to_string(i); }
 
 std::string dims_text(const Shape& s) {
   std::string t = "[";
@@ -65,8 +65,8 @@ constexpr int64_t kMaxElements = int64_t(1) << 48;
 // A zero stand-in of the value's shape that holds one element whatever the shape (stride 0
 // in every dim): shape rules read shapes (and a few check integer inputs: zeros are valid
 // indices), never the values of a real run.
-Tensor stand_in(const Value& v, int64_t batch) {
-  const Shape shape = with_batch(v.shape, batch);
+Tensor stand_in(const Value& v, const Sizes& z) {
+  const Shape shape = with_sizes(v.shape, z);
   return zeros(Shape(shape.size(), 1), v.dtype).expand(shape);
 }
 
@@ -87,6 +87,8 @@ std::string attr_text(const AttrValue& v) {
 void Graph::verify() const {
   const int nv = int(values.size());
   QS_CHECK(data.size() == values.size(), "graph: {} values but {} data slots", values.size(), data.size());
+  QS_CHECK(max_seq >= 0, "graph: max_seq {} is negative", max_seq);
+  const Sizes vz = verify_sizes(*this);
   std::vector<char> ready(values.size(), 0);
   auto check_id = [&](int id, const std::string& where) {
     QS_CHECK(id >= 0 && id < nv, "graph: {} refers to value {}, but the graph has values 0..{}", where, id, nv - 1);
@@ -102,8 +104,8 @@ void Graph::verify() const {
     const Value& v = values[size_t(id)];
     int64_t n = 1;
     for (int64_t d : v.shape) {
-      QS_CHECK(d >= 0 || d == kBatch, "graph: value {} ('{}') has a negative size in {}", id, v.name, typed(v));
-      const int64_t size = d == kBatch ? 1 : d;
+      QS_CHECK(d >= 0 || is_symbol(d), "graph: value {} ('{}') has a negative size in {}", id, v.name, typed(v));
+      const int64_t size = is_symbol(d) ? 1 : d;
       QS_CHECK(size == 0 || n <= kMaxElements / size, "graph: value {} ('{}') declares {}: more than 2^48 elements",
                id, v.name, typed(v));
       n *= size;
@@ -116,7 +118,7 @@ void Graph::verify() const {
     if (v.kind != ValueKind::param && v.kind != ValueKind::constant) continue;
     const Tensor& t = data[size_t(id)];
     QS_CHECK(t.defined(), "graph: {} '{}' has no data", value_kind_name(v.kind), v.name);
-    QS_CHECK(!has_batch(v.shape), "graph: {} '{}' is declared {}, but data cannot follow the batch size",
+    QS_CHECK(!has_symbols(v.shape), "graph: {} '{}' is declared {}, but data cannot follow the batch size or sequence length",
              value_kind_name(v.kind), v.name, typed(v));
     QS_CHECK(t.shape() == v.shape && t.dtype() == v.dtype, "graph: {} '{}' is declared {} but its data is {}{}",
              value_kind_name(v.kind), v.name, typed(v), dtype_name(t.dtype()), shape_str(t.shape()));
@@ -131,7 +133,7 @@ void Graph::verify() const {
              node.inputs.size(), def->nin);
     QS_CHECK(int(node.outputs.size()) == def->nout, "graph: {} has {} outputs; the op gives {}", where,
              node.outputs.size(), def->nout);
-    ops::OpCall call{def->kind, {}, with_batch(node.attrs, kVerifyBatch), {}};
+    ops::OpCall call{def->kind, {}, with_sizes(node.attrs, vz), {}};
     for (int id : node.inputs) {
       if (id == -1) {
         call.in.emplace_back();
@@ -140,7 +142,7 @@ void Graph::verify() const {
       check_id(id, where);
       QS_CHECK(ready[size_t(id)], "graph: {} reads value {} ('{}') before it is produced (a cycle, or nodes out of order)",
                where, id, values[size_t(id)].name);
-      call.in.push_back(stand_in(values[size_t(id)], kVerifyBatch));
+      call.in.push_back(stand_in(values[size_t(id)], vz));
     }
     for (int id : node.outputs) {
       check_id(id, where);
@@ -165,7 +167,7 @@ void Graph::verify() const {
     }
     for (size_t k = 0; k < node.outputs.size(); ++k) {
       const Value& v = values[size_t(node.outputs[k])];
-      QS_CHECK(k < got.size() && got[k].first == with_batch(v.shape, kVerifyBatch) && got[k].second == v.dtype,
+      QS_CHECK(k < got.size() && got[k].first == with_sizes(v.shape, vz) && got[k].second == v.dtype,
                "graph: {} declares output {} ('{}') as {}, but its inputs give {}{}", where, k, v.name, typed(v),
                k < got.size() ? dtype_name(got[k].second) : "?", k < got.size() ? shape_str(got[k].first) : "");
       ready[size_t(node.outputs[k])] = 1;
@@ -181,6 +183,7 @@ void Graph::verify() const {
 
 std::string Graph::to_text() const {
   std::string s = fmt::format("qsgraph {}\n", kFormatVersion);
+  if (max_seq > 0) s += fmt::format("max_seq {}\n", max_seq);
   for (int id : inputs) s += fmt::format("input {}: {}\n", values[size_t(id)].name, typed(values[size_t(id)]));
   for (const Value& v : values)
     if (v.kind == ValueKind::param || v.kind == ValueKind::constant)

@@ -18,7 +18,7 @@ bool is_data(const Value& v) { return v.kind == ValueKind::param || v.kind == Va
 // A dynamic batch dimension counts as 1.
 int64_t bytes_of(const Value& v) {
   int64_t n = 1;
-  for (int64_t d : v.shape) n *= d == kBatch ? 1 : d;
+  for (int64_t d : v.shape) n *= is_symbol(d) ? 1 : d;
   return n * int64_t(dtype_size(v.dtype));
 }
 
@@ -174,9 +174,9 @@ int fold_constants(Graph& g) {
     bool batched = false;
     for (int id : node.outputs) {
       out_bytes += bytes_of(g.values[size_t(id)]);
-      batched = batched || has_batch(g.values[size_t(id)].shape);
+      batched = batched || has_symbols(g.values[size_t(id)].shape);
     }
-    if (batched) continue;  // sized by the batch: not data
+    if (batched) continue;  // sized by the batch or sequence: not data
     if (out_bytes > 4 * in_bytes && out_bytes > (64 << 10)) continue;  // an expand: keep it lazy
     const ops::OpDef* def = ops::find_op(node.op);
     std::vector<Tensor> in;

@@ -15,30 +15,49 @@ std::vector<int> last_readers(const Graph& g) {
   return last;
 }
 
-std::vector<Tensor> run(const Graph& g, const std::vector<Tensor>& inputs) {
+namespace {
+// "batch 7 from the first input", "batch 2, length 9 from the inputs".
+std::string bound_text(const Sizes& z) {
+  std::string s;
+  if (z.batch >= 0) s += fmt::format("batch {}", z.batch);
+  if (z.seq >= 0) s += fmt::format("{}length {}", s.empty() ? "" : ", ", z.seq);
+  return s + (z.batch >= 0 && z.seq >= 0 ? " from the inputs" : " from the first input");
+}
+}  // namespace
+
+Sizes bind_inputs(const Graph& g, const std::vector<Tensor>& inputs) {
   QS_CHECK(inputs.size() == g.inputs.size(), "graph run: the graph takes {} inputs, got {}", g.inputs.size(),
            inputs.size());
-  std::vector<Tensor> env(g.values.size());
-  // The batch size of a dynamic graph: where its first input has the batch dimension.
-  int64_t batch = -1;
-  for (size_t i = 0; i < inputs.size() && batch < 0; ++i) {
+  // The batch and sequence sizes: where the first input that has each symbol has it.
+  Sizes z;
+  for (size_t i = 0; i < inputs.size(); ++i) {
     const Shape& want = g.values[size_t(g.inputs[i])].shape;
-    for (size_t d = 0; d < want.size(); ++d)
-      if (want[d] == kBatch && inputs[i].defined() && inputs[i].dim() == int64_t(want.size())) {
-        batch = inputs[i].size(int64_t(d));
-        break;
-      }
+    if (!inputs[i].defined() || inputs[i].dim() != int64_t(want.size())) continue;
+    for (size_t d = 0; d < want.size(); ++d) {
+      if (want[d] == kBatch && z.batch < 0) z.batch = inputs[i].size(int64_t(d));
+      if (want[d] == kSeq && z.seq < 0) z.seq = inputs[i].size(int64_t(d));
+    }
   }
+  if (z.seq >= 0)
+    QS_CHECK(z.seq >= 1 && z.seq <= g.max_seq,
+             "graph run: a sequence of {} is outside what the graph serves (1 to {}, its max_seq)", z.seq, g.max_seq);
   for (size_t i = 0; i < inputs.size(); ++i) {
     const Value& v = g.values[size_t(g.inputs[i])];
-    const Shape want = with_batch(v.shape, batch);
+    const Shape want = with_sizes(v.shape, z);
     QS_CHECK(inputs[i].defined() && inputs[i].shape() == want && inputs[i].dtype() == v.dtype,
              "graph run: input {} ('{}') must be {}{}{}, got {}", i, v.name, dtype_name(v.dtype), shape_str(want),
-             has_batch(v.shape) ? fmt::format(" (batch {} from the first input)", batch) : " as traced",
+             has_symbols(v.shape) ? " (" + bound_text(z) + ")" : std::string(" as traced"),
              inputs[i].defined() ? fmt::format("{}{}", dtype_name(inputs[i].dtype()), shape_str(inputs[i].shape()))
                                  : std::string("an undefined tensor"));
-    env[size_t(g.inputs[i])] = inputs[i];
   }
+  return z;
+}
+
+std::vector<Tensor> run(const Graph& g, const std::vector<Tensor>& inputs) {
+  const Sizes z = bind_inputs(g, inputs);
+  const bool symbolic = z.batch >= 0 || z.seq >= 0;
+  std::vector<Tensor> env(g.values.size());
+  for (size_t i = 0; i < inputs.size(); ++i) env[size_t(g.inputs[i])] = inputs[i];
   for (size_t id = 0; id < g.values.size(); ++id)
     if (g.data[id].defined()) env[id] = g.data[id];
 
@@ -55,7 +74,7 @@ std::vector<Tensor> run(const Graph& g, const std::vector<Tensor>& inputs) {
       if (id >= 0) QS_CHECK(env[size_t(id)].defined(), "graph run: node {} ({}) reads value {} before it exists", n, node.op, id);
       in.push_back(id >= 0 ? env[size_t(id)] : Tensor());
     }
-    std::vector<Tensor> out = ops::dispatch(def->kind, std::move(in), batch >= 0 ? with_batch(node.attrs, batch) : node.attrs);
+    std::vector<Tensor> out = ops::dispatch(def->kind, std::move(in), symbolic ? with_sizes(node.attrs, z) : node.attrs);
     QS_CHECK(out.size() == node.outputs.size(), "graph run: node {} ({}) gave {} outputs, the graph expects {}", n,
              node.op, out.size(), node.outputs.size());
     for (size_t k = 0; k < out.size(); ++k) env[size_t(node.outputs[k])] = std::move(out[k]);

@@ -102,23 +102,31 @@ Graph trace_once(const Fn& fn, const std::vector<Tensor>& example_inputs,
   return std::move(b.g);
 }
 
-// One size of `a` (traced at batch b1) against the same of `b` (at b2): kept, or kBatch
-// where it follows the batch; an error naming `what` otherwise.
-int64_t merge_size(int64_t a, int64_t b, int64_t b1, int64_t b2, const std::function<std::string()>& what) {
+const char* symbol_name(int64_t symbol) { return symbol == kBatch ? "batch size" : "sequence length"; }
+const char* symbol_at(int64_t symbol) { return symbol == kBatch ? "batch" : "length"; }  // "at batch 4"
+
+// One size of `a` (the base trace, where the symbols were `base`) against the same in `b`,
+// traced with `symbol`'s size changed from s1 to s2: kept, or `symbol` where it follows it
+// (a symbol merged before stays when b has its base size); an error naming `what` otherwise.
+int64_t merge_size(int64_t a, int64_t b, int64_t s1, int64_t s2, int64_t symbol, const Sizes& base,
+                   const std::function<std::string()>& what) {
   if (a == b) return a;
-  if (a == b1 && b == b2) return kBatch;
-  throw Error(fmt::format("trace: {} is {} at batch {} and {} at batch {}: it changes with the batch size, but is not "
-                          "the batch size itself, so the batch cannot be dynamic",
-                          what(), a, b1, b, b2));
+  if (is_symbol(a) && b == base(a)) return a;
+  if (a == s1 && b == s2) return symbol;
+  throw Error(fmt::format("trace: {} is {} at {} {} and {} at {} {}: it changes with the {}, but is not the {} itself, "
+                          "so the {} cannot be dynamic",
+                          what(), a, symbol_at(symbol), s1, b, symbol_at(symbol), s2, symbol_name(symbol),
+                          symbol_name(symbol), symbol_name(symbol)));
 }
 
-// The graph traced at batch b1 with every size and integer attribute that is b2 in the
-// graph traced at batch b2 made kBatch.
-Graph merge_batch(Graph g, const Graph& h, int64_t b1, int64_t b2) {
+// The graph g with every size and integer attribute that is s2 in h (traced with the
+// symbol's size s2 instead of s1) made `symbol`.
+Graph merge_symbol(Graph g, const Graph& h, int64_t s1, int64_t s2, int64_t symbol, const Sizes& base) {
+  const char *what_sym = symbol_name(symbol), *at = symbol_at(symbol);
   auto differ = [&](const std::string& what) {
-    return Error(fmt::format("trace: the graph at batch {} differs from the graph at batch {} ({}): the forward takes "
-                             "another path for another batch size, so the batch cannot be dynamic",
-                             b1, b2, what));
+    return Error(fmt::format("trace: the graph at {} {} differs from the graph at {} {} ({}): the forward takes "
+                             "another path for another {}, so the {} cannot be dynamic",
+                             at, s1, at, s2, what, what_sym, what_sym));
   };
   if (g.nodes.size() != h.nodes.size() || g.values.size() != h.values.size()) throw differ("in size");
   for (size_t id = 0; id < g.values.size(); ++id) {
@@ -127,12 +135,13 @@ Graph merge_batch(Graph g, const Graph& h, int64_t b1, int64_t b2) {
     if (v.name != w.name || v.kind != w.kind || v.dtype != w.dtype || v.shape.size() != w.shape.size())
       throw differ(fmt::format("value {} is '{}' and '{}'", id, v.name, w.name));
     for (size_t d = 0; d < v.shape.size(); ++d)
-      v.shape[d] = merge_size(v.shape[d], w.shape[d], b1, b2, [&] { return fmt::format("dim {} of {} '{}'", d, value_kind_name(v.kind), v.name); });
-    if ((v.kind == ValueKind::param || v.kind == ValueKind::constant) && has_batch(v.shape))
-      throw Error(fmt::format("trace: {} '{}' has shape {} at batch {} and {} at batch {}: a tensor the forward makes "
-                              "from the batch size cannot be data of a graph with a dynamic batch",
-                              value_kind_name(v.kind), v.name, shape_str(g.data[id].shape()), b1,
-                              shape_str(h.data[id].shape()), b2));
+      v.shape[d] = merge_size(v.shape[d], w.shape[d], s1, s2, symbol, base,
+                              [&] { return fmt::format("dim {} of {} '{}'", d, value_kind_name(v.kind), v.name); });
+    if ((v.kind == ValueKind::param || v.kind == ValueKind::constant) && has_symbols(v.shape))
+      throw Error(fmt::format("trace: {} '{}' has shape {} at {} {} and {} at {} {}: a tensor the forward makes "
+                              "from the {} cannot be data of a graph with a dynamic {}",
+                              value_kind_name(v.kind), v.name, shape_str(g.data[id].shape()), at, s1,
+                              shape_str(h.data[id].shape()), at, s2, what_sym, what_sym));
   }
   for (size_t n = 0; n < g.nodes.size(); ++n) {
     Node& x = g.nodes[n];
@@ -146,12 +155,12 @@ Graph merge_batch(Graph g, const Graph& h, int64_t b1, int64_t b2) {
       auto what = [&] { return fmt::format("attribute {} of node {} ({})", name, n, x.op); };
       if (name != name2 || a.index() != b.index()) throw differ(what());
       if (auto* i = std::get_if<int64_t>(&a)) {
-        merged.set(name.c_str(), merge_size(*i, std::get<int64_t>(b), b1, b2, what));
+        merged.set(name.c_str(), merge_size(*i, std::get<int64_t>(b), s1, s2, symbol, base, what));
       } else if (auto* l = std::get_if<std::vector<int64_t>>(&a)) {
         const auto& m = std::get<std::vector<int64_t>>(b);
         if (l->size() != m.size()) throw differ(what());
         std::vector<int64_t> v(l->size());
-        for (size_t i = 0; i < v.size(); ++i) v[i] = merge_size((*l)[i], m[i], b1, b2, what);
+        for (size_t i = 0; i < v.size(); ++i) v[i] = merge_size((*l)[i], m[i], s1, s2, symbol, base, what);
         merged.set(name.c_str(), v);
       } else {
         if (a != b) throw differ(what());
@@ -164,29 +173,65 @@ Graph merge_batch(Graph g, const Graph& h, int64_t b1, int64_t b2) {
   return g;
 }
 
+// Each input with one more entry along `dim`: its first again.
+std::vector<Tensor> grown(const std::vector<Tensor>& xs, int64_t dim, int64_t extra) {
+  std::vector<Tensor> out;
+  for (const Tensor& x : xs) {
+    std::vector<Tensor> parts = {x};
+    for (int64_t left = extra; left > 0;) {
+      const int64_t k = std::min(left, x.size(dim));
+      parts.push_back(x.narrow(dim, 0, k));
+      left -= k;
+    }
+    out.push_back(cat(parts, dim));
+  }
+  return out;
+}
+
 }  // namespace
 
 Graph trace(const Fn& fn, const std::vector<Tensor>& example_inputs,
             const std::vector<std::pair<std::string, Tensor>>& named, const TraceOptions& opts) {
-  if (!opts.dynamic_batch) return trace_once(fn, example_inputs, named);
-  QS_CHECK(!example_inputs.empty(), "trace: a dynamic batch needs inputs");
+  if (!opts.dynamic_batch && !opts.dynamic_seq) return trace_once(fn, example_inputs, named);
+  QS_CHECK(!example_inputs.empty(), "trace: a dynamic batch or sequence length needs inputs");
+  Sizes base;
+  auto common = [&](int64_t dim, const char* what) {
+    const Tensor& x0 = example_inputs[0];
+    const int64_t n = dim < x0.dim() ? x0.size(dim) : -1;
+    for (size_t i = 0; i < example_inputs.size(); ++i) {
+      const Tensor& x = example_inputs[i];
+      QS_CHECK(dim < x.dim() && x.size(dim) == n && n > 0,
+               "trace: a dynamic {} needs dim {} of every input to be the same {}; input {} is {}", what, dim, what, i,
+               shape_str(x.shape()));
+    }
+    return n;
+  };
+  if (opts.dynamic_batch) base.batch = common(0, "batch size");
+  if (opts.dynamic_seq) {
+    QS_CHECK(opts.seq_dim > 0, "trace: the sequence dimension must come after the batch (seq_dim {})", opts.seq_dim);
+    base.seq = common(opts.seq_dim, "sequence length");
+    QS_CHECK(base.seq < opts.max_seq,
+             "trace: a dynamic sequence length is traced at the example's length and one more, so the example ({}) "
+             "must be shorter than max_seq ({})",
+             base.seq, opts.max_seq);
+  }
   {
-    // One untraced forward first: modules that fill caches on their first call (RoPE's
-    // tables, cast once to f32) then take the same path in both traces.
+    // One untraced forward first, so that modules that fill caches on their first call
+    // (RoPE's tables, cast once to f32) take the same path in every trace: at max_seq when
+    // the sequence is dynamic, so that tables cached by length serve every length up to it.
     NoGrad ng;
-    fn(example_inputs);
+    fn(opts.dynamic_seq ? grown(example_inputs, opts.seq_dim, opts.max_seq - base.seq) : example_inputs);
   }
   Graph g = trace_once(fn, example_inputs, named);
-  const int64_t b1 = example_inputs[0].dim() > 0 ? example_inputs[0].size(0) : -1;
-  std::vector<Tensor> wider;
-  for (size_t i = 0; i < example_inputs.size(); ++i) {
-    const Tensor& x = example_inputs[i];
-    QS_CHECK(x.dim() > 0 && x.size(0) == b1 && b1 > 0,
-             "trace: a dynamic batch needs dim 0 of every input to be the same batch size; input {} is {}", i,
-             shape_str(x.shape()));
-    wider.push_back(cat({x, x.narrow(0, 0, 1)}, 0));  // one more row: the example's first again
+  if (opts.dynamic_batch)
+    g = merge_symbol(std::move(g), trace_once(fn, grown(example_inputs, 0, 1), named), base.batch, base.batch + 1,
+                     kBatch, base);
+  if (opts.dynamic_seq) {
+    g = merge_symbol(std::move(g), trace_once(fn, grown(example_inputs, opts.seq_dim, 1), named), base.seq,
+                     base.seq + 1, kSeq, base);
+    g.max_seq = opts.max_seq;
   }
-  return merge_batch(std::move(g), trace_once(fn, wider, named), b1, b1 + 1);
+  return g;
 }
 
 Graph trace(nn::Module& model, const Tensor& example_input, const TraceOptions& opts) {

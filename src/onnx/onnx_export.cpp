@@ -49,6 +49,8 @@ void set_type(onnx::TypeProto* t, DType dt, const Shape& shape) {
     auto* dim = s->add_dim();
     if (d == kBatch)
       dim->set_dim_param("N");
+    else if (d == kSeq)
+      dim->set_dim_param("S");
     else
       dim->set_dim_value(d);
   }
@@ -158,16 +160,60 @@ class Exporter {
   }
   const std::string& out0(const Node& n) const { return g_.values[size_t(n.outputs[0])].name; }
   const Shape& shape(int id) const { return val(id).shape; }
-  Shape concrete(const Shape& s) const { return with_batch(s, 1); }
+  Shape concrete(const Shape& s) const { return with_sizes(s, Sizes{1, 1}); }
 
-  // Integer list with the batch: only a lone batch entry can become -1 (Reshape infers it).
-  std::vector<int64_t> reshape_target(const std::vector<int64_t>& s) {
-    std::vector<int64_t> r = s;
-    int unknown = 0;
-    for (auto& d : r)
-      if (d == kBatch || d == -1) d = -1, ++unknown;
-    if (unknown > 1) refuse("a reshape with the batch and another inferred size");
-    return r;
+  // The run-time size of a symbol (int64 [1]): Shape of the graph input that has it,
+  // gathered at its dim (made once).
+  std::map<int64_t, std::string> symbol_tensor_;
+  std::string symbol_size(int64_t sym) {
+    if (auto it = symbol_tensor_.find(sym); it != symbol_tensor_.end()) return it->second;
+    for (int id : g_.inputs)
+      for (size_t d = 0; d < val(id).shape.size(); ++d)
+        if (val(id).shape[d] == sym) {
+          std::string shape = op1("Shape", {name(id)});
+          NodeProto* gather = nullptr;
+          std::string t = op1("Gather", {shape, ints({int64_t(d)})}, &gather);
+          attr(gather, "axis", int64_t(0));
+          return symbol_tensor_[sym] = t;
+        }
+    refuse("a symbolic size that no graph input has");
+  }
+  // An int64 [k] list as a tensor: a constant, or (with symbols) concatenated from
+  // constant runs and the symbols' run-time sizes.
+  std::string int_list(const std::vector<int64_t>& v) {
+    bool sym = false;
+    for (int64_t d : v) sym = sym || is_symbol(d);
+    if (!sym) return ints(v);
+    std::vector<std::string> parts;
+    std::vector<int64_t> run;
+    for (int64_t d : v) {
+      if (!is_symbol(d)) {
+        run.push_back(d);
+        continue;
+      }
+      if (!run.empty()) parts.push_back(ints(run)), run.clear();
+      parts.push_back(symbol_size(d));
+    }
+    if (!run.empty()) parts.push_back(ints(run));
+    if (parts.size() == 1) return parts[0];
+    NodeProto* c = nullptr;
+    std::string t = op1("Concat", parts, &c);
+    attr(c, "axis", int64_t(0));
+    return t;
+  }
+  // A reshape target: a lone symbol becomes -1 (Reshape infers it); several are read at
+  // run time.
+  std::string reshape_target(const std::vector<int64_t>& s) {
+    int symbols = 0, inferred = 0;
+    for (int64_t d : s) symbols += is_symbol(d), inferred += d == -1;
+    if (symbols == 1 && inferred == 0) {
+      std::vector<int64_t> r = s;
+      for (auto& d : r)
+        if (is_symbol(d)) d = -1;
+      return ints(r);
+    }
+    if (symbols > 1 && inferred > 0) refuse("a reshape with symbolic sizes and an inferred one");
+    return int_list(s);
   }
 
   std::string gelu(const std::string& x, const std::string& approx, DType dt) {
@@ -236,24 +282,36 @@ class Exporter {
       std::string hi = n.attrs.has("max") ? scalar(n.attrs.f("max"), dt) : "";
       op("Clip", {in(0), lo, hi}, {out0(n)});
     } else if (o == "view") {
-      op("Reshape", {in(0), ints(reshape_target(n.attrs.ints("shape")))}, {out0(n)});
+      op("Reshape", {in(0), reshape_target(n.attrs.ints("shape"))}, {out0(n)});
     } else if (o == "permute") {
       attr(op("Transpose", {in(0)}, {out0(n)}), "perm", n.attrs.ints("dims"));
     } else if (o == "slice") {
+      // A symbolic end that is the sliced dim's own size is "to the end"; any other is read
+      // at run time (a position table of max_seq rows sliced to S).
       int64_t end = n.attrs.i("end");
-      if (end == kBatch) end = std::numeric_limits<int64_t>::max();
-      op("Slice", {in(0), ints({n.attrs.i("start")}), ints({end}), ints({n.attrs.i("dim")}), ints({n.attrs.i("step", 1)})},
-         {out0(n)});
+      const int64_t dim = n.attrs.i("dim");
+      const Shape& xs = shape(n.inputs[0]);
+      const int64_t axis = dim < 0 ? dim + int64_t(xs.size()) : dim;
+      std::string ends;
+      if (is_symbol(end) && axis >= 0 && axis < int64_t(xs.size()) && xs[size_t(axis)] == end)
+        ends = ints({std::numeric_limits<int64_t>::max()});
+      else
+        ends = int_list({end});
+      if (is_symbol(n.attrs.i("start")) || is_symbol(n.attrs.i("step", 1))) refuse("a slice starting at a symbolic size");
+      op("Slice", {in(0), ints({n.attrs.i("start")}), ends, ints({dim}), ints({n.attrs.i("step", 1)})}, {out0(n)});
     } else if (o == "expand") {
       std::vector<int64_t> s = n.attrs.ints("shape");
       const Shape& xs = shape(n.inputs[0]);
+      bool dynamic = false;
       for (size_t d = 0; d < s.size(); ++d) {
-        if (s[d] != kBatch) continue;
+        if (!is_symbol(s[d])) continue;
         const size_t lead = s.size() - xs.size();  // the input's dims align right
-        if (d < lead || xs[d - lead] != kBatch) refuse("an expand to the batch size of a dimension that is not the batch");
-        s[d] = 1;  // broadcasting keeps the input's N
+        if (d >= lead && xs[d - lead] == s[d])
+          s[d] = 1;  // broadcasting keeps the input's own N or S
+        else
+          dynamic = true;
       }
-      op("Expand", {in(0), ints(s)}, {out0(n)});
+      op("Expand", {in(0), dynamic ? int_list(s) : ints(s)}, {out0(n)});
     } else if (o == "cast") {
       attr(op("Cast", {in(0)}, {out0(n)}), "to", int64_t(onnx_type(dt)));
     } else if (o == "cat") {
@@ -579,14 +637,16 @@ class Exporter {
     only_first_output(n, "log-sum-exp or bucket weights");
     const Shape &qs = shape(n.inputs[0]), &ks = shape(n.inputs[1]), &vs = shape(n.inputs[2]);
     const int64_t hq = qs[1], hk = ks[1], nq = qs[2], m = ks[2];
+    if (is_symbol(hq) || is_symbol(hk)) refuse("a symbolic number of heads");
     std::string k = name(n.inputs[1]), v = name(n.inputs[2]);
     if (hq != hk) {  // grouped-query: key/value head g serves query heads [g r, (g + 1) r)
       if (hk <= 0 || hq % hk != 0) refuse("query heads not a multiple of key heads");
       const int64_t r = hq / hk;
       auto repeat = [&](const std::string& t, int64_t dd) {
-        std::string t5 = op1("Reshape", {t, ints({0, hk, 1, m, dd})});
+        // 0 copies the batch from the input, -1 infers the key length
+        std::string t5 = op1("Reshape", {t, ints({0, hk, 1, -1, dd})});
         std::string e = op1("Expand", {t5, ints({1, 1, r, 1, 1})});
-        return op1("Reshape", {e, ints({0, hq, m, dd})});
+        return op1("Reshape", {e, ints({0, hq, -1, dd})});
       };
       k = repeat(k, ks[3]);
       v = repeat(v, vs[3]);
@@ -595,7 +655,25 @@ class Exporter {
     std::string kt = op1("Transpose", {k}, &t);
     attr(t, "perm", std::vector<int64_t>{0, 1, 3, 2});
     std::string s = op1("Mul", {op1("MatMul", {name(n.inputs[0]), kt}), scalar(n.attrs.f("scale"), dt)});
-    if (n.attrs.b("causal", false)) {
+    if (n.attrs.b("causal", false) && (is_symbol(nq) || is_symbol(m))) {
+      // A dynamic length: -inf above diagonal 1 + m - n, made at run time.
+      if (nq != m) refuse("causal attention with query and key lengths that differ symbolically (a KV cache)");
+      onnx::TensorProto minus_inf;
+      minus_inf.set_data_type(TensorProto::FLOAT);
+      minus_inf.add_dims(1);
+      minus_inf.add_float_data(-std::numeric_limits<float>::infinity());
+      NodeProto* full = nullptr;
+      std::string filled = op1("ConstantOfShape", {int_list({nq, m})}, &full);
+      AttributeProto* value = full->add_attribute();
+      value->set_name("value");
+      value->set_type(AttributeProto::TENSOR);
+      *value->mutable_t() = minus_inf;
+      NodeProto* tri = nullptr;
+      const int64_t one = 1;
+      std::string mask = op1("Trilu", {filled, initializer("k", DType::i64, {}, &one, 8)}, &tri);
+      attr(tri, "upper", int64_t(1));
+      s = op1("Add", {s, mask});
+    } else if (n.attrs.b("causal", false)) {
       // Query i (position i + m - n) sees keys j <= i + m - n: -inf elsewhere.
       std::vector<float> mask(size_t(nq * m), 0.0f);
       for (int64_t i = 0; i < nq; ++i)

@@ -3,7 +3,7 @@
 // or tokenizer code is linked in (only what running a graph reaches of the library: the
 // op table, its kernels, safetensors).
 //
-//   qiusuo-run GRAPH [--input IN.safetensors] [--output OUT.safetensors] [--batch N] [--bench N] [--threads N]
+//   qiusuo-run GRAPH [--input IN.safetensors] [--output OUT.safetensors] [--batch N] [--seq S] [--bench N] [--threads N]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -24,11 +24,12 @@ using namespace qs;
 using Clock = std::chrono::steady_clock;
 
 const char* kUsage =
-    "usage: qiusuo-run GRAPH [--input IN.safetensors] [--output OUT.safetensors] [--batch N] [--bench N]\n"
-    "                  [--threads N]\n\n"
+    "usage: qiusuo-run GRAPH [--input IN.safetensors] [--output OUT.safetensors] [--batch N] [--seq S]\n"
+    "                  [--bench N] [--threads N]\n\n"
     "Runs a graph written by `qiusuo export` (GRAPH and GRAPH.safetensors). Inputs come from IN.safetensors, one\n"
     "tensor per graph input under its name (x0, x1, ...); without --input they are drawn at random (floats\n"
-    "N(0, 1), integers 0), at --batch N (1) where the graph's batch is dynamic. Prints each output's dtype,\n"
+    "N(0, 1), integers 0), at --batch N (1) where the graph's batch is dynamic and --seq S (its max_seq) where its\n"
+    "sequence length is. Prints each output's dtype,\n"
     "shape and sum; --output writes them (y0, y1, ...).\n"
     "--bench N times N runs after 3 warm-up runs and prints a JSON line (median step_ms, the CPU's ISA).\n"
     "Exit codes as qiusuo's: 0 ok, 1 usage, 2 error, 3 input/output (a missing or damaged file).\n";
@@ -42,17 +43,19 @@ int run_main(cli::Args a) {
   }
   const std::string in_path = a.str("input", ""), out_path = a.str("output", "");
   const int64_t bench = a.integer("bench", 0), threads = a.integer("threads", 0), batch = a.integer("batch", 1);
+  int64_t seq = a.integer("seq", 0);
   a.finish();
   if (a.positionals().size() != 1)
     throw cli::UsageError(fmt::format("expected one graph, got {}\n{}", a.positionals().size(), kUsage));
-  if (bench < 0 || threads < 0 || batch < 1)
-    throw cli::UsageError("--bench and --threads must not be negative, --batch must be positive");
+  if (bench < 0 || threads < 0 || batch < 1 || seq < 0)
+    throw cli::UsageError("--bench and --threads must not be negative, --batch and --seq must be positive");
   const std::string graph_path = a.positionals()[0];
   if (threads > 0) set_num_threads(int(threads));
 
   auto t0 = Clock::now();
   graph::Graph g = graph::load(graph_path);
   const double load_ms = ms_since(t0);
+  if (seq == 0) seq = g.max_seq;
 
   std::vector<Tensor> inputs;
   if (!in_path.empty()) {
@@ -68,7 +71,7 @@ int run_main(cli::Args a) {
     Generator gen(0);
     for (int id : g.inputs) {
       const graph::Value& v = g.values[size_t(id)];
-      const Shape shape = graph::with_batch(v.shape, batch);
+      const Shape shape = graph::with_sizes(v.shape, {batch, seq});
       inputs.push_back(is_floating(v.dtype) ? randn(shape, v.dtype, &gen) : zeros(shape, v.dtype));
     }
   }

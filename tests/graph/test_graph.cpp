@@ -449,7 +449,7 @@ TEST(GraphDynamicBatch, TracedAtOneBatchRunsAtAnyAndSavesAsN) {
   for (size_t i = 0; i < cases.size(); ++i) {
     graph::Graph& g = cases[i].g;
     g.verify();
-    EXPECT_TRUE(graph::has_batch(g.values[size_t(g.inputs[0])].shape));
+    EXPECT_TRUE(graph::has_symbols(g.values[size_t(g.inputs[0])].shape));
     const std::string path = dir + "/m" + std::to_string(i) + ".qsg";
     graph::save(g, path);
     EXPECT_NE(read_bytes(path).find("input x0: " + std::string(i == 0 ? "f32[N, 1, 28, 28]" : "i64[N, 16]")),
@@ -513,6 +513,72 @@ TEST(GraphDynamicBatch, AVersion1FileCannotHoldN) {
   std::string e = error_of([&] { graph::load(path); });
   EXPECT_NE(e.find("'x0' has a dynamic batch dimension (N), which format version 1 does not have"), std::string::npos)
       << e;
+}
+
+// ---- a dynamic sequence length
+
+TEST(GraphDynamicSeq, LanguageModelsTracedAtOneLengthRunAtAnyUpToMaxSeq) {
+  Generator gen(21);
+  for (const char* block : {"gpt", "deepseek"}) {
+    SCOPED_TRACE(block);
+    nn::TransformerLM lm(tiny_lm(block), {}, gen);  // max_seq_len 32
+    graph::TraceOptions dyn;
+    dyn.dynamic_batch = true;
+    dyn.dynamic_seq = true;
+    dyn.max_seq = 32;
+    graph::Graph g = graph::trace(lm, randint(0, 64, {2, 8}, DType::i64, &gen), dyn);
+    g.verify();
+    EXPECT_EQ(g.max_seq, 32);
+    EXPECT_EQ(g.values[size_t(g.inputs[0])].shape, (Shape{graph::kBatch, graph::kSeq}));
+    const std::string path = testing::temp_dir("graph_dynamic_seq") + "/" + block + ".qsg";
+    graph::save(g, path);
+    const std::string text = read_bytes(path);
+    EXPECT_EQ(text.rfind("qsgraph 3\nmax_seq 32\ninput x0: i64[N, S]\n", 0), 0u) << text.substr(0, 80);
+    graph::Graph back = graph::load(path);
+    graph::optimize(back);
+    for (auto [b, n] : {std::pair<int64_t, int64_t>{1, 1}, {2, 5}, {3, 9}, {1, 20}, {2, 32}}) {
+      Tensor idx = randint(0, 64, {b, n}, DType::i64, &gen);
+      NoGrad ng;
+      nn::EvalScope ev(lm);
+      ops::ReferenceKernels ref;
+      expect_identical(graph::run(g, {idx})[0], lm(idx));
+      expect_identical(graph::run(back, {idx})[0], lm(idx));
+    }
+    std::string e = error_of([&] { graph::run(g, {randint(0, 64, {1, 33}, DType::i64, &gen)}); });
+    EXPECT_NE(e.find("a sequence of 33 is outside what the graph serves (1 to 32, its max_seq)"), std::string::npos) << e;
+  }
+}
+
+TEST(GraphDynamicSeq, WhatCannotFollowTheLengthIsNamed) {
+  graph::TraceOptions dyn;
+  dyn.dynamic_seq = true;
+  dyn.max_seq = 16;
+  // A table made for the length itself (not sliced from a longer one) is data of one length.
+  std::string e = error_of([&] {
+    graph::trace([](const std::vector<Tensor>& in) { return std::vector<Tensor>{in[0] * ones({1, in[0].size(1)})}; },
+                 {randn({2, 4})}, {}, dyn);
+  });
+  EXPECT_NE(e.find("has shape [1, 4] at length 4 and [1, 5] at length 5"), std::string::npos) << e;
+  // The example must leave room for the second trace.
+  e = error_of([&] {
+    graph::trace([](const std::vector<Tensor>& in) { return std::vector<Tensor>{exp(in[0])}; }, {randn({2, 16})}, {},
+                 dyn);
+  });
+  EXPECT_NE(e.find("must be shorter than max_seq (16)"), std::string::npos) << e;
+  // S in a file needs its bound.
+  const std::string path = testing::temp_dir("graph_seq_nomax") + "/m.qsg";
+  graph::Graph g = graph::trace([](const std::vector<Tensor>& in) { return std::vector<Tensor>{exp(in[0])}; },
+                                {randn({2, 4})}, {}, dyn);
+  graph::save(g, path);
+  std::string text = read_bytes(path);
+  text.erase(text.find("max_seq 16\n"), 11);
+  write_bytes(path, text);
+  e = error_of([&] { graph::load(path); });
+  EXPECT_NE(e.find("has a dynamic sequence length (S), but the file has no 'max_seq' line"), std::string::npos) << e;
+  text.replace(0, text.find('\n'), "qsgraph 2");
+  write_bytes(path, text);
+  e = error_of([&] { graph::load(path); });
+  EXPECT_NE(e.find("(format version 2 has neither)"), std::string::npos) << e;
 }
 
 }  // namespace

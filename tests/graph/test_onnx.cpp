@@ -95,6 +95,20 @@ std::vector<Case> model_zoo() {
     Tensor idx = randint(0, 64, {1, 16}, DType::i64, &gen);
     add(name, *lm, idx, randint(0, 64, {1, 16}, DType::i64, &gen), false, true);
   }
+  // Any batch and any length up to 32: traced at [2, 8], checked at [3, 13].
+  for (const char* block : {"gpt", "deepseek"}) {
+    auto lm = std::make_shared<nn::TransformerLM>(lm_config(block, "mha", 2, nn::PositionEncoding::rope),
+                                                  nn::FfnFactory{}, gen);
+    graph::TraceOptions o;
+    o.dynamic_batch = o.dynamic_seq = true;
+    o.max_seq = 32;
+    graph::Graph g = graph::trace(*lm, randint(0, 64, {2, 8}, DType::i64, &gen), o);
+    graph::optimize(g);
+    Tensor probe = randint(0, 64, {3, 13}, DType::i64, &gen);
+    NoGrad ng;
+    nn::EvalScope ev(*lm);
+    cases.push_back({std::string("lm_dynamic_") + block, std::move(g), probe, lm->forward(probe)});
+  }
   return cases;
 }
 
@@ -143,6 +157,8 @@ TEST(OnnxExport, EveryModelFamilyPassesTheCheckerWithItsShapes) {
     for (int d = 0; d < in.dim_size(); ++d)
       if (x0.shape[size_t(d)] == graph::kBatch)
         EXPECT_EQ(in.dim(d).dim_param(), "N");
+      else if (x0.shape[size_t(d)] == graph::kSeq)
+        EXPECT_EQ(in.dim(d).dim_param(), "S");
       else
         EXPECT_EQ(in.dim(d).dim_value(), x0.shape[size_t(d)]);
     // Every param arrives bit for bit.
@@ -244,7 +260,7 @@ TEST(OnnxZoo, WritesModelsAndExamplesForOnnxRuntime) {
     io::save_safetensors((dir / (c.name + ".example.safetensors")).string(),
                          {{"input", c.input}, {"output", c.output}});
   }
-  EXPECT_EQ(cases.size(), 9u);
+  EXPECT_EQ(cases.size(), 11u);
 }
 
 }  // namespace

@@ -11,7 +11,7 @@
 // shapes is frozen at the path the example took, tensors the forward makes itself
 // (masks, position tables) become constants of the example's size, and a graph replays
 // only inputs of the example's shapes and dtypes (run() checks them), except for a
-// dynamic batch dimension (TraceOptions::dynamic_batch).
+// dynamic batch dimension or sequence length (TraceOptions).
 
 #pragma once
 #include <functional>
@@ -27,12 +27,20 @@ class Module;
 
 namespace qs::graph {
 
-// A dimension or an integer attribute equal to the batch size in a graph traced with a
-// dynamic batch: written "N" in the text form, bound by run() from its inputs.
+// Symbolic sizes: a dimension or an integer attribute equal to the batch size (kBatch,
+// written "N") or to the sequence length (kSeq, "S") in a graph traced with a dynamic
+// batch or sequence length, bound by run() from its inputs.
 constexpr int64_t kBatch = -(int64_t(1) << 62);
-bool has_batch(const Shape& s);
-Shape with_batch(Shape s, int64_t n);   // kBatch replaced by n
-Attrs with_batch(const Attrs& a, int64_t n);
+constexpr int64_t kSeq = kBatch + 1;
+inline bool is_symbol(int64_t d) { return d == kBatch || d == kSeq; }
+// The values bound to the symbols (-1: not bound).
+struct Sizes {
+  int64_t batch = -1, seq = -1;
+  int64_t operator()(int64_t d) const { return d == kBatch ? batch : d == kSeq ? seq : d; }
+};
+bool has_symbols(const Shape& s);
+Shape with_sizes(Shape s, const Sizes& z);  // symbols replaced by their sizes
+Attrs with_sizes(const Attrs& a, const Sizes& z);
 
 enum class ValueKind {
   input,     // a graph input, given to run()
@@ -64,6 +72,9 @@ class Graph {
   std::vector<int> inputs;     // value ids of the graph inputs, in run()'s order
   std::vector<int> outputs;    // value ids of the results
   std::vector<Tensor> data;    // per value: the tensor of a param or constant (else undefined)
+  // With a dynamic sequence length: the longest S the graph's data serves (position tables
+  // are constants of that length, sliced to S); 0 without one.
+  int64_t max_seq = 0;
 
   // Checks the graph and throws an Error naming the node (index and op) or value at
   // fault: unknown op names, wrong input or output counts, ids out of range, a value used
@@ -83,8 +94,9 @@ class Graph {
 // ---- files: `path` holds the text form (to_text()), `path + ".safetensors"` the data of
 // every param and constant under its value name. The first line is "qsgraph <version>";
 // this build writes version kFormatVersion and reads every version up to it.
-// Version 2 added the dynamic batch dimension ("N"); version 1 files still load.
-constexpr int kFormatVersion = 2;
+// Version 2 added the dynamic batch dimension ("N"), version 3 the dynamic sequence length
+// ("S", and the line "max_seq L"); older files still load.
+constexpr int kFormatVersion = 3;
 
 // Atomic (both files). Errors (IOError): value names that the text form cannot carry
 // (empty, or holding whitespace, ',', ':', '(', ')', '=', '{', '}', '[', ']', '"'), any
@@ -112,6 +124,14 @@ struct TraceOptions {
   // shape depends on the batch (a tensor the forward makes from the batch size), a size or
   // attribute that changes otherwise (batch * 2), a graph that changes shape.
   bool dynamic_batch = false;
+  // Dim `seq_dim` of every input is a sequence length: the untraced warm-up forward runs at
+  // `max_seq` (the example's tokens repeated), so that tables the model caches by length
+  // (RoPE's) are built for the longest sequence the graph will take, and the forward is
+  // traced again at the example's length + 1; sizes that follow the sequence become kSeq,
+  // and Graph::max_seq = max_seq. Errors as for the batch; the example must be shorter than
+  // max_seq.
+  bool dynamic_seq = false;
+  int64_t seq_dim = 1, max_seq = 0;
 };
 Graph trace(const std::function<std::vector<Tensor>(const std::vector<Tensor>&)>& fn,
             const std::vector<Tensor>& example_inputs,
@@ -126,9 +146,12 @@ Graph trace(nn::Module& model, const Tensor& example_input, const TraceOptions& 
 std::vector<int> last_readers(const Graph& g);
 
 // Runs the graph's nodes in order through the dispatch point (optimised kernels where
-// they apply, as eagerly) and returns its outputs. A dynamic batch is read from the
-// inputs. Errors: a wrong number of inputs, an input whose shape or dtype differs from the
-// traced one, inputs that disagree on the batch size.
+// they apply, as eagerly) and returns its outputs. A dynamic batch or sequence length is
+// read from the inputs. Errors: a wrong number of inputs, an input whose shape or dtype
+// differs from the traced one, inputs that disagree on the batch size or the sequence
+// length, a sequence longer than max_seq.
 std::vector<Tensor> run(const Graph& g, const std::vector<Tensor>& inputs);
+// The symbols' sizes given by inputs, with run()'s checks of the inputs.
+Sizes bind_inputs(const Graph& g, const std::vector<Tensor>& inputs);
 
 }  // namespace qs::graph
