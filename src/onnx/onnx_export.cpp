@@ -504,17 +504,8 @@ class Exporter {
       y = op1("Conv", xs_in, &c, direct);
       spatial_attrs(c, s, true);
       attr(c, "group", a.i("groups", 1));
-    } else if (shape(n.inputs[0]).size() == 2) {
-      std::vector<std::string> xs_in = {x, w};
-      if (!bias.empty()) xs_in.push_back(bias);
-      NodeProto* gm = nullptr;
-      y = op1("Gemm", xs_in, &gm, direct);
-      attr(gm, "transB", int64_t(1));
     } else {
-      NodeProto* t = nullptr;
-      std::string wt = op1("Transpose", {w}, &t);
-      attr(t, "perm", std::vector<int64_t>{1, 0});
-      y = bias.empty() ? op1("MatMul", {x, wt}, nullptr, direct) : op1("Add", {op1("MatMul", {x, wt}), bias}, nullptr, direct);
+      y = x_wt_plus_b(x, w, bias, shape(n.inputs[0]).size() == 2, direct);
     }
     if (relu) y = op1("Relu", {y}, nullptr, real_out ? out0(n) : "");
     if (!real_out)
@@ -560,26 +551,30 @@ class Exporter {
       op("Mul", {x, inv}, {out0(n)});
   }
 
+  // x w^T (+ b) for w [N, K]: Gemm for a 2-D x, else Transpose + MatMul (+ Add).
+  std::string x_wt_plus_b(const std::string& x, const std::string& w, const std::string& b, bool two_d,
+                          const std::string& to) {
+    if (two_d) {
+      std::vector<std::string> xs = {x, w};
+      if (!b.empty()) xs.push_back(b);
+      NodeProto* gemm = nullptr;
+      std::string y = op1("Gemm", xs, &gemm, to);
+      attr(gemm, "transB", int64_t(1));
+      return y;
+    }
+    NodeProto* t = nullptr;
+    std::string wt = op1("Transpose", {w}, &t);
+    attr(t, "perm", std::vector<int64_t>{1, 0});
+    return b.empty() ? op1("MatMul", {x, wt}, nullptr, to) : op1("Add", {op1("MatMul", {x, wt}), b}, nullptr, to);
+  }
+
   void linear(const Node& n, DType dt) {
     const std::string act = n.attrs.has("activation") ? n.attrs.s("activation") : "none";
     if (act != "none" && act != "gelu") refuse("linear activation '" + act + "'");
     const bool fused = act == "gelu";
     const std::string x = name(n.inputs[0]), w = name(n.inputs[1]);
-    const bool bias = n.inputs[2] >= 0;
-    std::string y;
-    const std::string target = fused ? "" : out0(n);
-    if (shape(n.inputs[0]).size() == 2) {
-      std::vector<std::string> xs = {x, w};
-      if (bias) xs.push_back(name(n.inputs[2]));
-      NodeProto* gemm = nullptr;
-      y = op1("Gemm", xs, &gemm, target);
-      attr(gemm, "transB", int64_t(1));
-    } else {
-      NodeProto* t = nullptr;
-      std::string wt = op1("Transpose", {w}, &t);
-      attr(t, "perm", std::vector<int64_t>{1, 0});
-      y = bias ? op1("Add", {op1("MatMul", {x, wt}), name(n.inputs[2])}, nullptr, target) : op1("MatMul", {x, wt}, nullptr, target);
-    }
+    const std::string b = n.inputs[2] >= 0 ? name(n.inputs[2]) : "";
+    const std::string y = x_wt_plus_b(x, w, b, shape(n.inputs[0]).size() == 2, fused ? "" : out0(n));
     if (fused) op("Identity", {gelu(y, "none", dt)}, {out0(n)});
   }
 
