@@ -6,6 +6,7 @@
 #include <map>
 
 #include "graph/text.h"
+#include "kernels/attention_common.h"
 #include "ops/op.h"
 #include "qiusuo/autograd.h"
 
@@ -156,6 +157,161 @@ int fold_batch_norm(Graph& g) {
   return folded;
 }
 
+int fuse_linear(Graph& g) {
+  std::vector<int> uses = use_counts(g);
+  std::vector<char> drop(g.nodes.size(), 0);
+  int fused = 0;
+  auto producer = [&](int id, const char* op) -> Node* {
+    if (id < 0 || g.values[size_t(id)].kind != ValueKind::node || uses[size_t(id)] != 1) return nullptr;
+    Node& n = g.nodes[size_t(g.values[size_t(id)].producer)];
+    return n.op == op && !drop[size_t(g.values[size_t(id)].producer)] ? &n : nullptr;
+  };
+  // Three sweeps: additions of a bias first (so that their matmul is not taken alone), then
+  // bare matmuls, then activations.
+  for (int sweep = 0; sweep < 3; ++sweep)
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    Node& n = g.nodes[i];
+    if (drop[i]) continue;
+    // matmul(x, W) (+ b), W [K, N] and b [N] (or [1, ..., N]) data: linear(x, W^T, b).
+    if ((sweep == 0 && n.op == "add") || (sweep == 1 && n.op == "matmul")) {
+      Node* mm = &n;
+      int bias = -1;
+      if (n.op == "add") {
+        for (int side : {0, 1}) {
+          Node* m = producer(n.inputs[size_t(side)], "matmul");
+          const int other = n.inputs[size_t(1 - side)];
+          if (m && is_data(g.values[size_t(other)])) mm = m, bias = other;
+        }
+        if (mm == &n) continue;
+      }
+      const int x = mm->inputs[0], w = mm->inputs[1];
+      const Value &xv = g.values[size_t(x)], &wv = g.values[size_t(w)];
+      if (!is_data(wv) || wv.shape.size() != 2 || xv.shape.size() < 2 || xv.dtype != wv.dtype) continue;
+      const int64_t N = wv.shape[1];
+      Tensor b;
+      if (bias >= 0) {
+        const Value& bv = g.values[size_t(bias)];
+        bool row = bv.dtype == wv.dtype && !bv.shape.empty() && bv.shape.back() == N && bv.shape.size() <= xv.shape.size();
+        for (size_t d = 0; d + 1 < bv.shape.size(); ++d) row = row && bv.shape[d] == 1;
+        if (!row) continue;
+        b = g.data[size_t(bias)].reshape({N});
+      }
+      const Tensor wt = g.data[size_t(w)].t().contiguous();  // a handle: add_constant grows g.data
+      const int nw = add_constant(g, wv.name + ".T", wt);
+      const int nb = b.defined() ? add_constant(g, g.values[size_t(bias)].name + ".row", b.contiguous()) : -1;
+      uses.resize(g.values.size(), 0);
+      const std::vector<int> outs = n.outputs;  // the add's (or matmul's) result keeps its value
+      if (&n != mm) drop[size_t(g.values[size_t(mm->outputs[0])].producer)] = 1;
+      n = Node{"linear", {x, nw, nb}, {}, outs};
+      ++fused;
+      continue;
+    }
+    // linear (no activation) whose only reader is an exact gelu: linear {activation="gelu"}.
+    if (sweep == 2 && n.op == "gelu" && (!n.attrs.has("approximate") || n.attrs.s("approximate") == "none")) {
+      Node* lin = producer(n.inputs[0], "linear");
+      if (!lin || (lin->attrs.has("activation") && lin->attrs.s("activation") != "none")) continue;
+      lin->attrs.set("activation", std::string("gelu"));
+      replace_uses(g, n.outputs[0], n.inputs[0]);
+      drop[i] = 1;
+      ++fused;
+    }
+  }
+  if (fused) compact(g, drop);
+  return fused;
+}
+
+int fuse_attention(Graph& g) {
+  std::vector<int> uses = use_counts(g);
+  std::vector<char> drop(g.nodes.size(), 0);
+  int fused = 0;
+  auto node_of = [&](int id, const char* op) -> Node* {
+    if (id < 0 || g.values[size_t(id)].kind != ValueKind::node || uses[size_t(id)] != 1) return nullptr;
+    Node& n = g.nodes[size_t(g.values[size_t(id)].producer)];
+    return n.op == op ? &n : nullptr;
+  };
+  auto index_of = [&](const Node* n) { return size_t(n - g.nodes.data()); };
+  // A scalar param or constant's value, or NaN.
+  auto scalar = [&](int id) {
+    if (id < 0 || !is_data(g.values[size_t(id)]) || g.data[size_t(id)].numel() != 1) return std::nan("");
+    return g.data[size_t(id)].to_vector()[0];
+  };
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    Node& pv = g.nodes[i];  // matmul(P, v)
+    if (pv.op != "matmul" || drop[i]) continue;
+    Node* sm = node_of(pv.inputs[0], "softmax");
+    if (!sm) continue;
+    const Value& p = g.values[size_t(sm->outputs[0])];
+    if (p.shape.size() != 4 || p.dtype != DType::f32) continue;
+    const int64_t dim = sm->attrs.i("dim");
+    if (dim != -1 && dim != 3) continue;
+    std::vector<Node*> chain = {sm};
+    int s = sm->inputs[0];
+    bool causal = false;
+    if (Node* add = node_of(s, "add")) {  // + a causal mask constant [n, m]: 0 where j <= i + m - n, -inf after
+      const int mask = add->inputs[1];
+      const Value& mv = g.values[size_t(mask)];
+      const int64_t nq = p.shape[2], m = p.shape[3];
+      if (!is_data(mv) || mv.shape != Shape{nq, m}) continue;
+      const std::vector<double> mk = g.data[size_t(mask)].to_vector();
+      bool ok = true;
+      for (int64_t r = 0; r < nq && ok; ++r)
+        for (int64_t c = 0; c < m && ok; ++c)
+          ok = c > r + m - nq ? (std::isinf(mk[size_t(r * m + c)]) && mk[size_t(r * m + c)] < 0) : mk[size_t(r * m + c)] == 0;
+      if (!ok) continue;
+      causal = true;
+      chain.push_back(add);
+      s = add->inputs[0];
+    }
+    double scale = 1.0;
+    if (Node* mul = node_of(s, "mul")) {
+      scale = scalar(mul->inputs[1]);
+      chain.push_back(mul);
+      s = mul->inputs[0];
+    } else if (Node* div = node_of(s, "div")) {
+      scale = 1.0 / scalar(div->inputs[1]);
+      chain.push_back(div);
+      s = div->inputs[0];
+    }
+    if (!(scale > 0) || !std::isfinite(scale)) continue;
+    Node* qk = node_of(s, "matmul");
+    if (!qk) continue;
+    Node* kt = node_of(qk->inputs[1], "permute");
+    if (!kt || kt->attrs.ints("dims") != std::vector<int64_t>{0, 1, 3, 2}) continue;
+    const int q = qk->inputs[0], k = kt->inputs[0], v = pv.inputs[1];
+    const Value &qv = g.values[size_t(q)], &kv = g.values[size_t(k)], &vv = g.values[size_t(v)];
+    if (qv.shape.size() != 4 || kv.shape.size() != 4 || vv.shape.size() != 4 || kv.dtype != DType::f32 ||
+        vv.dtype != DType::f32 || qv.dtype != DType::f32)
+      continue;
+    // The fused row writes a [b, n, h, d] buffer seen as [b, h, n, d]: a view of its result
+    // (rather than a permute first) would not see the layout the matmul wrote.
+    bool viewed = false;
+    for (const Node& r : g.nodes)
+      for (int id : r.inputs) viewed = viewed || (id == pv.outputs[0] && (r.op == "view" || r.op == "expand"));
+    if (viewed) continue;
+    chain.push_back(qk);
+    chain.push_back(kt);
+    kernels::AttnConfig c{};
+    c.scale = scale;
+    c.causal = causal;
+    c.rel = kernels::AttnRel::none;
+    c.num_buckets = 32;
+    c.max_distance = 128;
+    const Value out = g.values[size_t(pv.outputs[0])];
+    Shape lse_shape = {out.shape[0], out.shape[1], out.shape[2]};
+    g.values.push_back(Value{fmt::format("{}.lse", out.name), ValueKind::node, lse_shape, DType::f32, int(i)});
+    g.data.emplace_back();
+    g.values.push_back(Value{fmt::format("{}.buckets", out.name), ValueKind::node, Shape{0}, DType::f32, int(i)});
+    g.data.emplace_back();
+    uses.resize(g.values.size(), 0);
+    for (Node* n : chain) drop[index_of(n)] = 1;
+    pv = Node{"attention", {q, k, v, -1, -1, -1}, kernels::attn_attrs(c),
+              {pv.outputs[0], int(g.values.size()) - 2, int(g.values.size()) - 1}};
+    ++fused;
+  }
+  if (fused) compact(g, drop);
+  return fused;
+}
+
 int fold_constants(Graph& g) {
   std::vector<char> drop(g.nodes.size(), 0);
   int folded = 0;
@@ -265,9 +421,11 @@ int64_t peak_intermediate_bytes(const Graph& g) {
 
 std::string PassReport::to_string() const {
   return fmt::format(
-      "{} -> {} nodes ({} batch norms folded into convolutions, {} constant nodes folded, {} common subexpressions "
-      "merged, {} dead nodes removed); data {:.1f} -> {:.1f} kB; peak intermediates {:.1f} -> {:.1f} kB",
-      nodes_before, nodes_after, batch_norms_folded, constants_folded, subexpressions_merged, nodes_removed,
+      "{} -> {} nodes ({} batch norms folded into convolutions, {} constant nodes folded, {} linears fused, {} "
+      "attention patterns fused, {} common subexpressions merged, {} dead nodes removed); data {:.1f} -> {:.1f} kB; "
+      "peak intermediates {:.1f} -> {:.1f} kB",
+      nodes_before, nodes_after, batch_norms_folded, constants_folded, linears_fused, attentions_fused,
+      subexpressions_merged, nodes_removed,
       double(data_bytes_before) / 1024, double(data_bytes_after) / 1024, double(peak_bytes_before) / 1024,
       double(peak_bytes_after) / 1024);
 }
@@ -279,13 +437,15 @@ PassReport optimize(Graph& g) {
   r.data_bytes_before = g.param_bytes();
   r.peak_bytes_before = peak_intermediate_bytes(g);
   for (;;) {
-    int bn = fold_batch_norm(g), cf = fold_constants(g), cse = eliminate_common_subexpressions(g),
-        dce = eliminate_dead_code(g);
+    int bn = fold_batch_norm(g), cf = fold_constants(g), lin = fuse_linear(g), at = fuse_attention(g),
+        cse = eliminate_common_subexpressions(g), dce = eliminate_dead_code(g);
     r.batch_norms_folded += bn;
+    r.linears_fused += lin;
+    r.attentions_fused += at;
     r.constants_folded += cf;
     r.subexpressions_merged += cse;
     r.nodes_removed += dce;
-    if (bn + cf + cse + dce == 0) break;
+    if (bn + cf + lin + at + cse + dce == 0) break;
   }
   g.verify();
   r.nodes_after = int64_t(g.nodes.size());

@@ -397,6 +397,75 @@ TEST(GraphPasses, CommonSubexpressionsDeadCodeAndConstants) {
   expect_identical(graph::run(opt, {x})[0], graph::run(g, {x})[0]);
 }
 
+std::vector<std::string> ops_of(const graph::Graph& g) {
+  std::vector<std::string> v;
+  for (const graph::Node& n : g.nodes) v.push_back(n.op);
+  return v;
+}
+
+// A model written with the plain ops (not nn::Linear) gets the fused linear row.
+TEST(GraphPasses, MatmulBiasAndGeluBecomeOneLinear) {
+  Generator gen(31);
+  Tensor w = randn({8, 6}, DType::f32, &gen), b = randn({6}, DType::f32, &gen), w2 = randn({6, 5}, DType::f32, &gen);
+  Tensor x = randn({3, 4, 8}, DType::f32, &gen);
+  auto fn = [&](const std::vector<Tensor>& in) {
+    Tensor h = gelu(b + matmul(in[0], w));  // the bias on either side
+    return std::vector<Tensor>{matmul(h, w2)};
+  };
+  graph::Graph g = graph::trace(fn, {x}, {{"w", w}, {"b", b}, {"w2", w2}});
+  EXPECT_EQ(ops_of(g), (std::vector<std::string>{"matmul", "add", "gelu", "matmul"}));
+  graph::Graph opt = g;
+  graph::PassReport r = graph::optimize(opt);
+  EXPECT_EQ(r.linears_fused, 3) << r.to_string();  // matmul + add, gelu, the bare matmul
+  ASSERT_EQ(ops_of(opt), (std::vector<std::string>{"linear", "linear"})) << opt.to_text();
+  EXPECT_EQ(opt.nodes[0].attrs.s("activation"), "gelu");
+  Tensor x2 = randn({3, 4, 8}, DType::f32, &gen);
+  NoGrad ng;
+  EXPECT_LT(max_abs_diff(graph::run(opt, {x2})[0], fn({x2})[0]), 1e-5);
+  // A matmul by a computed tensor is no linear.
+  graph::Graph h = graph::trace([](const std::vector<Tensor>& in) { return std::vector<Tensor>{matmul(in[0], in[1])}; },
+                                {randn({2, 3}), randn({3, 4})});
+  EXPECT_EQ(graph::fuse_linear(h), 0);
+}
+
+// Attention written as its formula becomes the fused row: no [n, m] scores in memory.
+TEST(GraphPasses, ExplicitAttentionBecomesTheFusedRow) {
+  Generator gen(32);
+  const int64_t n = 6;
+  std::vector<double> causal(size_t(n * n), 0.0);
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = i + 1; j < n; ++j) causal[size_t(i * n + j)] = -std::numeric_limits<double>::infinity();
+  for (int variant = 0; variant < 3; ++variant) {
+    SCOPED_TRACE(variant);
+    auto fn = [&](const std::vector<Tensor>& in) {
+      Tensor s = matmul(in[0], in[1].permute({0, 1, 3, 2}));
+      if (variant == 0) s = s * 0.35 + from_vector(causal, {n, n});  // causal, scaled
+      if (variant == 1) s = s / 2.0;                                 // plain, divided
+      if (variant == 2) s = s * 0.35 + randn({n, n}, DType::f32, &gen);  // an arbitrary bias: not attention
+      Tensor o = matmul(softmax(s, -1), in[2]);
+      return std::vector<Tensor>{o.permute({0, 2, 1, 3}).reshape({2, n, 32})};
+    };
+    std::vector<Tensor> qkv = {randn({2, 4, n, 8}, DType::f32, &gen), randn({2, 4, n, 8}, DType::f32, &gen),
+                               randn({2, 4, n, 8}, DType::f32, &gen)};
+    graph::Graph g = graph::trace(fn, qkv);
+    graph::Graph opt = g;
+    graph::PassReport r = graph::optimize(opt);
+    std::vector<std::string> ops = ops_of(opt);
+    const bool fused = std::find(ops.begin(), ops.end(), "attention") != ops.end();
+    EXPECT_EQ(fused, variant != 2) << opt.to_text();
+    EXPECT_EQ(r.attentions_fused, variant != 2 ? 1 : 0) << r.to_string();
+    if (fused) {
+      EXPECT_EQ(std::find(ops.begin(), ops.end(), "softmax"), ops.end()) << opt.to_text();
+      const graph::Node& a = opt.nodes[size_t(std::find(ops.begin(), ops.end(), "attention") - ops.begin())];
+      EXPECT_EQ(a.attrs.b("causal"), variant == 0);
+      EXPECT_FLOAT_EQ(float(a.attrs.f("scale")), variant == 0 ? 0.35f : 0.5f);  // the f32 constant
+    }
+    std::vector<Tensor> other = {randn({2, 4, n, 8}, DType::f32, &gen), randn({2, 4, n, 8}, DType::f32, &gen),
+                                 randn({2, 4, n, 8}, DType::f32, &gen)};
+    EXPECT_LT(max_abs_diff(graph::run(opt, other)[0], graph::run(g, other)[0]), 1e-5);
+  }
+}
+
 TEST(GraphPasses, OptimisedLanguageModelMatchesWithinRounding) {
   Generator gen(8);
   nn::TransformerLM lm(tiny_lm(), {}, gen);

@@ -9,6 +9,13 @@
 //                         outputs become constants (autocast's weight casts become bf16
 //                         weights); skipped when an output would be much larger than its
 //                         inputs (an expand)
+//   fuse_linear           matmul(x, W) (+ b) with W [K, N] and b [N] params or constants
+//                         becomes linear(x, W^T, b); a linear whose only reader is an exact
+//                         gelu takes it as its activation (one pass over the output)
+//   fuse_attention        matmul(q, permute(k, [0, 1, 3, 2])) (x or / a scalar) (+ a causal
+//                         mask constant: 0, and -inf above the diagonal) -> softmax(-1) ->
+//                         matmul(., v), f32 and 4-D, becomes the fused attention row (no
+//                         n x m scores in memory); not when a view reads the result directly
 //   eliminate_common_subexpressions   two nodes of the same op, inputs and attributes: the
 //                         second's outputs are replaced by the first's
 //   eliminate_dead_code   nodes none of whose outputs reach a graph output, and params and
@@ -25,11 +32,14 @@ namespace qs::graph {
 
 int fold_batch_norm(Graph& g);
 int fold_constants(Graph& g);
+int fuse_linear(Graph& g);
+int fuse_attention(Graph& g);
 int eliminate_common_subexpressions(Graph& g);
 int eliminate_dead_code(Graph& g);
 
 struct PassReport {
-  int batch_norms_folded = 0, constants_folded = 0, subexpressions_merged = 0, nodes_removed = 0;
+  int batch_norms_folded = 0, constants_folded = 0, linears_fused = 0, attentions_fused = 0, subexpressions_merged = 0,
+      nodes_removed = 0;
   int64_t nodes_before = 0, nodes_after = 0;
   int64_t data_bytes_before = 0, data_bytes_after = 0;      // params and constants
   int64_t peak_bytes_before = 0, peak_bytes_after = 0;      // peak_intermediate_bytes()
