@@ -147,7 +147,8 @@ int cmd_export(Args a) {
                       {"max_abs_diff", diff}, {"out", out}, {"bf16", bf16}, {"optimised", optimise},
                       {"dynamic_batch", trace_opts.dynamic_batch}, {"dynamic_seq", trace_opts.dynamic_seq},
                       {"batch_norms_folded", passes.batch_norms_folded}, {"constants_folded", passes.constants_folded},
-                      {"linears_fused", passes.linears_fused}, {"attentions_fused", passes.attentions_fused},
+                      {"linears_fused", passes.linears_fused}, {"activations_fused", passes.activations_fused},
+                      {"attentions_fused", passes.attentions_fused},
                       {"subexpressions_merged", passes.subexpressions_merged}, {"dead_nodes_removed", passes.nodes_removed},
                       {"format", format}};
   if (format == "onnx") {

@@ -166,9 +166,8 @@ int fuse_linear(Graph& g) {
     Node& n = g.nodes[size_t(g.values[size_t(id)].producer)];
     return n.op == op && !drop[size_t(g.values[size_t(id)].producer)] ? &n : nullptr;
   };
-  // Three sweeps: additions of a bias first (so that their matmul is not taken alone), then
-  // bare matmuls, then activations.
-  for (int sweep = 0; sweep < 3; ++sweep)
+  // Additions of a bias first (so that their matmul is not taken alone), then bare matmuls.
+  for (int sweep = 0; sweep < 2; ++sweep)
   for (size_t i = 0; i < g.nodes.size(); ++i) {
     Node& n = g.nodes[i];
     if (drop[i]) continue;
@@ -204,17 +203,30 @@ int fuse_linear(Graph& g) {
       if (&n != mm) drop[size_t(g.values[size_t(mm->outputs[0])].producer)] = 1;
       n = Node{"linear", {x, nw, nb}, {}, outs};
       ++fused;
-      continue;
     }
-    // linear (no activation) whose only reader is an exact gelu: linear {activation="gelu"}.
-    if (sweep == 2 && n.op == "gelu" && (!n.attrs.has("approximate") || n.attrs.s("approximate") == "none")) {
-      Node* lin = producer(n.inputs[0], "linear");
-      if (!lin || (lin->attrs.has("activation") && lin->attrs.s("activation") != "none")) continue;
-      lin->attrs.set("activation", std::string("gelu"));
-      replace_uses(g, n.outputs[0], n.inputs[0]);
-      drop[i] = 1;
-      ++fused;
-    }
+  }
+  if (fused) compact(g, drop);
+  return fused;
+}
+
+int fuse_activations(Graph& g) {
+  std::vector<int> uses = use_counts(g);
+  std::vector<char> drop(g.nodes.size(), 0);
+  int fused = 0;
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    Node& n = g.nodes[i];
+    // The producer's row and the activation it takes: linear + exact gelu, convolution + relu.
+    const char* row = n.op == "gelu" && (!n.attrs.has("approximate") || n.attrs.s("approximate") == "none") ? "linear"
+                      : n.op == "relu"                                                                   ? "convolution"
+                                                                                                          : nullptr;
+    const int x = n.inputs.empty() ? -1 : n.inputs[0];
+    if (!row || x < 0 || g.values[size_t(x)].kind != ValueKind::node || uses[size_t(x)] != 1) continue;
+    Node& p = g.nodes[size_t(g.values[size_t(x)].producer)];
+    if (p.op != row || (p.attrs.has("activation") && p.attrs.s("activation") != "none")) continue;
+    p.attrs.set("activation", std::string(n.op));
+    replace_uses(g, n.outputs[0], x);
+    drop[i] = 1;
+    ++fused;
   }
   if (fused) compact(g, drop);
   return fused;
@@ -422,10 +434,10 @@ int64_t peak_intermediate_bytes(const Graph& g) {
 std::string PassReport::to_string() const {
   return fmt::format(
       "{} -> {} nodes ({} batch norms folded into convolutions, {} constant nodes folded, {} linears fused, {} "
-      "attention patterns fused, {} common subexpressions merged, {} dead nodes removed); data {:.1f} -> {:.1f} kB; "
-      "peak intermediates {:.1f} -> {:.1f} kB",
-      nodes_before, nodes_after, batch_norms_folded, constants_folded, linears_fused, attentions_fused,
-      subexpressions_merged, nodes_removed,
+      "activations fused, {} attention patterns fused, {} common subexpressions merged, {} dead nodes removed); data "
+      "{:.1f} -> {:.1f} kB; peak intermediates {:.1f} -> {:.1f} kB",
+      nodes_before, nodes_after, batch_norms_folded, constants_folded, linears_fused, activations_fused,
+      attentions_fused, subexpressions_merged, nodes_removed,
       double(data_bytes_before) / 1024, double(data_bytes_after) / 1024, double(peak_bytes_before) / 1024,
       double(peak_bytes_after) / 1024);
 }
@@ -437,15 +449,16 @@ PassReport optimize(Graph& g) {
   r.data_bytes_before = g.param_bytes();
   r.peak_bytes_before = peak_intermediate_bytes(g);
   for (;;) {
-    int bn = fold_batch_norm(g), cf = fold_constants(g), lin = fuse_linear(g), at = fuse_attention(g),
-        cse = eliminate_common_subexpressions(g), dce = eliminate_dead_code(g);
+    int bn = fold_batch_norm(g), cf = fold_constants(g), lin = fuse_linear(g), act = fuse_activations(g),
+        at = fuse_attention(g), cse = eliminate_common_subexpressions(g), dce = eliminate_dead_code(g);
     r.batch_norms_folded += bn;
     r.linears_fused += lin;
+    r.activations_fused += act;
     r.attentions_fused += at;
     r.constants_folded += cf;
     r.subexpressions_merged += cse;
     r.nodes_removed += dce;
-    if (bn + cf + lin + at + cse + dce == 0) break;
+    if (bn + cf + lin + act + at + cse + dce == 0) break;
   }
   g.verify();
   r.nodes_after = int64_t(g.nodes.size());

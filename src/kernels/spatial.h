@@ -29,6 +29,9 @@ Dims3 spatial_attr(const Attrs& a, const char* name, int nsp, int64_t dflt, int6
 void window_out(Spatial& g, const char* op);
 // [N, C, out...] with the real spatial dims only.
 Shape spatial_shape(const Spatial& g, int64_t C, bool output);
+// Whether a convolution applies ReLU to its result (attr activation = "relu"; "none" or
+// absent: no activation).
+inline bool conv_relu(const Attrs& a) { return a.has("activation") && a.s("activation") == "relu"; }
 // Convolution geometry from x [N, C, in...] and w [O, C / groups, k...] (attrs stride,
 // padding, dilation, groups), with the checks every convolution row shares.
 Spatial conv_spatial(const Shape& x, const Shape& w, const Attrs& a, const char* op);

@@ -355,9 +355,12 @@ class Exporter {
       ops::Spatial s = ops::conv_spatial(concrete(shape(n.inputs[0])), shape(n.inputs[1]), n.attrs, "convolution");
       std::vector<std::string> xs = {in(0), in(1)};
       if (has(2)) xs.push_back(in(2));
-      NodeProto* c = op("Conv", xs, {out0(n)});
+      const bool relu = ops::conv_relu(n.attrs);
+      NodeProto* c = nullptr;
+      std::string y = op1("Conv", xs, &c, relu ? "" : out0(n));
       spatial_attrs(c, s, true);
       attr(c, "group", n.attrs.i("groups", 1));
+      if (relu) op("Relu", {y}, {out0(n)});
     } else if (o == "max_pool" || o == "avg_pool") {
       only_first_output(n, "indices");
       const Shape xs = concrete(shape(n.inputs[0]));

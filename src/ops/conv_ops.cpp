@@ -17,6 +17,8 @@ std::vector<TensorSpec> convolution_meta(const OpCall& c) {
   QS_CHECK(x.is_floating_point() && x.dtype() == w.dtype(), "convolution: x and weight must share a floating dtype, got "
            "{} and {}", dtype_name(x.dtype()), dtype_name(w.dtype()));
   Spatial g = conv_spatial(x.shape(), w.shape(), c.attrs, "convolution");
+  const std::string act = c.attrs.has("activation") ? c.attrs.s("activation") : "none";
+  QS_CHECK(act == "none" || act == "relu", "convolution: activation must be 'none' or 'relu', got '{}'", act);
   int64_t O = w.size(0);
   if (b.defined()) {
     QS_CHECK(b.dim() == 1 && b.size(0) == O, "convolution: bias must be [{}], got {}", O, shape_str(b.shape()));
@@ -50,8 +52,16 @@ std::vector<TensorSpec> convolution_backward_weight_meta(const OpCall& c) {
   return {{ws, result_dtype(gy.dtype())}, {{ws[0]}, result_dtype(gy.dtype())}};
 }
 
-std::vector<Tensor> convolution_backward(const GradCtx& c, const std::vector<Tensor>& g) {
-  if (!g[0].defined()) return {Tensor(), Tensor(), Tensor()};
+std::vector<Tensor> convolution_backward(const GradCtx& c, const std::vector<Tensor>& g0) {
+  if (!g0[0].defined()) return {Tensor(), Tensor(), Tensor()};
+  // ReLU activation: the gradient passes where the recomputed pre-activation is positive.
+  std::vector<Tensor> g = g0;
+  if (ops::conv_relu(c.attrs)) {
+    Attrs plain = c.attrs;
+    plain.set("activation", std::string("none"));
+    Tensor z = dispatch1(OpKind::convolution, {c.in[0], c.in[1], c.in[2]}, plain).to(g[0].dtype());
+    g[0] = where(gt(z, zeros(Shape{}, z.dtype())), g[0], zeros(Shape{}, g[0].dtype()));
+  }
   // Under autocast the forward ran on bf16 operands: so do both backward products, on the
   // gradient rounded to bf16 (as matmul's backward and PyTorch's autocast), with f32
   // results. Elsewhere gradients are computed in the gradient's dtype.
@@ -134,6 +144,17 @@ std::vector<Sample> convolution_samples(DType dt, Generator& gen) {
     Tensor b = k.bias ? sample_uniform({k.w[0]}, dt, gen) : Tensor();
     s.push_back({{x, sample_uniform(k.w, dt, gen, -1, 1), b}, conv_attrs(k), k.label});
   }
+  // With ReLU: the oneDNN post-op, the c1 kernel's and the reference's.
+  auto with_relu = [&](const Shape& x, const Shape& w, bool bias, const char* label) {
+    Attrs a = Attrs().set("stride", std::vector<int64_t>{1}).set("padding", std::vector<int64_t>{1})
+                  .set("dilation", std::vector<int64_t>{1}).set("groups", int64_t(1)).set("activation", std::string("relu"));
+    s.push_back({{sample_uniform(x, dt, gen), sample_uniform(w, dt, gen, -1, 1), bias ? sample_uniform({w[0]}, dt, gen) : Tensor()},
+                 a, label});
+  };
+  with_relu({2, 3, 5, 5}, {4, 3, 3, 3}, true, "2d relu");
+  with_relu({2, 1, 6, 7}, {5, 1, 3, 3}, false, "2d C=1 relu no bias");
+  with_relu({1, 2, 4, 3, 5}, {3, 2, 3, 3, 3}, true, "3d relu");
+  if (dt == DType::f32) with_relu({4, 32, 14, 14}, {64, 32, 3, 3}, true, "cnn conv2 relu (4 images)");
   return s;
 }
 

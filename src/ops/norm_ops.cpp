@@ -12,8 +12,6 @@ using kernels::visit_float;
 
 namespace {
 
-bool is_rms(const OpCall& c) { return c.op == OpKind::rms_norm; }
-
 std::vector<TensorSpec> norm_meta(const OpCall& c) {
   const char* name = op_def(c.op).name;
   const Tensor& x = c.in[0];

@@ -10,8 +10,10 @@
 //                         weights); skipped when an output would be much larger than its
 //                         inputs (an expand)
 //   fuse_linear           matmul(x, W) (+ b) with W [K, N] and b [N] params or constants
-//                         becomes linear(x, W^T, b); a linear whose only reader is an exact
-//                         gelu takes it as its activation (one pass over the output)
+//                         becomes linear(x, W^T, b)
+//   fuse_activations      a linear whose only reader is an exact gelu, a convolution whose
+//                         only reader is a relu, take it as their activation (one pass over
+//                         the output instead of two; folded batch norms' ReLUs go this way)
 //   fuse_attention        matmul(q, permute(k, [0, 1, 3, 2])) (x or / a scalar) (+ a causal
 //                         mask constant: 0, and -inf above the diagonal) -> softmax(-1) ->
 //                         matmul(., v), f32 and 4-D, becomes the fused attention row (no
@@ -33,13 +35,14 @@ namespace qs::graph {
 int fold_batch_norm(Graph& g);
 int fold_constants(Graph& g);
 int fuse_linear(Graph& g);
+int fuse_activations(Graph& g);
 int fuse_attention(Graph& g);
 int eliminate_common_subexpressions(Graph& g);
 int eliminate_dead_code(Graph& g);
 
 struct PassReport {
-  int batch_norms_folded = 0, constants_folded = 0, linears_fused = 0, attentions_fused = 0, subexpressions_merged = 0,
-      nodes_removed = 0;
+  int batch_norms_folded = 0, constants_folded = 0, linears_fused = 0, activations_fused = 0, attentions_fused = 0,
+      subexpressions_merged = 0, nodes_removed = 0;
   int64_t nodes_before = 0, nodes_after = 0;
   int64_t data_bytes_before = 0, data_bytes_after = 0;      // params and constants
   int64_t peak_bytes_before = 0, peak_bytes_after = 0;      // peak_intermediate_bytes()

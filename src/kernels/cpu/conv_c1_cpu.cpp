@@ -153,6 +153,7 @@ void convolution_c1(ops::OpCall& c) {
   const float* bp = bias.defined() ? static_cast<const float*>(bias.raw_data()) : nullptr;
   float* y = static_cast<float*>(c.out[0].raw_data());
   const int64_t O = w.size(0), T = int64_t(p.taps.size()), plane = s.out_plane(), blocks = (O + 3) / 4;
+  const bool relu = ops::conv_relu(c.attrs);
 #pragma omp parallel for collapse(2) schedule(static)
   for (int64_t n = 0; n < s.N; ++n)
     for (int64_t blk = 0; blk < blocks; ++blk) {
@@ -173,6 +174,13 @@ void convolution_c1(ops::OpCall& c) {
             for (int64_t ob = 0; ob < nb; ++ob)
               fwd_row<1>(in, p, wr + ob, bp ? bp + o0 + ob : nullptr, out + ob, last);
           }
+        }
+      if (relu)  // the block's planes, still in cache (intrinsics: GCC makes std::max a branchy store)
+        for (int64_t ob = 0; ob < nb; ++ob) {
+          float* o = y + (n * O + o0 + ob) * plane;
+          int64_t i = 0;
+          for (; i + 8 <= plane; i += 8) _mm256_storeu_ps(o + i, _mm256_max_ps(_mm256_loadu_ps(o + i), _mm256_setzero_ps()));
+          for (; i < plane; ++i) o[i] = o[i] > 0.0f ? o[i] : 0.0f;
         }
     }
 }

@@ -130,9 +130,16 @@ void convolution_dnnl(ops::OpCall& c) {
   Spatial s = ops::conv_spatial(x.shape(), w.shape(), c.attrs, "convolution");
   ConvGeom g = conv_geom(s, w.shape(), c.attrs.i("groups", 1), x);
   g.plain = layout_for("fwd", s.C, s.nsp) == Layout::plain;
-  std::string key = "conv_fwd|" + g.key + (b.defined() ? "b" : "") + (g.plain ? "|plain" : "");
+  const bool relu = ops::conv_relu(c.attrs);
+  std::string key = "conv_fwd|" + g.key + (b.defined() ? "b" : "") + (g.plain ? "|plain" : "") + (relu ? "|relu" : "");
   const auto& cp = backend::cached_primitive(key, [&] {
-    dnnl::convolution_forward::primitive_desc pd(fwd_desc(g, b.defined(), dnnl::prop_kind::forward_training),
+    dnnl::primitive_attr attr;
+    if (relu) {
+      dnnl::post_ops po;
+      po.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
+      attr.set_post_ops(po);
+    }
+    dnnl::convolution_forward::primitive_desc pd(fwd_desc(g, b.defined(), dnnl::prop_kind::forward_training), attr,
                                                  backend::dnnl_engine());
     backend::note_impl(key, pd.impl_info_str());
     return backend::CachedPrimitive{dnnl::convolution_forward(pd), pd, pd.impl_info_str()};

@@ -46,6 +46,8 @@ void convolution_ref(ops::OpCall& c) {
       if (b.defined())
         for (int64_t p = 0; p < outP; ++p) y[p] += B[size_t(o)];
     }
+  if (ops::conv_relu(c.attrs))
+    for (double& v : Y) v = std::max(v, 0.0);
   store_vector(c.out[0], Y);
 }
 
