@@ -18,6 +18,7 @@
 #include "qiusuo/quant/checkpoint.h"
 #include "qiusuo/quant/convert.h"
 #include "qiusuo/util/svg_plot.h"
+#include "util/json_bounded.h"
 
 namespace qs::apps {
 
@@ -275,7 +276,9 @@ void write_quant_plots(const std::string& dir) {
   QS_CHECK(in.good(), "experiment quant --replot: cannot read {}", file.string());
   json doc;
   try {
-    doc = json::parse(in);
+    std::stringstream text;
+    text << in.rdbuf();
+    doc = util::parse_json_bounded(text.str());
     write_plots(doc.at("rows"), dir);
   } catch (const json::exception& e) {
     QS_FAIL("experiment quant --replot: {} is not a results file of this experiment: {}", file.string(), e.what());

@@ -15,6 +15,7 @@
 #include "qiusuo/error.h"
 #include "qiusuo/nn/positional.h"
 #include "qiusuo/nn/transformer.h"
+#include "util/json_bounded.h"
 
 namespace qs::apps {
 
@@ -124,7 +125,7 @@ json parse_body(const std::string& body) {
     throw ApiError(400, fmt::format("the request body is not valid UTF-8 (byte {} of {})", bad, body.size()));
   json j;
   try {
-    j = json::parse(body);
+    j = util::parse_json_bounded(body);
   } catch (const json::parse_error& e) {
     throw ApiError(400, fmt::format("the request body is not valid JSON: {}", e.what()));
   }
@@ -213,7 +214,12 @@ json load_analysis(const std::string& path, const json& maps) {
   if (!f) throw IOError(fmt::format("serve: cannot read the analysis file '{}'", path));
   std::stringstream ss;
   ss << f.rdbuf();
-  json j = json::parse(ss.str(), nullptr, false);
+  json j;
+  try {
+    j = util::parse_json_bounded(ss.str());
+  } catch (const json::exception&) {
+    j = json::value_t::discarded;
+  }
   QS_CHECK(!j.is_discarded() && j.is_object() && j.contains("heads") && j["heads"].is_array(),
            "serve: the analysis file '{}' is not JSON of the form {{\"heads\": [{{\"layer\": 0, \"head\": 1, "
            "\"roles\": [...]}}]}} (see docs/viewer-api.md)", path);
@@ -222,7 +228,7 @@ json load_analysis(const std::string& path, const json& maps) {
     const json& e = j["heads"][i];
     QS_CHECK(e.is_object() && e.value("layer", json()).is_number_integer() &&
                  e.value("head", json()).is_number_integer(),
-             "serve: analysis entry {} needs integer \"layer\" and \"head\", found {}", i, e.dump());
+             "serve: analysis entry {} needs integer \"layer\" and \"head\", found {}", i, util::json_excerpt(e));
     json h = {{"layer", e["layer"]}, {"head", e["head"]}, {"roles", json::array()}};
     if (auto r = e.find("roles"); r != e.end() && r->is_array())
       for (const json& role : *r)

@@ -2,6 +2,8 @@
 
 #include <filesystem>
 
+#include "util/json_bounded.h"
+
 namespace qs::io {
 namespace {
 
@@ -20,9 +22,10 @@ const std::string& meta_field(const std::string& path, const std::map<std::strin
 
 json parse_field(const std::string& path, const std::string& key, const std::string& text) {
   try {
-    return json::parse(text);
+    return util::parse_json_bounded(text);
   } catch (const json::exception& e) {
-    fail(path, fmt::format("__metadata__['{}']: expected JSON text, found '{}' ({})", key, text, e.what()));
+    fail(path, fmt::format("__metadata__['{}']: expected JSON text, found '{}' ({})", key,
+                           text.size() > 200 ? text.substr(0, 200) + "..." : text, e.what()));
   }
 }
 

@@ -6,6 +6,7 @@
 
 #include "io/safetensors_internal.h"
 #include "qiusuo/io/safetensors.h"
+#include "util/json_bounded.h"
 
 namespace qs::io::detail {
 namespace {
@@ -42,7 +43,7 @@ json parse_json(const std::string& path, const char* p, uint64_t n) {
   };
   json h;
   try {
-    h = json::parse(p, p + n, cb);
+    h = util::parse_json_bounded(std::string_view(p, n), cb);
   } catch (const json::exception& e) {
     fail(path, fmt::format("header: expected valid UTF-8 JSON, found a parse error: {}", e.what()));
   }

@@ -8,6 +8,7 @@
 #include "qiusuo/error.h"
 #include "qiusuo/text/synthetic_mt.h"
 #include "text/unicode.h"
+#include "util/json_bounded.h"
 
 namespace qs::text {
 
@@ -131,7 +132,7 @@ std::vector<ParallelExample> read_parallel_jsonl(const std::string& path) {
     if (lines[i].empty()) continue;
     ParallelExample p;
     try {
-      nlohmann::json j = nlohmann::json::parse(lines[i]);
+      nlohmann::json j = util::parse_json_bounded(lines[i]);
       p.src = j.at("src").get<std::vector<std::string>>();
       p.tgt = j.at("tgt").get<std::vector<std::string>>();
       p.src_head = j.value("src_head", std::vector<int32_t>{});

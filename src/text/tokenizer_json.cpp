@@ -7,6 +7,7 @@
 #include "qiusuo/error.h"
 #include "qiusuo/text/tokenizer.h"
 #include "text/unicode.h"
+#include "util/json_bounded.h"
 
 namespace qs::text {
 namespace {
@@ -224,7 +225,7 @@ std::string BpeTokenizer::to_json() const {
 std::unique_ptr<Tokenizer> load_tokenizer(std::string_view json_text) {
   Json root;
   try {
-    root = Json::parse(json_text);
+    root = util::parse_json_bounded<Json>(json_text);
   } catch (const nlohmann::json::exception& e) {
     QS_FAIL("tokenizer.json: not valid JSON: {}", e.what());
   }

@@ -147,6 +147,17 @@ TEST(Checkpoint, MalformedMetadataIsRejected) {
   expect_bad("config", "{oops", "'config'");
   expect_bad("extra", "", "'extra'");
   expect_bad("format", "qiusuo-checkpoint-v0", "found 'qiusuo-checkpoint-v0'");
+  // A config nested 200,000 deep is refused while parsing (a copy or dump of it would
+  // overflow the stack), and the message quotes only the start of it.
+  expect_bad("config", "{\"x\":" + std::string(200000, '[') + std::string(200000, ']') + "}", "nested deeper than 128");
+  try {
+    auto m = base;
+    m["config"] = "{\"x\":" + std::string(200000, '[') + std::string(200000, ']') + "}";
+    io::save_safetensors(p, {{"model.w", ones({2})}}, m);
+    io::load_checkpoint(p);
+  } catch (const IOError& e) {
+    EXPECT_LT(std::string(e.what()).size(), 1000u);
+  }
   io::save_safetensors(p, {{"weights.w", ones({2})}}, base);
   EXPECT_THROW(io::load_checkpoint(p), IOError);
 }

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <filesystem>
 
 #include "test_util.h"
@@ -209,4 +210,21 @@ TEST(SafetensorsMalformed, DuplicateNamesMissingFieldsBadMetadataBadBool) {
   auto m4 = load_error("bool", safetensors_bytes(
       R"({"b":{"dtype":"BOOL","shape":[2],"data_offsets":[0,2]}})", std::string("\x01\x07", 2)));
   EXPECT_NE(m4.find("0 or 1"), std::string::npos) << m4;
+}
+
+// A header nested 200,000 deep (llama.cpp-style hostile metadata): refused while parsing,
+// with an IOError, before any value is copied or printed (either would overflow the stack).
+TEST(Safetensors, DeeplyNestedHeaderIsRefused) {
+  std::string header = "{\"x\":" + std::string(200000, '[') + std::string(200000, ']') + "}";
+  std::string bytes(8, '\0');
+  uint64_t n = header.size();
+  std::memcpy(bytes.data(), &n, 8);
+  std::string msg = load_error("nested.safetensors", bytes + header);
+  EXPECT_NE(msg.find("nested deeper than 128"), std::string::npos) << msg.substr(0, 300);
+  // The same in __metadata__ of an otherwise valid file.
+  header = "{\"__metadata__\":{\"a\":" + std::string(5000, '[') + std::string(5000, ']') + "}}";
+  n = header.size();
+  std::memcpy(bytes.data(), &n, 8);
+  msg = load_error("nested_meta.safetensors", bytes + header);
+  EXPECT_NE(msg.find("nested deeper than 128"), std::string::npos) << msg.substr(0, 300);
 }

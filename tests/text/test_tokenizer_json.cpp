@@ -136,6 +136,9 @@ TEST(TokenizerJson, BadFilesGiveClearErrors) {
   EXPECT_EQ(with([](json& j) { j["model"]["merges"] = json::array(); }), "");  // no merges: bytes only
   EXPECT_EQ(with([](json& j) { j["post_processor"] = {{"type", "ByteLevel"}, {"trim_offsets", false}}; }), "");
 
+  // Nesting in any field (even one the loader ignores) is bounded while parsing.
+  std::string deep = "{\"ignored\":" + std::string(100000, '[') + std::string(100000, ']') + "}";
+  EXPECT_NE(qs::testing::error_of([&] { load_tokenizer(deep); }).find("nested deeper than 128"), std::string::npos);
   EXPECT_THROW(load_tokenizer("{\"model\": "), Error);
   try {
     load_tokenizer("{\"model\": ");
