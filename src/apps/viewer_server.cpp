@@ -102,6 +102,16 @@ std::string ViewerServer::Impl::refusal(const httplib::Request& req) const {
 void ViewerServer::Impl::routes() {
   http.set_payload_max_length(opt.body_limit);
   http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    // Before the body is read: httplib applies the body limit to a Content-Length only and
+    // would read a chunked body of any size into memory first (issue 19: 256 MiB read, then
+    // a 400), so a body must come with its length.
+    if (req.has_header("Transfer-Encoding")) {
+      send_error(res, 411, fmt::format("send the request body with a Content-Length (at most {} bytes); "
+                                       "Transfer-Encoding '{}' is not accepted",
+                                       opt.body_limit, req.get_header_value("Transfer-Encoding")));
+      res.set_header("Connection", "close");  // the unread body must not be taken for the next request
+      return httplib::Server::HandlerResponse::Handled;
+    }
     const std::string why = refusal(req);
     if (why.empty()) return httplib::Server::HandlerResponse::Unhandled;
     send_error(res, 403, why);

@@ -234,6 +234,32 @@ TEST_F(ViewerTest, BadRequestsGetClearErrors) {
   EXPECT_NE(error_of(post_raw("{\"text\": \"\xC3\x28\"}"), 400).find("UTF-8"), std::string::npos);
   EXPECT_NE(error_of(post_raw("{\"text\": \"\xED\xA0\x80\"}"), 400).find("UTF-8"), std::string::npos);  // surrogate
   EXPECT_NE(error_of(post_raw("[1]"), 400).find("JSON object"), std::string::npos);
+  // A chunked body is refused before it is read (httplib's body limit counts a Content-Length
+  // only): the client streams 4 MiB and gets 411, the server reading none of it into memory.
+  for (size_t total : {size_t(16), size_t(4) << 20}) {
+    size_t sent = 0;
+    auto r = client().Post(
+        "/api/attention",
+        [&](size_t, httplib::DataSink& sink) {
+          const size_t n = std::min<size_t>(64 * 1024, total - sent);
+          if (n == 0) {
+            sink.done();
+            return true;
+          }
+          std::string chunk(n, ' ');
+          sent += n;
+          return sink.write(chunk.data(), chunk.size());
+        },
+        "application/json");
+    if (total == 16) {  // small: the whole exchange completes
+      ASSERT_TRUE(r) << httplib::to_string(r.error());
+      EXPECT_EQ(r->status, 411) << r->body;
+      EXPECT_NE(r->body.find("Content-Length"), std::string::npos) << r->body;
+    } else if (r) {  // large: the server may close before the client has sent it all
+      EXPECT_EQ(r->status, 411) << r->body;
+    }
+    EXPECT_EQ(client().Get("/api/model")->status, 200);  // and it still serves
+  }
   // Nesting is bounded while parsing (issue 19: 60,000 levels overflowed the server's stack
   // when the value was copied); 30,000 fit under the 64 KiB body limit.
   const std::string deep = "{\"text\":\"a\",\"layer\":" + std::string(30000, '[') + std::string(30000, ']') + ",\"head\":0}";
