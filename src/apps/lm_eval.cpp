@@ -53,6 +53,8 @@ LoadedLm load_lm(const std::string& path, const nn::PositionConfig* override_pos
   } catch (const std::exception& e) {
     throw Error(fmt::format("{}: the model config cannot be used: {}", path, e.what()));
   }
+  // At least the f32 embedding and two norm vectors per block (quantised checkpoints keep both in f32).
+  io::check_config_fits(path, ck, 4.0 * double(cfg.d_model) * (double(cfg.vocab_size) + 2.0 * double(cfg.n_layers)));
   QS_CHECK(cfg.vocab_size == lm.tokenizer->vocab_size(),
            "{}: the model has {} tokens but its tokenizer {}; the checkpoint is inconsistent", path, cfg.vocab_size,
            lm.tokenizer->vocab_size());

@@ -39,6 +39,10 @@ LoadedMt load_mt(const std::string& path) {
            "{}: the model has vocabularies of {} and {} words but the checkpoint stores {} and {}; it is inconsistent",
            path, cfg.src_vocab, cfg.tgt_vocab, mt.src_vocab.size(), mt.tgt_vocab.size());
   Generator gen(0);
+  // At least both embeddings and two norm vectors per encoder and decoder layer, in f32.
+  io::check_config_fits(path, ck, 4.0 * double(cfg.d_model) *
+                                      (double(cfg.src_vocab) + double(cfg.tgt_vocab) +
+                                       2.0 * (double(cfg.enc_layers) + double(cfg.dec_layers))));
   mt.model = std::make_unique<nn::Seq2SeqTransformer>(cfg, gen);
   try {
     mt.model->load_state_dict(ck.model);

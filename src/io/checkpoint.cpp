@@ -31,6 +31,15 @@ json parse_field(const std::string& path, const std::string& key, const std::str
 
 }  // namespace
 
+void check_config_fits(const std::string& path, const Checkpoint& ckpt, double at_least_bytes) {
+  double held = 0;
+  for (const auto& [name, t] : ckpt.model) held += double(t.numel()) * double(dtype_size(t.dtype()));
+  if (at_least_bytes > 1.01 * held + 4096)
+    throw Error(fmt::format("{}: the model config describes at least {:.3g} bytes of parameters, but the checkpoint "
+                            "holds {:.3g} bytes of tensors; the config does not belong to these weights",
+                            path, at_least_bytes, held));
+}
+
 void save_checkpoint(const std::string& path, const Checkpoint& ckpt) {
   NamedTensors all;
   all.reserve(ckpt.model.size() + ckpt.optimizer.size());

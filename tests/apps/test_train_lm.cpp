@@ -2,6 +2,8 @@
 // tokenizer inside), evaluation and generation, and clear errors for bad input.
 #include <gtest/gtest.h>
 
+#include <chrono>
+
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -148,4 +150,20 @@ TEST(TrainLm, BadInputGivesClearErrors) {
   EXPECT_NE(len.find("rope"), std::string::npos) << len;
   o.seq = 0;
   EXPECT_NE(error_of([&] { apps::train_lm(o); }).find("positive"), std::string::npos);
+
+  // A config that lies about the model's size is refused before the model is built (issue 19:
+  // n_layers 100000 in a small file took 91 s and 6.9 GB), quickly and naming the file.
+  for (auto [key, value] : {std::pair<const char*, int64_t>{"n_layers", 100000}, {"d_model", int64_t(1) << 40}}) {
+    io::Checkpoint ck = io::load_checkpoint(r.checkpoint);
+    ck.config["model"][key] = value;
+    const std::string liar = dir + "/liar_" + key + ".safetensors";
+    io::save_checkpoint(liar, ck);
+    const auto t0 = std::chrono::steady_clock::now();
+    std::string e = error_of([&] { apps::load_lm(liar); });
+    EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 10.0);
+    EXPECT_NE(e.find(liar), std::string::npos) << e;
+    EXPECT_TRUE(e.find("does not belong to these weights") != std::string::npos ||
+                e.find("config cannot be used") != std::string::npos)
+        << e;
+  }
 }

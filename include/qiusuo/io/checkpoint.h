@@ -26,6 +26,12 @@ struct Checkpoint {
   nlohmann::json extra;             // null when unset
 };
 
+// Refuses (Error naming the file) a config whose model would hold at least `at_least_bytes`
+// of parameters when the checkpoint's model tensors hold far fewer: a lying config must not
+// size a model before its tensors are compared with it (a 258 KB file saying n_layers
+// 100000 would otherwise allocate gigabytes first).
+void check_config_fits(const std::string& path, const Checkpoint& ckpt, double at_least_bytes);
+
 // Atomic (see save_safetensors): an interrupted save leaves the previous file intact.
 // Errors (qs::IOError): as save_safetensors (duplicate names within model or optimizer).
 void save_checkpoint(const std::string& path, const Checkpoint& ckpt);
