@@ -194,7 +194,7 @@ Tensor uniform(const Shape& shape, double low, double high, DType dtype = DType:
 // ---- broadcasting
 Shape broadcast_shapes(const Shape& a, const Shape& b);  // throws with both shapes on mismatch
 
-// ---- threads (OpenMP); 0 = all cores
+// ---- threads (OpenMP); 0 = all cores; more than 16 per core is an Error
 void set_num_threads(int n);
 int get_num_threads();
 

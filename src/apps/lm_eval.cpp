@@ -107,7 +107,8 @@ std::string generate_text(LoadedLm& lm, const std::string& prompt, const Generat
   std::vector<int32_t> ids = lm.tokenizer->encode(prompt);
   std::vector<int64_t> p(ids.begin(), ids.end());
   const int64_t limit = lm.model->config().max_supported_length(), n = int64_t(p.size());
-  QS_CHECK(n + opt.max_tokens <= limit,
+  QS_CHECK(opt.max_tokens >= 0, "generate: --max-tokens must not be negative, got {}", opt.max_tokens);
+  QS_CHECK(opt.max_tokens <= limit - n,  // not n + max_tokens: that overflows for a huge --max-tokens
            "generate: the prompt ({} tokens) plus --max-tokens {} exceeds the {} tokens this model supports ({} position "
            "encoding, trained at {}); hint: --max-tokens {}{}",
            n, opt.max_tokens, limit, nn::position_encoding_name(lm.model->config().pos.kind),

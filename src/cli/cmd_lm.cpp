@@ -28,7 +28,9 @@ nn::LMConfig model_from_args(Args& a) {
     c.ffn = a.str("ffn", "moe");
     c.kv_lora_rank = a.integer("kv-lora-rank", c.d_model / 2);
     c.q_lora_rank = a.integer("q-lora-rank", 0);
-    c.qk_rope_head_dim = a.integer("rope-head-dim", c.d_model / c.n_heads / 2);
+    // The default derives from d_model / heads: zero heads (or d_model) must reach the
+    // config's own check (validate names them) instead of dividing by zero here.
+    c.qk_rope_head_dim = a.integer("rope-head-dim", c.n_heads > 0 ? std::max<int64_t>(c.d_model / c.n_heads / 2, 1) : 1);
     c.moe_n_routed = a.integer("experts", c.moe_n_routed);
     c.moe_n_shared = a.integer("shared-experts", c.moe_n_shared);
     c.moe_top_k = a.integer("top-k-experts", c.moe_top_k);

@@ -1,6 +1,7 @@
 // The decoder-only language model: embeddings, absolute positions, blocks, final norm,
 // head; cached forward and generation.
 #include <cmath>
+#include <limits>
 
 #include "qiusuo/autograd.h"
 #include "qiusuo/nn/init.h"
@@ -149,7 +150,9 @@ std::vector<int64_t> TransformerLM::generate(const std::vector<int64_t>& prompt,
                                              const Sampler& sampler, uint64_t seed, int64_t eos_id) {
   QS_CHECK(!prompt.empty(), "TransformerLM::generate: the prompt is empty");
   QS_CHECK(max_tokens >= 0, "TransformerLM::generate: max_tokens must be >= 0, got {}", max_tokens);
-  cfg_.check_length(int64_t(prompt.size()) + max_tokens);
+  const int64_t n = int64_t(prompt.size());
+  cfg_.check_length(max_tokens > std::numeric_limits<int64_t>::max() - n ? std::numeric_limits<int64_t>::max()
+                                                                          : n + max_tokens);
   NoGrad ng;
   Generator gen(seed);
   KVCacheSet cache = make_cache();

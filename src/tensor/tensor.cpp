@@ -480,7 +480,14 @@ Shape broadcast_shapes(const Shape& a, const Shape& b) {
   return out;
 }
 
-void set_num_threads(int n) { omp_set_num_threads(n > 0 ? n : omp_get_num_procs()); }
+void set_num_threads(int n) {
+  // libgomp crashes (SIGSEGV) creating tens of thousands of threads; more than 16 per core
+  // never helps a CPU kernel.
+  const int cap = 16 * std::max(omp_get_num_procs(), 1);
+  QS_CHECK(n <= cap, "threads: {} is more than this machine can use ({} cores; at most {} accepted)", n,
+           omp_get_num_procs(), cap);
+  omp_set_num_threads(n > 0 ? n : omp_get_num_procs());
+}
 int get_num_threads() { return omp_get_max_threads(); }
 
 }  // namespace qs
