@@ -13,6 +13,7 @@
 #include "qiusuo/ops.h"
 #include "qiusuo/optim/optim.h"
 #include "qiusuo/optim/schedule.h"
+#include "apps/train_guard.h"
 
 namespace qs::apps {
 
@@ -52,7 +53,7 @@ std::unique_ptr<text::Tokenizer> make_tokenizer(const TrainLmOptions& o, const t
 
 void check_options(const TrainLmOptions& o) {
   QS_CHECK(o.batch >= 1 && o.seq >= 1 && o.steps >= 1, "train lm: --batch, --seq and --steps must be positive");
-  QS_CHECK(o.lr > 0 && o.min_lr_ratio >= 0 && o.min_lr_ratio <= 1 && o.grad_clip >= 0 && o.weight_decay >= 0,
+  QS_CHECK(std::isfinite(o.lr) && o.lr > 0 && o.min_lr_ratio >= 0 && o.min_lr_ratio <= 1 && o.grad_clip >= 0 && o.weight_decay >= 0,
            "train lm: need --lr > 0, 0 <= min_lr_ratio <= 1, --grad-clip >= 0, --weight-decay >= 0");
 }
 
@@ -134,6 +135,8 @@ TrainLmResult train_lm(const TrainLmOptions& o) {
       logits = model.forward(b.x);
     }
     Tensor loss = cross_entropy(logits.reshape({-1, V}), b.y.reshape({-1}));
+    const double loss_value = loss.item();
+    check_loss_finite("train lm", loss_value, step + 1, o.lr);
     Tensor total = add_aux_losses(model, loss);
     total.backward();
     if (o.grad_clip > 0) optim::clip_grad_norm_(params, o.grad_clip);
@@ -141,7 +144,7 @@ TrainLmResult train_lm(const TrainLmOptions& o) {
     after_step(model);
     ++step;
     tokens += o.batch * o.seq;
-    r.losses.push_back(float(loss.item()));
+    r.losses.push_back(float(loss_value));
     if (!o.quiet) progress.update(step, r.losses.back(), o.batch * o.seq);
     const bool last = step == o.steps;
     if (last || (o.eval_every > 0 && step % o.eval_every == 0)) validate(step);

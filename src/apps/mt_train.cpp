@@ -11,6 +11,7 @@
 #include "qiusuo/ops.h"
 #include "qiusuo/optim/optim.h"
 #include "qiusuo/optim/schedule.h"
+#include "apps/train_guard.h"
 
 namespace qs::apps {
 
@@ -25,7 +26,7 @@ nlohmann::json train_json(const TrainMtOptions& o) {
 void check_options(const TrainMtOptions& o) {
   QS_CHECK(o.batch >= 1 && o.steps >= 1, "train mt: --batch and --steps must be positive, got {} and {}", o.batch,
            o.steps);
-  QS_CHECK(o.lr > 0 && o.label_smoothing >= 0 && o.label_smoothing < 1 && o.grad_clip >= 0 && o.min_lr_ratio >= 0 &&
+  QS_CHECK(std::isfinite(o.lr) && o.lr > 0 && o.label_smoothing >= 0 && o.label_smoothing < 1 && o.grad_clip >= 0 && o.min_lr_ratio >= 0 &&
                o.min_lr_ratio <= 1,
            "train mt: need --lr > 0, 0 <= --label-smoothing < 1, --grad-clip >= 0, 0 <= min_lr_ratio <= 1");
 }
@@ -133,12 +134,14 @@ TrainMtResult train_mt(const TrainMtOptions& o) {
     opt.zero_grad();
     Tensor logits = model.forward(b.src, b.tgt_in);
     Tensor loss = cross_entropy(logits.reshape({-1, V}), b.tgt_out.reshape({-1}), WordVocab::kPad, o.label_smoothing);
+    const double loss_value = loss.item();
+    check_loss_finite("train mt", loss_value, step + 1, o.lr);
     loss.backward();
     if (o.grad_clip > 0) optim::clip_grad_norm_(params, o.grad_clip);
     opt.step();
     ++step;
     tokens += b.tokens;
-    r.losses.push_back(float(loss.item()));
+    r.losses.push_back(float(loss_value));
     if (!o.quiet) progress.update(step, r.losses.back(), b.tokens);
     const bool last = step == o.steps;
     if (last || (o.eval_every > 0 && step % o.eval_every == 0)) validate(step);

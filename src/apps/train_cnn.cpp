@@ -15,6 +15,7 @@
 #include "qiusuo/ops.h"
 #include "qiusuo/optim/optim.h"
 #include "qiusuo/optim/schedule.h"
+#include "apps/train_guard.h"
 
 namespace qs::apps {
 
@@ -69,6 +70,7 @@ std::pair<double, double> evaluate_classifier(nn::Module& model, const Tensor& i
 TrainCnnResult train_fashion_cnn(const TrainCnnOptions& o) {
   if (o.threads > 0) set_num_threads(o.threads);
   QS_CHECK(o.epochs >= 1 && o.batch >= 1, "train cnn: --epochs and --batch must be positive");
+  QS_CHECK(std::isfinite(o.lr) && o.lr > 0, "train cnn: --lr must be a positive finite number, got {}", o.lr);
   data::FashionMNIST train_set(true, o.data_root, true), test_set(false, o.data_root, true);
   Tensor train_x = head(train_set.images, o.limit_train), train_y = head(train_set.labels, o.limit_train);
   Tensor test_x = head(test_set.images, o.limit_test), test_y = head(test_set.labels, o.limit_test);
@@ -120,11 +122,13 @@ TrainCnnResult train_fashion_cnn(const TrainCnnOptions& o) {
         logits = model(o.hflip ? data::random_hflip(batch->x, o.seed * 0x9e3779b97f4a7c15ULL + uint64_t(step)) : batch->x);
       }
       Tensor loss = cross_entropy(logits, batch->y, -100, o.label_smoothing);
+      const double loss_value = loss.item();
+      check_loss_finite("train cnn", loss_value, step + 1, o.lr);
       loss.backward();
       sgd.step();
       ++step;
       images += batch->x.size(0);
-      r.losses.push_back(float(loss.item()));
+      r.losses.push_back(float(loss_value));
       if (!o.quiet) progress.update(step, r.losses.back(), batch->x.size(0));
       if (o.save_every > 0 && step % o.save_every == 0) save(fmt::format("step-{}.safetensors", step));
       if (o.stop_after > 0 && step >= o.stop_after) {
