@@ -15,6 +15,7 @@ Args::Args(int argc, char** argv) {
       if (eq != std::string::npos) {
         value = name.substr(eq + 1);
         name = name.substr(0, eq);
+        with_equals_[name] = true;
       } else if (i + 1 < argc && std::string(argv[i + 1]).rfind("--", 0) != 0) {
         value = argv[++i];
       } else {
@@ -50,6 +51,13 @@ int64_t Args::integer(const std::string& name, int64_t dflt) {
     throw UsageError("--" + name + " expects an integer, got '" + v + "'");
   }
 }
+int64_t Args::integer(const std::string& name, int64_t dflt, int64_t lo, int64_t hi) {
+  const int64_t v = integer(name, dflt);
+  if (v < lo || v > hi)
+    throw UsageError("--" + name + " must be between " + std::to_string(lo) + " and " + std::to_string(hi) + ", got " +
+                     std::to_string(v));
+  return v;
+}
 double Args::number(const std::string& name, double dflt) {
   std::string v = str(name, "");
   if (!has(name)) return dflt;
@@ -66,6 +74,12 @@ bool Args::flag(const std::string& name) {
   used_[name] = true;
   auto it = opts_.find(name);
   if (it == opts_.end()) return false;
+  if (with_equals_.count(name)) {  // "--flag=false" means false, not true
+    const std::string& v = it->second;
+    if (v == "true" || v == "1" || v == "yes") return true;
+    if (v == "false" || v == "0" || v == "no") return false;
+    throw UsageError("--" + name + " is a switch: --" + name + ", or --" + name + "=true|false, got '" + v + "'");
+  }
   if (!it->second.empty()) {  // "--flag value": give the value back as a positional
     pos_.push_back(it->second);
     it->second.clear();

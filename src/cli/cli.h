@@ -23,7 +23,11 @@ class Args {
   std::string str(const std::string& name, const std::string& dflt);
   std::string required(const std::string& name);
   int64_t integer(const std::string& name, int64_t dflt);
+  // The same, refused (UsageError naming the range) outside [lo, hi]: no silent narrowing.
+  int64_t integer(const std::string& name, int64_t dflt, int64_t lo, int64_t hi);
+  int threads(int dflt = 0) { return int(integer("threads", dflt, 0, 1 << 16)); }  // 0: all cores
   double number(const std::string& name, double dflt);
+  // --name, or --name=true|false|1|0|yes|no (anything else is a UsageError).
   bool flag(const std::string& name);
   bool has(const std::string& name) const { return opts_.count(name) > 0; }
   const std::vector<std::string>& positionals() const { return pos_; }
@@ -31,7 +35,7 @@ class Args {
 
  private:
   std::map<std::string, std::string> opts_;
-  std::map<std::string, bool> used_;
+  std::map<std::string, bool> used_, with_equals_;
   std::vector<std::string> pos_;
 };
 

@@ -110,7 +110,7 @@ int cmd_attention(Args a) {
   const std::string out = a.required("out");
   const int64_t max_tokens = a.integer("max-tokens", 0);
   const int64_t view_max = a.integer("view-max", 256);
-  if (int64_t t = a.integer("threads", 0); t > 0) set_num_threads(int(t));
+  if (int t = a.threads(); t > 0) set_num_threads(t);
   if (a.has("checkpoints")) {
     std::vector<std::string> ckpts = {a.str("checkpoints", "")};
     for (const std::string& p : a.positionals()) ckpts.push_back(p);

@@ -17,7 +17,7 @@ int cmd_bench(Args a) {
   bench::Options o;
   bool json = a.flag("json");
   o.bf16 = a.flag("bf16");
-  o.threads = int(a.integer("threads", 0));
+  o.threads = a.threads(0);
   o.iters = int(a.integer("iters", 0));
   o.weights = a.str("weights", "");
   if (!o.weights.empty() && o.weights != "int8" && o.weights != "int4")

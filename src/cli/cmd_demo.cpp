@@ -62,7 +62,7 @@ int cmd_demo(Args a) {
   apps::TrainCnnOptions o;
   o.epochs = int(a.integer("epochs", o.epochs));
   o.out_dir = a.str("out", "runs/demo");
-  o.threads = int(a.integer("threads", o.threads));
+  o.threads = a.threads(o.threads);
   o.bf16 = a.flag("bf16");
   const int64_t lm_steps = a.integer("lm-steps", 600);
   const bool skip_cnn = a.flag("skip-cnn");

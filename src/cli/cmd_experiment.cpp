@@ -22,7 +22,7 @@ int cmd_experiment(Args a) {
     q.out_dir = a.required("out");
     q.cnn = a.str("cnn", "");
     q.lm = a.str("lm", "");
-    q.threads = int(a.integer("threads", 0));
+    q.threads = a.threads(0);
     a.finish();
     nlohmann::json r = apps::run_quant_experiment(q);
     std::cout << "wrote " << q.out_dir << "/results.json, results.md\n" << r["claims"].dump() << std::endl;
@@ -43,7 +43,7 @@ int cmd_experiment(Args a) {
   o.train_len = a.integer("train-len", 0);
   o.steps = a.integer("steps", 0);
   o.eval_tokens = a.integer("eval-tokens", 0);
-  o.threads = int(a.integer("threads", 0));
+  o.threads = a.threads(0);
   o.seed = uint64_t(a.integer("seed", 0));
   a.finish();
   nlohmann::json r = apps::run_pe_experiment(o);

@@ -21,7 +21,7 @@ int cmd_heads(Args a) {
   o.max_tokens = a.integer("max-tokens", o.max_tokens);
   o.importance_sentences = a.integer("importance-sentences", o.importance_sentences);
   o.bleu_budget = a.number("bleu-budget", o.bleu_budget);
-  o.threads = int(a.integer("threads", 0));
+  o.threads = a.threads(0);
   o.quiet = a.flag("quiet");
   a.finish();
   if (o.sentences <= 0) throw UsageError("--sentences: expected a positive number");

@@ -97,7 +97,7 @@ int cmd_train_lm(Args& a) {
   o.save_every = a.integer("save-every", o.save_every);
   o.stop_after = a.integer("stop-after", o.stop_after);
   o.seed = uint64_t(a.integer("seed", int64_t(o.seed)));
-  o.threads = int(a.integer("threads", o.threads));
+  o.threads = a.threads(o.threads);
   o.bf16 = a.flag("bf16");
   o.quiet = a.flag("quiet");
   o.resume = a.str("resume", o.resume);
@@ -133,7 +133,7 @@ int cmd_eval(Args a) {
   const int64_t batch = a.integer("batch", 4), windows = a.integer("windows", 0);
   const bool extrapolate = a.flag("allow-extrapolation"), bf16 = a.flag("bf16");
   int64_t seq = a.integer("seq", 0);
-  if (int64_t t = a.integer("threads", 0); t > 0) set_num_threads(int(t));
+  if (int t = a.threads(); t > 0) set_num_threads(t);
   a.finish();
   apps::LoadedLm lm = apps::load_lm(ckpt, scaled ? &pos : nullptr);
   if (seq == 0) seq = lm.model->config().max_seq_len;
@@ -164,7 +164,7 @@ int cmd_generate(Args a) {
   g.top_k = a.integer("top-k", g.top_k);
   g.top_p = a.number("top-p", g.top_p);
   g.seed = uint64_t(a.integer("seed", 0));
-  if (int64_t t = a.integer("threads", 0); t > 0) set_num_threads(int(t));
+  if (int t = a.threads(); t > 0) set_num_threads(t);
   a.finish();
   apps::LoadedLm lm = apps::load_lm(ckpt);
   std::cout << prompt << apps::generate_text(lm, prompt, g) << std::endl;

@@ -88,7 +88,7 @@ int cmd_train_mt(Args& a) {
   o.save_every = a.integer("save-every", o.save_every);
   o.stop_after = a.integer("stop-after", o.stop_after);
   o.seed = uint64_t(a.integer("seed", int64_t(o.seed)));
-  o.threads = int(a.integer("threads", o.threads));
+  o.threads = a.threads(o.threads);
   o.quiet = a.flag("quiet");
   o.resume = a.str("resume", o.resume);
   o.out_dir = a.required("out");
@@ -114,7 +114,7 @@ int cmd_eval_mt(Args& a) {
   if (a.positionals().size() != 2) throw UsageError("qiusuo eval mt: expected 'qiusuo eval mt CKPT'; see --help");
   const std::string ckpt = a.positionals()[1], split = a.str("split", "test");
   const int64_t beam = a.integer("beam", 1), limit = a.integer("sentences", 0), batch = a.integer("batch", 64);
-  if (int64_t t = a.integer("threads", 0); t > 0) set_num_threads(int(t));
+  if (int t = a.threads(); t > 0) set_num_threads(t);
   a.finish();
   if (split != "test" && split != "validation" && split != "train")
     throw UsageError("--split must be train, validation or test");
@@ -133,7 +133,7 @@ int cmd_translate(Args a) {
   if (a.positionals().size() != 1) throw UsageError("qiusuo translate: expected one checkpoint; see --help");
   const std::string text = a.required("text");
   const int64_t beam = a.integer("beam", 1);
-  if (int64_t t = a.integer("threads", 0); t > 0) set_num_threads(int(t));
+  if (int t = a.threads(); t > 0) set_num_threads(t);
   a.finish();
   apps::LoadedMt mt = apps::load_mt(a.positionals()[0]);
   std::cout << apps::translate(mt, text, beam) << std::endl;

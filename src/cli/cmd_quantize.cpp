@@ -144,7 +144,7 @@ int cmd_quantize(Args a) {
   if (a.positionals().size() != 1) throw UsageError("qiusuo quantize: expected one checkpoint; see --help");
   const std::string ckpt = a.positionals()[0];
   const std::string method = a.required("method");
-  if (int64_t t = a.integer("threads", 0); t > 0) set_num_threads(int(t));
+  if (int t = a.threads(); t > 0) set_num_threads(t);
   io::Checkpoint ck = io::load_checkpoint(ckpt);
   std::string model = ck.config.is_object() ? ck.config.value("model", nlohmann::json()).dump() : "null";
   if (model == "\"FashionCNN\"") {
@@ -163,7 +163,7 @@ int cmd_eval_cnn(Args& a) {
   const std::string ckpt = a.positionals()[1];
   const int64_t limit = a.integer("limit-test", 0);
   const std::string root = a.str("data", data::FashionMNIST::kDefaultRoot);
-  if (int64_t t = a.integer("threads", 0); t > 0) set_num_threads(int(t));
+  if (int t = a.threads(); t > 0) set_num_threads(t);
   a.finish();
   std::string method;
   auto model = apps::load_fashion_cnn(ckpt, &method);

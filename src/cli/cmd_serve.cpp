@@ -17,12 +17,12 @@ int cmd_serve(Args a) {
   apps::ViewerOptions o;
   o.checkpoint = a.required("model");
   o.host = a.str("host", o.host);
-  o.port = int(a.integer("port", o.port));
+  o.port = int(a.integer("port", o.port, 0, 65535));
   o.analysis_file = a.str("analysis", "");
   o.assets_dir = a.str("assets", "");
   o.max_tokens = a.integer("max-tokens", o.max_tokens);
   o.body_limit = size_t(a.integer("body-limit", int64_t(o.body_limit)));
-  if (int64_t t = a.integer("threads", 0); t > 0) set_num_threads(int(t));
+  if (int t = a.threads(); t > 0) set_num_threads(t);
   a.finish();
   if (o.port < 0 || o.port > 65535) throw UsageError(fmt::format("--port must be in 0..65535, got {}", o.port));
   // SIGINT/SIGTERM are blocked in every thread (the server's pool and OpenMP's inherit

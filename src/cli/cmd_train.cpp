@@ -53,7 +53,7 @@ int cmd_train(Args a) {
   o.label_smoothing = a.number("label-smoothing", o.label_smoothing);
   o.hflip = a.integer("hflip", o.hflip) != 0;
   o.seed = uint64_t(a.integer("seed", int64_t(o.seed)));
-  o.threads = int(a.integer("threads", o.threads));
+  o.threads = a.threads(o.threads);
   o.bf16 = a.flag("bf16");
   o.resume = a.str("resume", o.resume);
   o.save_every = a.integer("save-every", o.save_every);

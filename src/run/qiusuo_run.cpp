@@ -42,7 +42,7 @@ int run_main(cli::Args a) {
     return cli::kExitOk;
   }
   const std::string in_path = a.str("input", ""), out_path = a.str("output", "");
-  const int64_t bench = a.integer("bench", 0), threads = a.integer("threads", 0), batch = a.integer("batch", 1);
+  const int64_t bench = a.integer("bench", 0), threads = a.threads(), batch = a.integer("batch", 1);
   int64_t seq = a.integer("seq", 0);
   a.finish();
   if (a.positionals().size() != 1)
