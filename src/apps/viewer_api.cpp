@@ -16,6 +16,7 @@
 #include "qiusuo/nn/positional.h"
 #include "qiusuo/nn/transformer.h"
 #include "util/json_bounded.h"
+#include "io/read_file.h"
 
 namespace qs::apps {
 
@@ -210,13 +211,10 @@ void head_view(json& r, const AttentionSnapshot& s, const AttentionRequest& q) {
 
 // The analysis file's heads, checked against the model's maps; unknown fields dropped.
 json load_analysis(const std::string& path, const json& maps) {
-  std::ifstream f(path);
-  if (!f) throw IOError(fmt::format("serve: cannot read the analysis file '{}'", path));
-  std::stringstream ss;
-  ss << f.rdbuf();
+  const std::string text = io::read_file_bounded(path, uint64_t(64) << 20, "serve: the analysis file");
   json j;
   try {
-    j = util::parse_json_bounded(ss.str());
+    j = util::parse_json_bounded(text);
   } catch (const json::exception&) {
     j = json::value_t::discarded;
   }

@@ -24,7 +24,6 @@ int cmd_serve(Args a) {
   o.body_limit = size_t(a.integer("body-limit", int64_t(o.body_limit)));
   if (int t = a.threads(); t > 0) set_num_threads(t);
   a.finish();
-  if (o.port < 0 || o.port > 65535) throw UsageError(fmt::format("--port must be in 0..65535, got {}", o.port));
   // SIGINT/SIGTERM are blocked in every thread (the server's pool and OpenMP's inherit
   // the mask) and taken by one thread with sigwait, which stops the server outside any
   // signal handler.

@@ -13,19 +13,15 @@
 #include "io/atomic_file.h"
 #include "qiusuo/error.h"
 #include "text/unicode.h"
+#include "io/read_file.h"
 
 namespace fs = std::filesystem;
 
 namespace qs::text {
 namespace {
 
-std::string read_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw IOError(fmt::format("corpus: {}: cannot open the file", path));
-  std::string text((std::istreambuf_iterator<char>(f)), {});
-  if (f.bad()) throw IOError(fmt::format("corpus: {}: read failed", path));
-  return text;
-}
+// 4 GiB per file (the KJV is 4.4 MB); the corpus is held in memory as text and tokens.
+std::string read_file(const std::string& path) { return io::read_file_bounded(path, uint64_t(4) << 30, "corpus"); }
 
 void check_utf8(std::string_view text, const std::string& source) {
   size_t bad = detail::first_invalid_utf8(text);

@@ -8,6 +8,7 @@
 #include "qiusuo/text/tokenizer.h"
 #include "text/unicode.h"
 #include "util/json_bounded.h"
+#include "io/read_file.h"
 
 namespace qs::text {
 namespace {
@@ -252,9 +253,8 @@ std::unique_ptr<Tokenizer> load_tokenizer(std::string_view json_text) {
 }
 
 std::unique_ptr<Tokenizer> load_tokenizer_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw IOError(fmt::format("{}: cannot open the tokenizer file", path));
-  std::string text((std::istreambuf_iterator<char>(f)), {});
+  // 256 MiB: far above any real tokenizer.json (GPT-2's is 1.4 MB).
+  const std::string text = io::read_file_bounded(path, uint64_t(256) << 20, "tokenizer");
   try {
     return load_tokenizer(text);
   } catch (const Error& e) {
