@@ -239,6 +239,21 @@ TEST_F(ViewerTest, BadRequestsGetClearErrors) {
   EXPECT_NE(error_of(post_raw("[1]"), 400).find("JSON object"), std::string::npos);
   // A chunked body is refused before it is read (httplib's body limit counts a Content-Length
   // only): the client streams 4 MiB and gets 411, the server reading none of it into memory.
+  // A path that is not UTF-8 is a 404 with a valid JSON body, not a 500 (issue 19).
+  const std::string bad_path = raw_get("/\xff\xfe");
+  EXPECT_EQ(bad_path.rfind("HTTP/1.1 404", 0), 0u) << bad_path;
+  EXPECT_EQ(bad_path.find("EXCEPTION"), std::string::npos) << bad_path;
+  // Several byte ranges of one file are refused (they multiplied a small file 3700-fold).
+  {
+    httplib::Headers h = {{"Range", "bytes=0-1,0-2,0-3"}};
+    auto r = client().Get("/index.html", h);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 416);
+    h = {{"Range", "bytes=0-3"}};
+    r = client().Get("/index.html", h);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 206);
+  }
   // A small chunked body, sent whole in one write: 411 before the body is read.
   const std::string chunked = raw_request(
       "POST /api/attention HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(port_) +
