@@ -94,6 +94,16 @@ void compact(Graph& g, const std::vector<char>& drop) {
   }
 }
 
+// The node that produces value `id` when it is an `op` node (any op for nullptr), the value
+// is read exactly once and the node is not marked in `drop`; else nullptr. The fusions take
+// a producer into its only reader this way.
+Node* sole_producer(Graph& g, const std::vector<int>& uses, const std::vector<char>& drop, int id, const char* op) {
+  if (id < 0 || g.values[size_t(id)].kind != ValueKind::node || uses[size_t(id)] != 1) return nullptr;
+  const int p = g.values[size_t(id)].producer;
+  Node& n = g.nodes[size_t(p)];
+  return (!op || n.op == op) && !drop[size_t(p)] ? &n : nullptr;
+}
+
 // Ops whose result is not a function of their inputs and attributes alone.
 bool is_random(const std::string& op) { return op == "dropout"; }
 
@@ -161,11 +171,7 @@ int fuse_linear(Graph& g) {
   std::vector<int> uses = use_counts(g);
   std::vector<char> drop(g.nodes.size(), 0);
   int fused = 0;
-  auto producer = [&](int id, const char* op) -> Node* {
-    if (id < 0 || g.values[size_t(id)].kind != ValueKind::node || uses[size_t(id)] != 1) return nullptr;
-    Node& n = g.nodes[size_t(g.values[size_t(id)].producer)];
-    return n.op == op && !drop[size_t(g.values[size_t(id)].producer)] ? &n : nullptr;
-  };
+  auto producer = [&](int id, const char* op) { return sole_producer(g, uses, drop, id, op); };
   // Additions of a bias first (so that their matmul is not taken alone), then bare matmuls.
   for (int sweep = 0; sweep < 2; ++sweep)
   for (size_t i = 0; i < g.nodes.size(); ++i) {
@@ -220,10 +226,9 @@ int fuse_activations(Graph& g) {
                       : n.op == "relu"                                                                   ? "convolution"
                                                                                                           : nullptr;
     const int x = n.inputs.empty() ? -1 : n.inputs[0];
-    if (!row || x < 0 || g.values[size_t(x)].kind != ValueKind::node || uses[size_t(x)] != 1) continue;
-    Node& p = g.nodes[size_t(g.values[size_t(x)].producer)];
-    if (p.op != row || (p.attrs.has("activation") && p.attrs.s("activation") != "none")) continue;
-    p.attrs.set("activation", std::string(n.op));
+    Node* p = row ? sole_producer(g, uses, drop, x, row) : nullptr;
+    if (!p || (p->attrs.has("activation") && p->attrs.s("activation") != "none")) continue;
+    p->attrs.set("activation", std::string(n.op));
     replace_uses(g, n.outputs[0], x);
     drop[i] = 1;
     ++fused;
@@ -236,11 +241,7 @@ int fuse_attention(Graph& g) {
   std::vector<int> uses = use_counts(g);
   std::vector<char> drop(g.nodes.size(), 0);
   int fused = 0;
-  auto node_of = [&](int id, const char* op) -> Node* {
-    if (id < 0 || g.values[size_t(id)].kind != ValueKind::node || uses[size_t(id)] != 1) return nullptr;
-    Node& n = g.nodes[size_t(g.values[size_t(id)].producer)];
-    return n.op == op ? &n : nullptr;
-  };
+  auto node_of = [&](int id, const char* op) { return sole_producer(g, uses, drop, id, op); };
   auto index_of = [&](const Node* n) { return size_t(n - g.nodes.data()); };
   // A scalar param or constant's value, or NaN.
   auto scalar = [&](int id) {
