@@ -61,6 +61,7 @@ bool idx_type(uint8_t code, IdxType* t) {
 
 // Big-endian file elements -> native elements of the output dtype.
 void convert(const std::vector<uint8_t>& src, const IdxType& t, void* dst, size_t n) {
+  if (n == 0) return;  // an empty tensor: memcpy from an empty vector's null data is undefined (fuzz_idx)
   if (t.file_size == 1) {
     std::memcpy(dst, src.data(), n);
     return;
@@ -92,15 +93,17 @@ Tensor read_idx(const std::string& path) {
                            magic[0], magic[1], magic[2], magic[3]));
   int ndims = magic[3];
   Shape shape;
-  uint64_t bytes = t.file_size;
+  uint64_t bytes = t.file_size, nonzero_bytes = t.file_size;
   for (int d = 0; d < ndims; ++d) {
     uint8_t b[4];
     got = f.read(b, 4);
     if (got < 4) fail(path, fmt::format("truncated header: expected {} dimension sizes, found {}", ndims, d));
     uint64_t s = (uint64_t(b[0]) << 24) | (uint64_t(b[1]) << 16) | (uint64_t(b[2]) << 8) | b[3];
     shape.push_back(int64_t(s));
-    if (__builtin_mul_overflow(bytes, s, &bytes) || bytes > kIdxMaxBytes)
+    // Counted with empty dims as 1: a zero dim must not hide huge others (found by fuzz_idx).
+    if (__builtin_mul_overflow(nonzero_bytes, std::max<uint64_t>(s, 1), &nonzero_bytes) || nonzero_bytes > kIdxMaxBytes)
       fail(path, fmt::format("dims {}: the data would exceed the {} byte limit", shape_str(shape), kIdxMaxBytes));
+    bytes *= s;  // <= nonzero_bytes: cannot overflow
   }
   // Read what the stream really holds, chunk by chunk, so a lying header cannot make us
   // allocate more than the data that exists.

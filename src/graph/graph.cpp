@@ -37,7 +37,7 @@ Attrs with_sizes(const Attrs& a, const Sizes& z) {
     else if (auto* l = std::get_if<std::vector<int64_t>>(&v))
       out.set(k.c_str(), with_sizes(*l, z));
     else
-      std::visit([&](auto&& x) { out.set(k.c_str(), x); }, v);
+      std::visit([&out, name = k.c_str()](auto&& x) { out.set(name, x); }, v);  // clang 14 cannot capture bindings
   }
   return out;
 }

@@ -150,8 +150,11 @@ Graph merge_symbol(Graph g, const Graph& h, int64_t s1, int64_t s2, int64_t symb
       throw differ(fmt::format("node {} is {} and {}", n, x.op, y.op));
     Attrs merged;
     for (size_t k = 0; k < x.attrs.items().size(); ++k) {
-      const auto& [name, a] = x.attrs.items()[k];
-      const auto& [name2, b] = y.attrs.items()[k];
+      // Not structured bindings: clang 14 (the fuzz build) cannot capture those in the lambdas below.
+      const std::string& name = x.attrs.items()[k].first;
+      const AttrValue& a = x.attrs.items()[k].second;
+      const std::string& name2 = y.attrs.items()[k].first;
+      const AttrValue& b = y.attrs.items()[k].second;
       auto what = [&] { return fmt::format("attribute {} of node {} ({})", name, n, x.op); };
       if (name != name2 || a.index() != b.index()) throw differ(what());
       if (auto* i = std::get_if<int64_t>(&a)) {

@@ -9,7 +9,10 @@ Shape contiguous_strides(const Shape& shape) {
   int64_t s = 1;
   for (int64_t d = int64_t(shape.size()) - 1; d >= 0; --d) {
     st[size_t(d)] = s;
-    s *= std::max<int64_t>(shape[size_t(d)], 1);
+    // An empty tensor's strides still multiply its other sizes: [0, 2^40, 2^40] must be an
+    // error, not a signed overflow (found by fuzz_idx).
+    QS_CHECK(!__builtin_mul_overflow(s, std::max<int64_t>(shape[size_t(d)], 1), &s),
+             "shape {} is too large: its strides overflow 64 bits", shape_str(shape));
   }
   return st;
 }

@@ -93,6 +93,24 @@ TEST(Idx, BadMagic) {
   EXPECT_NE(m2.find("0x0a"), std::string::npos) << m2;
 }
 
+// The catalogue of malformed files (tests/malformed/README.md): each is refused with an
+// IOError that names the file.
+TEST(Idx, MalformedCatalogue) {
+  // fuzz_idx: dims [0x23010203, 0, 0x04070804, 0x01020304] hold 0 bytes, so the byte limit
+  // passed, but the tensor's strides (empty dims count as 1) overflowed int64.
+  const std::string path = std::string(QS_SOURCE_DIR) + "/tests/malformed/idx_zero_dim_hides_huge_dims.idx";
+  try {
+    data::read_idx(path);
+    ADD_FAILURE() << "expected an IOError";
+  } catch (const IOError& e) {
+    EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("byte limit"), std::string::npos) << e.what();
+  }
+  // fuzz_idx: a valid empty u8 tensor ([0]) passed a null pointer to memcpy (UBSan).
+  Tensor empty = data::read_idx(std::string(QS_SOURCE_DIR) + "/tests/malformed/idx_empty_u8.idx");
+  EXPECT_EQ(empty.shape(), Shape{0});
+}
+
 TEST(Idx, HugeDimsAreRejectedBeforeAllocating) {
   auto m = idx_error("huge.gz", idx_header(0x0E, {0xffffffff, 0xffffffff, 0xffffffff}));
   EXPECT_NE(m.find("byte limit"), std::string::npos) << m;
