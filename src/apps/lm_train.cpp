@@ -91,6 +91,7 @@ TrainLmResult train_lm(const TrainLmOptions& o) {
   int64_t step = 0;
   if (!o.resume.empty()) {
     check_resume(resumed, train_cfg, model_cfg, o.resume);
+    check_resume_step("train lm", o.resume, resumed.step, o.steps);
     model.load_state_dict(resumed.model);
     opt.load_state_dict(resumed.optimizer);
     step = resumed.step;

@@ -92,6 +92,7 @@ TrainMtResult train_mt(const TrainMtOptions& o) {
   int64_t step = 0;
   if (!o.resume.empty()) {
     check_resume(resumed, train_cfg, data_cfg, model_cfg, o.resume);
+    check_resume_step("train mt", o.resume, resumed.step, o.steps);
     model.load_state_dict(resumed.model);
     opt.load_state_dict(resumed.optimizer);
     step = resumed.step;

@@ -89,6 +89,7 @@ TrainCnnResult train_fashion_cnn(const TrainCnnOptions& o) {
   if (!o.resume.empty()) {
     io::Checkpoint ck = io::load_checkpoint(o.resume);
     check_resume_config(ck.config, config, o.resume);
+    check_resume_step("train cnn", o.resume, ck.step, total_steps);
     model.load_state_dict(ck.model);
     sgd.load_state_dict(ck.optimizer);
     step = ck.step;

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <cmath>
+#include <string>
 
 #include "qiusuo/error.h"
 
@@ -17,6 +18,15 @@ inline void check_loss_finite(const char* job, double loss, int64_t step, double
           "changed the weights, so the checkpoints written so far are the last good ones; hint: a lower --lr, or "
           "--grad-clip where the trainer has it",
           job, loss, step, lr);
+}
+
+// A resumed checkpoint's step must lie within the run: a negative one, or one past the
+// run's last step, is a damaged or foreign checkpoint (issue 19: -7 was accepted).
+inline void check_resume_step(const char* job, const std::string& path, int64_t step, int64_t total) {
+  if (step < 0 || step > total)
+    QS_FAIL("{}: {} is at step {}, outside this run's 0..{} steps; hint: resume a checkpoint of this run, or give "
+            "the run more steps",
+            job, path, step, total);
 }
 
 }  // namespace qs::apps

@@ -98,6 +98,7 @@ void Optimizer::load_state_dict(const NamedTensors& dict) {
     if (check(key, t, scalar ? Shape{} : p.shape(), scalar ? DType::f64 : p.dtype())) loaded[k][i] = t.clone();
   }
   if (!step) problems.push_back("missing key 'step'");
+  else if (step->item() < 0) problems.push_back(fmt::format("'step' is {}, below 0", int64_t(step->item())));
   if (!lr) problems.push_back("missing key 'lr'");
   if (!problems.empty()) {
     std::string msg = fmt::format("{}.load_state_dict: {} problem(s), nothing was loaded:", name_, problems.size());

@@ -151,6 +151,17 @@ TEST(TrainLm, BadInputGivesClearErrors) {
   o.seq = 0;
   EXPECT_NE(error_of([&] { apps::train_lm(o); }).find("positive"), std::string::npos);
 
+  // A resumed step outside the run is a damaged or foreign checkpoint (issue 19: -7 was accepted).
+  for (int64_t bad : {int64_t(-7), int64_t(99)}) {
+    io::Checkpoint ck = io::load_checkpoint(r.checkpoint);
+    ck.step = bad;
+    const std::string path = dir + "/step_" + std::to_string(bad) + ".safetensors";
+    io::save_checkpoint(path, ck);
+    apps::TrainLmOptions again2 = o;
+    again2.seq = 32, again2.steps = 2, again2.resume = path;
+    std::string e = error_of([&] { apps::train_lm(again2); });
+    EXPECT_NE(e.find("outside this run's 0..2 steps"), std::string::npos) << e;
+  }
   // A config that lies about the model's size is refused before the model is built (issue 19:
   // n_layers 100000 in a small file took 91 s and 6.9 GB), quickly and naming the file.
   for (auto [key, value] : {std::pair<const char*, int64_t>{"n_layers", 100000}, {"d_model", int64_t(1) << 40}}) {
