@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Installs every Debian package qiusuo's build, tests and demo need. Idempotent.
-# Run as root or with sudo on Debian 12.
+# Run as root or with sudo on Debian 12. With --tests (scripts/test.sh passes it) it also
+# installs what only the tests use: npm and ONNX Runtime for the ONNX checks.
 set -euo pipefail
+tests=0
+[ "${1:-}" = --tests ] && tests=1
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 PKGS=(
@@ -27,7 +30,7 @@ PKGS=(
 )
 # npm, for ONNX Runtime in the ONNX tests (tests/onnx): Debian's nodejs does not bring it,
 # but a nodejs from elsewhere may (and then conflicts with Debian's npm package).
-command -v npm >/dev/null 2>&1 || PKGS+=(npm)
+[ $tests -eq 0 ] || command -v npm >/dev/null 2>&1 || PKGS+=(npm)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -46,6 +49,7 @@ for tool in node /usr/bin/chromium /usr/bin/chromedriver; do
   command -v "$tool" >/dev/null || { echo "install-deps: $tool not found after installing the packages; the browser test needs it" >&2; exit 1; }
 done
 
+[ $tests -eq 1 ] || exit 0
 # ONNX Runtime (npm onnxruntime-node, CPU; its install script only fetches GPU extras, which
 # are not wanted) at the version package-lock.json pins, for tests/onnx/ort_check.js.
 ort=tests/onnx
