@@ -63,23 +63,24 @@ class Tensor {
   Tensor() = default;
   explicit Tensor(std::shared_ptr<TensorImpl> impl) : impl_(std::move(impl)) {}
 
-  // ---- metadata
+  // ---- metadata (of an undefined tensor: an Error, not a null dereference; a graph file
+  // that leaves out a required input reached shape rules that way, found by fuzz_graph)
   bool defined() const { return impl_ != nullptr; }
-  const Shape& shape() const { return impl_->shape; }
-  const Shape& sizes() const { return impl_->shape; }
-  const Shape& strides() const { return impl_->strides; }
-  int64_t dim() const { return int64_t(impl_->shape.size()); }
+  const Shape& shape() const { return checked().shape; }
+  const Shape& sizes() const { return checked().shape; }
+  const Shape& strides() const { return checked().strides; }
+  int64_t dim() const { return int64_t(checked().shape.size()); }
   int64_t size(int64_t d) const;  // negative d counts from the end
   int64_t stride(int64_t d) const;
-  int64_t offset() const { return impl_->offset; }
+  int64_t offset() const { return checked().offset; }
   int64_t numel() const;
-  DType dtype() const { return impl_->dtype; }
-  size_t element_size() const { return dtype_size(impl_->dtype); }
+  DType dtype() const { return checked().dtype; }
+  size_t element_size() const { return dtype_size(checked().dtype); }
   bool is_contiguous() const;
   bool is_floating_point() const { return is_floating(dtype()); }
   TensorImpl* impl() const { return impl_.get(); }
   const std::shared_ptr<TensorImpl>& impl_ptr() const { return impl_; }
-  const std::shared_ptr<Storage>& storage() const { return impl_->storage; }
+  const std::shared_ptr<Storage>& storage() const { return checked().storage; }
   bool same(const Tensor& o) const { return impl_ == o.impl_; }
 
   // ---- raw data (element at offset(); use strides for anything non-contiguous)
@@ -144,6 +145,13 @@ class Tensor {
   Tensor operator-() const;
 
  private:
+  const TensorImpl& checked() const {
+    if (!impl_) [[unlikely]]
+      throw_undefined();
+    return *impl_;
+  }
+  [[noreturn]] static void throw_undefined();
+
   void check_dtype(DType t) const;
   std::shared_ptr<TensorImpl> impl_;
 };

@@ -89,7 +89,8 @@ int64_t Tensor::stride(int64_t d) const {
   QS_CHECK(d >= 0 && d < n, "dimension {} out of range for a tensor of shape {}", d, shape_str(shape()));
   return impl_->strides[d];
 }
-int64_t Tensor::numel() const { return shape_numel(impl_->shape); }
+int64_t Tensor::numel() const { return shape_numel(checked().shape); }
+void Tensor::throw_undefined() { throw Error("undefined tensor: a required input or value is missing"); }
 
 bool Tensor::is_contiguous() const {
   int64_t expect = 1;

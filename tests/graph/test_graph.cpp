@@ -232,6 +232,19 @@ TEST(GraphFile, SavedAndLoadedGraphsRunAlike) {
   }
 }
 
+// fuzz_graph: a node that leaves out a required input (linear(x0, _, w)) reached the shape
+// rule's null dereference; now a Tensor accessor on an undefined tensor is an Error, and the
+// load an IOError naming the node (tests/malformed/README.md).
+TEST(GraphFile, RequiredInputLeftOutIsRefused) {
+  const std::string dir = testing::temp_dir("graph_malformed");
+  const std::string path = dir + "/g.qsg";
+  write_bytes(path, read_bytes(std::string(QS_SOURCE_DIR) + "/tests/malformed/graph_required_input_absent.qsg"));
+  io::save_safetensors(path + ".safetensors", {{"w", ones({3, 4})}, {"b", zeros({3})}});
+  std::string e = error_of([&] { graph::load(path); });
+  EXPECT_NE(e.find("undefined tensor"), std::string::npos) << e;
+  EXPECT_NE(e.find("node 0 (linear)"), std::string::npos) << e;
+}
+
 TEST(GraphFile, GoldenVersion1StillLoads) {
   const std::string path = std::string(QS_SOURCE_DIR) + "/tests/graph/golden/mlp_v1.qsg";
   graph::Graph g = graph::load(path);
