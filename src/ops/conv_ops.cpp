@@ -146,8 +146,7 @@ std::vector<Sample> convolution_samples(DType dt, Generator& gen) {
   }
   // With ReLU: the oneDNN post-op, the c1 kernel's and the reference's.
   auto with_relu = [&](const Shape& x, const Shape& w, bool bias, const char* label) {
-    Attrs a = Attrs().set("stride", std::vector<int64_t>{1}).set("padding", std::vector<int64_t>{1})
-                  .set("dilation", std::vector<int64_t>{1}).set("groups", int64_t(1)).set("activation", std::string("relu"));
+    Attrs a = conv_attrs({x, w, bias, {1}, {1}, {1}, 1, label}).set("activation", std::string("relu"));
     s.push_back({{sample_uniform(x, dt, gen), sample_uniform(w, dt, gen, -1, 1), bias ? sample_uniform({w[0]}, dt, gen) : Tensor()},
                  a, label});
   };
