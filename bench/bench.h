@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "qiusuo/profiler.h"
+#include "util/timing.h"
 
 namespace qs::bench {
 
@@ -39,9 +40,7 @@ inline bool& profile_timed_calls() {
 inline double time_per_call(const std::function<void()>& fn, int warm, int iters) {
   for (int i = 0; i < warm; ++i) fn();
   if (profile_timed_calls()) profiler::start({}, /*keep=*/true);
-  auto t0 = std::chrono::steady_clock::now();
-  for (int i = 0; i < iters; ++i) fn();
-  double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / iters;
+  double s = util::seconds_per_call(fn, 0, iters);
   if (profile_timed_calls()) profiler::stop();
   return s;
 }

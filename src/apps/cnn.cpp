@@ -1,5 +1,6 @@
 #include "qiusuo/apps/cnn.h"
 
+#include <algorithm>
 #include <typeinfo>
 
 #include "qiusuo/nn/activation.h"
@@ -7,17 +8,41 @@
 
 namespace qs::apps {
 
-FashionCNN::FashionCNN(Generator& gen) : Module("FashionCNN") {
+CnnWidths CnnWidths::from_config(const nlohmann::json& config) {
+  CnnWidths w;
+  if (!config.is_object() || !config.contains("widths")) return w;
+  const auto& j = config["widths"];
+  QS_CHECK(j.is_array() && j.size() == 3 && std::all_of(j.begin(), j.end(), [](const nlohmann::json& v) {
+             return v.is_number_integer() && v.get<int64_t>() > 0 && v.get<int64_t>() <= (int64_t(1) << 20);
+           }),
+           "FashionCNN: config widths {} must be three positive channel counts (at most 2^20)", j.dump());
+  return CnnWidths{j[0].get<int64_t>(), j[1].get<int64_t>(), j[2].get<int64_t>()};
+}
+
+FashionCNN::FashionCNN(const CnnWidths& w, Generator& gen) : Module("FashionCNN"), widths_(w) {
+  QS_CHECK(w.c1 > 0 && w.c2 > 0 && w.c3 > 0, "FashionCNN: widths {}, {}, {} must be positive", w.c1, w.c2, w.c3);
   nn::ConvOptions same{.padding = 1};
   // Registration order (c1, b1, c2, ...) keeps the state-dict order of the peer.
-  register_module("c1", std::make_shared<nn::Conv2d>(1, 32, 3, same, gen));
-  register_module("b1", std::make_shared<nn::BatchNorm2d>(32));
-  register_module("c2", std::make_shared<nn::Conv2d>(32, 64, 3, same, gen));
-  register_module("b2", std::make_shared<nn::BatchNorm2d>(64));
-  register_module("c3", std::make_shared<nn::Conv2d>(64, 128, 3, same, gen));
-  register_module("b3", std::make_shared<nn::BatchNorm2d>(128));
-  register_module("fc", std::make_shared<nn::Linear>(128, 10, true, gen));
+  register_module("c1", std::make_shared<nn::Conv2d>(1, w.c1, 3, same, gen));
+  register_module("b1", std::make_shared<nn::BatchNorm2d>(w.c1));
+  register_module("c2", std::make_shared<nn::Conv2d>(w.c1, w.c2, 3, same, gen));
+  register_module("b2", std::make_shared<nn::BatchNorm2d>(w.c2));
+  register_module("c3", std::make_shared<nn::Conv2d>(w.c2, w.c3, 3, same, gen));
+  register_module("b3", std::make_shared<nn::BatchNorm2d>(w.c3));
+  register_module("fc", std::make_shared<nn::Linear>(w.c3, 10, true, gen));
   for (const char* r : {"r1", "r2", "r3"}) register_module(r, std::make_shared<nn::ReLU>());
+}
+
+CnnWidths FashionCNN::widths_of(const nn::StateDict& state) {
+  int64_t c[3] = {0, 0, 0};
+  for (const auto& [name, t] : state)
+    for (int i = 0; i < 3; ++i)
+      if (name == fmt::format("c{}.weight", i + 1)) {
+        QS_CHECK(t.dim() == 4, "FashionCNN: {} has shape {}, expected [out, in, 3, 3]", name, shape_str(t.shape()));
+        c[i] = t.size(0);
+      }
+  for (int i = 0; i < 3; ++i) QS_CHECK(c[i] > 0, "FashionCNN: the state dict has no c{}.weight", i + 1);
+  return CnnWidths{c[0], c[1], c[2]};
 }
 
 std::vector<std::vector<std::string>> FashionCNN::fuse_groups() {

@@ -1,7 +1,6 @@
 // `qiusuo experiment quant`: FP32, BF16 (autocast) and PTQ / QAT INT8 for the CNN; FP32, BF16,
 // dynamic, weight-only and static PTQ / QAT INT8 quantisation for a small LM; resident memory,
 // a table, two plots and the handbook's claims beside the results.
-#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -19,6 +18,7 @@
 #include "qiusuo/quant/convert.h"
 #include "qiusuo/util/svg_plot.h"
 #include "util/json_bounded.h"
+#include "util/timing.h"
 
 namespace qs::apps {
 
@@ -27,12 +27,7 @@ namespace {
 using nlohmann::json;
 namespace fs = std::filesystem;
 
-double ms_per_call(const std::function<void()>& fn, int iters) {
-  fn();
-  auto t0 = std::chrono::steady_clock::now();
-  for (int i = 0; i < iters; ++i) fn();
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() * 1e3 / iters;
-}
+double ms_per_call(const std::function<void()>& fn, int iters) { return util::seconds_per_call(fn, 1, iters) * 1e3; }
 
 json rss_fields(const ResidentGrowth& g) { return {{"rss_peak_bytes", g.peak_bytes}, {"rss_model_bytes", g.retained_bytes}}; }
 

@@ -19,8 +19,6 @@ namespace qs::apps {
 
 namespace {
 
-Tensor head(const Tensor& t, int64_t n) { return n > 0 && n < t.size(0) ? t.narrow(0, 0, n).contiguous() : t; }
-
 int64_t file_size(const std::string& p) { return int64_t(std::filesystem::file_size(p)); }
 
 void calibrate_ptq(FashionCNN& model, const Tensor& train_x, const QuantizeCnnOptions& o) {
@@ -78,7 +76,7 @@ std::shared_ptr<FashionCNN> load_fashion_cnn(const std::string& path, std::strin
   QS_CHECK(ck.config.is_object() && ck.config.value("model", "") == "FashionCNN",
            "{}: not a FashionCNN checkpoint (config: {}); hint: make one with 'qiusuo train cnn'", path, ck.config.dump());
   Generator g(0);
-  auto model = std::make_shared<FashionCNN>(g);
+  auto model = std::make_shared<FashionCNN>(CnnWidths::from_config(ck.config), g);
   if (quant::is_quantized_checkpoint(ck)) {
     quant::load_quantized_checkpoint(path, ck, *model);
     quant::chain_quantized_layers(*model, zeros({1, 1, 28, 28}, DType::f32));  // run-time wiring, not in the file
@@ -108,13 +106,13 @@ QuantizeCnnResult quantize_cnn(const QuantizeCnnOptions& o) {
   QS_CHECK(float_method == "fp32", "{}: is already quantised ({}); quantise the float checkpoint", o.checkpoint,
            float_method);
   data::FashionMNIST train_set(true, o.data_root, true), test_set(false, o.data_root, true);
-  Tensor train_x = head(train_set.images, o.limit_train), train_y = head(train_set.labels, o.limit_train);
-  Tensor test_x = head(test_set.images, o.limit_test), test_y = head(test_set.labels, o.limit_test);
+  Tensor train_x = first_rows(train_set.images, o.limit_train), train_y = first_rows(train_set.labels, o.limit_train);
+  Tensor test_x = first_rows(test_set.images, o.limit_test), test_y = first_rows(test_set.labels, o.limit_test);
 
   QuantizeCnnResult r;
   r.fp32_accuracy = evaluate_classifier(*model, test_x, test_y).first;
   r.fp32_weight_bytes = quant::model_weight_bytes(*model);
-  nlohmann::json config = {{"model", "FashionCNN"}, {"source", o.checkpoint}};
+  nlohmann::json config = {{"model", "FashionCNN"}, {"source", o.checkpoint}, {"widths", model->widths().to_json()}};
   if (!o.out.empty()) {
     std::filesystem::path out(o.out);
     if (out.has_parent_path()) std::filesystem::create_directories(out.parent_path());

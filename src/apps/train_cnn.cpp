@@ -21,11 +21,12 @@ namespace qs::apps {
 
 namespace {
 
-nlohmann::json config_of(const TrainCnnOptions& o) {
+nlohmann::json config_of(const TrainCnnOptions& o, const CnnWidths& widths) {
   return {{"model", "FashionCNN"}, {"epochs", o.epochs},   {"batch", o.batch},
           {"lr", o.lr},            {"momentum", o.momentum}, {"weight_decay", o.weight_decay},
           {"seed", o.seed},        {"bf16", o.bf16},       {"limit_train", o.limit_train},
-          {"nesterov", o.nesterov}, {"label_smoothing", o.label_smoothing}, {"hflip", o.hflip}};
+          {"nesterov", o.nesterov}, {"label_smoothing", o.label_smoothing}, {"hflip", o.hflip},
+          {"widths", widths.to_json()}, {"init", o.init}};
 }
 
 // Resuming is exact only with the settings the run started with.
@@ -35,16 +36,17 @@ void check_resume_config(const nlohmann::json& saved, const nlohmann::json& now,
                             "'qiusuo train cnn'",
                             path, saved.dump()));
   for (const char* k : {"batch", "lr", "momentum", "weight_decay", "seed", "bf16", "limit_train", "epochs", "nesterov",
-                        "label_smoothing", "hflip"})
+                        "label_smoothing", "hflip", "widths", "init"})
     if (saved.contains(k) && saved[k] != now[k])
       throw Error(fmt::format("{}: the checkpoint was trained with {}={}, this run asks for {}; an exact resume needs "
                               "the same settings",
                               path, k, saved[k].dump(), now[k].dump()));
 }
 
-Tensor head(const Tensor& t, int64_t n) { return n > 0 && n < t.size(0) ? t.narrow(0, 0, n).contiguous() : t; }
 
 }  // namespace
+
+Tensor first_rows(const Tensor& t, int64_t n) { return n > 0 && n < t.size(0) ? t.narrow(0, 0, n).contiguous() : t; }
 
 std::pair<double, double> evaluate_classifier(nn::Module& model, const Tensor& images, const Tensor& labels,
                                               int64_t batch, bool bf16) {
@@ -72,18 +74,26 @@ TrainCnnResult train_fashion_cnn(const TrainCnnOptions& o) {
   QS_CHECK(o.epochs >= 1 && o.batch >= 1, "train cnn: --epochs and --batch must be positive");
   QS_CHECK(std::isfinite(o.lr) && o.lr > 0, "train cnn: --lr must be a positive finite number, got {}", o.lr);
   data::FashionMNIST train_set(true, o.data_root, true), test_set(false, o.data_root, true);
-  Tensor train_x = head(train_set.images, o.limit_train), train_y = head(train_set.labels, o.limit_train);
-  Tensor test_x = head(test_set.images, o.limit_test), test_y = head(test_set.labels, o.limit_test);
+  Tensor train_x = first_rows(train_set.images, o.limit_train), train_y = first_rows(train_set.labels, o.limit_train);
+  Tensor test_x = first_rows(test_set.images, o.limit_test), test_y = first_rows(test_set.labels, o.limit_test);
 
   manual_seed(o.seed);
   Generator init_gen(o.seed);
-  FashionCNN model(init_gen);
+  std::shared_ptr<FashionCNN> model_ptr;
+  if (!o.init.empty()) {
+    std::string method;
+    model_ptr = load_fashion_cnn(o.init, &method);
+    QS_CHECK(method == "fp32", "train cnn: --init {} is quantised ({}); start from a float checkpoint", o.init, method);
+  } else {
+    model_ptr = std::make_shared<FashionCNN>(init_gen);
+  }
+  FashionCNN& model = *model_ptr;
   optim::SGD sgd(model.parameters(), o.lr, o.momentum, 0.0, o.weight_decay, o.nesterov);
   data::TensorDataset ds(train_x, train_y);
   data::DataLoader loader(ds, o.batch, true, o.seed);
   const int64_t total_steps = int64_t(o.epochs) * loader.num_batches();
   optim::CosineAnnealingLR schedule(total_steps);
-  nlohmann::json config = config_of(o);
+  nlohmann::json config = config_of(o, model.widths());
 
   int64_t step = 0;
   if (!o.resume.empty()) {
@@ -145,6 +155,8 @@ TrainCnnResult train_fashion_cnn(const TrainCnnOptions& o) {
   r.steps = step;
   r.final_train_loss = r.losses.empty() ? 0 : r.losses.back();
   if (!stopped) std::tie(r.test_accuracy, r.test_loss) = evaluate_classifier(model, test_x, test_y, 256, o.bf16);
+  model.eval();
+  r.model = model_ptr;
   return r;
 }
 

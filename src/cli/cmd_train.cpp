@@ -1,5 +1,5 @@
 // qiusuo train cnn [--epochs N] [--batch N] [--lr X] [--seed N] [--threads N] [--bf16]
-//                  [--resume CKPT] [--save-every N] [--limit-train N] --out DIR
+//                  [--resume CKPT] [--init CKPT] [--save-every N] [--limit-train N] --out DIR
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -30,6 +30,8 @@ std::string train_usage() {
              "  --threads N       OpenMP threads (all cores)\n"
              "  --bf16            bf16 autocast for convolutions and linear layers\n"
              "  --resume CKPT     continue exactly from a checkpoint of this command (same settings)\n"
+             "  --init CKPT       start from a float FashionCNN checkpoint (its weights and widths: fine-tune a\n"
+             "                    pruned model) with a fresh optimiser and schedule\n"
              "  --save-every N    also checkpoint every N steps\n"
              "  --limit-train N   train on the first N images only\n"
              "  --data DIR        Fashion-MNIST folder ({})\n\n",
@@ -56,6 +58,7 @@ int cmd_train(Args a) {
   o.threads = a.threads(o.threads);
   o.bf16 = a.flag("bf16");
   o.resume = a.str("resume", o.resume);
+  o.init = a.str("init", o.init);
   o.save_every = a.integer("save-every", o.save_every);
   o.stop_after = a.integer("stop-after", o.stop_after);
   o.limit_train = a.integer("limit-train", o.limit_train);

@@ -106,6 +106,18 @@ const std::vector<Command>& commands() {
        "  --qat-steps N      qat: fine-tuning steps (100; observers frozen at 75%)   --qat-lr X (1e-4)\n"
        "  --windows N        test windows for the perplexities (50; 0: all)   --batch N (8) --seed N --quiet\n",
        cmd_quantize},
+      {"prune", "structured pruning of the CNN: remove whole channels (L1, L2 or batch-norm scale), fine-tune",
+       "usage: qiusuo prune CKPT --out CKPT_P [--method l1-channel|l2-channel|bn-scale] [--ratio 0.5]\n"
+       "                    [--per-layer FILE] [--finetune-epochs 0] [--finetune-lr 0.05] [--latency-rounds 5]\n"
+       "                    [--limit-train N] [--limit-test N] [--threads N] [--data DIR]\n\n"
+       "Traces the float FashionCNN, groups the channels that must go together (a convolution's outputs with its\n"
+       "batch norm and the next layer's inputs), removes --ratio of each group's lowest-scoring channels (L1 or L2\n"
+       "norm of the filters, Li et al. 2017; or |gamma| of the batch norm, Liu et al. 2017) and writes a smaller\n"
+       "dense FashionCNN to CKPT_P (its config holds the new widths: it loads, quantises and exports like any\n"
+       "other). --per-layer: a JSON object of ratios by layer, {\"c1\": 0.25, \"c3\": 0.5}. Prints the channel\n"
+       "groups, then parameters, FLOPs, file bytes, test accuracy and measured latency (inference on 64 images,\n"
+       "one training step on 128; unpruned and pruned alternating) before and after. See docs/prune.md.\n",
+       cmd_prune},
       {"experiment", "run a measured experiment of the curriculum: pe (positional encodings)",
        std::string("usage: qiusuo experiment pe --out DIR [--quick] [--corpus PATH] [--encodings rope,alibi,...] "
                    "[--train-len N]\n"

@@ -1,6 +1,8 @@
 // The graph's verifier and its text form.
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "ops/op.h"
 #include "qiusuo/autograd.h"
 #include "qiusuo/graph/graph.h"
@@ -205,6 +207,28 @@ int64_t Graph::param_bytes() const {
   for (const Tensor& t : data)
     if (t.defined()) b += t.numel() * int64_t(t.element_size());
   return b;
+}
+
+int64_t Graph::flops() const {
+  auto numel = [&](int id) {
+    int64_t n = 1;
+    for (int64_t d : values[size_t(id)].shape) n *= is_symbol(d) ? 1 : d;
+    return n;
+  };
+  int64_t f = 0;
+  for (const Node& n : nodes) {
+    if (n.op == "convolution" || n.op == "qconv") {
+      // Each output element: C / groups x kernel multiply-adds, C / groups x kernel = w.numel() / O.
+      const Shape& w = values[size_t(n.inputs[1])].shape;
+      f += 2 * numel(n.outputs[0]) * (numel(n.inputs[1]) / std::max<int64_t>(w[0], 1));
+    } else if (n.op == "linear" || n.op == "matmul" || n.op == "qlinear" || n.op == "dynamic_linear" ||
+               n.op == "woq_linear") {
+      const Shape& x = values[size_t(n.inputs[0])].shape;
+      const int64_t k = x.empty() ? 1 : is_symbol(x.back()) ? 1 : x.back();
+      f += 2 * numel(n.outputs[0]) * k;
+    }
+  }
+  return f;
 }
 
 }  // namespace qs::graph

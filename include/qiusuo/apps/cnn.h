@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "qiusuo/memory.h"
 #include "qiusuo/nn/conv.h"
 #include "qiusuo/nn/linear.h"
@@ -19,12 +21,30 @@ namespace qs::apps {
 // ReLUs are parameter-free children r1, r2, r3. forward() reaches every layer through
 // child(name), so quantisation can replace layers in place (quant::prepare_qat with
 // fuse groups FashionCNN::fuse_groups()).
+// The three convolutions' widths are a parameter (structured pruning makes narrower
+// ones, `qiusuo prune`); checkpoints of other widths say so in their config ("widths").
+struct CnnWidths {
+  int64_t c1 = 32, c2 = 64, c3 = 128;
+  bool operator==(const CnnWidths&) const = default;
+  // config["widths"] if present (checked: three positive sizes), else the defaults.
+  static CnnWidths from_config(const nlohmann::json& config);
+  nlohmann::json to_json() const { return {c1, c2, c3}; }
+};
+
 class FashionCNN : public nn::Module {
  public:
-  explicit FashionCNN(Generator& gen = default_generator());
+  explicit FashionCNN(Generator& gen = default_generator()) : FashionCNN(CnnWidths{}, gen) {}
+  explicit FashionCNN(const CnnWidths& widths, Generator& gen = default_generator());
   Tensor forward(const Tensor& x) override;
+  const CnnWidths& widths() const { return widths_; }
   // {{"c1", "b1", "r1"}, {"c2", "b2", "r2"}, {"c3", "b3", "r3"}}: conv-bn-relu groups.
   static std::vector<std::vector<std::string>> fuse_groups();
+  // The widths of the convolutions in a FashionCNN state dict (c1.weight, c2.weight, c3.weight
+  // rows). Errors: a missing or misshapen weight.
+  static CnnWidths widths_of(const nn::StateDict& state);
+
+ private:
+  CnnWidths widths_;
 };
 
 // The 3D CNN of the peer: conv3d(1->16)-bn-relu-maxpool2, conv3d(16->32)-bn-relu-maxpool2,
@@ -56,6 +76,9 @@ struct TrainCnnOptions {
   bool bf16 = false;
   std::string out_dir;      // checkpoints: epoch-<e>.safetensors and last.safetensors
   std::string resume;       // checkpoint to continue from (exactly)
+  // A float FashionCNN checkpoint to start from (its weights and widths, e.g. a pruned model
+  // to fine-tune) instead of a random model; the optimiser and schedule start afresh.
+  std::string init;
   std::string data_root = "/usr/share/datasets/fashion-mnist";
   int64_t limit_train = 0;  // use only the first N training images (0: all)
   int64_t limit_test = 0;
@@ -73,9 +96,14 @@ struct TrainCnnResult {
   int64_t steps = 0;
   std::vector<float> losses;  // every step's training loss, in order (this run only)
   std::string checkpoint;     // the last checkpoint written
+  std::shared_ptr<FashionCNN> model;  // the trained model (in eval mode)
 };
 
 TrainCnnResult train_fashion_cnn(const TrainCnnOptions& opt);
+
+// The first n rows of t (all of them for n <= 0 or n >= rows), contiguous: the
+// --limit-train / --limit-test cut of the CNN jobs.
+Tensor first_rows(const Tensor& t, int64_t n);
 
 // Accuracy and mean loss of `model` (in eval mode) on images [N,1,28,28] / labels [N].
 std::pair<double, double> evaluate_classifier(nn::Module& model, const Tensor& images, const Tensor& labels,

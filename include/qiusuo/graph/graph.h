@@ -89,6 +89,9 @@ class Graph {
   std::string to_text() const;
 
   int64_t param_bytes() const;  // bytes of the params' and constants' data
+  // Operations of the convolution and linear nodes (float and quantised) and matmuls, 2 per
+  // multiply-add (a dynamic size counts 1): the FLOPs pruning reports.
+  int64_t flops() const;
 };
 
 // ---- files: `path` holds the text form (to_text()), `path + ".safetensors"` the data of

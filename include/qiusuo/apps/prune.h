@@ -1,0 +1,51 @@
+// `qiusuo prune`: structured pruning of a trained Fashion-MNIST CNN (prune/prune.h does
+// the work on any traced model): channel groups, L1 / L2 / batch-norm-scale criteria, a
+// physically smaller FashionCNN, optional fine-tuning, and a report of parameters, FLOPs,
+// file bytes, accuracy and measured latency before and after (docs/prune.md).
+#pragma once
+#include <map>
+#include <string>
+
+#include "qiusuo/apps/cnn.h"
+
+namespace qs::apps {
+
+struct PruneCnnOptions {
+  std::string checkpoint;               // a float FashionCNN checkpoint (`qiusuo train cnn`)
+  std::string method = "l1-channel";    // l1-channel | l2-channel | bn-scale
+  double ratio = 0.5;                   // fraction of each convolution's channels removed, in [0, 1)
+  std::map<std::string, double> per_layer;  // overrides by layer name ("c1", "c2", "c3")
+  int finetune_epochs = 0;              // SGD epochs after pruning (cosine from finetune_lr)
+  double finetune_lr = 0.05;
+  int64_t batch = 128;                  // fine-tuning batch
+  uint64_t seed = 0;
+  std::string data_root = "/usr/share/datasets/fashion-mnist";
+  int64_t limit_train = 0, limit_test = 0;  // first N images only (0: all)
+  int latency_rounds = 5;               // alternating rounds of the latency measurement (0: none)
+  std::string out;                      // the pruned checkpoint (required)
+  bool quiet = false;
+};
+
+// One model's measures. Latency: median over the rounds of the mean per call, inference on
+// 64 images (cnn_infer_b64_fp32's shape) and one SGD step on 128 (cnn_train_b128's).
+struct PruneCnnStats {
+  CnnWidths widths;
+  int64_t params = 0, flops = 0, file_bytes = 0;  // flops of one image; file_bytes model-only
+  double accuracy = 0;
+  double infer_b64_ms = 0, train_b128_ms = 0;
+};
+
+struct PruneCnnResult {
+  PruneCnnStats before, after;        // after: the pruned model (fine-tuned if asked)
+  double pruned_accuracy = 0;         // right after pruning, before fine-tuning
+  double infer_speedup = 0, train_speedup = 0;  // medians of the per-round ratios before / after
+  std::string groups;                 // prune::Dependencies::to_text() of the model
+  int64_t channels_removed = 0, finetune_steps = 0;
+  double seconds = 0;
+};
+
+// Errors: a checkpoint that is not a float FashionCNN, an unknown method, bad ratios or
+// per-layer names (prune::plan_channels' errors, naming the layer), no --out.
+PruneCnnResult prune_cnn(const PruneCnnOptions& opt);
+
+}  // namespace qs::apps

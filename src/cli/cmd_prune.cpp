@@ -1,0 +1,87 @@
+// qiusuo prune CKPT --method l1-channel|l2-channel|bn-scale --ratio R [--per-layer FILE]
+//              [--finetune-epochs N] [--finetune-lr X] --out CKPT_P   (FashionCNN; apps/prune.h)
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "cli/cli.h"
+#include "io/read_file.h"
+#include "qiusuo/apps/prune.h"
+#include "util/json_bounded.h"
+
+namespace qs::cli {
+
+namespace {
+
+// {"c1": 0.25, "c3": 0.5}: a ratio per layer.
+std::map<std::string, double> read_per_layer(const std::string& path) {
+  const std::string text = io::read_file_bounded(path, 1 << 20, "prune --per-layer");
+  nlohmann::json j;
+  try {
+    j = util::parse_json_bounded(text);
+  } catch (const nlohmann::json::parse_error& e) {
+    throw UsageError(fmt::format("--per-layer {}: not JSON: {}", path, e.what()));
+  }
+  if (!j.is_object())
+    throw UsageError(fmt::format("--per-layer {}: expected a JSON object of layer: ratio, e.g. {{\"c1\": 0.25}}", path));
+  std::map<std::string, double> m;
+  for (auto& [k, v] : j.items()) {
+    if (!v.is_number())
+      throw UsageError(fmt::format("--per-layer {}: the ratio of layer {} is {}, not a number", path, k, v.dump()));
+    m[k] = v.get<double>();
+  }
+  return m;
+}
+
+}  // namespace
+
+int cmd_prune(Args a) {
+  if (a.positionals().size() != 1) throw UsageError("qiusuo prune: expected one checkpoint; see 'qiusuo prune --help'");
+  apps::PruneCnnOptions o;
+  o.checkpoint = a.positionals()[0];
+  o.method = a.str("method", o.method);
+  o.ratio = a.number("ratio", o.ratio);
+  if (a.has("per-layer")) o.per_layer = read_per_layer(a.str("per-layer", ""));
+  o.finetune_epochs = int(a.integer("finetune-epochs", o.finetune_epochs, 0, 1000));
+  o.finetune_lr = a.number("finetune-lr", o.finetune_lr);
+  o.batch = a.integer("batch", o.batch, 1, 1 << 16);
+  o.seed = uint64_t(a.integer("seed", int64_t(o.seed)));
+  o.limit_train = a.integer("limit-train", o.limit_train);
+  o.limit_test = a.integer("limit-test", o.limit_test);
+  o.latency_rounds = int(a.integer("latency-rounds", o.latency_rounds, 0, 1000));
+  o.data_root = a.str("data", o.data_root);
+  o.out = a.required("out");
+  if (int threads = a.threads(0); threads > 0) set_num_threads(threads);
+  o.quiet = a.flag("quiet");
+  a.finish();
+  const apps::PruneCnnResult r = apps::prune_cnn(o);
+  std::cout << r.groups;
+  auto row = [](const char* name, const apps::PruneCnnStats& s) {
+    return fmt::format("{:<8} widths {:>3}/{:>3}/{:>3}  params {:>7}  MFLOPs/image {:6.2f}  file {:>7} B  accuracy "
+                       "{:6.2f}%  infer b64 {:6.2f} ms  train b128 {:6.2f} ms\n",
+                       name, s.widths.c1, s.widths.c2, s.widths.c3, s.params, double(s.flops) / 1e6, s.file_bytes,
+                       100 * s.accuracy, s.infer_b64_ms, s.train_b128_ms);
+  };
+  std::cout << row("before", r.before) << row("after", r.after);
+  std::cout << fmt::format("pruned {} channels; accuracy right after pruning {:.2f}%{}; speed-up inference {:.2f}x, "
+                           "training step {:.2f}x (medians of {} alternating rounds)\n",
+                           r.channels_removed, 100 * r.pruned_accuracy,
+                           o.finetune_epochs ? fmt::format(", after {} fine-tuning steps {:.2f}%", r.finetune_steps,
+                                                           100 * r.after.accuracy)
+                                             : "",
+                           r.infer_speedup, r.train_speedup, o.latency_rounds);
+  auto stats = [](const apps::PruneCnnStats& s) {
+    return nlohmann::json{{"widths", s.widths.to_json()}, {"params", s.params},          {"flops", s.flops},
+                          {"file_bytes", s.file_bytes},   {"accuracy", s.accuracy},      {"infer_b64_ms", s.infer_b64_ms},
+                          {"train_b128_ms", s.train_b128_ms}};
+  };
+  nlohmann::json summary = {{"checkpoint", o.out},          {"method", o.method},
+                            {"ratio", o.ratio},             {"channels_removed", r.channels_removed},
+                            {"before", stats(r.before)},    {"after", stats(r.after)},
+                            {"pruned_accuracy", r.pruned_accuracy}, {"finetune_steps", r.finetune_steps},
+                            {"infer_speedup", r.infer_speedup}, {"train_speedup", r.train_speedup},
+                            {"seconds", r.seconds}};
+  std::cout << summary.dump() << std::endl;
+  return kExitOk;
+}
+
+}  // namespace qs::cli

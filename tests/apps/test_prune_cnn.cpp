@@ -1,0 +1,103 @@
+// `qiusuo prune` on the Fashion-MNIST CNN: the pruned checkpoint is a smaller dense
+// FashionCNN that loads, fine-tunes, quantises and traces like any other.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "qiusuo/apps/cnn.h"
+#include "qiusuo/apps/prune.h"
+#include "qiusuo/autograd.h"
+#include "qiusuo/data/idx.h"
+#include "qiusuo/graph/graph.h"
+#include "qiusuo/io/checkpoint.h"
+#include "qiusuo/ops.h"
+#include "test_util.h"
+
+using namespace qs;
+
+namespace {
+
+std::string trained_cnn(const std::string& dir) {
+  apps::TrainCnnOptions o;
+  o.epochs = 1;
+  o.batch = 64;
+  o.limit_train = 512;
+  o.limit_test = 256;
+  o.threads = 2;
+  o.quiet = true;
+  o.out_dir = dir;
+  return apps::train_fashion_cnn(o).checkpoint;
+}
+
+}  // namespace
+
+TEST(PruneCnn, HalfTheChannelsMakesASmallerModelThatLoadsQuantisesAndTraces) {
+  const std::string dir = qs::testing::temp_dir("prune_cnn");
+  apps::PruneCnnOptions o;
+  o.checkpoint = trained_cnn(dir);
+  o.ratio = 0.5;
+  o.finetune_epochs = 1;
+  o.limit_train = 512;
+  o.limit_test = 256;
+  o.latency_rounds = 1;
+  o.quiet = true;
+  o.out = dir + "/pruned.safetensors";
+  apps::PruneCnnResult r = apps::prune_cnn(o);
+  EXPECT_EQ(r.after.widths, (apps::CnnWidths{16, 32, 64}));
+  EXPECT_EQ(r.channels_removed, 16 + 32 + 64);
+  EXPECT_EQ(r.finetune_steps, 4);  // 512 images, batch 128
+  EXPECT_LT(r.after.params * 3, r.before.params);  // conv-heavy: near a quarter
+  EXPECT_LT(r.after.flops * 3, r.before.flops);
+  EXPECT_LT(r.after.file_bytes * 3, r.before.file_bytes);
+  EXPECT_GT(r.after.infer_b64_ms, 0);
+  EXPECT_GT(r.after.accuracy, 0.1);
+
+  // It loads at its widths and gives the accuracy the job reported.
+  std::string method;
+  auto m = apps::load_fashion_cnn(o.out, &method);
+  EXPECT_EQ(method, "fp32");
+  EXPECT_EQ(m->widths(), (apps::CnnWidths{16, 32, 64}));
+  data::FashionMNIST test(false, o.data_root, true);
+  EXPECT_EQ(apps::evaluate_classifier(*m, apps::first_rows(test.images, 256), apps::first_rows(test.labels, 256)).first,
+            r.after.accuracy);
+
+  // The static graph of the pruned model runs as the model does.
+  Tensor x = randn({4, 1, 28, 28});
+  graph::Graph g = graph::trace(*m, x);
+  NoGrad ng;
+  EXPECT_LT(amax(abs(sub(graph::run(g, {x})[0], (*m)(x)))).item(), 1e-5);
+
+  // Pruned, then quantised.
+  apps::QuantizeCnnOptions q;
+  q.checkpoint = o.out;
+  q.calib_batches = 2;
+  q.limit_train = 256;
+  q.limit_test = 256;
+  q.quiet = true;
+  q.out = dir + "/pruned_int8.safetensors";
+  apps::QuantizeCnnResult qr = apps::quantize_cnn(q);
+  EXPECT_GT(qr.int8_accuracy, 0.1);
+  auto qm = apps::load_fashion_cnn(q.out, &method);
+  EXPECT_EQ(method, "ptq");
+  EXPECT_EQ(qm->widths(), (apps::CnnWidths{16, 32, 64}));
+}
+
+TEST(PruneCnn, BadInputIsAClearError) {
+  const std::string dir = qs::testing::temp_dir("prune_cnn_errors");
+  apps::PruneCnnOptions o;
+  o.checkpoint = trained_cnn(dir);
+  o.out = dir + "/p.safetensors";
+  o.latency_rounds = 0;
+  o.limit_test = 64;
+  o.ratio = 1.0;
+  EXPECT_NE(qs::testing::error_of([&] { apps::prune_cnn(o); }).find("outside [0, 1)"), std::string::npos);
+  o.ratio = 0.5;
+  o.per_layer = {{"fc", 0.5}};
+  EXPECT_NE(qs::testing::error_of([&] { apps::prune_cnn(o); }).find("layer fc cannot be pruned: its channels are the model's output"),
+            std::string::npos)
+      << qs::testing::error_of([&] { apps::prune_cnn(o); });
+  o.per_layer = {};
+  o.method = "random";
+  EXPECT_NE(qs::testing::error_of([&] { apps::prune_cnn(o); }).find("unknown method 'random'"), std::string::npos);
+  EXPECT_FALSE(std::filesystem::exists(o.out));  // nothing written on an error
+}
