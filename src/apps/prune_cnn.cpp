@@ -47,17 +47,17 @@ void measure_latency(PruneCnnResult& r, FashionCNN& before, FashionCNN& after, i
   auto infer = [&](FashionCNN& m) {
     NoGrad ng;
     nn::EvalScope e(m);
-    return util::seconds_per_call([&] { m(x64); }, 2, 10);
+    return util::seconds_per_call_for([&] { m(x64); }, 0.25);
   };
   auto step = [&](FashionCNN& m, optim::SGD& opt) {
     m.train();
-    return util::seconds_per_call(
+    return util::seconds_per_call_for(
         [&] {
           opt.zero_grad();
           cross_entropy(m(x128), y128).backward();
           opt.step();
         },
-        1, 3);
+        0.5);
   };
   std::vector<double> ib, ia, tbs, tas, iratio, tratio;
   for (int k = 0; k < rounds; ++k) {

@@ -58,9 +58,8 @@ int64_t Args::integer(const std::string& name, int64_t dflt, int64_t lo, int64_t
                      std::to_string(v));
   return v;
 }
-double Args::number(const std::string& name, double dflt) {
-  std::string v = str(name, "");
-  if (!has(name)) return dflt;
+namespace {
+double parse_number(const std::string& name, const std::string& v) {
   try {
     size_t pos = 0;
     double r = std::stod(v, &pos);
@@ -69,6 +68,29 @@ double Args::number(const std::string& name, double dflt) {
   } catch (const std::exception&) {
     throw UsageError("--" + name + " expects a number, got '" + v + "'");
   }
+}
+}  // namespace
+
+double Args::number(const std::string& name, double dflt) {
+  std::string v = str(name, "");
+  if (!has(name)) return dflt;
+  return parse_number(name, v);
+}
+std::vector<std::string> Args::list(const std::string& name) {
+  const std::string v = str(name, "");
+  std::vector<std::string> out;
+  if (!has(name)) return out;
+  for (size_t start = 0; start <= v.size();) {
+    const size_t end = std::min(v.find(',', start), v.size());
+    out.push_back(v.substr(start, end - start));
+    start = end + 1;
+  }
+  return out;
+}
+std::vector<double> Args::numbers(const std::string& name) {
+  std::vector<double> out;
+  for (const std::string& item : list(name)) out.push_back(parse_number(name, item));
+  return out;
 }
 bool Args::flag(const std::string& name) {
   used_[name] = true;

@@ -27,6 +27,10 @@ class Args {
   int64_t integer(const std::string& name, int64_t dflt, int64_t lo, int64_t hi);
   int threads(int dflt = 0) { return int(integer("threads", dflt, 0, 1 << 16)); }  // 0: all cores
   double number(const std::string& name, double dflt);
+  // --name a,b,c: the comma-separated items ({} when absent; empty items kept, for the
+  // caller's check to name).
+  std::vector<std::string> list(const std::string& name);
+  std::vector<double> numbers(const std::string& name);  // each item as number() reads one
   // --name, or --name=true|false|1|0|yes|no (anything else is a UsageError).
   bool flag(const std::string& name);
   bool has(const std::string& name) const { return opts_.count(name) > 0; }

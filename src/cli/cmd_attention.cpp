@@ -20,16 +20,12 @@ namespace {
 // Present but empty reaches the model's own check ("the text is empty").
 std::string text_arg(Args& a, const std::string& name) { return a.has(name) ? a.str(name, "") : a.required(name); }
 
-void set_formats(const std::string& list, apps::AttentionFigureOptions& o) {
+void set_formats(Args& a, apps::AttentionFigureOptions& o) {
   o.png = o.svg = false;
-  size_t start = 0;
-  while (start <= list.size()) {
-    const size_t end = std::min(list.find(',', start), list.size());
-    const std::string f = list.substr(start, end - start);
+  for (const std::string& f : a.list("format")) {
     if (f == "png") o.png = true;
     else if (f == "svg") o.svg = true;
-    else throw UsageError("--format: expected png, svg or png,svg; found '" + list + "'");
-    start = end + 1;
+    else throw UsageError("--format: expected png, svg or png,svg; found '" + a.str("format", "") + "'");
   }
 }
 
@@ -145,7 +141,7 @@ int cmd_attention(Args a) {
   o.style.log = a.flag("log");
   o.style.log_floor = a.number("log-floor", o.style.log_floor);
   o.style.max_matrix_px = int(a.integer("max-px", o.style.max_matrix_px));
-  set_formats(a.str("format", "png,svg"), o);
+  if (a.has("format")) set_formats(a, o);  // default: both
   a.finish();
   apps::AttentionSnapshot s;
   if (mt) {

@@ -7,7 +7,7 @@
 namespace qs::cli {
 
 int cmd_experiment(Args a) {
-  if (a.positionals().size() != 1) throw UsageError("qiusuo experiment: which one? (available: pe, quant)");
+  if (a.positionals().size() != 1) throw UsageError("qiusuo experiment: which one? (available: pe, quant, prune)");
   const std::string what = a.positionals()[0];
   if (what == "quant" && a.has("replot")) {
     const std::string dir = a.str("replot", "");
@@ -28,18 +28,30 @@ int cmd_experiment(Args a) {
     std::cout << "wrote " << q.out_dir << "/results.json, results.md\n" << r["claims"].dump() << std::endl;
     return kExitOk;
   }
-  if (what != "pe") throw UsageError("qiusuo experiment: unknown experiment '" + what + "' (available: pe, quant)");
+  if (what == "prune") {
+    apps::PruneExperimentOptions p;
+    p.quick = a.flag("quick");
+    p.out_dir = a.required("out");
+    p.cnn = a.str("cnn", "");
+    p.lm = a.str("lm", "");
+    p.lm_finetune_steps = a.integer("lm-finetune-steps", p.lm_finetune_steps, 0, int64_t(1) << 30);
+    p.finetune_epochs = int(a.integer("finetune-epochs", p.finetune_epochs, 0, 1000));
+    p.finetune_lr = a.number("finetune-lr", p.finetune_lr);
+    p.ratios = a.numbers("ratios");
+    p.methods = a.list("methods");
+    p.threads = a.threads(0);
+    a.finish();
+    nlohmann::json r = apps::run_prune_experiment(p);
+    std::cout << "wrote " << p.out_dir << "/results.json, results.md, accuracy_vs_flops.svg, speedup.svg, "
+              << "sensitivity.svg, lm_perplexity.svg\n";
+    return kExitOk;
+  }
+  if (what != "pe") throw UsageError("qiusuo experiment: unknown experiment '" + what + "' (available: pe, quant, prune)");
   apps::PeExperimentOptions o;
   o.quick = a.flag("quick");
   o.out_dir = a.required("out");
   o.corpus = a.str("corpus", "");
-  std::string encs = a.str("encodings", "");
-  for (size_t p = 0; !encs.empty();) {
-    size_t c = encs.find(',', p);
-    o.encodings.push_back(encs.substr(p, c == std::string::npos ? std::string::npos : c - p));
-    if (c == std::string::npos) break;
-    p = c + 1;
-  }
+  o.encodings = a.list("encodings");
   o.train_len = a.integer("train-len", 0);
   o.steps = a.integer("steps", 0);
   o.eval_tokens = a.integer("eval-tokens", 0);

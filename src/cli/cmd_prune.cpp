@@ -1,10 +1,13 @@
 // qiusuo prune CKPT --method l1-channel|l2-channel|bn-scale --ratio R [--per-layer FILE]
-//              [--finetune-epochs N] [--finetune-lr X] --out CKPT_P   (FashionCNN; apps/prune.h)
+//              [--finetune-epochs N] [--finetune-lr X] --out CKPT_P   (FashionCNN)
+// qiusuo prune LM_CKPT --method ffn --ratio R [--criterion l1-channel|l2-channel]
+//              [--finetune-steps N] --out CKPT_P                      (language models; apps/prune.h)
 #include <iostream>
 #include <nlohmann/json.hpp>
 
 #include "cli/cli.h"
 #include "io/read_file.h"
+#include "qiusuo/io/checkpoint.h"
 #include "qiusuo/apps/prune.h"
 #include "util/json_bounded.h"
 
@@ -32,13 +35,74 @@ std::map<std::string, double> read_per_layer(const std::string& path) {
   return m;
 }
 
+// A language model's feed-forward neurons (--method ffn).
+int prune_lm(Args& a, const std::string& ckpt) {
+  apps::PruneLmOptions o;
+  o.checkpoint = ckpt;
+  o.criterion = a.str("criterion", o.criterion);
+  o.ratio = a.number("ratio", o.ratio);
+  o.finetune_steps = a.integer("finetune-steps", o.finetune_steps, 0, int64_t(1) << 30);
+  o.finetune_lr = a.number("finetune-lr", o.finetune_lr);
+  o.batch = a.integer("batch", o.batch, 1, 1 << 16);
+  o.eval_windows = a.integer("eval-windows", o.eval_windows, 0, int64_t(1) << 30);
+  o.seed = uint64_t(a.integer("seed", int64_t(o.seed)));
+  o.latency_rounds = int(a.integer("latency-rounds", o.latency_rounds, 0, 1000));
+  o.out = a.required("out");
+  if (int threads = a.threads(0); threads > 0) set_num_threads(threads);
+  o.quiet = a.flag("quiet");
+  a.finish();
+  const apps::PruneLmResult r = apps::prune_lm(o);
+  std::cout << r.groups;
+  auto row = [](const char* name, const apps::PruneLmStats& s) {
+    return fmt::format("{:<8} ffn_hidden {:>5}  params {:>9}  GFLOPs/window {:6.3f}  file {:>9} B  perplexity {:8.4f}  "
+                       "forward {:7.2f} ms\n",
+                       name, s.ffn_hidden, s.params, double(s.flops) / 1e9, s.file_bytes, s.perplexity, s.fwd_ms);
+  };
+  std::cout << row("before", r.before) << row("after", r.after);
+  std::cout << fmt::format("pruned {} feed-forward neurons; perplexity right after pruning {:.4f}{}; forward speed-up "
+                           "{:.2f}x (median of {} alternating rounds)\n",
+                           r.channels_removed, r.pruned_perplexity,
+                           r.finetune_steps ? fmt::format(", after {} fine-tuning steps {:.4f}", r.finetune_steps,
+                                                          r.after.perplexity)
+                                            : "",
+                           r.speedup, o.latency_rounds);
+  auto stats = [](const apps::PruneLmStats& s) {
+    return nlohmann::json{{"ffn_hidden", s.ffn_hidden}, {"params", s.params},         {"flops", s.flops},
+                          {"file_bytes", s.file_bytes}, {"perplexity", s.perplexity}, {"fwd_ms", s.fwd_ms}};
+  };
+  std::cout << nlohmann::json{{"checkpoint", o.out},          {"method", "ffn"},
+                              {"criterion", o.criterion},     {"ratio", o.ratio},
+                              {"channels_removed", r.channels_removed}, {"before", stats(r.before)},
+                              {"after", stats(r.after)},      {"pruned_perplexity", r.pruned_perplexity},
+                              {"finetune_steps", r.finetune_steps}, {"speedup", r.speedup},
+                              {"seconds", r.seconds}}
+                   .dump()
+            << std::endl;
+  return kExitOk;
+}
+
 }  // namespace
 
 int cmd_prune(Args a) {
   if (a.positionals().size() != 1) throw UsageError("qiusuo prune: expected one checkpoint; see 'qiusuo prune --help'");
+  const std::string ckpt = a.positionals()[0];
+  const std::string method = a.str("method", "l1-channel");
+  const io::Checkpoint ck = io::load_checkpoint(ckpt);
+  const bool is_cnn = ck.config.is_object() && ck.config.value("model", nlohmann::json()) == "FashionCNN";
+  if (!is_cnn) {
+    if (method != "ffn")
+      throw UsageError(fmt::format("qiusuo prune: {} is not a FashionCNN checkpoint; language models take --method "
+                                   "ffn (l1-channel, l2-channel and bn-scale prune the CNN's channels)",
+                                   ckpt));
+    return prune_lm(a, ckpt);
+  }
+  if (method == "ffn" || method == "heads")
+    throw UsageError(fmt::format("qiusuo prune: --method {} is for language models; {} is a FashionCNN (use "
+                                 "l1-channel, l2-channel or bn-scale)",
+                                 method, ckpt));
   apps::PruneCnnOptions o;
-  o.checkpoint = a.positionals()[0];
-  o.method = a.str("method", o.method);
+  o.checkpoint = ckpt;
+  o.method = method;
   o.ratio = a.number("ratio", o.ratio);
   if (a.has("per-layer")) o.per_layer = read_per_layer(a.str("per-layer", ""));
   o.finetune_epochs = int(a.integer("finetune-epochs", o.finetune_epochs, 0, 1000));

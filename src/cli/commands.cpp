@@ -106,7 +106,7 @@ const std::vector<Command>& commands() {
        "  --qat-steps N      qat: fine-tuning steps (100; observers frozen at 75%)   --qat-lr X (1e-4)\n"
        "  --windows N        test windows for the perplexities (50; 0: all)   --batch N (8) --seed N --quiet\n",
        cmd_quantize},
-      {"prune", "structured pruning of the CNN: remove whole channels (L1, L2 or batch-norm scale), fine-tune",
+      {"prune", "structured pruning: remove whole CNN channels (L1, L2, batch-norm scale) or LM feed-forward neurons",
        "usage: qiusuo prune CKPT --out CKPT_P [--method l1-channel|l2-channel|bn-scale] [--ratio 0.5]\n"
        "                    [--per-layer FILE] [--finetune-epochs 0] [--finetune-lr 0.05] [--latency-rounds 5]\n"
        "                    [--limit-train N] [--limit-test N] [--threads N] [--data DIR]\n\n"
@@ -116,9 +116,14 @@ const std::vector<Command>& commands() {
        "dense FashionCNN to CKPT_P (its config holds the new widths: it loads, quantises and exports like any\n"
        "other). --per-layer: a JSON object of ratios by layer, {\"c1\": 0.25, \"c3\": 0.5}. Prints the channel\n"
        "groups, then parameters, FLOPs, file bytes, test accuracy and measured latency (inference on 64 images,\n"
-       "one training step on 128; unpruned and pruned alternating) before and after. See docs/prune.md.\n",
+       "one training step on 128; unpruned and pruned alternating) before and after.\n\n"
+       "usage: qiusuo prune LM_CKPT --method ffn --out CKPT_P [--ratio 0.5] [--criterion l1-channel|l2-channel]\n"
+       "                    [--finetune-steps 0] [--finetune-lr 3e-4] [--eval-windows 50] [--latency-rounds 5]\n\n"
+       "A dense language model's feed-forward hidden neurons (GPT's c_fc, DeepSeek's SwiGLU gate and up together,\n"
+       "the same ratio in every block): test perplexity, parameters, FLOPs, file bytes and forward latency before\n"
+       "and after, optionally after AdamW fine-tuning on training windows. See docs/prune.md.\n",
        cmd_prune},
-      {"experiment", "run a measured experiment of the curriculum: pe (positional encodings)",
+      {"experiment", "run a measured experiment of the curriculum: pe (positional encodings), quant, prune",
        std::string("usage: qiusuo experiment pe --out DIR [--quick] [--corpus PATH] [--encodings rope,alibi,...] "
                    "[--train-len N]\n"
                    "                            [--steps N] [--eval-tokens N] [--threads N] [--seed N]\n\n"
@@ -131,7 +136,15 @@ const std::vector<Command>& commands() {
        "       qiusuo experiment quant --replot DIR    (redraw DIR's plots from its results.json)\n\n"
        "quant: the Fashion-MNIST CNN in FP32, PTQ-INT8 and QAT-INT8 and a KJV LM in FP32, dynamic INT8 and\n"
        "weight-only INT8/INT4: accuracy or perplexity, % retained, weight and file bytes, latency; the handbook's\n"
-       "claims beside the measured values. DIR/results.json and results.md. See docs/QUANTIZATION.md.\n",
+       "claims beside the measured values. DIR/results.json and results.md. See docs/QUANTIZATION.md.\n\n"
+       "usage: qiusuo experiment prune --out DIR [--quick] [--cnn CKPT] [--lm CKPT] [--ratios 0.1,0.3,0.5,0.7]\n"
+       "                               [--methods l1-channel,l2-channel,bn-scale] [--finetune-epochs 2]\n"
+       "                               [--finetune-lr 0.05] [--lm-finetune-steps 100] [--threads N]\n\n"
+       "prune: the Fashion-MNIST CNN pruned by each method at each ratio and fine-tuned, beside the unpruned model\n"
+       "fine-tuned as long: parameters, FLOPs, file bytes, accuracy, measured speed-up of inference and training;\n"
+       "per-layer sensitivity; a KJV LM's feed-forward neurons at each ratio (perplexity, FLOPs, latency); Li et\n"
+       "al. 2017's numbers beside. DIR/results.json, results.md and four SVG plots.\n"
+       "See docs/prune.md.\n",
        cmd_experiment},
       {"generate", "generate text from a language-model checkpoint",
        "usage: qiusuo generate CKPT --prompt TEXT [--max-tokens 200] [--temperature 0.8] [--top-k 0] [--top-p 0.95]\n"

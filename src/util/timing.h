@@ -16,6 +16,14 @@ inline double seconds_per_call(const std::function<void()>& fn, int warm, int it
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / iters;
 }
 
+// Seconds per call of fn, timed over enough calls to last about min_seconds (at least
+// min_iters), after one untimed call: short calls are not timed one clock tick at a time.
+inline double seconds_per_call_for(const std::function<void()>& fn, double min_seconds, int min_iters = 3) {
+  const double once = seconds_per_call(fn, 1, 1);
+  const int iters = std::max(min_iters, int(std::min(1e6, min_seconds / std::max(once, 1e-9))));
+  return seconds_per_call(fn, 0, iters);
+}
+
 // The median of a non-empty list (the mean of the middle two for an even count).
 inline double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());

@@ -2,9 +2,11 @@
 // FashionCNN that loads, fine-tunes, quantises and traces like any other.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 
 #include "qiusuo/apps/cnn.h"
+#include "qiusuo/apps/lm.h"
 #include "qiusuo/apps/prune.h"
 #include "qiusuo/autograd.h"
 #include "qiusuo/data/idx.h"
@@ -100,4 +102,55 @@ TEST(PruneCnn, BadInputIsAClearError) {
   o.method = "random";
   EXPECT_NE(qs::testing::error_of([&] { apps::prune_cnn(o); }).find("unknown method 'random'"), std::string::npos);
   EXPECT_FALSE(std::filesystem::exists(o.out));  // nothing written on an error
+}
+
+// A language model's feed-forward neurons: the pruned checkpoint loads (with its tokenizer)
+// at the new ffn_hidden, for both block types.
+TEST(PruneLm, FeedForwardNeuronsOfEachBlockType) {
+  for (const char* block : {"gpt", "deepseek"}) {
+    SCOPED_TRACE(block);
+    const std::string dir = qs::testing::temp_dir(std::string("prune_lm_") + block);
+    std::string text;
+    for (int i = 0; i < 300; ++i) text += "In the beginning " + std::to_string(i % 17) + " the word was.\n";
+    qs::testing::write_bytes(dir + "/corpus.txt", text);
+    apps::TrainLmOptions t;
+    t.model.d_model = 32, t.model.n_layers = 2, t.model.n_heads = 4, t.model.block = block;
+    t.corpus = dir + "/corpus.txt";
+    t.batch = 4, t.seq = 32, t.steps = 6, t.eval_every = 0, t.eval_windows = 2, t.quiet = true;
+    t.out_dir = dir;
+    const std::string ckpt = apps::train_lm(t).checkpoint;
+
+    apps::PruneLmOptions o;
+    o.checkpoint = ckpt;
+    o.ratio = 0.25;
+    o.finetune_steps = 2;
+    o.eval_windows = 2;
+    o.latency_rounds = 1;
+    o.quiet = true;
+    o.out = dir + "/pruned.safetensors";
+    apps::PruneLmResult r = apps::prune_lm(o);
+    const int64_t hidden = std::string(block) == "gpt" ? 128 : 88;  // 4 C; 8/3 C rounded up to 8
+    EXPECT_EQ(r.before.ffn_hidden, hidden);
+    EXPECT_EQ(r.after.ffn_hidden, hidden - hidden / 4);
+    EXPECT_EQ(r.channels_removed, 2 * (hidden / 4));
+    EXPECT_LT(r.after.params, r.before.params);
+    EXPECT_LT(r.after.flops, r.before.flops);
+    EXPECT_LT(r.after.file_bytes, r.before.file_bytes);
+    EXPECT_EQ(r.finetune_steps, 2);
+    EXPECT_TRUE(std::isfinite(r.after.perplexity));
+    apps::LoadedLm lm = apps::load_lm(o.out);
+    EXPECT_EQ(lm.model->config().ffn_hidden, hidden - hidden / 4);
+    EXPECT_EQ(lm.model->num_parameters(), r.after.params);
+    EXPECT_FALSE(apps::generate_text(lm, "In the", {.max_tokens = 4}).empty());
+  }
+}
+
+TEST(PruneLm, MethodsThatDoNotApplyAreClearErrors) {
+  const std::string dir = qs::testing::temp_dir("prune_lm_errors");
+  apps::PruneLmOptions o;
+  o.checkpoint = trained_cnn(dir);
+  o.out = dir + "/p.safetensors";
+  EXPECT_NE(qs::testing::error_of([&] { apps::prune_lm(o); }).find("a FashionCNN checkpoint"), std::string::npos);
+  o.criterion = "bn-scale";
+  EXPECT_NE(qs::testing::error_of([&] { apps::prune_lm(o); }).find("no batch norms"), std::string::npos);
 }

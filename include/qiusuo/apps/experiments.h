@@ -48,4 +48,27 @@ nlohmann::json run_quant_experiment(const QuantExperimentOptions& opt);
 // file and the missing row or field.
 void write_quant_plots(const std::string& dir);
 
+// `qiusuo experiment prune`: the Fashion-MNIST CNN pruned by each criterion (L1, L2, batch-
+// norm scale) at each ratio and fine-tuned, beside the unpruned model fine-tuned as long
+// (row "none"); parameters, FLOPs, file bytes, accuracy, measured speed-up of inference and
+// training; per-layer sensitivity (L1, no fine-tuning); a KJV language model's feed-forward
+// neurons pruned (perplexity, FLOPs, forward latency); Li et al. 2017's reported numbers
+// beside. Writes results.json, results.md, accuracy_vs_flops.svg, speedup.svg,
+// sensitivity.svg and lm_perplexity.svg (and the pruned checkpoints) into out_dir.
+struct PruneExperimentOptions {
+  bool quick = false;         // CI size: 2048 training images, one ratio; a minute or so
+  std::string out_dir;
+  std::string cnn;            // a float FashionCNN checkpoint (empty: train one, 3 epochs; quick: 1)
+  std::vector<double> ratios;        // empty: 0.1, 0.3, 0.5, 0.7 (quick: 0.5)
+  std::vector<std::string> methods;  // empty: l1-channel, l2-channel, bn-scale
+  int finetune_epochs = 2;
+  double finetune_lr = 0.05;
+  // The language model: its feed-forward neurons pruned at each ratio (L1) and fine-tuned
+  // for lm_finetune_steps AdamW steps, beside the unpruned model fine-tuned as long.
+  std::string lm;                  // a float dense LM checkpoint (empty: train a small KJV one)
+  int64_t lm_finetune_steps = 100;  // quick: 5
+  int threads = 0;
+};
+nlohmann::json run_prune_experiment(const PruneExperimentOptions& opt);
+
 }  // namespace qs::apps

@@ -1,4 +1,5 @@
-// `qiusuo prune`: structured pruning of a trained Fashion-MNIST CNN (prune/prune.h does
+// `qiusuo prune`: structured pruning of a trained Fashion-MNIST CNN (and of a language
+// model's feed-forward neurons, below) (prune/prune.h does
 // the work on any traced model): channel groups, L1 / L2 / batch-norm-scale criteria, a
 // physically smaller FashionCNN, optional fine-tuning, and a report of parameters, FLOPs,
 // file bytes, accuracy and measured latency before and after (docs/prune.md).
@@ -47,5 +48,43 @@ struct PruneCnnResult {
 // Errors: a checkpoint that is not a float FashionCNN, an unknown method, bad ratios or
 // per-layer names (prune::plan_channels' errors, naming the layer), no --out.
 PruneCnnResult prune_cnn(const PruneCnnOptions& opt);
+
+// `qiusuo prune LM_CKPT --method ffn`: the feed-forward hidden neurons of a dense language
+// model (GPT's c_fc, DeepSeek's SwiGLU gate+up), the same ratio in every block (the config
+// has one ffn_hidden), scored by L1 or L2 of their producer rows; optionally fine-tuned with
+// AdamW on training windows. The checkpoint keeps the tokenizer and the training config, with
+// config.model.ffn_hidden the new width.
+struct PruneLmOptions {
+  std::string checkpoint;            // a float LM checkpoint (`qiusuo train lm`), dense FFN
+  std::string criterion = "l1-channel";  // l1-channel | l2-channel
+  double ratio = 0.5;
+  int64_t finetune_steps = 0;        // AdamW steps on training windows after pruning
+  double finetune_lr = 3e-4;
+  int64_t batch = 8;                 // fine-tuning windows per step
+  int64_t eval_windows = 50;         // test windows for the perplexities (0: the whole split)
+  uint64_t seed = 0;
+  int latency_rounds = 5;            // alternating rounds of the forward latency (0: none)
+  std::string out;
+  bool quiet = false;
+};
+
+struct PruneLmStats {
+  int64_t ffn_hidden = 0, params = 0, flops = 0, file_bytes = 0;  // flops of one window of max_seq_len tokens
+  double perplexity = 0;
+  double fwd_ms = 0;  // forward of one window, batch 1
+};
+
+struct PruneLmResult {
+  PruneLmStats before, after;
+  double pruned_perplexity = 0;  // before fine-tuning
+  double speedup = 0;            // median of the per-round ratios
+  std::string groups;
+  int64_t channels_removed = 0, finetune_steps = 0;
+  double seconds = 0;
+};
+
+// Errors: not a float LM checkpoint, an MoE model (its experts are not pruned yet), a
+// criterion other than l1/l2, a bad ratio, no --out.
+PruneLmResult prune_lm(const PruneLmOptions& opt);
 
 }  // namespace qs::apps
