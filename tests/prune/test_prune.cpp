@@ -11,6 +11,7 @@
 #include "qiusuo/nn/norm.h"
 #include "qiusuo/nn/transformer.h"
 #include "qiusuo/ops.h"
+#include "qiusuo/prune/mask.h"
 #include "qiusuo/prune/prune.h"
 
 namespace qs {
@@ -159,14 +160,23 @@ TEST(PruneDeps, ShrunkenEqualsMasked) {
     masked.load_state_dict(net.state_dict());
     prune::apply_masks(d, plan, masked);
     masked.eval();
+    // The training-time form: masks on the parameters only (running statistics untouched).
+    Generator g3(2);
+    TinyResNet plan_masked(Widths{}, g3);
+    plan_masked.load_state_dict(net.state_dict());
+    prune::Masks masks(plan_masked);
+    prune::add_plan_masks(masks, d, plan);
+    plan_masked.eval();
     NoGrad ng;
     ops::ReferenceKernels ref;
-    Tensor ya = masked(x), yb = pruned(x), y0 = net(x);
+    Tensor ya = masked(x), yb = pruned(x), y0 = net(x), yc = plan_masked(x);
+    const float* c3 = yc.data_ptr<float>();
     ASSERT_EQ(ya.shape(), yb.shape());
     const float *a = ya.data_ptr<float>(), *b = yb.data_ptr<float>(), *o = y0.data_ptr<float>();
     bool differs_from_unpruned = false;
     for (int64_t i = 0; i < ya.numel(); ++i) {
       EXPECT_EQ(a[i], b[i]) << prune::criterion_name(c) << " element " << i;
+      EXPECT_EQ(a[i], c3[i]) << prune::criterion_name(c) << " element " << i;
       differs_from_unpruned = differs_from_unpruned || a[i] != o[i];
     }
     EXPECT_TRUE(differs_from_unpruned);  // the test would otherwise prove nothing

@@ -10,6 +10,8 @@
 //   reports every problem at once; afterwards step() continues exactly as the saved
 //   optimiser would have.
 #pragma once
+#include <functional>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -36,6 +38,11 @@ class Optimizer {
   NamedTensors state_dict() const;
   void load_state_dict(const NamedTensors& dict);
 
+  // fn runs at the end of every step() (after every parameter's update), in the order
+  // added: prune::Masks zeroes pruned entries again there. Returns an id for remove.
+  int add_step_hook(std::function<void()> fn);
+  void remove_step_hook(int id);
+
  protected:
   // Updates parameter i with gradient g (contiguous, same dtype as the parameter).
   virtual void update(size_t i, const Tensor& g) = 0;
@@ -60,6 +67,8 @@ class Optimizer {
   int64_t steps_ = 0;
   std::vector<BufferSpec> buffer_specs_;
   std::vector<std::vector<Tensor>> buffers_;  // [buffer][param]
+  std::map<int, std::function<void()>> step_hooks_;
+  int next_hook_ = 0;
 };
 
 // torch.optim.SGD: d = g + wd p; with momentum: buf = d (first step) or
