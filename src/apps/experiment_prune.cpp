@@ -48,25 +48,15 @@ json lm_row(const PruneExperimentOptions& o, const std::string& ckpt, double rat
   p.latency_rounds = o.quick ? 1 : 5;
   p.out = (fs::path(o.out_dir) / fmt::format("lm_ffn_{:.0f}.safetensors", 100 * ratio)).string();
   PruneLmResult r = prune_lm(p);
-  auto stats = [](const PruneLmStats& s) {
-    return json{{"ffn_hidden", s.ffn_hidden}, {"params", s.params},         {"flops", s.flops},
-                {"file_bytes", s.file_bytes}, {"perplexity", s.perplexity}, {"fwd_ms", s.fwd_ms}};
-  };
   return {{"method", ratio == 0 ? "none" : "ffn"},
           {"ratio", ratio},
-          {"before", stats(r.before)},
-          {"after", stats(r.after)},
+          {"before", to_json(r.before)},
+          {"after", to_json(r.after)},
           {"pruned_perplexity", r.pruned_perplexity},
           {"finetune_steps", r.finetune_steps},
           {"flops_kept", double(r.after.flops) / double(r.before.flops)},
           {"params_kept", double(r.after.params) / double(r.before.params)},
           {"speedup", r.speedup}};
-}
-
-json stats_json(const PruneCnnStats& s) {
-  return {{"widths", s.widths.to_json()},   {"params", s.params},     {"flops", s.flops},
-          {"file_bytes", s.file_bytes},     {"accuracy", s.accuracy}, {"infer_b64_ms", s.infer_b64_ms},
-          {"train_b128_ms", s.train_b128_ms}};
 }
 
 json prune_row(const PruneExperimentOptions& o, const std::string& ckpt, const std::string& method, double ratio) {
@@ -79,8 +69,8 @@ json prune_row(const PruneExperimentOptions& o, const std::string& ckpt, const s
   PruneCnnResult r = prune_cnn(p);
   return {{"method", ratio == 0 ? "none" : method},
           {"ratio", ratio},
-          {"before", stats_json(r.before)},
-          {"after", stats_json(r.after)},
+          {"before", to_json(r.before)},
+          {"after", to_json(r.after)},
           {"pruned_accuracy", r.pruned_accuracy},
           {"channels_removed", r.channels_removed},
           {"finetune_steps", r.finetune_steps},

@@ -72,6 +72,12 @@ void measure_latency(PruneCnnResult& r, FashionCNN& before, FashionCNN& after, i
 
 }  // namespace
 
+nlohmann::json to_json(const PruneCnnStats& s) {
+  return {{"widths", s.widths.to_json()}, {"params", s.params},         {"flops", s.flops},
+          {"file_bytes", s.file_bytes},   {"accuracy", s.accuracy},     {"infer_b64_ms", s.infer_b64_ms},
+          {"train_b128_ms", s.train_b128_ms}};
+}
+
 PruneCnnResult prune_cnn(const PruneCnnOptions& o) {
   QS_CHECK(!o.out.empty(), "prune: an output checkpoint (--out) is required");
   QS_CHECK(o.finetune_epochs >= 0, "prune: --finetune-epochs must be 0 or more, got {}", o.finetune_epochs);

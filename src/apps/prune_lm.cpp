@@ -46,6 +46,11 @@ void describe(PruneLmStats& s, nn::TransformerLM& m, int64_t hidden) {
 
 }  // namespace
 
+nlohmann::json to_json(const PruneLmStats& s) {
+  return {{"ffn_hidden", s.ffn_hidden}, {"params", s.params},         {"flops", s.flops},
+          {"file_bytes", s.file_bytes}, {"perplexity", s.perplexity}, {"fwd_ms", s.fwd_ms}};
+}
+
 PruneLmResult prune_lm(const PruneLmOptions& o) {
   QS_CHECK(!o.out.empty(), "prune: an output checkpoint (--out) is required");
   QS_CHECK(o.finetune_steps >= 0, "prune: --finetune-steps must be 0 or more, got {}", o.finetune_steps);

@@ -66,14 +66,10 @@ int prune_lm(Args& a, const std::string& ckpt) {
                                                           r.after.perplexity)
                                             : "",
                            r.speedup, o.latency_rounds);
-  auto stats = [](const apps::PruneLmStats& s) {
-    return nlohmann::json{{"ffn_hidden", s.ffn_hidden}, {"params", s.params},         {"flops", s.flops},
-                          {"file_bytes", s.file_bytes}, {"perplexity", s.perplexity}, {"fwd_ms", s.fwd_ms}};
-  };
   std::cout << nlohmann::json{{"checkpoint", o.out},          {"method", "ffn"},
                               {"criterion", o.criterion},     {"ratio", o.ratio},
-                              {"channels_removed", r.channels_removed}, {"before", stats(r.before)},
-                              {"after", stats(r.after)},      {"pruned_perplexity", r.pruned_perplexity},
+                              {"channels_removed", r.channels_removed}, {"before", apps::to_json(r.before)},
+                              {"after", apps::to_json(r.after)},      {"pruned_perplexity", r.pruned_perplexity},
                               {"finetune_steps", r.finetune_steps}, {"speedup", r.speedup},
                               {"seconds", r.seconds}}
                    .dump()
@@ -133,14 +129,9 @@ int cmd_prune(Args a) {
                                                            100 * r.after.accuracy)
                                              : "",
                            r.infer_speedup, r.train_speedup, o.latency_rounds);
-  auto stats = [](const apps::PruneCnnStats& s) {
-    return nlohmann::json{{"widths", s.widths.to_json()}, {"params", s.params},          {"flops", s.flops},
-                          {"file_bytes", s.file_bytes},   {"accuracy", s.accuracy},      {"infer_b64_ms", s.infer_b64_ms},
-                          {"train_b128_ms", s.train_b128_ms}};
-  };
   nlohmann::json summary = {{"checkpoint", o.out},          {"method", o.method},
                             {"ratio", o.ratio},             {"channels_removed", r.channels_removed},
-                            {"before", stats(r.before)},    {"after", stats(r.after)},
+                            {"before", apps::to_json(r.before)},    {"after", apps::to_json(r.after)},
                             {"pruned_accuracy", r.pruned_accuracy}, {"finetune_steps", r.finetune_steps},
                             {"infer_speedup", r.infer_speedup}, {"train_speedup", r.train_speedup},
                             {"seconds", r.seconds}};

@@ -36,6 +36,10 @@ struct PruneCnnStats {
   double infer_b64_ms = 0, train_b128_ms = 0;
 };
 
+// {"widths", "params", "flops", "file_bytes", "accuracy", "infer_b64_ms", "train_b128_ms"}:
+// the report's and the experiment's JSON of one model.
+nlohmann::json to_json(const PruneCnnStats& s);
+
 struct PruneCnnResult {
   PruneCnnStats before, after;        // after: the pruned model (fine-tuned if asked)
   double pruned_accuracy = 0;         // right after pruning, before fine-tuning
@@ -73,6 +77,9 @@ struct PruneLmStats {
   double perplexity = 0;
   double fwd_ms = 0;  // forward of one window, batch 1
 };
+
+// {"ffn_hidden", "params", "flops", "file_bytes", "perplexity", "fwd_ms"}.
+nlohmann::json to_json(const PruneLmStats& s);
 
 struct PruneLmResult {
   PruneLmStats before, after;
