@@ -86,6 +86,7 @@ PruneCnnResult prune_cnn(const PruneCnnOptions& o) {
   po.criterion = prune::parse_criterion(o.method);
   po.ratio = o.ratio;
   po.per_layer = o.per_layer;
+  po.global = o.global;
 
   std::string method;
   auto model = load_fashion_cnn(o.checkpoint, &method);
@@ -119,6 +120,7 @@ PruneCnnResult prune_cnn(const PruneCnnOptions& o) {
                              {"method", o.method},
                              {"ratio", o.ratio},
                              {"per_layer", per_layer},
+                             {"global", o.global},
                              {"channels_removed", r.channels_removed},
                              {"finetune_epochs", o.finetune_epochs},
                              {"accuracy_before", r.before.accuracy},

@@ -101,6 +101,7 @@ int cmd_prune(Args a) {
   o.method = method;
   o.ratio = a.number("ratio", o.ratio);
   if (a.has("per-layer")) o.per_layer = read_per_layer(a.str("per-layer", ""));
+  o.global = a.flag("global");
   o.finetune_epochs = int(a.integer("finetune-epochs", o.finetune_epochs, 0, 1000));
   o.finetune_lr = a.number("finetune-lr", o.finetune_lr);
   o.batch = a.integer("batch", o.batch, 1, 1 << 16);

@@ -82,9 +82,9 @@ const char* criterion_name(Criterion c) {
   return "?";
 }
 
-std::vector<double> channel_scores(const Group& g, const nn::Module& model, Criterion c) {
+std::vector<double> channel_scores(const Group& g, const nn::Module& model, Criterion c, bool per_entry) {
   const auto ts = tensors_of(model);
-  std::vector<double> score(size_t(g.size), 0.0);
+  std::vector<double> score(size_t(g.size), 0.0), count(size_t(g.size), 0.0);
   bool any = false;
   for (const Member& m : g.members) {
     const bool use = c == Criterion::bn_scale
@@ -106,13 +106,16 @@ std::vector<double> channel_scores(const Group& g, const nn::Module& model, Crit
           }
       }
       score[size_t(ch)] += s;
+      count[size_t(ch)] += double(m.inner * a.outer * a.rest);
     }
   }
   QS_CHECK(any, "prune: group {} has no {} to score its channels by{}", g.name,
            c == Criterion::bn_scale ? "batch norm" : "producer weight",
            c == Criterion::bn_scale ? "; hint: use l1-channel or l2-channel for it" : "");
-  if (c == Criterion::l2)
-    for (double& s : score) s = std::sqrt(s);
+  for (size_t i = 0; i < score.size(); ++i) {
+    if (per_entry && count[i] > 0) score[i] /= count[i];
+    if (c == Criterion::l2) score[i] = std::sqrt(score[i]);
+  }
   return score;
 }
 
@@ -122,12 +125,48 @@ int64_t Plan::channels_removed() const {
   return n;
 }
 
+namespace {
+
+// Every prunable group's channels ranked together by per-entry score; the lowest go until
+// floor(ratio * total) have, skipping a group's last channel.
+void plan_global(const Dependencies& dep, const nn::Module& model, const PruneOptions& opt, Plan& plan) {
+  struct Candidate {
+    double score;
+    size_t group;
+    int64_t channel;
+  };
+  std::vector<Candidate> all;
+  std::vector<int64_t> left(dep.groups.size(), 0);
+  for (size_t i = 0; i < dep.groups.size(); ++i) {
+    const Group& g = dep.groups[i];
+    if (!g.prunable) continue;
+    const std::vector<double> s = channel_scores(g, model, opt.criterion, /*per_entry=*/true);
+    for (int64_t ch = 0; ch < g.size; ++ch) all.push_back({s[size_t(ch)], i, ch});
+    left[i] = g.size;
+  }
+  std::stable_sort(all.begin(), all.end(), [](const Candidate& a, const Candidate& b) {
+    if (a.score != b.score) return a.score < b.score;
+    return a.group != b.group ? a.group > b.group : a.channel > b.channel;
+  });
+  int64_t n = int64_t(std::floor(opt.ratio * double(all.size()) + 1e-9));
+  for (const Candidate& c : all) {
+    if (n == 0) break;
+    if (left[c.group] <= 1) continue;
+    plan.removed[c.group].push_back(c.channel);
+    --left[c.group], --n;
+  }
+  for (auto& r : plan.removed) std::sort(r.begin(), r.end());
+}
+
+}  // namespace
+
 Plan plan_channels(const Dependencies& dep, const nn::Module& model, const PruneOptions& opt) {
   auto check_ratio = [](double r, const std::string& what) {
     QS_CHECK(std::isfinite(r) && r >= 0 && r < 1,
              "prune: ratio {} for {} is outside [0, 1): a ratio of 1 or more would leave it no channels", r, what);
   };
   check_ratio(opt.ratio, "every layer");
+  QS_CHECK(!opt.global || opt.per_layer.empty(), "prune: a global ranking and per-layer ratios exclude each other");
   std::vector<double> ratio(dep.groups.size(), opt.ratio);
   for (const auto& [layer, r] : opt.per_layer) {
     const Group* g = dep.find(layer);
@@ -143,6 +182,10 @@ Plan plan_channels(const Dependencies& dep, const nn::Module& model, const Prune
   }
   Plan plan;
   plan.removed.resize(dep.groups.size());
+  if (opt.global) {
+    plan_global(dep, model, opt, plan);
+    return plan;
+  }
   for (size_t i = 0; i < dep.groups.size(); ++i) {
     const Group& g = dep.groups[i];
     if (!g.prunable) continue;

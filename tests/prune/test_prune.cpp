@@ -288,6 +288,35 @@ TEST(PruneDeps, UnsupportedOpsKeepGroupsWholeAndPlansNameThem) {
   EXPECT_THROW(prune::parse_criterion("magnitude"), Error);
 }
 
+// A global ranking takes the channels of the weakest layer first (per-entry scores), leaves
+// every group one channel, and removes exactly floor(ratio * total).
+TEST(PruneDeps, GlobalRankingAcrossLayers) {
+  Generator g(9);
+  TinyResNet net(Widths{}, g);
+  randomise(net, g);
+  {
+    NoGrad ng;
+    for (auto& [n, t] : net.named_parameters())
+      if (n == "r1.weight") t.copy_(mul(t, scalar_tensor(1e-3)));
+  }
+  Dependencies d = prune::analyse(net, randn({1, 3, 4, 4}, DType::f32, &g));
+  prune::PruneOptions opt{Criterion::l1, 0.3, {}, /*global=*/true};
+  prune::Plan plan = prune::plan_channels(d, net, opt);
+  EXPECT_EQ(plan.channels_removed(), 11);  // floor(0.3 * (8 + 6 + 4 + 5 + 7 + 9))
+  EXPECT_EQ(plan.removed[size_t(&group(d, "r1") - d.groups.data())].size(), 5u);  // all but one
+  for (size_t i = 0; i < d.groups.size(); ++i) EXPECT_LT(int64_t(plan.removed[i].size()), d.groups[i].size);
+  // The shrunken model still reproduces the masked one.
+  nn::StateDict small = prune::shrink(d, plan, net.state_dict());
+  EXPECT_NO_THROW(prune::apply_masks(d, plan, net));
+  opt.per_layer = {{"a", 0.5}};
+  try {
+    prune::plan_channels(d, net, opt);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("exclude each other"), std::string::npos);
+  }
+}
+
 TEST(PruneDeps, BnScaleNeedsABatchNorm) {
   Generator g(6);
   TinyResNet net(Widths{}, g);

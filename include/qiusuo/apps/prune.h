@@ -16,6 +16,7 @@ struct PruneCnnOptions {
   std::string method = "l1-channel";    // l1-channel | l2-channel | bn-scale
   double ratio = 0.5;                   // fraction of each convolution's channels removed, in [0, 1)
   std::map<std::string, double> per_layer;  // overrides by layer name ("c1", "c2", "c3")
+  bool global = false;                  // rank all layers' channels together (prune::PruneOptions::global)
   int finetune_epochs = 0;              // SGD epochs after pruning (cosine from finetune_lr)
   double finetune_lr = 0.05;
   int64_t batch = 128;                  // fine-tuning batch

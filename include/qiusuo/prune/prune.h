@@ -77,19 +77,27 @@ Criterion parse_criterion(const std::string& method);  // "l1-channel" | "l2-cha
 const char* criterion_name(Criterion c);
 
 // One importance per channel of group `g` under `c`, from the model's current parameters.
+// `per_entry`: divided by what each score sums over (l1: the mean |w| of the channel's
+// producer entries; l2: their root mean square; bn-scale: the mean |gamma| over the group's
+// batch norms), so that channels of different layers compare (a global ranking).
 // Errors: bn-scale for a group without a batch norm (naming it).
-std::vector<double> channel_scores(const Group& g, const nn::Module& model, Criterion c);
+std::vector<double> channel_scores(const Group& g, const nn::Module& model, Criterion c, bool per_entry = false);
 
 struct PruneOptions {
   Criterion criterion = Criterion::l1;
   double ratio = 0;                        // fraction of each prunable group's channels removed, in [0, 1)
   std::map<std::string, double> per_layer;  // overrides by group or layer name (a group not named gets ratio)
+  // Rank the channels of all prunable groups together (per-entry scores) and remove the
+  // floor(ratio * total) lowest, leaving every group at least one channel: the layers lose
+  // different shares (network slimming's global threshold). Excludes per_layer.
+  bool global = false;
 };
 
 // Which channels of each group go: the floor(ratio * size) lowest-scoring ones (ties: the
-// later channel goes). Errors, each naming the layer: a ratio outside [0, 1), a per-layer
-// entry that names no group or a group that cannot be pruned (with why), a group that
-// would keep no channel.
+// later channel goes), or with `global` the lowest over all groups. Errors, each naming the
+// layer: a ratio outside [0, 1), a per-layer entry that names no group or a group that
+// cannot be pruned (with why), a group that would keep no channel, global with per-layer
+// ratios.
 struct Plan {
   std::vector<std::vector<int64_t>> removed;  // per group of Dependencies::groups, ascending
   int64_t channels_removed() const;
