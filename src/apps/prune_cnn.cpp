@@ -4,7 +4,9 @@
 #include "qiusuo/apps/prune.h"
 
 #include <chrono>
+#include <cmath>
 #include <filesystem>
+#include <map>
 
 #include "qiusuo/autograd.h"
 #include "qiusuo/data/idx.h"
@@ -81,6 +83,10 @@ nlohmann::json to_json(const PruneCnnStats& s) {
 PruneCnnResult prune_cnn(const PruneCnnOptions& o) {
   QS_CHECK(!o.out.empty(), "prune: an output checkpoint (--out) is required");
   QS_CHECK(o.finetune_epochs >= 0, "prune: --finetune-epochs must be 0 or more, got {}", o.finetune_epochs);
+  QS_CHECK(o.iterations >= 1 && o.iterations <= 100, "prune: --iterations must be between 1 and 100, got {}",
+           o.iterations);
+  QS_CHECK(o.iterations == 1 || o.per_layer.empty(),
+           "prune: --iterations with --per-layer is not supported (give one ratio, or prune once)");
   const auto t0 = std::chrono::steady_clock::now();
   prune::PruneOptions po;
   po.criterion = prune::parse_criterion(o.method);
@@ -96,57 +102,105 @@ PruneCnnResult prune_cnn(const PruneCnnOptions& o) {
   const Tensor test_x = first_rows(test_set.images, o.limit_test), test_y = first_rows(test_set.labels, o.limit_test);
 
   PruneCnnResult r;
-  const prune::Dependencies dep = prune::analyse(*model, zeros({2, 1, 28, 28}));
-  r.groups = dep.to_text();
-  const prune::Plan plan = prune::plan_channels(dep, *model, po);
-  r.channels_removed = plan.channels_removed();
-  const nn::StateDict small = prune::shrink(dep, plan, model->state_dict());
-  Generator g(o.seed);
-  auto pruned = std::make_shared<FashionCNN>(FashionCNN::widths_of(small), g);
-  pruned->load_state_dict(small);
-  pruned->eval();
-
+  const prune::Dependencies dep0 = prune::analyse(*model, zeros({2, 1, 28, 28}));
+  r.groups = dep0.to_text();
   r.before.accuracy = evaluate_classifier(*model, test_x, test_y).first;
-  r.pruned_accuracy = r.after.accuracy = evaluate_classifier(*pruned, test_x, test_y).first;
+  // The channels each group keeps in the end (one-shot: floor(ratio * size) go); iteration k
+  // of K keeps size * (kept / size)^(k / K) of them, rounded, so the last lands exactly there.
+  std::map<std::string, std::pair<int64_t, int64_t>> sizes;  // group -> (size, kept in the end)
+  if (o.iterations > 1 && !o.global)
+    for (const prune::Group& g : dep0.groups)
+      if (g.prunable) sizes[g.name] = {g.size, g.size - int64_t(std::floor(o.ratio * double(g.size) + 1e-9))};
 
   std::filesystem::path out(o.out);
   if (out.has_parent_path()) std::filesystem::create_directories(out.parent_path());
   nlohmann::json per_layer = nlohmann::json::object();
   for (const auto& [k, v] : o.per_layer) per_layer[k] = v;
   nlohmann::json config = {{"model", "FashionCNN"},
-                           {"widths", pruned->widths().to_json()},
                            {"pruned",
                             {{"source", o.checkpoint},
                              {"method", o.method},
                              {"ratio", o.ratio},
                              {"per_layer", per_layer},
                              {"global", o.global},
-                             {"channels_removed", r.channels_removed},
+                             {"iterations", o.iterations},
                              {"finetune_epochs", o.finetune_epochs},
-                             {"accuracy_before", r.before.accuracy},
-                             {"accuracy_pruned", r.pruned_accuracy}}}};
-  io::save_checkpoint(o.out, io::Checkpoint{pruned->state_dict(), {}, 0, {}, config, nullptr});
+                             {"finetune_lr", o.finetune_lr},
+                             {"accuracy_before", r.before.accuracy}}}};
 
-  if (o.finetune_epochs > 0) {
-    TrainCnnOptions t;
-    t.init = o.out;
-    t.epochs = o.finetune_epochs;
-    t.lr = o.finetune_lr;
-    t.batch = o.batch;
-    t.seed = o.seed;
-    t.data_root = o.data_root;
-    t.limit_train = o.limit_train;
-    t.limit_test = o.limit_test;
-    t.quiet = o.quiet;
-    TrainCnnResult tr = train_fashion_cnn(t);
-    pruned = tr.model;
-    r.after.accuracy = tr.test_accuracy;
-    r.finetune_steps = tr.steps;
-    config["pruned"]["accuracy_finetuned"] = r.after.accuracy;
-    config["pruned"]["finetune_lr"] = o.finetune_lr;
-    config["pruned"]["finetune_steps"] = tr.steps;
+  std::shared_ptr<FashionCNN> pruned = model;
+  const int64_t total = [&] {
+    int64_t n = 0;
+    for (const prune::Group& g : dep0.groups) n += g.prunable ? g.size : 0;
+    return n;
+  }();
+  for (int k = 1; k <= o.iterations; ++k) {
+    const prune::Dependencies dep = prune::analyse(*pruned, zeros({2, 1, 28, 28}));
+    prune::PruneOptions step = po;
+    if (o.iterations > 1) {
+      if (o.global) {
+        // Remove the share of what is left that brings the total to total * (1 - ratio)^(k/K).
+        int64_t now = 0;
+        for (const prune::Group& g : dep.groups) now += g.prunable ? g.size : 0;
+        const auto target = int64_t(std::llround(double(total) * std::pow(1.0 - o.ratio, double(k) / o.iterations)));
+        const int64_t kept_end = total - int64_t(std::floor(o.ratio * double(total) + 1e-9));
+        const int64_t keep = k == o.iterations ? kept_end : std::max(target, kept_end);
+        step.ratio = now > 0 ? double(now - keep) / double(now) : 0;
+      } else {
+        step.ratio = 0;
+        for (const prune::Group& g : dep.groups) {
+          auto it = sizes.find(g.name);
+          if (it == sizes.end()) continue;
+          const auto [size0, kept_end] = it->second;
+          const double frac = double(kept_end) / double(size0);
+          const int64_t keep =
+              k == o.iterations ? kept_end
+                                : std::max(kept_end, int64_t(std::llround(double(size0) * std::pow(frac, double(k) / o.iterations))));
+          if (keep < g.size) step.per_layer[g.name] = double(g.size - keep) / double(g.size);
+        }
+      }
+    }
+    const prune::Plan plan = prune::plan_channels(dep, *pruned, step);
+    r.channels_removed += plan.channels_removed();
+    const nn::StateDict small = prune::shrink(dep, plan, pruned->state_dict());
+    Generator g(o.seed + uint64_t(k));
+    auto next = std::make_shared<FashionCNN>(FashionCNN::widths_of(small), g);
+    next->load_state_dict(small);
+    next->eval();
+    pruned = next;
+    PruneCnnStep st;
+    st.widths = pruned->widths();
+    st.params = pruned->num_parameters();
+    st.flops = graph::trace(*pruned, zeros({1, 1, 28, 28})).flops();
+    st.pruned_accuracy = st.accuracy = evaluate_classifier(*pruned, test_x, test_y).first;
+    config["widths"] = pruned->widths().to_json();
     io::save_checkpoint(o.out, io::Checkpoint{pruned->state_dict(), {}, 0, {}, config, nullptr});
+    if (o.finetune_epochs > 0) {
+      TrainCnnOptions t;
+      t.init = o.out;
+      t.epochs = o.finetune_epochs;
+      t.lr = o.finetune_lr;
+      t.batch = o.batch;
+      t.seed = o.seed + uint64_t(k - 1);
+      t.data_root = o.data_root;
+      t.limit_train = o.limit_train;
+      t.limit_test = o.limit_test;
+      t.quiet = o.quiet;
+      TrainCnnResult tr = train_fashion_cnn(t);
+      pruned = tr.model;
+      st.accuracy = tr.test_accuracy;
+      st.finetune_steps = tr.steps;
+      r.finetune_steps += tr.steps;
+    }
+    if (k == 1) r.pruned_accuracy = st.pruned_accuracy;
+    r.steps.push_back(st);
   }
+  r.after.accuracy = r.steps.back().accuracy;
+  config["pruned"]["channels_removed"] = r.channels_removed;
+  config["pruned"]["accuracy_pruned"] = r.pruned_accuracy;
+  config["pruned"]["accuracy_after"] = r.after.accuracy;
+  config["pruned"]["finetune_steps"] = r.finetune_steps;
+  io::save_checkpoint(o.out, io::Checkpoint{pruned->state_dict(), {}, 0, {}, config, nullptr});
 
   describe(r.before, *model);
   describe(r.after, *pruned);

@@ -103,6 +103,7 @@ int cmd_prune(Args a) {
   if (a.has("per-layer")) o.per_layer = read_per_layer(a.str("per-layer", ""));
   o.global = a.flag("global");
   o.finetune_epochs = int(a.integer("finetune-epochs", o.finetune_epochs, 0, 1000));
+  o.iterations = int(a.integer("iterations", o.iterations, 1, 100));
   o.finetune_lr = a.number("finetune-lr", o.finetune_lr);
   o.batch = a.integer("batch", o.batch, 1, 1 << 16);
   o.seed = uint64_t(a.integer("seed", int64_t(o.seed)));
@@ -122,19 +123,33 @@ int cmd_prune(Args a) {
                        name, s.widths.c1, s.widths.c2, s.widths.c3, s.params, double(s.flops) / 1e6, s.file_bytes,
                        100 * s.accuracy, s.infer_b64_ms, s.train_b128_ms);
   };
+  if (r.steps.size() > 1)
+    for (size_t k = 0; k < r.steps.size(); ++k) {
+      const apps::PruneCnnStep& st = r.steps[k];
+      std::cout << fmt::format("step {:>2}  widths {:>3}/{:>3}/{:>3}  params {:>7}  MFLOPs/image {:6.2f}  accuracy cut "
+                               "{:6.2f}%  fine-tuned {:6.2f}%\n",
+                               k + 1, st.widths.c1, st.widths.c2, st.widths.c3, st.params, double(st.flops) / 1e6,
+                               100 * st.pruned_accuracy, 100 * st.accuracy);
+    }
   std::cout << row("before", r.before) << row("after", r.after);
-  std::cout << fmt::format("pruned {} channels; accuracy right after pruning {:.2f}%{}; speed-up inference {:.2f}x, "
+  std::cout << fmt::format("pruned {} channels; accuracy right after the first cut {:.2f}%{}; speed-up inference {:.2f}x, "
                            "training step {:.2f}x (medians of {} alternating rounds)\n",
                            r.channels_removed, 100 * r.pruned_accuracy,
                            o.finetune_epochs ? fmt::format(", after {} fine-tuning steps {:.2f}%", r.finetune_steps,
                                                            100 * r.after.accuracy)
                                              : "",
                            r.infer_speedup, r.train_speedup, o.latency_rounds);
+  nlohmann::json steps = nlohmann::json::array();
+  for (const apps::PruneCnnStep& st : r.steps)
+    steps.push_back({{"widths", st.widths.to_json()}, {"params", st.params}, {"flops", st.flops},
+                     {"pruned_accuracy", st.pruned_accuracy}, {"accuracy", st.accuracy},
+                     {"finetune_steps", st.finetune_steps}});
   nlohmann::json summary = {{"checkpoint", o.out},          {"method", o.method},
                             {"ratio", o.ratio},             {"channels_removed", r.channels_removed},
                             {"before", apps::to_json(r.before)},    {"after", apps::to_json(r.after)},
                             {"pruned_accuracy", r.pruned_accuracy}, {"finetune_steps", r.finetune_steps},
                             {"infer_speedup", r.infer_speedup}, {"train_speedup", r.train_speedup},
+                            {"steps", steps},
                             {"seconds", r.seconds}};
   std::cout << summary.dump() << std::endl;
   return kExitOk;

@@ -84,6 +84,35 @@ TEST(PruneCnn, HalfTheChannelsMakesASmallerModelThatLoadsQuantisesAndTraces) {
   EXPECT_EQ(qm->widths(), (apps::CnnWidths{16, 32, 64}));
 }
 
+// Two steps of an iterative schedule: step 1 keeps sqrt(1/2) of each layer, step 2 lands
+// where one shot at 0.5 does; each step is fine-tuned and reported.
+TEST(PruneCnn, IterativeScheduleLandsWhereOneShotDoes) {
+  const std::string dir = qs::testing::temp_dir("prune_cnn_iterative");
+  apps::PruneCnnOptions o;
+  o.checkpoint = trained_cnn(dir);
+  o.ratio = 0.5;
+  o.iterations = 2;
+  o.finetune_epochs = 1;
+  o.limit_train = 256;
+  o.limit_test = 256;
+  o.latency_rounds = 0;
+  o.quiet = true;
+  o.out = dir + "/pruned.safetensors";
+  apps::PruneCnnResult r = apps::prune_cnn(o);
+  ASSERT_EQ(r.steps.size(), 2u);
+  EXPECT_EQ(r.steps[0].widths, (apps::CnnWidths{23, 45, 91}));  // round(size * 0.5^(1/2))
+  EXPECT_EQ(r.steps[1].widths, (apps::CnnWidths{16, 32, 64}));
+  EXPECT_GT(r.steps[0].params, r.steps[1].params);
+  EXPECT_EQ(r.steps[0].finetune_steps, 2);
+  EXPECT_EQ(r.finetune_steps, 4);
+  EXPECT_EQ(r.channels_removed, 112);
+  EXPECT_EQ(r.after.accuracy, r.steps[1].accuracy);
+  EXPECT_EQ(apps::load_fashion_cnn(o.out)->widths(), (apps::CnnWidths{16, 32, 64}));
+  o.per_layer = {{"c1", 0.5}};
+  EXPECT_NE(qs::testing::error_of([&] { apps::prune_cnn(o); }).find("--iterations with --per-layer"),
+            std::string::npos);
+}
+
 TEST(PruneCnn, BadInputIsAClearError) {
   const std::string dir = qs::testing::temp_dir("prune_cnn_errors");
   apps::PruneCnnOptions o;

@@ -17,7 +17,11 @@ struct PruneCnnOptions {
   double ratio = 0.5;                   // fraction of each convolution's channels removed, in [0, 1)
   std::map<std::string, double> per_layer;  // overrides by layer name ("c1", "c2", "c3")
   bool global = false;                  // rank all layers' channels together (prune::PruneOptions::global)
-  int finetune_epochs = 0;              // SGD epochs after pruning (cosine from finetune_lr)
+  int finetune_epochs = 0;              // SGD epochs after each pruning step (cosine from finetune_lr)
+  // Prune in this many steps, each followed by the fine-tuning: step k of K keeps
+  // size * (1 - ratio)^(k/K) channels of each layer (the last step lands exactly where one
+  // shot would), so the network adapts between cuts.
+  int iterations = 1;
   double finetune_lr = 0.05;
   int64_t batch = 128;                  // fine-tuning batch
   uint64_t seed = 0;
@@ -41,9 +45,17 @@ struct PruneCnnStats {
 // the report's and the experiment's JSON of one model.
 nlohmann::json to_json(const PruneCnnStats& s);
 
+// One step of an iterative schedule.
+struct PruneCnnStep {
+  CnnWidths widths;
+  int64_t params = 0, flops = 0, finetune_steps = 0;
+  double pruned_accuracy = 0, accuracy = 0;  // right after the cut; after its fine-tuning
+};
+
 struct PruneCnnResult {
   PruneCnnStats before, after;        // after: the pruned model (fine-tuned if asked)
-  double pruned_accuracy = 0;         // right after pruning, before fine-tuning
+  std::vector<PruneCnnStep> steps;    // one per iteration
+  double pruned_accuracy = 0;         // right after the first cut, before fine-tuning
   double infer_speedup = 0, train_speedup = 0;  // medians of the per-round ratios before / after
   std::string groups;                 // prune::Dependencies::to_text() of the model
   int64_t channels_removed = 0, finetune_steps = 0;
