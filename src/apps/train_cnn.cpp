@@ -26,7 +26,7 @@ nlohmann::json config_of(const TrainCnnOptions& o, const CnnWidths& widths) {
           {"lr", o.lr},            {"momentum", o.momentum}, {"weight_decay", o.weight_decay},
           {"seed", o.seed},        {"bf16", o.bf16},       {"limit_train", o.limit_train},
           {"nesterov", o.nesterov}, {"label_smoothing", o.label_smoothing}, {"hflip", o.hflip},
-          {"widths", widths.to_json()}, {"init", o.init}};
+          {"widths", widths.to_json()}, {"init", o.init}, {"bn_l1", o.bn_l1}};
 }
 
 // Resuming is exact only with the settings the run started with.
@@ -36,7 +36,7 @@ void check_resume_config(const nlohmann::json& saved, const nlohmann::json& now,
                             "'qiusuo train cnn'",
                             path, saved.dump()));
   for (const char* k : {"batch", "lr", "momentum", "weight_decay", "seed", "bf16", "limit_train", "epochs", "nesterov",
-                        "label_smoothing", "hflip", "widths", "init"})
+                        "label_smoothing", "hflip", "widths", "init", "bn_l1"})
     if (saved.contains(k) && saved[k] != now[k])
       throw Error(fmt::format("{}: the checkpoint was trained with {}={}, this run asks for {}; an exact resume needs "
                               "the same settings",
@@ -45,6 +45,19 @@ void check_resume_config(const nlohmann::json& saved, const nlohmann::json& now,
 
 
 }  // namespace
+
+// Network slimming (Liu et al. 2017): sum of |gamma| over every batch norm, the L1 penalty
+// that drives unimportant channels' scales to zero so that one global bn-scale threshold
+// (prune::PruneOptions::global) can find them.
+Tensor bn_scale_l1(const nn::Module& model) {
+  Tensor total;
+  for (auto& [name, m] : model.named_modules())
+    if (auto* bn = dynamic_cast<const nn::BatchNorm*>(m.get()); bn && bn->weight().defined()) {
+      Tensor s = sum(abs(bn->weight()));
+      total = total.defined() ? add(total, s) : s;
+    }
+  return total;
+}
 
 Tensor first_rows(const Tensor& t, int64_t n) { return n > 0 && n < t.size(0) ? t.narrow(0, 0, n).contiguous() : t; }
 
@@ -73,6 +86,8 @@ TrainCnnResult train_fashion_cnn(const TrainCnnOptions& o) {
   if (o.threads > 0) set_num_threads(o.threads);
   QS_CHECK(o.epochs >= 1 && o.batch >= 1, "train cnn: --epochs and --batch must be positive");
   QS_CHECK(std::isfinite(o.lr) && o.lr > 0, "train cnn: --lr must be a positive finite number, got {}", o.lr);
+  QS_CHECK(std::isfinite(o.bn_l1) && o.bn_l1 >= 0, "train cnn: --bn-l1 must be 0 or a positive number, got {}",
+           o.bn_l1);
   data::FashionMNIST train_set(true, o.data_root, true), test_set(false, o.data_root, true);
   Tensor train_x = first_rows(train_set.images, o.limit_train), train_y = first_rows(train_set.labels, o.limit_train);
   Tensor test_x = first_rows(test_set.images, o.limit_test), test_y = first_rows(test_set.labels, o.limit_test);
@@ -133,6 +148,7 @@ TrainCnnResult train_fashion_cnn(const TrainCnnOptions& o) {
         logits = model(o.hflip ? data::random_hflip(batch->x, o.seed * 0x9e3779b97f4a7c15ULL + uint64_t(step)) : batch->x);
       }
       Tensor loss = cross_entropy(logits, batch->y, -100, o.label_smoothing);
+      if (o.bn_l1 > 0) loss = add(loss, mul(bn_scale_l1(model), scalar_tensor(o.bn_l1)));
       const double loss_value = loss.item();
       check_loss_finite("train cnn", loss_value, step + 1, o.lr);
       loss.backward();

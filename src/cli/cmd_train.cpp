@@ -25,6 +25,8 @@ std::string train_usage() {
              "  --weight-decay X  L2 penalty ({})\n"
              "  --nesterov 0|1    Nesterov momentum ({:d})\n"
              "  --label-smoothing X  of the training loss ({})\n"
+             "  --bn-l1 X         network slimming: X * sum |gamma| of the batch norms added to the loss (0); then\n"
+             "                    'qiusuo prune --method bn-scale --global' finds the channels it drove to zero\n"
              "  --hflip 0|1       mirror each training image left-right with probability 1/2 ({:d})\n"
              "  --seed N          initialisation and shuffling seed ({})\n"
              "  --threads N       OpenMP threads (all cores)\n"
@@ -53,6 +55,7 @@ int cmd_train(Args a) {
   o.weight_decay = a.number("weight-decay", o.weight_decay);
   o.nesterov = a.integer("nesterov", o.nesterov) != 0;
   o.label_smoothing = a.number("label-smoothing", o.label_smoothing);
+  o.bn_l1 = a.number("bn-l1", o.bn_l1);
   o.hflip = a.integer("hflip", o.hflip) != 0;
   o.seed = uint64_t(a.integer("seed", int64_t(o.seed)));
   o.threads = a.threads(o.threads);

@@ -113,6 +113,28 @@ TEST(PruneCnn, IterativeScheduleLandsWhereOneShotDoes) {
             std::string::npos);
 }
 
+// Network slimming's penalty: sum |gamma| over the batch norms, and training with it leaves
+// smaller scales than training without.
+TEST(PruneCnn, SlimmingPenaltyShrinksBatchNormScales) {
+  Generator g(0);
+  apps::FashionCNN fresh(g);
+  EXPECT_EQ(apps::bn_scale_l1(fresh).item(), 32 + 64 + 128);  // gammas start at 1
+  auto mean_gamma = [](const nn::Module& m) {
+    double s = 0, n = 0;
+    for (auto& [name, t] : m.named_parameters())
+      if (name[0] == 'b' && name.find(".weight") != std::string::npos) s += sum(abs(t)).item(), n += double(t.numel());
+    return s / n;
+  };
+  double gamma[2];
+  for (int with = 0; with < 2; ++with) {
+    apps::TrainCnnOptions o;
+    o.epochs = 1, o.batch = 64, o.limit_train = 512, o.limit_test = 64, o.threads = 2, o.quiet = true;
+    o.bn_l1 = with ? 1e-2 : 0.0;
+    gamma[with] = mean_gamma(*apps::train_fashion_cnn(o).model);
+  }
+  EXPECT_LT(gamma[1], gamma[0] - 0.01) << gamma[0] << " " << gamma[1];
+}
+
 TEST(PruneCnn, BadInputIsAClearError) {
   const std::string dir = qs::testing::temp_dir("prune_cnn_errors");
   apps::PruneCnnOptions o;
