@@ -1,13 +1,18 @@
-// `qiusuo prune LM_CKPT --method ffn`: the feed-forward neurons of a dense language model
-// (include/qiusuo/apps/prune.h). The channel groups come from prune::analyse, as for the
-// CNN; on a dense LM the prunable ones are exactly the feed-forward hidden layers.
+// `qiusuo prune LM_CKPT --method ffn|heads` (include/qiusuo/apps/prune.h). ffn: the channel
+// groups come from prune::analyse, as for the CNN; on a dense LM the prunable ones are
+// exactly the feed-forward hidden layers. heads: one group per attention layer, built here
+// from the layer's shape (a reshape into heads keeps analyse from following them).
 #include <chrono>
+#include <cmath>
 #include <filesystem>
+#include <map>
+#include <numeric>
 
 #include "apps/lm_internal.h"
 #include "qiusuo/apps/lm.h"
 #include "qiusuo/apps/prune.h"
 #include "qiusuo/autograd.h"
+#include "qiusuo/nn/head_mask.h"
 #include "qiusuo/graph/graph.h"
 #include "qiusuo/ops.h"
 #include "qiusuo/optim/optim.h"
@@ -38,25 +43,127 @@ int64_t finetune(nn::TransformerLM& m, const text::TokenStream& train, const Pru
   return o.finetune_steps;
 }
 
-void describe(PruneLmStats& s, nn::TransformerLM& m, int64_t hidden) {
-  s.ffn_hidden = hidden;
+// The hidden width of the first block's feed-forward (c_fc or gate_proj rows).
+int64_t ffn_width(const nn::TransformerLM& m) {
+  for (auto& [name, t] : m.named_parameters())
+    if (name.find("c_fc.weight") != std::string::npos || name.find("gate_proj.weight") != std::string::npos)
+      return t.size(0);
+  return 0;
+}
+
+void describe(PruneLmStats& s, nn::TransformerLM& m) {
+  s.ffn_hidden = ffn_width(m);
+  s.n_heads = m.config().n_heads;
+  s.n_kv_heads = m.config().n_kv_heads > 0 ? m.config().n_kv_heads : m.config().n_heads;
   s.params = m.num_parameters();
   s.flops = graph::trace(m, zeros({1, m.config().max_seq_len}, DType::i64)).flops();
+}
+
+// One group per multi-head attention layer, one channel per key/value head (with its
+// n_heads / n_kv_heads query heads): the query rows, key rows and value rows of in_proj (and
+// its bias), the columns of out_proj, and T5's per-head bias rows.
+prune::Dependencies head_groups(nn::TransformerLM& m, const std::string& path) {
+  const nn::LMConfig& c = m.config();
+  QS_CHECK(c.attention == "mha", "prune --method heads: {} has {} attention; only mha heads are pruned so far", path,
+           c.attention);
+  QS_CHECK(c.pos.kind != nn::PositionEncoding::alibi,
+           "prune --method heads: {} uses ALiBi, whose slopes depend on the number of heads: removing a head would "
+           "change the others' slopes",
+           path);
+  prune::Dependencies d;
+  std::map<std::string, bool> params;
+  for (auto& [n, t] : m.named_parameters()) params[n] = true;
+  for (auto& [name, mod] : m.named_modules()) {
+    auto* a = dynamic_cast<nn::MultiheadAttention*>(mod.get());
+    if (!a) continue;
+    const int64_t h = a->n_heads(), g = a->n_kv_heads(), dh = a->head_dim(), rep = h / g;
+    prune::Group grp;
+    grp.name = name;
+    grp.producers = {name};
+    grp.size = g;
+    const std::string w = name + ".in_proj.weight", b = name + ".in_proj.bias";
+    QS_CHECK(params.count(w) && params.count(name + ".out_proj.weight"),
+             "prune --method heads: {} has no float in_proj / out_proj (a quantised model?)", name);
+    using prune::Role;
+    for (const auto& [param, role] : {std::pair{w, Role::producer}, std::pair{b, Role::bias}}) {
+      if (!params.count(param)) continue;
+      grp.members.push_back({param, 0, role, 0, g, 0, rep * dh});  // query heads, rep per group
+      grp.members.push_back({param, 0, role, 0, g, h, dh});        // keys: rows h dh + j dh
+      grp.members.push_back({param, 0, role, 0, g, h + g, dh});    // values
+    }
+    grp.members.push_back({name + ".out_proj.weight", 1, Role::consumer, 0, g, 0, rep * dh});
+    if (params.count(name + ".relative_attention_bias"))
+      grp.members.push_back({name + ".relative_attention_bias", 0, Role::scale, 0, g, 0, rep});
+    d.groups.push_back(std::move(grp));
+  }
+  QS_CHECK(int64_t(d.groups.size()) == c.n_layers, "prune --method heads: found {} attention layers in {} blocks",
+           d.groups.size(), c.n_layers);
+  return d;
+}
+
+// Michel et al. 2019's masking importance: the rise of the mean loss over fixed training
+// batches when a group's query heads are masked (nn::HeadMask); the least important
+// floor(ratio * groups) groups of every layer go.
+prune::Plan plan_heads(nn::TransformerLM& m, const prune::Dependencies& dep, const text::TokenStream& train,
+                       const PruneLmOptions& o, std::map<std::string, std::vector<double>>& importance) {
+  QS_CHECK(o.importance_batches >= 1, "prune --method heads: --importance-batches must be at least 1");
+  const int64_t g = dep.groups[0].size;
+  const auto k = int64_t(std::floor(o.ratio * double(g) + 1e-9));
+  QS_CHECK(k < g, "prune --method heads: ratio {} would remove all {} head groups of each layer", o.ratio, g);
+  Generator gen(o.seed);
+  std::vector<data::Batch> batches;
+  for (int64_t i = 0; i < o.importance_batches; ++i) batches.push_back(train.sample(4, m.config().max_seq_len, gen));
+  NoGrad ng;
+  nn::EvalScope eval(m);
+  const int64_t vocab = m.config().vocab_size;
+  auto loss = [&] {
+    double s = 0;
+    for (const data::Batch& b : batches) s += cross_entropy(m(b.x).reshape({-1, vocab}), b.y.reshape({-1})).item();
+    return s / double(batches.size());
+  };
+  const double base = loss();
+  std::map<std::string, nn::MultiheadAttention*> layers;
+  for (auto& [name, mod] : m.named_modules())
+    if (auto* a = dynamic_cast<nn::MultiheadAttention*>(mod.get())) layers[name] = a;
+  prune::Plan plan;
+  plan.removed.resize(dep.groups.size());
+  for (size_t l = 0; l < dep.groups.size(); ++l) {
+    nn::MultiheadAttention& a = *layers.at(dep.groups[l].name);
+    const int64_t rep = a.n_heads() / g;
+    std::vector<double> imp(static_cast<size_t>(g));
+    for (int64_t j = 0; j < g; ++j) {
+      std::vector<double> mask(size_t(a.n_heads()), 1.0);
+      for (int64_t q = j * rep; q < (j + 1) * rep; ++q) mask[size_t(q)] = 0.0;
+      nn::HeadMask hm(a, mask);
+      imp[size_t(j)] = loss() - base;
+    }
+    importance[dep.groups[l].name] = imp;
+    std::vector<int64_t> order(static_cast<size_t>(g));
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](int64_t x, int64_t y) { return imp[size_t(x)] < imp[size_t(y)]; });
+    plan.removed[l].assign(order.begin(), order.begin() + k);
+    std::sort(plan.removed[l].begin(), plan.removed[l].end());
+  }
+  return plan;
 }
 
 }  // namespace
 
 nlohmann::json to_json(const PruneLmStats& s) {
-  return {{"ffn_hidden", s.ffn_hidden}, {"params", s.params},         {"flops", s.flops},
-          {"file_bytes", s.file_bytes}, {"perplexity", s.perplexity}, {"fwd_ms", s.fwd_ms}};
+  return {{"ffn_hidden", s.ffn_hidden}, {"n_heads", s.n_heads},       {"n_kv_heads", s.n_kv_heads},
+          {"params", s.params},         {"flops", s.flops},           {"file_bytes", s.file_bytes},
+          {"perplexity", s.perplexity}, {"fwd_ms", s.fwd_ms}};
 }
 
 PruneLmResult prune_lm(const PruneLmOptions& o) {
   QS_CHECK(!o.out.empty(), "prune: an output checkpoint (--out) is required");
+  QS_CHECK(o.method == "ffn" || o.method == "heads", "prune: unknown language-model method '{}' (ffn or heads)",
+           o.method);
   QS_CHECK(o.finetune_steps >= 0, "prune: --finetune-steps must be 0 or more, got {}", o.finetune_steps);
   const prune::Criterion criterion = prune::parse_criterion(o.criterion);
   QS_CHECK(criterion != prune::Criterion::bn_scale,
            "prune --method ffn: the language models have no batch norms; score by l1-channel or l2-channel");
+  QS_CHECK(std::isfinite(o.ratio) && o.ratio >= 0 && o.ratio < 1, "prune: ratio {} is outside [0, 1)", o.ratio);
   const auto t0 = std::chrono::steady_clock::now();
   io::Checkpoint ck = io::load_checkpoint(o.checkpoint);
   check_lm_checkpoint(ck, o.checkpoint);
@@ -65,40 +172,53 @@ PruneLmResult prune_lm(const PruneLmOptions& o) {
   LoadedLm lm = load_lm(o.checkpoint);
   nn::TransformerLM& m = *lm.model;
   nn::LMConfig cfg = m.config();
-  QS_CHECK(cfg.ffn != "moe" || cfg.block != "deepseek",
-           "prune --method ffn: {} has MoE feed-forwards; pruning experts is not supported yet", o.checkpoint);
+  text::TextCorpus corpus = open_corpus(lm.train_config.value("corpus", std::string("kjv")));
+  text::TokenStream train(corpus, text::Split::train, *lm.tokenizer), test(corpus, text::Split::test, *lm.tokenizer);
+  const int64_t seq = cfg.max_seq_len;
 
-  const prune::Dependencies dep = prune::analyse(m, zeros({1, std::min<int64_t>(16, cfg.max_seq_len)}, DType::i64));
   PruneLmResult r;
-  r.groups = dep.to_text();
-  // Every prunable group of a dense LM is a feed-forward hidden layer: check, and that they
-  // have one size (the config's ffn_hidden).
-  int64_t hidden = 0, ffn_groups = 0;
-  for (const prune::Group& g : dep.groups) {
-    if (!g.prunable) continue;
-    const bool ffn = g.name.find("c_fc") != std::string::npos || g.name.find("gate_proj") != std::string::npos;
-    QS_CHECK(ffn, "prune --method ffn: group {} is prunable but is not a feed-forward layer", g.name);
-    QS_CHECK(hidden == 0 || g.size == hidden, "prune --method ffn: feed-forward widths differ ({} and {})", hidden,
-             g.size);
-    hidden = g.size;
-    ++ffn_groups;
-  }
-  QS_CHECK(ffn_groups == cfg.n_layers, "prune --method ffn: found {} feed-forward groups in {} blocks:\n{}", ffn_groups,
-           cfg.n_layers, r.groups);
-  const prune::Plan plan = prune::plan_channels(dep, m, {criterion, o.ratio, {}});
-  r.channels_removed = plan.channels_removed();
-  const nn::StateDict small = prune::shrink(dep, plan, m.state_dict());
-
   nn::LMConfig pcfg = cfg;
-  pcfg.ffn_hidden = hidden - r.channels_removed / cfg.n_layers;
+  int64_t hidden = 0;
+  prune::Dependencies dep;
+  prune::Plan plan;
+  if (o.method == "ffn") {
+    QS_CHECK(cfg.ffn != "moe" || cfg.block != "deepseek",
+             "prune --method ffn: {} has MoE feed-forwards; pruning experts is not supported yet", o.checkpoint);
+    dep = prune::analyse(m, zeros({1, std::min<int64_t>(16, cfg.max_seq_len)}, DType::i64));
+    // Every prunable group of a dense LM is a feed-forward hidden layer: check, and that they
+    // have one size (the config's ffn_hidden).
+    int64_t ffn_groups = 0;
+    for (const prune::Group& g : dep.groups) {
+      if (!g.prunable) continue;
+      const bool ffn = g.name.find("c_fc") != std::string::npos || g.name.find("gate_proj") != std::string::npos;
+      QS_CHECK(ffn, "prune --method ffn: group {} is prunable but is not a feed-forward layer", g.name);
+      QS_CHECK(hidden == 0 || g.size == hidden, "prune --method ffn: feed-forward widths differ ({} and {})", hidden,
+               g.size);
+      hidden = g.size;
+      ++ffn_groups;
+    }
+    QS_CHECK(ffn_groups == cfg.n_layers, "prune --method ffn: found {} feed-forward groups in {} blocks:\n{}",
+             ffn_groups, cfg.n_layers, dep.to_text());
+    plan = prune::plan_channels(dep, m, {criterion, o.ratio, {}});
+    r.channels_removed = plan.channels_removed();
+    pcfg.ffn_hidden = hidden - r.channels_removed / cfg.n_layers;
+  } else {
+    dep = head_groups(m, o.checkpoint);
+    plan = plan_heads(m, dep, train, o, r.importance);
+    const int64_t h = cfg.n_heads, g = cfg.n_kv_heads > 0 ? cfg.n_kv_heads : h;
+    const int64_t k = int64_t(plan.removed[0].size());  // kv groups removed per layer
+    pcfg.head_dim = cfg.head_dim > 0 ? cfg.head_dim : cfg.d_model / h;
+    pcfg.n_heads = h - k * (h / g);
+    if (cfg.n_kv_heads > 0) pcfg.n_kv_heads = g - k;
+    r.channels_removed = k * (h / g) * cfg.n_layers;
+  }
+  r.groups = dep.to_text();
+  const nn::StateDict small = prune::shrink(dep, plan, m.state_dict());
   Generator gen(o.seed);
   auto pruned = std::make_unique<nn::TransformerLM>(pcfg, nn::FfnFactory{}, gen);
   pruned->load_state_dict(small);
   pruned->eval();
 
-  text::TextCorpus corpus = open_corpus(lm.train_config.value("corpus", std::string("kjv")));
-  text::TokenStream train(corpus, text::Split::train, *lm.tokenizer), test(corpus, text::Split::test, *lm.tokenizer);
-  const int64_t seq = cfg.max_seq_len;
   r.before.perplexity = evaluate_lm(m, test, seq, 4, o.eval_windows).perplexity;
   r.pruned_perplexity = r.after.perplexity = evaluate_lm(*pruned, test, seq, 4, o.eval_windows).perplexity;
   if (o.finetune_steps > 0) {
@@ -108,9 +228,10 @@ PruneLmResult prune_lm(const PruneLmOptions& o) {
 
   nlohmann::json config = ck.config;
   config["model"] = pcfg.to_json();
-  config["pruned"] = {{"source", o.checkpoint},          {"method", "ffn"},
+  config["pruned"] = {{"source", o.checkpoint},          {"method", o.method},
                       {"criterion", o.criterion},        {"ratio", o.ratio},
-                      {"ffn_hidden_before", hidden},     {"perplexity_before", r.before.perplexity},
+                      {"ffn_hidden_before", ffn_width(m)}, {"n_heads_before", cfg.n_heads},
+                      {"perplexity_before", r.before.perplexity},
                       {"perplexity_pruned", r.pruned_perplexity}, {"finetune_steps", r.finetune_steps},
                       {"perplexity_after", r.after.perplexity}};
   std::filesystem::path out(o.out);
@@ -123,8 +244,8 @@ PruneLmResult prune_lm(const PruneLmOptions& o) {
   std::filesystem::remove(tmp);
   r.after.file_bytes = int64_t(std::filesystem::file_size(o.out));
 
-  describe(r.before, m, hidden);
-  describe(r.after, *pruned, pcfg.ffn_hidden);
+  describe(r.before, m);
+  describe(r.after, *pruned);
   if (o.latency_rounds > 0) {
     Generator g(1);
     const Tensor x = randint(0, cfg.vocab_size, {1, seq}, DType::i64, &g);

@@ -1,6 +1,6 @@
 // qiusuo prune CKPT --method l1-channel|l2-channel|bn-scale --ratio R [--per-layer FILE]
 //              [--finetune-epochs N] [--finetune-lr X] --out CKPT_P   (FashionCNN)
-// qiusuo prune LM_CKPT --method ffn --ratio R [--criterion l1-channel|l2-channel]
+// qiusuo prune LM_CKPT --method ffn|heads --ratio R [--criterion l1-channel|l2-channel]
 //              [--finetune-steps N] --out CKPT_P                      (language models; apps/prune.h)
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -35,10 +35,12 @@ std::map<std::string, double> read_per_layer(const std::string& path) {
   return m;
 }
 
-// A language model's feed-forward neurons (--method ffn).
+// A language model's feed-forward neurons (--method ffn) or attention heads (--method heads).
 int prune_lm(Args& a, const std::string& ckpt) {
   apps::PruneLmOptions o;
   o.checkpoint = ckpt;
+  o.method = a.str("method", o.method);
+  o.importance_batches = a.integer("importance-batches", o.importance_batches, 1, 1 << 20);
   o.criterion = a.str("criterion", o.criterion);
   o.ratio = a.number("ratio", o.ratio);
   o.finetune_steps = a.integer("finetune-steps", o.finetune_steps, 0, int64_t(1) << 30);
@@ -54,19 +56,26 @@ int prune_lm(Args& a, const std::string& ckpt) {
   const apps::PruneLmResult r = apps::prune_lm(o);
   std::cout << r.groups;
   auto row = [](const char* name, const apps::PruneLmStats& s) {
-    return fmt::format("{:<8} ffn_hidden {:>5}  params {:>9}  GFLOPs/window {:6.3f}  file {:>9} B  perplexity {:8.4f}  "
-                       "forward {:7.2f} ms\n",
-                       name, s.ffn_hidden, s.params, double(s.flops) / 1e9, s.file_bytes, s.perplexity, s.fwd_ms);
+    return fmt::format("{:<8} ffn_hidden {:>5}  heads {:>3} (kv {:>3})  params {:>9}  GFLOPs/window {:6.3f}  file {:>9} B  "
+                       "perplexity {:8.4f}  forward {:7.2f} ms\n",
+                       name, s.ffn_hidden, s.n_heads, s.n_kv_heads, s.params, double(s.flops) / 1e9, s.file_bytes,
+                       s.perplexity, s.fwd_ms);
   };
   std::cout << row("before", r.before) << row("after", r.after);
-  std::cout << fmt::format("pruned {} feed-forward neurons; perplexity right after pruning {:.4f}{}; forward speed-up "
+  for (const auto& [layer, imp] : r.importance) {
+    std::string v;
+    for (double x : imp) v += fmt::format(" {:+.4f}", x);
+    std::cout << fmt::format("importance {}:{}\n", layer, v);
+  }
+  std::cout << fmt::format("pruned {} {}; perplexity right after pruning {:.4f}{}; forward speed-up "
                            "{:.2f}x (median of {} alternating rounds)\n",
-                           r.channels_removed, r.pruned_perplexity,
+                           r.channels_removed, o.method == "heads" ? "attention heads" : "feed-forward neurons",
+                           r.pruned_perplexity,
                            r.finetune_steps ? fmt::format(", after {} fine-tuning steps {:.4f}", r.finetune_steps,
                                                           r.after.perplexity)
                                             : "",
                            r.speedup, o.latency_rounds);
-  std::cout << nlohmann::json{{"checkpoint", o.out},          {"method", "ffn"},
+  std::cout << nlohmann::json{{"checkpoint", o.out},          {"method", o.method},
                               {"criterion", o.criterion},     {"ratio", o.ratio},
                               {"channels_removed", r.channels_removed}, {"before", apps::to_json(r.before)},
                               {"after", apps::to_json(r.after)},      {"pruned_perplexity", r.pruned_perplexity},
@@ -86,9 +95,9 @@ int cmd_prune(Args a) {
   const io::Checkpoint ck = io::load_checkpoint(ckpt);
   const bool is_cnn = ck.config.is_object() && ck.config.value("model", nlohmann::json()) == "FashionCNN";
   if (!is_cnn) {
-    if (method != "ffn")
+    if (method != "ffn" && method != "heads")
       throw UsageError(fmt::format("qiusuo prune: {} is not a FashionCNN checkpoint; language models take --method "
-                                   "ffn (l1-channel, l2-channel and bn-scale prune the CNN's channels)",
+                                   "ffn or heads (l1-channel, l2-channel and bn-scale prune the CNN's channels)",
                                    ckpt));
     return prune_lm(a, ckpt);
   }

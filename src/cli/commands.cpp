@@ -119,11 +119,14 @@ const std::vector<Command>& commands() {
        "--iterations K: prune in K steps, each followed by the fine-tuning, step k keeping (1 - ratio)^(k/K).\n"
        "Prints the channel groups, then parameters, FLOPs, file bytes, test accuracy and measured latency\n"
        "(inference on 64 images, one training step on 128; unpruned and pruned alternating) before and after.\n\n"
-       "usage: qiusuo prune LM_CKPT --method ffn --out CKPT_P [--ratio 0.5] [--criterion l1-channel|l2-channel]\n"
-       "                    [--finetune-steps 0] [--finetune-lr 3e-4] [--eval-windows 50] [--latency-rounds 5]\n\n"
-       "A dense language model's feed-forward hidden neurons (GPT's c_fc, DeepSeek's SwiGLU gate and up together,\n"
-       "the same ratio in every block): test perplexity, parameters, FLOPs, file bytes and forward latency before\n"
-       "and after, optionally after AdamW fine-tuning on training windows. See docs/prune.md.\n",
+       "usage: qiusuo prune LM_CKPT --method ffn|heads --out CKPT_P [--ratio 0.5] [--criterion l1-channel|l2-channel]\n"
+       "                    [--importance-batches 4] [--finetune-steps 0] [--finetune-lr 3e-4] [--eval-windows 50]\n"
+       "                    [--latency-rounds 5]\n\n"
+       "ffn: a dense language model's feed-forward hidden neurons (GPT's c_fc, DeepSeek's SwiGLU gate and up\n"
+       "together, the same ratio in every block). heads: the attention heads (with grouped-query attention, whole\n"
+       "key/value groups) whose masking raises the loss least (Michel et al. 2019), the same count in every layer;\n"
+       "the model keeps its head dim with fewer heads. Prints test perplexity, parameters, FLOPs, file bytes and\n"
+       "forward latency before and after, optionally after AdamW fine-tuning on training windows. See docs/prune.md.\n",
        cmd_prune},
       {"experiment", "run a measured experiment of the curriculum: pe (positional encodings), quant, prune",
        std::string("usage: qiusuo experiment pe --out DIR [--quick] [--corpus PATH] [--encodings rope,alibi,...] "

@@ -88,12 +88,13 @@ void AttentionLayer::deliver(const AttentionArgs& a, AttentionResult& r) const {
 
 // ---- MultiheadAttention
 MultiheadAttention::MultiheadAttention(int64_t d_model, int64_t n_heads, int64_t n_kv_heads, const PositionConfig& pos,
-                                       bool bias, Generator& gen)
+                                       bool bias, Generator& gen, int64_t head_dim)
     : AttentionLayer("MultiheadAttention"), d_(d_model), h_(n_heads), g_(n_kv_heads > 0 ? n_kv_heads : n_heads) {
-  QS_CHECK(d_ > 0 && h_ > 0 && d_ % h_ == 0, "MultiheadAttention: d_model {} must be a positive multiple of n_heads {}",
-           d_, h_);
+  QS_CHECK(d_ > 0 && h_ > 0 && head_dim >= 0 && (head_dim > 0 || d_ % h_ == 0),
+           "MultiheadAttention: d_model {} must be a positive multiple of n_heads {} (or head_dim {} given)", d_, h_,
+           head_dim);
   QS_CHECK(h_ % g_ == 0, "MultiheadAttention: n_heads {} must be a multiple of n_kv_heads {}", h_, g_);
-  dh_ = d_ / h_;
+  dh_ = head_dim > 0 ? head_dim : d_ / h_;
   in_proj_ = register_module("in_proj", std::make_shared<Linear>(d_, (h_ + 2 * g_) * dh_, bias, gen));
   out_proj_ = register_module("out_proj", std::make_shared<Linear>(h_ * dh_, d_, bias, gen));
   pos_ = std::make_shared<AttentionPositions>(*this, pos, h_, dh_, dh_, dh_, gen);
@@ -160,7 +161,7 @@ Tensor MultiheadAttention::forward(const Tensor& x, const Tensor& memory) {
 int64_t MultiheadAttention::cache_bytes_per_token(DType dt) const { return 2 * g_ * dh_ * int64_t(dtype_size(dt)); }
 
 std::string MultiheadAttention::extra_repr() const {
-  return fmt::format("d_model={}, n_heads={}, n_kv_heads={}, pos={}", d_, h_, g_,
+  return fmt::format("d_model={}, n_heads={}, n_kv_heads={}, head_dim={}, pos={}", d_, h_, g_, dh_,
                      position_encoding_name(pos_->config().kind));
 }
 

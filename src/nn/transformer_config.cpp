@@ -12,7 +12,11 @@ void LMConfig::validate() const {
            "LMConfig: vocab_size, d_model, n_layers, n_heads, max_seq_len must be positive and n_kv_heads >= 0, got "
            "{}, {}, {}, {}, {}, {}",
            vocab_size, d_model, n_layers, n_heads, max_seq_len, n_kv_heads);
-  QS_CHECK(d_model % n_heads == 0, "LMConfig: d_model {} is not divisible by n_heads {}", d_model, n_heads);
+  QS_CHECK(head_dim >= 0, "LMConfig: head_dim must be 0 (d_model / n_heads) or positive, got {}", head_dim);
+  QS_CHECK(head_dim > 0 || d_model % n_heads == 0, "LMConfig: d_model {} is not divisible by n_heads {}", d_model,
+           n_heads);
+  QS_CHECK(head_dim == 0 || attention == "mha",
+           "LMConfig: head_dim is for mha attention (mla has qk_nope_head_dim and v_head_dim), got {}", head_dim);
   const int64_t kv = n_kv_heads > 0 ? n_kv_heads : n_heads;
   QS_CHECK(n_heads % kv == 0, "LMConfig: n_heads {} is not a multiple of n_kv_heads {}", n_heads, kv);
   QS_CHECK(block == "gpt" || block == "deepseek", "LMConfig: unknown block '{}'; expected gpt or deepseek", block);
@@ -23,10 +27,10 @@ void LMConfig::validate() const {
            "LMConfig: attention mla needs block deepseek (GPT blocks use mha), got block {}", block);
   QS_CHECK(ffn_hidden >= 0 && norm_eps > 0, "LMConfig: need ffn_hidden >= 0 and norm_eps > 0, got {} and {}",
            ffn_hidden, norm_eps);
-  const int64_t dh = d_model / n_heads;
+  const int64_t dh = head_dim > 0 ? head_dim : d_model / n_heads;
   const bool rope = pos.kind == PositionEncoding::rope;
   if (attention == "mha") {
-    QS_CHECK(!rope || dh % 2 == 0, "LMConfig: rope needs an even head dim, got d_model / n_heads = {}", dh);
+    QS_CHECK(!rope || dh % 2 == 0, "LMConfig: rope needs an even head dim, got {}", dh);
   } else {
     QS_CHECK(q_lora_rank >= 0 && kv_lora_rank > 0 && qk_nope_head_dim >= 0 && v_head_dim >= 0 && qk_rope_head_dim >= 0,
              "LMConfig: mla sizes must be non-negative (kv_lora_rank positive), got q_lora_rank {} kv_lora_rank {} "
@@ -72,7 +76,7 @@ void LMConfig::check_length(int64_t seq) const {
 nlohmann::json LMConfig::to_json() const {
   nlohmann::json j = {
       {"vocab_size", vocab_size}, {"d_model", d_model}, {"n_layers", n_layers}, {"n_heads", n_heads},
-      {"n_kv_heads", n_kv_heads}, {"max_seq_len", max_seq_len}, {"block", block}, {"attention", attention},
+      {"n_kv_heads", n_kv_heads}, {"head_dim", head_dim}, {"max_seq_len", max_seq_len}, {"block", block}, {"attention", attention},
       {"ffn", ffn}, {"ffn_hidden", ffn_hidden}, {"bias", bias}, {"tie_weights", tie_weights},
       {"norm_eps", norm_eps}, {"q_lora_rank", q_lora_rank}, {"kv_lora_rank", kv_lora_rank},
       {"qk_nope_head_dim", qk_nope_head_dim}, {"qk_rope_head_dim", qk_rope_head_dim}, {"v_head_dim", v_head_dim},
@@ -92,6 +96,7 @@ LMConfig LMConfig::from_json(const nlohmann::json& j) {
   json_read(j, what, "vocab_size", c.vocab_size), json_read(j, what, "d_model", c.d_model);
   json_read(j, what, "n_layers", c.n_layers), json_read(j, what, "n_heads", c.n_heads);
   json_read(j, what, "n_kv_heads", c.n_kv_heads), json_read(j, what, "max_seq_len", c.max_seq_len);
+  json_read(j, what, "head_dim", c.head_dim);
   json_read(j, what, "block", c.block), json_read(j, what, "attention", c.attention), json_read(j, what, "ffn", c.ffn);
   json_read(j, what, "ffn_hidden", c.ffn_hidden), json_read(j, what, "bias", c.bias);
   json_read(j, what, "tie_weights", c.tie_weights), json_read(j, what, "norm_eps", c.norm_eps);

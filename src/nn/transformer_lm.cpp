@@ -15,7 +15,7 @@ namespace {
 std::shared_ptr<AttentionLayer> make_attention(const LMConfig& c, Generator& gen) {
   const int64_t dh = c.d_model / c.n_heads;
   if (c.attention == "mha")
-    return std::make_shared<MultiheadAttention>(c.d_model, c.n_heads, c.n_kv_heads, c.pos, c.bias, gen);
+    return std::make_shared<MultiheadAttention>(c.d_model, c.n_heads, c.n_kv_heads, c.pos, c.bias, gen, c.head_dim);
   MlaConfig m;
   m.d_model = c.d_model, m.n_heads = c.n_heads, m.q_lora_rank = c.q_lora_rank, m.kv_lora_rank = c.kv_lora_rank;
   m.qk_nope_head_dim = c.qk_nope_head_dim > 0 ? c.qk_nope_head_dim : dh;

@@ -4,11 +4,14 @@
 
 #include <cmath>
 #include <filesystem>
+#include <numeric>
 
 #include "qiusuo/apps/cnn.h"
 #include "qiusuo/apps/lm.h"
 #include "qiusuo/apps/prune.h"
+#include "ops/op.h"
 #include "qiusuo/autograd.h"
+#include "qiusuo/nn/head_mask.h"
 #include "qiusuo/data/idx.h"
 #include "qiusuo/graph/graph.h"
 #include "qiusuo/io/checkpoint.h"
@@ -193,6 +196,67 @@ TEST(PruneLm, FeedForwardNeuronsOfEachBlockType) {
     EXPECT_EQ(lm.model->config().ffn_hidden, hidden - hidden / 4);
     EXPECT_EQ(lm.model->num_parameters(), r.after.params);
     EXPECT_FALSE(apps::generate_text(lm, "In the", {.max_tokens = 4}).empty());
+  }
+}
+
+// Attention heads: the pruned model (fewer heads, the same head dim) computes what the
+// unpruned model computes with the removed heads masked, bit for bit on the reference
+// kernels; for plain MHA, grouped-query attention (whole key/value groups go) and T5's
+// per-head biases.
+TEST(PruneLm, HeadsPrunedEqualHeadsMasked) {
+  struct Case {
+    const char* block;
+    int64_t kv;
+    nn::PositionEncoding pos;
+  };
+  for (const Case& c : {Case{"gpt", 0, nn::PositionEncoding::learned}, Case{"deepseek", 2, nn::PositionEncoding::rope},
+                        Case{"gpt", 0, nn::PositionEncoding::t5}}) {
+    SCOPED_TRACE(std::string(c.block) + " kv " + std::to_string(c.kv) + " " + nn::position_encoding_name(c.pos));
+    const std::string dir = qs::testing::temp_dir(std::string("prune_heads_") + c.block + std::to_string(int(c.pos)));
+    std::string text;
+    for (int i = 0; i < 300; ++i) text += "And God said, let there be " + std::to_string(i % 13) + " lights.\n";
+    qs::testing::write_bytes(dir + "/corpus.txt", text);
+    apps::TrainLmOptions t;
+    t.model.d_model = 32, t.model.n_layers = 2, t.model.n_heads = 4, t.model.block = c.block;
+    t.model.n_kv_heads = c.kv, t.model.pos.kind = c.pos;
+    t.corpus = dir + "/corpus.txt";
+    t.batch = 4, t.seq = 32, t.steps = 6, t.eval_every = 0, t.eval_windows = 2, t.quiet = true;
+    t.out_dir = dir;
+    const std::string ckpt = apps::train_lm(t).checkpoint;
+    apps::PruneLmOptions o;
+    o.checkpoint = ckpt, o.method = "heads", o.ratio = 0.5, o.eval_windows = 2, o.latency_rounds = 0;
+    o.importance_batches = 2, o.quiet = true, o.out = dir + "/heads.safetensors";
+    apps::PruneLmResult r = apps::prune_lm(o);
+    const int64_t groups = c.kv ? c.kv : 4, rep = 4 / groups;
+    EXPECT_EQ(r.after.n_heads, 4 - (groups / 2) * rep);
+    EXPECT_EQ(r.after.n_kv_heads, groups - groups / 2);
+    EXPECT_EQ(r.channels_removed, 2 * (groups / 2) * rep);
+    EXPECT_LT(r.after.params, r.before.params);
+    ASSERT_EQ(r.importance.size(), 2u);
+
+    apps::LoadedLm full = apps::load_lm(ckpt), pruned = apps::load_lm(o.out);
+    EXPECT_EQ(pruned.model->config().head_dim, 8);
+    // Mask in the full model the groups the job removed: the lowest importance of each layer.
+    std::vector<std::unique_ptr<nn::HeadMask>> masks;
+    for (auto& [name, mod] : full.model->named_modules()) {
+      auto* a = dynamic_cast<nn::MultiheadAttention*>(mod.get());
+      if (!a) continue;
+      const std::vector<double>& imp = r.importance.at(name);
+      std::vector<int64_t> order(imp.size());
+      std::iota(order.begin(), order.end(), 0);
+      std::stable_sort(order.begin(), order.end(), [&](int64_t x, int64_t y) { return imp[size_t(x)] < imp[size_t(y)]; });
+      std::vector<double> keep(4, 1.0);
+      for (size_t k = 0; k < imp.size() / 2; ++k)
+        for (int64_t q = order[k] * rep; q < (order[k] + 1) * rep; ++q) keep[size_t(q)] = 0.0;
+      masks.push_back(std::make_unique<nn::HeadMask>(*a, keep));
+    }
+    Generator g(3);
+    Tensor x = randint(0, full.model->config().vocab_size, {2, 16}, DType::i64, &g);
+    NoGrad ng;
+    ops::ReferenceKernels ref;
+    Tensor ya = (*full.model)(x), yb = (*pruned.model)(x);
+    ASSERT_EQ(ya.shape(), yb.shape());
+    EXPECT_EQ(amax(abs(sub(ya, yb))).item(), 0.0);
   }
 }
 

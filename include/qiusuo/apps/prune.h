@@ -66,14 +66,20 @@ struct PruneCnnResult {
 // per-layer names (prune::plan_channels' errors, naming the layer), no --out.
 PruneCnnResult prune_cnn(const PruneCnnOptions& opt);
 
-// `qiusuo prune LM_CKPT --method ffn`: the feed-forward hidden neurons of a dense language
+// `qiusuo prune LM_CKPT --method ffn|heads`: the feed-forward hidden neurons of a dense language
 // model (GPT's c_fc, DeepSeek's SwiGLU gate+up), the same ratio in every block (the config
 // has one ffn_hidden), scored by L1 or L2 of their producer rows; optionally fine-tuned with
 // AdamW on training windows. The checkpoint keeps the tokenizer and the training config, with
 // config.model.ffn_hidden the new width.
 struct PruneLmOptions {
   std::string checkpoint;            // a float LM checkpoint (`qiusuo train lm`), dense FFN
-  std::string criterion = "l1-channel";  // l1-channel | l2-channel
+  // "ffn": feed-forward neurons (criterion below). "heads": attention heads of the MHA layers
+  // by measured importance (Michel et al. 2019: the rise of the loss on training windows when
+  // the head, or a grouped-query group's heads, is masked), the same count in every layer;
+  // the model keeps its head dim with fewer heads (LMConfig::head_dim).
+  std::string method = "ffn";
+  int64_t importance_batches = 4;    // heads: training batches the importance is measured on
+  std::string criterion = "l1-channel";  // ffn: l1-channel | l2-channel
   double ratio = 0.5;
   int64_t finetune_steps = 0;        // AdamW steps on training windows after pruning
   double finetune_lr = 3e-4;
@@ -86,7 +92,8 @@ struct PruneLmOptions {
 };
 
 struct PruneLmStats {
-  int64_t ffn_hidden = 0, params = 0, flops = 0, file_bytes = 0;  // flops of one window of max_seq_len tokens
+  int64_t ffn_hidden = 0, n_heads = 0, n_kv_heads = 0;
+  int64_t params = 0, flops = 0, file_bytes = 0;  // flops of one window of max_seq_len tokens
   double perplexity = 0;
   double fwd_ms = 0;  // forward of one window, batch 1
 };
@@ -99,11 +106,13 @@ struct PruneLmResult {
   double pruned_perplexity = 0;  // before fine-tuning
   double speedup = 0;            // median of the per-round ratios
   std::string groups;
-  int64_t channels_removed = 0, finetune_steps = 0;
+  int64_t channels_removed = 0, finetune_steps = 0;  // heads: the heads removed (query heads)
+  // heads: the measured importance of each layer's heads or groups ("blocks.0.attn": [...]).
+  std::map<std::string, std::vector<double>> importance;
   double seconds = 0;
 };
 
-// Errors: not a float LM checkpoint, an MoE model (its experts are not pruned yet), a
+// Errors: not a float LM checkpoint, an MoE model (ffn), MLA or ALiBi attention (heads), (its experts are not pruned yet), a
 // criterion other than l1/l2, a bad ratio, no --out.
 PruneLmResult prune_lm(const PruneLmOptions& opt);
 

@@ -132,8 +132,10 @@ class AttentionLayer : public Module {
 // ignored here.
 class MultiheadAttention : public AttentionLayer {
  public:
+  // head_dim 0: d_model / n_heads (d_model must divide); a pruned model's layers keep their
+  // head dim with fewer heads (prune --method heads), so n_heads * head_dim may differ from d_model.
   MultiheadAttention(int64_t d_model, int64_t n_heads, int64_t n_kv_heads = 0, const PositionConfig& pos = {},
-                     bool bias = true, Generator& gen = default_generator());
+                     bool bias = true, Generator& gen = default_generator(), int64_t head_dim = 0);
   AttentionResult attend(const Tensor& x, const AttentionArgs& args) override;
   Tensor forward(const Tensor& x) override { return attend(x, {}).out; }
   Tensor forward(const Tensor& x, const Tensor& memory);  // cross-attention, no mask
@@ -226,6 +228,7 @@ class TransformerBlock : public Module {
 struct LMConfig {
   int64_t vocab_size = 256, d_model = 64, n_layers = 2, n_heads = 4;
   int64_t n_kv_heads = 0;     // 0: n_heads
+  int64_t head_dim = 0;       // mha: 0 is d_model / n_heads; set when heads were pruned away
   int64_t max_seq_len = 256;  // the trained length (the position encodings' max_len)
   std::string block = "gpt";  // "gpt" | "deepseek"
   std::string attention = "mha";  // "mha" | "mla" (mla: deepseek blocks only)
