@@ -268,4 +268,18 @@ TEST(PruneLm, MethodsThatDoNotApplyAreClearErrors) {
   EXPECT_NE(qs::testing::error_of([&] { apps::prune_lm(o); }).find("a FashionCNN checkpoint"), std::string::npos);
   o.criterion = "bn-scale";
   EXPECT_NE(qs::testing::error_of([&] { apps::prune_lm(o); }).find("no batch norms"), std::string::npos);
+  // ALiBi's slopes depend on the number of heads: its heads are not pruned.
+  std::string text;
+  for (int i = 0; i < 200; ++i) text += "Let there be light " + std::to_string(i % 7) + ".\n";
+  qs::testing::write_bytes(dir + "/corpus.txt", text);
+  apps::TrainLmOptions t;
+  t.model.d_model = 32, t.model.n_layers = 1, t.model.n_heads = 4, t.model.pos.kind = nn::PositionEncoding::alibi;
+  t.corpus = dir + "/corpus.txt", t.batch = 2, t.seq = 16, t.steps = 1, t.eval_every = 0, t.eval_windows = 1;
+  t.quiet = true, t.out_dir = dir + "/alibi";
+  apps::PruneLmOptions h;
+  h.checkpoint = apps::train_lm(t).checkpoint, h.method = "heads", h.out = dir + "/h.safetensors";
+  EXPECT_NE(qs::testing::error_of([&] { apps::prune_lm(h); }).find("uses ALiBi"), std::string::npos);
+  h.method = "neurons";
+  EXPECT_NE(qs::testing::error_of([&] { apps::prune_lm(h); }).find("unknown language-model method 'neurons'"),
+            std::string::npos);
 }
