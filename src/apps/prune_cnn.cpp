@@ -93,6 +93,7 @@ PruneCnnResult prune_cnn(const PruneCnnOptions& o) {
   po.ratio = o.ratio;
   po.per_layer = o.per_layer;
   po.global = o.global;
+  po.round_to = o.round_to;
 
   std::string method;
   auto model = load_fashion_cnn(o.checkpoint, &method);
@@ -123,6 +124,7 @@ PruneCnnResult prune_cnn(const PruneCnnOptions& o) {
                              {"ratio", o.ratio},
                              {"per_layer", per_layer},
                              {"global", o.global},
+                             {"round_to", o.round_to},
                              {"iterations", o.iterations},
                              {"finetune_epochs", o.finetune_epochs},
                              {"finetune_lr", o.finetune_lr},

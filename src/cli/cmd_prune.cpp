@@ -111,6 +111,7 @@ int cmd_prune(Args a) {
   o.ratio = a.number("ratio", o.ratio);
   if (a.has("per-layer")) o.per_layer = read_per_layer(a.str("per-layer", ""));
   o.global = a.flag("global");
+  o.round_to = a.integer("round-to", o.round_to, 1, 4096);
   o.finetune_epochs = int(a.integer("finetune-epochs", o.finetune_epochs, 0, 1000));
   o.iterations = int(a.integer("iterations", o.iterations, 1, 100));
   o.finetune_lr = a.number("finetune-lr", o.finetune_lr);

@@ -109,7 +109,8 @@ const std::vector<Command>& commands() {
       {"prune", "structured pruning: remove whole CNN channels (L1, L2, batch-norm scale) or LM feed-forward neurons",
        "usage: qiusuo prune CKPT --out CKPT_P [--method l1-channel|l2-channel|bn-scale] [--ratio 0.5] [--global]\n"
        "                    [--per-layer FILE] [--finetune-epochs 0] [--finetune-lr 0.05] [--iterations 1]\n"
-       "                    [--latency-rounds 5] [--limit-train N] [--limit-test N] [--threads N] [--data DIR]\n\n"
+       "                    [--round-to N] [--latency-rounds 5] [--limit-train N] [--limit-test N] [--threads N]\n"
+       "                    [--data DIR]\n\n"
        "Traces the float FashionCNN, groups the channels that must go together (a convolution's outputs with its\n"
        "batch norm and the next layer's inputs), removes --ratio of each group's lowest-scoring channels (L1 or L2\n"
        "norm of the filters, Li et al. 2017; or |gamma| of the batch norm, Liu et al. 2017) and writes a smaller\n"
@@ -117,6 +118,7 @@ const std::vector<Command>& commands() {
        "other). --global: rank all layers' channels together (per-weight scores; every layer keeps one) and remove\n"
        "--ratio of all of them. --per-layer: a JSON object of ratios by layer, {\"c1\": 0.25, \"c3\": 0.5}.\n"
        "--iterations K: prune in K steps, each followed by the fine-tuning, step k keeping (1 - ratio)^(k/K).\n"
+       "--round-to N: each layer keeps a multiple of N channels (rounded up): 8 or 16 fill oneDNN's blocks.\n"
        "Prints the channel groups, then parameters, FLOPs, file bytes, test accuracy and measured latency\n"
        "(inference on 64 images, one training step on 128; unpruned and pruned alternating) before and after.\n\n"
        "usage: qiusuo prune LM_CKPT --method ffn|heads --out CKPT_P [--ratio 0.5] [--criterion l1-channel|l2-channel]\n"

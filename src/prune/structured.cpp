@@ -167,6 +167,9 @@ Plan plan_channels(const Dependencies& dep, const nn::Module& model, const Prune
   };
   check_ratio(opt.ratio, "every layer");
   QS_CHECK(!opt.global || opt.per_layer.empty(), "prune: a global ranking and per-layer ratios exclude each other");
+  QS_CHECK(opt.round_to >= 1 && opt.round_to <= 4096, "prune: round_to must be between 1 and 4096, got {}",
+           opt.round_to);
+  QS_CHECK(!opt.global || opt.round_to == 1, "prune: rounding widths applies to per-layer ratios, not a global ranking");
   std::vector<double> ratio(dep.groups.size(), opt.ratio);
   for (const auto& [layer, r] : opt.per_layer) {
     const Group* g = dep.find(layer);
@@ -189,7 +192,11 @@ Plan plan_channels(const Dependencies& dep, const nn::Module& model, const Prune
   for (size_t i = 0; i < dep.groups.size(); ++i) {
     const Group& g = dep.groups[i];
     if (!g.prunable) continue;
-    const int64_t n = int64_t(std::floor(ratio[i] * double(g.size) + 1e-9));
+    int64_t n = int64_t(std::floor(ratio[i] * double(g.size) + 1e-9));
+    if (opt.round_to > 1 && n > 0 && n < g.size) {
+      const int64_t kept = std::min(g.size, (g.size - n + opt.round_to - 1) / opt.round_to * opt.round_to);
+      n = g.size - kept;
+    }
     if (n == 0) continue;
     QS_CHECK(n < g.size, "prune: ratio {} would remove all {} channels of layer {}", ratio[i], g.size, g.name);
     const std::vector<double> s = channel_scores(g, model, opt.criterion);

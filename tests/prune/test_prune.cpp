@@ -350,6 +350,13 @@ TEST(PruneDeps, FashionCnnHalfWidths) {
   for (auto& [n, t] : pruned.named_parameters())
     if (n == "c2.weight" || n == "c3.weight") conv_after += t.numel();
   EXPECT_EQ(conv_after * 4, conv_before);
+  // Rounded to oneDNN's 8-channel blocks: 30% would keep 23/45/90, rounding up keeps 24/48/96.
+  prune::PruneOptions r8{Criterion::l1, 0.3, {}};
+  r8.round_to = 8;
+  EXPECT_EQ(apps::FashionCNN::widths_of(prune::shrink(d, prune::plan_channels(d, cnn, r8), cnn.state_dict())),
+            (apps::CnnWidths{24, 48, 96}));
+  r8.global = true;
+  EXPECT_THROW(prune::plan_channels(d, cnn, r8), Error);
 }
 
 // The language models: the feed-forward hidden neurons are prunable groups (GPT's c_fc,

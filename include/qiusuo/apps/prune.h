@@ -17,6 +17,7 @@ struct PruneCnnOptions {
   double ratio = 0.5;                   // fraction of each convolution's channels removed, in [0, 1)
   std::map<std::string, double> per_layer;  // overrides by layer name ("c1", "c2", "c3")
   bool global = false;                  // rank all layers' channels together (prune::PruneOptions::global)
+  int64_t round_to = 1;                 // kept channels rounded up to a multiple (prune::PruneOptions::round_to)
   int finetune_epochs = 0;              // SGD epochs after each pruning step (cosine from finetune_lr)
   // Prune in this many steps, each followed by the fine-tuning: step k of K keeps
   // size * (1 - ratio)^(k/K) channels of each layer (the last step lands exactly where one

@@ -91,6 +91,10 @@ struct PruneOptions {
   // floor(ratio * total) lowest, leaving every group at least one channel: the layers lose
   // different shares (network slimming's global threshold). Excludes per_layer.
   bool global = false;
+  // Round each group's kept channels up to a multiple of this (1: no rounding; at most the
+  // group's size): oneDNN's blocked layouts work on 8 (AVX2) or 16 (AVX-512) channels, and a
+  // width just past a multiple pays for the whole block. Not with global.
+  int64_t round_to = 1;
 };
 
 // Which channels of each group go: the floor(ratio * size) lowest-scoring ones (ties: the
