@@ -37,7 +37,15 @@ void check_resume(const io::Checkpoint& ck, const nlohmann::json& train, const n
       throw Error(fmt::format("{}: the checkpoint was trained with {}={}, this run asks for {}; an exact resume needs "
                               "the same settings",
                               path, k, saved[k].dump(), v.dump()));
-  if (ck.config["model"] != model)
+  // Through LMConfig, so that a checkpoint written before a field existed (head_dim) reads
+  // as that field's default rather than as a different model.
+  nlohmann::json saved_model = ck.config["model"];
+  try {
+    saved_model = nn::LMConfig::from_json(ck.config["model"]).to_json();
+  } catch (const std::exception&) {
+    // Unreadable: reported below as a mismatch, with the saved text.
+  }
+  if (saved_model != model)
     throw Error(fmt::format("{}: the checkpoint's model is {}, this run asks for {}; an exact resume needs the same "
                             "model settings",
                             path, ck.config["model"].dump(), model.dump()));

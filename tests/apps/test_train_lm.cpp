@@ -178,3 +178,20 @@ TEST(TrainLm, BadInputGivesClearErrors) {
         << e;
   }
 }
+
+// A checkpoint written before LMConfig had head_dim (its config lacks the key) still resumes:
+// the missing field reads as its default, not as another model.
+TEST(TrainLm, ResumesACheckpointWrittenBeforeAConfigFieldExisted) {
+  std::string dir = qs::testing::temp_dir("lm_old_config");
+  std::string corpus = write_corpus(dir);
+  apps::TrainLmOptions first = small_run(dir + "/run", corpus);
+  first.stop_after = 4;
+  const std::string ckpt = apps::train_lm(first).checkpoint;
+  io::Checkpoint ck = io::load_checkpoint(ckpt);
+  ASSERT_TRUE(ck.config["model"].contains("head_dim"));
+  ck.config["model"].erase("head_dim");
+  io::save_checkpoint(ckpt, ck);
+  apps::TrainLmOptions second = small_run(dir + "/run", corpus);
+  second.resume = ckpt;
+  EXPECT_EQ(apps::train_lm(second).steps, 8);
+}
