@@ -5,6 +5,8 @@
 // beside ours (include/qiusuo/apps/experiments.h).
 #include <cmath>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 
 #include "backend/dnnl_util.h"
 #include "io/atomic_file.h"
@@ -14,6 +16,7 @@
 #include "qiusuo/data/idx.h"
 #include "qiusuo/prune/prune.h"
 #include "qiusuo/util/svg_plot.h"
+#include "util/json_bounded.h"
 
 namespace qs::apps {
 
@@ -171,13 +174,13 @@ std::string markdown(const json& doc) {
 
 void write_plots(const json& doc, const fs::path& dir) {
   std::map<std::string, util::PlotSeries> acc, speed;
-  util::PlotSeries infer{"inference b64 (l1-channel)", {}, {}}, train{"training step b128 (l1-channel)", {}, {}};
+  util::PlotSeries infer{"inference, b64", {}, {}}, train{"training step, b128", {}, {}};
   for (const json& r : doc["rows"]) {
     const std::string m = r["method"];
     if (m == "none") continue;
     auto& s = acc[m];
     s.label = m;
-    s.x.push_back(100 * r["flops_kept"].get<double>());
+    s.x.push_back(std::round(100 * r["flops_kept"].get<double>()));
     s.y.push_back(100 * r["after"]["accuracy"].get<double>());
     if (m == "l1-channel") {
       infer.x.push_back(r["ratio"].get<double>()), infer.y.push_back(r["infer_speedup"].get<double>());
@@ -187,12 +190,12 @@ void write_plots(const json& doc, const fs::path& dir) {
   std::vector<util::PlotSeries> a;
   for (auto& [k, s] : acc) a.push_back(s);
   const double base = 100 * doc["rows"][0]["after"]["accuracy"].get<double>();
-  a.push_back({"unpruned, fine-tuned as long", {0, 100}, {base, base}});
+  a.push_back({"unpruned, fine-tuned", {0, 100}, {base, base}});
   util::PlotOptions po;
   po.title = "Fashion-MNIST CNN: test accuracy after pruning and fine-tuning";
   po.x_label = "FLOPs kept (% of unpruned)", po.y_label = "test accuracy (%)";
   io::write_file_atomic((dir / "accuracy_vs_flops.svg").string(), util::svg_line_plot(a, po));
-  po.title = "Measured speed-up of the pruned CNN", po.x_label = "ratio of channels removed per layer";
+  po.title = "Measured speed-up of the pruned CNN (l1-channel)", po.x_label = "ratio of channels removed per layer";
   po.y_label = "unpruned time / pruned time";
   io::write_file_atomic((dir / "speedup.svg").string(), util::svg_line_plot({infer, train}, po));
   std::map<std::string, util::PlotSeries> sens;
@@ -204,17 +207,18 @@ void write_plots(const json& doc, const fs::path& dir) {
   }
   std::vector<util::PlotSeries> sv;
   for (auto& [k, s] : sens) sv.push_back(s);
-  util::PlotSeries lm{"feed-forward neurons (L1), fine-tuned", {}, {}}, lm_raw{"right after pruning", {}, {}};
+  util::PlotSeries lm{"pruned, fine-tuned", {}, {}}, lm_raw{"pruned", {}, {}};
   for (const json& r : doc["lm_rows"]) {
-    lm.x.push_back(100 * r["flops_kept"].get<double>()), lm.y.push_back(r["after"]["perplexity"].get<double>());
-    lm_raw.x.push_back(100 * r["flops_kept"].get<double>()), lm_raw.y.push_back(r["pruned_perplexity"].get<double>());
+    const double x = std::round(100 * r["flops_kept"].get<double>());
+    lm.x.push_back(x), lm.y.push_back(r["after"]["perplexity"].get<double>());
+    lm_raw.x.push_back(x), lm_raw.y.push_back(r["pruned_perplexity"].get<double>());
   }
   const double lm_base = doc["lm_rows"][0]["after"]["perplexity"].get<double>();
-  po.title = "KJV language model: test perplexity after pruning the feed-forward neurons";
+  po.title = "KJV language model: feed-forward neurons pruned (L1)";
   po.x_label = "FLOPs kept (% of unpruned)", po.y_label = "test perplexity (log scale)";
   po.log_y = true;
   io::write_file_atomic((dir / "lm_perplexity.svg").string(),
-                        util::svg_line_plot({lm, lm_raw, {"unpruned, fine-tuned as long", {0, 100}, {lm_base, lm_base}}}, po));
+                        util::svg_line_plot({lm, lm_raw, {"unpruned, fine-tuned", {0, 100}, {lm_base, lm_base}}}, po));
   po.log_y = false;
   po.title = "Sensitivity: one layer pruned (L1), no fine-tuning";
   po.x_label = "filters removed from the layer (%)", po.y_label = "test accuracy (%)";
@@ -236,6 +240,19 @@ json reference() {
 }
 
 }  // namespace
+
+void write_prune_plots(const std::string& dir) {
+  const fs::path file = fs::path(dir) / "results.json";
+  std::ifstream in(file);
+  QS_CHECK(in.good(), "experiment prune --replot: cannot read {}", file.string());
+  try {
+    std::stringstream text;
+    text << in.rdbuf();
+    write_plots(util::parse_json_bounded(text.str()), dir);
+  } catch (const json::exception& e) {
+    QS_FAIL("experiment prune --replot: {} is not a results file of this experiment: {}", file.string(), e.what());
+  }
+}
 
 json run_prune_experiment(const PruneExperimentOptions& o) {
   QS_CHECK(!o.out_dir.empty(), "experiment prune: --out is required");

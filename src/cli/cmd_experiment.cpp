@@ -28,6 +28,13 @@ int cmd_experiment(Args a) {
     std::cout << "wrote " << q.out_dir << "/results.json, results.md\n" << r["claims"].dump() << std::endl;
     return kExitOk;
   }
+  if (what == "prune" && a.has("replot")) {
+    const std::string dir = a.str("replot", "");
+    a.finish();
+    apps::write_prune_plots(dir);
+    std::cout << "wrote " << dir << "/accuracy_vs_flops.svg, speedup.svg, sensitivity.svg, lm_perplexity.svg\n";
+    return kExitOk;
+  }
   if (what == "prune") {
     apps::PruneExperimentOptions p;
     p.quick = a.flag("quick");

@@ -70,5 +70,8 @@ struct PruneExperimentOptions {
   int threads = 0;
 };
 nlohmann::json run_prune_experiment(const PruneExperimentOptions& opt);
+// Redraws DIR's four plots from DIR/results.json (what run_prune_experiment wrote). Errors
+// name the file and what is missing.
+void write_prune_plots(const std::string& dir);
 
 }  // namespace qs::apps
