@@ -36,15 +36,10 @@ void Optimizer::step() {
     update(i, g.to(params_[i].dtype()).contiguous());
   }
   ++steps_;
-  for (auto& [id, fn] : step_hooks_) fn();
+  for (auto& fn : step_hooks_) fn();
 }
 
-int Optimizer::add_step_hook(std::function<void()> fn) {
-  step_hooks_[next_hook_] = std::move(fn);
-  return next_hook_++;
-}
-
-void Optimizer::remove_step_hook(int id) { step_hooks_.erase(id); }
+void Optimizer::add_step_hook(std::function<void()> fn) { step_hooks_.push_back(std::move(fn)); }
 
 void Optimizer::zero_grad() {
   for (auto& p : params_) p.zero_grad();

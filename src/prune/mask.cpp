@@ -18,7 +18,15 @@ struct Masks::State {
   std::vector<std::pair<std::string, Tensor>> masks;  // in the order added
   std::map<std::string, Tensor> params;
   bool active = true;
-  std::vector<std::pair<optim::Optimizer*, int>> attached;
+  // Zeroes every pruned entry.
+  void apply() const {
+    if (!active) return;
+    NoGrad ng;
+    for (auto& [name, m] : masks) {
+      Tensor p = params.at(name);
+      p.copy_(mul(p, m));
+    }
+  }
   Tensor* find(const std::string& name) {
     for (auto& [n, m] : masks)
       if (n == name) return &m;
@@ -30,10 +38,9 @@ Masks::Masks(nn::Module& model) : model_(model), state_(std::make_shared<State>(
   for (auto& [name, t] : model_.named_parameters()) state_->params[name] = t;
 }
 
-Masks::~Masks() {
-  for (auto& [opt, id] : state_->attached) opt->remove_step_hook(id);
-  state_->active = false;
-}
+// The hooks hold the state weakly: once it is gone (or inactive) they do nothing, so an
+// optimiser or a parameter may outlive this object.
+Masks::~Masks() { state_->active = false; }
 
 void Masks::add(const std::string& param, const Tensor& mask) {
   auto it = state_->params.find(param);
@@ -67,27 +74,17 @@ void Masks::add(const std::string& param, const Tensor& mask) {
   apply();
 }
 
-void Masks::apply() const {
-  if (!state_->active) return;
-  NoGrad ng;
-  for (auto& [name, m] : state_->masks) {
-    Tensor p = state_->params.at(name);
-    p.copy_(mul(p, m));
-  }
-}
+void Masks::apply() const { state_->apply(); }
 
 void Masks::attach(optim::Optimizer& opt) {
   std::weak_ptr<State> weak = state_;
-  const int id = opt.add_step_hook([this, weak] {
-    if (auto s = weak.lock(); s && s->active) apply();
+  opt.add_step_hook([weak] {
+    if (auto s = weak.lock()) s->apply();
   });
-  state_->attached.push_back({&opt, id});
 }
 
 void Masks::finalize() {
   apply();
-  for (auto& [opt, id] : state_->attached) opt->remove_step_hook(id);
-  state_->attached.clear();
   state_->masks.clear();
   state_->active = false;
   state_ = std::make_shared<State>();  // a fresh set: add() may start again

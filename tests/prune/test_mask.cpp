@@ -116,6 +116,28 @@ TEST(PruneMask, MasksSurviveOptimiserSteps) {
   }
 }
 
+// The optimiser may outlive the masks (its hook then does nothing) and the masks the optimiser.
+TEST(PruneMask, OptimiserAndMasksMayOutliveEachOther) {
+  Generator g(4);
+  Mlp m(g);
+  const Tensor x = randn({4, 8}, DType::f32, &g), y = randint(0, 3, {4}, DType::i64, &g);
+  optim::SGD sgd(m.parameters(), 0.1, 0.9);
+  {
+    prune::Masks masks(m);
+    masks.add("l1.weight", prune::l1_unstructured(param(m, "l1.weight"), 0.5));
+    masks.attach(sgd);
+  }
+  sgd.zero_grad();
+  cross_entropy(m(x), y).backward();
+  EXPECT_NO_THROW(sgd.step());
+  auto masks = std::make_unique<prune::Masks>(m);
+  {
+    optim::SGD other(m.parameters(), 0.1);
+    masks->attach(other);
+  }
+  EXPECT_NO_THROW(masks.reset());
+}
+
 TEST(PruneMask, BadMasksAreClearErrors) {
   Generator g(3);
   Mlp m(g);

@@ -11,7 +11,6 @@
 //   optimiser would have.
 #pragma once
 #include <functional>
-#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -39,9 +38,8 @@ class Optimizer {
   void load_state_dict(const NamedTensors& dict);
 
   // fn runs at the end of every step() (after every parameter's update), in the order
-  // added: prune::Masks zeroes pruned entries again there. Returns an id for remove.
-  int add_step_hook(std::function<void()> fn);
-  void remove_step_hook(int id);
+  // added: prune::Masks zeroes pruned entries again there.
+  void add_step_hook(std::function<void()> fn);
 
  protected:
   // Updates parameter i with gradient g (contiguous, same dtype as the parameter).
@@ -67,8 +65,7 @@ class Optimizer {
   int64_t steps_ = 0;
   std::vector<BufferSpec> buffer_specs_;
   std::vector<std::vector<Tensor>> buffers_;  // [buffer][param]
-  std::map<int, std::function<void()>> step_hooks_;
-  int next_hook_ = 0;
+  std::vector<std::function<void()>> step_hooks_;
 };
 
 // torch.optim.SGD: d = g + wd p; with momentum: buf = d (first step) or

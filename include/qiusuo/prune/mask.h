@@ -48,8 +48,8 @@ class Masks {
   void add(const std::string& param, const Tensor& mask);
   // Zeroes every pruned entry again (what an attached optimiser runs after each step).
   void apply() const;
-  // After each step() of `opt`, apply(). The optimiser must not outlive this object's
-  // finalize() or destruction, which detach it.
+  // After each step() of `opt`, apply(). Either may outlive the other: after finalize() or
+  // this object's destruction the optimiser's hook does nothing.
   void attach(optim::Optimizer& opt);
   // Drops the masks and the hooks: the zeros stay, nothing keeps them zero any more.
   void finalize();
