@@ -118,7 +118,7 @@ const std::vector<Command>& commands() {
        "other). --global: rank all layers' channels together (per-weight scores; every layer keeps one) and remove\n"
        "--ratio of all of them. --per-layer: a JSON object of ratios by layer, {\"c1\": 0.25, \"c3\": 0.5}.\n"
        "--iterations K: prune in K steps, each followed by the fine-tuning, step k keeping (1 - ratio)^(k/K).\n"
-       "--round-to N: each layer keeps a multiple of N channels (rounded up): 8 or 16 fill oneDNN's blocks.\n"
+       "--round-to N: each layer keeps a multiple of N channels (rounded up; oneDNN blocks 8 or 16 channels).\n"
        "Prints the channel groups, then parameters, FLOPs, file bytes, test accuracy and measured latency\n"
        "(inference on 64 images, one training step on 128; unpruned and pruned alternating) before and after.\n\n"
        "usage: qiusuo prune LM_CKPT --method ffn|heads --out CKPT_P [--ratio 0.5] [--criterion l1-channel|l2-channel]\n"

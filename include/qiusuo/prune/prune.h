@@ -92,8 +92,9 @@ struct PruneOptions {
   // different shares (network slimming's global threshold). Excludes per_layer.
   bool global = false;
   // Round each group's kept channels up to a multiple of this (1: no rounding; at most the
-  // group's size): oneDNN's blocked layouts work on 8 (AVX2) or 16 (AVX-512) channels, and a
-  // width just past a multiple pays for the whole block. Not with global.
+  // group's size): oneDNN's blocked layouts work on 8 (AVX2) or 16 (AVX-512) channels, so a
+  // width just under a multiple runs as fast as the multiple (docs/prune.md measures it).
+  // Not with global.
   int64_t round_to = 1;
 };
 
