@@ -9,6 +9,7 @@
 #include "qiusuo/nn/conv.h"
 #include "qiusuo/nn/linear.h"
 #include "qiusuo/nn/norm.h"
+#include "qiusuo/nn/sequential.h"
 #include "qiusuo/nn/transformer.h"
 #include "qiusuo/ops.h"
 #include "qiusuo/prune/mask.h"
@@ -384,6 +385,58 @@ TEST(PruneDeps, TransformerFeedForwardNeuronsArePrunable) {
     for (auto& [n, t] : lm.state_dict()) before += t.numel();
     for (auto& [n, t] : small) after += t.numel();
     EXPECT_LT(after, before) << block;
+  }
+}
+
+// A Sequential (children reached through child()) is rebuilt in place at the pruned widths,
+// including a depthwise convolution, and computes what the masked model computes.
+TEST(PruneRebuild, SequentialInPlaceEqualsMasked) {
+  auto make = [](Generator& g) {
+    nn::ConvOptions same{.padding = 1};
+    nn::ConvOptions dw{.padding = 1, .groups = 12};
+    return std::make_shared<nn::Sequential>(std::initializer_list<std::shared_ptr<nn::Module>>{
+        std::make_shared<nn::Conv2d>(3, 12, 3, same, g), std::make_shared<nn::BatchNorm2d>(12),
+        std::make_shared<nn::ReLU>(), std::make_shared<nn::Conv2d>(12, 12, 3, dw, g),
+        std::make_shared<nn::Conv2d>(12, 10, 1, nn::ConvOptions{}, g), std::make_shared<nn::BatchNorm2d>(10),
+        std::make_shared<nn::ReLU>(), std::make_shared<nn::AdaptiveAvgPool2d>(1), std::make_shared<nn::Flatten>(),
+        std::make_shared<nn::Linear>(10, 4, true, g)});
+  };
+  Generator g(11), g2(11);
+  auto net = make(g);
+  randomise(*net, g);
+  net->eval();
+  Tensor x = randn({2, 3, 6, 6}, DType::f32, &g);
+  Dependencies d = prune::analyse(*net, x);
+  prune::Plan plan = prune::plan_channels(d, *net, {Criterion::l1, 0.5, {}});
+  nn::StateDict small = prune::shrink(d, plan, net->state_dict());
+  auto masked = make(g2);
+  masked->load_state_dict(net->state_dict());
+  prune::apply_masks(d, plan, *masked);
+  masked->eval();
+  prune::rebuild(*net, small, x);
+  EXPECT_EQ(net->state_dict()[0].second.size(0), 6);  // the first conv: 12 -> 6
+  int64_t dw_groups = 0;
+  for (auto& [n, m] : net->named_modules())
+    if (auto* c = dynamic_cast<nn::ConvNd*>(m.get()); c && c->options().groups > 1) dw_groups = c->options().groups;
+  EXPECT_EQ(dw_groups, 6);
+  NoGrad ng;
+  ops::ReferenceKernels ref;
+  EXPECT_EQ(amax(abs(sub((*net)(x), (*masked)(x)))).item(), 0.0);
+}
+
+// A parent that calls its children through typed pointers (CNN3D) would keep running the old
+// layers: rebuild says so instead of returning a model that ignores the new weights.
+TEST(PruneRebuild, TypedPointerParentsAreRefused) {
+  Generator g(12);
+  apps::CNN3D net(g);
+  Tensor x = randn({1, 1, 8, 8, 8}, DType::f32, &g);
+  Dependencies d = prune::analyse(net, x);
+  nn::StateDict small = prune::shrink(d, prune::plan_channels(d, net, {Criterion::l1, 0.5, {}}), net.state_dict());
+  try {
+    prune::rebuild(net, small, x);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("through its own pointer"), std::string::npos) << e.what();
   }
 }
 

@@ -23,6 +23,8 @@ class BatchNorm : public Module {
   const Tensor& running_mean() const { return running_mean_; }
   const Tensor& running_var() const { return running_var_; }
   double eps() const { return eps_; }
+  double momentum() const { return momentum_; }
+  int spatial_dims() const { return dims_; }
 
  private:
   Tensor normalise(const Tensor& x, bool relu);

@@ -115,6 +115,16 @@ Plan plan_channels(const Dependencies& dep, const nn::Module& model, const Prune
 // or of another size than the analysis saw.
 nn::StateDict shrink(const Dependencies& dep, const Plan& plan, const nn::StateDict& state);
 
+// Makes `model` the smaller dense model of `small` (a shrink() result) in place: every
+// Conv1d/2d/3d, Linear and BatchNorm1d/2d/3d whose parameters have new shapes in `small` is
+// replaced (Module::replace_child) by a layer of those shapes with the same options (a
+// depthwise convolution keeps groups == channels), then `small` is loaded. A traced forward
+// of `example` then checks that the forward runs the new layers. A parent whose forward
+// calls a child through its own typed pointer would still run the old one, so that is an
+// error naming the layer (Sequential and FashionCNN reach their children through child()).
+// Other layers whose parameters changed shape are errors too.
+void rebuild(nn::Module& model, const nn::StateDict& small, const Tensor& example);
+
 // Zeroes the removed channels' slices of the model's parameters and buffers in place: the
 // masked model, whose outputs the shrunken one reproduces: a removed channel is zero from
 // its producer on (a batch norm's zeroed weight and bias give 0 whatever its statistics) and
