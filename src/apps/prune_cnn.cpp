@@ -30,14 +30,18 @@ int64_t model_file_bytes(const FashionCNN& m, const std::string& near) {
   return b;
 }
 
-void describe(PruneCnnStats& s, FashionCNN& m) {
+int64_t flops_per_image(FashionCNN& m) { return graph::trace(m, zeros({1, 1, 28, 28})).flops(); }
+
+// The last step already counted the pruned model's parameters and FLOPs (fine-tuning does
+// not change its widths): `step` saves tracing it again.
+void describe(PruneCnnStats& s, FashionCNN& m, const PruneCnnStep* step = nullptr) {
   s.widths = m.widths();
-  s.params = m.num_parameters();
-  s.flops = graph::trace(m, zeros({1, 1, 28, 28})).flops();
+  s.params = step ? step->params : m.num_parameters();
+  s.flops = step ? step->flops : flops_per_image(m);
 }
 
-// Inference on 64 images and one SGD step on 128, alternating between the two models round
-// by round (the machine's state changes over seconds; each round compares like with like).
+// Inference on 64 images and one SGD step on 128, the two models alternating
+// (util::alternating).
 void measure_latency(PruneCnnResult& r, FashionCNN& before, FashionCNN& after, int rounds) {
   if (rounds <= 0) return;
   Generator g(1);
@@ -45,31 +49,24 @@ void measure_latency(PruneCnnResult& r, FashionCNN& before, FashionCNN& after, i
   const Tensor y128 = randint(0, 10, {128}, DType::i64, &g);
   // Training steps change weights: they run on fresh models of the same widths.
   FashionCNN tb(before.widths(), g), ta(after.widths(), g);
+  tb.train(), ta.train();
   optim::SGD sb(tb.parameters(), 0.01, 0.9), sa(ta.parameters(), 0.01, 0.9);
-  auto infer = [&](FashionCNN& m) {
+  util::AlternatingTimes inf;
+  {
     NoGrad ng;
-    nn::EvalScope e(m);
-    return util::seconds_per_call_for([&] { m(x64); }, 0.25);
-  };
-  auto step = [&](FashionCNN& m, optim::SGD& opt) {
-    m.train();
-    return util::seconds_per_call_for(
-        [&] {
-          opt.zero_grad();
-          cross_entropy(m(x128), y128).backward();
-          opt.step();
-        },
-        0.5);
-  };
-  std::vector<double> ib, ia, tbs, tas, iratio, tratio;
-  for (int k = 0; k < rounds; ++k) {
-    ib.push_back(infer(before)), ia.push_back(infer(after));
-    tbs.push_back(step(tb, sb)), tas.push_back(step(ta, sa));
-    iratio.push_back(ib.back() / ia.back()), tratio.push_back(tbs.back() / tas.back());
+    nn::EvalScope eb(before), ea(after);
+    inf = util::alternating([&] { before(x64); }, [&] { after(x64); }, rounds, 0.25);
   }
-  r.before.infer_b64_ms = util::median(ib) * 1e3, r.after.infer_b64_ms = util::median(ia) * 1e3;
-  r.before.train_b128_ms = util::median(tbs) * 1e3, r.after.train_b128_ms = util::median(tas) * 1e3;
-  r.infer_speedup = util::median(iratio), r.train_speedup = util::median(tratio);
+  auto step = [&](FashionCNN* m, optim::SGD* opt) {
+    return [m, opt, &x128, &y128] {
+      opt->zero_grad();
+      cross_entropy((*m)(x128), y128).backward();
+      opt->step();
+    };
+  };
+  const util::AlternatingTimes tr = util::alternating(step(&tb, &sb), step(&ta, &sa), rounds, 0.5);
+  r.before.infer_b64_ms = inf.a * 1e3, r.after.infer_b64_ms = inf.b * 1e3, r.infer_speedup = inf.ratio;
+  r.before.train_b128_ms = tr.a * 1e3, r.after.train_b128_ms = tr.b * 1e3, r.train_speedup = tr.ratio;
 }
 
 }  // namespace
@@ -137,7 +134,8 @@ PruneCnnResult prune_cnn(const PruneCnnOptions& o) {
     return n;
   }();
   for (int k = 1; k <= o.iterations; ++k) {
-    const prune::Dependencies dep = prune::analyse(*pruned, zeros({2, 1, 28, 28}));
+    // The first cut is on the loaded model, already analysed.
+    const prune::Dependencies dep = k == 1 ? dep0 : prune::analyse(*pruned, zeros({2, 1, 28, 28}));
     prune::PruneOptions step = po;
     if (o.iterations > 1) {
       if (o.global) {
@@ -173,7 +171,7 @@ PruneCnnResult prune_cnn(const PruneCnnOptions& o) {
     PruneCnnStep st;
     st.widths = pruned->widths();
     st.params = pruned->num_parameters();
-    st.flops = graph::trace(*pruned, zeros({1, 1, 28, 28})).flops();
+    st.flops = flops_per_image(*pruned);
     st.pruned_accuracy = st.accuracy = evaluate_classifier(*pruned, test_x, test_y).first;
     config["widths"] = pruned->widths().to_json();
     io::save_checkpoint(o.out, io::Checkpoint{pruned->state_dict(), {}, 0, {}, config, nullptr});
@@ -205,7 +203,7 @@ PruneCnnResult prune_cnn(const PruneCnnOptions& o) {
   io::save_checkpoint(o.out, io::Checkpoint{pruned->state_dict(), {}, 0, {}, config, nullptr});
 
   describe(r.before, *model);
-  describe(r.after, *pruned);
+  describe(r.after, *pruned, &r.steps.back());
   r.before.file_bytes = model_file_bytes(*model, o.out);
   r.after.file_bytes = int64_t(std::filesystem::file_size(o.out));
   measure_latency(r, *model, *pruned, o.latency_rounds);

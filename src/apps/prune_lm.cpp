@@ -250,14 +250,8 @@ PruneLmResult prune_lm(const PruneLmOptions& o) {
     Generator g(1);
     const Tensor x = randint(0, cfg.vocab_size, {1, seq}, DType::i64, &g);
     NoGrad ng;
-    std::vector<double> tb, ta, ratio;
-    for (int k = 0; k < o.latency_rounds; ++k) {
-      tb.push_back(util::seconds_per_call_for([&] { m(x); }, 0.25));
-      ta.push_back(util::seconds_per_call_for([&] { (*pruned)(x); }, 0.25));
-      ratio.push_back(tb.back() / ta.back());
-    }
-    r.before.fwd_ms = util::median(tb) * 1e3, r.after.fwd_ms = util::median(ta) * 1e3;
-    r.speedup = util::median(ratio);
+    const util::AlternatingTimes t = util::alternating([&] { m(x); }, [&] { (*pruned)(x); }, o.latency_rounds, 0.25);
+    r.before.fwd_ms = t.a * 1e3, r.after.fwd_ms = t.b * 1e3, r.speedup = t.ratio;
   }
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return r;

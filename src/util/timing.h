@@ -31,4 +31,22 @@ inline double median(std::vector<double> v) {
   return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
+// a against b: `rounds` rounds, each timing a then b over about min_seconds apiece. The
+// machine's speed drifts over seconds (a shared VM's quiet and busy states), so each round
+// compares like with like; the medians of a's and b's times and of the per-round ratios
+// a / b (> 1: b is faster). rounds >= 1.
+struct AlternatingTimes {
+  double a = 0, b = 0, ratio = 0;
+};
+inline AlternatingTimes alternating(const std::function<void()>& a, const std::function<void()>& b, int rounds,
+                                    double min_seconds) {
+  std::vector<double> ta, tb, r;
+  for (int k = 0; k < rounds; ++k) {
+    ta.push_back(seconds_per_call_for(a, min_seconds));
+    tb.push_back(seconds_per_call_for(b, min_seconds));
+    r.push_back(ta.back() / tb.back());
+  }
+  return {median(ta), median(tb), median(r)};
+}
+
 }  // namespace qs::util
