@@ -254,6 +254,12 @@ Tensor interpolate_scale(const Tensor& x, double scale_factor, const std::string
 // rotation by -angle) and in cos and sin. Errors: d odd or 0, tables not [n, d / 2], dtypes.
 Tensor rope(const Tensor& x, const Tensor& cos, const Tensor& sin);
 
+// ---- tracing
+// Says that the running forward chooses what to run by tensor values here (`what`, e.g. an
+// MoE layer's routing), which the op calls alone do not show: graph::trace marks its graph
+// as holding the example's choice (Graph::value_dependent). Costs nothing when not traced.
+void note_value_dependent(const std::string& what);
+
 // ---- shape helpers
 // Sums `x` down to `shape` (the reverse of broadcasting): the gradient of expand.
 Tensor sum_to(const Tensor& x, const Shape& shape);

@@ -115,6 +115,7 @@ class Parser {
 }  // namespace
 
 void save(const Graph& g, const std::string& path) {
+  g.check_replayable();
   g.verify();
   io::NamedTensors tensors;
   for (size_t id = 0; id < g.values.size(); ++id) {

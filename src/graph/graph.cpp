@@ -86,6 +86,15 @@ std::string attr_text(const AttrValue& v) {
   return "\"" + std::get<std::string>(v) + "\"";
 }
 
+void Graph::check_replayable() const {
+  if (value_dependent.empty()) return;
+  std::string where;
+  for (const std::string& w : value_dependent) where += (where.empty() ? "" : "; ") + w;
+  QS_FAIL("graph: the traced forward chose its path by tensor values ({}): the graph holds the example's choice and "
+          "would replay it for every input, so it cannot be saved, exported or run",
+          where);
+}
+
 void Graph::verify() const {
   const int nv = int(values.size());
   QS_CHECK(data.size() == values.size(), "graph: {} values but {} data slots", values.size(), data.size());

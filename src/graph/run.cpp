@@ -54,6 +54,7 @@ Sizes bind_inputs(const Graph& g, const std::vector<Tensor>& inputs) {
 }
 
 std::vector<Tensor> run(const Graph& g, const std::vector<Tensor>& inputs) {
+  g.check_replayable();
   const Sizes z = bind_inputs(g, inputs);
   const bool symbolic = z.batch >= 0 || z.seq >= 0;
   std::vector<Tensor> env(g.values.size());

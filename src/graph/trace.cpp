@@ -1,6 +1,7 @@
 // Tracing: a dispatch hook records the top-level primitives of one forward; values are
 // told apart by tensor identity (every recorded call keeps its tensors alive, so no
 // address is reused while tracing).
+#include <algorithm>
 #include <map>
 
 #include "ops/op.h"
@@ -18,10 +19,14 @@ namespace {
 // here at depth 0, ahead of the op they feed, as in the eager run.
 struct Recorder : ops::DispatchHook {
   std::vector<ops::OpCall> calls;
+  std::vector<std::string> choices;  // value_dependent() notes
   int depth = 0;
   void before(ops::OpKind, std::vector<Tensor>&, Attrs&) override { ++depth; }
   void after(const ops::OpCall& c) override {
     if (--depth == 0) calls.push_back(c);
+  }
+  void value_dependent(const std::string& what) override {
+    if (std::find(choices.begin(), choices.end(), what) == choices.end()) choices.push_back(what);
   }
 };
 
@@ -94,6 +99,7 @@ Graph trace_once(const Fn& fn, const std::vector<Tensor>& example_inputs,
     for (const Tensor& t : c.out) n.outputs.push_back(b.node_output(t, index));
     b.g.nodes.push_back(std::move(n));
   }
+  b.g.value_dependent = rec.choices;
   QS_CHECK(!results.empty(), "trace: the traced function returned no tensors");
   for (size_t i = 0; i < results.size(); ++i) {
     QS_CHECK(results[i].defined(), "trace: result {} is undefined", i);

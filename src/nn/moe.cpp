@@ -124,6 +124,7 @@ Tensor MoE::forward(const Tensor& x) {
   Tensor xf = x.reshape({T, D});
   Routing r = route(xf);
   std::vector<int64_t> idx = r.indices.to_vector_as<int64_t>();
+  note_value_dependent("MoE routing: which experts run on which tokens");
   Dispatch d = group_by_expert(idx, cfg_.n_routed, K);
   for (int64_t e = 0; e < cfg_.n_routed; ++e) {
     stats_counts_[size_t(e)] += d.counts[size_t(e)];

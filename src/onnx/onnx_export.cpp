@@ -689,6 +689,7 @@ class Exporter {
 }  // namespace
 
 OnnxReport save_onnx(const Graph& g, const std::string& path, const OnnxOptions& opts) {
+  g.check_replayable();
   g.verify();
   for (const Value& v : g.values)
     if (v.dtype == DType::bf16 || v.dtype == DType::f16)

@@ -110,6 +110,15 @@ void pop_dispatch_hook(DispatchHook* h) {
   QS_CHECK(!g_hooks.empty() && g_hooks.back() == h, "internal: dispatch hooks popped out of order");
   g_hooks.pop_back();
 }
+}  // namespace qs::ops
+
+namespace qs {
+void note_value_dependent(const std::string& what) {
+  for (ops::DispatchHook* h : ops::g_hooks) h->value_dependent(what);
+}
+}  // namespace qs
+
+namespace qs::ops {
 
 std::vector<TensorSpec> run_meta(const OpCall& call) { return op_def(call.op).impl->meta(call); }
 

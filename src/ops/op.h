@@ -113,9 +113,14 @@ class DispatchHook {
   // May rewrite the inputs (autocast casts them). Returns true if it changed them.
   virtual void before(OpKind op, std::vector<Tensor>& in, Attrs& attrs) {}
   virtual void after(const OpCall& call) {}
+  // A forward chose what to run by tensor values (which an op call does not show): `what`
+  // says where. graph::trace's recorder keeps it, since its graph would replay the
+  // example's choice for every input.
+  virtual void value_dependent(const std::string& what) {}
 };
 void push_dispatch_hook(DispatchHook* h);
 void pop_dispatch_hook(DispatchHook* h);
+// (qs::note_value_dependent, in qiusuo/ops.h, calls value_dependent on every hook.)
 
 // Records, on this thread while alive, which kernel each dispatched op ran ("ref" or
 // an optimised kernel's name): tests use it to show a fast path is taken.

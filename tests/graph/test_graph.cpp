@@ -94,6 +94,29 @@ TEST(Graph, TracedLanguageModelReproducesTheEagerModel) {
   }
 }
 
+// An MoE layer picks its experts by the router's values, which the op calls do not show:
+// the traced graph would replay the example's routing for every input (a wrong answer, not
+// an error), so it is marked, and saving or running it is refused by name (ONNX export:
+// test_onnx). A dense model's graph is not marked.
+TEST(Graph, ValueDependentRoutingIsMarkedAndRefused) {
+  Generator gen(4);
+  nn::LMConfig c = tiny_lm("deepseek");
+  nn::TransformerLM dense(c, {}, gen);
+  Tensor idx = randint(0, 64, {2, 16}, DType::i64, &gen);
+  EXPECT_TRUE(graph::trace(dense, idx).value_dependent.empty());
+  c.ffn = "moe", c.moe_n_routed = 4, c.moe_top_k = 1;
+  nn::TransformerLM moe(c, {}, gen);
+  graph::Graph g = graph::trace(moe, idx);
+  ASSERT_EQ(g.value_dependent.size(), 1u);  // one note, however many layers route
+  EXPECT_NE(g.value_dependent[0].find("MoE routing"), std::string::npos);
+  EXPECT_GT(g.flops(), 0);  // what reads only the structure still may
+  const std::string dir = testing::temp_dir("graph_value_dependent");
+  for (const std::string& e : {error_of([&] { graph::save(g, dir + "/moe.qsg"); }),
+                               error_of([&] { graph::run(g, {idx}); })})
+    EXPECT_NE(e.find("chose its path by tensor values (MoE routing"), std::string::npos) << e;
+  EXPECT_FALSE(std::filesystem::exists(dir + "/moe.qsg"));
+}
+
 TEST(Graph, TracingUnderAutocastRecordsItsCasts) {
   Generator gen(3);
   apps::FashionCNN model(gen);

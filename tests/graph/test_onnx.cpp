@@ -223,6 +223,14 @@ TEST(OnnxExport, WhatHasNoOnnxFormIsRefusedByName) {
   EXPECT_NE(e.find("(max_pool -> "), std::string::npos) << e;
   EXPECT_NE(e.find("indices (output 1) is read"), std::string::npos) << e;
   EXPECT_FALSE(fs::exists(tmp_path("indices.onnx")));
+  // MoE: the experts are chosen by the router's values; the graph froze the example's choice.
+  nn::LMConfig mc = lm_config("deepseek", "mha", 0, nn::PositionEncoding::rope);
+  mc.ffn = "moe", mc.moe_n_routed = 4, mc.moe_top_k = 1;
+  nn::TransformerLM moe(mc, {}, gen);
+  graph::Graph gm = graph::trace(moe, randint(0, 64, {1, 8}, DType::i64, &gen));
+  e = error_of([&] { graph::save_onnx(gm, tmp_path("moe.onnx")); });
+  EXPECT_NE(e.find("chose its path by tensor values (MoE routing"), std::string::npos) << e;
+  EXPECT_FALSE(fs::exists(tmp_path("moe.onnx")));
 }
 
 TEST(OnnxExport, CheckerRefusesABrokenFile) {

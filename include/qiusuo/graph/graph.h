@@ -75,6 +75,14 @@ class Graph {
   // With a dynamic sequence length: the longest S the graph's data serves (position tables
   // are constants of that length, sliced to S); 0 without one.
   int64_t max_seq = 0;
+  // Where the traced forward chose its path by tensor values (an MoE layer's routing: which
+  // experts ran on which tokens). The graph holds the example's choice and would replay it
+  // for every input, so save(), save_onnx() and run() refuse it (check_replayable); what
+  // only reads its structure (flops(), pruning's analysis) may use it.
+  std::vector<std::string> value_dependent;
+
+  // An Error naming value_dependent's entries when there are any.
+  void check_replayable() const;
 
   // Checks the graph and throws an Error naming the node (index and op) or value at
   // fault: unknown op names, wrong input or output counts, ids out of range, a value used
