@@ -1,12 +1,12 @@
-// `qiusuo prune LM_CKPT --method ffn|heads` (include/qiusuo/apps/prune.h). ffn: the channel
-// groups come from prune::analyse, as for the CNN; on a dense LM the prunable ones are
-// exactly the feed-forward hidden layers. heads: one group per attention layer, built here
+// `qiusuo prune LM_CKPT --method ffn|heads` (include/qiusuo/apps/prune.h). ffn: on a dense
+// LM the channel groups come from prune::analyse, as for the CNN, and the prunable ones are
+// exactly the feed-forward hidden layers; on an MoE LM one group per SwiGLU (each expert)
+// is built from the modules. heads: one group per attention layer (MHA or MLA), built here
 // from the layer's shape (a reshape into heads keeps analyse from following them).
 #include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <map>
-#include <numeric>
 
 #include "apps/lm_internal.h"
 #include "qiusuo/apps/lm.h"
@@ -35,8 +35,9 @@ int64_t finetune(nn::TransformerLM& m, const text::TokenStream& train, const Pru
     data::Batch b = train.sample(o.batch, seq, g);
     opt.zero_grad();
     Tensor loss = cross_entropy(m(b.x).reshape({-1, vocab}), b.y.reshape({-1}));
-    loss.backward();
+    add_aux_losses(m, loss).backward();
     opt.step();
+    after_step(m);
     if (!o.quiet) progress.update(step + 1, loss.item(), b.x.numel());
   }
   m.eval();
@@ -57,48 +58,6 @@ void describe(PruneLmStats& s, nn::TransformerLM& m) {
   s.n_kv_heads = m.config().n_kv_heads > 0 ? m.config().n_kv_heads : m.config().n_heads;
   s.params = m.num_parameters();
   s.flops = graph::trace(m, zeros({1, m.config().max_seq_len}, DType::i64)).flops();
-}
-
-// One group per multi-head attention layer, one channel per key/value head (with its
-// n_heads / n_kv_heads query heads): the query rows, key rows and value rows of in_proj (and
-// its bias), the columns of out_proj, and T5's per-head bias rows.
-prune::Dependencies head_groups(nn::TransformerLM& m, const std::string& path) {
-  const nn::LMConfig& c = m.config();
-  QS_CHECK(c.attention == "mha", "prune --method heads: {} has {} attention; only mha heads are pruned so far", path,
-           c.attention);
-  QS_CHECK(c.pos.kind != nn::PositionEncoding::alibi,
-           "prune --method heads: {} uses ALiBi, whose slopes depend on the number of heads: removing a head would "
-           "change the others' slopes",
-           path);
-  prune::Dependencies d;
-  std::map<std::string, bool> params;
-  for (auto& [n, t] : m.named_parameters()) params[n] = true;
-  for (auto& [name, mod] : m.named_modules()) {
-    auto* a = dynamic_cast<nn::MultiheadAttention*>(mod.get());
-    if (!a) continue;
-    const int64_t h = a->n_heads(), g = a->n_kv_heads(), dh = a->head_dim(), rep = h / g;
-    prune::Group grp;
-    grp.name = name;
-    grp.producers = {name};
-    grp.size = g;
-    const std::string w = name + ".in_proj.weight", b = name + ".in_proj.bias";
-    QS_CHECK(params.count(w) && params.count(name + ".out_proj.weight"),
-             "prune --method heads: {} has no float in_proj / out_proj (a quantised model?)", name);
-    using prune::Role;
-    for (const auto& [param, role] : {std::pair{w, Role::producer}, std::pair{b, Role::bias}}) {
-      if (!params.count(param)) continue;
-      grp.members.push_back({param, 0, role, 0, g, 0, rep * dh});  // query heads, rep per group
-      grp.members.push_back({param, 0, role, 0, g, h, dh});        // keys: rows h dh + j dh
-      grp.members.push_back({param, 0, role, 0, g, h + g, dh});    // values
-    }
-    grp.members.push_back({name + ".out_proj.weight", 1, Role::consumer, 0, g, 0, rep * dh});
-    if (params.count(name + ".relative_attention_bias"))
-      grp.members.push_back({name + ".relative_attention_bias", 0, Role::scale, 0, g, 0, rep});
-    d.groups.push_back(std::move(grp));
-  }
-  QS_CHECK(int64_t(d.groups.size()) == c.n_layers, "prune --method heads: found {} attention layers in {} blocks",
-           d.groups.size(), c.n_layers);
-  return d;
 }
 
 // Michel et al. 2019's masking importance: the rise of the mean loss over fixed training
@@ -122,13 +81,13 @@ prune::Plan plan_heads(nn::TransformerLM& m, const prune::Dependencies& dep, con
     return s / double(batches.size());
   };
   const double base = loss();
-  std::map<std::string, nn::MultiheadAttention*> layers;
+  std::map<std::string, nn::AttentionLayer*> layers;
   for (auto& [name, mod] : m.named_modules())
-    if (auto* a = dynamic_cast<nn::MultiheadAttention*>(mod.get())) layers[name] = a;
+    if (auto* a = dynamic_cast<nn::AttentionLayer*>(mod.get())) layers[name] = a;
   prune::Plan plan;
   plan.removed.resize(dep.groups.size());
   for (size_t l = 0; l < dep.groups.size(); ++l) {
-    nn::MultiheadAttention& a = *layers.at(dep.groups[l].name);
+    nn::AttentionLayer& a = *layers.at(dep.groups[l].name);
     const int64_t rep = a.n_heads() / g;
     std::vector<double> imp(static_cast<size_t>(g));
     for (int64_t j = 0; j < g; ++j) {
@@ -138,11 +97,7 @@ prune::Plan plan_heads(nn::TransformerLM& m, const prune::Dependencies& dep, con
       imp[size_t(j)] = loss() - base;
     }
     importance[dep.groups[l].name] = imp;
-    std::vector<int64_t> order(static_cast<size_t>(g));
-    std::iota(order.begin(), order.end(), 0);
-    std::stable_sort(order.begin(), order.end(), [&](int64_t x, int64_t y) { return imp[size_t(x)] < imp[size_t(y)]; });
-    plan.removed[l].assign(order.begin(), order.begin() + k);
-    std::sort(plan.removed[l].begin(), plan.removed[l].end());
+    plan.removed[l] = prune::lowest(imp, k);
   }
   return plan;
 }
@@ -181,9 +136,36 @@ PruneLmResult prune_lm(const PruneLmOptions& o) {
   int64_t hidden = 0;
   prune::Dependencies dep;
   prune::Plan plan;
-  if (o.method == "ffn") {
-    QS_CHECK(cfg.ffn != "moe" || cfg.block != "deepseek",
-             "prune --method ffn: {} has MoE feed-forwards; pruning experts is not supported yet", o.checkpoint);
+  if (o.method == "ffn" && !m.moe_layers().empty()) {
+    // Every routed expert loses floor(ratio * d_expert) of its own lowest-scoring neurons, the
+    // shared experts (one SwiGLU of n_shared * d_expert) n_shared times as many, and the dense
+    // first layers floor(ratio * ffn_hidden): the config keeps one d_expert and one ffn_hidden.
+    dep = prune::swiglu_groups(m);
+    const nn::MoEConfig& mc = m.moe_layers()[0]->config();
+    const auto cut = [&](int64_t width) { return int64_t(std::floor(o.ratio * double(width) + 1e-9)); };
+    const int64_t ke = cut(mc.d_expert);
+    QS_CHECK(ke < mc.d_expert, "prune --method ffn: ratio {} would remove all {} neurons of each expert", o.ratio,
+             mc.d_expert);
+    plan.removed.resize(dep.groups.size());
+    for (size_t i = 0; i < dep.groups.size(); ++i) {
+      const prune::Group& g = dep.groups[i];
+      int64_t k = 0;
+      if (g.name.find(".shared_experts.") != std::string::npos) {
+        k = mc.n_shared * ke;
+      } else if (g.name.find(".experts.") != std::string::npos) {
+        k = ke;
+      } else {
+        QS_CHECK(hidden == 0 || g.size == hidden, "prune --method ffn: dense feed-forward widths differ ({} and {})",
+                 hidden, g.size);
+        hidden = g.size, k = cut(g.size);
+        QS_CHECK(k < g.size, "prune --method ffn: ratio {} would remove all {} neurons of {}", o.ratio, g.size, g.name);
+      }
+      plan.removed[i] = prune::lowest(prune::channel_scores(g, m, criterion), k);
+    }
+    r.channels_removed = plan.channels_removed();
+    pcfg.moe_d_expert = mc.d_expert - ke;
+    if (hidden > 0) pcfg.ffn_hidden = hidden - cut(hidden);
+  } else if (o.method == "ffn") {
     dep = prune::analyse(m, zeros({1, std::min<int64_t>(16, cfg.max_seq_len)}, DType::i64));
     // Every prunable group of a dense LM is a feed-forward hidden layer: check, and that they
     // have one size (the config's ffn_hidden).
@@ -203,16 +185,29 @@ PruneLmResult prune_lm(const PruneLmOptions& o) {
     r.channels_removed = plan.channels_removed();
     pcfg.ffn_hidden = hidden - r.channels_removed / cfg.n_layers;
   } else {
-    dep = head_groups(m, o.checkpoint);
+    QS_CHECK(cfg.pos.kind != nn::PositionEncoding::alibi,
+             "prune --method heads: {} uses ALiBi, whose slopes depend on the number of heads: removing a head would "
+             "change the others' slopes",
+             o.checkpoint);
+    dep = prune::head_groups(m);
+    QS_CHECK(int64_t(dep.groups.size()) == cfg.n_layers, "prune --method heads: found {} attention layers in {} blocks",
+             dep.groups.size(), cfg.n_layers);
     plan = plan_heads(m, dep, train, o, r.importance);
-    const int64_t h = cfg.n_heads, g = cfg.n_kv_heads > 0 ? cfg.n_kv_heads : h;
-    const int64_t k = int64_t(plan.removed[0].size());  // kv groups removed per layer
-    pcfg.head_dim = cfg.head_dim > 0 ? cfg.head_dim : cfg.d_model / h;
+    const int64_t h = cfg.n_heads, g = dep.groups[0].size, k = int64_t(plan.removed[0].size());  // groups removed per layer
     pcfg.n_heads = h - k * (h / g);
-    if (cfg.n_kv_heads > 0) pcfg.n_kv_heads = g - k;
+    if (cfg.attention == "mla") {
+      // The head dims stay: written out, since their default (d_model / n_heads) would change.
+      const nn::MlaConfig& mc = dynamic_cast<nn::MultiheadLatentAttention&>(m.blocks()[0]->attention()).config();
+      pcfg.qk_nope_head_dim = mc.qk_nope_head_dim, pcfg.v_head_dim = mc.v_head_dim;
+    } else {
+      pcfg.head_dim = cfg.head_dim > 0 ? cfg.head_dim : cfg.d_model / h;
+      if (cfg.n_kv_heads > 0) pcfg.n_kv_heads = g - k;
+    }
     r.channels_removed = k * (h / g) * cfg.n_layers;
   }
   r.groups = dep.to_text();
+  for (size_t i = 0; i < dep.groups.size(); ++i)
+    if (!plan.removed[i].empty()) r.removed[dep.groups[i].name] = plan.removed[i];
   const nn::StateDict small = prune::shrink(dep, plan, m.state_dict());
   Generator gen(o.seed);
   auto pruned = std::make_unique<nn::TransformerLM>(pcfg, nn::FfnFactory{}, gen);

@@ -80,6 +80,7 @@ int prune_lm(Args& a, const std::string& ckpt) {
                               {"channels_removed", r.channels_removed}, {"before", apps::to_json(r.before)},
                               {"after", apps::to_json(r.after)},      {"pruned_perplexity", r.pruned_perplexity},
                               {"finetune_steps", r.finetune_steps}, {"speedup", r.speedup},
+                              {"removed", r.removed},         {"importance", r.importance},
                               {"seconds", r.seconds}}
                    .dump()
             << std::endl;

@@ -124,11 +124,13 @@ const std::vector<Command>& commands() {
        "usage: qiusuo prune LM_CKPT --method ffn|heads --out CKPT_P [--ratio 0.5] [--criterion l1-channel|l2-channel]\n"
        "                    [--importance-batches 4] [--finetune-steps 0] [--finetune-lr 3e-4] [--eval-windows 50]\n"
        "                    [--latency-rounds 5]\n\n"
-       "ffn: a dense language model's feed-forward hidden neurons (GPT's c_fc, DeepSeek's SwiGLU gate and up\n"
-       "together, the same ratio in every block). heads: the attention heads (with grouped-query attention, whole\n"
-       "key/value groups) whose masking raises the loss least (Michel et al. 2019), the same count in every layer;\n"
-       "the model keeps its head dim with fewer heads. Prints test perplexity, parameters, FLOPs, file bytes and\n"
-       "forward latency before and after, optionally after AdamW fine-tuning on training windows. See docs/prune.md.\n",
+       "ffn: the feed-forward hidden neurons (GPT's c_fc, DeepSeek's SwiGLU gate and up together; in MoE layers\n"
+       "inside every routed and shared expert), the same ratio in every block. heads: the attention heads (MHA;\n"
+       "with grouped-query attention, whole key/value groups; MLA heads with their W_UK/W_UV rows) whose masking\n"
+       "raises the loss least (Michel et al. 2019), the same count in every layer; the model keeps its head dims\n"
+       "with fewer heads. Prints test perplexity, parameters, FLOPs, file bytes and forward latency before and\n"
+       "after, optionally after AdamW fine-tuning on training windows, and a JSON line with what was removed.\n"
+       "See docs/prune.md.\n",
        cmd_prune},
       {"experiment", "run a measured experiment of the curriculum: pe (positional encodings), quant, prune",
        std::string("usage: qiusuo experiment pe --out DIR [--quick] [--corpus PATH] [--encodings rope,alibi,...] "

@@ -13,7 +13,9 @@ void LMConfig::validate() const {
            "{}, {}, {}, {}, {}, {}",
            vocab_size, d_model, n_layers, n_heads, max_seq_len, n_kv_heads);
   QS_CHECK(head_dim >= 0, "LMConfig: head_dim must be 0 (d_model / n_heads) or positive, got {}", head_dim);
-  QS_CHECK(head_dim > 0 || d_model % n_heads == 0, "LMConfig: d_model {} is not divisible by n_heads {}", d_model,
+  // Heads whose dims are given need not divide d_model (a model whose heads were pruned).
+  const bool dims_given = attention == "mla" ? qk_nope_head_dim > 0 && v_head_dim > 0 : head_dim > 0;
+  QS_CHECK(dims_given || d_model % n_heads == 0, "LMConfig: d_model {} is not divisible by n_heads {}", d_model,
            n_heads);
   QS_CHECK(head_dim == 0 || attention == "mha",
            "LMConfig: head_dim is for mha attention (mla has qk_nope_head_dim and v_head_dim), got {}", head_dim);

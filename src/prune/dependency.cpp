@@ -516,6 +516,10 @@ std::string Dependencies::to_text() const {
 
 Dependencies analyse(nn::Module& model, const Tensor& example) {
   graph::Graph g = graph::trace(model, example);
+  QS_CHECK(g.value_dependent.empty(),
+           "prune: the forward chose its path by tensor values ({}), so a trace shows only the example's path; for "
+           "MoE feed-forwards use prune::swiglu_groups",
+           g.value_dependent[0]);
   return Walker(g).run();
 }
 

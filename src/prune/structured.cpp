@@ -199,16 +199,21 @@ Plan plan_channels(const Dependencies& dep, const nn::Module& model, const Prune
     }
     if (n == 0) continue;
     QS_CHECK(n < g.size, "prune: ratio {} would remove all {} channels of layer {}", ratio[i], g.size, g.name);
-    const std::vector<double> s = channel_scores(g, model, opt.criterion);
-    std::vector<int64_t> order(size_t(g.size));
-    std::iota(order.begin(), order.end(), 0);
-    std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
-      return s[size_t(a)] != s[size_t(b)] ? s[size_t(a)] < s[size_t(b)] : a > b;
-    });
-    plan.removed[i].assign(order.begin(), order.begin() + n);
-    std::sort(plan.removed[i].begin(), plan.removed[i].end());
+    plan.removed[i] = lowest(channel_scores(g, model, opt.criterion), n);
   }
   return plan;
+}
+
+std::vector<int64_t> lowest(const std::vector<double>& s, int64_t n) {
+  QS_CHECK(n >= 0 && n <= int64_t(s.size()), "prune: cannot take the {} lowest of {} channels", n, s.size());
+  std::vector<int64_t> order(s.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+    return s[size_t(a)] != s[size_t(b)] ? s[size_t(a)] < s[size_t(b)] : a > b;
+  });
+  order.resize(size_t(n));
+  std::sort(order.begin(), order.end());
+  return order;
 }
 
 nn::StateDict shrink(const Dependencies& dep, const Plan& plan, const nn::StateDict& state) {

@@ -2,6 +2,7 @@
 // FashionCNN that loads, fine-tunes, quantises and traces like any other.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <numeric>
@@ -201,24 +202,31 @@ TEST(PruneLm, FeedForwardNeuronsOfEachBlockType) {
 
 // Attention heads: the pruned model (fewer heads, the same head dim) computes what the
 // unpruned model computes with the removed heads masked, bit for bit on the reference
-// kernels; for plain MHA, grouped-query attention (whole key/value groups go) and T5's
-// per-head biases.
+// kernels; for plain MHA, grouped-query attention (whole key/value groups go), T5's per-head
+// biases, and MLA (with and without the low-rank query, with RoPE and T5).
 TEST(PruneLm, HeadsPrunedEqualHeadsMasked) {
   struct Case {
     const char* block;
     int64_t kv;
     nn::PositionEncoding pos;
+    const char* attention = "mha";
+    int64_t q_lora_rank = 0;
   };
   for (const Case& c : {Case{"gpt", 0, nn::PositionEncoding::learned}, Case{"deepseek", 2, nn::PositionEncoding::rope},
-                        Case{"gpt", 0, nn::PositionEncoding::t5}}) {
-    SCOPED_TRACE(std::string(c.block) + " kv " + std::to_string(c.kv) + " " + nn::position_encoding_name(c.pos));
-    const std::string dir = qs::testing::temp_dir(std::string("prune_heads_") + c.block + std::to_string(int(c.pos)));
+                        Case{"gpt", 0, nn::PositionEncoding::t5},
+                        Case{"deepseek", 0, nn::PositionEncoding::rope, "mla"},
+                        Case{"deepseek", 0, nn::PositionEncoding::t5, "mla", 16}}) {
+    const std::string what = fmt::format("{}_{}_kv{}_{}_q{}", c.block, c.attention, c.kv,
+                                         nn::position_encoding_name(c.pos), c.q_lora_rank);
+    SCOPED_TRACE(what);
+    const std::string dir = qs::testing::temp_dir("prune_heads_" + what);
     std::string text;
     for (int i = 0; i < 300; ++i) text += "And God said, let there be " + std::to_string(i % 13) + " lights.\n";
     qs::testing::write_bytes(dir + "/corpus.txt", text);
     apps::TrainLmOptions t;
     t.model.d_model = 32, t.model.n_layers = 2, t.model.n_heads = 4, t.model.block = c.block;
-    t.model.n_kv_heads = c.kv, t.model.pos.kind = c.pos;
+    t.model.n_kv_heads = c.kv, t.model.pos.kind = c.pos, t.model.attention = c.attention;
+    t.model.q_lora_rank = c.q_lora_rank;
     t.corpus = dir + "/corpus.txt";
     t.batch = 4, t.seq = 32, t.steps = 6, t.eval_every = 0, t.eval_windows = 2, t.quiet = true;
     t.out_dir = dir;
@@ -232,24 +240,37 @@ TEST(PruneLm, HeadsPrunedEqualHeadsMasked) {
     EXPECT_EQ(r.after.n_kv_heads, groups - groups / 2);
     EXPECT_EQ(r.channels_removed, 2 * (groups / 2) * rep);
     EXPECT_LT(r.after.params, r.before.params);
+    EXPECT_LT(r.after.flops, r.before.flops);
     ASSERT_EQ(r.importance.size(), 2u);
+    ASSERT_EQ(r.removed.size(), 2u);
 
     apps::LoadedLm full = apps::load_lm(ckpt), pruned = apps::load_lm(o.out);
-    EXPECT_EQ(pruned.model->config().head_dim, 8);
-    // Mask in the full model the groups the job removed: the lowest importance of each layer.
+    const nn::LMConfig& pc = pruned.model->config();
+    if (std::string(c.attention) == "mla") {
+      EXPECT_EQ(pc.qk_nope_head_dim, 8);
+      EXPECT_EQ(pc.v_head_dim, 8);
+    } else {
+      EXPECT_EQ(pc.head_dim, 8);
+    }
+    // Mask in the full model the groups the job removed, which are the lowest importance of
+    // each layer.
     std::vector<std::unique_ptr<nn::HeadMask>> masks;
     for (auto& [name, mod] : full.model->named_modules()) {
-      auto* a = dynamic_cast<nn::MultiheadAttention*>(mod.get());
+      auto* a = dynamic_cast<nn::AttentionLayer*>(mod.get());
       if (!a) continue;
       const std::vector<double>& imp = r.importance.at(name);
-      std::vector<int64_t> order(imp.size());
-      std::iota(order.begin(), order.end(), 0);
-      std::stable_sort(order.begin(), order.end(), [&](int64_t x, int64_t y) { return imp[size_t(x)] < imp[size_t(y)]; });
+      const std::vector<int64_t>& gone = r.removed.at(name);
+      ASSERT_EQ(int64_t(gone.size()), groups / 2);
       std::vector<double> keep(4, 1.0);
-      for (size_t k = 0; k < imp.size() / 2; ++k)
-        for (int64_t q = order[k] * rep; q < (order[k] + 1) * rep; ++q) keep[size_t(q)] = 0.0;
+      for (int64_t j = 0; j < groups; ++j) {
+        const bool removed = std::count(gone.begin(), gone.end(), j) > 0;
+        for (int64_t k : gone) EXPECT_LE(imp[size_t(k)], removed ? imp[size_t(k)] : imp[size_t(j)]);
+        if (removed)
+          for (int64_t q = j * rep; q < (j + 1) * rep; ++q) keep[size_t(q)] = 0.0;
+      }
       masks.push_back(std::make_unique<nn::HeadMask>(*a, keep));
     }
+    ASSERT_EQ(masks.size(), 2u);
     Generator g(3);
     Tensor x = randint(0, full.model->config().vocab_size, {2, 16}, DType::i64, &g);
     NoGrad ng;
@@ -258,6 +279,74 @@ TEST(PruneLm, HeadsPrunedEqualHeadsMasked) {
     ASSERT_EQ(ya.shape(), yb.shape());
     EXPECT_EQ(amax(abs(sub(ya, yb))).item(), 0.0);
   }
+}
+
+// An MoE language model's feed-forward neurons: every routed expert and the shared experts
+// lose the same share, the dense first layer its own; the pruned model equals the unpruned
+// one with those neurons zeroed (bit for bit on the reference kernels: the routing does not
+// change), and each expert lost its lowest-L1 neurons. Fine-tuning runs the MoE balancing.
+TEST(PruneLm, MoeExpertNeuronsPrunedEqualMasked) {
+  const std::string dir = qs::testing::temp_dir("prune_lm_moe");
+  std::string text;
+  for (int i = 0; i < 300; ++i) text += "In the beginning " + std::to_string(i % 17) + " the word was.\n";
+  qs::testing::write_bytes(dir + "/corpus.txt", text);
+  apps::TrainLmOptions t;
+  t.model.d_model = 32, t.model.n_layers = 2, t.model.n_heads = 4, t.model.block = "deepseek";
+  t.model.ffn = "moe", t.model.moe_n_routed = 4, t.model.moe_n_shared = 1, t.model.moe_top_k = 2;
+  t.model.moe_first_dense = 1;
+  t.corpus = dir + "/corpus.txt";
+  t.batch = 4, t.seq = 32, t.steps = 6, t.eval_every = 0, t.eval_windows = 2, t.quiet = true;
+  t.out_dir = dir;
+  const std::string ckpt = apps::train_lm(t).checkpoint;
+  apps::PruneLmOptions o;
+  o.checkpoint = ckpt, o.ratio = 0.25, o.eval_windows = 2, o.latency_rounds = 1, o.quiet = true;
+  o.out = dir + "/pruned.safetensors";
+  apps::PruneLmResult r = apps::prune_lm(o);
+  // Dense SwiGLU 88 (8/3 C rounded up to 8) loses 22; experts 32 (88 / (top_k + shared),
+  // rounded up to 8) lose 8 each, the shared expert 8.
+  EXPECT_EQ(r.channels_removed, 22 + 4 * 8 + 8);
+  EXPECT_EQ(r.removed.size(), 6u);
+  EXPECT_LT(r.after.params, r.before.params);
+  EXPECT_LT(r.after.flops, r.before.flops);
+  apps::LoadedLm full = apps::load_lm(ckpt), pruned = apps::load_lm(o.out);
+  EXPECT_EQ(pruned.model->config().ffn_hidden, 66);
+  EXPECT_EQ(pruned.model->config().moe_d_expert, 24);
+  EXPECT_EQ(pruned.model->num_parameters(), r.after.params);
+
+  {  // the masked model
+    NoGrad ng;
+    int swiglus = 0;
+    for (auto& [name, mod] : full.model->named_modules()) {
+      auto* f = dynamic_cast<nn::SwiGLU*>(mod.get());
+      if (!f) continue;
+      ++swiglus;
+      const std::vector<int64_t>& gone = r.removed.at(name + ".gate_proj+" + name + ".up_proj");
+      const Tensor gw = f->gate_proj()->weight(), uw = f->up_proj()->weight(), dw = f->down_proj()->weight();
+      const Tensor l1 = add(sum(abs(gw), {1}), sum(abs(uw), {1}));
+      const int64_t width = gw.size(0);
+      EXPECT_EQ(int64_t(gone.size()), width / 4) << name;
+      double worst_gone = -1, best_kept = 1e30;
+      for (int64_t j = 0; j < width; ++j) {
+        const double v = l1.narrow(0, j, 1).item();
+        if (std::count(gone.begin(), gone.end(), j)) worst_gone = std::max(worst_gone, v);
+        else best_kept = std::min(best_kept, v);
+      }
+      EXPECT_LE(worst_gone, best_kept) << name;
+      for (int64_t j : gone) {
+        gw.narrow(0, j, 1).zero_(), uw.narrow(0, j, 1).zero_();
+        dw.narrow(1, j, 1).zero_();
+      }
+    }
+    EXPECT_EQ(swiglus, 6);
+    Generator g(3);
+    Tensor x = randint(0, full.model->config().vocab_size, {2, 16}, DType::i64, &g);
+    ops::ReferenceKernels ref;
+    Tensor ya = (*full.model)(x), yb = (*pruned.model)(x);
+    ASSERT_EQ(ya.shape(), yb.shape());
+    EXPECT_EQ(amax(abs(sub(ya, yb))).item(), 0.0);
+  }
+  o.finetune_steps = 2, o.latency_rounds = 0, o.out = dir + "/tuned.safetensors";
+  EXPECT_TRUE(std::isfinite(apps::prune_lm(o).after.perplexity));
 }
 
 TEST(PruneLm, MethodsThatDoNotApplyAreClearErrors) {

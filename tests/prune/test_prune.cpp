@@ -2,6 +2,8 @@
 // exact counts, the shrunken model against the masked one, and the errors.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "ops/op.h"
 #include "qiusuo/apps/cnn.h"
 #include "qiusuo/autograd.h"
@@ -14,6 +16,7 @@
 #include "qiusuo/ops.h"
 #include "qiusuo/prune/mask.h"
 #include "qiusuo/prune/prune.h"
+#include "test_util.h"
 
 namespace qs {
 namespace {
@@ -388,6 +391,69 @@ TEST(PruneDeps, TransformerFeedForwardNeuronsArePrunable) {
   }
 }
 
+// The groups built from the modules: a dense SwiGLU's is exactly the one the traced forward
+// gives (the same members); on an MoE model there is one per expert, the shared experts and
+// the dense layer, whichever experts an example would route to; head groups cover every
+// parameter row of a head (MHA with GQA: a key/value group; MLA: one head) and nothing else.
+TEST(PruneModules, SwigluAndHeadGroupsFromTheModules) {
+  nn::LMConfig cfg;
+  cfg.vocab_size = 32, cfg.d_model = 16, cfg.n_layers = 2, cfg.n_heads = 4, cfg.n_kv_heads = 2, cfg.max_seq_len = 8;
+  cfg.block = "deepseek";
+  Generator g(8);
+  nn::TransformerLM lm(cfg, {}, g);
+  Dependencies traced = prune::analyse(lm, randint(0, 32, {2, 5}, DType::i64, &g));
+  Dependencies built = prune::swiglu_groups(lm);
+  ASSERT_EQ(built.groups.size(), 2u);
+  auto same = [](const prune::Member& a, const prune::Member& b) {
+    return a.param == b.param && a.dim == b.dim && a.role == b.role && a.group_start == b.group_start &&
+           a.length == b.length && a.offset == b.offset && a.inner == b.inner;
+  };
+  for (const Group& b : built.groups) {
+    const Group* t = traced.find(b.name);
+    ASSERT_TRUE(t) << b.name << "\n" << traced.to_text();
+    EXPECT_TRUE(t->prunable);
+    EXPECT_EQ(t->size, b.size);
+    ASSERT_EQ(t->members.size(), b.members.size()) << b.name;
+    for (const prune::Member& m : b.members)
+      EXPECT_TRUE(std::any_of(t->members.begin(), t->members.end(), [&](const prune::Member& x) { return same(x, m); }))
+          << m.param;
+  }
+  // Heads: 2 key/value groups of 2 query heads (head dim 4) per layer.
+  Dependencies heads = prune::head_groups(lm);
+  ASSERT_EQ(heads.groups.size(), 2u);
+  EXPECT_EQ(heads.groups[0].size, 2);
+  prune::Plan plan;
+  plan.removed = {{1}, {}};
+  nn::StateDict small = prune::shrink(heads, plan, lm.state_dict());
+  for (auto& [n, t] : small) {
+    if (n == "blocks.0.attn.in_proj.weight") EXPECT_EQ(t.shape(), (Shape{(2 + 1 + 1) * 4, 16}));
+    if (n == "blocks.0.attn.out_proj.weight") EXPECT_EQ(t.shape(), (Shape{16, 2 * 4}));
+    if (n == "blocks.1.attn.in_proj.weight") EXPECT_EQ(t.shape(), (Shape{(4 + 2 + 2) * 4, 16}));
+  }
+
+  cfg.ffn = "moe", cfg.moe_n_routed = 3, cfg.moe_n_shared = 1, cfg.moe_top_k = 1, cfg.moe_first_dense = 1;
+  cfg.attention = "mla", cfg.n_kv_heads = 0, cfg.kv_lora_rank = 8, cfg.qk_rope_head_dim = 2;
+  nn::TransformerLM moe(cfg, {}, g);
+  // A trace of the MoE model shows only the experts its example routed to: analyse refuses.
+  const std::string e = qs::testing::error_of([&] { prune::analyse(moe, randint(0, 32, {1, 4}, DType::i64, &g)); });
+  EXPECT_NE(e.find("MoE routing"), std::string::npos) << e;
+  EXPECT_NE(e.find("swiglu_groups"), std::string::npos) << e;
+  Dependencies f = prune::swiglu_groups(moe);
+  ASSERT_EQ(f.groups.size(), 1u + 3u + 1u) << f.to_text();
+  EXPECT_EQ(f.groups[1].name, "blocks.1.mlp.experts.0.gate_proj+blocks.1.mlp.experts.0.up_proj");
+  Dependencies h = prune::head_groups(moe);
+  ASSERT_EQ(h.groups.size(), 2u);
+  EXPECT_EQ(h.groups[0].size, 4);
+  plan.removed = {{0, 3}, {}};
+  for (auto& [n, t] : prune::shrink(h, plan, moe.state_dict())) {
+    // d_nope = d_v = 16 / 4, d_rope 2: q rows 6 per head, kv_b rows 8, o_proj columns 4.
+    if (n == "blocks.0.attn.q_proj.weight") EXPECT_EQ(t.shape(), (Shape{2 * 6, 16}));
+    if (n == "blocks.0.attn.kv_b_proj.weight") EXPECT_EQ(t.shape(), (Shape{2 * 8, 8}));
+    if (n == "blocks.0.attn.o_proj.weight") EXPECT_EQ(t.shape(), (Shape{16, 2 * 4}));
+    if (n == "blocks.0.attn.kv_a_proj_with_mqa.weight") EXPECT_EQ(t.shape(), (Shape{8 + 2, 16}));
+  }
+}
+
 // A Sequential (children reached through child()) is rebuilt in place at the pruned widths,
 // including a depthwise convolution, and computes what the masked model computes.
 TEST(PruneRebuild, SequentialInPlaceEqualsMasked) {
@@ -422,6 +488,52 @@ TEST(PruneRebuild, SequentialInPlaceEqualsMasked) {
   NoGrad ng;
   ops::ReferenceKernels ref;
   EXPECT_EQ(amax(abs(sub((*net)(x), (*masked)(x)))).item(), 0.0);
+}
+
+// Conv1d and Conv3d output channels (with their batch norms) prune and rebuild as Conv2d's:
+// the smaller model computes what the masked one computes.
+TEST(PruneRebuild, Conv1dAndConv3dEqualMasked) {
+  for (int rank : {1, 3}) {
+    SCOPED_TRACE(rank);
+    auto make = [rank](Generator& g) {
+      std::vector<std::shared_ptr<nn::Module>> l;
+      nn::ConvOptions same{.padding = 1};
+      if (rank == 1) {
+        l = {std::make_shared<nn::Conv1d>(3, 8, 3, same, g), std::make_shared<nn::BatchNorm1d>(8),
+             std::make_shared<nn::ReLU>(), std::make_shared<nn::Conv1d>(8, 6, 3, same, g),
+             std::make_shared<nn::ReLU>(), std::make_shared<nn::AdaptiveAvgPool1d>(1)};
+      } else {
+        l = {std::make_shared<nn::Conv3d>(1, 8, 3, same, g), std::make_shared<nn::BatchNorm3d>(8),
+             std::make_shared<nn::ReLU>(), std::make_shared<nn::MaxPool3d>(2),
+             std::make_shared<nn::Conv3d>(8, 6, 3, same, g), std::make_shared<nn::ReLU>(),
+             std::make_shared<nn::AdaptiveAvgPool3d>(1)};
+      }
+      l.push_back(std::make_shared<nn::Flatten>());
+      l.push_back(std::make_shared<nn::Linear>(6, 2, true, g));
+      auto seq = std::make_shared<nn::Sequential>();
+      for (size_t i = 0; i < l.size(); ++i) seq->push_back(l[i]);
+      return seq;
+    };
+    Generator g(21), g2(21);
+    auto net = make(g);
+    randomise(*net, g);
+    net->eval();
+    Tensor x = rank == 1 ? randn({2, 3, 10}, DType::f32, &g) : randn({2, 1, 6, 6, 6}, DType::f32, &g);
+    Dependencies d = prune::analyse(*net, x);
+    prune::Plan plan = prune::plan_channels(d, *net, {Criterion::l1, 0.5, {}});
+    EXPECT_EQ(plan.channels_removed(), 4 + 3) << d.to_text();
+    nn::StateDict small = prune::shrink(d, plan, net->state_dict());
+    auto masked = make(g2);
+    masked->load_state_dict(net->state_dict());
+    prune::apply_masks(d, plan, *masked);
+    masked->eval();
+    prune::rebuild(*net, small, x);
+    EXPECT_EQ(net->state_dict()[0].second.shape()[0], 4);
+    EXPECT_EQ(net->state_dict()[0].second.dim(), rank + 2);
+    NoGrad ng;
+    ops::ReferenceKernels ref;
+    EXPECT_EQ(amax(abs(sub((*net)(x), (*masked)(x)))).item(), 0.0);
+  }
 }
 
 // A parent that calls its children through typed pointers (CNN3D) would keep running the old

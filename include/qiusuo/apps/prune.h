@@ -67,17 +67,21 @@ struct PruneCnnResult {
 // per-layer names (prune::plan_channels' errors, naming the layer), no --out.
 PruneCnnResult prune_cnn(const PruneCnnOptions& opt);
 
-// `qiusuo prune LM_CKPT --method ffn|heads`: the feed-forward hidden neurons of a dense language
-// model (GPT's c_fc, DeepSeek's SwiGLU gate+up), the same ratio in every block (the config
-// has one ffn_hidden), scored by L1 or L2 of their producer rows; optionally fine-tuned with
-// AdamW on training windows. The checkpoint keeps the tokenizer and the training config, with
-// config.model.ffn_hidden the new width.
+// `qiusuo prune LM_CKPT --method ffn|heads`: the feed-forward hidden neurons of a language
+// model (GPT's c_fc, DeepSeek's SwiGLU gate+up; in an MoE layer the neurons of every routed
+// expert and of the shared experts), the same ratio in every block (the config has one
+// ffn_hidden and one moe_d_expert), scored by L1 or L2 of their producer rows; or attention
+// heads. Optionally fine-tuned with AdamW on training windows (with the MoE balancing as in
+// training). The checkpoint keeps the tokenizer and the training config, with config.model
+// at the new sizes.
 struct PruneLmOptions {
-  std::string checkpoint;            // a float LM checkpoint (`qiusuo train lm`), dense FFN
-  // "ffn": feed-forward neurons (criterion below). "heads": attention heads of the MHA layers
-  // by measured importance (Michel et al. 2019: the rise of the loss on training windows when
-  // the head, or a grouped-query group's heads, is masked), the same count in every layer;
-  // the model keeps its head dim with fewer heads (LMConfig::head_dim).
+  std::string checkpoint;            // a float LM checkpoint (`qiusuo train lm`)
+  // "ffn": feed-forward neurons (criterion below). "heads": attention heads by measured
+  // importance (Michel et al. 2019: the rise of the loss on training windows when the head,
+  // or a grouped-query group's heads, is masked), the same count in every layer. MHA keeps
+  // its head dim with fewer heads (LMConfig::head_dim); MLA removes a head's query rows,
+  // its W_UK / W_UV rows and its o_proj columns, keeping the shared latent and RoPE key
+  // (qk_nope_head_dim and v_head_dim written out).
   std::string method = "ffn";
   int64_t importance_batches = 4;    // heads: training batches the importance is measured on
   std::string criterion = "l1-channel";  // ffn: l1-channel | l2-channel
@@ -110,11 +114,15 @@ struct PruneLmResult {
   int64_t channels_removed = 0, finetune_steps = 0;  // heads: the heads removed (query heads)
   // heads: the measured importance of each layer's heads or groups ("blocks.0.attn": [...]).
   std::map<std::string, std::vector<double>> importance;
+  // What went, per group with a removal: heads (or key/value groups) by attention layer
+  // ("blocks.0.attn": [1, 3]), neurons by feed-forward ("blocks.0.mlp.gate_proj+blocks.0.mlp.up_proj").
+  std::map<std::string, std::vector<int64_t>> removed;
   double seconds = 0;
 };
 
-// Errors: not a float LM checkpoint, an MoE model (ffn), MLA or ALiBi attention (heads), (its experts are not pruned yet), a
-// criterion other than l1/l2, a bad ratio, no --out.
+// Errors: not a float LM checkpoint, ALiBi attention (heads: its slopes depend on the head
+// count), a criterion other than l1/l2, a bad ratio or one that leaves a layer or an expert no
+// neuron or head group, no --out.
 PruneLmResult prune_lm(const PruneLmOptions& opt);
 
 }  // namespace qs::apps

@@ -107,6 +107,12 @@ class AttentionLayer : public Module {
   Tensor forward(const Tensor& x) override { return attend(x, {}).out; }
   // Bytes one token adds to this layer's KV cache in dtype dt.
   virtual int64_t cache_bytes_per_token(DType dt = DType::f32) const = 0;
+  // The query heads, and how their outputs meet the output projection: head h's output
+  // [.., head_output_dim()] is the input columns [h d, (h + 1) d) of output_projection()
+  // (head masking and head pruning rely on it).
+  virtual int64_t n_heads() const = 0;
+  virtual int64_t head_output_dim() const = 0;
+  virtual Linear& output_projection() const = 0;
   // The name captured weights are stored under (the LM sets "blocks.<i>.attn").
   void set_capture_name(std::string name) { capture_name_ = std::move(name); }
   const std::string& capture_name() const { return capture_name_; }
@@ -141,7 +147,9 @@ class MultiheadAttention : public AttentionLayer {
   Tensor forward(const Tensor& x, const Tensor& memory);  // cross-attention, no mask
   int64_t cache_bytes_per_token(DType dt = DType::f32) const override;
   std::string extra_repr() const override;
-  int64_t n_heads() const { return h_; }
+  int64_t n_heads() const override { return h_; }
+  int64_t head_output_dim() const override { return dh_; }
+  Linear& output_projection() const override { return *out_proj_; }
   int64_t n_kv_heads() const { return g_; }
   int64_t head_dim() const { return dh_; }
 
@@ -179,6 +187,9 @@ class MultiheadLatentAttention : public AttentionLayer {
   std::string extra_repr() const override;
   void set_mode(Mode m) { mode_ = m; }
   const MlaConfig& config() const { return cfg_; }
+  int64_t n_heads() const override { return cfg_.n_heads; }
+  int64_t head_output_dim() const override { return cfg_.v_head_dim; }
+  Linear& output_projection() const override { return *o_proj_; }
 
  private:
   Tensor queries(const Tensor& x) const;  // [B, H, T, d_nope + d_rope], before RoPE

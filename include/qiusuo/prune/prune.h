@@ -65,7 +65,8 @@ struct Dependencies {
 };
 
 // Traces model(example) in eval mode and derives the channel groups. Errors: a forward
-// that cannot be traced (graph::trace's errors).
+// that cannot be traced (graph::trace's errors), one that chose its path by tensor values
+// (Graph::value_dependent: an MoE layer's routing; swiglu_groups serves it).
 Dependencies analyse(nn::Module& model, const Tensor& example);
 
 enum class Criterion {
@@ -98,6 +99,21 @@ struct PruneOptions {
   int64_t round_to = 1;
 };
 
+// Groups a trace cannot follow (a reshape into heads; an MoE layer runs only the experts its
+// example routes to), built from the modules' shapes instead, one per layer in module order:
+//   head_groups:   one per attention layer. nn::MultiheadAttention: a channel per key/value
+//                  head with its n_heads / n_kv_heads query heads: their rows of in_proj (and
+//                  its bias: queries, keys, values) and columns of out_proj. MLA: a channel
+//                  per head: its q_proj (or q_b_proj) rows [d_nope + d_rope], its kv_b_proj rows
+//                  (W_UK and W_UV, [d_nope + d_v]) and its o_proj columns [d_v]; the shared
+//                  latent and RoPE key belong to no head. T5's per-head bias rows follow in both.
+//   swiglu_groups: one per nn::SwiGLU (dense, each routed expert, the shared experts): its
+//                  hidden neurons, rows of gate_proj and up_proj (and biases) and columns of
+//                  down_proj, the group analyse() derives for a dense SwiGLU.
+// Errors: a float projection missing (a quantised model).
+Dependencies head_groups(const nn::Module& model);
+Dependencies swiglu_groups(const nn::Module& model);
+
 // Which channels of each group go: the floor(ratio * size) lowest-scoring ones (ties: the
 // later channel goes), or with `global` the lowest over all groups. Errors, each naming the
 // layer: a ratio outside [0, 1), a per-layer entry that names no group or a group that
@@ -108,6 +124,10 @@ struct Plan {
   int64_t channels_removed() const;
 };
 Plan plan_channels(const Dependencies& dep, const nn::Module& model, const PruneOptions& opt);
+
+// The n channels with the lowest scores, ascending (ties: the later channel goes), as
+// plan_channels picks them in a group. Errors: n outside [0, scores.size()].
+std::vector<int64_t> lowest(const std::vector<double>& scores, int64_t n);
 
 // The state dict with every removed channel's slices taken out of its members: the
 // parameters of a smaller dense model (the same names, smaller shapes). Entries that no
