@@ -66,16 +66,33 @@ void AtomicFileWriter::commit() {
   int rc = std::fclose(f_);
   f_ = nullptr;
   if (rc != 0) throw IOError(fmt::format("{}: closing '{}' failed: {}", path_, tmp_, errno_str()));
-  if (std::rename(tmp_.c_str(), path_.c_str()) != 0)
-    throw IOError(fmt::format("{}: renaming '{}' over it failed: {}", path_, tmp_, errno_str()));
-  committed_ = true;
+  committed_ = true;  // from here the temporary file is publish()'s to rename or remove
+  publish(tmp_, path_, /*synced=*/true);
+}
+
+void publish(const std::string& tmp, const std::string& path, bool synced) {
+  if (!synced) {
+    int fd = ::open(tmp.c_str(), O_RDONLY);
+    int rc = fd < 0 ? -1 : ::fsync(fd);
+    if (fd >= 0) ::close(fd);
+    if (rc != 0) {
+      const std::string why = errno_str();
+      std::remove(tmp.c_str());
+      throw IOError(fmt::format("{}: fsync of '{}' failed: {}", path, tmp, why));
+    }
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    const std::string why = errno_str();
+    std::remove(tmp.c_str());
+    throw IOError(fmt::format("{}: renaming '{}' over it failed: {}", path, tmp, why));
+  }
   // Make the rename itself durable; the new file is already in place, so a failure
   // here is reported but cannot leave a half-written target.
-  int dfd = ::open(parent_dir(path_).c_str(), O_RDONLY | O_DIRECTORY);
-  if (dfd < 0) throw IOError(fmt::format("{}: opening its directory to fsync failed: {}", path_, errno_str()));
+  int dfd = ::open(parent_dir(path).c_str(), O_RDONLY | O_DIRECTORY);
+  if (dfd < 0) throw IOError(fmt::format("{}: opening its directory to fsync failed: {}", path, errno_str()));
   int drc = ::fsync(dfd);
   ::close(dfd);
-  if (drc != 0) throw IOError(fmt::format("{}: fsync of its directory failed: {}", path_, errno_str()));
+  if (drc != 0) throw IOError(fmt::format("{}: fsync of its directory failed: {}", path, errno_str()));
 }
 
 }  // namespace qs::io::detail

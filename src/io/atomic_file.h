@@ -29,6 +29,11 @@ class AtomicFileWriter {
   bool committed_ = false;
 };
 
+// Puts a complete file that a library wrote at `tmp` (beside `path`) in place: fsync
+// (unless `synced`), rename over `path`, fsync the directory. On failure the temporary file
+// is removed and `path` is untouched. Errors: IOError naming both.
+void publish(const std::string& tmp, const std::string& path, bool synced = false);
+
 // Test hook: when >= 0, the next writers throw IOError as soon as a write would take the
 // file past this many bytes (simulating a crash or full disk mid-save). -1 disables.
 void set_fail_after_bytes_for_testing(int64_t k);

@@ -1,0 +1,269 @@
+// NIfTI and DICOM input (include/qiusuo/medical/): round trips through the files, the
+// orientation conventions, and every kind of bad input the CT issue lists.
+#include <gtest/gtest.h>
+
+#include <dcmtk/config/osconfig.h>
+#include <dcmtk/dcmdata/dctk.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include "qiusuo/medical/dicom.h"
+#include "qiusuo/medical/nifti.h"
+#include "qiusuo/ops.h"
+#include "test_util.h"
+
+using namespace qs;
+using namespace qs::medical;
+namespace fs = std::filesystem;
+using qs::testing::error_of;
+
+namespace {
+
+// A small volume of integer HU values (exact in int16 and in the DICOM u16 + intercept
+// encoding) on an oblique, anisotropic grid with an offset origin.
+Volume sample_volume(int64_t d = 5, int64_t h = 6, int64_t w = 7) {
+  Generator g(3);
+  Volume v;
+  v.voxels = randint(-1000, 1000, {d, h, w}, DType::i64, &g).to(DType::f32);
+  const double c = std::cos(0.3), s = std::sin(0.3);
+  // Columns: i along (c, s, 0) * 0.7 mm, j along (-s, c, 0) * 0.8 mm, k along z * 2.5 mm.
+  v.affine = {{{c * 0.7, -s * 0.8, 0, -120.5}, {s * 0.7, c * 0.8, 0, 33.25}, {0, 0, 2.5, -80}, {0, 0, 0, 1}}};
+  return v;
+}
+
+void expect_affine_near(const Affine& a, const Affine& b, double tol) {
+  for (size_t r = 0; r < 4; ++r)
+    for (size_t c = 0; c < 4; ++c) EXPECT_NEAR(a[r][c], b[r][c], tol) << "affine[" << r << "][" << c << "]";
+}
+
+double max_diff(const Tensor& a, const Tensor& b) { return amax(abs(sub(a, b))).item(); }
+
+template <typename T>
+void patch(const std::string& path, int64_t offset, T value) {
+  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+  f.seekp(offset);
+  f.write(reinterpret_cast<const char*>(&value), sizeof(T));
+}
+
+// Loads a DICOM file, lets `edit` change its dataset, and saves it back in place.
+void edit_dicom(const std::string& file, const std::function<void(DcmDataset&)>& edit) {
+  DcmFileFormat ff;
+  ASSERT_TRUE(ff.loadFile(file.c_str()).good()) << file;
+  edit(*ff.getDataset());
+  ASSERT_TRUE(ff.saveFile(file.c_str(), ff.getDataset()->getOriginalXfer()).good()) << file;
+}
+
+}  // namespace
+
+TEST(Nifti, RoundTripsVersionsCompressionAndTypes) {
+  const std::string dir = qs::testing::temp_dir("nifti_roundtrip");
+  const Volume v = sample_volume();
+  for (int version : {1, 2})
+    for (const char* ext : {".nii", ".nii.gz"})
+      for (bool int16 : {true, false}) {
+        const std::string path = fmt::format("{}/v{}_{}{}", dir, version, int16 ? "i16" : "f32", ext);
+        SCOPED_TRACE(path);
+        write_nifti(path, v, {.version = version, .int16 = int16});
+        NiftiInfo info;
+        const Volume back = read_nifti(path, &info);
+        EXPECT_EQ(info.version, version);
+        EXPECT_EQ(info.datatype, int16 ? 4 : 16);  // DT_INT16, DT_FLOAT32
+        EXPECT_EQ(info.orientation, "sform");
+        EXPECT_EQ(info.qform_code, 1);
+        ASSERT_EQ(back.voxels.shape(), v.voxels.shape());
+        EXPECT_EQ(max_diff(back.voxels, v.voxels), 0.0);
+        const double tol = version == 1 ? 1e-6 : 1e-12;  // NIfTI-1 stores the sform in f32, NIfTI-2 in f64
+        expect_affine_near(back.affine, v.affine, tol);
+        const auto sp = back.spacing();
+        EXPECT_NEAR(sp[0], 0.7, tol);
+        EXPECT_NEAR(sp[1], 0.8, tol);
+        EXPECT_NEAR(sp[2], 2.5, tol);
+        EXPECT_EQ(fs::directory_iterator(dir)->path().filename().string().rfind(".", 0), std::string::npos)
+            << "a temporary file was left";
+      }
+}
+
+// The standard's precedence: sform, else qform (a quaternion: the same rotation here), else
+// the voxel sizes alone. NIfTI-1 keeps qform_code at byte 252 and sform_code at 254.
+TEST(Nifti, OrientationFallsBackFromSformToQformToPixdim) {
+  const std::string path = qs::testing::temp_dir("nifti_orient") + "/v.nii";
+  const Volume v = sample_volume();
+  write_nifti(path, v);
+  patch<int16_t>(path, 254, 0);
+  NiftiInfo info;
+  Volume back = read_nifti(path, &info);
+  EXPECT_EQ(info.orientation, "qform");
+  expect_affine_near(back.affine, v.affine, 1e-5);  // the quaternion is stored in f32
+  patch<int16_t>(path, 252, 0);
+  back = read_nifti(path, &info);
+  EXPECT_EQ(info.orientation, "pixdim");
+  expect_affine_near(back.affine, axis_aligned({0.7, 0.8, 2.5}), 1e-6);
+}
+
+// Scaled integers: scl_slope and scl_inter (bytes 112 and 116 of NIfTI-1) are applied.
+TEST(Nifti, SlopeAndInterceptAreApplied) {
+  const std::string path = qs::testing::temp_dir("nifti_scale") + "/v.nii";
+  Volume v = sample_volume(2, 3, 4);
+  write_nifti(path, v);
+  patch<float>(path, 112, 0.5f);
+  patch<float>(path, 116, -10.0f);
+  NiftiInfo info;
+  const Volume back = read_nifti(path, &info);
+  EXPECT_EQ(info.scl_slope, 0.5);
+  EXPECT_EQ(max_diff(back.voxels, v.voxels * 0.5 - 10.0), 0.0);
+}
+
+TEST(Nifti, BadFilesAreClearErrorsWithoutHugeAllocations) {
+  const std::string dir = qs::testing::temp_dir("nifti_bad");
+  // 3000 x 3000 x 500 f32 = 18 GB declared in a 377-byte file.
+  const std::string small = dir + "/small.nii", huge = dir + "/huge.nii";
+  write_nifti(small, sample_volume(1, 1, 1), {.int16 = false});
+  std::string bytes = qs::testing::read_bytes(small);
+  bytes.resize(377, '\0');
+  qs::testing::write_bytes(huge, bytes);
+  patch<int16_t>(huge, 42, 3000);
+  patch<int16_t>(huge, 44, 3000);
+  patch<int16_t>(huge, 46, 500);
+  std::string e = error_of([&] { read_nifti(huge); });
+  EXPECT_NE(e.find("over the limit"), std::string::npos) << e;
+  e = error_of([&] { read_nifti(huge, nullptr, int64_t(1) << 40); });
+  EXPECT_NE(e.find("declares 18000000000 bytes of voxels at offset 352, the file holds 377 bytes"), std::string::npos)
+      << e;
+  // The same lie in a gzip file: more than deflate can expand to, refused before reading.
+  const std::string gz = dir + "/huge.nii.gz";
+  {
+    std::string cmd = "gzip -c " + huge + " > " + gz;
+    ASSERT_EQ(std::system(cmd.c_str()), 0);
+  }
+  e = error_of([&] { read_nifti(gz, nullptr, int64_t(1) << 40); });
+  EXPECT_NE(e.find("more than a"), std::string::npos) << e;
+  // A truncated gzip stream: fewer bytes than declared, found by reading.
+  const std::string trunc = dir + "/trunc.nii.gz";
+  write_nifti(trunc, sample_volume(8, 16, 16));
+  std::string t = qs::testing::read_bytes(trunc);
+  qs::testing::write_bytes(trunc, t.substr(0, t.size() / 2));
+  e = error_of([&] { read_nifti(trunc); });
+  EXPECT_FALSE(e.empty());
+  // Not NIfTI at all; a 4D series; a missing file.
+  qs::testing::write_bytes(dir + "/text.nii", std::string(400, 'x'));
+  e = error_of([&] { read_nifti(dir + "/text.nii"); });
+  EXPECT_NE(e.find("not a NIfTI-1 or NIfTI-2 file"), std::string::npos) << e;
+  const std::string four = dir + "/four.nii";
+  write_nifti(four, sample_volume(2, 2, 2));
+  patch<int16_t>(four, 40, 4);  // dim[0] = 4
+  patch<int16_t>(four, 48, 2);  // dim[4] = 2 time points
+  e = error_of([&] { read_nifti(four); });
+  EXPECT_NE(e.find("one 3D volume is read"), std::string::npos) << e;
+  e = error_of([&] { read_nifti(dir + "/none.nii"); });
+  EXPECT_NE(e.find("no such file"), std::string::npos) << e;
+  EXPECT_NE(error_of([&] { write_nifti(dir + "/x.img", sample_volume()); }).find(".nii or .nii.gz"), std::string::npos);
+}
+
+// A CT series written and read back in each transfer syntax: the same HU values, the same
+// geometry (DICOM's decimal strings carry 8 significant digits), the slices in order.
+TEST(Dicom, SeriesRoundTripsInEveryTransferSyntax) {
+  const Volume v = sample_volume();
+  for (const char* ts : {"explicit-little", "implicit-little", "jpeg-ls-lossless", "rle"}) {
+    SCOPED_TRACE(ts);
+    const std::string dir = qs::testing::temp_dir(std::string("dicom_rt_") + ts);
+    const DicomSeries w = write_dicom_series(dir, v, {.patient_id = "SYN-1", .uid_seed = 7, .transfer_syntax = ts});
+    ASSERT_EQ(w.files.size(), 5u);
+    const DicomSeries r = read_dicom_series(dir);
+    EXPECT_EQ(r.volume.modality, "CT");
+    EXPECT_EQ(r.patient_id, "SYN-1");
+    EXPECT_EQ(r.series_uid, w.series_uid);
+    EXPECT_EQ(r.sop_uids, w.sop_uids);
+    EXPECT_EQ(r.transfer_syntax, w.transfer_syntax);
+    ASSERT_EQ(r.volume.voxels.shape(), v.voxels.shape());
+    EXPECT_EQ(max_diff(r.volume.voxels, v.voxels), 0.0);
+    expect_affine_near(r.volume.affine, v.affine, 1e-6);
+    for (size_t k = 0; k < 5; ++k) EXPECT_NEAR(r.positions[k], w.positions[k], 1e-6);
+  }
+  // The same seed gives the same UIDs; another gives others.
+  const std::string d1 = qs::testing::temp_dir("dicom_uid1"), d2 = qs::testing::temp_dir("dicom_uid2");
+  EXPECT_EQ(write_dicom_series(d1, v, {.uid_seed = 9}).sop_uids, write_dicom_series(d2, v, {.uid_seed = 9}).sop_uids);
+  EXPECT_NE(write_dicom_series(d2, v, {.uid_seed = 10}).series_uid, write_dicom_series(d1, v, {.uid_seed = 9}).series_uid);
+}
+
+// Slices are ordered by position along the normal, not by file name; other files (an
+// LIDC XML) are skipped; a folder with two series needs a choice.
+TEST(Dicom, SortsByPositionSkipsOtherFilesAndChoosesASeries) {
+  const std::string dir = qs::testing::temp_dir("dicom_sort");
+  const Volume v = sample_volume();
+  const DicomSeries w = write_dicom_series(dir, v, {.uid_seed = 1});
+  // Reverse the file names: slice_0001 holds the top slice now.
+  for (size_t k = 0; k < 5; ++k) fs::rename(w.files[k], dir + fmt::format("/tmp_{}", k));
+  for (size_t k = 0; k < 5; ++k) fs::rename(dir + fmt::format("/tmp_{}", k), w.files[4 - k]);
+  qs::testing::write_bytes(dir + "/069.xml", "<LidcReadMessage></LidcReadMessage>");
+  DicomSeries r = read_dicom_series(dir);
+  EXPECT_EQ(max_diff(r.volume.voxels, v.voxels), 0.0);
+  EXPECT_EQ(r.sop_uids, w.sop_uids);
+  const std::string other = qs::testing::temp_dir("dicom_sort_other");
+  const DicomSeries w2 = write_dicom_series(other, sample_volume(3, 6, 7), {.uid_seed = 2});
+  for (const std::string& f : w2.files) fs::copy_file(f, dir + "/b_" + fs::path(f).filename().string());
+  const std::string e = error_of([&] { read_dicom_series(dir); });
+  EXPECT_NE(e.find("holds 2 series"), std::string::npos) << e;
+  r = read_dicom_series(dir, {.series_uid = w2.series_uid});
+  EXPECT_EQ(r.volume.slices(), 3);
+}
+
+TEST(Dicom, BadSeriesAreClearErrors) {
+  const Volume v = sample_volume();
+  auto fresh = [&](const char* tag) {
+    const std::string dir = qs::testing::temp_dir(std::string("dicom_bad_") + tag);
+    return std::pair{dir, write_dicom_series(dir, v, {.uid_seed = 3})};
+  };
+  auto expect_error = [](const std::string& dir, const std::string& what) {
+    const std::string e = error_of([&] { read_dicom_series(dir); });
+    EXPECT_NE(e.find(what), std::string::npos) << "expected '" << what << "' in: " << e;
+  };
+  {  // a missing slice
+    auto [dir, w] = fresh("missing");
+    fs::remove(w.files[2]);
+    expect_error(dir, "1 slice(s) missing");
+  }
+  {  // a duplicate: the same file twice
+    auto [dir, w] = fresh("duplicate");
+    fs::copy_file(w.files[2], dir + "/copy.dcm");
+    expect_error(dir, "a duplicate slice");
+  }
+  {  // inconsistent spacing: one slice moved by 1 mm
+    auto [dir, w] = fresh("spacing");
+    edit_dicom(w.files[3], [](DcmDataset& ds) {
+      Float64 z = 0;
+      ds.findAndGetFloat64(DCM_ImagePositionPatient, z, 2);
+      ds.putAndInsertString(DCM_ImagePositionPatient, fmt::format("0\\0\\{}", z + 1.0).c_str());
+    });
+    expect_error(dir, "inconsistent spacing");
+  }
+  {  // not CT
+    auto [dir, w] = fresh("modality");
+    for (const std::string& f : w.files) edit_dicom(f, [](DcmDataset& ds) { ds.putAndInsertString(DCM_Modality, "MR"); });
+    expect_error(dir, "modality 'MR', not CT");
+    EXPECT_EQ(read_dicom_series(dir, {.require_ct = false}).volume.modality, "MR");
+  }
+  {  // pixel data shorter than Rows x Columns x 2
+    auto [dir, w] = fresh("short");
+    edit_dicom(w.files[1], [](DcmDataset& ds) { ds.putAndInsertUint16(DCM_Rows, 60); });
+    expect_error(dir, "60 x 7 pixels, ");  // the sizes disagree with the first slice
+    for (const std::string& f : w.files) edit_dicom(f, [](DcmDataset& ds) { ds.putAndInsertUint16(DCM_Rows, 60); });
+    expect_error(dir, "PixelData holds 84 bytes, Rows x Columns x BitsAllocated / 8 is 840");
+  }
+  {  // HighBit >= BitsAllocated
+    auto [dir, w] = fresh("highbit");
+    edit_dicom(w.files[0], [](DcmDataset& ds) { ds.putAndInsertUint16(DCM_HighBit, 16); });
+    expect_error(dir, "HighBit 16 does not fit BitsAllocated 16");
+  }
+  {  // a required attribute missing
+    auto [dir, w] = fresh("noipp");
+    edit_dicom(w.files[0], [](DcmDataset& ds) { ds.findAndDeleteElement(DCM_ImagePositionPatient); });
+    expect_error(dir, "ImagePositionPatient is missing");
+  }
+  {  // no DICOM at all
+    const std::string dir = qs::testing::temp_dir("dicom_bad_empty");
+    qs::testing::write_bytes(dir + "/a.txt", "hello");
+    expect_error(dir, "no DICOM file");
+  }
+}
