@@ -14,8 +14,9 @@ PKGS=(
   libdnnl-dev ocl-icd-opencl-dev nlohmann-json3-dev libfmt-dev zlib1g-dev
   # ONNX export: the ONNX protobuf classes, checker and shape inference
   libonnx-dev libprotobuf-dev
-  # medical imaging (the CT application): DICOM through DCMTK, NIfTI-1/2 through libnifti2
-  libdcmtk-dev libnifti2-dev
+  # medical imaging (the CT application): DICOM through DCMTK, NIfTI-1/2 through libnifti2,
+  # LIDC-IDRI's annotation XML through pugixml
+  libdcmtk-dev libnifti2-dev libpugixml-dev
   # tests and benchmarks
   libgtest-dev libbenchmark-dev
   # the oracle for golden tests and the benchmark peer (never a runtime dependency);

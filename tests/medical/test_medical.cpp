@@ -8,8 +8,10 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include "qiusuo/medical/dicom.h"
+#include "qiusuo/medical/lidc.h"
 #include "qiusuo/medical/nifti.h"
 #include "qiusuo/ops.h"
 #include "test_util.h"
@@ -266,4 +268,141 @@ TEST(Dicom, BadSeriesAreClearErrors) {
     qs::testing::write_bytes(dir + "/a.txt", "hello");
     expect_error(dir, "no DICOM file");
   }
+}
+
+// ---- LIDC-IDRI annotations
+
+namespace {
+
+// A square outline of half-width r pixels around (c, r0) on slice k of the series.
+LidcRoi outline(const DicomSeries& s, int64_t k, double col, double row, double r) {
+  LidcRoi roi;
+  roi.sop_uid = s.sop_uids[size_t(k)];
+  roi.z = s.volume.world(col, row, double(k))[2];
+  for (double t = -r; t <= r; t += 1) {
+    roi.points.push_back({col + t, row - r});
+    roi.points.push_back({col + t, row + r});
+    roi.points.push_back({col - r, row + t});
+    roi.points.push_back({col + r, row + t});
+  }
+  return roi;
+}
+
+LidcAnnotation marked(const DicomSeries& s, int session, const std::string& id, int malignancy, double col,
+                      double row, int64_t k0, int64_t k1, double r) {
+  LidcAnnotation a;
+  a.session = session, a.reader = fmt::format("reader{}", session), a.nodule_id = id;
+  a.has_characteristics = true;
+  a.c.malignancy = malignancy, a.c.subtlety = 4, a.c.spiculation = malignancy > 3 ? 4 : 1;
+  for (int64_t k = k0; k <= k1; ++k) a.rois.push_back(outline(s, k, col, row, r));
+  return a;
+}
+
+}  // namespace
+
+// A LIDC-like tree (patient / study / series, DICOM files and an XML): found, read, the
+// nodules of four readers grouped into physical nodules and labelled by the mean-malignancy
+// rule; the XML written and read back is the same.
+TEST(Lidc, LikeTreeReadGroupedAndLabelled) {
+  const std::string root = qs::testing::temp_dir("lidc_tree");
+  const std::string dir = root + "/LIDC-IDRI-0001/01-01-2000-NA-30178/3000566.000000-NA-03192";
+  Volume v = sample_volume(12, 40, 40);
+  v.affine = axis_aligned({0.7, 0.7, 2.5}, {-150, -120, -300});
+  DicomSeries s = write_dicom_series(dir, v, {.patient_id = "LIDC-IDRI-0001", .uid_seed = 5});
+  LidcRead read;
+  read.series_uid = s.series_uid, read.study_uid = s.study_uid, read.sessions = 4;
+  // A: three readers, malignancy 4, 5, 4 -> 4.33 malignant. B: two readers, 2 and 3 -> 2.5
+  // benign. C: two readers rating 3 -> excluded. Each reader's outline is a little off.
+  read.annotations = {marked(s, 0, "A0", 4, 10, 10, 2, 4, 3), marked(s, 1, "A1", 5, 11, 10, 2, 5, 3),
+                      marked(s, 2, "A2", 4, 10, 11, 3, 4, 2), marked(s, 0, "B0", 2, 30, 28, 7, 9, 2),
+                      marked(s, 3, "B3", 3, 29, 28, 7, 8, 2), marked(s, 1, "C1", 3, 30, 10, 9, 10, 2),
+                      marked(s, 2, "C2", 3, 30, 11, 9, 10, 2)};
+  LidcAnnotation small;  // a nodule < 3 mm: one point, no characteristics
+  small.session = 3, small.reader = "reader3", small.nodule_id = "small";
+  small.rois.push_back({s.volume.world(20, 20, 5)[2], s.sop_uids[5], true, {{20, 20}}});
+  read.annotations.push_back(small);
+  read.non_nodules.push_back({1, "nn1", s.sop_uids[6], s.volume.world(5, 35, 6)[2], 5, 35});
+  write_lidc_xml(dir + "/069.xml", read);
+  qs::testing::write_bytes(root + "/notes.xml", "<other/>");
+
+  const std::vector<LidcCase> cases = find_lidc_cases(root);
+  ASSERT_EQ(cases.size(), 1u);
+  EXPECT_EQ(cases[0].dir, dir);
+  const DicomSeries ct = read_dicom_series(cases[0].dir);  // the XML beside the slices is skipped
+  EXPECT_EQ(ct.patient_id, "LIDC-IDRI-0001");
+  const LidcRead back = read_lidc_xml(cases[0].xml);
+  EXPECT_EQ(back.series_uid, s.series_uid);
+  EXPECT_EQ(back.sessions, 4);
+  ASSERT_EQ(back.annotations.size(), 8u);
+  std::map<std::string, const LidcAnnotation*> by_id;  // the file holds them session by session
+  for (const LidcAnnotation& an : back.annotations) by_id[an.nodule_id] = &an;
+  ASSERT_EQ(by_id.size(), 8u);
+  EXPECT_EQ(by_id.at("A1")->reader, "reader1");
+  EXPECT_EQ(by_id.at("A1")->session, 1);
+  EXPECT_EQ(by_id.at("A1")->c.malignancy, 5);
+  EXPECT_EQ(by_id.at("A1")->c.spiculation, 4);
+  EXPECT_EQ(by_id.at("A1")->rois.size(), 4u);
+  EXPECT_EQ(by_id.at("A1")->rois[0].points, read.annotations[1].rois[0].points);
+  EXPECT_EQ(by_id.at("A1")->rois[0].sop_uid, s.sop_uids[2]);
+  EXPECT_FALSE(by_id.at("small")->has_characteristics);
+  ASSERT_EQ(back.non_nodules.size(), 1u);
+  EXPECT_EQ(back.non_nodules[0].column, 5);
+
+  const std::vector<LidcNodule> nodules = group_nodules(back, ct);
+  ASSERT_EQ(nodules.size(), 3u);  // the small nodule is not one of them
+  std::map<int, const LidcNodule*> by_size;
+  for (const LidcNodule& n : nodules) by_size[int(n.annotations.size()) * 10 + int(n.centre[1] > 20)] = &n;
+  const LidcNodule& a = *by_size.at(30);
+  EXPECT_NEAR(a.mean_malignancy, 13.0 / 3, 1e-12);
+  EXPECT_EQ(label(a), 1);
+  EXPECT_NEAR(a.centre[0], 10.33, 0.1);
+  EXPECT_NEAR(a.centre[2], 3.6, 0.3);
+  const auto w = ct.volume.world(a.centre[0], a.centre[1], a.centre[2]);
+  for (size_t d = 0; d < 3; ++d) EXPECT_NEAR(a.centre_mm[d], w[d], 1e-9);
+  EXPECT_GT(a.diameter_mm, 2 * 3 * 0.7);
+  const LidcNodule& b = *by_size.at(21);
+  EXPECT_EQ(b.mean_malignancy, 2.5);
+  EXPECT_EQ(label(b), 0);
+  const LidcNodule& c = *by_size.at(20);
+  EXPECT_EQ(label(c), -1);  // exactly 3: excluded
+  EXPECT_EQ(label(c, {.malignant_above = 2.5}), 1);
+  EXPECT_EQ(label(b, {.min_readers = 3}), -1);
+  // Tight tolerance: the readers' outlines stay apart.
+  EXPECT_GT(group_nodules(back, ct, 0.1).size(), 3u);
+}
+
+TEST(Lidc, BadXmlIsAClearError) {
+  const std::string dir = qs::testing::temp_dir("lidc_bad");
+  auto expect_error = [&](const std::string& name, const std::string& xml, const std::string& what) {
+    qs::testing::write_bytes(dir + "/" + name, xml);
+    const std::string e = error_of([&] { read_lidc_xml(dir + "/" + name); });
+    EXPECT_NE(e.find(what), std::string::npos) << name << ": expected '" << what << "' in: " << e;
+  };
+  const std::string head = "<?xml version=\"1.0\"?>\n<LidcReadMessage xmlns=\"http://www.nih.gov\">\n";
+  expect_error("xxe.xml",
+               "<?xml version=\"1.0\"?>\n<!DOCTYPE r [<!ENTITY xxe SYSTEM \"file:///etc/passwd\">]>\n"
+               "<LidcReadMessage><readingSession><servicingRadiologistID>&xxe;</servicingRadiologistID>"
+               "</readingSession></LidcReadMessage>",
+               "xxe.xml:2: <!DOCTYPE declarations are refused");
+  expect_error("unknown.xml", head + "<readingSession>\n<unblindedReadNodule><noduleID>1</noduleID>\n<sizeMM>4</sizeMM>"
+               "</unblindedReadNodule></readingSession></LidcReadMessage>",
+               "unknown.xml:5: unknown element <sizeMM> in <unblindedReadNodule>");
+  expect_error("root.xml", "<IdriReadMessage/>", "not <LidcReadMessage>");
+  expect_error("cxr.xml", head + "<CXRreadingSession/></LidcReadMessage>", "chest X-ray reading");
+  expect_error("broken.xml", head + "<readingSession></LidcReadMessage>", "not well-formed XML");
+  expect_error("rating.xml", head + "<readingSession><unblindedReadNodule><characteristics><malignancy>9</malignancy>"
+               "</characteristics><roi/></unblindedReadNodule></readingSession></LidcReadMessage>",
+               "<malignancy> rating 9 is not 1 to 6");
+  expect_error("number.xml", head + "<readingSession><unblindedReadNodule><roi><imageZposition>-1x</imageZposition>"
+               "</roi></unblindedReadNodule></readingSession></LidcReadMessage>",
+               "<imageZposition> holds '-1x', not a number");
+  expect_error("nosop.xml", head + "<readingSession><unblindedReadNodule><roi><imageZposition>1</imageZposition>"
+               "<edgeMap><xCoord>1</xCoord><yCoord>2</yCoord></edgeMap></roi></unblindedReadNodule></readingSession>"
+               "</LidcReadMessage>",
+               "<roi> without an <imageSOP_UID>");
+  // Unknown elements are skipped when asked.
+  qs::testing::write_bytes(dir + "/lenient.xml", head + "<readingSession><extra>1</extra></readingSession></LidcReadMessage>");
+  EXPECT_EQ(read_lidc_xml(dir + "/lenient.xml", {.strict = false}).sessions, 1);
+  EXPECT_NE(error_of([&] { read_lidc_xml(dir + "/lenient.xml", {.max_bytes = 10}); }).find("over the limit"),
+            std::string::npos);
 }
