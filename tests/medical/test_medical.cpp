@@ -13,6 +13,7 @@
 #include "qiusuo/medical/dicom.h"
 #include "qiusuo/medical/lidc.h"
 #include "qiusuo/medical/nifti.h"
+#include "qiusuo/medical/preprocess.h"
 #include "qiusuo/ops.h"
 #include "test_util.h"
 
@@ -405,4 +406,82 @@ TEST(Lidc, BadXmlIsAClearError) {
   EXPECT_EQ(read_lidc_xml(dir + "/lenient.xml", {.strict = false}).sessions, 1);
   EXPECT_NE(error_of([&] { read_lidc_xml(dir + "/lenient.xml", {.max_bytes = 10}); }).find("over the limit"),
             std::string::npos);
+}
+
+// ---- preprocessing
+
+// Trilinear resampling reproduces a function linear in world coordinates exactly, keeps the
+// first voxel's position and the axes, and covers the old extent.
+TEST(Preprocess, ResampleIsExactOnLinearFieldsAndKeepsTheGeometry) {
+  Volume v = sample_volume(9, 11, 13);  // oblique, spacing 0.7 / 0.8 / 2.5
+  auto field = [](const std::array<double, 3>& w) { return 0.5 * w[0] - 0.25 * w[1] + 0.125 * w[2] + 3; };
+  float* p = v.voxels.data_ptr<float>();
+  for (int64_t k = 0; k < 9; ++k)
+    for (int64_t j = 0; j < 11; ++j)
+      for (int64_t i = 0; i < 13; ++i) p[(k * 11 + j) * 13 + i] = float(field(v.world(double(i), double(j), double(k))));
+  const Volume r = resample(v, {1.0, 1.0, 1.0});
+  EXPECT_EQ(r.slices(), int64_t(std::floor(8 * 2.5 / 1.0)) + 1);
+  EXPECT_EQ(r.rows(), int64_t(std::floor(10 * 0.8)) + 1);
+  EXPECT_EQ(r.columns(), int64_t(std::floor(12 * 0.7)) + 1);
+  const auto sp = r.spacing();
+  for (double s : sp) EXPECT_NEAR(s, 1.0, 1e-12);
+  const auto o0 = v.world(0, 0, 0), o1 = r.world(0, 0, 0);
+  for (size_t d = 0; d < 3; ++d) EXPECT_NEAR(o0[d], o1[d], 1e-12);
+  const float* q = r.voxels.data_ptr<float>();
+  double worst = 0;
+  for (int64_t k = 0; k < r.slices(); ++k)
+    for (int64_t j = 0; j < r.rows(); ++j)
+      for (int64_t i = 0; i < r.columns(); ++i)
+        worst = std::max(worst, std::fabs(q[(k * r.rows() + j) * r.columns() + i] -
+                                          field(r.world(double(i), double(j), double(k)))));
+  EXPECT_LT(worst, 1e-4);
+  EXPECT_NE(error_of([&] { resample(v, {0, 1, 1}); }).find("spacing 0"), std::string::npos);
+}
+
+TEST(Preprocess, WindowPatchAugmentAndSplits) {
+  EXPECT_EQ(window(from_vector({-2000, -1000, -300, 400, 900}, {5}), -1000, 400).to_vector(),
+            (std::vector<double>{0, 0, 0.5, 1, 1}));
+  Volume v;
+  v.voxels = arange(0, 4 * 5 * 6, 1, DType::f32).reshape({4, 5, 6});
+  v.affine = axis_aligned({1, 1, 1});
+  // Centre (i, j, k) = (1, 1, 1), a 3 x 3 x 3 block: from (0, 0, 0); reaching past the
+  // volume's corner fills with air.
+  Tensor p = extract_patch(v, {1, 1, 1}, {3, 3, 3});
+  EXPECT_EQ(p.shape(), (Shape{3, 3, 3}));
+  EXPECT_EQ(p.to_vector()[0], 0);
+  EXPECT_EQ(p.to_vector()[13], (1 * 5 + 1) * 6 + 1);  // the centre voxel
+  Tensor edge = extract_patch(v, {5, 4, 3}, {3, 3, 3});
+  EXPECT_EQ(edge.to_vector()[26], -1024);  // (k, j, i) = (4, 5, 6): outside
+  EXPECT_EQ(edge.to_vector()[13], (3 * 5 + 4) * 6 + 5);
+
+  // Flips and quarter turns only move voxels: the same values, and deterministic per seed.
+  Generator g1(4), g2(4);
+  Tensor cube = arange(0, 64, 1, DType::f32).reshape({4, 4, 4});
+  AugmentOptions geometric{.shift = 0, .intensity = 0, .noise = 0};
+  Tensor a = augment(cube, g1, geometric), b = augment(cube, g2, geometric);
+  EXPECT_EQ(a.to_vector(), b.to_vector());
+  std::vector<double> sorted = a.to_vector();
+  std::sort(sorted.begin(), sorted.end());
+  EXPECT_EQ(sorted, cube.to_vector());
+  bool changed = false;
+  for (int t = 0; t < 8 && !changed; ++t) changed = augment(cube, g1, geometric).to_vector() != cube.to_vector();
+  EXPECT_TRUE(changed);
+  Tensor jittered = augment(cube, g1, {.flips = false, .rotate90 = false, .shift = 0, .intensity = 0.1, .noise = 0});
+  EXPECT_NE(jittered.to_vector(), cube.to_vector());
+  EXPECT_NE(error_of([&] { augment(zeros({2, 3, 4}), g1); }).find("square axial plane"), std::string::npos);
+
+  // Patients, not nodules, are split: every patient in exactly one split, the same split
+  // for all its nodules, the same assignment for the same seed.
+  std::vector<std::string> ids;
+  for (int i = 0; i < 100; ++i) ids.push_back(fmt::format("P{:03}", i % 40));
+  const auto s1 = split_patients(ids, {0.6, 0.2, 0.2}, 7), s2 = split_patients(ids, {0.6, 0.2, 0.2}, 7);
+  EXPECT_EQ(s1, s2);
+  ASSERT_EQ(s1.size(), 40u);
+  int counts[3] = {0, 0, 0};
+  for (auto& [id, s] : s1) ++counts[s];
+  EXPECT_EQ(counts[0], 24);
+  EXPECT_EQ(counts[1], 8);
+  EXPECT_EQ(counts[2], 8);
+  EXPECT_NE(split_patients(ids, {0.6, 0.2, 0.2}, 8), s1);
+  EXPECT_NE(error_of([&] { split_patients(ids, {0.8, 0.4}, 1); }).find("over 1"), std::string::npos);
 }
