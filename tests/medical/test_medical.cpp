@@ -9,11 +9,13 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 
 #include "qiusuo/medical/dicom.h"
 #include "qiusuo/medical/lidc.h"
 #include "qiusuo/medical/nifti.h"
 #include "qiusuo/medical/preprocess.h"
+#include "qiusuo/medical/synth.h"
 #include "qiusuo/ops.h"
 #include "test_util.h"
 
@@ -484,4 +486,76 @@ TEST(Preprocess, WindowPatchAugmentAndSplits) {
   EXPECT_EQ(counts[2], 8);
   EXPECT_NE(split_patients(ids, {0.6, 0.2, 0.2}, 8), s1);
   EXPECT_NE(error_of([&] { split_patients(ids, {0.8, 0.4}, 1); }).find("over 1"), std::string::npos);
+}
+
+// ---- synthetic data
+
+// The generator is deterministic and CT-like where it should be: air outside, fat and
+// muscle in the body, parenchyma about -850 HU in the lungs, nodules denser than the lung.
+TEST(Synth, CasesAreDeterministicAndCtLike) {
+  SynthOptions o;
+  o.slices = 24, o.rows = 64, o.columns = 64, o.pixel_mm = 2.0, o.seed = 3;
+  const SynthCase a = synth_case(1, o), b = synth_case(1, o), c = synth_case(2, o);
+  EXPECT_EQ(max_diff(a.volume.voxels, b.volume.voxels), 0.0);
+  EXPECT_GT(max_diff(a.volume.voxels, c.volume.voxels), 0.0);
+  EXPECT_EQ(a.patient_id, "LIDC-SYN-0002");
+  const float* v = a.volume.voxels.data_ptr<float>();
+  auto at = [&](double i, double j, double k) {
+    return v[(int64_t(std::lround(k)) * 64 + int64_t(std::lround(j))) * 64 + int64_t(std::lround(i))];
+  };
+  EXPECT_LT(at(1, 1, 12), -900);   // air in the corner
+  EXPECT_GT(at(32, 10, 12), -300);  // the body's front wall (fat, muscle or rib)
+  double lung = 0;
+  int n = 0;
+  for (int j = 28; j < 36; ++j) lung += at(32 - 13.5, j, 5), ++n;  // inside the patient's right lung
+  EXPECT_NEAR(lung / n, -850, 150);
+  ASSERT_FALSE(a.nodules.empty());
+  for (const SynthNodule& nd : a.nodules) {
+    EXPECT_GT(at(nd.centre[0], nd.centre[1], nd.centre[2]), -700) << "nodule centre";
+    EXPECT_GE(nd.diameter_mm, 4.0);
+  }
+  // Every nodule is marked by at least one reader, each reader at most once.
+  for (size_t nd = 0; nd < a.nodules.size(); ++nd) {
+    std::set<int> sessions;
+    for (const LidcAnnotation& an : a.read.annotations)
+      if (an.nodule_id == fmt::format("Nodule {}", nd + 1)) EXPECT_TRUE(sessions.insert(an.session).second);
+    EXPECT_FALSE(sessions.empty());
+  }
+}
+
+// A written data set goes back through the real readers: the LIDC-like tree is found, each
+// series read from DICOM, its XML's nodules grouped into as many nodules as the generator
+// made, at their centres; the NIfTI copy holds the same volume.
+TEST(Synth, DatasetRunsThroughTheReaders) {
+  const std::string dir = qs::testing::temp_dir("synth_dataset");
+  SynthOptions o;
+  o.slices = 24, o.rows = 64, o.columns = 64, o.pixel_mm = 2.0, o.seed = 5;
+  const SynthSummary sum = write_synth_dataset(dir, 3, o, "rle");
+  EXPECT_EQ(sum.cases, 3);
+  EXPECT_EQ(sum.malignant + sum.benign + sum.excluded, sum.nodules);
+  const std::vector<LidcCase> cases = find_lidc_cases(dir);
+  ASSERT_EQ(cases.size(), 3u);
+  for (int i = 0; i < 3; ++i) {
+    const SynthCase truth = synth_case(i, o);
+    const DicomSeries s = read_dicom_series(cases[size_t(i)].dir);
+    EXPECT_EQ(s.patient_id, truth.patient_id);
+    EXPECT_EQ(s.transfer_syntax, "RLE Lossless");
+    EXPECT_LE(max_diff(s.volume.voxels, truth.volume.voxels), 0.5 + 1e-3);
+    expect_affine_near(s.volume.affine, truth.volume.affine, 1e-6);
+    const std::vector<LidcNodule> groups = group_nodules(read_lidc_xml(cases[size_t(i)].xml), s);
+    ASSERT_EQ(groups.size(), truth.nodules.size()) << truth.patient_id;
+    for (const SynthNodule& nd : truth.nodules) {
+      double best = 1e9;
+      for (const LidcNodule& g : groups) {
+        double d2 = 0;
+        for (size_t d = 0; d < 3; ++d) d2 += (g.centre[d] - nd.centre[d]) * (g.centre[d] - nd.centre[d]);
+        best = std::min(best, std::sqrt(d2));
+      }
+      EXPECT_LT(best, 2.0) << truth.patient_id << ": a grouped nodule within 2 voxels of the truth";
+    }
+    const Volume nii = read_nifti(dir + "/nifti/" + truth.patient_id + ".nii.gz");
+    EXPECT_LE(max_diff(nii.voxels, truth.volume.voxels), 0.5 + 1e-3);
+    expect_affine_near(nii.affine, truth.volume.affine, 1e-6);
+  }
+  EXPECT_TRUE(fs::exists(dir + "/truth.json"));
 }
