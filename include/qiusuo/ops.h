@@ -118,6 +118,15 @@ Tensor nll_loss(const Tensor& logp, const Tensor& target, const Tensor& weight =
 // [N, C, d1, ...]; target int64 as for nll_loss. Errors on label_smoothing outside [0, 1].
 Tensor cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_index = -100,
                      double label_smoothing = 0.0, const std::string& reduction = "mean");
+// Focal loss (Lin et al. 2017, "Focal Loss for Dense Object Detection", eq. 5) for
+// softmax classification: FL = -alpha_t (1 - p_t)^gamma log p_t, p_t the probability of the
+// target class. logits [N, C], target int64 [N] in [0, C). alpha: empty (no weighting), one
+// value a (binary: a for class 1, 1 - a for class 0, as the paper's alpha on the positives),
+// or C values (a weight per class). gamma = 0 with no alpha is cross entropy. "mean"
+// averages over the N samples (not over their weights). Differentiable in logits.
+// Errors: shapes, targets out of range, gamma < 0, an alpha of another length.
+Tensor focal_loss(const Tensor& logits, const Tensor& target, double gamma = 2.0, const std::vector<double>& alpha = {},
+                  const std::string& reduction = "mean");
 // (a - b)^2, broadcasting, reduced.
 Tensor mse_loss(const Tensor& a, const Tensor& b, const std::string& reduction = "mean");
 // Stable sigmoid + binary cross entropy: (1 - y) x + (1 + (pw - 1) y) softplus(-x), which is

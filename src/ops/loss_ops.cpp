@@ -128,6 +128,28 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_
   return nll * (1.0 - label_smoothing) + reduced * (label_smoothing / C);
 }
 
+Tensor focal_loss(const Tensor& logits, const Tensor& target, double gamma, const std::vector<double>& alpha,
+                  const std::string& reduction) {
+  ops::check_reduction(reduction, "focal_loss");
+  QS_CHECK(logits.dim() == 2 && target.dim() == 1 && target.size(0) == logits.size(0),
+           "focal_loss: expected logits [N, C] and target [N], got {} and {}", shape_str(logits.shape()),
+           shape_str(target.shape()));
+  QS_CHECK(std::isfinite(gamma) && gamma >= 0, "focal_loss: gamma must be >= 0, got {}", gamma);
+  const int64_t C = logits.size(1);
+  QS_CHECK(alpha.empty() || alpha.size() == 1 || int64_t(alpha.size()) == C,
+           "focal_loss: alpha holds {} values; give none, one (binary) or C = {}", alpha.size(), C);
+  QS_CHECK(alpha.size() != 1 || C == 2, "focal_loss: a single alpha is for two classes, got {}", C);
+  // -log p_t per sample, through nll_loss (which checks the targets), then p_t = exp(-nll).
+  Tensor nll = nll_loss(log_softmax(logits, 1), target, Tensor(), -100, "none");
+  Tensor loss = nll;
+  if (gamma != 0) loss = pow(1.0 - exp(neg(nll)), gamma) * nll;
+  if (!alpha.empty()) {
+    std::vector<double> w = alpha.size() == 1 ? std::vector<double>{1 - alpha[0], alpha[0]} : alpha;
+    loss = loss * index_select(from_vector(w, {C}, logits.dtype()), 0, target);
+  }
+  return ops::reduce_loss(loss, reduction);
+}
+
 Tensor mse_loss(const Tensor& a, const Tensor& b, const std::string& reduction) {
   ops::check_reduction(reduction, "mse_loss");
   Tensor d = a - b;

@@ -133,3 +133,32 @@ TEST(Dropout, IdentityWhenNotTrainingAndGradientFollowsMask) {
   for (size_t i = 0; i < yv.size(); ++i) EXPECT_DOUBLE_EQ(gv[i] * xv[i], yv[i]);
   expect_near(dropout(x, 1.0, true, &g), std::vector<double>(63, 0.0), 0);
 }
+
+// Focal loss against PyTorch autograd on the formula (torch has no softmax focal loss):
+// def fl(L, t, g, a): lp = F.log_softmax(L, 1).gather(1, t[:, None])[:, 0]
+//                     w = (1 - lp.exp())**g * (-lp); return w * torch.tensor(a)[t] if a else w
+// L = ce_logits(), t = torch.tensor([0, 2, 1, 1])
+TEST(Losses, FocalLossMatchesItsFormula) {
+  Tensor L = ce_logits(), t = from_vector({0, 2, 1, 1}, {4}, DType::i64);
+  expect_near(focal_loss(L, t, 2.0, {}, "none"), {0.8654663999, 0.0044546029, 0.4913821668, 4.9907148902}, 1e-9);
+  expect_near(focal_loss(L, t, 2.0), {1.5880045149}, 1e-9);
+  expect_near(focal_loss(L, t, 2.0, {0.25, 0.5, 0.25}), {0.7396321948}, 1e-9);
+  expect_near(focal_loss(L, t, 0.5, {}, "none"), {1.2839567649, 0.0696701633, 0.9004801644, 5.0388404681}, 1e-9);
+  // fl(L, t, 2.0, [0.25, 0.5, 0.25]).mean().backward(); L.grad
+  Tensor G = ce_logits().requires_grad_();
+  focal_loss(G, t, 2.0, {0.25, 0.5, 0.25}).backward();
+  expect_near(G.grad(),
+              {-5.3412033760e-02, 4.3668315524e-02, 9.7437182363e-03, 1.5490520174e-04, 5.6839314054e-04,
+               -7.2329834228e-04, 3.5128446033e-02, -7.8034426908e-02, 4.2905980875e-02, 1.2438779060e-01,
+               -1.3058069403e-01, 6.1929034345e-03},
+              1e-9);
+  // Binary with the paper's alpha = 0.25 on the positives: fl(B, tb, 2.0, [0.75, 0.25])
+  Tensor B = from_vector({0.3, -0.2, 1.5, 0.1, -0.7, 0.4}, {3, 2}, DType::f64);
+  expect_near(focal_loss(B, from_vector({1, 0, 1}, {3}, DType::i64), 2.0, {0.25}, "none"),
+              {0.0943529002, 0.0064689006, 0.0044802771}, 1e-9);
+  // gamma 0 without alpha is cross entropy.
+  expect_near(focal_loss(L, t, 0.0), {cross_entropy(L, t).item()}, 1e-12);
+  EXPECT_THROW(focal_loss(L, t, -1.0), Error);
+  EXPECT_THROW(focal_loss(L, t, 2.0, {0.25}), Error);  // one alpha needs two classes
+  EXPECT_THROW(focal_loss(L, from_vector({0, 3, 1, 1}, {4}, DType::i64)), Error);
+}
