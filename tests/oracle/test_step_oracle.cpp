@@ -38,6 +38,7 @@
 #include "ops/op.h"
 #include "oracle_util.h"
 #include "qiusuo/apps/cnn.h"
+#include "qiusuo/apps/ct_model.h"
 #include "qiusuo/autocast.h"
 #include "qiusuo/autograd.h"
 #include "qiusuo/nn/seq2seq.h"
@@ -210,6 +211,20 @@ TEST(StepOracle, Cnn3d) {
                  return cross_entropy(m(x), randint(0, 2, {2}, DType::i64, &data));
                },
                sgd(0.05));
+}
+
+// The CT classifier with attention gates and fusion (trilinear upsampling, sigmoid gates,
+// concatenations, residual blocks) under the focal loss, in f32 and bf16.
+TEST(StepOracle, CtNetFusionGatesFocal) {
+  for (bool bf16 : {false, true})
+    compare_step([] { Generator g(3); return std::make_shared<apps::CtNet>(apps::CtNetConfig{"fusion+gates", 4, 2, 8}, g); },
+                 [bf16](nn::Module& m, uint64_t seed) {
+                   Generator data(300 + seed);
+                   Tensor x = randn({2, 1, 8, 8, 8}, DType::f32, &data);
+                   Autocast ac(bf16);
+                   return focal_loss(m(x), randint(0, 2, {2}, DType::i64, &data), 2.0, {0.25});
+                 },
+                 adamw(1e-3), bf16 ? kBf16 : kF32);
 }
 
 // bf16 mixed precision (autocast): convolutions and linears on bf16 operands with f32
