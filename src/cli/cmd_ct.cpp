@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/cli.h"
+#include "qiusuo/medical/ct_train.h"
 #include "qiusuo/medical/dicom.h"
 #include "qiusuo/medical/lidc.h"
 #include "qiusuo/medical/nifti.h"
@@ -90,13 +91,76 @@ int ct_info(Args& a) {
   return kExitOk;
 }
 
+std::string curve_summary(const std::vector<metrics::RocPoint>& c) {
+  const metrics::OperatingPoint s90 = metrics::at_sensitivity(c, 0.9), sp90 = metrics::at_specificity(c, 0.9);
+  return fmt::format("sensitivity 0.90 -> specificity {:.3f}; specificity 0.90 -> sensitivity {:.3f}", s90.specificity,
+                     sp90.sensitivity);
+}
+
+int ct_train(Args& a) {
+  medical::TrainCtOptions o;
+  o.data = a.required("data");
+  o.out = a.required("out");
+  o.model.variant = a.str("model", o.model.variant);
+  o.model.width = a.integer("width", o.model.width, 1, 256);
+  o.loss = a.str("loss", o.loss);
+  o.gamma = a.number("gamma", o.gamma);
+  o.alpha = a.number("alpha", o.alpha);
+  o.epochs = int(a.integer("epochs", o.epochs, 1, 100000));
+  o.batch = a.integer("batch", o.batch, 2, 4096);
+  o.lr = a.number("lr", o.lr);
+  o.weight_decay = a.number("weight-decay", o.weight_decay);
+  o.augment = !a.flag("no-augment");
+  o.bf16 = a.flag("bf16");
+  o.seed = uint64_t(a.integer("seed", 0, 0, int64_t(1) << 40));
+  o.split_seed = uint64_t(a.integer("split-seed", 0, 0, int64_t(1) << 40));
+  o.bootstrap = int(a.integer("bootstrap", o.bootstrap, 10, 1000000));
+  o.quiet = a.flag("quiet");
+  if (const int t = a.threads(); t > 0) set_num_threads(t);
+  a.finish();
+  const medical::TrainCtResult r = medical::train_ct(o);
+  std::cout << fmt::format("{} / {} / {} nodules (train / validation / test, split by patient); best epoch {} of {} "
+                           "(validation AUC {:.3f}); {:.1f} volumes/s\n",
+                           r.train, r.val, r.test, r.best_epoch, o.epochs, r.val_auc[size_t(r.best_epoch - 1)],
+                           r.volumes_per_s);
+  std::cout << fmt::format("test ROC AUC {:.3f} (95% bootstrap interval {:.3f} to {:.3f}, {} resamples); at the "
+                           "validation's Youden threshold: sensitivity {:.3f}, specificity {:.3f}; {}\n",
+                           r.test_auc.auc, r.test_auc.lo, r.test_auc.hi, r.test_auc.resamples,
+                           r.test_at_val_threshold.sensitivity, r.test_at_val_threshold.specificity,
+                           curve_summary(r.test_curve));
+  std::cout << nlohmann::json{{"checkpoint", r.checkpoint}, {"model", o.model.variant}, {"loss", o.loss},
+                              {"test_auc", r.test_auc.auc}, {"test_auc_lo", r.test_auc.lo}, {"test_auc_hi", r.test_auc.hi},
+                              {"best_epoch", r.best_epoch}, {"volumes_per_s", r.volumes_per_s}, {"seconds", r.seconds}}
+                   .dump()
+            << std::endl;
+  return kExitOk;
+}
+
+int ct_eval(Args& a) {
+  if (a.positionals().size() != 2) throw UsageError("qiusuo ct eval CKPT --data DIR");
+  const std::string ckpt = a.positionals()[1], data = a.required("data");
+  const int bootstrap = int(a.integer("bootstrap", 1000, 10, 1000000));
+  if (const int t = a.threads(); t > 0) set_num_threads(t);
+  a.finish();
+  const medical::EvalCtResult r = medical::eval_ct(ckpt, data, bootstrap);
+  std::cout << fmt::format("{} nodules: ROC AUC {:.3f} (95% bootstrap interval {:.3f} to {:.3f}); {}\n", r.nodules,
+                           r.auc.auc, r.auc.lo, r.auc.hi, curve_summary(r.curve));
+  std::cout << nlohmann::json{{"checkpoint", ckpt}, {"data", data}, {"nodules", r.nodules}, {"auc", r.auc.auc},
+                              {"auc_lo", r.auc.lo}, {"auc_hi", r.auc.hi}}
+                   .dump()
+            << std::endl;
+  return kExitOk;
+}
+
 }  // namespace
 
 int cmd_ct(Args a) {
   const std::string what = a.positionals().empty() ? "" : a.positionals()[0];
   if (what == "synth") return ct_synth(a);
   if (what == "info") return ct_info(a);
-  throw UsageError("qiusuo ct: synth or info");
+  if (what == "train") return ct_train(a);
+  if (what == "eval") return ct_eval(a);
+  throw UsageError("qiusuo ct: synth, info, train or eval");
 }
 
 }  // namespace qs::cli

@@ -184,16 +184,23 @@ const std::vector<Command>& commands() {
        "  --assets DIR      the page's folder (default: web/viewer of the source tree)\n"
        "  --max-tokens N    tokens per request (1024; also capped by the model's position encoding)\n",
        cmd_serve},
-      {"ct", "CT input: write a synthetic chest CT data set (DICOM + LIDC XML + NIfTI), or describe one",
+      {"ct", "CT nodule classification: synthetic data (DICOM + LIDC XML + NIfTI), info, train, eval",
        "usage: qiusuo ct synth --out DIR [--cases 8] [--seed 0] [--slices 48] [--matrix 128] [--pixel-mm 1.2]\n"
        "                       [--slice-mm 2] [--max-nodules 3] [--transfer-syntax explicit-little|implicit-little|\n"
        "                       jpeg-ls-lossless|rle]\n"
-       "       qiusuo ct info PATH\n\n"
+       "       qiusuo ct info PATH\n"
+       "       qiusuo ct train --data DIR --out DIR [--model base|fusion|fusion+gates] [--loss focal|ce] [--gamma 2]\n"
+       "                       [--alpha A] [--epochs 20] [--batch 16] [--lr 1e-3] [--width 8] [--bf16] [--no-augment]\n"
+       "                       [--seed 0] [--split-seed 0] [--bootstrap 1000] [--threads N] [--quiet]\n"
+       "       qiusuo ct eval CKPT --data DIR [--bootstrap 1000]\n\n"
        "synth writes chest CT volumes with lung nodules whose look follows a latent malignancy, each as a DICOM\n"
        "series with a LIDC-IDRI style reader XML in TCIA's folder layout (DIR/LIDC-SYN-0001/<study>/<series>/),\n"
        "a NIfTI copy (DIR/nifti/) and DIR/truth.json. info reads a DICOM series folder, a NIfTI file, or a\n"
        "LIDC-IDRI download (every series with its XML: nodules grouped across readers and labelled by the mean\n"
-       "malignancy rule: > 3 malignant, < 3 benign, 3 excluded). See docs/ct.md.\n",
+       "malignancy rule: > 3 malignant, < 3 benign, 3 excluded). train cuts a 32 mm cube (32^3 voxels) around each\n"
+       "labelled nodule, splits the patients 60/20/20, trains the 3D CNN (base; + multi-scale fusion; + attention\n"
+       "gates) with the focal or cross-entropy loss and augmentation, keeps the epoch with the best validation AUC,\n"
+       "and reports the test ROC AUC with its bootstrap interval. eval scores another data set. See docs/ct.md.\n",
        cmd_ct},
       {"mt-data", "write the synthetic parallel corpus (with gold parses and alignments) and its grammar",
        "usage: qiusuo mt-data --out DIR [--format jsonl|tsv] [--data-seed N] [--train-pairs N] [--valid-pairs N]\n"

@@ -117,6 +117,28 @@ Tensor extract_patch(const Volume& v, const std::array<double, 3>& centre, const
   return out;
 }
 
+Tensor patch_mm(const Volume& v, const std::array<double, 3>& centre, double size_mm, int64_t voxels) {
+  QS_CHECK(size_mm > 0 && voxels >= 1, "patch_mm: size {} mm on {} voxels", size_mm, voxels);
+  const std::array<double, 3> sp = v.spacing();
+  const double iso = size_mm / double(voxels);
+  // Half extents in the volume's voxels (i, j, k), with a margin for the interpolation.
+  std::array<int64_t, 3> half{};
+  for (size_t a = 0; a < 3; ++a) half[a] = int64_t(std::ceil(size_mm / 2 / sp[a])) + 2;
+  const std::array<double, 3> c0 = {std::round(centre[0]), std::round(centre[1]), std::round(centre[2])};
+  Volume crop;
+  crop.voxels = extract_patch(v, c0, {2 * half[2] + 1, 2 * half[1] + 1, 2 * half[0] + 1});
+  // extract_patch starts at round(c) - size / 2 along each axis.
+  const std::array<double, 3> first = {c0[0] - double(half[0]), c0[1] - double(half[1]), c0[2] - double(half[2])};
+  crop.affine = v.affine;
+  const std::array<double, 3> o = v.world(first[0], first[1], first[2]);
+  for (size_t r = 0; r < 3; ++r) crop.affine[r][3] = o[r];
+  const Volume iso_v = resample(crop, {iso, iso, iso});
+  // The centre in the resampled grid: the same axes, scaled.
+  const std::array<double, 3> c = {(centre[0] - first[0]) * sp[0] / iso, (centre[1] - first[1]) * sp[1] / iso,
+                                   (centre[2] - first[2]) * sp[2] / iso};
+  return extract_patch(iso_v, c, {voxels, voxels, voxels});
+}
+
 Tensor augment(const Tensor& patch, Generator& gen, const AugmentOptions& opt) {
   QS_CHECK(patch.defined() && patch.dim() == 3 && patch.dtype() == DType::f32, "augment: expected an f32 [D, H, W] patch");
   const int64_t D = patch.size(0), H = patch.size(1), W = patch.size(2);

@@ -12,6 +12,7 @@
 #include <set>
 
 #include "qiusuo/medical/dicom.h"
+#include "qiusuo/medical/ct_train.h"
 #include "qiusuo/medical/lidc.h"
 #include "qiusuo/medical/nifti.h"
 #include "qiusuo/medical/preprocess.h"
@@ -558,4 +559,39 @@ TEST(Synth, DatasetRunsThroughTheReaders) {
     expect_affine_near(nii.affine, truth.volume.affine, 1e-6);
   }
   EXPECT_TRUE(fs::exists(dir + "/truth.json"));
+}
+
+// ---- the classification job
+
+// From DICOM files to a test AUC with its interval: a small synthetic set, a short training,
+// the checkpoint scored again by eval_ct.
+TEST(CtTrain, PipelineFromDicomToAuc) {
+  const std::string dir = qs::testing::temp_dir("ct_train");
+  SynthOptions so;
+  so.slices = 24, so.rows = 64, so.columns = 64, so.pixel_mm = 2.0, so.seed = 11;
+  write_synth_dataset(dir + "/data", 30, so);
+  TrainCtOptions o;
+  o.data = dir + "/data", o.out = dir + "/run";
+  o.model = {"fusion+gates", 4, 2, 16};
+  o.data_options.patch = 16;  // 32 mm on 2 mm voxels
+  o.epochs = 2, o.batch = 8, o.bootstrap = 100, o.quiet = true;
+  const TrainCtResult r = train_ct(o);
+  const CtDataset ds = build_ct_dataset(o.data, o.data_options);
+  EXPECT_EQ(r.train + r.val + r.test, int(ds.samples.size()));
+  EXPECT_EQ(ds.patches.shape(), (Shape{int64_t(ds.samples.size()), 1, 16, 16, 16}));
+  EXPECT_GE(amin(ds.patches).item(), 0.0);
+  EXPECT_LE(amax(ds.patches).item(), 1.0);
+  EXPECT_EQ(r.val_auc.size(), 2u);
+  EXPECT_GE(r.best_epoch, 1);
+  EXPECT_LE(r.test_auc.lo, r.test_auc.auc);
+  EXPECT_GE(r.test_auc.hi, r.test_auc.auc);
+  EXPECT_GT(r.volumes_per_s, 0);
+  EXPECT_TRUE(fs::exists(dir + "/run/report.json"));
+  const EvalCtResult e1 = eval_ct(r.checkpoint, o.data, 100), e2 = eval_ct(r.checkpoint, o.data, 100);
+  EXPECT_EQ(e1.nodules, int(ds.samples.size()));
+  EXPECT_EQ(e1.scores, e2.scores);
+  EXPECT_EQ(e1.auc.auc, metrics::roc_auc(e1.scores, e1.labels));
+  EXPECT_FALSE(error_of([&] { eval_ct(dir + "/run/report.json", o.data); }).empty());  // not a checkpoint
+  EXPECT_NE(error_of([&] { build_ct_dataset(dir + "/run"); }).find("no CT series with a LIDC annotation XML"),
+            std::string::npos);
 }

@@ -29,6 +29,11 @@ Tensor window(const Tensor& hu, double lo, double hi);
 Tensor extract_patch(const Volume& v, const std::array<double, 3>& centre, const std::array<int64_t, 3>& size,
                      float fill = -1024.0f);
 
+// A cube of `size_mm` around voxel `centre` (i, j, k), sampled on `voxels`^3 isotropic voxels
+// (size_mm / voxels mm): the region around the centre is cropped (air outside the volume),
+// resampled as resample() does, and the cube cut around the centre. [voxels, voxels, voxels].
+Tensor patch_mm(const Volume& v, const std::array<double, 3>& centre, double size_mm, int64_t voxels);
+
 struct AugmentOptions {
   bool flips = true;          // each axis mirrored with probability 1/2
   bool rotate90 = true;       // a random multiple of 90 degrees in the axial (i, j) plane (needs rows == columns)
