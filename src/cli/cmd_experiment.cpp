@@ -3,12 +3,34 @@
 
 #include "cli/cli.h"
 #include "qiusuo/apps/experiments.h"
+#include "qiusuo/medical/ct_experiment.h"
+#include "qiusuo/error.h"
+#include "qiusuo/tensor.h"
 
 namespace qs::cli {
 
 int cmd_experiment(Args a) {
-  if (a.positionals().size() != 1) throw UsageError("qiusuo experiment: which one? (available: pe, quant, prune)");
+  if (a.positionals().size() != 1) throw UsageError("qiusuo experiment: which one? (available: pe, quant, prune, ct)");
   const std::string what = a.positionals()[0];
+  if (what == "ct") {
+    medical::CtExperimentOptions c;
+    c.quick = a.flag("quick");
+    c.out_dir = a.required("out");
+    c.data = a.str("data", "");
+    c.eval_data = a.str("eval-data", "");
+    c.cases = int(a.integer("cases", c.cases, 10, 100000));
+    c.seeds = int(a.integer("seeds", c.seeds, 1, 100));
+    c.epochs = int(a.integer("epochs", c.epochs, 1, 10000));
+    if (const int t = a.threads(0); t > 0) set_num_threads(t);
+    c.quiet = a.flag("quiet");
+    a.finish();
+    nlohmann::json r = medical::run_ct_experiment(c);
+    std::cout << "wrote " << c.out_dir << "/results.json, results.md, roc.svg\n";
+    for (const auto& row : r["rows"])
+      std::cout << fmt::format("{}: test AUC {:.3f}, independent AUC {:.3f}\n", row["config"].get<std::string>(),
+                               row["test_auc_mean"].get<double>(), row["eval_auc_mean"].get<double>());
+    return kExitOk;
+  }
   if (what == "quant" && a.has("replot")) {
     const std::string dir = a.str("replot", "");
     a.finish();
@@ -53,7 +75,7 @@ int cmd_experiment(Args a) {
               << "sensitivity.svg, lm_perplexity.svg\n";
     return kExitOk;
   }
-  if (what != "pe") throw UsageError("qiusuo experiment: unknown experiment '" + what + "' (available: pe, quant, prune)");
+  if (what != "pe") throw UsageError("qiusuo experiment: unknown experiment '" + what + "' (available: pe, quant, prune, ct)");
   apps::PeExperimentOptions o;
   o.quick = a.flag("quick");
   o.out_dir = a.required("out");

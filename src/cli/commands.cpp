@@ -132,7 +132,7 @@ const std::vector<Command>& commands() {
        "after, optionally after AdamW fine-tuning on training windows, and a JSON line with what was removed.\n"
        "See docs/prune.md.\n",
        cmd_prune},
-      {"experiment", "run a measured experiment of the curriculum: pe (positional encodings), quant, prune",
+      {"experiment", "run a measured experiment of the curriculum: pe (positional encodings), quant, prune, ct",
        std::string("usage: qiusuo experiment pe --out DIR [--quick] [--corpus PATH] [--encodings rope,alibi,...] "
                    "[--train-len N]\n"
                    "                            [--steps N] [--eval-tokens N] [--threads N] [--seed N]\n\n"
@@ -154,7 +154,13 @@ const std::vector<Command>& commands() {
        "fine-tuned as long: parameters, FLOPs, file bytes, accuracy, measured speed-up of inference and training;\n"
        "per-layer sensitivity; a KJV LM's feed-forward neurons at each ratio (perplexity, FLOPs, latency); Li et\n"
        "al. 2017's numbers beside. DIR/results.json, results.md and four SVG plots.\n"
-       "See docs/prune.md.\n",
+       "See docs/prune.md.\n\n"
+       "usage: qiusuo experiment ct --out DIR [--quick] [--data DIR] [--eval-data DIR] [--cases 160] [--seeds 3]\n"
+       "                            [--epochs 12] [--threads N] [--quiet]\n\n"
+       "ct: the CT ablation: the 3D CNN with cross entropy, + multi-scale fusion, + attention gates, + focal loss,\n"
+       "each over --seeds seeds on a synthetic LIDC-style set (written to DIR/data unless --data) and scored on its\n"
+       "test split and on an independent set, with 95% bootstrap intervals. DIR/results.json, results.md, roc.svg.\n"
+       "See docs/ct.md.\n",
        cmd_experiment},
       {"generate", "generate text from a language-model checkpoint",
        "usage: qiusuo generate CKPT --prompt TEXT [--max-tokens 200] [--temperature 0.8] [--top-k 0] [--top-p 0.95]\n"
