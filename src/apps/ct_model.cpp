@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "nn/config_json.h"
+#include "qiusuo/autograd.h"
 #include "qiusuo/ops.h"
 
 namespace qs::apps {
@@ -89,7 +90,7 @@ CtNet::CtNet(const CtNetConfig& cfg, Generator& gen) : Module("CtNet"), cfg_(cfg
 
 Tensor CtNet::forward(const Tensor& x) { return forward_gates(x, nullptr); }
 
-Tensor CtNet::forward_gates(const Tensor& x, std::vector<Tensor>* gates) {
+Tensor CtNet::forward_gates(const Tensor& x, std::vector<Tensor>* gates, Tensor* features) {
   const int64_t S = cfg_.patch;
   QS_CHECK(x.dim() == 5 && x.size(1) == 1 && x.size(2) == S && x.size(3) == S && x.size(4) == S,
            "CtNet: expected patches [N, 1, {}, {}, {}], got {}", S, S, S, shape_str(x.shape()));
@@ -97,6 +98,7 @@ Tensor CtNet::forward_gates(const Tensor& x, std::vector<Tensor>* gates) {
   Tensor h1 = s1_->forward(stem_bn_->forward_relu((*stem_)(x)));  // [N, w, S]
   Tensor h2 = s2_->forward(max_pool3d(h1, 2));                      // [N, 2w, S/2]
   Tensor h3 = s3_->forward(max_pool3d(h2, 2));                      // [N, 4w, S/4]
+  if (features) *features = h3;
   if (cfg_.variant == "base") return (*fc_)(mean(h3, {2, 3, 4}));
   if (gate2_) {
     auto [g2, a2] = gate2_->gate(h2, h3);
@@ -111,6 +113,19 @@ Tensor CtNet::forward_gates(const Tensor& x, std::vector<Tensor>* gates) {
   }
   Tensor f1 = lat1_bn_->forward_relu((*lat1_)(cat({h1, interpolate(f2, {S, S, S}, "trilinear")}, 1)));
   return (*fc_)(cat({mean(f1, {2, 3, 4}), mean(f2, {2, 3, 4}), mean(h3, {2, 3, 4})}, 1));
+}
+
+Tensor grad_cam(CtNet& model, const Tensor& x, int64_t cls) {
+  nn::EvalScope eval(model);
+  Tensor h3;
+  const Tensor logits = model.forward_gates(x, nullptr, &h3);
+  const Tensor g = grad(sum(logits.narrow(1, cls, 1)), {h3})[0];
+  NoGrad ng;
+  const int64_t S = model.config().patch;
+  Tensor cam = relu(sum(mean(g, {2, 3, 4}, true) * h3, {1}, true));
+  cam = interpolate(cam, {S, S, S}, "trilinear");
+  const Tensor top = amax(cam, {1, 2, 3, 4}, true);
+  return cam / (top + 1e-12);
 }
 
 }  // namespace qs::apps

@@ -8,7 +8,6 @@
 #include "io/atomic_file.h"
 #include "qiusuo/medical/ct_train.h"
 #include "qiusuo/medical/synth.h"
-#include "qiusuo/util/svg_plot.h"
 
 namespace qs::medical {
 
@@ -65,7 +64,7 @@ nlohmann::json run_ct_experiment(const CtExperimentOptions& o) {
     if (!fs::exists(fs::path(eval_data) / "truth.json")) write_synth_dataset(eval_data, eval_cases, e);
   }
   nlohmann::json rows = nlohmann::json::array();
-  std::vector<util::PlotSeries> roc;
+  std::vector<std::pair<std::string, std::vector<metrics::RocPoint>>> roc;
   for (const Config& c : kConfigs) {
     nlohmann::json runs = nlohmann::json::array();
     std::vector<double> test_aucs, eval_aucs, vps;
@@ -81,9 +80,7 @@ nlohmann::json run_ct_experiment(const CtExperimentOptions& o) {
       test_aucs.push_back(r.test_auc.auc), eval_aucs.push_back(e.auc.auc), vps.push_back(r.volumes_per_s);
       if (s == 0) {
         eval_lo = e.auc.lo, eval_hi = e.auc.hi;
-        util::PlotSeries ps{fmt::format("{} (AUC {:.3f})", c.name, e.auc.auc), {}, {}};
-        for (const metrics::RocPoint& p : e.curve) ps.x.push_back(p.fpr), ps.y.push_back(p.tpr);
-        roc.push_back(ps);
+        roc.push_back({fmt::format("{} (AUC {:.3f})", c.name, e.auc.auc), e.curve});
       }
       runs.push_back({{"seed", s}, {"test_auc", r.test_auc.auc}, {"test_auc_lo", r.test_auc.lo},
                       {"test_auc_hi", r.test_auc.hi}, {"eval_auc", e.auc.auc}, {"eval_auc_lo", e.auc.lo},
@@ -127,11 +124,8 @@ nlohmann::json run_ct_experiment(const CtExperimentOptions& o) {
         "(docs/ct.md): they show that the pipeline and the components work, not what they would score on "
         "patients, and they are not comparable with 0.962.\n";
   io::write_file_atomic((fs::path(o.out_dir) / "results.md").string(), md);
-  util::PlotOptions po;
-  po.title = "ROC on the independent synthetic set (seed 0)";
-  po.x_label = "1 - specificity";
-  po.y_label = "sensitivity";
-  io::write_file_atomic((fs::path(o.out_dir) / "roc.svg").string(), util::svg_line_plot(roc, po));
+  io::write_file_atomic((fs::path(o.out_dir) / "roc.svg").string(),
+                        roc_svg(roc, "ROC on the independent synthetic set (seed 0)"));
   return result;
 }
 

@@ -17,6 +17,8 @@
 #include "qiusuo/medical/preprocess.h"
 #include "qiusuo/ops.h"
 #include "qiusuo/optim/optim.h"
+#include "qiusuo/util/svg_plot.h"
+#include "qiusuo/viz/image.h"
 #include "util/progress.h"
 
 namespace qs::medical {
@@ -75,6 +77,63 @@ std::vector<int> labels_of(const CtDataset& ds, const std::vector<int64_t>& idx)
 }
 
 }  // namespace
+
+std::string roc_svg(const std::vector<std::pair<std::string, std::vector<metrics::RocPoint>>>& curves,
+                    const std::string& title) {
+  std::vector<util::PlotSeries> series = {{"chance", {0, 1}, {0, 1}}};
+  for (const auto& [label, c] : curves) {
+    util::PlotSeries s{label, {}, {}};
+    for (const metrics::RocPoint& p : c) s.x.push_back(p.fpr), s.y.push_back(p.tpr);
+    series.push_back(s);
+  }
+  util::PlotOptions po;
+  po.title = title, po.x_label = "1 - specificity", po.y_label = "sensitivity";
+  return util::svg_line_plot(series, po);
+}
+
+std::vector<std::string> write_ct_figures(apps::CtNet& model, const CtDataset& ds, const std::vector<int64_t>& idx,
+                                          const std::string& dir, int max) {
+  std::filesystem::create_directories(dir);
+  std::vector<std::string> files;
+  const int64_t S = ds.patches.size(2), zoom = std::max<int64_t>(1, 192 / S);
+  for (size_t n = 0; n < idx.size() && int(n) < max; ++n) {
+    const int64_t i = idx[n];
+    const Tensor x = ds.patches.narrow(0, i, 1);
+    std::vector<Tensor> gates;
+    {
+      NoGrad ng;
+      nn::EvalScope eval(model);
+      model.forward_gates(x, &gates);
+    }
+    const Tensor cam = apps::grad_cam(model, x);
+    auto slice = [&](const Tensor& t) {  // the middle axial slice of a [1, 1, S, S, S] map
+      return t.narrow(2, S / 2, 1).contiguous().to_vector();
+    };
+    const std::vector<double> img = slice(x), c = slice(cam);
+    const std::vector<double> g = gates.empty() ? std::vector<double>() : slice(gates.back());
+    const int panels = gates.empty() ? 2 : 3;
+    viz::Image out(int(S * zoom) * panels + 8 * (panels - 1), int(S * zoom), viz::kWhite);
+    for (int p = 0; p < panels; ++p) {
+      const std::vector<double>* over = p == 0 ? nullptr : (p == 1 && !g.empty()) ? &g : &c;
+      for (int64_t r = 0; r < S; ++r)
+        for (int64_t q = 0; q < S; ++q) {
+          const uint8_t v = uint8_t(std::clamp(img[size_t(r * S + q)], 0.0, 1.0) * 255);
+          const int x0 = int(p * (S * zoom + 8) + q * zoom), y0 = int(r * zoom);
+          out.fill_rect(x0, y0, int(zoom), int(zoom), viz::Rgb{v, v, v});
+          if (over)
+            for (int64_t dy = 0; dy < zoom; ++dy)
+              for (int64_t dx = 0; dx < zoom; ++dx)
+                out.blend(x0 + int(dx), y0 + int(dy), viz::viridis((*over)[size_t(r * S + q)]), 0.45);
+        }
+    }
+    const std::string f = (std::filesystem::path(dir) /
+                           fmt::format("nodule_{}_{}.png", n + 1, ds.samples[size_t(i)].label ? "malignant" : "benign"))
+                              .string();
+    viz::write_png(out, f);
+    files.push_back(f);
+  }
+  return files;
+}
 
 CtDataset build_ct_dataset(const std::string& root, const CtDataOptions& opt) {
   const std::vector<LidcCase> cases = find_lidc_cases(root);
@@ -209,6 +268,12 @@ TrainCtResult train_ct(const TrainCtOptions& o) {
       {"test_specificity", r.test_at_val_threshold.specificity}, {"volumes_per_s", r.volumes_per_s},
       {"seconds", r.seconds}, {"test_roc", curve}, {"config", config}};
   io::write_file_atomic((std::filesystem::path(o.out) / "report.json").string(), report.dump(1) + "\n");
+  const std::string roc_file = (std::filesystem::path(o.out) / "roc.svg").string();
+  io::write_file_atomic(roc_file, roc_svg({{fmt::format("{} (AUC {:.3f})", cfg.variant, r.test_auc.auc), r.test_curve}},
+                                          "ROC on the test split"));
+  r.figures = {roc_file};
+  for (const std::string& f : write_ct_figures(model, ds, idx[2], (std::filesystem::path(o.out) / "figures").string()))
+    r.figures.push_back(f);
   return r;
 }
 

@@ -61,8 +61,9 @@ class CtNet : public nn::Module {
  public:
   explicit CtNet(const CtNetConfig& cfg, Generator& gen = default_generator());
   Tensor forward(const Tensor& x) override;  // x [N, 1, S, S, S] -> logits [N, classes]
-  // The same, and the gate maps (empty without gates): at S/2, then at S.
-  Tensor forward_gates(const Tensor& x, std::vector<Tensor>* gates);
+  // The same, and the gate maps (empty without gates): at S/2, then at S; and the last
+  // stage's features [N, 4w, S/4, S/4, S/4] (for Grad-CAM) when `features` is given.
+  Tensor forward_gates(const Tensor& x, std::vector<Tensor>* gates, Tensor* features = nullptr);
   const CtNetConfig& config() const { return cfg_; }
 
  private:
@@ -75,5 +76,11 @@ class CtNet : public nn::Module {
   std::shared_ptr<AttentionGate3d> gate2_, gate1_;
   std::shared_ptr<nn::Linear> fc_;
 };
+
+// Grad-CAM (Selvaraju et al. 2017) on the last stage, for class `cls`: the stage's feature
+// maps weighted by the spatial mean of the class logit's gradient, summed over channels,
+// ReLU, upsampled (trilinear) to the patch and scaled to [0, 1] per sample. x [N, 1, S, S, S]
+// -> [N, 1, S, S, S]. Runs in eval mode; the model's parameters get no gradient.
+Tensor grad_cam(CtNet& model, const Tensor& x, int64_t cls = 1);
 
 }  // namespace qs::apps

@@ -68,10 +68,21 @@ struct TrainCtResult {
   double volumes_per_s = 0;  // training throughput
   double seconds = 0;
   std::string checkpoint;
+  std::vector<std::string> figures;  // out/roc.svg and the nodule figures
 };
 
 // Errors: bad options, the data set's errors, a split leaving a set without both classes.
 TrainCtResult train_ct(const TrainCtOptions& opt);
+
+// An SVG of ROC curves (label, curve), with the chance diagonal.
+std::string roc_svg(const std::vector<std::pair<std::string, std::vector<metrics::RocPoint>>>& curves,
+                    const std::string& title);
+
+// One PNG per nodule (the first `max` of `idx`): the patch's middle axial slice, the same
+// with the finer attention gate's map over it (fusion+gates only), and with the Grad-CAM map
+// of the malignant class over it; named nodule_<n>_<label>.png. Returns the files written.
+std::vector<std::string> write_ct_figures(apps::CtNet& model, const CtDataset& ds, const std::vector<int64_t>& idx,
+                                          const std::string& dir, int max = 4);
 
 struct EvalCtResult {
   int nodules = 0;
