@@ -47,9 +47,13 @@ const std::vector<Command>& commands() {
        "        guard bytes); grad: finite differences against autograd in f64. Exit code 2 on a failure.\n",
        cmd_check},
       {"demo", "the main job on built-in data: the Fashion-MNIST CNN, then a small KJV language model",
-       "usage: qiusuo demo [--epochs 3] [--lm-steps 600] [--skip-cnn] [--out runs/demo] [--threads N] [--bf16]\n\n"
+       "usage: qiusuo demo [--epochs 3] [--lm-steps 600] [--skip-cnn] [--out runs/demo] [--threads N] [--bf16]\n"
+       "       qiusuo demo ct [--cases 80] [--epochs 8] [--out runs/demo] [--threads N] [--bf16]\n\n"
        "Trains the Fashion-MNIST CNN and prints its test accuracy, then trains a byte-level GPT on the King James\n"
-       "Bible and prints its test perplexity and a generated sample. Checkpoints go under --out.\n", cmd_demo},
+       "Bible and prints its test perplexity and a generated sample. Checkpoints go under --out.\n"
+       "demo ct: the medical case on synthetic chest CT (DICOM + LIDC XML): the 3D CNN with multi-scale fusion,\n"
+       "attention gates and focal loss, its test ROC AUC with a bootstrap interval, and the AUC on an independent\n"
+       "synthetic set (docs/ct.md).\n", cmd_demo},
       {"export", "trace a checkpoint's inference forward into a static graph (qsgraph for qiusuo-run, or ONNX)",
        "usage: qiusuo export CKPT --out FILE [--batch 1] [--seq N] [--bf16] [--dynamic-batch] [--no-optimize]\n"
        "                     [--dynamic-seq [--max-seq L]] [--format qsg|onnx] [--example FILE.safetensors]\n\n"
