@@ -100,16 +100,19 @@ nlohmann::json run_ct_experiment(const CtExperimentOptions& o) {
                          rows[i - 1]["eval_auc_seed0_lo"].get<double>() <= rows[i]["eval_auc_seed0_hi"].get<double>();
     rows[i]["difference_shown"] = !overlap;
   }
-  nlohmann::json result = {{"data", data}, {"eval_data", eval_data}, {"seeds", seeds}, {"epochs", epochs},
+  nlohmann::json result = {{"data", data}, {"eval_data", eval_data}, {"cases", cases}, {"eval_cases", eval_cases},
+                           {"seeds", seeds}, {"epochs", epochs},
                            {"quick", o.quick}, {"rows", rows},
                            {"handbook", {{"claim", "AUC 0.962 on LIDC-IDRI (3D CNN with attention gates and focal loss)"}}}};
   io::write_file_atomic((fs::path(o.out_dir) / "results.json").string(), result.dump(1) + "\n");
 
   std::string md = "# CT nodule classification: the ablation\n\n";
-  md += fmt::format("`qiusuo experiment ct{}` on synthetic LIDC-style data (`{}`: training, validation and test "
-                    "splits by patient; `{}`: an independent set). {} seeds per row, {} epochs. AUCs are means over "
-                    "seeds (sd); the interval is the 95% bootstrap interval of seed 0 on the independent set.\n\n",
-                    o.quick ? " --quick" : "", data, eval_data, seeds, epochs);
+  md += fmt::format("`qiusuo experiment ct{}` on synthetic LIDC-style data ({} cases in `{}`: training, validation "
+                    "and test splits by patient; {} cases in `{}`: an independent set). {} seeds per row, {} epochs. "
+                    "AUCs are means over seeds (sd); the interval is the 95% bootstrap interval of seed 0 on the "
+                    "independent set.\n\n",
+                    o.quick ? " --quick" : fmt::format(" --cases {} --seeds {} --epochs {}", cases, seeds, epochs),
+                    cases, data, eval_cases, eval_data, seeds, epochs);
   md += "| model | test AUC (own split) | independent AUC | seed-0 interval | difference from the row above | volumes/s |\n";
   md += "| --- | --- | --- | --- | --- | --- |\n";
   for (const auto& r : rows)

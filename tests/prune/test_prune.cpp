@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <functional>
 
 #include "ops/op.h"
 #include "qiusuo/apps/cnn.h"
@@ -454,6 +455,34 @@ TEST(PruneModules, SwigluAndHeadGroupsFromTheModules) {
   }
 }
 
+// Half of every prunable group of make(g)'s model pruned two ways: rebuilt at the new widths
+// (net) and zeroed in place in a copy (masked); x is the example, made after the weights.
+struct RebuiltAndMasked {
+  std::shared_ptr<nn::Sequential> net, masked;
+  Tensor x;
+  int64_t removed = 0;
+  std::string groups;
+};
+template <class Make>
+RebuiltAndMasked rebuilt_and_masked(const Make& make, uint64_t seed, const std::function<Tensor(Generator&)>& input) {
+  Generator g(seed), g2(seed);
+  RebuiltAndMasked r;
+  r.net = make(g);
+  randomise(*r.net, g);
+  r.net->eval();
+  r.x = input(g);
+  Dependencies d = prune::analyse(*r.net, r.x);
+  prune::Plan plan = prune::plan_channels(d, *r.net, {Criterion::l1, 0.5, {}});
+  nn::StateDict small = prune::shrink(d, plan, r.net->state_dict());
+  r.masked = make(g2);
+  r.masked->load_state_dict(r.net->state_dict());
+  prune::apply_masks(d, plan, *r.masked);
+  r.masked->eval();
+  prune::rebuild(*r.net, small, r.x);
+  r.removed = plan.channels_removed(), r.groups = d.to_text();
+  return r;
+}
+
 // A Sequential (children reached through child()) is rebuilt in place at the pruned widths,
 // including a depthwise convolution, and computes what the masked model computes.
 TEST(PruneRebuild, SequentialInPlaceEqualsMasked) {
@@ -467,19 +496,8 @@ TEST(PruneRebuild, SequentialInPlaceEqualsMasked) {
         std::make_shared<nn::ReLU>(), std::make_shared<nn::AdaptiveAvgPool2d>(1), std::make_shared<nn::Flatten>(),
         std::make_shared<nn::Linear>(10, 4, true, g)});
   };
-  Generator g(11), g2(11);
-  auto net = make(g);
-  randomise(*net, g);
-  net->eval();
-  Tensor x = randn({2, 3, 6, 6}, DType::f32, &g);
-  Dependencies d = prune::analyse(*net, x);
-  prune::Plan plan = prune::plan_channels(d, *net, {Criterion::l1, 0.5, {}});
-  nn::StateDict small = prune::shrink(d, plan, net->state_dict());
-  auto masked = make(g2);
-  masked->load_state_dict(net->state_dict());
-  prune::apply_masks(d, plan, *masked);
-  masked->eval();
-  prune::rebuild(*net, small, x);
+  auto [net, masked, x, removed, groups] =
+      rebuilt_and_masked(make, 11, [](Generator& g) { return randn({2, 3, 6, 6}, DType::f32, &g); });
   EXPECT_EQ(net->state_dict()[0].second.size(0), 6);  // the first conv: 12 -> 6
   int64_t dw_groups = 0;
   for (auto& [n, m] : net->named_modules())
@@ -514,20 +532,10 @@ TEST(PruneRebuild, Conv1dAndConv3dEqualMasked) {
       for (size_t i = 0; i < l.size(); ++i) seq->push_back(l[i]);
       return seq;
     };
-    Generator g(21), g2(21);
-    auto net = make(g);
-    randomise(*net, g);
-    net->eval();
-    Tensor x = rank == 1 ? randn({2, 3, 10}, DType::f32, &g) : randn({2, 1, 6, 6, 6}, DType::f32, &g);
-    Dependencies d = prune::analyse(*net, x);
-    prune::Plan plan = prune::plan_channels(d, *net, {Criterion::l1, 0.5, {}});
-    EXPECT_EQ(plan.channels_removed(), 4 + 3) << d.to_text();
-    nn::StateDict small = prune::shrink(d, plan, net->state_dict());
-    auto masked = make(g2);
-    masked->load_state_dict(net->state_dict());
-    prune::apply_masks(d, plan, *masked);
-    masked->eval();
-    prune::rebuild(*net, small, x);
+    auto [net, masked, x, removed, groups] = rebuilt_and_masked(make, 21, [rank](Generator& g) {
+      return rank == 1 ? randn({2, 3, 10}, DType::f32, &g) : randn({2, 1, 6, 6, 6}, DType::f32, &g);
+    });
+    EXPECT_EQ(removed, 4 + 3) << groups;
     EXPECT_EQ(net->state_dict()[0].second.shape()[0], 4);
     EXPECT_EQ(net->state_dict()[0].second.dim(), rank + 2);
     NoGrad ng;
