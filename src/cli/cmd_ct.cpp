@@ -1,6 +1,6 @@
-// qiusuo ct synth --out DIR [--cases N] [--seed S] [--size DxHxW] [--transfer-syntax TS]
+// qiusuo ct synth --out DIR [--cases N] [--seed S] [...]: the synthetic data set
 // qiusuo ct info PATH: a DICOM series folder, a NIfTI file, or a LIDC-IDRI download
-// (docs/ct.md).
+// qiusuo train ct --data DIR --out DIR [...] and qiusuo eval ct CKPT --data DIR (docs/ct.md)
 #include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -97,10 +97,14 @@ std::string curve_summary(const std::vector<metrics::RocPoint>& c) {
                      sp90.sensitivity);
 }
 
-int ct_train(Args& a) {
+}  // namespace
+
+int cmd_train_ct(Args& a) {
   medical::TrainCtOptions o;
   o.data = a.required("data");
   o.out = a.required("out");
+  o.data_options.patch_mm = a.number("patch-mm", o.data_options.patch_mm);
+  o.data_options.patch = a.integer("patch", o.data_options.patch, 8, 256);
   o.model.variant = a.str("model", o.model.variant);
   o.model.width = a.integer("width", o.model.width, 1, 256);
   o.loss = a.str("loss", o.loss);
@@ -136,8 +140,8 @@ int ct_train(Args& a) {
   return kExitOk;
 }
 
-int ct_eval(Args& a) {
-  if (a.positionals().size() != 2) throw UsageError("qiusuo ct eval CKPT --data DIR");
+int cmd_eval_ct(Args& a) {
+  if (a.positionals().size() != 2) throw UsageError("qiusuo eval ct CKPT --data DIR");
   const std::string ckpt = a.positionals()[1], data = a.required("data");
   const int bootstrap = int(a.integer("bootstrap", 1000, 10, 1000000));
   if (const int t = a.threads(); t > 0) set_num_threads(t);
@@ -152,15 +156,11 @@ int ct_eval(Args& a) {
   return kExitOk;
 }
 
-}  // namespace
-
 int cmd_ct(Args a) {
   const std::string what = a.positionals().empty() ? "" : a.positionals()[0];
   if (what == "synth") return ct_synth(a);
   if (what == "info") return ct_info(a);
-  if (what == "train") return ct_train(a);
-  if (what == "eval") return ct_eval(a);
-  throw UsageError("qiusuo ct: synth, info, train or eval");
+  throw UsageError("qiusuo ct: synth or info (training and evaluation: qiusuo train ct, qiusuo eval ct)");
 }
 
 }  // namespace qs::cli

@@ -74,9 +74,9 @@ const std::vector<Command>& commands() {
        cmd_export},
       {"info", "show the build, the CPU features oneDNN uses, and the op table",
        "usage: qiusuo info [--ops]\n", cmd_info},
-      {"train", "train a model: cnn (Fashion-MNIST), lm (a Transformer language model) or mt (translation)",
+      {"train", "train a model: cnn (Fashion-MNIST), lm (a Transformer language model), mt (translation) or ct (CT nodules)",
        train_usage(), cmd_train},
-      {"eval", "evaluate a language model (perplexity, bits per byte), a translation model (BLEU) or the CNN",
+      {"eval", "evaluate a language model (perplexity, bits per byte), a translation model (BLEU), the CNN or a CT model",
        "usage: qiusuo eval lm CKPT [--seq N] [--split test|validation|train] [--corpus PATH] [--windows N]\n"
        "                       [--batch 4] [--rope-scaling ntk|yarn --rope-factor F] [--allow-extrapolation] [--bf16]\n\n"
        "Perplexity over non-overlapping windows of N tokens (default: the trained length) of a split of the\n"
@@ -86,7 +86,10 @@ const std::vector<Command>& commands() {
        "Corpus BLEU (sacreBLEU's definition, 13a tokens) of the translations of a split of the checkpoint's data,\n"
        "and the teacher-forced loss per target token.\n\n"
        "usage: qiusuo eval cnn CKPT [--limit-test N] [--data DIR]\n\n"
-       "Test accuracy of a Fashion-MNIST CNN checkpoint, float (qiusuo train cnn) or quantised (qiusuo quantize).\n",
+       "Test accuracy of a Fashion-MNIST CNN checkpoint, float (qiusuo train cnn) or quantised (qiusuo quantize).\n\n"
+       "usage: qiusuo eval ct CKPT --data DIR [--bootstrap 1000] [--threads N]\n\n"
+       "ROC AUC (with its 95% bootstrap interval) of a CT nodule classifier (qiusuo train ct) on every labelled\n"
+       "nodule of a LIDC-IDRI style tree, e.g. another synthetic set (qiusuo ct synth --seed 1).\n",
        cmd_eval},
       {"quantize", "quantise a checkpoint to INT8 / INT4: the CNN (ptq, qat) or a language model (dynamic, weight-only)",
        "usage: qiusuo quantize CKPT --method ptq|qat|dynamic|weight-int8|weight-int4 --out CKPT_Q [options]\n\n"
@@ -194,23 +197,18 @@ const std::vector<Command>& commands() {
        "  --assets DIR      the page's folder (default: web/viewer of the source tree)\n"
        "  --max-tokens N    tokens per request (1024; also capped by the model's position encoding)\n",
        cmd_serve},
-      {"ct", "CT nodule classification: synthetic data (DICOM + LIDC XML + NIfTI), info, train, eval",
+      {"ct", "CT data: a synthetic chest CT set (DICOM + LIDC XML + NIfTI), or a description of one",
        "usage: qiusuo ct synth --out DIR [--cases 8] [--seed 0] [--slices 48] [--matrix 128] [--pixel-mm 1.2]\n"
        "                       [--slice-mm 2] [--max-nodules 3] [--transfer-syntax explicit-little|implicit-little|\n"
        "                       jpeg-ls-lossless|rle]\n"
        "       qiusuo ct info PATH\n"
-       "       qiusuo ct train --data DIR --out DIR [--model base|fusion|fusion+gates] [--loss focal|ce] [--gamma 2]\n"
-       "                       [--alpha A] [--epochs 20] [--batch 16] [--lr 1e-3] [--width 8] [--bf16] [--no-augment]\n"
-       "                       [--seed 0] [--split-seed 0] [--bootstrap 1000] [--threads N] [--quiet]\n"
-       "       qiusuo ct eval CKPT --data DIR [--bootstrap 1000]\n\n"
+"\n"
        "synth writes chest CT volumes with lung nodules whose look follows a latent malignancy, each as a DICOM\n"
        "series with a LIDC-IDRI style reader XML in TCIA's folder layout (DIR/LIDC-SYN-0001/<study>/<series>/),\n"
        "a NIfTI copy (DIR/nifti/) and DIR/truth.json. info reads a DICOM series folder, a NIfTI file, or a\n"
        "LIDC-IDRI download (every series with its XML: nodules grouped across readers and labelled by the mean\n"
-       "malignancy rule: > 3 malignant, < 3 benign, 3 excluded). train cuts a 32 mm cube (32^3 voxels) around each\n"
-       "labelled nodule, splits the patients 60/20/20, trains the 3D CNN (base; + multi-scale fusion; + attention\n"
-       "gates) with the focal or cross-entropy loss and augmentation, keeps the epoch with the best validation AUC,\n"
-       "and reports the test ROC AUC with its bootstrap interval. eval scores another data set. See docs/ct.md.\n",
+       "malignancy rule: > 3 malignant, < 3 benign, 3 excluded). Training and evaluation: qiusuo train ct,\n"
+       "qiusuo eval ct. See docs/ct.md.\n",
        cmd_ct},
       {"mt-data", "write the synthetic parallel corpus (with gold parses and alignments) and its grammar",
        "usage: qiusuo mt-data --out DIR [--format jsonl|tsv] [--data-seed N] [--train-pairs N] [--valid-pairs N]\n"
