@@ -87,23 +87,61 @@ double det3(const Affine& a) {
          a[0][2] * (a[1][0] * a[2][1] - a[1][1] * a[2][0]);
 }
 
+// The header's fields that libnifti trusts, checked before it parses them: libnifti2 3.0.1
+// overflows its stack on a NIfTI-2 header whose dim[0] is huge (found by fuzz_nifti), so a
+// header reaches it only with a sane size, dim[0] in 1..7, dims >= 1, a known datatype and a
+// data offset at or after the header. Returns the version (1 or 2).
+int check_header(const std::string& path) {
+  const std::vector<uint8_t> h = read_bytes(path, 0, 540);
+  auto get = [&](size_t off, size_t n, bool swap) {
+    uint64_t v = 0;
+    if (off + n > h.size()) throw IOError(fmt::format("{}: the header is truncated ({} bytes)", path, h.size()));
+    for (size_t i = 0; i < n; ++i) v |= uint64_t(h[off + (swap ? n - 1 - i : i)]) << (8 * i);
+    return v;
+  };
+  if (h.size() < 4) throw IOError(fmt::format("{}: not a NIfTI-1 or NIfTI-2 file ({} bytes)", path, h.size()));
+  const uint32_t size = uint32_t(get(0, 4, false)), swapped = __builtin_bswap32(size);
+  const bool swap = size != 348 && size != 540;
+  const uint32_t hs = swap ? swapped : size;
+  if (hs != 348 && hs != 540)
+    throw IOError(fmt::format("{}: not a NIfTI-1 or NIfTI-2 file (header size field {})", path, size));
+  const bool v2 = hs == 540;
+  const int64_t ndim = v2 ? int64_t(get(16, 8, swap)) : int16_t(get(40, 2, swap));
+  if (ndim < 1 || ndim > 7) throw IOError(fmt::format("{}: the header declares {} dimensions", path, ndim));
+  for (int64_t d = 1; d <= ndim; ++d) {
+    const int64_t n = v2 ? int64_t(get(16 + 8 * size_t(d), 8, swap)) : int16_t(get(40 + 2 * size_t(d), 2, swap));
+    if (n < 1) throw IOError(fmt::format("{}: dimension {} is {}", path, d, n));
+  }
+  const int dt = int16_t(get(v2 ? 12 : 70, 2, swap));
+  int nbyper = 0, swapsize = 0;
+  nifti_datatype_sizes(dt, &nbyper, &swapsize);
+  if (nbyper <= 0) throw IOError(fmt::format("{}: unknown datatype {}", path, dt));
+  if (v2) {
+    const int64_t off = int64_t(get(168, 8, swap));
+    if (off < 0) throw IOError(fmt::format("{}: negative data offset {}", path, off));
+  } else {
+    uint32_t bits = uint32_t(get(108, 4, swap));
+    float off = 0;
+    std::memcpy(&off, &bits, 4);
+    if (!std::isfinite(off) || off < 0) throw IOError(fmt::format("{}: data offset {} is not a byte position", path, off));
+  }
+  return v2 ? 2 : 1;
+}
+
 }  // namespace
 
 Volume read_nifti(const std::string& path, NiftiInfo* info, int64_t max_voxels) {
   nifti_set_debug_level(0);  // errors are reported here, not on stderr
   std::error_code ec;
   if (!std::filesystem::is_regular_file(path, ec)) throw IOError(fmt::format("{}: no such file", path));
+  const int version = check_header(path);
   Nim nim(nifti_image_read(path.c_str(), 0));
   if (!nim) throw IOError(fmt::format("{}: not a NIfTI-1 or NIfTI-2 file (or its header is damaged)", path));
   NiftiInfo inf;
   if (nim->nifti_type == NIFTI_FTYPE_ANALYZE)
     throw IOError(fmt::format("{}: an ANALYZE 7.5 header, not NIfTI (no orientation to trust)", path));
   // The version is the header's size (libnifti's nifti_type says one file or two, not which).
-  const std::vector<uint8_t> head = read_bytes(path, 0, 4);
-  uint32_t sizeof_hdr = 0;
-  if (head.size() == 4) std::memcpy(&sizeof_hdr, head.data(), 4);
-  const uint32_t swapped = __builtin_bswap32(sizeof_hdr);
-  inf.version = sizeof_hdr == 540 || swapped == 540 ? 2 : 1;
+  inf.version = version;
   const int64_t ndim = nim->dim[0];
   if (ndim < 2 || ndim > 7) throw IOError(fmt::format("{}: the header declares {} dimensions", path, ndim));
   for (int64_t d = 1; d <= ndim; ++d)

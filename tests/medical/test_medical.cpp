@@ -162,6 +162,13 @@ TEST(Nifti, BadFilesAreClearErrorsWithoutHugeAllocations) {
   patch<int16_t>(four, 48, 2);  // dim[4] = 2 time points
   e = error_of([&] { read_nifti(four); });
   EXPECT_NE(e.find("one 3D volume is read"), std::string::npos) << e;
+  // fuzz_nifti's first finding: a NIfTI-2 header whose dim[0] is huge made libnifti2 3.0.1
+  // overflow its stack; the header is checked before libnifti sees it.
+  const std::string dim0 = dir + "/dim0.nii";
+  write_nifti(dim0, sample_volume(2, 2, 2), {.version = 2});
+  patch<int64_t>(dim0, 16, int64_t(0x0092000000000003));
+  e = error_of([&] { read_nifti(dim0); });
+  EXPECT_NE(e.find("declares 41095346599755779 dimensions"), std::string::npos) << e;
   e = error_of([&] { read_nifti(dir + "/none.nii"); });
   EXPECT_NE(e.find("no such file"), std::string::npos) << e;
   EXPECT_NE(error_of([&] { write_nifti(dir + "/x.img", sample_volume()); }).find(".nii or .nii.gz"), std::string::npos);
