@@ -267,7 +267,7 @@ Tensor rope(const Tensor& x, const Tensor& cos, const Tensor& sin);
 // Says that the running forward chooses what to run by tensor values here (`what`, e.g. an
 // MoE layer's routing), which the op calls alone do not show: graph::trace marks its graph
 // as holding the example's choice (Graph::value_dependent). Costs nothing when not traced.
-void note_value_dependent(const std::string& what);
+void note_value_dependent(const char* what);
 
 // ---- shape helpers
 // Sums `x` down to `shape` (the reverse of broadcasting): the gradient of expand.

@@ -313,13 +313,14 @@ SynthSummary write_synth_dataset(const std::string& dir, int cases, const SynthO
     nlohmann::json nods = nlohmann::json::array();
     for (size_t n = 0; n < c.nodules.size(); ++n) {
       const SynthNodule& nd = c.nodules[n];
-      std::vector<int> ratings;
+      // The readers' ratings of this nodule, labelled by the same rule as the real data's.
+      LidcNodule rated;
       for (const LidcAnnotation& a : c.read.annotations)
-        if (a.nodule_id == fmt::format("Nodule {}", n + 1)) ratings.push_back(a.c.malignancy);
-      double mean = 0;
-      for (int r : ratings) mean += r;
-      mean /= std::max<size_t>(1, ratings.size());
-      const int y = mean > 3 ? 1 : mean < 3 ? 0 : -1;
+        if (a.nodule_id == fmt::format("Nodule {}", n + 1)) rated.malignancy.push_back(a.c.malignancy);
+      for (int r : rated.malignancy) rated.mean_malignancy += r;
+      rated.mean_malignancy /= double(std::max<size_t>(1, rated.malignancy.size()));
+      const std::vector<int>& ratings = rated.malignancy;
+      const int y = label(rated);
       ++sum.nodules;
       (y == 1 ? sum.malignant : y == 0 ? sum.benign : sum.excluded)++;
       nods.push_back({{"centre_voxel", nd.centre}, {"diameter_mm", nd.diameter_mm}, {"latent_malignancy", nd.z},

@@ -113,8 +113,10 @@ void pop_dispatch_hook(DispatchHook* h) {
 }  // namespace qs::ops
 
 namespace qs {
-void note_value_dependent(const std::string& what) {
-  for (ops::DispatchHook* h : ops::g_hooks) h->value_dependent(what);
+void note_value_dependent(const char* what) {
+  if (ops::g_hooks.empty()) return;  // not traced: nothing to build
+  const std::string w = what;
+  for (ops::DispatchHook* h : ops::g_hooks) h->value_dependent(w);
 }
 }  // namespace qs
 
