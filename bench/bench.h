@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "ops/op.h"
 #include "qiusuo/profiler.h"
 #include "util/timing.h"
 
@@ -44,6 +45,10 @@ inline double time_per_call(const std::function<void()>& fn, int warm, int iters
   if (profile_timed_calls()) profiler::stop();
   return s;
 }
+
+// Seconds per call of one named kernel of `op`: "ref", or "fast" for the first optimised
+// kernel (the reference again in a build without them). Outputs are allocated once.
+double kernel_time(ops::OpKind op, std::vector<Tensor> in, Attrs attrs, std::string impl, int iters);
 
 // Registration, one function per workload family (bench_<family>.cpp).
 std::vector<Workload> matmul_workloads();

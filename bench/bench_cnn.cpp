@@ -2,6 +2,7 @@
 // cnn_train_b128 (SGD momentum step), cnn_infer_b64_fp32 (and _int8, PTQ-converted), cnn3d_train_b8_32cube (AdamW).
 // The inference workloads take --model CKPT (a trained float or quantised checkpoint) instead of the random model.
 #include "bench/bench.h"
+#include "ops/op.h"
 #include "qiusuo/apps/cnn.h"
 #include "qiusuo/autocast.h"
 #include "qiusuo/autograd.h"
@@ -87,6 +88,34 @@ std::vector<nlohmann::json> cnn3d_train_b8_32cube(const Options& o) {
   return {{{"workload", "cnn3d_train_b8_32cube"}, {"volumes_per_s", 8 / s}, {"step_ms", s * 1e3}}};
 }
 
+// The CNN's first batch norm + ReLU ([128, 32, 28, 28], training): forward and backward
+// kernels on f32 and on bf16 activations (autocast's), with the bytes each moves per call
+// (forward: x read twice, y written; backward: dy, x, y read twice, dx written).
+std::vector<nlohmann::json> batch_norm_b128(const Options& o) {
+  const int iters = o.iters ? o.iters : 20;
+  const Shape xs{128, 32, 28, 28};
+  const int64_t C = xs[1];
+  NoGrad ng;
+  Attrs a = Attrs().set("training", true).set("momentum", 0.1).set("eps", 1e-5).set("relu", true);
+  std::vector<nlohmann::json> out;
+  for (DType dt : {DType::f32, DType::bf16}) {
+    Tensor x = randn(xs).to(dt), gy = randn(xs).to(dt);
+    Tensor w = ones({C}), b = zeros({C}), rm = zeros({C}), rv = ones({C});
+    auto r = ops::dispatch(ops::OpKind::batch_norm, {x, w, b, rm, rv}, a);
+    double fwd = kernel_time(ops::OpKind::batch_norm, {x, w, b, rm, rv}, a, "fast", iters);
+    double bwd = kernel_time(ops::OpKind::batch_norm_backward, {gy, x, w, r[1], r[2], r[0]}, a, "fast", iters);
+    const double bytes = double(x.numel()) * double(dtype_size(dt));
+    out.push_back({{"workload", "batch_norm_b128"},
+                   {"dtype", dtype_name(dt)},
+                   {"shape", "[128, 32, 28, 28] + relu, training"},
+                   {"forward_ms", fwd * 1e3},
+                   {"backward_ms", bwd * 1e3},
+                   {"forward_gb_per_s", 3 * bytes / fwd / 1e9},
+                   {"backward_gb_per_s", 7 * bytes / bwd / 1e9}});
+  }
+  return out;
+}
+
 }  // namespace
 
 std::vector<Workload> cnn_workloads() {
@@ -95,7 +124,9 @@ std::vector<Workload> cnn_workloads() {
            [](const Options& o) { return cnn_infer_b64(o, false); }, true},
           {"cnn_infer_b64_int8", "Fashion-MNIST CNN converted to INT8 (PTQ), inference on 64 images (--model: CKPT_Q)",
            [](const Options& o) { return cnn_infer_b64(o, true); }, true},
-          {"cnn3d_train_b8_32cube", "3D CNN, one AdamW step on 8 volumes of 32^3", cnn3d_train_b8_32cube}};
+          {"cnn3d_train_b8_32cube", "3D CNN, one AdamW step on 8 volumes of 32^3", cnn3d_train_b8_32cube},
+          {"batch_norm_b128", "the CNN's first batch norm + ReLU, forward and backward kernels, f32 and bf16 (ms, GB/s)",
+           batch_norm_b128}};
 }
 
 }  // namespace qs::bench

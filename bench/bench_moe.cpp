@@ -9,10 +9,6 @@
 
 namespace qs::bench {
 
-namespace {
-
-// Seconds per call of one named kernel of `op`: "ref", or "fast" for the first optimised
-// kernel (the reference again in a build without them).
 double kernel_time(ops::OpKind op, std::vector<Tensor> in, Attrs attrs, std::string impl, int iters) {
   const auto& fast = ops::op_def(op).optimised;
   if (impl == "fast") impl = fast.empty() ? "ref" : fast.front().name;
@@ -20,6 +16,8 @@ double kernel_time(ops::OpKind op, std::vector<Tensor> in, Attrs attrs, std::str
   for (auto& sp : ops::run_meta(call)) call.out.push_back(empty(sp.shape, sp.dtype));
   return time_per_call([&] { ops::run_kernel(call, impl); }, 1, iters);
 }
+
+namespace {
 
 // q heads of a fused projection [b, n, 3, H, d], read in place as [b, H, n, d].
 std::vector<nlohmann::json> rope_bench(const Options& o) {

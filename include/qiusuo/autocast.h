@@ -1,9 +1,13 @@
 // bf16 mixed precision (the CPU equivalent of torch.autocast): inside an Autocast
 // scope, ops flagged kLowp in the op table (matmul, linear, convolution) run with
-// bf16 operands and f32 accumulation and return f32; ops flagged kF32 (softmax,
-// normalisation, losses, reductions) run in f32. Parameters stay f32 (the master
-// weights) and are cast to bf16 at each use; the casts are recorded by autograd, so
-// gradients flow back to the f32 weights. A scope may span several training steps.
+// bf16 operands and f32 accumulation; matmul and linear return f32, convolution returns
+// bf16 (kLowpOut), and the ops that follow a convolution in the CNNs (batch norm with its
+// ReLU, max pooling: kBf16) read and write bf16 activations with f32 statistics, so a
+// conv net's activations and their gradients stay bf16 end to end, as in PyTorch. Every
+// other op widens a bf16 input to f32 (softmax, normalisation, losses, reductions,
+// elementwise). Parameters stay f32 (the master weights) and are cast to bf16 at each
+// use; the casts are recorded by autograd, so gradients flow back to the f32 weights in
+// f32. A scope may span several training steps. src/ops/autocast.cpp has the rules.
 #pragma once
 #include <memory>
 

@@ -280,6 +280,12 @@ std::vector<Tensor> run_backward(const std::vector<Tensor>& roots, const std::ve
       for (size_t k = 0; k < gin.size(); ++k)
         if (!gin[k].defined() && is_floating(n->out_spec[k].dtype) && n->out_spec.size() > 1)
           gin[k] = zeros(n->out_spec[k].shape, n->out_spec[k].dtype);
+      // An output's gradient has the output's dtype (gradients summed under autocast may
+      // have been widened to f32 by the add), except a cast's: see the rule below.
+      for (size_t k = 0; k < gin.size(); ++k)
+        if (gin[k].defined() && n->op != ops::OpKind::cast && gin[k].dtype() != n->out_spec[k].dtype &&
+            is_floating(n->out_spec[k].dtype) && is_floating(gin[k].dtype()))
+          gin[k] = gin[k].to(n->out_spec[k].dtype);
       gout = ops::op_def(n->op).impl->backward(n->ctx, gin);
     }
     if (!retain_graph) {

@@ -19,13 +19,20 @@ struct Autocast::Hook : ops::DispatchHook {
     return x.to(DType::bf16);
   }
 
+  // The policy, by the op table's flags:
+  //   kLowp     operands (not biases, which are added in f32) go to bf16; the result is
+  //             f32, or bf16 with kLowpOut (convolution: its consumers take bf16)
+  //   kBf16     bf16 activations pass as they are (batch norm, max pooling, copies, casts)
+  //   kView     views alias whatever they are given
+  //   the rest  forward ops (kDiff) and kF32 rows get bf16 inputs widened to f32; backward
+  //             primitives (no kDiff) take what their op's backward hands them
   void before(ops::OpKind op, std::vector<Tensor>& in, Attrs& attrs) override {
     uint32_t flags = ops::op_def(op).flags;
     if (flags & ops::kLowp) {
-      // Operands (not biases, which are added in f32) go to bf16.
       size_t n = std::min<size_t>(in.size(), 2);
       for (size_t i = 0; i < n; ++i) in[i] = lowp(in[i]);
-    } else if (flags & ops::kF32) {
+      if (flags & ops::kLowpOut) attrs.set("out_dtype", std::string("bf16"));
+    } else if (flags & (ops::kF32 | ops::kDiff) && !(flags & (ops::kBf16 | ops::kView))) {
       for (auto& x : in)
         if (x.defined() && x.dtype() == DType::bf16) x = x.to(DType::f32);
     }

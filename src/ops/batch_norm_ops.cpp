@@ -9,12 +9,16 @@ namespace qs::ops {
 
 namespace {
 
+// The per-channel vectors (weight, bias, running and saved statistics) are in x's dtype,
+// or f32 for a bf16 x (autocast: bf16 activations, f32 parameters and statistics).
+DType channel_dtype(const Tensor& x) { return x.dtype() == DType::bf16 ? DType::f32 : x.dtype(); }
+
 void check_channel_vector(const Tensor& t, const Tensor& x, const char* what) {
   if (!t.defined()) return;
   QS_CHECK(t.dim() == 1 && t.size(0) == x.size(1), "batch_norm: {} must be [{}] (one value per channel), got {}", what,
            x.size(1), shape_str(t.shape()));
-  QS_CHECK(t.dtype() == x.dtype(), "batch_norm: {} has dtype {} but x has {}", what, dtype_name(t.dtype()),
-           dtype_name(x.dtype()));
+  QS_CHECK(t.dtype() == channel_dtype(x), "batch_norm: {} has dtype {} but x has {} (per-channel vectors of a bf16 x "
+           "are f32)", what, dtype_name(t.dtype()), dtype_name(x.dtype()));
 }
 
 std::vector<TensorSpec> batch_norm_meta(const OpCall& c) {
@@ -30,7 +34,7 @@ std::vector<TensorSpec> batch_norm_meta(const OpCall& c) {
   } else {
     QS_CHECK(c.in[3].defined() && c.in[4].defined(), "batch_norm: evaluation mode needs running_mean and running_var");
   }
-  return {{x.shape(), x.dtype()}, {{C}, x.dtype()}, {{C}, x.dtype()}};
+  return {{x.shape(), x.dtype()}, {{C}, channel_dtype(x)}, {{C}, channel_dtype(x)}};
 }
 
 std::vector<TensorSpec> batch_norm_backward_meta(const OpCall& c) {
@@ -43,7 +47,7 @@ std::vector<TensorSpec> batch_norm_backward_meta(const OpCall& c) {
            "ReLU's output {} {} does not match x {} {}", dtype_name(y.dtype()), shape_str(y.shape()),
            dtype_name(x.dtype()), shape_str(x.shape()));
   int64_t C = x.size(1);
-  return {{x.shape(), x.dtype()}, {{C}, x.dtype()}, {{C}, x.dtype()}};
+  return {{x.shape(), x.dtype()}, {{C}, channel_dtype(x)}, {{C}, channel_dtype(x)}};
 }
 
 // [C] -> [1, C, 1, ...] to broadcast against x.
@@ -63,18 +67,21 @@ bool any_nonzero(const Tensor& t) {
 
 std::vector<Tensor> batch_norm_backward(const GradCtx& c, const std::vector<Tensor>& g) {
   const Tensor &x = c.in[0], &w = c.in[1], &mean = c.out[1], &invstd = c.out[2];
-  Tensor gy = g[0].defined() ? g[0].contiguous() : zeros_like(x);
+  Tensor gy = g[0].defined() ? g[0].to(x.dtype()).contiguous() : zeros_like(x);
   Tensor y = c.attrs.b("relu", false) ? c.out[0] : Tensor();  // the fused ReLU's mask
   auto r = dispatch(OpKind::batch_norm_backward, {gy, x, w, mean, invstd, y}, c.attrs);
   Tensor gx = r[0];
   // In training save_mean and save_invstd are functions of x too.
   if (c.attrs.b("training") && c.needs_grad[0]) {
     double M = double(x.numel() / x.size(1));
-    if (any_nonzero(g[1])) gx = gx + per_channel(g[1] / M, x.dim());
-    if (any_nonzero(g[2])) {
+    const bool m_used = any_nonzero(g[1]), is_used = any_nonzero(g[2]);
+    if (m_used || is_used) gx = gx.to(mean.dtype());  // a bf16 x has f32 statistics: add in f32
+    if (m_used) gx = gx + per_channel(g[1] / M, x.dim());
+    if (is_used) {
       Tensor k = neg(invstd * invstd * invstd * g[2]) / M;
-      gx = gx + (x - per_channel(mean, x.dim())) * per_channel(k, x.dim());
+      gx = gx + (x.to(mean.dtype()) - per_channel(mean, x.dim())) * per_channel(k, x.dim());
     }
+    gx = gx.to(x.dtype());
   }
   return {c.needs_grad[0] ? gx : Tensor(), c.needs_grad[1] ? r[1] : Tensor(), c.needs_grad[2] ? r[2] : Tensor(),
           Tensor(), Tensor()};
@@ -104,17 +111,27 @@ std::vector<BnCase> bn_cases(DType dt) {
     cs.push_back({{32, 32, 28, 28}, false, true, "cnn bn1 eval"});
     cs.push_back({{2, 16, 32, 32, 32}, true, true, "cnn3d bn1 (2 volumes)"});
   }
+  if (dt == DType::bf16) {  // the CNNs' layers under autocast (planes of 784, 196 and 49)
+    cs.push_back({{8, 32, 28, 28}, true, true, "cnn bn1 + relu (8 images)", false, true});
+    cs.push_back({{8, 64, 14, 14}, true, true, "cnn bn2 (8 images)"});
+    cs.push_back({{8, 128, 7, 7}, true, true, "cnn bn3 + relu (8 images)", false, true});
+    cs.push_back({{8, 32, 28, 28}, false, true, "cnn bn1 eval (8 images)", false, true});
+    cs.push_back({{2, 3, 9, 13, 11}, true, true, "3d planes of 1287 (pieces of 1024) + relu", false, true});
+    cs.push_back({{2, 3, 9, 13, 11}, true, false, "3d planes of 1287 (pieces of 1024)"});
+  }
   return cs;
 }
 
+// bf16 (autocast): a bf16 x with f32 per-channel vectors.
 std::vector<Sample> batch_norm_samples(DType dt, Generator& gen) {
   std::vector<Sample> s;
+  const DType cdt = dt == DType::bf16 ? DType::f32 : dt;
   for (auto& k : bn_cases(dt)) {
     int64_t C = k.x[1];
     Tensor x = k.transposed ? sample_transposed(k.x, dt, gen) : sample_uniform(k.x, dt, gen);
-    Tensor w = k.affine ? sample_uniform({C}, dt, gen, 0.5, 1.5) : Tensor();
-    Tensor b = k.affine ? sample_uniform({C}, dt, gen) : Tensor();
-    Tensor rm = sample_uniform({C}, dt, gen, -0.5, 0.5), rv = sample_uniform({C}, dt, gen, 0.5, 2.0);
+    Tensor w = k.affine ? sample_uniform({C}, cdt, gen, 0.5, 1.5) : Tensor();
+    Tensor b = k.affine ? sample_uniform({C}, cdt, gen) : Tensor();
+    Tensor rm = sample_uniform({C}, cdt, gen, -0.5, 0.5), rv = sample_uniform({C}, cdt, gen, 0.5, 2.0);
     Attrs a = Attrs().set("training", k.training).set("momentum", 0.1).set("eps", 1e-5);
     if (k.relu) a.set("relu", true);
     s.push_back({{x, w, b, rm, rv}, a, k.label, k.affine ? std::vector<int>{0, 1, 2} : std::vector<int>{0}});

@@ -9,8 +9,16 @@ namespace qs::ops {
 
 namespace {
 
-// Under autocast, bf16 operands produce f32 results (f32 accumulation), as matmul.
-DType result_dtype(DType a) { return a == DType::bf16 ? DType::f32 : a; }
+// bf16 operands (autocast) accumulate in f32 and give an f32 result, as matmul does, or a
+// bf16 one where attr out_dtype says "bf16" (autocast's kLowpOut: the activations of a
+// conv net stay bf16). f32 and f64 operands give their own dtype.
+DType result_dtype(DType a, const Attrs& attrs) {
+  if (a != DType::bf16) return a;
+  if (!attrs.has("out_dtype")) return DType::f32;
+  const std::string& o = attrs.s("out_dtype");
+  QS_CHECK(o == "bf16" || o == "f32", "convolution: out_dtype must be 'bf16' or 'f32', got '{}'", o);
+  return o == "bf16" ? DType::bf16 : DType::f32;
+}
 
 std::vector<TensorSpec> convolution_meta(const OpCall& c) {
   const Tensor &x = c.in[0], &w = c.in[1], &b = c.in[2];
@@ -22,10 +30,10 @@ std::vector<TensorSpec> convolution_meta(const OpCall& c) {
   int64_t O = w.size(0);
   if (b.defined()) {
     QS_CHECK(b.dim() == 1 && b.size(0) == O, "convolution: bias must be [{}], got {}", O, shape_str(b.shape()));
-    QS_CHECK(b.dtype() == x.dtype() || b.dtype() == result_dtype(x.dtype()), "convolution: bias dtype {} does not "
-             "match x ({})", dtype_name(b.dtype()), dtype_name(x.dtype()));
+    QS_CHECK(b.dtype() == x.dtype() || (x.dtype() == DType::bf16 && b.dtype() == DType::f32), "convolution: bias "
+             "dtype {} does not match x ({})", dtype_name(b.dtype()), dtype_name(x.dtype()));
   }
-  return {{spatial_shape(g, O, true), result_dtype(x.dtype())}};
+  return {{spatial_shape(g, O, true), result_dtype(x.dtype(), c.attrs)}};
 }
 
 // convolution_backward_data(g [N, O, out...], w) -> dx [input_shape]
@@ -37,7 +45,7 @@ std::vector<TensorSpec> convolution_backward_data_meta(const OpCall& c) {
            "output shape {}", shape_str(gy.shape()), shape_str(spatial_shape(s, w.size(0), true)));
   QS_CHECK(gy.dtype() == w.dtype(), "convolution_backward_data: dtypes differ ({} vs {})", dtype_name(gy.dtype()),
            dtype_name(w.dtype()));
-  return {{xs, result_dtype(gy.dtype())}};
+  return {{xs, result_dtype(gy.dtype(), c.attrs)}};
 }
 
 // convolution_backward_weight(g [N, O, out...], x) -> dw [weight_shape], db [O]
@@ -49,7 +57,8 @@ std::vector<TensorSpec> convolution_backward_weight_meta(const OpCall& c) {
            "output shape {}", shape_str(gy.shape()), shape_str(spatial_shape(s, ws[0], true)));
   QS_CHECK(gy.dtype() == x.dtype(), "convolution_backward_weight: dtypes differ ({} vs {})", dtype_name(gy.dtype()),
            dtype_name(x.dtype()));
-  return {{ws, result_dtype(gy.dtype())}, {{ws[0]}, result_dtype(gy.dtype())}};
+  const DType r = gy.dtype() == DType::bf16 ? DType::f32 : gy.dtype();  // f32 master weights' gradients
+  return {{ws, r}, {{ws[0]}, r}};
 }
 
 std::vector<Tensor> convolution_backward(const GradCtx& c, const std::vector<Tensor>& g0) {
@@ -63,8 +72,9 @@ std::vector<Tensor> convolution_backward(const GradCtx& c, const std::vector<Ten
     g[0] = where(gt(z, zeros(Shape{}, z.dtype())), g[0], zeros(Shape{}, g[0].dtype()));
   }
   // Under autocast the forward ran on bf16 operands: so do both backward products, on the
-  // gradient rounded to bf16 (as matmul's backward and PyTorch's autocast), with f32
-  // results. Elsewhere gradients are computed in the gradient's dtype.
+  // gradient in bf16 (as matmul's backward and PyTorch's autocast), with f32 weight
+  // gradients and a data gradient in the forward's result dtype (bf16 with out_dtype
+  // "bf16"). Elsewhere gradients are computed in the gradient's dtype.
   Tensor gy = c.in[0].dtype() == DType::bf16 ? g[0].to(DType::bf16) : g[0];
   Tensor x = c.in[0].to(gy.dtype()), w = c.in[1].to(gy.dtype());
   Tensor gx, gw, gb;
@@ -82,8 +92,9 @@ std::vector<Tensor> convolution_backward(const GradCtx& c, const std::vector<Ten
     gw = r[0];
     gb = r[1];
   }
-  // The bias gradient sums the upstream gradient over N and every position: from the
-  // bf16-rounded one that sum cancels badly, so under autocast it reads the f32 one.
+  // The bias gradient sums the upstream gradient over N and every position: from a
+  // gradient rounded to bf16 here that sum cancels badly, so it reads the f32 one; a
+  // gradient that arrived in bf16 (a bf16 result) is summed by the product's kernel.
   // Summed as [N, O, positions] over the contiguous positions first, then over N: a
   // reduction over dims {0, 2, ...} at once copies the tensor into another order first.
   if (c.needs_grad[2] && (!c.needs_grad[1] || lowp)) {
@@ -154,6 +165,19 @@ std::vector<Sample> convolution_samples(DType dt, Generator& gen) {
   with_relu({2, 1, 6, 7}, {5, 1, 3, 3}, false, "2d C=1 relu no bias");
   with_relu({1, 2, 4, 3, 5}, {3, 2, 3, 3, 3}, true, "3d relu");
   if (dt == DType::f32) with_relu({4, 32, 14, 14}, {64, 32, 3, 3}, true, "cnn conv2 relu (4 images)");
+  // out_dtype "bf16" (autocast's): a bf16 result from bf16 operands; the same as the plain
+  // cases in f32 and f64. The first layer (C = 1, the 'c1' kernel), a blocked layer, 3-D.
+  auto bf16_out = [&](const Shape& x, const Shape& w, const char* act, const char* label) {
+    Attrs a = conv_attrs({x, w, true, {1}, {1}, {1}, 1, label}).set("out_dtype", std::string("bf16"));
+    a.set("activation", std::string(act));
+    s.push_back({{sample_uniform(x, dt, gen), sample_uniform(w, dt, gen, -1, 1), sample_uniform({w[0]}, dt, gen)}, a,
+                 label});
+  };
+  bf16_out({2, 1, 9, 13}, {6, 1, 3, 3}, "none", "C=1 bf16 result");
+  bf16_out({2, 1, 6, 7}, {5, 1, 3, 3}, "relu", "C=1 relu bf16 result");
+  bf16_out({1, 1, 5, 30, 31}, {5, 1, 3, 3, 3}, "relu", "C=1 3d planes of 4650, bf16 result by rows");
+  bf16_out({2, 16, 6, 5}, {32, 16, 3, 3}, "none", "C=16 bf16 result");
+  bf16_out({1, 8, 4, 5, 3}, {16, 8, 3, 3, 3}, "relu", "3d relu bf16 result");
   return s;
 }
 
@@ -166,6 +190,9 @@ std::vector<Sample> convolution_backward_data_samples(DType dt, Generator& gen) 
     Tensor gy = k.transposed ? sample_transposed(spatial_shape(g, k.w[0], true), dt, gen)
                              : sample_uniform(spatial_shape(g, k.w[0], true), dt, gen);
     s.push_back({{gy, sample_uniform(k.w, dt, gen, -1, 1)}, a, k.label});
+    if (k.x[1] == 1 || k.x[1] == 8)  // a bf16 data gradient (out_dtype "bf16") for some
+      s.push_back({{s.back().in[0], s.back().in[1]}, Attrs(a).set("out_dtype", std::string("bf16")),
+                   std::string(k.label) + ", bf16 result"});
   }
   return s;
 }

@@ -91,12 +91,15 @@ std::vector<CheckResult> check_kernels(const OpDef& def, uint64_t seed) {
   NoGrad ng;
   int saved_threads = omp_get_max_threads();
   std::vector<DType> dtypes = {DType::f32, DType::f64};
-  if (def.flags & kLowp) dtypes.push_back(DType::bf16);  // the autocast path
+  if (def.flags & (kLowp | kBf16)) dtypes.push_back(DType::bf16);  // the autocast path
   for (DType dt : dtypes) {
     Generator gen(seed);
-    std::vector<Sample> samples = def.impl->samples(dt == DType::bf16 ? DType::f32 : dt, gen);
+    // kBf16 rows build their own bf16 samples (they know which inputs are activations);
+    // kLowp rows get their f32 samples with the two operands rounded to bf16.
+    const bool lowp_operands = dt == DType::bf16 && !(def.flags & kBf16);
+    std::vector<Sample> samples = def.impl->samples(lowp_operands ? DType::f32 : dt, gen);
     for (auto& s : samples) {
-      if (dt == DType::bf16)  // operands in bf16; biases and other inputs stay f32
+      if (lowp_operands)  // operands in bf16; biases and other inputs stay f32
         for (size_t i = 0; i < s.in.size() && i < 2; ++i)
           if (s.in[i].defined() && s.in[i].dtype() == DType::f32) s.in[i] = s.in[i].to(DType::bf16);
       OpCall ref_call{def.kind, s.in, s.attrs, {}};

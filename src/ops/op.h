@@ -30,6 +30,9 @@ enum OpFlags : uint32_t {
   kF32 = 1u << 5,      // autocast runs it in f32 (softmax, norms, losses, reductions)
   kNoSample = 1u << 6, // the generic harness has no samples for it (tested elsewhere)
   kExact = 1u << 7,    // optimised kernels equal the reference bit for bit (int8 rows): zero tolerance
+  kLowpOut = 1u << 8,  // with kLowp: autocast keeps its result in bf16 (attr out_dtype "bf16")
+  kBf16 = 1u << 9,     // takes bf16 activations as they are under autocast (its kernels read and
+                       // write bf16; per-channel parameters stay f32); samples(bf16) gives them
 };
 
 struct TensorSpec {

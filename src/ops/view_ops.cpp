@@ -96,9 +96,14 @@ std::vector<TensorSpec> cast_meta(const OpCall& c) {
   QS_CHECK(t >= 0 && t < kNumDTypes, "cast: unknown dtype code {}", t);
   return {{c.in[0].shape(), DType(t)}};
 }
+// 7 x 17 values: vectors of eight and a tail. bf16 both ways (autocast's casts).
 std::vector<Sample> cast_samples(DType dt, Generator& g) {
+  auto to = [](DType t) { return Attrs().set("dtype", int64_t(t)); };
   DType other = dt == DType::f64 ? DType::f32 : DType::f64;
-  return {{{sample_uniform({7, 17}, dt, g)}, Attrs().set("dtype", int64_t(other)), "float cast"}};
+  std::vector<Sample> s = {{{sample_uniform({7, 17}, dt, g)}, to(other), "float cast"}};
+  if (dt == DType::f32) s.push_back({{sample_uniform({7, 17}, dt, g, -300, 300)}, to(DType::bf16), "to bf16"});
+  if (dt == DType::bf16) s.push_back({{sample_uniform({7, 17}, dt, g)}, to(DType::f32), "bf16 to f32"});
+  return s;
 }
 
 }  // namespace

@@ -9,8 +9,8 @@
 // Tolerances: the reference accumulates in double, the optimised kernels in f32 (oneDNN,
 // SIMD) with other summation orders; gradients and updated values must agree within
 // atol = 2e-4 * max|ref| + 1e-7 and rtol 1e-3 per element. Under bf16 autocast the
-// weights' gradients are rounded to bf16 (the gradient of autocast's bf16 weight copy, as
-// in PyTorch) and the products read the upstream gradient rounded to bf16, so two sides
+// products read the upstream gradient rounded to bf16 (and a conv net's activations and
+// their gradients are bf16 throughout, as in PyTorch), so two sides
 // whose f32 values differ in the last bits can round one bf16 ulp apart (2^-8 relative),
 // at every layer the gradient passes: atol 4e-3 * max|ref|, rtol 1.6e-2 there (measured:
 // 3 bf16 ulps apart in one element of an LM's attention weight gradient).
@@ -85,8 +85,15 @@ StepResult one_step(const ModelFactory& make, const LossFn& loss_of, const OptFa
 
 struct Tolerance {
   double atol_of_peak = 2e-4, rtol = 1e-3;
+  bool layer_scale = false;  // the atol's scale is at least the peak gradient of the parameter's module
 };
-constexpr Tolerance kF32{}, kBf16{4e-3, 1.6e-2};
+constexpr Tolerance kF32{}, kBf16{4e-3, 1.6e-2, true};
+
+// The module part of a parameter's name ("b1" of "b1.weight").
+std::string module_of(const std::string& name) {
+  size_t dot = name.rfind('.');
+  return dot == std::string::npos ? std::string() : name.substr(0, dot);
+}
 
 double peak_of(const Tensor& t) {
   double peak = 0;
@@ -121,9 +128,22 @@ void compare_step(const ModelFactory& make, const LossFn& loss_of, const OptFact
   EXPECT_TRUE(close_to_ref(fast.loss, ref.loss, tol));
   ASSERT_EQ(fast.grads.size(), ref.grads.size());
   int compared = 0;
+  // Under bf16 the activations' gradients are bf16 too (as in PyTorch's autocast), and a
+  // convolution's bias in front of batch norm has a gradient that is zero in exact
+  // arithmetic: both sides return the rounding noise of a sum of ~10^5 bf16 values, whose
+  // roundings differ in the last bit here and there (measured: 1.4e-5 against 7.6e-6, with
+  // the layer's weight gradient near 1e-2). So a bf16 gradient is judged on the scale of
+  // its module's largest gradient.
+  auto layer_peak = [&](const std::string& name) {
+    double peak = 0;
+    if (tol.layer_scale)
+      for (auto& [n, gr] : ref.grads)
+        if (gr.defined() && module_of(n) == module_of(name)) peak = std::max(peak, peak_of(gr));
+    return peak;
+  };
   for (size_t i = 0; i < ref.grads.size(); ++i) {
     SCOPED_TRACE("gradient of " + ref.grads[i].first);
-    EXPECT_TRUE(close_to_ref(fast.grads[i].second, ref.grads[i].second, tol));
+    EXPECT_TRUE(close_to_ref(fast.grads[i].second, ref.grads[i].second, tol, layer_peak(ref.grads[i].first)));
     compared += ref.grads[i].second.defined();
   }
   EXPECT_GT(compared, 0);
@@ -133,7 +153,8 @@ void compare_step(const ModelFactory& make, const LossFn& loss_of, const OptFact
     const Tensor* grad = nullptr;
     for (auto& [n, gr] : ref.grads)
       if (n == ref.after[i].first && gr.defined()) grad = &gr;
-    EXPECT_TRUE(close_to_ref(fast.after[i].second, ref.after[i].second, tol, grad ? peak_of(*grad) : 0.0));
+    EXPECT_TRUE(close_to_ref(fast.after[i].second, ref.after[i].second, tol,
+                             std::max(grad ? peak_of(*grad) : 0.0, layer_peak(ref.after[i].first))));
   }
 }
 

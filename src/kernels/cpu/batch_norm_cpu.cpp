@@ -1,10 +1,20 @@
-// Batch normalisation, f32 on contiguous tensors: one OpenMP task per channel, SIMD
-// loops over each (n, c) plane; per-plane partial sums in float, totals in double.
-// The fused ReLU (attr relu; backward input y) is applied inside the same loops.
+// Batch normalisation on contiguous tensors, f32, or bf16 activations with f32 per-channel
+// vectors (autocast). Both passes walk the tensor in memory order, the (n, c) planes split
+// among OpenMP threads in contiguous ranges, so each thread streams through memory (a
+// walk channel by channel would visit N short planes C * P apart, and wait on each):
+//   1. per-plane partial sums (float SIMD over the plane, kept as double per plane), then
+//      per channel their total over n in a fixed order: the same numbers for any thread
+//      count;
+//   2. per plane, the elementwise result with its channel's coefficients.
+// One set of AVX2 loops serves both dtypes: bf16 is widened in registers as it is loaded
+// and rounded once as it is stored. The fused ReLU (attr relu; backward input y) is
+// applied inside them.
 #include <immintrin.h>
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
+#include <vector>
 
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/simd_avx2.h"
@@ -13,174 +23,218 @@ namespace qs::kernels {
 
 namespace {
 
+// Activations (x, y, dy, dx) f32 or bf16; everything else f32.
 const char* bn_supports(const ops::OpCall& c) {
   for (auto& t : c.in)
-    if (t.defined() && t.dtype() != DType::f32) return "f32 only";
+    if (t.defined() && t.dtype() != DType::f32 && t.dtype() != DType::bf16) return "f32 or bf16 only";
   for (auto& t : c.in)
     if (t.defined() && !t.is_contiguous()) return "non-contiguous operand";
   return nullptr;
 }
 
-struct Planes {
-  int64_t N, C, P;
-  explicit Planes(const Tensor& x) : N(x.size(0)), C(x.size(1)), P(x.numel() / std::max<int64_t>(1, x.size(0) * x.size(1))) {}
-};
-
-// sum_i (p[i] - m) and sum_i (p[i] - m)^2 over channel c.
-void channel_moments(const float* x, const Planes& s, int64_t c, float m, double& s1, double& s2) {
-  s1 = s2 = 0;
-  for (int64_t n = 0; n < s.N; ++n) {
-    const float* p = x + (n * s.C + c) * s.P;
-    float a = 0, b = 0;
-#pragma omp simd reduction(+ : a, b)
-    for (int64_t i = 0; i < s.P; ++i) {
-      float d = p[i] - m;
-      a += d;
-      b += d * d;
-    }
-    s1 += a;
-    s2 += b;
-  }
-}
-
-void batch_norm_cpu(ops::OpCall& c) {
-  const Tensor& x = c.in[0];
-  Planes s(x);
-  const float* xp = x.data_ptr<float>();
-  const float* w = c.in[1].defined() ? c.in[1].data_ptr<float>() : nullptr;
-  const float* b = c.in[2].defined() ? c.in[2].data_ptr<float>() : nullptr;
-  float *y = c.out[0].data_ptr<float>(), *mean = c.out[1].data_ptr<float>(), *invstd = c.out[2].data_ptr<float>();
-  bool training = c.attrs.b("training"), relu = c.attrs.b("relu", false);
-  double eps = c.attrs.f("eps"), M = double(s.N * s.P);
-#pragma omp parallel for schedule(static) if (s.N * s.C * s.P > 4096)
-  for (int64_t ch = 0; ch < s.C; ++ch) {
-    double m, v;
-    if (training) {
-      // Shifted by the first value, then corrected: stable for large means.
-      float shift = xp[ch * s.P];
-      double s1, s2;
-      channel_moments(xp, s, ch, shift, s1, s2);
-      m = shift + s1 / M;
-      v = std::max(0.0, s2 / M - (s1 / M) * (s1 / M));
-    } else {
-      m = c.in[3].data_ptr<float>()[ch];
-      v = c.in[4].data_ptr<float>()[ch];
-    }
-    double is = 1.0 / std::sqrt(v + eps);
-    float scale = float(is * (w ? w[ch] : 1.0f)), shift = float((b ? b[ch] : 0.0f) - m * is * (w ? w[ch] : 1.0f));
-    for (int64_t n = 0; n < s.N; ++n) {
-      const float* p = xp + (n * s.C + ch) * s.P;
-      float* q = y + (n * s.C + ch) * s.P;
-      if (relu) {
-#pragma omp simd
-        for (int64_t i = 0; i < s.P; ++i) q[i] = std::max(p[i] * scale + shift, 0.0f);
-      } else {
-#pragma omp simd
-        for (int64_t i = 0; i < s.P; ++i) q[i] = p[i] * scale + shift;
-      }
-    }
-    mean[ch] = float(m);
-    invstd[ch] = float(is);
-  }
-}
+inline float to_f32(float v) { return v; }
+inline float to_f32(bf16 v) { return bf16_to_f32(v); }
+inline void from_f32(float* q, float v) { *q = v; }
+inline void from_f32(bf16* q, float v) { *q = f32_to_bf16(v); }
+// Eight activations as f32 lanes, and back (bf16: widened in registers, rounded once).
+inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+inline __m256 load8(const bf16* p) { return load8_bf16(p); }
+inline void store8(float* p, __m256 v) { _mm256_storeu_ps(p, v); }
+inline void store8(bf16* p, __m256 v) { store8_bf16(p, v); }
 
 // The fused ReLU's gradient: dy where y > 0, else exactly 0 (even for a NaN dy), as a
 // bitwise mask (the ternary form does not vectorise).
-inline __m256 relu_masked(const float* g, const float* y) {
-  return _mm256_and_ps(_mm256_loadu_ps(g), _mm256_cmp_ps(_mm256_loadu_ps(y), _mm256_setzero_ps(), _CMP_GT_OQ));
-}
+inline __m256 relu_masked(__m256 g, __m256 y) { return _mm256_and_ps(g, _mm256_cmp_ps(y, _mm256_setzero_ps(), _CMP_GT_OQ)); }
+inline float relu_masked(float g, float y) { return y > 0.0f ? g : 0.0f; }
 
-// a = sum g', b = sum g' (x - m) over one plane, g' the masked gradient.
-void masked_moments(const float* g, const float* x, const float* y, int64_t P, float m, float& a, float& b) {
-  __m256 va = _mm256_setzero_ps(), vb = _mm256_setzero_ps(), vm = _mm256_set1_ps(m);
+// sum (x - m) and sum (x - m)^2 over one plane of P values.
+template <class T> void moments(const T* x, int64_t P, float m, float& a, float& q) {
+  __m256 va = _mm256_setzero_ps(), vq = _mm256_setzero_ps(), vm = _mm256_set1_ps(m);
   int64_t i = 0;
   for (; i + 8 <= P; i += 8) {
-    __m256 gi = relu_masked(g + i, y + i);
-    va = _mm256_add_ps(va, gi);
-    vb = _mm256_fmadd_ps(gi, _mm256_sub_ps(_mm256_loadu_ps(x + i), vm), vb);
+    __m256 d = _mm256_sub_ps(load8(x + i), vm);
+    va = _mm256_add_ps(va, d);
+    vq = _mm256_fmadd_ps(d, d, vq);
   }
   a = hsum(va);
-  b = hsum(vb);
+  q = hsum(vq);
   for (; i < P; ++i) {
-    float gi = y[i] > 0.0f ? g[i] : 0.0f;
+    float d = to_f32(x[i]) - m;
+    a += d;
+    q += d * d;
+  }
+}
+
+// y = x k + h (then max(., 0) with relu) over one plane.
+template <class T, bool Relu> void normalise(const T* x, int64_t P, float k, float h, T* y) {
+  const __m256 vk = _mm256_set1_ps(k), vh = _mm256_set1_ps(h), zero = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= P; i += 8) {
+    __m256 v = _mm256_fmadd_ps(load8(x + i), vk, vh);
+    store8(y + i, Relu ? _mm256_max_ps(v, zero) : v);
+  }
+  for (; i < P; ++i) {
+    float v = to_f32(x[i]) * k + h;
+    from_f32(y + i, Relu ? std::max(v, 0.0f) : v);
+  }
+}
+
+// a = sum g', q = sum g' (x - m) over one plane, g' the gradient (masked by y > 0 with y).
+template <class T> void grad_moments(const T* g, const T* x, const T* y, int64_t P, float m, float& a, float& q) {
+  __m256 va = _mm256_setzero_ps(), vq = _mm256_setzero_ps(), vm = _mm256_set1_ps(m);
+  int64_t i = 0;
+  for (; i + 8 <= P; i += 8) {
+    __m256 gi = y ? relu_masked(load8(g + i), load8(y + i)) : load8(g + i);
+    va = _mm256_add_ps(va, gi);
+    vq = _mm256_fmadd_ps(gi, _mm256_sub_ps(load8(x + i), vm), vq);
+  }
+  a = hsum(va);
+  q = hsum(vq);
+  for (; i < P; ++i) {
+    float gi = y ? relu_masked(to_f32(g[i]), to_f32(y[i])) : to_f32(g[i]);
     a += gi;
-    b += gi * (x[i] - m);
+    q += gi * (to_f32(x[i]) - m);
   }
 }
 
 // dx = wi (g' - k1 - (x - m) k2) over one plane.
-void masked_dx(const float* g, const float* x, const float* y, int64_t P, float m, float wi, float k1, float k2,
-               float* dx) {
+template <class T>
+void grad_x(const T* g, const T* x, const T* y, int64_t P, float m, float wi, float k1, float k2, T* dx) {
   const __m256 vm = _mm256_set1_ps(m), vw = _mm256_set1_ps(wi), v1 = _mm256_set1_ps(k1), v2 = _mm256_set1_ps(k2);
   int64_t i = 0;
   for (; i + 8 <= P; i += 8) {
-    __m256 t = _mm256_fnmadd_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm), v2, _mm256_sub_ps(relu_masked(g + i, y + i), v1));
-    _mm256_storeu_ps(dx + i, _mm256_mul_ps(vw, t));
+    __m256 gi = y ? relu_masked(load8(g + i), load8(y + i)) : load8(g + i);
+    __m256 t = _mm256_fnmadd_ps(_mm256_sub_ps(load8(x + i), vm), v2, _mm256_sub_ps(gi, v1));
+    store8(dx + i, _mm256_mul_ps(vw, t));
   }
-  for (; i < P; ++i) dx[i] = wi * ((y[i] > 0.0f ? g[i] : 0.0f) - k1 - (x[i] - m) * k2);
+  for (; i < P; ++i) {
+    float gi = y ? relu_masked(to_f32(g[i]), to_f32(y[i])) : to_f32(g[i]);
+    from_f32(dx + i, wi * (gi - k1 - (to_f32(x[i]) - m) * k2));
+  }
 }
 
-// sum dy and sum dy (x - m) over channel ch, dy masked by y > 0 when y is given.
-void grad_moments(const float* gy, const float* xp, const float* y, const Planes& s, int64_t ch, float m, double& sg,
-                  double& sgd) {
-  sg = sgd = 0;
-  for (int64_t n = 0; n < s.N; ++n) {
-    const int64_t o = (n * s.C + ch) * s.P;
-    const float *g = gy + o, *p = xp + o;
-    float a = 0, b = 0;
-    if (y) {
-      masked_moments(g, p, y + o, s.P, m, a, b);
-    } else {
-#pragma omp simd reduction(+ : a, b)
-      for (int64_t i = 0; i < s.P; ++i) {
-        a += g[i];
-        b += g[i] * (p[i] - m);
-      }
+// x as [N, C, P].
+struct Planes {
+  int64_t N, C, P;
+  explicit Planes(const Tensor& x)
+      : N(x.size(0)), C(x.size(1)), P(x.numel() / std::max<int64_t>(1, x.size(0) * x.size(1))) {}
+  int64_t planes() const { return N * C; }
+  // Per-plane values [N * C] summed per channel over n, in order.
+  void per_channel(const std::vector<double>& v, std::vector<double>& out) const {
+    out.assign(size_t(C), 0.0);
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t c = 0; c < C; ++c) out[size_t(c)] += v[size_t(n * C + c)];
+  }
+};
+
+// Threads only for tensors worth them.
+inline bool parallel(int64_t numel) { return numel > 4096; }
+
+template <class T> void batch_norm_cpu(ops::OpCall& c) {
+  const Tensor& x = c.in[0];
+  Planes s(x);
+  const T* xp = x.data_ptr<T>();
+  const float* w = c.in[1].defined() ? c.in[1].data_ptr<float>() : nullptr;
+  const float* b = c.in[2].defined() ? c.in[2].data_ptr<float>() : nullptr;
+  T* y = c.out[0].data_ptr<T>();
+  float *mean = c.out[1].data_ptr<float>(), *invstd = c.out[2].data_ptr<float>();
+  const bool training = c.attrs.b("training"), relu = c.attrs.b("relu", false), par = parallel(x.numel());
+  const double eps = c.attrs.f("eps"), M = double(s.N * s.P);
+  if (training) {
+    // Sums of x - x[0, c, 0] (shifted by the channel's first value, then corrected: stable
+    // for large means) and of its square, per plane.
+    std::vector<float> first(size_t(s.C));
+    for (int64_t ch = 0; ch < s.C; ++ch) first[size_t(ch)] = to_f32(xp[ch * s.P]);
+    std::vector<double> s1(size_t(s.planes())), s2(size_t(s.planes()));
+#pragma omp parallel for schedule(static) if (par)
+    for (int64_t nc = 0; nc < s.planes(); ++nc) {
+      float a, q;
+      moments(xp + nc * s.P, s.P, first[size_t(nc % s.C)], a, q);
+      s1[size_t(nc)] = a;
+      s2[size_t(nc)] = q;
     }
-    sg += a;
-    sgd += b;
+    std::vector<double> c1, c2;
+    s.per_channel(s1, c1);
+    s.per_channel(s2, c2);
+    for (int64_t ch = 0; ch < s.C; ++ch) {
+      double d = c1[size_t(ch)] / M;
+      mean[ch] = float(first[size_t(ch)] + d);
+      invstd[ch] = float(1.0 / std::sqrt(std::max(0.0, c2[size_t(ch)] / M - d * d) + eps));
+    }
+  } else {
+    for (int64_t ch = 0; ch < s.C; ++ch) {
+      mean[ch] = c.in[3].data_ptr<float>()[ch];
+      invstd[ch] = float(1.0 / std::sqrt(double(c.in[4].data_ptr<float>()[ch]) + eps));
+    }
+  }
+  std::vector<float> scale(size_t(s.C)), shift(size_t(s.C));
+  for (int64_t ch = 0; ch < s.C; ++ch) {
+    double is = invstd[ch], wc = w ? w[ch] : 1.0f;
+    scale[size_t(ch)] = float(is * wc);
+    shift[size_t(ch)] = float((b ? b[ch] : 0.0f) - double(mean[ch]) * is * wc);
+  }
+#pragma omp parallel for schedule(static) if (par)
+  for (int64_t nc = 0; nc < s.planes(); ++nc) {
+    const size_t u = size_t(nc % s.C);
+    (relu ? normalise<T, true> : normalise<T, false>)(xp + nc * s.P, s.P, scale[u], shift[u], y + nc * s.P);
   }
 }
 
-void batch_norm_backward_cpu(ops::OpCall& c) {
+template <class T> void batch_norm_backward_cpu(ops::OpCall& c) {
   const Tensor& x = c.in[1];
   Planes s(x);
-  const float *gy = c.in[0].data_ptr<float>(), *xp = x.data_ptr<float>();
+  const T *gy = c.in[0].data_ptr<T>(), *xp = x.data_ptr<T>();
   const float* w = c.in[2].defined() ? c.in[2].data_ptr<float>() : nullptr;
   const float *mean = c.in[3].data_ptr<float>(), *invstd = c.in[4].data_ptr<float>();
-  const float* y = c.in[5].defined() ? c.in[5].data_ptr<float>() : nullptr;
-  float *dx = c.out[0].data_ptr<float>(), *dw = c.out[1].data_ptr<float>(), *db = c.out[2].data_ptr<float>();
-  bool training = c.attrs.b("training");
-  double M = double(s.N * s.P);
-#pragma omp parallel for schedule(static) if (s.N * s.C * s.P > 4096)
-  for (int64_t ch = 0; ch < s.C; ++ch) {
-    float m = mean[ch], is = invstd[ch];
-    double sg, sgd;  // sum dy, sum dy (x - mean)
-    grad_moments(gy, xp, y, s, ch, m, sg, sgd);
-    float wi = float((w ? w[ch] : 1.0f) * double(is));
-    // training: dx = w is (dy - sg / M - (x - m) is^2 sgd / M)
-    float k1 = training ? float(sg / M) : 0.0f, k2 = training ? float(double(is) * is * sgd / M) : 0.0f;
-    for (int64_t n = 0; n < s.N; ++n) {
-      const int64_t o = (n * s.C + ch) * s.P;
-      const float *g = gy + o, *p = xp + o;
-      float* q = dx + o;
-      if (y) {
-        masked_dx(g, p, y + o, s.P, m, wi, k1, k2, q);
-      } else {
-#pragma omp simd
-        for (int64_t i = 0; i < s.P; ++i) q[i] = wi * (g[i] - k1 - (p[i] - m) * k2);
-      }
-    }
-    dw[ch] = float(sgd * is);
-    db[ch] = float(sg);
+  const T* y = c.in[5].defined() ? c.in[5].data_ptr<T>() : nullptr;
+  T* dx = c.out[0].data_ptr<T>();
+  float *dw = c.out[1].data_ptr<float>(), *db = c.out[2].data_ptr<float>();
+  const bool training = c.attrs.b("training"), par = parallel(x.numel());
+  const double M = double(s.N * s.P);
+  // sum dy and sum dy (x - mean) per plane, dy masked by y > 0 when y is given.
+  std::vector<double> sg_p(size_t(s.planes())), sgd_p(size_t(s.planes()));
+#pragma omp parallel for schedule(static) if (par)
+  for (int64_t nc = 0; nc < s.planes(); ++nc) {
+    const int64_t o = nc * s.P;
+    float a, q;
+    grad_moments(gy + o, xp + o, y ? y + o : nullptr, s.P, mean[nc % s.C], a, q);
+    sg_p[size_t(nc)] = a;
+    sgd_p[size_t(nc)] = q;
   }
+  std::vector<double> sg, sgd;
+  s.per_channel(sg_p, sg);
+  s.per_channel(sgd_p, sgd);
+  // dx = wi (dy - k1 - (x - m) k2); training: k1 = sg / M, k2 = is^2 sgd / M; else 0.
+  std::vector<float> wi(size_t(s.C)), k1(size_t(s.C)), k2(size_t(s.C));
+  for (int64_t ch = 0; ch < s.C; ++ch) {
+    const size_t u = size_t(ch);
+    const float is = invstd[ch];
+    wi[u] = float((w ? w[ch] : 1.0f) * double(is));
+    k1[u] = training ? float(sg[u] / M) : 0.0f;
+    k2[u] = training ? float(double(is) * is * sgd[u] / M) : 0.0f;
+    dw[ch] = float(sgd[u] * is);
+    db[ch] = float(sg[u]);
+  }
+#pragma omp parallel for schedule(static) if (par)
+  for (int64_t nc = 0; nc < s.planes(); ++nc) {
+    const int64_t o = nc * s.P;
+    const size_t u = size_t(nc % s.C);
+    grad_x(gy + o, xp + o, y ? y + o : nullptr, s.P, mean[u], wi[u], k1[u], k2[u], dx + o);
+  }
+}
+
+void batch_norm_any(ops::OpCall& c) {
+  c.in[0].dtype() == DType::bf16 ? batch_norm_cpu<bf16>(c) : batch_norm_cpu<float>(c);
+}
+void batch_norm_backward_any(ops::OpCall& c) {
+  c.in[1].dtype() == DType::bf16 ? batch_norm_backward_cpu<bf16>(c) : batch_norm_backward_cpu<float>(c);
 }
 
 }  // namespace
 
 void register_batch_norm_cpu(ops::KernelTable& t) {
-  ops::add_kernel(t, ops::OpKind::batch_norm, {"cpu", bn_supports, batch_norm_cpu});
-  ops::add_kernel(t, ops::OpKind::batch_norm_backward, {"cpu", bn_supports, batch_norm_backward_cpu});
+  ops::add_kernel(t, ops::OpKind::batch_norm, {"cpu", bn_supports, batch_norm_any});
+  ops::add_kernel(t, ops::OpKind::batch_norm_backward, {"cpu", bn_supports, batch_norm_backward_any});
 }
 
 }  // namespace qs::kernels

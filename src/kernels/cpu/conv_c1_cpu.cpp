@@ -1,7 +1,8 @@
 // Convolution with a single input channel (a network's first layer on images or volumes:
 // Fashion-MNIST's 1 -> 32, a CT volume's 1 -> 16), forward and backward-weights, f32,
 // stride 1, no dilation, no groups, any kernel size and padding, 1 to 3 spatial dims;
-// bf16 operands (autocast) are widened to f32.
+// bf16 operands (autocast) are widened to f32, and a bf16 result (out_dtype) is computed
+// in f32 scratch (a block of planes, or a row of a large one) and rounded once.
 //
 // oneDNN has no good kernel for this shape on AVX2: its blocked direct kernels want 8
 // input channels, and its gemm-based path builds an im2col matrix with one row per tap
@@ -132,6 +133,16 @@ inline void fwd_block(const float* in, const int64_t* taps, int64_t T, const flo
     }
 }
 
+// Output planes of at most this many floats are kept whole in scratch (4 of them: 64 KiB).
+constexpr int64_t kPlaneInL1 = 4096;
+
+// max(v, 0) over n floats (intrinsics: GCC makes std::max a branchy store).
+inline void relu_inplace(float* o, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(o + i, _mm256_max_ps(_mm256_loadu_ps(o + i), _mm256_setzero_ps()));
+  for (; i < n; ++i) o[i] = o[i] > 0.0f ? o[i] : 0.0f;
+}
+
 // One output row of OB channels, all of its vectors (two at a time: 8 accumulators, the
 // inputs and a weight stay in registers; three at a time spills).
 template <int OB>
@@ -151,44 +162,69 @@ void convolution_c1(ops::OpCall& c) {
   Tensor bias = b.defined() ? b.contiguous() : Tensor();
   const float* wp = static_cast<const float*>(w.raw_data());
   const float* bp = bias.defined() ? static_cast<const float*>(bias.raw_data()) : nullptr;
-  float* y = static_cast<float*>(c.out[0].raw_data());
+  const bool lowp_out = c.out[0].dtype() == DType::bf16;
+  float* y = lowp_out ? nullptr : static_cast<float*>(c.out[0].raw_data());
+  bf16* y16 = lowp_out ? static_cast<bf16*>(c.out[0].raw_data()) : nullptr;
   const int64_t O = w.size(0), T = int64_t(p.taps.size()), plane = s.out_plane(), blocks = (O + 3) / 4;
   const bool relu = ops::conv_relu(c.attrs);
 #pragma omp parallel for collapse(2) schedule(static)
   for (int64_t n = 0; n < s.N; ++n)
     for (int64_t blk = 0; blk < blocks; ++blk) {
       int64_t o0 = blk * 4, nb = std::min<int64_t>(4, O - o0);
+      // A bf16 result is computed in f32 scratch, then given its ReLU and rounded: the
+      // block's whole planes where they fit L1 (2-D images: one rounding pass over
+      // contiguous planes), else each row as it is done (3-D volumes).
+      const int64_t row = 8 * p.vecs;
+      const bool by_plane = !lowp_out || plane <= kPlaneInL1;
+      thread_local std::vector<float> scratch;
+      const size_t need = size_t(4 * (by_plane ? plane : row));
+      if (lowp_out && scratch.size() < need) scratch.resize(need);
+      float* planes = lowp_out ? scratch.data() : y + (n * O + o0) * plane;  // the block's planes (by_plane)
       const float* wr[4];
       float* out[4];
       for (int64_t z = 0; z < s.out[0]; ++z)
         for (int64_t r = 0; r < s.out[1]; ++r) {
           const float* in = p.data + n * p.image() + (z * p.Hp + r) * p.Wp;
+          const int64_t at = (z * s.out[1] + r) * s.out[2];  // the row's offset in its plane
           for (int64_t ob = 0; ob < nb; ++ob) {
             wr[ob] = wp + (o0 + ob) * T;
-            out[ob] = y + ((n * O + o0 + ob) * plane) + (z * s.out[1] + r) * s.out[2];
+            out[ob] = by_plane ? planes + ob * plane + at : scratch.data() + ob * row;
           }
-          bool last = z + 1 == s.out[0] && r + 1 == s.out[1];
+          bool last = by_plane && z + 1 == s.out[0] && r + 1 == s.out[1];
           if (nb == 4) {
             fwd_row<4>(in, p, wr, bp ? bp + o0 : nullptr, out, last);
           } else {
             for (int64_t ob = 0; ob < nb; ++ob)
               fwd_row<1>(in, p, wr + ob, bp ? bp + o0 + ob : nullptr, out + ob, last);
           }
+          if (!by_plane)
+            for (int64_t ob = 0; ob < nb; ++ob) {
+              if (relu) relu_inplace(out[ob], s.out[2]);
+              narrow_bf16(out[ob], y16 + (n * O + o0 + ob) * plane + at, s.out[2]);
+            }
         }
-      if (relu)  // the block's planes, still in cache (intrinsics: GCC makes std::max a branchy store)
-        for (int64_t ob = 0; ob < nb; ++ob) {
-          float* o = y + (n * O + o0 + ob) * plane;
-          int64_t i = 0;
-          for (; i + 8 <= plane; i += 8) _mm256_storeu_ps(o + i, _mm256_max_ps(_mm256_loadu_ps(o + i), _mm256_setzero_ps()));
-          for (; i < plane; ++i) o[i] = o[i] > 0.0f ? o[i] : 0.0f;
-        }
+      if (by_plane) {  // the block's planes, still in cache
+        if (relu) relu_inplace(planes, nb * plane);
+        if (lowp_out) narrow_bf16(planes, y16 + (n * O + o0) * plane, nb * plane);
+      }
     }
 }
 
 // dw for NT taps (offsets `taps`) of one output channel, and db when `db` is set: gy is
 // that channel's [N, plane] slice, read with a stride of `image_stride` between images.
-template <int NT>
-void bwdw_taps(const Padded& p, const int64_t* taps, const float* gy, int64_t image_stride, float* dw, float* db) {
+// gy f32, or bf16 (autocast: the gradient of a bf16 result) widened as it is loaded.
+inline __m256 load_tail(const float* g, int64_t, __m256i mask) { return _mm256_maskload_ps(g, mask); }
+inline __m256 load_tail(const bf16* g, int64_t n, __m256i) {
+  if (n == 8) return load8_bf16(g);
+  bf16 tmp[8] = {};
+  std::memcpy(tmp, g, size_t(n) * sizeof(bf16));
+  return load8_bf16(tmp);
+}
+inline __m256 load_full(const float* g) { return _mm256_loadu_ps(g); }
+inline __m256 load_full(const bf16* g) { return load8_bf16(g); }
+
+template <int NT, class G>
+void bwdw_taps(const Padded& p, const int64_t* taps, const G* gy, int64_t image_stride, float* dw, float* db) {
   const Spatial& s = p.s;
   __m256 acc[NT], bacc = _mm256_setzero_ps();
 #pragma GCC unroll 10
@@ -198,10 +234,10 @@ void bwdw_taps(const Padded& p, const int64_t* taps, const float* gy, int64_t im
   for (int64_t n = 0; n < s.N; ++n)
     for (int64_t z = 0; z < s.out[0]; ++z)
       for (int64_t r = 0; r < s.out[1]; ++r) {
-        const float* g = gy + n * image_stride + (z * s.out[1] + r) * oW;
+        const G* g = gy + n * image_stride + (z * s.out[1] + r) * oW;
         const float* in = p.data + n * p.image() + (z * p.Hp + r) * p.Wp;
         for (int64_t v = 0; v < p.vecs; ++v) {
-          __m256 gv = v + 1 < p.vecs ? _mm256_loadu_ps(g + 8 * v) : _mm256_maskload_ps(g + 8 * v, tail);
+          __m256 gv = v + 1 < p.vecs ? load_full(g + 8 * v) : load_tail(g + 8 * v, oW - 8 * v, tail);
           if (db) bacc = _mm256_add_ps(bacc, gv);
 #pragma GCC unroll 10
           for (int t = 0; t < NT; ++t) acc[t] = _mm256_fmadd_ps(gv, _mm256_loadu_ps(in + taps[t] + 8 * v), acc[t]);
@@ -212,27 +248,35 @@ void bwdw_taps(const Padded& p, const int64_t* taps, const float* gy, int64_t im
   if (db) *db = hsum(bacc);
 }
 
-using BwdwFn = void (*)(const Padded&, const int64_t*, const float*, int64_t, float*, float*);
+template <class G> using BwdwFn = void (*)(const Padded&, const int64_t*, const G*, int64_t, float*, float*);
 constexpr int kMaxGroup = 10;  // taps per pass over the gradient: NT accumulators + 2 in registers
-constexpr BwdwFn kBwdw[kMaxGroup] = {bwdw_taps<1>, bwdw_taps<2>, bwdw_taps<3>, bwdw_taps<4>, bwdw_taps<5>,
-                                     bwdw_taps<6>, bwdw_taps<7>, bwdw_taps<8>, bwdw_taps<9>, bwdw_taps<10>};
+template <class G>
+constexpr BwdwFn<G> kBwdw[kMaxGroup] = {bwdw_taps<1, G>, bwdw_taps<2, G>, bwdw_taps<3, G>, bwdw_taps<4, G>,
+                                        bwdw_taps<5, G>, bwdw_taps<6, G>, bwdw_taps<7, G>, bwdw_taps<8, G>,
+                                        bwdw_taps<9, G>, bwdw_taps<10, G>};
 
 void convolution_backward_weight_c1(ops::OpCall& c) {
-  const Tensor gy = c.in[0].to(DType::f32).contiguous(), x = c.in[1].to(DType::f32);
+  // A bf16 gradient is read as it is (widened in registers); x is padded into f32 anyway.
+  const Tensor gy = c.in[0].contiguous(), x = c.in[1].to(DType::f32);
   const Shape& ws = c.attrs.ints("weight_shape");
   Spatial s = ops::conv_spatial(x.shape(), ws, c.attrs, "convolution_backward_weight");
   Padded p = pad_input(s, x);
   const int64_t O = ws[0], T = int64_t(p.taps.size()), plane = s.out_plane();
   // Equal groups of at most kMaxGroup taps (27 taps: three passes of 9).
   const int64_t passes = (T + kMaxGroup - 1) / kMaxGroup, per = (T + passes - 1) / passes;
-  const float* g = static_cast<const float*>(gy.raw_data());
+  const bool lowp = gy.dtype() == DType::bf16;
+  const void* g = gy.raw_data();
   float* dw = static_cast<float*>(c.out[0].raw_data());
   float* db = static_cast<float*>(c.out[1].raw_data());
 #pragma omp parallel for collapse(2) schedule(dynamic, 1)
   for (int64_t o = 0; o < O; ++o)
     for (int64_t k = 0; k < passes; ++k) {
       int64_t t0 = k * per, nt = std::min(per, T - t0);
-      kBwdw[nt - 1](p, p.taps.data() + t0, g + o * plane, O * plane, dw + o * T + t0, k == 0 ? db + o : nullptr);
+      float* b = k == 0 ? db + o : nullptr;
+      if (lowp)
+        kBwdw<bf16>[nt - 1](p, p.taps.data() + t0, static_cast<const bf16*>(g) + o * plane, O * plane, dw + o * T + t0, b);
+      else
+        kBwdw<float>[nt - 1](p, p.taps.data() + t0, static_cast<const float*>(g) + o * plane, O * plane, dw + o * T + t0, b);
     }
 }
 

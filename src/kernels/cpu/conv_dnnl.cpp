@@ -3,8 +3,9 @@
 // on AVX2) and are built once per geometry (backend::cached_primitive). The NC(D)HW
 // tensors of the op's contract are reordered in and out through reusable scratch
 // buffers. bf16 operands (autocast, forward and both backward products) are multiplied
-// in bf16 with f32 results where oneDNN has native bf16 (backend::native_bf16(): AVX512-
-// BF16, AMX), and widened to f32 by the same reorders elsewhere.
+// in bf16 with f32 results (or bf16 ones: out_dtype) where oneDNN has native bf16
+// (backend::native_bf16(): AVX512-BF16, AMX), and widened to f32 by the same reorders
+// elsewhere.
 #include <cstdlib>
 
 #include "backend/dnnl_util.h"
@@ -60,6 +61,7 @@ struct ConvGeom {
   std::string key;
   bool plain = false;  // primitive described on the plain layouts (see layout_for)
   memory::data_type op = memory::data_type::f32;  // the operands' type in the primitive
+  memory::data_type res = memory::data_type::f32;  // dst / diff_src: f32, or bf16 for a bf16 result
 };
 
 // bf16 operands stay bf16 where oneDNN multiplies them natively; else f32.
@@ -92,6 +94,14 @@ ConvGeom conv_geom(const Spatial& s, const Shape& ws, int64_t G, const Tensor& o
   return g;
 }
 
+// A bf16 result (out_dtype "bf16") is written in bf16 by a native bf16 primitive; else the
+// primitive gives f32 and the reorder out of it rounds.
+void set_result(ConvGeom& g, const Tensor& out) {
+  if (out.dtype() != DType::bf16 || g.op != memory::data_type::bf16) return;
+  g.res = memory::data_type::bf16;
+  g.key += "bf16 out;";
+}
+
 // The weights tensor [O, C/G, k...] as oneDNN's (possibly grouped) weights descriptor.
 memory::desc weights_md(const Tensor& w, const ConvGeom& g) {
   memory::dims strides(w.strides().begin(), w.strides().end());
@@ -100,9 +110,10 @@ memory::desc weights_md(const Tensor& w, const ConvGeom& g) {
 }
 
 // The descriptors of one primitive: operands (src, weights, diff_dst) in g.op, results
-// (dst, diff_src, diff_weights, biases) in f32; format_tag::any, or plain activations.
+// (dst, diff_src) in g.res, diff_weights and biases in f32; format_tag::any, or plain
+// activations.
 struct ConvMds {
-  memory::desc src, wei, dst, bias, src_f32, diff_dst;  // src_f32: the f32 result diff_src
+  memory::desc src, wei, dst, bias, diff_src, diff_dst;
 };
 ConvMds conv_mds(const ConvGeom& g, bool bias) {
   using tag = memory::format_tag;
@@ -111,9 +122,9 @@ ConvMds conv_mds(const ConvGeom& g, bool bias) {
   if (g.plain) act = g.src.size() == 3 ? tag::ncw : g.src.size() == 4 ? tag::nchw : tag::ncdhw;
   ConvMds m;
   m.src = memory::desc(g.src, g.op, act);
-  m.src_f32 = memory::desc(g.src, f32, act);
+  m.diff_src = memory::desc(g.src, g.res, act);
   m.wei = memory::desc(g.wei, g.op, tag::any);
-  m.dst = memory::desc(g.dst, f32, act);
+  m.dst = memory::desc(g.dst, g.res, act);
   m.diff_dst = memory::desc(g.dst, g.op, act);  // the gradient operand, laid out like dst
   if (bias) m.bias = memory::desc(g.bias, f32, tag::x);
   return m;
@@ -129,6 +140,7 @@ void convolution_dnnl(ops::OpCall& c) {
   const Tensor &x = c.in[0], &w = c.in[1], &b = c.in[2];
   Spatial s = ops::conv_spatial(x.shape(), w.shape(), c.attrs, "convolution");
   ConvGeom g = conv_geom(s, w.shape(), c.attrs.i("groups", 1), x);
+  set_result(g, c.out[0]);
   g.plain = layout_for("fwd", s.C, s.nsp) == Layout::plain;
   const bool relu = ops::conv_relu(c.attrs);
   std::string key = "conv_fwd|" + g.key + (b.defined() ? "b" : "") + (g.plain ? "|plain" : "") + (relu ? "|relu" : "");
@@ -158,13 +170,14 @@ void convolution_backward_data_dnnl(ops::OpCall& c) {
   const Tensor &gy = c.in[0], &w = c.in[1];
   Spatial s = ops::conv_spatial(c.attrs.ints("input_shape"), w.shape(), c.attrs, "convolution_backward_data");
   ConvGeom g = conv_geom(s, w.shape(), c.attrs.i("groups", 1), gy);
+  set_result(g, c.out[0]);
   g.plain = layout_for("bwd_data", s.C, s.nsp) == Layout::plain;
   std::string key = "conv_bwd_data|" + g.key + (g.plain ? "|plain" : "");
   const auto& cp = backend::cached_primitive(key, [&] {
     dnnl::convolution_forward::primitive_desc hint(fwd_desc(g, false, dnnl::prop_kind::forward_training),
                                                    backend::dnnl_engine());
     ConvMds m = conv_mds(g, false);
-    dnnl::convolution_backward_data::desc d(dnnl::algorithm::convolution_direct, m.src_f32, m.wei, m.diff_dst,
+    dnnl::convolution_backward_data::desc d(dnnl::algorithm::convolution_direct, m.diff_src, m.wei, m.diff_dst,
                                             g.stride, g.dil, g.pad, g.pad);
     dnnl::convolution_backward_data::primitive_desc pd(d, backend::dnnl_engine(), hint);
     backend::note_impl(key, pd.impl_info_str());

@@ -5,6 +5,7 @@
 #include <array>
 
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/simd_avx2.h"
 #include "kernels/elementwise_fns.h"
 #include "tensor/strided.h"
 
@@ -215,6 +216,11 @@ template <class S, class D> void copy_loop(ops::OpCall& c) {
   run_rows(it, [&](std::array<int64_t, 2> off, int64_t n) {
     D* op = o + off[0];
     const S* xp = x + off[1];
+    if constexpr (std::is_same_v<S, bf16> && std::is_same_v<D, float>) {
+      if (sx == 1) return widen_bf16(xp, op, n);
+    } else if constexpr (std::is_same_v<S, float> && std::is_same_v<D, bf16>) {
+      if (sx == 1) return narrow_bf16(xp, op, n);
+    }
     if (sx == 1) {
 #pragma omp simd
       for (int64_t i = 0; i < n; ++i) op[i] = convert<S, D>(xp[i]);

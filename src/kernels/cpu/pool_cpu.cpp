@@ -1,14 +1,19 @@
 // Pooling, f32 on contiguous tensors: OpenMP over the (n, c) planes, each plane walked
 // window by window (the same windows as the reference, src/kernels/ref/pool_ref.cpp).
-// Backward kernels own a whole input plane each, so the scatters need no atomics.
+// Backward kernels own a whole input plane each, so the scatters need no atomics. Max
+// pooling and its backward also take bf16 (autocast's activations): each plane is widened
+// into f32 scratch, run through the same loops and rounded once on the way out (a maximum
+// of bf16 values is one of them, so the forward's values are exact).
 #include <immintrin.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <vector>
 
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/simd_avx2.h"
 #include "kernels/spatial.h"
 
 namespace qs::kernels {
@@ -22,6 +27,19 @@ const char* pool_supports(const ops::OpCall& c) {
   for (auto& t : c.in)
     if (!t.is_contiguous()) return "non-contiguous operand";
   return nullptr;
+}
+const char* max_pool_supports(const ops::OpCall& c) {
+  if (c.in[0].dtype() != DType::f32 && c.in[0].dtype() != DType::bf16) return "f32 or bf16 only";
+  for (auto& t : c.in)
+    if (!t.is_contiguous()) return "non-contiguous operand";
+  return nullptr;
+}
+
+// Per-thread f32 scratch of n floats (bf16 planes).
+float* scratch(int64_t n) {
+  thread_local std::vector<float> buf;
+  if (buf.size() < size_t(n)) buf.resize(size_t(n));
+  return buf.data();
 }
 
 struct Box {
@@ -160,55 +178,65 @@ void max_pool_unpadded(const float* x, const Spatial& g, float* y, int64_t* idx)
     }
 }
 
+// One plane: x -> y, idx.
+void max_pool_plane(const float* xp, const Spatial& g, bool pairs, bool unpadded, float* yp, int64_t* ip) {
+  const int64_t H = g.in[1], W = g.in[2];
+  if (pairs) return max_pool_pairs(xp, g, yp, ip);
+  if (unpadded) return max_pool_unpadded(xp, g, yp, ip);
+  each_window(g, false, [&](int64_t p, const Box& b) {
+    float best = -std::numeric_limits<float>::infinity();
+    int64_t at = -1;
+    for (int64_t d = b.lo[0]; d < b.hi[0]; ++d)
+      for (int64_t h = b.lo[1]; h < b.hi[1]; ++h)
+        for (int64_t w = b.lo[2]; w < b.hi[2]; ++w) {
+          int64_t i = (d * H + h) * W + w;
+          if (at < 0 || better(xp[i], best)) best = xp[i], at = i;
+        }
+    yp[p] = best;
+    ip[p] = at;
+  });
+}
+
 void max_pool_cpu(ops::OpCall& c) {
   Spatial g = ops::pool_spatial(c.in[0].shape(), c.attrs, "max_pool", 2, 3);
-  const float* x = c.in[0].data_ptr<float>();
-  float* y = c.out[0].data_ptr<float>();
+  const bool lowp = c.in[0].dtype() == DType::bf16;
+  const int64_t inP = g.in_plane(), outP = g.out_plane();
   int64_t* idx = c.out[1].data_ptr<int64_t>();
-  int64_t H = g.in[1], W = g.in[2];
+  const void* x = c.in[0].raw_data();
+  void* y = c.out[0].raw_data();
   bool unpadded = g.pad[0] == 0 && g.pad[1] == 0 && g.pad[2] == 0, pairs = pairs_fit(g);
 #pragma omp parallel for schedule(static)
   for (int64_t nc = 0; nc < g.N * g.C; ++nc) {
-    const float* xp = x + nc * g.in_plane();
-    float* yp = y + nc * g.out_plane();
-    int64_t* ip = idx + nc * g.out_plane();
-    if (pairs) {
-      max_pool_pairs(xp, g, yp, ip);
+    int64_t* ip = idx + nc * outP;
+    if (!lowp) {
+      max_pool_plane(static_cast<const float*>(x) + nc * inP, g, pairs, unpadded, static_cast<float*>(y) + nc * outP, ip);
       continue;
     }
-    if (unpadded) {
-      max_pool_unpadded(xp, g, yp, ip);
-      continue;
-    }
-    each_window(g, false, [&](int64_t p, const Box& b) {
-      float best = -std::numeric_limits<float>::infinity();
-      int64_t at = -1;
-      for (int64_t d = b.lo[0]; d < b.hi[0]; ++d)
-        for (int64_t h = b.lo[1]; h < b.hi[1]; ++h)
-          for (int64_t w = b.lo[2]; w < b.hi[2]; ++w) {
-            int64_t i = (d * H + h) * W + w;
-            if (at < 0 || better(xp[i], best)) best = xp[i], at = i;
-          }
-      yp[p] = best;
-      ip[p] = at;
-    });
+    float* buf = scratch(inP + outP);
+    widen_bf16(static_cast<const bf16*>(x) + nc * inP, buf, inP);
+    max_pool_plane(buf, g, pairs, unpadded, buf + inP, ip);
+    narrow_bf16(buf + inP, static_cast<bf16*>(y) + nc * outP, outP);
   }
 }
 
 void max_pool_backward_cpu(ops::OpCall& c) {
   const Tensor& out = c.out[0];
+  const bool lowp = out.dtype() == DType::bf16;
   int64_t planes = out.size(0) * out.size(1), inP = out.numel() / std::max<int64_t>(1, planes);
   int64_t outP = c.in[0].numel() / std::max<int64_t>(1, planes);
-  const float* gy = c.in[0].data_ptr<float>();
   const int64_t* idx = c.in[1].data_ptr<int64_t>();
-  float* dx = out.data_ptr<float>();
+  const void* gy = c.in[0].raw_data();
+  void* dx = out.raw_data();
 #pragma omp parallel for schedule(static)
   for (int64_t nc = 0; nc < planes; ++nc) {
-    float* d = dx + nc * inP;
+    float* buf = lowp ? scratch(inP + outP) : nullptr;
+    float* d = lowp ? buf : static_cast<float*>(dx) + nc * inP;
+    const float* g = lowp ? buf + inP : static_cast<const float*>(gy) + nc * outP;
+    if (lowp) widen_bf16(static_cast<const bf16*>(gy) + nc * outP, buf + inP, outP);
     std::memset(d, 0, size_t(inP) * sizeof(float));
-    const float* g = gy + nc * outP;
     const int64_t* ip = idx + nc * outP;
     for (int64_t p = 0; p < outP; ++p) d[ip[p]] += g[p];
+    if (lowp) narrow_bf16(d, static_cast<bf16*>(dx) + nc * inP, inP);
   }
 }
 
@@ -299,8 +327,8 @@ void adaptive_avg_pool_backward_cpu(ops::OpCall& c) {
 }  // namespace
 
 void register_pool_cpu(ops::KernelTable& t) {
-  ops::add_kernel(t, ops::OpKind::max_pool, {"cpu", pool_supports, max_pool_cpu});
-  ops::add_kernel(t, ops::OpKind::max_pool_backward, {"cpu", pool_supports, max_pool_backward_cpu});
+  ops::add_kernel(t, ops::OpKind::max_pool, {"cpu", max_pool_supports, max_pool_cpu});
+  ops::add_kernel(t, ops::OpKind::max_pool_backward, {"cpu", max_pool_supports, max_pool_backward_cpu});
   ops::add_kernel(t, ops::OpKind::avg_pool, {"cpu", pool_supports, avg_pool_cpu});
   ops::add_kernel(t, ops::OpKind::avg_pool_backward, {"cpu", pool_supports, avg_pool_backward_cpu});
   ops::add_kernel(t, ops::OpKind::adaptive_avg_pool, {"cpu", pool_supports, adaptive_avg_pool_cpu});

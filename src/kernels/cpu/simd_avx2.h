@@ -3,6 +3,9 @@
 #include <immintrin.h>
 
 #include <cstdint>
+#include <cstring>
+
+#include "qiusuo/dtype.h"
 
 namespace qs::kernels {
 
@@ -17,6 +20,51 @@ inline float hsum(__m256 v) {
 // A mask of lanes [0, n) for _mm256_maskload_ps (n in 0..8).
 inline __m256i lane_mask(int64_t n) {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(int(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+// Eight bf16 values widened to f32 (exact: a bf16 is the upper half of an f32).
+inline __m256 load8_bf16(const bf16* p) {
+  __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+// Eight f32 values rounded to bf16 exactly as f32_to_bf16 (nearest even; a NaN stays a
+// quiet NaN), stored to p.
+inline void store8_bf16(bf16* p, __m256 v) {
+  const __m256i u = _mm256_castps_si256(v);
+  const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+  __m256i r = _mm256_srli_epi32(_mm256_add_epi32(u, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7fff))), 16);
+  const __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(u, _mm256_set1_epi32(0x7fffffff)), _mm256_set1_epi32(0x7f800000));
+  const __m256i quiet = _mm256_or_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(0x40));
+  r = _mm256_blendv_epi8(r, quiet, nan);
+  // 32-bit lanes (each < 2^16) to 16 bits: packus works within 128-bit halves.
+  __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(r, r), 0x08);
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm256_castsi256_si128(packed));
+}
+
+// n values between bf16 and f32 (a row or a plane into or out of f32 scratch), eight at a
+// time; a tail of fewer goes through a small buffer with the same rounding.
+inline void widen_bf16(const bf16* src, float* dst, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, load8_bf16(src + i));
+  if (i < n) {
+    bf16 in[8] = {};
+    alignas(32) float out[8];
+    std::memcpy(in, src + i, size_t(n - i) * sizeof(bf16));
+    _mm256_store_ps(out, load8_bf16(in));
+    std::memcpy(dst + i, out, size_t(n - i) * sizeof(float));
+  }
+}
+inline void narrow_bf16(const float* src, bf16* dst, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) store8_bf16(dst + i, _mm256_loadu_ps(src + i));
+  if (i < n) {
+    alignas(32) float in[8] = {};
+    bf16 out[8];
+    std::memcpy(in, src + i, size_t(n - i) * sizeof(float));
+    store8_bf16(out, _mm256_load_ps(in));
+    std::memcpy(dst + i, out, size_t(n - i) * sizeof(bf16));
+  }
 }
 
 }  // namespace qs::kernels
