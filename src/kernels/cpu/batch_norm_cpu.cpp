@@ -48,16 +48,24 @@ inline __m256 relu_masked(__m256 g, __m256 y) { return _mm256_and_ps(g, _mm256_c
 inline float relu_masked(float g, float y) { return y > 0.0f ? g : 0.0f; }
 
 // sum (x - m) and sum (x - m)^2 over one plane of P values.
+// (Two accumulators each: one chain of adds would wait on its latency, not on memory.)
 template <class T> void moments(const T* x, int64_t P, float m, float& a, float& q) {
-  __m256 va = _mm256_setzero_ps(), vq = _mm256_setzero_ps(), vm = _mm256_set1_ps(m);
+  __m256 va = _mm256_setzero_ps(), vq = _mm256_setzero_ps(), va2 = va, vq2 = vq, vm = _mm256_set1_ps(m);
   int64_t i = 0;
+  for (; i + 16 <= P; i += 16) {
+    __m256 d = _mm256_sub_ps(load8(x + i), vm), d2 = _mm256_sub_ps(load8(x + i + 8), vm);
+    va = _mm256_add_ps(va, d);
+    vq = _mm256_fmadd_ps(d, d, vq);
+    va2 = _mm256_add_ps(va2, d2);
+    vq2 = _mm256_fmadd_ps(d2, d2, vq2);
+  }
   for (; i + 8 <= P; i += 8) {
     __m256 d = _mm256_sub_ps(load8(x + i), vm);
     va = _mm256_add_ps(va, d);
     vq = _mm256_fmadd_ps(d, d, vq);
   }
-  a = hsum(va);
-  q = hsum(vq);
+  a = hsum(_mm256_add_ps(va, va2));
+  q = hsum(_mm256_add_ps(vq, vq2));
   for (; i < P; ++i) {
     float d = to_f32(x[i]) - m;
     a += d;
@@ -81,15 +89,23 @@ template <class T, bool Relu> void normalise(const T* x, int64_t P, float k, flo
 
 // a = sum g', q = sum g' (x - m) over one plane, g' the gradient (masked by y > 0 with y).
 template <class T> void grad_moments(const T* g, const T* x, const T* y, int64_t P, float m, float& a, float& q) {
-  __m256 va = _mm256_setzero_ps(), vq = _mm256_setzero_ps(), vm = _mm256_set1_ps(m);
+  __m256 va = _mm256_setzero_ps(), vq = _mm256_setzero_ps(), va2 = va, vq2 = vq, vm = _mm256_set1_ps(m);
+  auto grad = [&](int64_t i) { return y ? relu_masked(load8(g + i), load8(y + i)) : load8(g + i); };
   int64_t i = 0;
+  for (; i + 16 <= P; i += 16) {
+    __m256 g1 = grad(i), g2 = grad(i + 8);
+    va = _mm256_add_ps(va, g1);
+    vq = _mm256_fmadd_ps(g1, _mm256_sub_ps(load8(x + i), vm), vq);
+    va2 = _mm256_add_ps(va2, g2);
+    vq2 = _mm256_fmadd_ps(g2, _mm256_sub_ps(load8(x + i + 8), vm), vq2);
+  }
   for (; i + 8 <= P; i += 8) {
-    __m256 gi = y ? relu_masked(load8(g + i), load8(y + i)) : load8(g + i);
+    __m256 gi = grad(i);
     va = _mm256_add_ps(va, gi);
     vq = _mm256_fmadd_ps(gi, _mm256_sub_ps(load8(x + i), vm), vq);
   }
-  a = hsum(va);
-  q = hsum(vq);
+  a = hsum(_mm256_add_ps(va, va2));
+  q = hsum(_mm256_add_ps(vq, vq2));
   for (; i < P; ++i) {
     float gi = y ? relu_masked(to_f32(g[i]), to_f32(y[i])) : to_f32(g[i]);
     a += gi;

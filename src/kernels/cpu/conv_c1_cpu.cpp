@@ -2,7 +2,7 @@
 // Fashion-MNIST's 1 -> 32, a CT volume's 1 -> 16), forward and backward-weights, f32,
 // stride 1, no dilation, no groups, any kernel size and padding, 1 to 3 spatial dims;
 // bf16 operands (autocast) are widened to f32, and a bf16 result (out_dtype) is computed
-// in f32 scratch (a block of planes, or a row of a large one) and rounded once.
+// in L1-sized f32 scratch, a run of rows at a time, and rounded once.
 //
 // oneDNN has no good kernel for this shape on AVX2: its blocked direct kernels want 8
 // input channels, and its gemm-based path builds an im2col matrix with one row per tap
@@ -136,6 +136,9 @@ inline void fwd_block(const float* in, const int64_t* taps, int64_t T, const flo
 // Output planes of at most this many floats are kept whole in scratch (4 of them: 64 KiB).
 constexpr int64_t kPlaneInL1 = 4096;
 
+// f32 scratch for a bf16 result: this many floats for four channels' rows (16 KiB).
+constexpr int64_t kScratchFloats = 4096;
+
 // max(v, 0) over n floats (intrinsics: GCC makes std::max a branchy store).
 inline void relu_inplace(float* o, int64_t n) {
   int64_t i = 0;
@@ -171,41 +174,47 @@ void convolution_c1(ops::OpCall& c) {
   for (int64_t n = 0; n < s.N; ++n)
     for (int64_t blk = 0; blk < blocks; ++blk) {
       int64_t o0 = blk * 4, nb = std::min<int64_t>(4, O - o0);
-      // A bf16 result is computed in f32 scratch, then given its ReLU and rounded: the
-      // block's whole planes where they fit L1 (2-D images: one rounding pass over
-      // contiguous planes), else each row as it is done (3-D volumes).
-      const int64_t row = 8 * p.vecs;
-      const bool by_plane = !lowp_out || plane <= kPlaneInL1;
-      thread_local std::vector<float> scratch;
-      const size_t need = size_t(4 * (by_plane ? plane : row));
-      if (lowp_out && scratch.size() < need) scratch.resize(need);
-      float* planes = lowp_out ? scratch.data() : y + (n * O + o0) * plane;  // the block's planes (by_plane)
       const float* wr[4];
       float* out[4];
-      for (int64_t z = 0; z < s.out[0]; ++z)
-        for (int64_t r = 0; r < s.out[1]; ++r) {
+      for (int64_t ob = 0; ob < nb; ++ob) wr[ob] = wp + (o0 + ob) * T;
+      // Output rows t0 .. t0 + R - 1 (flat over z and y) of the block's channels.
+      auto rows = [&](int64_t t0, int64_t R, float* const* dst, bool last_of_plane) {
+        for (int64_t t = t0; t < t0 + R; ++t) {
+          const int64_t z = t / s.out[1], r = t % s.out[1];
           const float* in = p.data + n * p.image() + (z * p.Hp + r) * p.Wp;
-          const int64_t at = (z * s.out[1] + r) * s.out[2];  // the row's offset in its plane
-          for (int64_t ob = 0; ob < nb; ++ob) {
-            wr[ob] = wp + (o0 + ob) * T;
-            out[ob] = by_plane ? planes + ob * plane + at : scratch.data() + ob * row;
-          }
-          bool last = by_plane && z + 1 == s.out[0] && r + 1 == s.out[1];
+          for (int64_t ob = 0; ob < nb; ++ob) out[ob] = dst[ob] + (t - t0) * s.out[2];
+          bool last = last_of_plane && t + 1 == t0 + R;
           if (nb == 4) {
             fwd_row<4>(in, p, wr, bp ? bp + o0 : nullptr, out, last);
           } else {
-            for (int64_t ob = 0; ob < nb; ++ob)
-              fwd_row<1>(in, p, wr + ob, bp ? bp + o0 + ob : nullptr, out + ob, last);
+            for (int64_t ob = 0; ob < nb; ++ob) fwd_row<1>(in, p, wr + ob, bp ? bp + o0 + ob : nullptr, out + ob, last);
           }
-          if (!by_plane)
-            for (int64_t ob = 0; ob < nb; ++ob) {
-              if (relu) relu_inplace(out[ob], s.out[2]);
-              narrow_bf16(out[ob], y16 + (n * O + o0 + ob) * plane + at, s.out[2]);
-            }
         }
-      if (by_plane) {  // the block's planes, still in cache
-        if (relu) relu_inplace(planes, nb * plane);
-        if (lowp_out) narrow_bf16(planes, y16 + (n * O + o0) * plane, nb * plane);
+      };
+      const int64_t nrows = s.out[0] * s.out[1];
+      if (!lowp_out) {
+        float* dst[4];
+        for (int64_t ob = 0; ob < nb; ++ob) dst[ob] = y + (n * O + o0 + ob) * plane;
+        rows(0, nrows, dst, true);
+        if (relu) relu_inplace(dst[0], nb * plane);  // the block's planes, still in cache
+        continue;
+      }
+      // A bf16 result: R rows at a time in f32 scratch that stays in L1 (a whole 28 x 28
+      // image, one 32 x 32 slice of a volume), given its ReLU and rounded as one run per
+      // channel. Each channel's rows have a vector of slack after them: a row's last
+      // vector may be stored whole (fwd_block).
+      const int64_t R = std::clamp<int64_t>(kScratchFloats / (4 * s.out[2]), 1, nrows), stride = R * s.out[2] + 8;
+      thread_local std::vector<float> scratch;
+      if (scratch.size() < size_t(4 * stride)) scratch.resize(size_t(4 * stride));
+      float* dst[4];
+      for (int64_t ob = 0; ob < nb; ++ob) dst[ob] = scratch.data() + ob * stride;
+      for (int64_t t0 = 0; t0 < nrows; t0 += R) {
+        const int64_t len = std::min(R, nrows - t0);
+        rows(t0, len, dst, false);
+        for (int64_t ob = 0; ob < nb; ++ob) {
+          if (relu) relu_inplace(dst[ob], len * s.out[2]);
+          narrow_bf16(dst[ob], y16 + (n * O + o0 + ob) * plane + t0 * s.out[2], len * s.out[2]);
+        }
       }
     }
 }
