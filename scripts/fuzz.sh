@@ -5,7 +5,7 @@
 # allocation is a finding too. Crashes are written to build/fuzz/findings/<name>/.
 #
 #   scripts/fuzz.sh [TARGET|all] [SECONDS=30] [JOBS=1]
-#   TARGET: safetensors checkpoint tokenizer_json idx graph nifti lidc_xml dicom
+#   TARGET: safetensors checkpoint tokenizer_json idx graph nifti lidc_xml dicom voc image
 #
 # Exit status: 0 when no target found anything, 1 otherwise. Builds the `fuzz` preset first.
 set -euo pipefail
@@ -15,7 +15,7 @@ export CCACHE_BASEDIR="$PWD" CCACHE_NOHASHDIR=true
 command -v clang++-14 >/dev/null || { echo "fuzz: clang++-14 is needed (Debian package clang-14)" >&2; exit 1; }
 cmake --preset fuzz >/dev/null
 cmake --build --preset fuzz >/dev/null
-all=(safetensors checkpoint tokenizer_json idx graph nifti lidc_xml dicom)
+all=(safetensors checkpoint tokenizer_json idx graph nifti lidc_xml dicom voc image)
 [ "$target" = all ] && targets=("${all[@]}") || targets=("$target")
 found=0
 for t in "${targets[@]}"; do

@@ -190,7 +190,8 @@ struct SizeArg {
 // Cross-correlation as torch.nn.functional.conv1d/2d/3d.
 // x [N, C, L] / [N, C, H, W] / [N, C, D, H, W]; w [O, C / groups, k...]; b [O] or undefined.
 // y [N, O, out...], out = floor((in + 2 padding - dilation (k - 1) - 1) / stride) + 1.
-// f32 or f64 (x and w alike); bf16 x and w (autocast) give an f32 result.
+// f32 or f64 (x and w alike); bf16 x and w give an f32 result, or a bf16 one under
+// autocast (which sets the op's attr out_dtype: a conv net's activations stay bf16).
 // Errors: rank, channel mismatch (C != w.size(1) * groups), groups not dividing C or O,
 // a window larger than the padded input, a bias that is not [O].
 Tensor conv1d(const Tensor& x, const Tensor& w, const Tensor& b = Tensor(), SizeArg stride = 1, SizeArg padding = 0,
@@ -228,7 +229,8 @@ Tensor adaptive_avg_pool3d(const Tensor& x, SizeArg output_size);  // x [N, C, D
 
 // ---- normalisation
 // batch_norm as torch.nn.functional.batch_norm. x [N, C, ...]; running_mean, running_var,
-// weight, bias: [C] of x's dtype, each may be undefined (weight 1, bias 0).
+// weight, bias: [C] of x's dtype (f32 for a bf16 x: autocast's activations, with f32
+// statistics), each may be undefined (weight 1, bias 0).
 // training: normalises with the batch mean and biased variance over N and the spatial
 // dims (needs more than one value per channel) and, when given, updates the running
 // statistics in place (not recorded by autograd):

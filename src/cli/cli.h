@@ -77,6 +77,7 @@ int cmd_eval_cnn(Args& a);
 int cmd_quantize(Args a);
 int cmd_prune(Args a);
 int cmd_ct(Args a);
+int cmd_defect(Args a);
 int cmd_train_ct(Args& a);
 int cmd_eval_ct(Args& a);
 int cmd_quantize_lm(Args& a, const std::string& ckpt, const std::string& method);

@@ -210,6 +210,19 @@ const std::vector<Command>& commands() {
        "malignancy rule: > 3 malignant, < 3 benign, 3 excluded). Training and evaluation: qiusuo train ct,\n"
        "qiusuo eval ct. See docs/ct.md.\n",
        cmd_ct},
+      {"defect", "defect-detection data: synthetic steel-strip inspection sequences (images + VOC XML), or a "
+                 "description of a NEU-DET tree",
+       "usage: qiusuo defect synth --out DIR [--train 48] [--val 12] [--test 12] [--frames 8] [--size 128]\n"
+       "                           [--speed 10] [--max-defects 4] [--format png|jpg] [--seed 0]\n"
+       "       qiusuo defect info PATH\n"
+       "\n"
+       "synth writes sequences of frames of a moving steel strip carrying NEU-DET's six defect classes (crazing,\n"
+       "inclusion, patches, pitted_surface, rolled-in_scale, scratches), each frame an image with its Pascal VOC\n"
+       "file: DIR/<train|val|test>/seq_<k>/frame_<t>.png + .xml. Defects fade in and out from frame to frame;\n"
+       "the camera shakes, the light drifts, some frames blur. info reads a NEU-DET tree (ANNOTATIONS/ + IMAGES/,\n"
+       "or <split>/annotations/ + <split>/images/<class>/) or a folder of sequences and counts its boxes per\n"
+       "class. See docs/defect.md.\n",
+       cmd_defect},
       {"mt-data", "write the synthetic parallel corpus (with gold parses and alignments) and its grammar",
        "usage: qiusuo mt-data --out DIR [--format jsonl|tsv] [--data-seed N] [--train-pairs N] [--valid-pairs N]\n"
        "                      [--test-pairs N] [--homographs N]\n\n"

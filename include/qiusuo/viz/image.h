@@ -1,6 +1,7 @@
 // A small raster library for figures: an RGB image, filled rectangles, anti-aliased
 // UTF-8 text (horizontal, or rotated 90 degrees for x-axis labels), the viridis colour
-// map, and PNG encoding/decoding (stb_image_write / stb_image) with atomic writes.
+// map, PNG and JPEG encoding and PNG/JPEG/BMP decoding (stb_image_write / stb_image) with
+// atomic writes.
 //
 //   viz::Image img(200, 100);                       // white
 //   img.fill_rect(10, 10, 50, 20, viz::viridis(0.5));
@@ -89,6 +90,16 @@ std::string encode_png(const Image& img);
 void write_png(const Image& img, const std::string& path);
 // Decodes PNG bytes (any colour type, converted to RGB). Error on malformed data.
 Image decode_png(const std::string& bytes);
+// JPEG bytes of `img` (baseline, quality 1..100), and an atomic write of them.
+std::string encode_jpeg(const Image& img, int quality = 90);
+void write_jpeg(const Image& img, const std::string& path, int quality = 90);
+// Decodes PNG, JPEG (baseline and progressive) or BMP bytes, converted to RGB. The header's
+// width and height are checked (each 1..16384, the Image limit) before any pixel is
+// decoded, so a lying header allocates nothing; a truncated or malformed image is an
+// Error naming `what` and the decoder's reason.
+Image decode_image(const std::string& bytes, const std::string& what = "image");
+// decode_image of a file's bytes (at most 256 MiB). IOError when it cannot be read.
+Image read_image(const std::string& path);
 // Standard base64 (RFC 4648, with padding), for data: URIs.
 std::string base64(const std::string& bytes);
 

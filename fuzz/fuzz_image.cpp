@@ -1,0 +1,10 @@
+// libFuzzer: viz::decode_image (stb_image's PNG, JPEG and BMP decoders behind the header
+// check) on arbitrary bytes.
+#include "fuzz_common.h"
+#include "qiusuo/viz/image.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  const std::string bytes(reinterpret_cast<const char*>(data), size);
+  qs::fuzz::refusals_ok([&] { qs::viz::decode_image(bytes, "x"); });
+  return 0;
+}
