@@ -2,52 +2,31 @@
 #include "qiusuo/defect/voc.h"
 
 #include <fmt/format.h>
-#include <pugixml.hpp>
 
 #include <algorithm>
-#include <cerrno>
 #include <cmath>
-#include <cstdlib>
 #include <cstring>
 
 #include "io/atomic_file.h"
 #include "io/read_file.h"
+#include "io/xml_file.h"
 #include "qiusuo/error.h"
 
 namespace qs::defect {
 
 namespace {
 
+// io::XmlFile plus the VOC field rules.
 struct Ctx {
-  const std::string& where;
-  const std::string& text;
-  int64_t line(const pugi::xml_node& n) const {
-    const ptrdiff_t off = n.offset_debug();
-    if (off < 0 || size_t(off) > text.size()) return 0;
-    return 1 + std::count(text.begin(), text.begin() + off, '\n');
-  }
-  [[noreturn]] void fail(const pugi::xml_node& n, const std::string& what) const {
-    throw IOError(fmt::format("{}:{}: {}", where, line(n), what));
-  }
-  std::string value(const pugi::xml_node& n) const {
-    std::string v = n.child_value();
-    const size_t a = v.find_first_not_of(" \t\r\n"), b = v.find_last_not_of(" \t\r\n");
-    return a == std::string::npos ? "" : v.substr(a, b - a + 1);
-  }
+  const io::XmlFile& xml;
+  [[noreturn]] void fail(const pugi::xml_node& n, const std::string& what) const { xml.fail(n, what); }
+  static std::string value(const pugi::xml_node& n) { return io::XmlFile::value(n); }
   pugi::xml_node need(const pugi::xml_node& parent, const char* name) const {
     pugi::xml_node n = parent.child(name);
     if (!n) fail(parent, fmt::format("<{}> has no <{}>", parent.name(), name));
     return n;
   }
-  double number(const pugi::xml_node& n) const {
-    const std::string v = value(n);
-    char* end = nullptr;
-    errno = 0;
-    const double x = std::strtod(v.c_str(), &end);
-    if (v.empty() || errno != 0 || !end || *end != '\0' || !std::isfinite(x))
-      fail(n, fmt::format("<{}> holds '{}', not a finite number", n.name(), v));
-    return x;
-  }
+  double number(const pugi::xml_node& n) const { return xml.number(n); }
   int size_field(const pugi::xml_node& n) const {
     const double x = number(n);
     if (x != std::floor(x) || x < 1 || x > 16384) fail(n, fmt::format("<{}> is {}; 1..16384 expected", n.name(), x));
@@ -80,23 +59,10 @@ std::string escaped(const std::string& s) {
 
 }  // namespace
 
-VocAnnotation parse_voc(const std::string& xml, const std::string& where) {
-  const Ctx cx{where, xml};
-  // A VOC file has no DTD; refusing declarations outright also keeps entity tricks (an
-  // external entity, a billion laughs) away from whatever reads the file after us.
-  for (const char* bad : {"<!DOCTYPE", "<!ENTITY"})
-    if (auto at = xml.find(bad); at != std::string::npos)
-      throw IOError(fmt::format("{}:{}: {} declarations are refused (a VOC annotation has none)", where,
-                                1 + std::count(xml.begin(), xml.begin() + ptrdiff_t(at), '\n'), bad));
-  pugi::xml_document doc;
-  const pugi::xml_parse_result res = doc.load_buffer(xml.data(), xml.size(), pugi::parse_default);
-  if (!res) {
-    const ptrdiff_t off = std::min<ptrdiff_t>(res.offset, ptrdiff_t(xml.size()));
-    throw IOError(fmt::format("{}:{}: not well-formed XML: {}", where,
-                              1 + std::count(xml.begin(), xml.begin() + off, '\n'), res.description()));
-  }
-  pugi::xml_node root = doc.document_element();
-  if (!root) throw IOError(fmt::format("{}: no root element", where));
+VocAnnotation parse_voc(const std::string& text, const std::string& where) {
+  const io::XmlFile xml(where, text, "a VOC annotation");
+  const Ctx cx{xml};
+  pugi::xml_node root = xml.root();
   if (std::strcmp(root.name(), "annotation") != 0)
     cx.fail(root, fmt::format("the root element is <{}>, not <annotation>", root.name()));
   VocAnnotation a;

@@ -13,48 +13,28 @@
 #include <sstream>
 
 #include "io/atomic_file.h"
+#include "io/xml_file.h"
 #include "qiusuo/error.h"
 
 namespace qs::medical {
 
 namespace {
 
+// The file (io::XmlFile: parsing, line numbers, numbers) and the strictness of this read.
 struct Ctx {
-  std::string path, text;
+  const io::XmlFile& xml;
   bool strict = true;
-  int64_t line(const pugi::xml_node& n) const {
-    const ptrdiff_t off = n.offset_debug();
-    if (off < 0 || size_t(off) > text.size()) return 0;
-    return 1 + std::count(text.begin(), text.begin() + off, '\n');
-  }
-  [[noreturn]] void fail(const pugi::xml_node& n, const std::string& what) const {
-    throw IOError(fmt::format("{}:{}: {}", path, line(n), what));
-  }
+  [[noreturn]] void fail(const pugi::xml_node& n, const std::string& what) const { xml.fail(n, what); }
   void unknown(const pugi::xml_node& n, const pugi::xml_node& parent) const {
     if (strict) fail(n, fmt::format("unknown element <{}> in <{}>", n.name(), parent.name()));
   }
-  double number(const pugi::xml_node& n) const {
-    const std::string v = n.child_value();
-    char* end = nullptr;
-    errno = 0;
-    const double x = std::strtod(v.c_str(), &end);
-    while (end && *end && std::isspace(static_cast<unsigned char>(*end))) ++end;
-    if (v.empty() || errno != 0 || !end || *end != '\0' || !std::isfinite(x))
-      fail(n, fmt::format("<{}> holds '{}', not a number", n.name(), v));
-    return x;
-  }
+  double number(const pugi::xml_node& n) const { return xml.number(n); }
   int rating(const pugi::xml_node& n) const {
     const double x = number(n);
     if (x != std::floor(x) || x < 1 || x > 6) fail(n, fmt::format("<{}> rating {} is not 1 to 6", n.name(), x));
     return int(x);
   }
 };
-
-std::string trimmed(const char* s) {
-  std::string v = s;
-  const size_t a = v.find_first_not_of(" \t\r\n"), b = v.find_last_not_of(" \t\r\n");
-  return a == std::string::npos ? "" : v.substr(a, b - a + 1);
-}
 
 void read_characteristics(const Ctx& cx, const pugi::xml_node& node, LidcCharacteristics& c) {
   const std::map<std::string, int LidcCharacteristics::*> fields = {
@@ -80,9 +60,9 @@ LidcRoi read_roi(const Ctx& cx, const pugi::xml_node& node) {
     if (n == "imageZposition") {
       r.z = cx.number(f), has_z = true;
     } else if (n == "imageSOP_UID") {
-      r.sop_uid = trimmed(f.child_value());
+      r.sop_uid = io::XmlFile::value(f);
     } else if (n == "inclusion") {
-      const std::string v = trimmed(f.child_value());
+      const std::string v = io::XmlFile::value(f);
       if (v != "TRUE" && v != "FALSE") cx.fail(f, fmt::format("<inclusion> is '{}', not TRUE or FALSE", v));
       r.inclusion = v == "TRUE";
     } else if (n == "edgeMap") {
@@ -110,28 +90,16 @@ LidcRead read_lidc_xml(const std::string& path, const LidcReadOptions& opt) {
   if (ec) throw IOError(fmt::format("{}: cannot read: {}", path, ec.message()));
   if (int64_t(size) > opt.max_bytes)
     throw IOError(fmt::format("{}: {} bytes, over the limit of {} for an annotation file", path, size, opt.max_bytes));
-  Ctx cx;
-  cx.path = path, cx.strict = opt.strict;
+  std::string text;
   {
     std::ifstream f(path, std::ios::binary);
     std::ostringstream ss;
     ss << f.rdbuf();
-    cx.text = ss.str();
+    text = ss.str();
   }
-  // No DTDs: pugixml would not resolve external entities anyway, but a file carrying
-  // declarations is not what LIDC writes, and silently keeping "&xxe;" as text would hide it.
-  for (const char* bad : {"<!DOCTYPE", "<!ENTITY"})
-    if (auto at = cx.text.find(bad); at != std::string::npos)
-      throw IOError(fmt::format("{}:{}: {} declarations are refused (no DTD or entity is expected in LIDC XML)", path,
-                                1 + std::count(cx.text.begin(), cx.text.begin() + ptrdiff_t(at), '\n'), bad));
-  pugi::xml_document doc;
-  const pugi::xml_parse_result res = doc.load_buffer(cx.text.data(), cx.text.size(), pugi::parse_default);
-  if (!res) {
-    const ptrdiff_t off = std::min<ptrdiff_t>(res.offset, ptrdiff_t(cx.text.size()));
-    throw IOError(fmt::format("{}:{}: not well-formed XML: {}", path,
-                              1 + std::count(cx.text.begin(), cx.text.begin() + off, '\n'), res.description()));
-  }
-  pugi::xml_node root = doc.document_element();
+  const io::XmlFile xml(path, std::move(text), "LIDC XML");
+  const Ctx cx{xml, opt.strict};
+  pugi::xml_node root = xml.root();
   if (std::strcmp(root.name(), "LidcReadMessage") != 0)
     cx.fail(root, fmt::format("the root element is <{}>, not <LidcReadMessage>", root.name()));
   LidcRead out;
@@ -139,8 +107,8 @@ LidcRead read_lidc_xml(const std::string& path, const LidcReadOptions& opt) {
     if (n.type() != pugi::node_element) continue;
     const std::string name = n.name();
     if (name == "ResponseHeader") {
-      out.series_uid = trimmed(n.child_value("SeriesInstanceUid"));
-      out.study_uid = trimmed(n.child_value("StudyInstanceUID"));
+      out.series_uid = io::XmlFile::value(n.child("SeriesInstanceUid"));
+      out.study_uid = io::XmlFile::value(n.child("StudyInstanceUID"));
     } else if (name == "CXRreadingSession") {
       cx.fail(n, "a chest X-ray reading (CXRreadingSession), not a CT one");
     } else if (name == "readingSession") {
@@ -150,7 +118,7 @@ LidcRead read_lidc_xml(const std::string& path, const LidcReadOptions& opt) {
         if (s.type() != pugi::node_element) continue;
         const std::string sn = s.name();
         if (sn == "servicingRadiologistID") {
-          reader = trimmed(s.child_value());
+          reader = io::XmlFile::value(s);
         } else if (sn == "annotationVersion") {
         } else if (sn == "unblindedReadNodule") {
           LidcAnnotation a;
@@ -158,7 +126,7 @@ LidcRead read_lidc_xml(const std::string& path, const LidcReadOptions& opt) {
           for (pugi::xml_node f : s.children()) {
             if (f.type() != pugi::node_element) continue;
             const std::string fn = f.name();
-            if (fn == "noduleID") a.nodule_id = trimmed(f.child_value());
+            if (fn == "noduleID") a.nodule_id = io::XmlFile::value(f);
             else if (fn == "characteristics") a.has_characteristics = true, read_characteristics(cx, f, a.c);
             else if (fn == "roi") a.rois.push_back(read_roi(cx, f));
             else cx.unknown(f, s);
@@ -171,9 +139,9 @@ LidcRead read_lidc_xml(const std::string& path, const LidcReadOptions& opt) {
           for (pugi::xml_node f : s.children()) {
             if (f.type() != pugi::node_element) continue;
             const std::string fn = f.name();
-            if (fn == "nonNoduleID") m.id = trimmed(f.child_value());
+            if (fn == "nonNoduleID") m.id = io::XmlFile::value(f);
             else if (fn == "imageZposition") m.z = cx.number(f);
-            else if (fn == "imageSOP_UID") m.sop_uid = trimmed(f.child_value());
+            else if (fn == "imageSOP_UID") m.sop_uid = io::XmlFile::value(f);
             else if (fn == "locus") {
               if (!f.child("xCoord") || !f.child("yCoord")) cx.fail(f, "<locus> without <xCoord> and <yCoord>");
               m.column = cx.number(f.child("xCoord")), m.row = cx.number(f.child("yCoord"));
