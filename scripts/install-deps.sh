@@ -19,9 +19,10 @@ PKGS=(
   libdcmtk-dev libnifti2-dev libpugixml-dev
   # tests and benchmarks
   libgtest-dev libbenchmark-dev
-  # the oracle for golden tests and the benchmark peer (never a runtime dependency);
+  # the oracle for golden tests (torchvision: the ResNet oracle) and the benchmark peer (never a
+  # runtime dependency);
   # OpenBLAS, or Debian's PyTorch falls back to netlib BLAS (shared/peers/README.md)
-  python3 python3-torch python3-numpy python3-regex libopenblas0-pthread
+  python3 python3-torch python3-torchvision python3-numpy python3-regex libopenblas0-pthread
   # data: Fashion-MNIST in /usr/share/datasets/fashion-mnist
   dataset-fashion-mnist
   # text: the King James Bible (`bible` program + text), the default language-model corpus
