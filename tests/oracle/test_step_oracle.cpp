@@ -39,6 +39,7 @@
 #include "oracle_util.h"
 #include "qiusuo/apps/cnn.h"
 #include "qiusuo/apps/ct_model.h"
+#include "qiusuo/apps/detector.h"
 #include "qiusuo/autocast.h"
 #include "qiusuo/autograd.h"
 #include "qiusuo/nn/seq2seq.h"
@@ -246,6 +247,28 @@ TEST(StepOracle, CtNetFusionGatesFocal) {
                    return focal_loss(m(x), randint(0, 2, {2}, DType::i64, &data), 2.0, {0.25});
                  },
                  adamw(1e-3), bf16 ? kBf16 : kF32);
+}
+
+// The spatiotemporal defect detector: a ResNet over two frames, the feature pyramid
+// (nearest upsampling, additions), a Transformer over time at every location, the FCOS
+// head and its loss (focal, GIoU through minimum/maximum, centre-ness BCE).
+TEST(StepOracle, SpatiotemporalDetector) {
+  compare_step([] {
+                 Generator g(4);
+                 apps::DetectorConfig c;
+                 c.model = "spatiotemporal";
+                 c.width = 4, c.channels = 8, c.heads = 2, c.frames = 2;
+                 return std::make_shared<apps::Detector>(c, g);
+               },
+               [](nn::Module& m, uint64_t seed) {
+                 Generator data(500 + seed);
+                 Tensor x = randn({1, 2, 1, 32, 32}, DType::f32, &data);
+                 auto maps = static_cast<apps::Detector&>(m).maps(x);
+                 const Tensor boxes = from_vector({3, 4, 20, 18, 12, 10, 30, 31}, {2, 4});
+                 const Tensor labels = from_vector({1, 4}, {2}, DType::i64);
+                 return apps::detector_loss(maps, apps::fcos_targets({boxes}, {labels}, maps)).total;
+               },
+               adamw(1e-3));
 }
 
 // bf16 mixed precision (autocast): convolutions and linears on bf16 operands with f32
