@@ -78,6 +78,8 @@ int cmd_quantize(Args a);
 int cmd_prune(Args a);
 int cmd_ct(Args a);
 int cmd_defect(Args a);
+int cmd_train_defect(Args& a);
+int cmd_eval_defect(Args& a);
 int cmd_train_ct(Args& a);
 int cmd_eval_ct(Args& a);
 int cmd_quantize_lm(Args& a, const std::string& ckpt, const std::string& method);

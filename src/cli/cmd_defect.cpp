@@ -1,5 +1,7 @@
 // qiusuo defect synth --out DIR [...]: synthetic inspection sequences (train/val/test)
-// qiusuo defect info PATH: a NEU-DET tree or a folder of sequences, described (docs/defect.md)
+// qiusuo defect info PATH: a NEU-DET tree or a folder of sequences, described
+// qiusuo train defect --data DIR --out DIR [...] and qiusuo eval defect CKPT --data DIR (docs/defect.md)
+#include <cmath>
 #include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -7,6 +9,7 @@
 #include "cli/cli.h"
 #include "qiusuo/defect/dataset.h"
 #include "qiusuo/defect/synth.h"
+#include "qiusuo/defect/train.h"
 
 namespace qs::cli {
 
@@ -88,7 +91,65 @@ int defect_info(Args& a) {
   return kExitOk;
 }
 
+std::string eval_line(const defect::DefectEval& e) {
+  std::string per;
+  for (const auto& c : e.per_class)
+    per += fmt::format("{}{} {}", per.empty() ? "" : ", ", defect::neu_det_classes()[size_t(c.cls)],
+                       std::isnan(c.ap) ? std::string("-") : fmt::format("{:.3f}", c.ap));
+  return fmt::format("{} frames, {} boxes: mAP@0.5 {:.3f} (VOC all-point; 11-point {:.3f}), COCO mAP@[.5:.95] {:.3f} "
+                     "(@.5 {:.3f}, @.75 {:.3f}); AP@0.5 per class: {}",
+                     e.frames, e.boxes, e.map50, e.map50_voc07, e.coco_map, e.coco_map50, e.coco_map75, per);
+}
+
 }  // namespace
+
+int cmd_train_defect(Args& a) {
+  defect::TrainDefectOptions o;
+  o.data = a.required("data");
+  o.out = a.required("out");
+  o.model.model = a.str("model", o.model.model);
+  o.model.depth = int(a.integer("depth", o.model.depth, 18, 50));
+  o.model.width = a.integer("width", o.model.width, 1, 1024);
+  o.model.channels = a.integer("channels", o.model.channels, 1, 4096);
+  o.model.frames = int(a.integer("frames", o.model.frames, 1, 64));
+  o.model.temporal_layers = int(a.integer("temporal-layers", o.model.temporal_layers, 0, 16));
+  o.model.heads = a.integer("heads", o.model.heads, 1, 64);
+  o.window = int(a.integer("window", std::max(o.window, o.model.frames), 1, 64));
+  o.epochs = int(a.integer("epochs", o.epochs, 1, 100000));
+  o.batch = a.integer("batch", o.batch, 2, 4096);
+  o.lr = a.number("lr", o.lr);
+  o.weight_decay = a.number("weight-decay", o.weight_decay);
+  o.hflip = !a.flag("no-hflip");
+  o.seed = uint64_t(a.integer("seed", 0, 0, int64_t(1) << 40));
+  o.quiet = a.flag("quiet");
+  if (const int t = a.threads(); t > 0) set_num_threads(t);
+  a.finish();
+  const defect::TrainDefectResult r = defect::train_defect(o);
+  std::cout << fmt::format("{}: best epoch {} of {} (validation mAP@0.5 {:.3f}); {:.1f} frames/s\n", o.model.model,
+                           r.best_epoch, o.epochs, r.val_map50[size_t(r.best_epoch - 1)], r.frames_per_s);
+  std::cout << "test: " << eval_line(r.test) << "\n";
+  std::cout << nlohmann::json{{"checkpoint", r.checkpoint}, {"model", o.model.model}, {"test_map50", r.test.map50},
+                              {"test_coco_map", r.test.coco_map}, {"val_map50", r.val.map50},
+                              {"best_epoch", r.best_epoch}, {"frames_per_s", r.frames_per_s}, {"seconds", r.seconds}}
+                   .dump()
+            << std::endl;
+  return kExitOk;
+}
+
+int cmd_eval_defect(Args& a) {
+  if (a.positionals().size() != 2) throw UsageError("qiusuo eval defect CKPT --data DIR (a folder of sequences)");
+  const std::string ckpt = a.positionals()[1], data = a.required("data");
+  const int window = int(a.integer("window", 4, 1, 64));
+  if (const int t = a.threads(); t > 0) set_num_threads(t);
+  a.finish();
+  const defect::DefectEval e = defect::eval_defect(ckpt, data, window);
+  std::cout << eval_line(e) << "\n";
+  std::cout << nlohmann::json{{"checkpoint", ckpt}, {"data", data}, {"map50", e.map50}, {"map50_voc07", e.map50_voc07},
+                              {"coco_map", e.coco_map}, {"frames", e.frames}, {"boxes", e.boxes}}
+                   .dump()
+            << std::endl;
+  return kExitOk;
+}
 
 int cmd_defect(Args a) {
   const std::string what = a.positionals().empty() ? "" : a.positionals()[0];

@@ -122,8 +122,9 @@ int cmd_eval(Args a) {
   if (!a.positionals().empty() && a.positionals()[0] == "mt") return cmd_eval_mt(a);
   if (!a.positionals().empty() && a.positionals()[0] == "cnn") return cmd_eval_cnn(a);
   if (!a.positionals().empty() && a.positionals()[0] == "ct") return cmd_eval_ct(a);
+  if (!a.positionals().empty() && a.positionals()[0] == "defect") return cmd_eval_defect(a);
   if (a.positionals().size() != 2 || a.positionals()[0] != "lm")
-    throw UsageError("qiusuo eval: expected 'qiusuo eval lm|mt|cnn|ct CKPT'; see 'qiusuo eval --help'");
+    throw UsageError("qiusuo eval: expected 'qiusuo eval lm|mt|cnn|ct|defect CKPT'; see 'qiusuo eval --help'");
   const std::string ckpt = a.positionals()[1];
   nn::PositionConfig pos;
   const bool scaled = a.has("rope-scaling");

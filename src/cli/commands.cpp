@@ -76,7 +76,7 @@ const std::vector<Command>& commands() {
        "usage: qiusuo info [--ops]\n", cmd_info},
       {"train", "train a model: cnn (Fashion-MNIST), lm (a Transformer language model), mt (translation) or ct (CT nodules)",
        train_usage(), cmd_train},
-      {"eval", "evaluate a language model (perplexity, bits per byte), a translation model (BLEU), the CNN or a CT model",
+      {"eval", "evaluate a language model (perplexity, bits per byte), a translation model (BLEU), the CNN, a CT model or a defect detector",
        "usage: qiusuo eval lm CKPT [--seq N] [--split test|validation|train] [--corpus PATH] [--windows N]\n"
        "                       [--batch 4] [--rope-scaling ntk|yarn --rope-factor F] [--allow-extrapolation] [--bf16]\n\n"
        "Perplexity over non-overlapping windows of N tokens (default: the trained length) of a split of the\n"
@@ -89,7 +89,10 @@ const std::vector<Command>& commands() {
        "Test accuracy of a Fashion-MNIST CNN checkpoint, float (qiusuo train cnn) or quantised (qiusuo quantize).\n\n"
        "usage: qiusuo eval ct CKPT --data DIR [--bootstrap 1000] [--threads N]\n\n"
        "ROC AUC (with its 95% bootstrap interval) of a CT nodule classifier (qiusuo train ct) on every labelled\n"
-       "nodule of a LIDC-IDRI style tree, e.g. another synthetic set (qiusuo ct synth --seed 1).\n",
+       "nodule of a LIDC-IDRI style tree, e.g. another synthetic set (qiusuo ct synth --seed 1).\n\n"
+       "usage: qiusuo eval defect CKPT --data DIR [--window 4] [--threads N]\n\n"
+       "mAP (VOC all-point and 11-point at IoU 0.5, COCO at .5:.95) and AP per class of a defect detector (qiusuo\n"
+       "train defect) on a folder of sequences (e.g. DIR/test of qiusuo defect synth), frames t >= window - 1.\n",
        cmd_eval},
       {"quantize", "quantise a checkpoint to INT8 / INT4: the CNN (ptq, qat) or a language model (dynamic, weight-only)",
        "usage: qiusuo quantize CKPT --method ptq|qat|dynamic|weight-int8|weight-int4 --out CKPT_Q [options]\n\n"
