@@ -12,6 +12,8 @@ PKGS=(
   cmake ninja-build g++ ccache pkg-config
   # core libraries; oneDNN's CMake config looks for OpenCL (libdnnl-dev only recommends it)
   libdnnl-dev ocl-icd-opencl-dev nlohmann-json3-dev libfmt-dev zlib1g-dev
+  # decoding JPEG and PNG files from outside (defect detection's images)
+  libjpeg-dev libpng-dev
   # ONNX export: the ONNX protobuf classes, checker and shape inference
   libonnx-dev libprotobuf-dev
   # medical imaging (the CT application): DICOM through DCMTK, NIfTI-1/2 through libnifti2,

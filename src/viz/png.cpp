@@ -1,5 +1,9 @@
-// PNG and JPEG encoding, PNG/JPEG/BMP decoding with stb (the implementations of the single-header libraries
-// live here and in font.cpp, once each; libstb.so is not linked).
+// Image files. Encoding PNG and JPEG with stb_image_write (our own figures and frames);
+// decoding, where the bytes may be hostile: JPEG with libjpeg-turbo and PNG with libpng
+// (Debian's, fuzzed upstream by OSS-Fuzz), BMP with stb_image. Debian's stb_image
+// (2022-09) is not used for JPEG or PNG: fuzz_image found an out-of-bounds write in its
+// JPEG Huffman tables within ten inputs (docs/reliability.md). The implementations of the
+// single-header libraries live here and in font.cpp, once each; libstb.so is not linked.
 #include <fmt/format.h>
 
 #include "io/atomic_file.h"
@@ -7,10 +11,15 @@
 #include "qiusuo/error.h"
 #include "qiusuo/viz/image.h"
 
+#include <jpeglib.h>
+#include <png.h>
 #include <zlib.h>
 
+#include <csetjmp>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 
 // zlib's deflate instead of stb's own: 3-4x faster on large figures, and smaller files.
 // stb frees the result with free().
@@ -35,8 +44,6 @@ static unsigned char* qs_zlib_compress(unsigned char* data, int len, int* out_le
 #include <stb/stb_image_write.h>
 #define STB_IMAGE_IMPLEMENTATION
 #define STB_IMAGE_STATIC
-#define STBI_ONLY_PNG
-#define STBI_ONLY_JPEG
 #define STBI_ONLY_BMP
 #define STBI_NO_STDIO
 #define STBI_MAX_DIMENSIONS 16384  // the Image limit: larger headers fail before allocating
@@ -77,25 +84,159 @@ void write_jpeg(const Image& img, const std::string& path, int quality) {
   io::write_file_atomic(path, encode_jpeg(img, quality));
 }
 
-Image decode_image(const std::string& bytes, const std::string& what) {
+namespace {
+
+constexpr int kMaxSide = 16384;                  // the Image limit
+constexpr int64_t kMaxPixels = int64_t(1) << 26;  // 64 Mi pixels (8192 x 8192): 192 MiB of RGB
+
+// The size checks every decoder makes on the header, before sizing anything by it.
+std::string size_problem(int64_t w, int64_t h) {
+  if (w < 1 || h < 1 || w > kMaxSide || h > kMaxSide || w * h > kMaxPixels)
+    return fmt::format("the header says {} x {} pixels; images of 1..{} per side and at most {} pixels are read", w, h,
+                       kMaxSide, kMaxPixels);
+  return "";
+}
+
+// libjpeg reports errors through error_exit, which must not return: a longjmp back to the
+// decoder's setjmp. Warnings (corrupt data, a premature end of the file: libjpeg fills in
+// grey and goes on) are errors here too: a truncated image is refused, not half read.
+struct JpegError {
+  jpeg_error_mgr pub;
+  std::jmp_buf jump;
+  char message[JMSG_LENGTH_MAX];
+};
+void jpeg_fail(j_common_ptr c) {
+  auto* e = reinterpret_cast<JpegError*>(c->err);
+  (*c->err->format_message)(c, e->message);
+  std::longjmp(e->jump, 1);
+}
+void jpeg_note(j_common_ptr c, int level) {
+  if (level < 0) jpeg_fail(c);  // a warning
+}
+
+// Decodes into malloc'd RGB (w * h * 3) or fills `msg`. No C++ object with a destructor
+// lives between setjmp and a longjmp here.
+bool decode_jpeg_c(const unsigned char* data, size_t size, int* w, int* h, unsigned char** out, char* msg, size_t msg_size) {
+  jpeg_decompress_struct cinfo;
+  JpegError err;
+  unsigned char* volatile buf = nullptr;
+  cinfo.err = jpeg_std_error(&err.pub);
+  err.pub.error_exit = jpeg_fail;
+  err.pub.emit_message = jpeg_note;
+  if (setjmp(err.jump)) {
+    jpeg_destroy_decompress(&cinfo);
+    std::free(buf);
+    std::snprintf(msg, msg_size, "%s", err.message);
+    return false;
+  }
+  jpeg_create_decompress(&cinfo);
+  jpeg_mem_src(&cinfo, data, static_cast<unsigned long>(size));
+  jpeg_read_header(&cinfo, TRUE);
+  if (const std::string bad = size_problem(cinfo.image_width, cinfo.image_height); !bad.empty()) {
+    std::snprintf(msg, msg_size, "%s", bad.c_str());
+    jpeg_destroy_decompress(&cinfo);
+    return false;
+  }
+  cinfo.out_color_space = JCS_RGB;
+  jpeg_start_decompress(&cinfo);
+  const size_t stride = size_t(cinfo.output_width) * 3;
+  buf = static_cast<unsigned char*>(std::malloc(stride * cinfo.output_height));
+  if (buf == nullptr) {
+    std::snprintf(msg, msg_size, "out of memory");
+    jpeg_destroy_decompress(&cinfo);
+    return false;
+  }
+  while (cinfo.output_scanline < cinfo.output_height) {
+    JSAMPROW row = buf + size_t(cinfo.output_scanline) * stride;
+    jpeg_read_scanlines(&cinfo, &row, 1);
+  }
+  jpeg_finish_decompress(&cinfo);
+  *w = int(cinfo.output_width), *h = int(cinfo.output_height);
+  jpeg_destroy_decompress(&cinfo);
+  *out = buf;
+  return true;
+}
+
+Image from_rgb(const unsigned char* p, int w, int h) {
+  Image img(w, h);
+  for (int y = 0; y < h; ++y)
+    for (int x = 0; x < w; ++x) {
+      const unsigned char* q = p + (size_t(y) * size_t(w) + size_t(x)) * 3;
+      img.set(x, y, {q[0], q[1], q[2]});
+    }
+  return img;
+}
+
+Image decode_jpeg(const std::string& bytes, const std::string& what) {
+  int w = 0, h = 0;
+  unsigned char* p = nullptr;
+  char msg[JMSG_LENGTH_MAX + 128] = {};
+  QS_CHECK(decode_jpeg_c(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), &w, &h, &p, msg, sizeof msg),
+           "{}: cannot decode the JPEG ({} bytes): {}", what, bytes.size(), msg);
+  Image img = from_rgb(p, w, h);
+  std::free(p);
+  return img;
+}
+
+// libpng's simplified API (no longjmp reaches this code). Warnings count as errors.
+Image decode_png_bytes(const std::string& bytes, const std::string& what) {
+  png_image img;
+  std::memset(&img, 0, sizeof img);
+  img.version = PNG_IMAGE_VERSION;
+  QS_CHECK(png_image_begin_read_from_memory(&img, bytes.data(), bytes.size()) != 0, "{}: cannot decode the PNG ({} "
+           "bytes): {}", what, bytes.size(), img.message);
+  if (const std::string bad = size_problem(img.width, img.height); !bad.empty()) {
+    png_image_free(&img);
+    QS_CHECK(false, "{}: {}", what, bad);
+  }
+  img.format = PNG_FORMAT_RGB;
+  std::vector<unsigned char> px(PNG_IMAGE_SIZE(img));
+  const bool ok = png_image_finish_read(&img, nullptr, px.data(), 0, nullptr) != 0;
+  const std::string message = img.message;
+  const bool warned = (img.warning_or_error & PNG_IMAGE_WARNING) != 0;
+  png_image_free(&img);
+  QS_CHECK(ok && !warned, "{}: cannot decode the PNG ({} bytes): {}", what, bytes.size(), message);
+  return from_rgb(px.data(), int(img.width), int(img.height));
+}
+
+Image decode_bmp(const std::string& bytes, const std::string& what) {
   QS_CHECK(bytes.size() <= size_t(INT32_MAX), "{}: {} bytes is more than the decoder takes", what, bytes.size());
   const auto* data = reinterpret_cast<const unsigned char*>(bytes.data());
   int w = 0, h = 0, n = 0;
   // The header first: its dimensions are checked before a pixel buffer is sized by them.
-  QS_CHECK(stbi_info_from_memory(data, int(bytes.size()), &w, &h, &n) != 0, "{}: not a PNG, JPEG or BMP image "
-           "({} bytes): {}", what, bytes.size(), stbi_failure_reason());
-  QS_CHECK(w >= 1 && h >= 1 && w <= 16384 && h <= 16384, "{}: the header says {} x {} pixels; images of 1..16384 "
-           "per side are read", what, w, h);
+  QS_CHECK(stbi_info_from_memory(data, int(bytes.size()), &w, &h, &n) != 0, "{}: cannot decode the BMP ({} bytes): {}",
+           what, bytes.size(), stbi_failure_reason());
+  const std::string bad = size_problem(w, h);
+  QS_CHECK(bad.empty(), "{}: {}", what, bad);
+  // stb reads uncompressed BMPs (BI_RGB, BI_BITFIELDS) and pads a short file with zeros:
+  // the rows the header promises must be in the file, or 70 bytes would decode as a
+  // 15872 x 11281 image (found by fuzz_image).
+  auto u16 = [&](size_t at) { return uint32_t(data[at]) | uint32_t(data[at + 1]) << 8; };
+  auto u32 = [&](size_t at) { return u16(at) | u16(at + 2) << 16; };
+  if (bytes.size() >= 34 && u32(14) >= 40) {
+    const uint32_t bpp = u16(28), compression = u32(30), offset = u32(10);
+    QS_CHECK(compression == 0 || compression == 3, "{}: BMP compression {} is not read (uncompressed only)", what,
+             compression);
+    const uint64_t row = (uint64_t(bpp) * uint64_t(w) + 31) / 32 * 4;
+    QS_CHECK(uint64_t(offset) + row * uint64_t(h) <= bytes.size(), "{}: the BMP header promises {} rows of {} bytes "
+             "from offset {}, but the file has {} bytes", what, h, row, offset, bytes.size());
+  }
   unsigned char* p = stbi_load_from_memory(data, int(bytes.size()), &w, &h, &n, 3);
-  QS_CHECK(p != nullptr, "{}: cannot decode {} bytes: {}", what, bytes.size(), stbi_failure_reason());
-  Image img(w, h);
-  for (int y = 0; y < h; ++y)
-    for (int x = 0; x < w; ++x) {
-      const unsigned char* q = p + (size_t(y) * w + x) * 3;
-      img.set(x, y, {q[0], q[1], q[2]});
-    }
+  QS_CHECK(p != nullptr, "{}: cannot decode the BMP ({} bytes): {}", what, bytes.size(), stbi_failure_reason());
+  Image img = from_rgb(p, w, h);
   stbi_image_free(p);
   return img;
+}
+
+}  // namespace
+
+Image decode_image(const std::string& bytes, const std::string& what) {
+  auto starts = [&](const char* sig, size_t n) { return bytes.size() >= n && std::memcmp(bytes.data(), sig, n) == 0; };
+  if (starts("\xff\xd8\xff", 3)) return decode_jpeg(bytes, what);
+  if (starts("\x89PNG\r\n\x1a\n", 8)) return decode_png_bytes(bytes, what);
+  if (starts("BM", 2)) return decode_bmp(bytes, what);
+  QS_CHECK(false, "{}: not a PNG, JPEG or BMP image ({} bytes, none of their signatures)", what, bytes.size());
+  return Image();
 }
 
 Image read_image(const std::string& path) {

@@ -308,3 +308,14 @@ TEST(DefectSynth, SequencesReadBackAndRepeat) {
   o.size = 8;
   EXPECT_NE(error_of([&] { write_synthetic_sequences(dir + "/d", o); }).find("size must be 16..1024"), std::string::npos);
 }
+
+// The catalogue of malformed files (tests/malformed/README.md).
+TEST(Images, MalformedCatalogue) {
+  const std::string path = std::string(QS_SOURCE_DIR) + "/tests/malformed/jpeg_huffman_overflow_stb.jpg";
+  const std::string e = error_of([&] { viz::read_image(path); });
+  EXPECT_NE(e.find("cannot decode the JPEG"), std::string::npos) << e;
+  const std::string b = error_of([] {
+    viz::read_image(std::string(QS_SOURCE_DIR) + "/tests/malformed/bmp_70_bytes_claim_179m_pixels.bmp");
+  });
+  EXPECT_NE(b.find("at most 67108864 pixels"), std::string::npos) << b;
+}

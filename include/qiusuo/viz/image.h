@@ -93,10 +93,11 @@ Image decode_png(const std::string& bytes);
 // JPEG bytes of `img` (baseline, quality 1..100), and an atomic write of them.
 std::string encode_jpeg(const Image& img, int quality = 90);
 void write_jpeg(const Image& img, const std::string& path, int quality = 90);
-// Decodes PNG, JPEG (baseline and progressive) or BMP bytes, converted to RGB. The header's
-// width and height are checked (each 1..16384, the Image limit) before any pixel is
-// decoded, so a lying header allocates nothing; a truncated or malformed image is an
-// Error naming `what` and the decoder's reason.
+// Decodes PNG (libpng), JPEG (libjpeg-turbo; baseline and progressive) or BMP (stb_image;
+// uncompressed) bytes, told apart by their signatures, converted to RGB. The header's size
+// is checked (1..16384 per side, at most 2^26 pixels; a BMP's rows must be in the file)
+// before any pixel is decoded, so a lying header allocates nothing; a truncated or
+// malformed image (a decoder's warning included) is an Error naming `what` and the reason.
 Image decode_image(const std::string& bytes, const std::string& what = "image");
 // decode_image of a file's bytes (at most 256 MiB). IOError when it cannot be read.
 Image read_image(const std::string& path);
