@@ -8,6 +8,7 @@
 #include "io/atomic_file.h"
 #include "qiusuo/medical/ct_train.h"
 #include "qiusuo/medical/synth.h"
+#include "qiusuo/util/stats.h"
 
 namespace qs::medical {
 
@@ -23,19 +24,8 @@ constexpr Config kConfigs[] = {{"3D CNN (CE)", "base", "ce"},
                                {"+ attention gates", "fusion+gates", "ce"},
                                {"+ focal loss", "fusion+gates", "focal"}};
 
-double mean_of(const std::vector<double>& v) {
-  double s = 0;
-  for (double x : v) s += x;
-  return v.empty() ? 0 : s / double(v.size());
-}
-
-double sd_of(const std::vector<double>& v) {
-  if (v.size() < 2) return 0;
-  const double m = mean_of(v);
-  double s = 0;
-  for (double x : v) s += (x - m) * (x - m);
-  return std::sqrt(s / double(v.size() - 1));
-}
+using util::mean_of;
+using util::sd_of;
 
 }  // namespace
 
