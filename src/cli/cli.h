@@ -78,6 +78,7 @@ int cmd_quantize(Args a);
 int cmd_prune(Args a);
 int cmd_ct(Args a);
 int cmd_defect(Args a);
+int cmd_detect(Args a);
 int cmd_train_defect(Args& a);
 int cmd_eval_defect(Args& a);
 int cmd_train_ct(Args& a);

@@ -151,6 +151,24 @@ int cmd_eval_defect(Args& a) {
   return kExitOk;
 }
 
+int cmd_detect(Args a) {
+  if (a.positionals().size() < 2) throw UsageError("qiusuo detect CKPT IMAGE... --out DIR [--threshold 0.3]");
+  const std::string ckpt = a.positionals()[0];
+  const std::vector<std::string> images(a.positionals().begin() + 1, a.positionals().end());
+  const std::string out = a.required("out");
+  const double threshold = a.number("threshold", 0.3);
+  if (const int t = a.threads(); t > 0) set_num_threads(t);
+  a.finish();
+  for (const auto& [image, found] : defect::detect_images(ckpt, images, out, threshold)) {
+    nlohmann::json boxes = nlohmann::json::array();
+    for (const apps::FoundBox& f : found)
+      boxes.push_back({{"class", defect::neu_det_classes()[size_t(f.cls)]}, {"score", f.score}, {"box", f.box}});
+    std::cout << nlohmann::json{{"image", image}, {"boxes", boxes}}.dump() << std::endl;
+  }
+  std::cerr << "drawn into " << out << "\n";
+  return kExitOk;
+}
+
 int cmd_defect(Args a) {
   const std::string what = a.positionals().empty() ? "" : a.positionals()[0];
   if (what == "synth") return defect_synth(a);

@@ -232,6 +232,13 @@ const std::vector<Command>& commands() {
        "or <split>/annotations/ + <split>/images/<class>/) or a folder of sequences and counts its boxes per\n"
        "class. See docs/defect.md.\n",
        cmd_defect},
+      {"detect", "find steel-surface defects in image files with a trained detector, and draw them",
+       "usage: qiusuo detect CKPT IMAGE... --out DIR [--threshold 0.3] [--threads N]\n\n"
+       "Runs a defect detector (qiusuo train defect) on grey or colour PNG, JPEG or BMP files and prints one JSON\n"
+       "line per image: its boxes (class, score, x1 y1 x2 y2 in pixels) above the threshold, after NMS; each image\n"
+       "is drawn with its boxes into DIR. A spatiotemporal model reads the images as one sequence in the order\n"
+       "given: each is detected with the frames before it (the first T - 1 are context only). See docs/defect.md.\n",
+       cmd_detect},
       {"mt-data", "write the synthetic parallel corpus (with gold parses and alignments) and its grammar",
        "usage: qiusuo mt-data --out DIR [--format jsonl|tsv] [--data-seed N] [--train-pairs N] [--valid-pairs N]\n"
        "                      [--test-pairs N] [--homographs N]\n\n"

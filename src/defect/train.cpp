@@ -251,50 +251,100 @@ DefectEval eval_defect(const std::string& checkpoint, const std::string& split_d
   return evaluate_detector(model, load_sequence_set(split_dir), window);
 }
 
+namespace {
+
+// A normalised grey frame [1, H, W] with ground-truth boxes (green; may be empty) and
+// detections (their class's colour, with class and score), small frames drawn larger.
+viz::Image draw_frame(const Tensor& frame, const std::vector<std::array<double, 4>>& truth,
+                      const std::vector<apps::FoundBox>& found) {
+  static const viz::Rgb colours[] = {{228, 26, 28}, {55, 126, 184}, {255, 127, 0}, {152, 78, 163}, {166, 86, 40}, {247, 129, 191}};
+  const int64_t H = frame.size(1), W = frame.size(2);
+  const int scale = std::max<int>(1, int(256 / std::max<int64_t>(1, std::max(H, W))));
+  viz::Image img(int(W) * scale, int(H) * scale);
+  const Tensor f = frame.contiguous();
+  const float* px = f.data_ptr<float>();
+  for (int64_t y = 0; y < H * scale; ++y)
+    for (int64_t x = 0; x < W * scale; ++x) {
+      const double v = std::clamp(px[(y / scale) * W + x / scale] * kStd + kMean, 0.0, 1.0);
+      const uint8_t g8 = uint8_t(std::lround(v * 255));
+      img.set(int(x), int(y), {g8, g8, g8});
+    }
+  auto rect = [&](const std::array<double, 4>& b, viz::Rgb c) {
+    const int x1 = int(b[0] * scale), y1 = int(b[1] * scale), x2 = int(b[2] * scale) - 1, y2 = int(b[3] * scale) - 1;
+    img.fill_rect(x1, y1, x2 - x1 + 1, 2, c);
+    img.fill_rect(x1, y2 - 1, x2 - x1 + 1, 2, c);
+    img.fill_rect(x1, y1, 2, y2 - y1 + 1, c);
+    img.fill_rect(x2 - 1, y1, 2, y2 - y1 + 1, c);
+  };
+  for (const auto& b : truth) rect(b, {40, 200, 60});
+  for (const apps::FoundBox& fb : found) {
+    const viz::Rgb c = colours[size_t(fb.cls) % 6];
+    rect(fb.box, c);
+    viz::Font::get().draw(img, fb.box[0] * scale + 3, fb.box[1] * scale + 8,
+                          fmt::format("{} {:.2f}", neu_det_classes()[size_t(fb.cls) % 6], fb.score), 11, c);
+  }
+  return img;
+}
+
+}  // namespace
+
 std::vector<std::string> draw_detections(apps::Detector& model, const SequenceSet& set,
                                          const std::vector<std::pair<int, int>>& frames, const std::string& dir) {
-  static const viz::Rgb colours[] = {{228, 26, 28}, {55, 126, 184}, {255, 127, 0}, {152, 78, 163}, {166, 86, 40}, {247, 129, 191}};
   const int T = int(model.config().frames_in());
   std::filesystem::create_directories(dir);
   std::vector<std::string> written;
   NoGrad ng;
   model.eval();
-  const int scale = std::max<int>(1, int(256 / std::max<int64_t>(1, set.width)));  // small frames drawn larger
   for (const auto& [q, t] : frames) {
     QS_CHECK(q >= 0 && q < int(set.frames.size()) && t >= T - 1 && t < int(set.frames[size_t(q)].size()),
              "defect draw: no window of {} frames ends at sequence {} frame {}", T, q, t);
     const auto found = apps::decode_detections(model.maps(batch_frames(set, {{q, t}}, T, {false})), set.height,
                                                set.width, 0.3);
-    const int64_t H = set.height, W = set.width;
-    viz::Image img(int(W) * scale, int(H) * scale);
-    const float* px = set.frames[size_t(q)][size_t(t)].data_ptr<float>();
-    for (int64_t y = 0; y < H * scale; ++y)
-      for (int64_t x = 0; x < W * scale; ++x) {
-        const double v = std::clamp(px[(y / scale) * W + x / scale] * kStd + kMean, 0.0, 1.0);
-        const uint8_t g8 = uint8_t(std::lround(v * 255));
-        img.set(int(x), int(y), {g8, g8, g8});
-      }
-    auto rect = [&](const std::array<double, 4>& b, viz::Rgb c) {
-      const int x1 = int(b[0] * scale), y1 = int(b[1] * scale), x2 = int(b[2] * scale) - 1, y2 = int(b[3] * scale) - 1;
-      img.fill_rect(x1, y1, x2 - x1 + 1, 2, c);
-      img.fill_rect(x1, y2 - 1, x2 - x1 + 1, 2, c);
-      img.fill_rect(x1, y1, 2, y2 - y1 + 1, c);
-      img.fill_rect(x2 - 1, y1, 2, y2 - y1 + 1, c);
-    };
-    const Targets& tg = set.targets[size_t(q)][size_t(t)];
-    const auto bx = tg.boxes.to_vector();
-    for (size_t k = 0; k + 3 < bx.size(); k += 4) rect({bx[k], bx[k + 1], bx[k + 2], bx[k + 3]}, {40, 200, 60});
-    for (const apps::FoundBox& f : found[0]) {
-      const viz::Rgb c = colours[size_t(f.cls) % 6];
-      rect(f.box, c);
-      viz::Font::get().draw(img, f.box[0] * scale + 3, f.box[1] * scale + 8,
-                            fmt::format("{} {:.2f}", neu_det_classes()[size_t(f.cls)], f.score), 11, c);
-    }
-    const std::string path = (std::filesystem::path(dir) / fmt::format("{}_frame{}.png", set.sequences[size_t(q)].name, t)).string();
-    viz::write_png(img, path);
+    std::vector<std::array<double, 4>> truth;
+    const auto bx = set.targets[size_t(q)][size_t(t)].boxes.to_vector();
+    for (size_t k = 0; k + 3 < bx.size(); k += 4) truth.push_back({bx[k], bx[k + 1], bx[k + 2], bx[k + 3]});
+    const std::string path =
+        (std::filesystem::path(dir) / fmt::format("{}_frame{}.png", set.sequences[size_t(q)].name, t)).string();
+    viz::write_png(draw_frame(set.frames[size_t(q)][size_t(t)], truth, found[0]), path);
     written.push_back(path);
   }
   return written;
+}
+
+std::vector<std::pair<std::string, std::vector<apps::FoundBox>>> detect_images(const std::string& checkpoint,
+                                                                               const std::vector<std::string>& images,
+                                                                               const std::string& out_dir,
+                                                                               double threshold) {
+  const io::Checkpoint ck = io::load_checkpoint(checkpoint);
+  QS_CHECK(ck.config.is_object() && ck.config.value("kind", std::string()) == kDefectCheckpointKind,
+           "detect: {} is not a defect detector checkpoint (`qiusuo train defect` writes one)", checkpoint);
+  const apps::DetectorConfig cfg = apps::DetectorConfig::from_json(ck.config.at("model"));
+  Generator g(0);
+  apps::Detector model(cfg, g);
+  model.load_state_dict(ck.model);
+  model.eval();
+  const int T = int(cfg.frames_in());
+  QS_CHECK(int(images.size()) >= T, "detect: the {} model reads {} frames at a time; {} image(s) given", cfg.model, T,
+           images.size());
+  std::vector<Tensor> frames;
+  for (const std::string& p : images) {
+    frames.push_back((load_gray(p) - kMean) / kStd);
+    QS_CHECK(T == 1 || frames.back().shape() == frames.front().shape(), "detect: {} is {} x {}, the first image {} x "
+             "{}: a sequence's frames share one size", p, frames.back().size(2), frames.back().size(1),
+             frames.front().size(2), frames.front().size(1));
+  }
+  std::filesystem::create_directories(out_dir);
+  std::vector<std::pair<std::string, std::vector<apps::FoundBox>>> out;
+  NoGrad ng;
+  for (size_t i = size_t(T - 1); i < images.size(); ++i) {
+    std::vector<Tensor> window(frames.begin() + ptrdiff_t(i + 1) - T, frames.begin() + ptrdiff_t(i + 1));
+    const Tensor x = stack(window, 0).unsqueeze(0);  // [1, T, 1, H, W]
+    const auto found = apps::decode_detections(model.maps(x), frames[i].size(1), frames[i].size(2), threshold);
+    const std::string drawn = (std::filesystem::path(out_dir) / (std::filesystem::path(images[i]).stem().string() + ".png")).string();
+    viz::write_png(draw_frame(frames[i], {}, found[0]), drawn);
+    out.push_back({images[i], found[0]});
+  }
+  return out;
 }
 
 }  // namespace qs::defect

@@ -68,4 +68,14 @@ DefectEval eval_defect(const std::string& checkpoint, const std::string& split_d
 std::vector<std::string> draw_detections(apps::Detector& model, const SequenceSet& set,
                                          const std::vector<std::pair<int, int>>& frames, const std::string& dir);
 
+// `qiusuo detect`: a checkpoint of train_defect on image files (any size, all the same for
+// the spatiotemporal model, which reads them as one sequence in the order given: each
+// image is detected with the T - 1 before it, the first T - 1 are context only). Writes
+// each detected image with its boxes drawn into `out_dir` (PNG, same stem) and returns the
+// boxes per detected image, paired with its path.
+std::vector<std::pair<std::string, std::vector<apps::FoundBox>>> detect_images(const std::string& checkpoint,
+                                                                               const std::vector<std::string>& images,
+                                                                               const std::string& out_dir,
+                                                                               double threshold = 0.3);
+
 }  // namespace qs::defect
