@@ -57,5 +57,6 @@ std::vector<Workload> attention_workloads();
 std::vector<Workload> moe_workloads();
 std::vector<Workload> lm_workloads();
 std::vector<Workload> quant_workloads();
+std::vector<Workload> defect_workloads();
 
 }  // namespace qs::bench

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <memory>
 #include <nlohmann/json.hpp>
 
 #include "io/atomic_file.h"
@@ -240,15 +241,32 @@ TrainDefectResult train_defect(const TrainDefectOptions& o) {
   return r;
 }
 
-DefectEval eval_defect(const std::string& checkpoint, const std::string& split_dir, int window) {
+namespace {
+
+// A checkpoint of train_defect as a model in evaluation mode. The config's model is sized
+// only after check_config_fits has compared it with the tensors the file holds.
+std::unique_ptr<apps::Detector> load_detector(const std::string& checkpoint, const char* who) {
   const io::Checkpoint ck = io::load_checkpoint(checkpoint);
-  QS_CHECK(ck.config.is_object() && ck.config.value("kind", std::string()) == kDefectCheckpointKind,
-           "defect eval: {} is not a defect detector checkpoint (`qiusuo train defect` writes one)", checkpoint);
+  QS_CHECK(ck.config.is_object() && ck.config.value("kind", std::string()) == kDefectCheckpointKind && ck.config.contains("model"),
+           "{}: {} is not a defect detector checkpoint (`qiusuo train defect` writes one)", who, checkpoint);
   const apps::DetectorConfig cfg = apps::DetectorConfig::from_json(ck.config.at("model"));
+  // Parameters, roughly: the ResNet's (11.2M / 21.3M / 23.5M at width 64, quadratic in the
+  // width), the pyramid and head's 3x3 convolutions, the temporal blocks'.
+  const double w = double(cfg.width) / 64, c = double(cfg.channels);
+  const double backbone = (cfg.depth == 50 ? 23.5e6 : cfg.depth == 34 ? 21.3e6 : 11.2e6) * w * w;
+  io::check_config_fits(checkpoint, ck, 4 * 0.5 * (backbone + 6 * 9 * c * c + cfg.temporal_layers * 8 * c * c));
   Generator g(0);
-  apps::Detector model(cfg, g);
-  model.load_state_dict(ck.model);
-  return evaluate_detector(model, load_sequence_set(split_dir), window);
+  auto model = std::make_unique<apps::Detector>(cfg, g);
+  model->load_state_dict(ck.model);
+  model->eval();
+  return model;
+}
+
+}  // namespace
+
+DefectEval eval_defect(const std::string& checkpoint, const std::string& split_dir, int window) {
+  auto model = load_detector(checkpoint, "defect eval");
+  return evaluate_detector(*model, load_sequence_set(split_dir), window);
 }
 
 namespace {
@@ -315,14 +333,9 @@ std::vector<std::pair<std::string, std::vector<apps::FoundBox>>> detect_images(c
                                                                                const std::vector<std::string>& images,
                                                                                const std::string& out_dir,
                                                                                double threshold) {
-  const io::Checkpoint ck = io::load_checkpoint(checkpoint);
-  QS_CHECK(ck.config.is_object() && ck.config.value("kind", std::string()) == kDefectCheckpointKind,
-           "detect: {} is not a defect detector checkpoint (`qiusuo train defect` writes one)", checkpoint);
-  const apps::DetectorConfig cfg = apps::DetectorConfig::from_json(ck.config.at("model"));
-  Generator g(0);
-  apps::Detector model(cfg, g);
-  model.load_state_dict(ck.model);
-  model.eval();
+  auto loaded = load_detector(checkpoint, "detect");
+  apps::Detector& model = *loaded;
+  const apps::DetectorConfig& cfg = model.config();
   const int T = int(cfg.frames_in());
   QS_CHECK(int(images.size()) >= T, "detect: the {} model reads {} frames at a time; {} image(s) given", cfg.model, T,
            images.size());
