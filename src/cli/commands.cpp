@@ -48,12 +48,17 @@ const std::vector<Command>& commands() {
        cmd_check},
       {"demo", "the main job on built-in data: the Fashion-MNIST CNN, then a small KJV language model",
        "usage: qiusuo demo [--epochs 3] [--lm-steps 600] [--skip-cnn] [--out runs/demo] [--threads N] [--bf16]\n"
-       "       qiusuo demo ct [--cases 80] [--epochs 8] [--out runs/demo] [--threads N] [--bf16]\n\n"
+       "       qiusuo demo ct [--cases 80] [--epochs 8] [--out runs/demo] [--threads N] [--bf16]\n"
+       "       qiusuo demo defect [--sequences 48] [--epochs 8] [--model cnn|spatiotemporal] [--out runs/demo]\n"
+       "                          [--threads N]\n\n"
        "Trains the Fashion-MNIST CNN and prints its test accuracy, then trains a byte-level GPT on the King James\n"
        "Bible and prints its test perplexity and a generated sample. Checkpoints go under --out.\n"
        "demo ct: the medical case on synthetic chest CT (DICOM + LIDC XML): the 3D CNN with multi-scale fusion,\n"
        "attention gates and focal loss, its test ROC AUC with a bootstrap interval, and the AUC on an independent\n"
-       "synthetic set (docs/ct.md).\n", cmd_demo},
+       "synthetic set (docs/ct.md).\n"
+       "demo defect: the industrial case on synthetic steel-strip inspection sequences (images + Pascal VOC): the\n"
+       "ResNet-18 detector, its test mAP (VOC and COCO) and detections drawn on test frames (docs/defect.md).\n",
+       cmd_demo},
       {"export", "trace a checkpoint's inference forward into a static graph (qsgraph for qiusuo-run, or ONNX)",
        "usage: qiusuo export CKPT --out FILE [--batch 1] [--seq N] [--bf16] [--dynamic-batch] [--no-optimize]\n"
        "                     [--dynamic-seq [--max-seq L]] [--format qsg|onnx] [--example FILE.safetensors]\n\n"
