@@ -19,7 +19,7 @@ namespace qs::apps {
 nlohmann::json DetectorConfig::to_json() const {
   return {{"model", model},       {"depth", depth},     {"width", width},   {"in_channels", in_channels},
           {"classes", classes},   {"channels", channels}, {"frames", frames}, {"temporal_layers", temporal_layers},
-          {"heads", heads}};
+          {"heads", heads},       {"travel", travel}};
 }
 
 DetectorConfig DetectorConfig::from_json(const nlohmann::json& j) {
@@ -31,7 +31,7 @@ DetectorConfig DetectorConfig::from_json(const nlohmann::json& j) {
   try {
     get("model", c.model), get("depth", c.depth), get("width", c.width), get("in_channels", c.in_channels);
     get("classes", c.classes), get("channels", c.channels), get("frames", c.frames);
-    get("temporal_layers", c.temporal_layers), get("heads", c.heads);
+    get("temporal_layers", c.temporal_layers), get("heads", c.heads), get("travel", c.travel);
   } catch (const nlohmann::json::exception& e) {
     QS_CHECK(false, "detector config: {}", e.what());
   }
@@ -39,7 +39,8 @@ DetectorConfig DetectorConfig::from_json(const nlohmann::json& j) {
            "'{}'", c.model);
   QS_CHECK(c.width >= 1 && c.width <= 1024 && c.in_channels >= 1 && c.in_channels <= 16 && c.classes >= 1 &&
                c.classes <= 1000 && c.channels >= 1 && c.channels <= 4096 && c.frames >= 1 && c.frames <= 64 &&
-               c.temporal_layers >= 0 && c.temporal_layers <= 16 && c.heads >= 1 && c.channels % c.heads == 0,
+               c.temporal_layers >= 0 && c.temporal_layers <= 16 && c.heads >= 1 && c.channels % c.heads == 0 &&
+               std::isfinite(c.travel) && std::abs(c.travel) <= 4096,
            "detector config: width, in_channels, classes, channels, frames, temporal_layers or heads out of range "
            "(heads must divide channels): {}", j.dump());
   return c;
@@ -106,7 +107,25 @@ DetectorMaps Detector::maps(const Tensor& x_in) {
   Tensor x = x_in.dim() == 4 && T == 1 ? x_in.unsqueeze(1) : x_in;
   QS_CHECK(x.dim() == 5 && x.size(1) == T && x.size(2) == cfg_.in_channels, "Detector ({}): expected frames [B, {}, {}, "
            "H, W], got {}", cfg_.model, T, cfg_.in_channels, shape_str(x_in.shape()));
-  const int64_t B = x.size(0);
+  const int64_t B = x.size(0), H = x.size(3);
+  if (T > 1 && cfg_.travel != 0) {
+    // Frame k (lag T - 1 - k) shows at row y what the last frame shows at y - lag * travel:
+    // shift it up by that many rows (down for a negative travel), zeros where it has none.
+    std::vector<Tensor> frames;
+    for (int64_t k = 0; k < T; ++k) {
+      const Tensor f = x.select(1, k);  // [B, C, H, W]
+      const int64_t d = std::clamp<int64_t>(std::llround(double(T - 1 - k) * cfg_.travel), -H, H);
+      if (d == 0) {
+        frames.push_back(f);
+        continue;
+      }
+      const Tensor pad = zeros({B, f.size(1), std::abs(d), f.size(3)});
+      if (d == H || d == -H) frames.push_back(zeros(f.shape()));
+      else if (d > 0) frames.push_back(cat({f.narrow(2, d, H - d), pad}, 2));
+      else frames.push_back(cat({pad, f.narrow(2, 0, H + d)}, 2));
+    }
+    x = stack(frames, 1);
+  }
   const auto s = backbone_->stages(x.reshape({B * T, x.size(2), x.size(3), x.size(4)}));
   Tensor p = (*lat5_)(s[3]);
   p = up_add(p, (*lat4_)(s[2]));

@@ -114,6 +114,7 @@ int cmd_train_defect(Args& a) {
   o.model.frames = int(a.integer("frames", o.model.frames, 1, 64));
   o.model.temporal_layers = int(a.integer("temporal-layers", o.model.temporal_layers, 0, 16));
   o.model.heads = a.integer("heads", o.model.heads, 1, 64);
+  o.model.travel = a.number("travel", o.model.travel);
   o.window = int(a.integer("window", std::max(o.window, o.model.frames), 1, 64));
   o.epochs = int(a.integer("epochs", o.epochs, 1, 100000));
   o.batch = a.integer("batch", o.batch, 2, 4096);

@@ -42,6 +42,7 @@ int cmd_experiment(Args a) {
     c.model.frames = int(a.integer("frames", c.model.frames, 2, 64));
     c.model.depth = int(a.integer("depth", c.model.depth, 18, 50));
     c.model.width = a.integer("width", c.model.width, 1, 1024);
+    c.travel = a.number("travel", -1);
     if (const int t = a.threads(0); t > 0) set_num_threads(t);
     c.quiet = a.flag("quiet");
     a.finish();

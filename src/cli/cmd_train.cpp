@@ -57,6 +57,7 @@ std::string train_usage() {
          "mAP@0.5 kept; prints the test mAP (VOC all-point and 11-point at IoU 0.5, COCO at .5:.95) and AP per class;\n"
          "writes DIR/last.safetensors, report.json, pr.svg and figures/ (detections drawn on test frames).\n\n"
          "  --model cnn|spatiotemporal (cnn)  --frames T (4)  --temporal-layers N (1)  --heads N (4)\n"
+         "  --travel PX (0: pixels the strip moves up per frame; the spatiotemporal model aligns earlier frames by it)\n"
          "  --depth 18|34|50 (18)  --width N (32: the ResNet's first stage)  --channels N (64)  --window N (4: frames\n"
          "  t >= N - 1 are evaluated, the same for both models)  --epochs N (12)  --batch N (8)  --lr X (1e-3)\n"
          "  --weight-decay X (1e-4)  --no-hflip  --seed N  --threads N  --quiet\n";

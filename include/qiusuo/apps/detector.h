@@ -37,6 +37,11 @@ struct DetectorConfig {
   int frames = 4;             // T of the spatiotemporal model (the cnn takes 1)
   int temporal_layers = 1;
   int64_t heads = 4;
+  // Pixels the scene travels up the frame from one frame to the next (an inspection line's
+  // strip speed, known from its encoder). The spatiotemporal model shifts each earlier
+  // frame by its lag times this, rounded, before the backbone, so that a location sees the
+  // same piece of strip in every frame; 0: frames as they are.
+  double travel = 0;
   int64_t frames_in() const { return model == "cnn" ? 1 : frames; }
   nlohmann::json to_json() const;
   static DetectorConfig from_json(const nlohmann::json& j);  // checked: Error on bad values

@@ -20,6 +20,9 @@ struct DefectExperimentOptions {
   int seeds = 3;
   int epochs = 12;
   apps::DetectorConfig model;  // the spatiotemporal model's T is model.frames; the cnn's is 1
+  // The spatiotemporal model's frame alignment (DetectorConfig::travel); < 0: the synthetic
+  // strip's speed when the experiment writes the data, else 0.
+  double travel = -1;
   bool quick = false;  // CI: 6 / 2 / 2 sequences of 6 frames at 64 px, width 8, 2 epochs, 1 seed
   bool quiet = false;
 };
