@@ -116,8 +116,9 @@ std::vector<BnCase> bn_cases(DType dt) {
     cs.push_back({{8, 64, 14, 14}, true, true, "cnn bn2 (8 images)"});
     cs.push_back({{8, 128, 7, 7}, true, true, "cnn bn3 + relu (8 images)", false, true});
     cs.push_back({{8, 32, 28, 28}, false, true, "cnn bn1 eval (8 images)", false, true});
-    cs.push_back({{2, 3, 9, 13, 11}, true, true, "3d planes of 1287 (pieces of 1024) + relu", false, true});
-    cs.push_back({{2, 3, 9, 13, 11}, true, false, "3d planes of 1287 (pieces of 1024)"});
+    cs.push_back({{2, 3, 9, 13, 11}, true, true, "3d planes of 1287 + relu", false, true});
+    cs.push_back({{2, 3, 9, 13, 11}, true, false, "3d planes of 1287"});
+    cs.push_back({{2, 3, 16, 16, 32}, true, true, "3d planes of 16 KiB (walked by channel) + relu", false, true});
   }
   return cs;
 }

@@ -1,16 +1,13 @@
 // Batch normalisation on contiguous tensors, f32, or bf16 activations with f32 per-channel
-// vectors (autocast). One OpenMP task per group of channels (Planes) runs both passes over
-// them, image by image (each image's planes of the group are one contiguous run):
+// vectors (autocast), in two passes (Planes says in which order the planes are walked):
 //   1. per-plane partial sums (float SIMD over the plane, kept as double per plane), then
 //      per channel their total over n in a fixed order: the same numbers for any thread
 //      count;
-//   2. per plane, the elementwise result with its channel's coefficients, reading what
-//      pass 1 left in cache.
+//   2. per plane, the elementwise result with its channel's coefficients.
 // One set of AVX2 loops serves both dtypes: bf16 is widened in registers as it is loaded
 // and rounded once as it is stored. The fused ReLU (attr relu; backward input y) is
 // applied inside them.
 #include <immintrin.h>
-#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -130,35 +127,49 @@ void grad_x(const T* g, const T* x, const T* y, int64_t P, float m, float wi, fl
   }
 }
 
-// x as [N, C, P], walked by groups of channels: one OpenMP task per group runs both passes
-// over its channels, so the second pass finds in cache what the first read (a channel of
-// the 3-D CNN's first layer is 8 planes of 128 KiB), and within a group each image's
-// planes are one contiguous run of at least ~16 KiB (a 28 x 28 plane alone is 3 KiB: too
-// short for the prefetchers).
+// x as [N, C, P], walked in one of two orders (measured on the CNNs' training steps, Zen 4,
+// 2 threads):
+//   memory order  planes shorter than 16 KiB (the 2-D CNN's 28 x 28 and smaller): each pass
+//                 splits all N C planes among the threads in order, so each streams through
+//                 memory; the second pass re-reads what the first read, from the last-level
+//                 cache where the tensor fits. Channel by channel these planes were runs too
+//                 short for the prefetchers (bf16 no faster than f32).
+//   by channel    longer planes (the 3-D CNN's 32^3 = 128 KiB): one task per channel runs both
+//                 passes over its N planes, so the second finds them in cache (a 16 MiB layer
+//                 streamed twice from memory cost that step 11% in f32).
+// Either way pass 1 keeps a partial sum per plane and each channel's total adds them over n
+// in order: the same numbers for any thread count and either order.
 struct Planes {
-  int64_t N, C, P, G;  // G: channels per group
+  int64_t N, C, P;
+  bool by_channel;
   Planes(const Tensor& x, size_t elem_bytes)
-      : N(x.size(0)), C(x.size(1)), P(x.numel() / std::max<int64_t>(1, x.size(0) * x.size(1))) {
-    // Runs of ~16 KiB, but at least four groups a thread (a balanced static split), and
-    // at most kMaxGroup channels (the per-group coefficients live on the stack).
-    const int64_t run = (16384 + int64_t(elem_bytes) * P - 1) / std::max<int64_t>(1, int64_t(elem_bytes) * P);
-    const int64_t balanced = std::max<int64_t>(1, C / (4 * int64_t(omp_get_max_threads())));
-    G = std::clamp<int64_t>(std::min(run, balanced), 1, kMaxGroup);
-  }
-  static constexpr int64_t kMaxGroup = 64;
-  int64_t groups() const { return (C + G - 1) / G; }
-  // fn(n, c, offset) for every plane of group g, image by image.
-  template <class Fn> void each_plane(int64_t g, Fn&& fn) const {
-    const int64_t c0 = g * G, c1 = std::min(C, c0 + G);
-    for (int64_t n = 0; n < N; ++n)
-      for (int64_t c = c0; c < c1; ++c) fn(n, c, (n * C + c) * P);
-  }
-  // Per-plane values [N * C] summed over n in order, for the channels of group g.
-  void per_channel(int64_t g, const std::vector<double>& v, std::vector<double>& out) const {
-    const int64_t c0 = g * G, c1 = std::min(C, c0 + G);
+      : N(x.size(0)), C(x.size(1)), P(x.numel() / std::max<int64_t>(1, x.size(0) * x.size(1))),
+        by_channel(int64_t(elem_bytes) * P >= 16384) {}
+  // Per-plane values [N * C] summed over n in order, for channels [c0, c1).
+  void per_channel(int64_t c0, int64_t c1, const std::vector<double>& v, std::vector<double>& out) const {
     for (int64_t c = c0; c < c1; ++c) out[size_t(c)] = 0;
     for (int64_t n = 0; n < N; ++n)
       for (int64_t c = c0; c < c1; ++c) out[size_t(c)] += v[size_t(n * C + c)];
+  }
+  // Runs plane(n, c, offset) over every plane, then coeffs(c0, c1) once per channel range
+  // whose partial sums are complete, then apply(n, c, offset) over every plane, in this
+  // struct's order (see above).
+  template <class Plane, class Coeffs, class Apply>
+  void two_passes(bool par, Plane&& plane, Coeffs&& coeffs, Apply&& apply) const {
+    if (by_channel) {
+#pragma omp parallel for schedule(static) if (par)
+      for (int64_t c = 0; c < C; ++c) {
+        for (int64_t n = 0; n < N; ++n) plane(n, c, (n * C + c) * P);
+        coeffs(c, c + 1);
+        for (int64_t n = 0; n < N; ++n) apply(n, c, (n * C + c) * P);
+      }
+      return;
+    }
+#pragma omp parallel for schedule(static) if (par)
+    for (int64_t nc = 0; nc < N * C; ++nc) plane(nc / C, nc % C, nc * P);
+    coeffs(0, C);
+#pragma omp parallel for schedule(static) if (par)
+    for (int64_t nc = 0; nc < N * C; ++nc) apply(nc / C, nc % C, nc * P);
   }
 };
 
@@ -178,42 +189,43 @@ template <class T> void batch_norm_cpu(ops::OpCall& c) {
   const bool training = c.attrs.b("training"), relu = c.attrs.b("relu", false);
   const double eps = c.attrs.f("eps"), M = double(s.N * s.P);
   // Per plane: sums of x - x[0, c, 0] (shifted by the channel's first value, then
-  // corrected: stable for large means) and of its square; then per channel, in order.
+  // corrected: stable for large means) and of its square.
   std::vector<double> s1(size_t(s.N * s.C)), s2(size_t(s.N * s.C)), c1(size_t(s.C)), c2(size_t(s.C));
-#pragma omp parallel for schedule(static) if (parallel(x.numel()))
-  for (int64_t g = 0; g < s.groups(); ++g) {
-    if (training) {
-      s.each_plane(g, [&](int64_t n, int64_t ch, int64_t o) {
+  std::vector<float> scale(size_t(s.C)), shift(size_t(s.C));
+  s.two_passes(
+      parallel(x.numel()),
+      [&](int64_t n, int64_t ch, int64_t o) {
+        if (!training) return;
         float a, q;
         moments(xp + o, s.P, to_f32(xp[ch * s.P]), a, q);
         s1[size_t(n * s.C + ch)] = a;
         s2[size_t(n * s.C + ch)] = q;
+      },
+      [&](int64_t ch0, int64_t ch1) {
+        if (training) {
+          s.per_channel(ch0, ch1, s1, c1);
+          s.per_channel(ch0, ch1, s2, c2);
+        }
+        for (int64_t ch = ch0; ch < ch1; ++ch) {
+          double m, is;
+          if (training) {
+            const double d = c1[size_t(ch)] / M;
+            m = to_f32(xp[ch * s.P]) + d;
+            is = 1.0 / std::sqrt(std::max(0.0, c2[size_t(ch)] / M - d * d) + eps);
+          } else {
+            m = run_mean[ch];
+            is = 1.0 / std::sqrt(double(run_var[ch]) + eps);
+          }
+          mean[ch] = float(m);
+          invstd[ch] = float(is);
+          const double wc = w ? w[ch] : 1.0;
+          scale[size_t(ch)] = float(double(invstd[ch]) * wc);
+          shift[size_t(ch)] = float((b ? b[ch] : 0.0) - double(mean[ch]) * double(invstd[ch]) * wc);
+        }
+      },
+      [&](int64_t, int64_t ch, int64_t o) {
+        (relu ? normalise<T, true> : normalise<T, false>)(xp + o, s.P, scale[size_t(ch)], shift[size_t(ch)], y + o);
       });
-      s.per_channel(g, s1, c1);
-      s.per_channel(g, s2, c2);
-    }
-    const int64_t ch0 = g * s.G, ch1 = std::min(s.C, ch0 + s.G);
-    float scale[Planes::kMaxGroup], shift[Planes::kMaxGroup];
-    for (int64_t ch = ch0; ch < ch1; ++ch) {
-      double m, is;
-      if (training) {
-        const double d = c1[size_t(ch)] / M;
-        m = to_f32(xp[ch * s.P]) + d;
-        is = 1.0 / std::sqrt(std::max(0.0, c2[size_t(ch)] / M - d * d) + eps);
-      } else {
-        m = run_mean[ch];
-        is = 1.0 / std::sqrt(double(run_var[ch]) + eps);
-      }
-      mean[ch] = float(m);
-      invstd[ch] = float(is);
-      const double wc = w ? w[ch] : 1.0;
-      scale[ch - ch0] = float(double(invstd[ch]) * wc);
-      shift[ch - ch0] = float((b ? b[ch] : 0.0) - double(mean[ch]) * double(invstd[ch]) * wc);
-    }
-    s.each_plane(g, [&](int64_t, int64_t ch, int64_t o) {
-      (relu ? normalise<T, true> : normalise<T, false>)(xp + o, s.P, scale[ch - ch0], shift[ch - ch0], y + o);
-    });
-  }
 }
 
 template <class T> void batch_norm_backward_cpu(ops::OpCall& c) {
@@ -229,33 +241,33 @@ template <class T> void batch_norm_backward_cpu(ops::OpCall& c) {
   const double M = double(s.N * s.P);
   // Per plane: sum dy and sum dy (x - mean), dy masked by y > 0 when y is given.
   std::vector<double> sg_p(size_t(s.N * s.C)), sgd_p(size_t(s.N * s.C)), sg(size_t(s.C)), sgd(size_t(s.C));
-#pragma omp parallel for schedule(static) if (parallel(x.numel()))
-  for (int64_t g = 0; g < s.groups(); ++g) {
-    s.each_plane(g, [&](int64_t n, int64_t ch, int64_t o) {
-      float a, q;
-      grad_moments(gy + o, xp + o, y ? y + o : nullptr, s.P, mean[ch], a, q);
-      sg_p[size_t(n * s.C + ch)] = a;
-      sgd_p[size_t(n * s.C + ch)] = q;
-    });
-    s.per_channel(g, sg_p, sg);
-    s.per_channel(g, sgd_p, sgd);
-    // dx = wi (dy - k1 - (x - m) k2); training: k1 = sg / M, k2 = is^2 sgd / M; else 0.
-    const int64_t ch0 = g * s.G, ch1 = std::min(s.C, ch0 + s.G);
-    float wi[Planes::kMaxGroup], k1[Planes::kMaxGroup], k2[Planes::kMaxGroup];
-    for (int64_t ch = ch0; ch < ch1; ++ch) {
-      const size_t u = size_t(ch);
-      const float is = invstd[ch];
-      wi[ch - ch0] = float((w ? w[ch] : 1.0f) * double(is));
-      k1[ch - ch0] = training ? float(sg[u] / M) : 0.0f;
-      k2[ch - ch0] = training ? float(double(is) * is * sgd[u] / M) : 0.0f;
-      dw[ch] = float(sgd[u] * is);
-      db[ch] = float(sg[u]);
-    }
-    s.each_plane(g, [&](int64_t, int64_t ch, int64_t o) {
-      const int64_t k = ch - ch0;
-      grad_x(gy + o, xp + o, y ? y + o : nullptr, s.P, mean[ch], wi[k], k1[k], k2[k], dx + o);
-    });
-  }
+  // dx = wi (dy - k1 - (x - m) k2); training: k1 = sg / M, k2 = is^2 sgd / M; else 0.
+  std::vector<float> wi(size_t(s.C)), k1(size_t(s.C)), k2(size_t(s.C));
+  s.two_passes(
+      parallel(x.numel()),
+      [&](int64_t n, int64_t ch, int64_t o) {
+        float a, q;
+        grad_moments(gy + o, xp + o, y ? y + o : nullptr, s.P, mean[ch], a, q);
+        sg_p[size_t(n * s.C + ch)] = a;
+        sgd_p[size_t(n * s.C + ch)] = q;
+      },
+      [&](int64_t ch0, int64_t ch1) {
+        s.per_channel(ch0, ch1, sg_p, sg);
+        s.per_channel(ch0, ch1, sgd_p, sgd);
+        for (int64_t ch = ch0; ch < ch1; ++ch) {
+          const size_t u = size_t(ch);
+          const float is = invstd[ch];
+          wi[u] = float((w ? w[ch] : 1.0f) * double(is));
+          k1[u] = training ? float(sg[u] / M) : 0.0f;
+          k2[u] = training ? float(double(is) * is * sgd[u] / M) : 0.0f;
+          dw[ch] = float(sgd[u] * is);
+          db[ch] = float(sg[u]);
+        }
+      },
+      [&](int64_t, int64_t ch, int64_t o) {
+        const size_t u = size_t(ch);
+        grad_x(gy + o, xp + o, y ? y + o : nullptr, s.P, mean[ch], wi[u], k1[u], k2[u], dx + o);
+      });
 }
 
 void batch_norm_any(ops::OpCall& c) {
