@@ -10,6 +10,7 @@
 
 #include "qiusuo/autograd.h"
 #include "qiusuo/error.h"
+#include "qiusuo/metrics/detection.h"
 #include "qiusuo/nn/activation.h"
 #include "qiusuo/nn/init.h"
 #include "qiusuo/ops.h"
@@ -220,9 +221,6 @@ DetectorTargets fcos_targets(const std::vector<Tensor>& boxes, const std::vector
 
 namespace {
 
-// log(1 + exp(-|x|)) + max(x, 0) - x z: binary cross-entropy of logits x against z, stable.
-Tensor bce_with_logits(const Tensor& x, const Tensor& z) { return log(exp(neg(abs(x))) + 1.0) + relu(x) - x * z; }
-
 // [B, C, h, w] -> [B h w, C] rows at the flat indices `pos`.
 Tensor rows_at(const Tensor& m, const Tensor& pos) {
   const int64_t C = m.size(1);
@@ -241,7 +239,7 @@ DetectorLoss detector_loss(const DetectorMaps& m, const DetectorTargets& t) {
     const Tensor p = sigmoid(m.cls), z = t.cls;
     const Tensor pt = p * z + (1.0 - p) * (1.0 - z);
     const Tensor one_minus = 1.0 - pt;
-    l.cls = sum(bce_with_logits(m.cls, z) * one_minus * one_minus * (z * alpha + (1.0 - z) * (1.0 - alpha))) / norm;
+    l.cls = sum(binary_cross_entropy_with_logits(m.cls, z, Tensor(), "none") * one_minus * one_minus * (z * alpha + (1.0 - z) * (1.0 - alpha))) / norm;
   }
   if (t.n_pos == 0) {
     l.box = sum(m.reg) * 0.0;  // no positives: nothing to regress, but keep the graph whole
@@ -257,7 +255,7 @@ DetectorLoss detector_loss(const DetectorMaps& m, const DetectorTargets& t) {
     const Tensor enclose = (maximum(pl, gl) + maximum(pr, gr)) * (maximum(pt, gt) + maximum(pb, gb));
     const Tensor giou = inter / uni - (enclose - uni) / enclose;
     l.box = sum((1.0 - giou) * c) / std::max(1e-6, sum(c).item());
-    l.ctr = sum(bce_with_logits(rows_at(m.ctr, t.pos).reshape({-1}), c)) / norm;
+    l.ctr = binary_cross_entropy_with_logits(rows_at(m.ctr, t.pos).reshape({-1}), c, Tensor(), "sum") / norm;
   }
   l.total = l.cls + l.box + l.ctr;
   return l;
@@ -268,21 +266,18 @@ std::vector<int> nms(const std::vector<std::array<double, 4>>& boxes, const std:
   std::vector<int> order(boxes.size());
   std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return scores[size_t(a)] > scores[size_t(b)]; });
-  auto area = [](const std::array<double, 4>& b) { return std::max(0.0, b[2] - b[0]) * std::max(0.0, b[3] - b[1]); };
+  auto box = [&](int i) {
+    const auto& b = boxes[size_t(i)];
+    return metrics::Box{b[0], b[1], b[2], b[3]};
+  };
   std::vector<int> keep;
   for (int i : order) {
-    const auto& a = boxes[size_t(i)];
     bool suppressed = false;
-    for (int k : keep) {
-      const auto& b = boxes[size_t(k)];
-      const double iw = std::max(0.0, std::min(a[2], b[2]) - std::max(a[0], b[0]));
-      const double ih = std::max(0.0, std::min(a[3], b[3]) - std::max(a[1], b[1]));
-      const double inter = iw * ih, uni = area(a) + area(b) - inter;
-      if (uni > 0 && inter / uni > iou) {
+    for (int k : keep)
+      if (metrics::iou(box(i), box(k), metrics::BoxConvention::continuous) > iou) {
         suppressed = true;
         break;
       }
-    }
     if (!suppressed) keep.push_back(i);
   }
   return keep;

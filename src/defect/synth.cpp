@@ -11,6 +11,7 @@
 #include "qiusuo/defect/dataset.h"
 #include "qiusuo/defect/voc.h"
 #include "qiusuo/error.h"
+#include "qiusuo/metrics/detection.h"
 #include "qiusuo/tensor.h"
 #include "qiusuo/viz/image.h"
 
@@ -147,12 +148,8 @@ Raster draw_pattern(int cls, Generator& g) {
   }
 }
 
-double iou(const std::array<int, 4>& a, const std::array<int, 4>& b) {  // {x, y, w, h}
-  const int ix = std::max(0, std::min(a[0] + a[2], b[0] + b[2]) - std::max(a[0], b[0]));
-  const int iy = std::max(0, std::min(a[1] + a[3], b[1] + b[3]) - std::max(a[1], b[1]));
-  const double inter = double(ix) * iy;
-  return inter / (double(a[2]) * a[3] + double(b[2]) * b[3] - inter);
-}
+// The defect's patch on the strip, as a box.
+metrics::Box box_of(const Defect& d) { return {double(d.x), double(d.y), double(d.x + d.patch.w), double(d.y + d.patch.h)}; }
 
 }  // namespace
 
@@ -198,7 +195,7 @@ SynthSummary write_synthetic_sequences(const std::string& dir, const SynthOption
       d.floor = uniform(g, 0.15, 0.5);
       bool clash = false;
       for (const Defect& e : defects)
-        clash = clash || iou({d.x, d.y, d.patch.w, d.patch.h}, {e.x, e.y, e.patch.w, e.patch.h}) > 0.05;
+        clash = clash || metrics::iou(box_of(d), box_of(e), metrics::BoxConvention::continuous) > 0.05;
       if (!clash) defects.push_back(std::move(d));
     }
     const std::string seq_dir = fmt::format("{}/seq_{:04d}", dir, k);

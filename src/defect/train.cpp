@@ -202,13 +202,12 @@ TrainDefectResult train_defect(const TrainDefectOptions& o) {
     r.val_map50.push_back(v.map50);
     if (!o.quiet) std::fprintf(stderr, "epoch %d: train loss %.4f, val mAP@0.5 %.4f\n", epoch, r.train_loss.back(), v.map50);
     if (v.map50 > best_map) {
-      best_map = v.map50, r.best_epoch = epoch;
+      best_map = v.map50, r.best_epoch = epoch, r.val = v;  // the kept weights' validation scores
       best.clear();
       for (auto& [n, t] : model.state_dict()) best.push_back({n, t.clone()});
     }
   }
   model.load_state_dict(best);
-  r.val = evaluate_detector(model, val, o.window);
   r.test = evaluate_detector(model, test, o.window);
   r.frames_per_s = train_seconds > 0 ? double(seen) / train_seconds : 0;
 

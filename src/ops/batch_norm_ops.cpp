@@ -67,7 +67,8 @@ bool any_nonzero(const Tensor& t) {
 
 std::vector<Tensor> batch_norm_backward(const GradCtx& c, const std::vector<Tensor>& g) {
   const Tensor &x = c.in[0], &w = c.in[1], &mean = c.out[1], &invstd = c.out[2];
-  Tensor gy = g[0].defined() ? g[0].to(x.dtype()).contiguous() : zeros_like(x);
+  // In x's dtype: the engine gives each output's gradient that output's dtype.
+  Tensor gy = g[0].defined() ? g[0].contiguous() : zeros_like(x);
   Tensor y = c.attrs.b("relu", false) ? c.out[0] : Tensor();  // the fused ReLU's mask
   auto r = dispatch(OpKind::batch_norm_backward, {gy, x, w, mean, invstd, y}, c.attrs);
   Tensor gx = r[0];

@@ -30,16 +30,6 @@ const char* bn_supports(const ops::OpCall& c) {
   return nullptr;
 }
 
-inline float to_f32(float v) { return v; }
-inline float to_f32(bf16 v) { return bf16_to_f32(v); }
-inline void from_f32(float* q, float v) { *q = v; }
-inline void from_f32(bf16* q, float v) { *q = f32_to_bf16(v); }
-// Eight activations as f32 lanes, and back (bf16: widened in registers, rounded once).
-inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
-inline __m256 load8(const bf16* p) { return load8_bf16(p); }
-inline void store8(float* p, __m256 v) { _mm256_storeu_ps(p, v); }
-inline void store8(bf16* p, __m256 v) { store8_bf16(p, v); }
-
 // The fused ReLU's gradient: dy where y > 0, else exactly 0 (even for a NaN dy), as a
 // bitwise mask (the ternary form does not vectorise).
 inline __m256 relu_masked(__m256 g, __m256 y) { return _mm256_and_ps(g, _mm256_cmp_ps(y, _mm256_setzero_ps(), _CMP_GT_OQ)); }

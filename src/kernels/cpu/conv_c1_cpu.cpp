@@ -133,9 +133,6 @@ inline void fwd_block(const float* in, const int64_t* taps, int64_t T, const flo
     }
 }
 
-// Output planes of at most this many floats are kept whole in scratch (4 of them: 64 KiB).
-constexpr int64_t kPlaneInL1 = 4096;
-
 // f32 scratch for a bf16 result: this many floats for four channels' rows (16 KiB).
 constexpr int64_t kScratchFloats = 4096;
 
@@ -229,8 +226,6 @@ inline __m256 load_tail(const bf16* g, int64_t n, __m256i) {
   std::memcpy(tmp, g, size_t(n) * sizeof(bf16));
   return load8_bf16(tmp);
 }
-inline __m256 load_full(const float* g) { return _mm256_loadu_ps(g); }
-inline __m256 load_full(const bf16* g) { return load8_bf16(g); }
 
 template <int NT, class G>
 void bwdw_taps(const Padded& p, const int64_t* taps, const G* gy, int64_t image_stride, float* dw, float* db) {
@@ -246,7 +241,7 @@ void bwdw_taps(const Padded& p, const int64_t* taps, const G* gy, int64_t image_
         const G* g = gy + n * image_stride + (z * s.out[1] + r) * oW;
         const float* in = p.data + n * p.image() + (z * p.Hp + r) * p.Wp;
         for (int64_t v = 0; v < p.vecs; ++v) {
-          __m256 gv = v + 1 < p.vecs ? load_full(g + 8 * v) : load_tail(g + 8 * v, oW - 8 * v, tail);
+          __m256 gv = v + 1 < p.vecs ? load8(g + 8 * v) : load_tail(g + 8 * v, oW - 8 * v, tail);
           if (db) bacc = _mm256_add_ps(bacc, gv);
 #pragma GCC unroll 10
           for (int t = 0; t < NT; ++t) acc[t] = _mm256_fmadd_ps(gv, _mm256_loadu_ps(in + taps[t] + 8 * v), acc[t]);

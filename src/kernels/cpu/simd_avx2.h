@@ -42,6 +42,17 @@ inline void store8_bf16(bf16* p, __m256 v) {
   _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm256_castsi256_si128(packed));
 }
 
+// Eight activations of either dtype as f32 lanes, and back (bf16: widened in registers,
+// rounded once); one value likewise. Kernels templated on float / bf16 use these.
+inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+inline __m256 load8(const bf16* p) { return load8_bf16(p); }
+inline void store8(float* p, __m256 v) { _mm256_storeu_ps(p, v); }
+inline void store8(bf16* p, __m256 v) { store8_bf16(p, v); }
+inline float to_f32(float v) { return v; }
+inline float to_f32(bf16 v) { return bf16_to_f32(v); }
+inline void from_f32(float* q, float v) { *q = v; }
+inline void from_f32(bf16* q, float v) { *q = f32_to_bf16(v); }
+
 // n values between bf16 and f32 (a row or a plane into or out of f32 scratch), eight at a
 // time; a tail of fewer goes through a small buffer with the same rounding.
 inline void widen_bf16(const bf16* src, float* dst, int64_t n) {
