@@ -19,6 +19,9 @@ PKGS=(
   # medical imaging (the CT application): DICOM through DCMTK, NIfTI-1/2 through libnifti2,
   # LIDC-IDRI's annotation XML through pugixml
   libdcmtk-dev libnifti2-dev libpugixml-dev
+  # data-parallel training: Open MPI's headers and library (the libqiusuo_mpi.so plugin) and
+  # its launcher, mpirun (the dist tests run two ranks over loopback)
+  libopenmpi-dev openmpi-bin
   # tests and benchmarks
   libgtest-dev libbenchmark-dev
   # the oracle for golden tests (torchvision: the ResNet oracle) and the benchmark peer (never a

@@ -135,6 +135,11 @@ class Tensor {
   // The gradient of a cast's output (autocast's bf16 copies) comes in the cast's input
   // dtype: the engine does not round it to the copy's dtype only to widen it back.
   int register_hook(std::function<Tensor(const Tensor&)> hook);
+  // On a leaf: `hook` runs after a backward has accumulated this tensor's gradient into
+  // .grad for the last time in that backward (torch's register_post_accumulate_grad_hook).
+  // Data-parallel training starts a bucket's all-reduce from here while backward goes on.
+  // Not run by grad(), which accumulates nothing. Returns a handle id.
+  int register_post_accumulate_hook(std::function<void(Tensor&)> hook);
   std::shared_ptr<autograd::Node> grad_fn() const;
   int output_nr() const;
 

@@ -9,6 +9,7 @@
 #include "qiusuo/apps/lm.h"
 #include "qiusuo/autocast.h"
 #include "qiusuo/autograd.h"
+#include "qiusuo/dist/dist.h"
 #include "qiusuo/io/checkpoint.h"
 #include "qiusuo/ops.h"
 #include "qiusuo/optim/optim.h"
@@ -24,7 +25,7 @@ nlohmann::json train_json(const TrainLmOptions& o) {
           {"lr", o.lr},               {"min_lr_ratio", o.min_lr_ratio}, {"weight_decay", o.weight_decay},
           {"grad_clip", o.grad_clip}, {"warmup", o.warmup}, {"seed", o.seed},
           {"bf16", o.bf16},           {"corpus", o.corpus.empty() ? std::string("kjv") : o.corpus},
-          {"tokenizer", o.tokenizer}, {"bpe_vocab", o.bpe_vocab}};
+          {"tokenizer", o.tokenizer}, {"bpe_vocab", o.bpe_vocab}, {"world_size", dist::world_size()}};
 }
 
 // An exact resume needs the settings the run started with.
@@ -32,8 +33,9 @@ void check_resume(const io::Checkpoint& ck, const nlohmann::json& train, const n
                   const std::string& path) {
   check_lm_checkpoint(ck, path);
   const nlohmann::json& saved = ck.config["train"];
+  check_resume_world("train lm", path, saved.value("world_size", 1));
   for (auto& [k, v] : train.items())
-    if (saved.contains(k) && saved[k] != v)
+    if (k != "world_size" && saved.contains(k) && saved[k] != v)
       throw Error(fmt::format("{}: the checkpoint was trained with {}={}, this run asks for {}; an exact resume needs "
                               "the same settings",
                               path, k, saved[k].dump(), v.dump()));
@@ -108,10 +110,16 @@ TrainLmResult train_lm(const TrainLmOptions& o) {
     for (auto& e : resumed.extra.value("val_history", nlohmann::json::array()))
       r.val_history.emplace_back(e[0].get<int64_t>(), e[1].get<double>());
   }
-  if (!o.out_dir.empty()) std::filesystem::create_directories(o.out_dir);
+  check_same_command(nlohmann::json{{"train", train_cfg}, {"model", model_cfg}}, o.resume, o.out_dir);
+  // Data-parallel under mpirun: --batch is per rank. Every rank draws the global batch of
+  // batch × ranks windows from the same generator and trains on its rows of it.
+  std::unique_ptr<dist::DistributedDataParallel> ddp;
+  if (dist::active()) ddp = std::make_unique<dist::DistributedDataParallel>(model.named_parameters(), model.buffers());
+  const int64_t ranks = dist::world_size(), global_batch = o.batch * ranks;
+  if (!o.out_dir.empty() && dist::is_main()) std::filesystem::create_directories(o.out_dir);
 
   auto save = [&](int64_t at) {
-    if (o.out_dir.empty()) return;
+    if (o.out_dir.empty() || !dist::is_main()) return;
     nlohmann::json hist = nlohmann::json::array();
     for (auto& [s, l] : r.val_history) hist.push_back({s, l});
     io::Checkpoint ck{model.state_dict(), opt.state_dict(), at, default_generator().state(),
@@ -122,7 +130,7 @@ TrainLmResult train_lm(const TrainLmOptions& o) {
   auto validate = [&](int64_t at) {
     r.validation = evaluate_lm(model, val, o.seq, o.batch, o.eval_windows, o.bf16);
     r.val_history.emplace_back(at, r.validation.loss);
-    if (!o.quiet)
+    if (!o.quiet && dist::is_main())
       std::fprintf(stderr, "%s\n",
                    fmt::format("step {}: validation loss {:.4f}, perplexity {:.3f}, {:.4f} bits/byte", at,
                                r.validation.loss, r.validation.perplexity, r.validation.bits_per_byte)
@@ -135,7 +143,8 @@ TrainLmResult train_lm(const TrainLmOptions& o) {
   const int64_t V = cfg.vocab_size;
   model.train();
   while (step < o.steps) {
-    data::Batch b = train.sample(o.batch, o.seq, data_gen);
+    data::Batch b = train.sample(global_batch, o.seq, data_gen);
+    if (ddp) b = {b.x.narrow(0, dist::rank() * o.batch, o.batch), b.y.narrow(0, dist::rank() * o.batch, o.batch)};
     opt.set_lr(schedule.lr(step, o.lr));
     opt.zero_grad();
     Tensor logits;
@@ -144,17 +153,18 @@ TrainLmResult train_lm(const TrainLmOptions& o) {
       logits = model.forward(b.x);
     }
     Tensor loss = cross_entropy(logits.reshape({-1, V}), b.y.reshape({-1}));
-    const double loss_value = loss.item();
+    const double loss_value = ddp ? dist::all_reduce_sum(loss.item()) / double(ranks) : loss.item();
     check_loss_finite("train lm", loss_value, step + 1, o.lr);
     Tensor total = add_aux_losses(model, loss);
     total.backward();
+    if (ddp) ddp->finish();
     if (o.grad_clip > 0) optim::clip_grad_norm_(params, o.grad_clip);
     opt.step();
     after_step(model);
     ++step;
-    tokens += o.batch * o.seq;
+    tokens += global_batch * o.seq;
     r.losses.push_back(float(loss_value));
-    if (!o.quiet) progress.update(step, r.losses.back(), o.batch * o.seq);
+    if (!o.quiet) progress.update(step, r.losses.back(), global_batch * o.seq);
     const bool last = step == o.steps;
     if (last || (o.eval_every > 0 && step % o.eval_every == 0)) validate(step);
     if (last || (o.save_every > 0 && step % o.save_every == 0) || step == o.stop_after) save(step);

@@ -11,6 +11,7 @@
 #include "qiusuo/data/augment.h"
 #include "qiusuo/data/dataloader.h"
 #include "qiusuo/data/idx.h"
+#include "qiusuo/dist/dist.h"
 #include "qiusuo/io/checkpoint.h"
 #include "qiusuo/ops.h"
 #include "qiusuo/optim/optim.h"
@@ -26,7 +27,8 @@ nlohmann::json config_of(const TrainCnnOptions& o, const CnnWidths& widths) {
           {"lr", o.lr},            {"momentum", o.momentum}, {"weight_decay", o.weight_decay},
           {"seed", o.seed},        {"bf16", o.bf16},       {"limit_train", o.limit_train},
           {"nesterov", o.nesterov}, {"label_smoothing", o.label_smoothing}, {"hflip", o.hflip},
-          {"widths", widths.to_json()}, {"init", o.init}, {"bn_l1", o.bn_l1}};
+          {"widths", widths.to_json()}, {"init", o.init}, {"bn_l1", o.bn_l1},
+          {"world_size", dist::world_size()}};
 }
 
 // Resuming is exact only with the settings the run started with.
@@ -41,6 +43,7 @@ void check_resume_config(const nlohmann::json& saved, const nlohmann::json& now,
       throw Error(fmt::format("{}: the checkpoint was trained with {}={}, this run asks for {}; an exact resume needs "
                               "the same settings",
                               path, k, saved[k].dump(), now[k].dump()));
+  check_resume_world("train cnn", path, saved.value("world_size", 1));
 }
 
 
@@ -106,6 +109,8 @@ TrainCnnResult train_fashion_cnn(const TrainCnnOptions& o) {
   optim::SGD sgd(model.parameters(), o.lr, o.momentum, 0.0, o.weight_decay, o.nesterov);
   data::TensorDataset ds(train_x, train_y);
   data::DataLoader loader(ds, o.batch, true, o.seed);
+  // Data-parallel under mpirun: --batch is per rank; the global batch is batch × ranks.
+  if (dist::active()) loader.shard(dist::rank(), dist::world_size());
   const int64_t total_steps = int64_t(o.epochs) * loader.num_batches();
   optim::CosineAnnealingLR schedule(total_steps);
   nlohmann::json config = config_of(o, model.widths());
@@ -121,11 +126,14 @@ TrainCnnResult train_fashion_cnn(const TrainCnnOptions& o) {
     if (!ck.rng_state.empty()) default_generator().set_state(ck.rng_state);
     loader.set_epoch(ck.extra.value("epoch", int64_t(0)), ck.extra.value("batch", int64_t(0)));
   }
-  if (!o.out_dir.empty()) std::filesystem::create_directories(o.out_dir);
+  check_same_command(config, o.resume, o.out_dir);
+  std::unique_ptr<dist::DistributedDataParallel> ddp;
+  if (dist::active()) ddp = std::make_unique<dist::DistributedDataParallel>(model.named_parameters(), model.buffers());
+  if (!o.out_dir.empty() && dist::is_main()) std::filesystem::create_directories(o.out_dir);
 
   TrainCnnResult r;
   auto save = [&](const std::string& name) {
-    if (o.out_dir.empty()) return;
+    if (o.out_dir.empty() || !dist::is_main()) return;
     io::Checkpoint ck{model.state_dict(), sgd.state_dict(), step, default_generator().state(), config,
                       {{"epoch", loader.epoch()}, {"batch", loader.batch_index()}}};
     r.checkpoint = io::save_checkpoint_and_last(o.out_dir, name, ck);
@@ -149,14 +157,19 @@ TrainCnnResult train_fashion_cnn(const TrainCnnOptions& o) {
       }
       Tensor loss = cross_entropy(logits, batch->y, -100, o.label_smoothing);
       if (o.bn_l1 > 0) loss = add(loss, mul(bn_scale_l1(model), scalar_tensor(o.bn_l1)));
-      const double loss_value = loss.item();
+      const int64_t n_local = batch->x.size(0);
+      const int64_t n_global = ddp ? loader.global_batch_size(loader.batch_index() - 1) : n_local;
+      // The step's loss over the global batch (each rank's mean, weighted by its samples).
+      const double loss_value = ddp ? dist::all_reduce_sum(loss.item() * double(n_local)) / double(n_global) : loss.item();
       check_loss_finite("train cnn", loss_value, step + 1, o.lr);
+      if (ddp) ddp->set_sample_weight(double(n_local) * dist::world_size() / double(n_global));
       loss.backward();
+      if (ddp) ddp->finish();
       sgd.step();
       ++step;
-      images += batch->x.size(0);
+      images += n_global;
       r.losses.push_back(float(loss_value));
-      if (!o.quiet) progress.update(step, r.losses.back(), batch->x.size(0));
+      if (!o.quiet) progress.update(step, r.losses.back(), n_global);
       if (o.save_every > 0 && step % o.save_every == 0) save(fmt::format("step-{}.safetensors", step));
       if (o.stop_after > 0 && step >= o.stop_after) {
         save(fmt::format("step-{}.safetensors", step));

@@ -2,10 +2,12 @@
 // end and write NaN checkpoints with exit 0).
 #pragma once
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include <cmath>
 #include <string>
 
+#include "qiusuo/dist/dist.h"
 #include "qiusuo/error.h"
 
 namespace qs::apps {
@@ -27,6 +29,22 @@ inline void check_resume_step(const char* job, const std::string& path, int64_t 
     QS_FAIL("{}: {} is at step {}, outside this run's 0..{} steps; hint: resume a checkpoint of this run, or give "
             "the run more steps",
             job, path, step, total);
+}
+
+// A checkpoint written by a data-parallel run of `saved` ranks resumes only with as many:
+// the global batch, the samples each step drew and the schedule's steps depend on it.
+inline void check_resume_world(const char* job, const std::string& path, int64_t saved) {
+  if (saved == dist::world_size()) return;
+  QS_FAIL("{}: {} was written by a run of {} rank(s), this one has {}; an exact resume needs the same number of ranks "
+          "(the global batch is --batch times the ranks); hint: mpirun -np {} ...",
+          job, path, saved, dist::world_size(), saved);
+}
+
+// Every rank of a data-parallel run must have been started with the same command: its
+// training settings (`config`), what it resumes and where it writes are compared by hash.
+inline void check_same_command(const nlohmann::json& config, const std::string& resume, const std::string& out) {
+  if (!dist::active()) return;
+  dist::check_same("the training settings", nlohmann::json{{"config", config}, {"resume", resume}, {"out", out}}.dump());
 }
 
 }  // namespace qs::apps

@@ -39,6 +39,7 @@ struct AutogradMeta {
   int output_nr = 0;
   std::weak_ptr<Node> grad_accumulator;  // for leaves (created on demand)
   std::vector<Hook> leaf_hooks;        // hooks registered on a leaf
+  std::vector<std::function<void(Tensor&)>> post_accumulate_hooks;  // after .grad is written
 };
 
 AutogradMeta& meta(const Tensor& t);  // creates on demand

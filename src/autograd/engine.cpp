@@ -50,6 +50,13 @@ Tensor Tensor::detach() const {
   return Tensor(impl);
 }
 
+int Tensor::register_post_accumulate_hook(std::function<void(Tensor&)> hook) {
+  QS_CHECK(is_leaf() && requires_grad(), "register_post_accumulate_hook on a tensor that is not a leaf requiring grad");
+  auto& hs = autograd::meta(*this).post_accumulate_hooks;
+  hs.push_back(std::move(hook));
+  return int(hs.size()) - 1;
+}
+
 std::shared_ptr<autograd::Node> Tensor::grad_fn() const {
   return impl_->autograd ? impl_->autograd->grad_fn : nullptr;
 }
@@ -259,6 +266,7 @@ std::vector<Tensor> run_backward(const std::vector<Tensor>& roots, const std::ve
             m.grad = g.is_contiguous() && g.storage().use_count() == 1 ? g : g.clone();
           else
             ops::add_inplace_raw(m.grad, g);
+          for (auto& h : m.post_accumulate_hooks) h(lt);
         }
       }
       continue;

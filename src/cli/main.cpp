@@ -5,6 +5,35 @@
 
 #include "cli/cli.h"
 #include "cli/omp_policy.h"
+#include "qiusuo/dist/dist.h"
+
+namespace {
+
+// Under `mpirun`: MPI is set up before the verb runs. Only rank 0 writes to stdout (the
+// others' results are the same); errors from any rank name it. A verb that fails on one
+// rank ends every rank (MPI_Abort), so that none waits for it; one that succeeds meets
+// the others in MPI_Finalize.
+int run_verb(const qs::cli::Command& c, int argc, char** argv) {
+  using namespace qs::cli;
+  const qs::dist::Launch launch = qs::dist::detect_launch();
+  if (!launch.by_launcher) return run_guarded([&] { return c.run(Args(argc - 2, argv + 2)); });
+  const std::string program = fmt::format("qiusuo (rank {} of {})", launch.rank, launch.size);
+  int rc = run_guarded([&] {
+    qs::dist::init();
+    if (!qs::dist::is_main()) std::cout.setstate(std::ios::failbit);
+    return c.run(Args(argc - 2, argv + 2));
+  }, program.c_str());
+  if (rc != kExitOk && qs::dist::active()) qs::dist::abort_job(rc);
+  try {
+    qs::dist::finalize();
+  } catch (const std::exception& e) {
+    std::cerr << program << ": error: " << e.what() << "\n";
+    return kExitCheckFailed;
+  }
+  return rc;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   using namespace qs::cli;
@@ -21,7 +50,7 @@ int main(int argc, char** argv) {
         std::cout << c.usage;
         return kExitOk;
       }
-    return run_guarded([&] { return c.run(Args(argc - 2, argv + 2)); });
+    return run_verb(c, argc, argv);
   }
   std::cerr << "qiusuo: unknown command '" << verb << "'\n";
   print_usage(std::cerr);

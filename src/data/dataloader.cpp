@@ -63,8 +63,23 @@ DataLoader::DataLoader(const TensorDataset& dataset, int64_t batch_size, bool sh
 DataLoader::~DataLoader() { stop_worker(); }
 
 int64_t DataLoader::num_batches() const {
-  int64_t n = dataset_->size();
-  return drop_last_ ? n / batch_size_ : (n + batch_size_ - 1) / batch_size_;
+  const int64_t n = dataset_->size(), g = batch_size_ * world_;
+  if (drop_last_) return n / g;
+  int64_t full = n / g, rest = n % g;
+  return full + (rest >= world_ ? 1 : 0);  // a rest smaller than the world is dropped (see shard)
+}
+
+void DataLoader::shard(int rank, int world) {
+  QS_CHECK(world >= 1 && rank >= 0 && rank < world, "DataLoader::shard: rank {} is not in [0, {})", rank, world);
+  stop_worker();
+  running_ = false;
+  rank_ = rank;
+  world_ = world;
+}
+
+int64_t DataLoader::global_batch_size(int64_t b) const {
+  const int64_t g = batch_size_ * world_;
+  return std::min<int64_t>(g, dataset_->size() - b * g);
 }
 
 std::vector<int64_t> DataLoader::epoch_order(int64_t e) const {
@@ -87,8 +102,10 @@ void DataLoader::set_epoch(int64_t epoch, int64_t start_batch) {
 }
 
 Batch DataLoader::make_batch(int64_t b) const {
-  int64_t begin = b * batch_size_;
-  int64_t end = std::min<int64_t>(begin + batch_size_, int64_t(order_.size()));
+  const int64_t g = batch_size_ * world_;
+  const int64_t first = b * g, m = std::min<int64_t>(g, int64_t(order_.size()) - first);
+  // This rank's part of the m samples: [m*r/world, m*(r+1)/world).
+  const int64_t begin = first + m * rank_ / world_, end = first + m * (rank_ + 1) / world_;
   return dataset_->get_batch(std::vector<int64_t>(order_.begin() + begin, order_.begin() + end));
 }
 

@@ -172,3 +172,39 @@ TEST(DataLoader, DestructorMidEpochStopsTheWorker) {
   // Bounded queue: at most the consumed batch, 2 queued and one in flight were built.
   EXPECT_LE(ds->calls.load(), 4);
 }
+
+// A distributed sampler: the ranks' batches b together are exactly batch b of one loader
+// with the global batch size (shuffled the same way), split in contiguous, nearly equal
+// parts; a final global batch smaller than the world is dropped.
+TEST(DataLoader, ShardsSplitTheGlobalBatchAmongRanks) {
+  for (int world : {2, 3}) {
+    DataLoader whole(make_ds(), 4 * world, true, 11);
+    auto want = run_epoch(whole);
+    std::vector<std::vector<std::vector<double>>> parts;
+    for (int r = 0; r < world; ++r) {
+      DataLoader dl(make_ds(), 4, true, 11);
+      dl.shard(r, world);
+      EXPECT_EQ(dl.world(), world);
+      parts.push_back(run_epoch(dl));
+      for (int64_t b = 0; b < dl.num_batches(); ++b)
+        EXPECT_EQ(dl.global_batch_size(b), int64_t(b + 1 < int64_t(want.size()) ? 4 * world : want.back().size()));
+    }
+    // 23 samples: world 2 -> 8, 8, 7 (7 = 3 + 4); world 3 -> 12, 11 (11 = 3 + 4 + 4).
+    ASSERT_EQ(parts[0].size(), want.size());
+    for (size_t b = 0; b < want.size(); ++b) {
+      std::vector<double> joined;
+      for (int r = 0; r < world; ++r) {
+        EXPECT_GE(parts[size_t(r)][b].size(), want[b].size() / size_t(world)) << "world " << world << " rank " << r;
+        joined.insert(joined.end(), parts[size_t(r)][b].begin(), parts[size_t(r)][b].end());
+      }
+      EXPECT_EQ(joined, want[b]) << "world " << world << " batch " << b;
+    }
+  }
+  // 9 samples, 4 per rank, 2 ranks: one global batch of 8; the last sample alone is dropped.
+  DataLoader a(make_ds(9), 4), b(make_ds(9), 4);
+  a.shard(0, 2);
+  b.shard(1, 2);
+  EXPECT_EQ(a.num_batches(), 1);
+  EXPECT_EQ(run_epoch(b), (std::vector<std::vector<double>>{{4, 5, 6, 7}}));
+  EXPECT_THROW(a.shard(2, 2), Error);
+}

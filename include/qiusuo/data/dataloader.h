@@ -82,6 +82,17 @@ class DataLoader {
   // The sample order of epoch e (identity when not shuffling).
   std::vector<int64_t> epoch_order(int64_t e) const;
 
+  // Data parallelism (a distributed sampler): every rank draws the same epoch order; batch
+  // b is the same batch_size × world samples of it that one process with that batch size
+  // would take, and this rank gets its contiguous part of them, split as evenly as
+  // possible. A final global batch of fewer than `world` samples is dropped, so that no
+  // rank is left without one. Call before the first batch. Errors: rank outside [0, world).
+  void shard(int rank, int world);
+  int world() const { return world_; }
+  // Samples in global batch b, over all ranks; with its rank's own count this gives the
+  // rank's share for DistributedDataParallel::set_sample_weight.
+  int64_t global_batch_size(int64_t b) const;
+
   class Iterator {
    public:
     Iterator(DataLoader* dl, std::optional<Batch> cur) : dl_(dl), cur_(std::move(cur)) {}
@@ -112,6 +123,7 @@ class DataLoader {
 
   std::shared_ptr<const Dataset> dataset_;
   int64_t batch_size_;
+  int rank_ = 0, world_ = 1;
   bool shuffle_, drop_last_, prefetch_;
   uint64_t seed_;
   int64_t epoch_ = 0, next_batch_ = 0;

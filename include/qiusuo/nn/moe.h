@@ -84,6 +84,9 @@ class MoE : public Module {
   Routing route(const Tensor& x) const;
 
   void update_bias();
+  // The counts update_bias() will use; data-parallel training replaces them with their sum
+  // over the ranks first, so that every rank moves its biases alike.
+  std::vector<int64_t>& pending_counts() { return pending_counts_; }
   // The balance loss of the last forward: a 0-d tensor, undefined when aux_loss_alpha is 0
   // or the last forward was not in training mode.
   Tensor aux_loss() const { return aux_loss_; }
