@@ -229,10 +229,26 @@ Tensor rows_at(const Tensor& m, const Tensor& pos) {
 
 }  // namespace
 
+DetectorNorms detector_norms(const DetectorTargets& t) {
+  DetectorNorms n;
+  n.pos = double(t.n_pos);
+  if (t.n_pos > 0) n.ctr = sum(rows_at(t.ctr, t.pos)).item();
+  return n;
+}
+
 DetectorLoss detector_loss(const DetectorMaps& m, const DetectorTargets& t) {
+  DetectorNorms n = detector_norms(t);
+  n.pos = std::max(1.0, n.pos);
+  n.ctr = std::max(1e-6, n.ctr);
+  return detector_loss(m, t, n);
+}
+
+DetectorLoss detector_loss(const DetectorMaps& m, const DetectorTargets& t, const DetectorNorms& norms) {
   QS_CHECK(m.cls.shape() == t.cls.shape(), "detector_loss: maps {} and targets {} differ", shape_str(m.cls.shape()),
            shape_str(t.cls.shape()));
-  const double norm = double(std::max<int64_t>(1, t.n_pos)), alpha = 0.25;
+  QS_CHECK(norms.pos > 0 && norms.ctr > 0, "detector_loss: normalisers must be positive, got {} and {}", norms.pos,
+           norms.ctr);
+  const double norm = norms.pos, alpha = 0.25;
   DetectorLoss l;
   // Focal loss: ce (1 - p_t)^2 (alpha z + (1 - alpha)(1 - z)), p_t = p z + (1 - p)(1 - z).
   {
@@ -254,7 +270,7 @@ DetectorLoss detector_loss(const DetectorMaps& m, const DetectorTargets& t) {
     const Tensor uni = area_p + area_g - inter;
     const Tensor enclose = (maximum(pl, gl) + maximum(pr, gr)) * (maximum(pt, gt) + maximum(pb, gb));
     const Tensor giou = inter / uni - (enclose - uni) / enclose;
-    l.box = sum((1.0 - giou) * c) / std::max(1e-6, sum(c).item());
+    l.box = sum((1.0 - giou) * c) / norms.ctr;
     l.ctr = binary_cross_entropy_with_logits(rows_at(m.ctr, t.pos).reshape({-1}), c, Tensor(), "sum") / norm;
   }
   l.total = l.cls + l.box + l.ctr;

@@ -12,6 +12,7 @@
 #include "qiusuo/optim/optim.h"
 #include "qiusuo/optim/schedule.h"
 #include "apps/train_guard.h"
+#include "qiusuo/dist/dist.h"
 
 namespace qs::apps {
 
@@ -20,7 +21,8 @@ namespace {
 nlohmann::json train_json(const TrainMtOptions& o) {
   return {{"batch", o.batch},       {"steps", o.steps},         {"lr", o.lr},
           {"label_smoothing", o.label_smoothing}, {"grad_clip", o.grad_clip}, {"min_lr_ratio", o.min_lr_ratio},
-          {"warmup", o.warmup},     {"min_count", o.min_count}, {"seed", o.seed}};
+          {"warmup", o.warmup},     {"min_count", o.min_count}, {"seed", o.seed},
+          {"world_size", dist::world_size()}};
 }
 
 void check_options(const TrainMtOptions& o) {
@@ -35,8 +37,9 @@ void check_options(const TrainMtOptions& o) {
 void check_resume(const io::Checkpoint& ck, const nlohmann::json& train, const nlohmann::json& data,
                   const nlohmann::json& model, const std::string& path) {
   check_mt_checkpoint(ck, path);
+  check_resume_world("train mt", path, ck.config["train"].value("world_size", 1));
   for (auto& [k, v] : train.items())
-    if (ck.config["train"].contains(k) && ck.config["train"][k] != v)
+    if (k != "world_size" && ck.config["train"].contains(k) && ck.config["train"][k] != v)
       throw Error(fmt::format("{}: the checkpoint was trained with {}={}, this run asks for {}; an exact resume needs "
                               "the same settings", path, k, ck.config["train"][k].dump(), v.dump()));
   if (ck.config["data"] != data || ck.config["model"] != model)
@@ -101,10 +104,15 @@ TrainMtResult train_mt(const TrainMtOptions& o) {
     for (auto& e : resumed.extra.value("val_history", nlohmann::json::array()))
       r.val_history.emplace_back(e[0].get<int64_t>(), e[1].get<double>(), e[2].get<double>());
   }
-  if (!o.out_dir.empty()) std::filesystem::create_directories(o.out_dir);
+  check_same_command(nlohmann::json{{"train", train_cfg}, {"data", data_cfg}, {"model", model_cfg}}, o.resume, o.out_dir);
+  // Data-parallel under mpirun: --batch is per rank; every rank draws the global batch's
+  // sentence pairs from the same generator and trains on its share of them.
+  std::unique_ptr<dist::DistributedDataParallel> ddp;
+  if (dist::active()) ddp = std::make_unique<dist::DistributedDataParallel>(model.named_parameters(), model.buffers());
+  if (!o.out_dir.empty() && dist::is_main()) std::filesystem::create_directories(o.out_dir);
 
   auto save = [&](int64_t at) {
-    if (o.out_dir.empty()) return;
+    if (o.out_dir.empty() || !dist::is_main()) return;
     nlohmann::json hist = nlohmann::json::array();
     for (auto& [s, l, b] : r.val_history) hist.push_back({s, l, b});
     io::Checkpoint ck{model.state_dict(), opt.state_dict(), at, default_generator().state(),
@@ -116,7 +124,7 @@ TrainMtResult train_mt(const TrainMtOptions& o) {
   auto validate = [&](int64_t at) {
     r.validation = evaluate_mt(model, sv, tv, data.valid, 1, o.eval_sentences);
     r.val_history.emplace_back(at, r.validation.loss, r.validation.bleu.score);
-    if (!o.quiet)
+    if (!o.quiet && dist::is_main())
       std::fprintf(stderr, "%s\n",
                    fmt::format("step {}: validation loss {:.4f}, BLEU {:.2f} on {} sentences", at, r.validation.loss,
                                r.validation.bleu.score, r.validation.sentences).c_str());
@@ -127,23 +135,32 @@ TrainMtResult train_mt(const TrainMtOptions& o) {
   int64_t tokens = 0;
   const int64_t V = cfg.tgt_vocab;
   model.train();
-  std::vector<size_t> rows(size_t(o.batch));
+  std::vector<size_t> rows(size_t(o.batch * dist::world_size()));
   while (step < o.steps) {
     for (auto& row : rows) row = size_t(data_gen.next_u64() % train.size());
-    MtBatch b = make_batch(train, rows);
+    MtBatch b = make_batch(train, ddp ? std::vector<size_t>(rows.begin() + dist::rank() * o.batch,
+                                                            rows.begin() + (dist::rank() + 1) * o.batch)
+                                      : rows);
     opt.set_lr(schedule.lr(step, o.lr));
     opt.zero_grad();
     Tensor logits = model.forward(b.src, b.tgt_in);
     Tensor loss = cross_entropy(logits.reshape({-1, V}), b.tgt_out.reshape({-1}), WordVocab::kPad, o.label_smoothing);
-    const double loss_value = loss.item();
+    // The loss is a mean over target tokens: over the global batch's, each rank's share
+    // weighted by its tokens.
+    std::vector<double> sums{loss.item() * double(b.tokens), double(b.tokens)};
+    if (ddp) dist::all_reduce_sum(sums);
+    const double loss_value = sums[0] / sums[1];
+    const int64_t global_tokens = int64_t(sums[1]);
     check_loss_finite("train mt", loss_value, step + 1, o.lr);
+    if (ddp) ddp->set_sample_weight(double(b.tokens) * dist::world_size() / sums[1]);
     loss.backward();
+    if (ddp) ddp->finish();
     if (o.grad_clip > 0) optim::clip_grad_norm_(params, o.grad_clip);
     opt.step();
     ++step;
-    tokens += b.tokens;
+    tokens += global_tokens;
     r.losses.push_back(float(loss_value));
-    if (!o.quiet) progress.update(step, r.losses.back(), b.tokens);
+    if (!o.quiet) progress.update(step, r.losses.back(), global_tokens);
     const bool last = step == o.steps;
     if (last || (o.eval_every > 0 && step % o.eval_every == 0)) validate(step);
     if (last || (o.save_every > 0 && step % o.save_every == 0) || step == o.stop_after) save(step);

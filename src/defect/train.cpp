@@ -10,7 +10,9 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 
+#include "apps/train_guard.h"
 #include "io/atomic_file.h"
+#include "qiusuo/dist/dist.h"
 #include "qiusuo/autograd.h"
 #include "qiusuo/error.h"
 #include "qiusuo/io/checkpoint.h"
@@ -162,7 +164,22 @@ TrainDefectResult train_defect(const TrainDefectOptions& o) {
   nn::StateDict best;
   double best_map = -1, train_seconds = 0;
   int64_t seen = 0;
-  const int64_t steps = (int64_t(samples.size()) + o.batch - 1) / o.batch;
+  const nlohmann::json config = {
+      {"kind", kDefectCheckpointKind},
+      {"model", cfg.to_json()},
+      {"classes", neu_det_classes()},
+      {"train", {{"data", o.data}, {"epochs", o.epochs}, {"batch", o.batch}, {"lr", o.lr},
+                 {"weight_decay", o.weight_decay}, {"window", o.window}, {"hflip", o.hflip}, {"seed", o.seed},
+                 {"world_size", dist::world_size()}}}};
+  // Data-parallel under mpirun: --batch is per rank. Every rank shuffles and draws the flips
+  // of the global batch alike (one generator) and trains on its windows; the loss is
+  // normalised by the global batch's positives, so the ranks' mean gradient is the global
+  // batch's. Only rank 0 writes.
+  apps::check_same_command(config, "", o.out);
+  std::unique_ptr<dist::DistributedDataParallel> ddp;
+  if (dist::active()) ddp = std::make_unique<dist::DistributedDataParallel>(model.named_parameters(), model.buffers());
+  const int64_t ranks = dist::world_size(), global_batch = o.batch * ranks;
+  const int64_t steps = (int64_t(samples.size()) + global_batch - 1) / global_batch;
   util::Progress progress("defect train", int64_t(o.epochs) * steps, "frames", 10);
   for (int epoch = 1; epoch <= o.epochs; ++epoch) {
     std::vector<Window> order = samples;
@@ -172,11 +189,17 @@ TrainDefectResult train_defect(const TrainDefectOptions& o) {
     int64_t counted = 0;
     const auto te = std::chrono::steady_clock::now();
     for (int64_t s = 0; s < steps; ++s) {
-      const std::vector<Window> part(order.begin() + s * o.batch,
-                                     order.begin() + std::min<int64_t>(int64_t(order.size()), (s + 1) * o.batch));
-      if (part.size() < 2) continue;  // batch norm needs two
+      std::vector<Window> part(order.begin() + s * global_batch,
+                               order.begin() + std::min<int64_t>(int64_t(order.size()), (s + 1) * global_batch));
+      const int64_t m = int64_t(part.size());
+      if (m < 2 * ranks) continue;  // batch norm needs two on every rank
       std::vector<bool> flip(part.size());
       for (size_t b = 0; b < part.size(); ++b) flip[b] = o.hflip && gen.next_double() < 0.5;
+      if (ddp) {  // this rank's windows [m r / ranks, m (r + 1) / ranks), as DataLoader::shard splits
+        const int64_t lo = m * dist::rank() / ranks, hi = m * (dist::rank() + 1) / ranks;
+        part = std::vector<Window>(part.begin() + lo, part.begin() + hi);
+        flip = std::vector<bool>(flip.begin() + lo, flip.begin() + hi);
+      }
       const Tensor x = batch_frames(train, part, T, flip);
       std::vector<Tensor> boxes, labels;
       for (size_t b = 0; b < part.size(); ++b) {
@@ -185,22 +208,33 @@ TrainDefectResult train_defect(const TrainDefectOptions& o) {
         labels.push_back(tg.labels);
       }
       opt.zero_grad();
-      const apps::DetectorMaps m = model.maps(x);
-      const apps::DetectorLoss loss = apps::detector_loss(m, apps::fcos_targets(boxes, labels, m));
-      loss.total.backward();
-      opt.step();
-      const double lv = loss.total.item();
+      const apps::DetectorMaps maps = model.maps(x);
+      const apps::DetectorTargets targets = apps::fcos_targets(boxes, labels, maps);
+      apps::DetectorNorms norms = apps::detector_norms(targets);
+      if (ddp) {
+        std::vector<double> g{norms.pos, norms.ctr};
+        dist::all_reduce_sum(g);
+        norms = {std::max(1.0, g[0]) / double(ranks), std::max(1e-6, g[1]) / double(ranks)};
+      } else {
+        norms = {std::max(1.0, norms.pos), std::max(1e-6, norms.ctr)};
+      }
+      const apps::DetectorLoss loss = apps::detector_loss(maps, targets, norms);
+      // The global batch's loss: the ranks' terms, each already divided by the global norms.
+      const double lv = ddp ? dist::all_reduce_sum(loss.total.item()) / double(ranks) : loss.total.item();
       QS_CHECK(std::isfinite(lv), "defect train: the loss is {} at epoch {} step {} (try a lower --lr)", lv, epoch, s + 1);
-      loss_sum += lv * double(part.size());
-      counted += int64_t(part.size());
-      seen += int64_t(part.size());
-      if (!o.quiet) progress.update((epoch - 1) * steps + s + 1, lv, int64_t(part.size()));
+      loss.total.backward();
+      if (ddp) ddp->finish();
+      opt.step();
+      loss_sum += lv * double(m);
+      counted += m;
+      seen += m;
+      if (!o.quiet) progress.update((epoch - 1) * steps + s + 1, lv, m);
     }
     train_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - te).count();
     r.train_loss.push_back(loss_sum / double(std::max<int64_t>(1, counted)));
     const DefectEval v = evaluate_detector(model, val, o.window);
     r.val_map50.push_back(v.map50);
-    if (!o.quiet) std::fprintf(stderr, "epoch %d: train loss %.4f, val mAP@0.5 %.4f\n", epoch, r.train_loss.back(), v.map50);
+    if (!o.quiet && dist::is_main()) std::fprintf(stderr, "epoch %d: train loss %.4f, val mAP@0.5 %.4f\n", epoch, r.train_loss.back(), v.map50);
     if (v.map50 > best_map) {
       best_map = v.map50, r.best_epoch = epoch, r.val = v;  // the kept weights' validation scores
       best.clear();
@@ -212,14 +246,9 @@ TrainDefectResult train_defect(const TrainDefectOptions& o) {
   r.frames_per_s = train_seconds > 0 ? double(seen) / train_seconds : 0;
 
   const std::filesystem::path out(o.out);
-  std::filesystem::create_directories(out);
   r.checkpoint = (out / "last.safetensors").string();
-  const nlohmann::json config = {
-      {"kind", kDefectCheckpointKind},
-      {"model", cfg.to_json()},
-      {"classes", neu_det_classes()},
-      {"train", {{"data", o.data}, {"epochs", o.epochs}, {"batch", o.batch}, {"lr", o.lr},
-                 {"weight_decay", o.weight_decay}, {"window", o.window}, {"hflip", o.hflip}, {"seed", o.seed}}}};
+  if (!dist::is_main()) return r;  // the same results as rank 0's, which writes them
+  std::filesystem::create_directories(out);
   io::save_checkpoint(r.checkpoint, io::Checkpoint{model.state_dict(), {}, int64_t(o.epochs), {}, config, {}});
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const nlohmann::json report = {{"model", cfg.model},           {"best_epoch", r.best_epoch},

@@ -9,7 +9,9 @@
 #include <nlohmann/json.hpp>
 #include <numeric>
 
+#include "apps/train_guard.h"
 #include "io/atomic_file.h"
+#include "qiusuo/dist/dist.h"
 #include "qiusuo/autocast.h"
 #include "qiusuo/autograd.h"
 #include "qiusuo/io/checkpoint.h"
@@ -195,7 +197,21 @@ TrainCtResult train_ct(const TrainCtOptions& o) {
   nn::StateDict best;
   double best_auc = -1, train_seconds = 0;
   int64_t seen = 0;
-  const int64_t steps_per_epoch = (int64_t(idx[0].size()) + o.batch - 1) / o.batch;
+  const nlohmann::json config = {{"kind", kCtCheckpointKind},
+                                 {"model", cfg.to_json()},
+                                 {"data", data_json(o.data_options)},
+                                 {"train", {{"data", o.data}, {"loss", o.loss}, {"gamma", o.gamma}, {"alpha", o.alpha},
+                                            {"epochs", o.epochs}, {"batch", o.batch}, {"lr", o.lr}, {"seed", o.seed},
+                                            {"split_seed", o.split_seed}, {"bf16", o.bf16}, {"augment", o.augment},
+                                            {"world_size", dist::world_size()}}}};
+  // Data-parallel under mpirun: --batch is per rank. Every rank shuffles and augments the
+  // global batch of batch × ranks volumes alike (one generator, the same draws) and trains
+  // on its rows; only rank 0 writes.
+  apps::check_same_command(config, "", o.out);
+  std::unique_ptr<dist::DistributedDataParallel> ddp;
+  if (dist::active()) ddp = std::make_unique<dist::DistributedDataParallel>(model.named_parameters(), model.buffers());
+  const int64_t ranks = dist::world_size(), global_batch = o.batch * ranks;
+  const int64_t steps_per_epoch = (int64_t(idx[0].size()) + global_batch - 1) / global_batch;
   util::Progress progress("ct train", int64_t(o.epochs) * steps_per_epoch, "vol", 10);
   for (int epoch = 1; epoch <= o.epochs; ++epoch) {
     std::vector<int64_t> order = idx[0];
@@ -204,13 +220,17 @@ TrainCtResult train_ct(const TrainCtOptions& o) {
     double loss_sum = 0;
     const auto te = std::chrono::steady_clock::now();
     for (int64_t b = 0; b < steps_per_epoch; ++b) {
-      std::vector<int64_t> part(order.begin() + b * o.batch,
-                                order.begin() + std::min<int64_t>(int64_t(order.size()), (b + 1) * o.batch));
-      if (part.size() < 2) continue;  // batch norm needs two
-      const Tensor x = batch_of(ds, part, o.augment ? &gen : nullptr);
+      std::vector<int64_t> part(order.begin() + b * global_batch,
+                                order.begin() + std::min<int64_t>(int64_t(order.size()), (b + 1) * global_batch));
+      const int64_t m = int64_t(part.size());
+      if (m < 2 * ranks) continue;  // batch norm needs two on every rank
+      Tensor x = batch_of(ds, part, o.augment ? &gen : nullptr);
       std::vector<double> yv;
       for (int64_t i : part) yv.push_back(ds.samples[size_t(i)].label);
-      const Tensor y = from_vector(yv, {int64_t(part.size())}, DType::i64);
+      Tensor y = from_vector(yv, {m}, DType::i64);
+      // This rank's rows [m r / ranks, m (r + 1) / ranks), as DataLoader::shard splits.
+      const int64_t lo = m * dist::rank() / ranks, n_local = m * (dist::rank() + 1) / ranks - lo;
+      if (ddp) x = x.narrow(0, lo, n_local), y = y.narrow(0, lo, n_local);
       opt.zero_grad();
       Tensor loss;
       {
@@ -218,11 +238,14 @@ TrainCtResult train_ct(const TrainCtOptions& o) {
         const Tensor logits = model(x).to(DType::f32);
         loss = o.loss == "focal" ? focal_loss(logits, y, o.gamma, alpha) : cross_entropy(logits, y);
       }
+      const double step_loss = ddp ? dist::all_reduce_sum(loss.item() * double(n_local)) / double(m) : loss.item();
+      if (ddp) ddp->set_sample_weight(double(n_local) * double(ranks) / double(m));
       loss.backward();
+      if (ddp) ddp->finish();
       opt.step();
-      loss_sum += loss.item() * double(part.size());
-      seen += int64_t(part.size());
-      if (!o.quiet) progress.update((epoch - 1) * steps_per_epoch + b + 1, loss.item(), int64_t(part.size()));
+      loss_sum += step_loss * double(m);
+      seen += m;
+      if (!o.quiet) progress.update((epoch - 1) * steps_per_epoch + b + 1, step_loss, m);
     }
     train_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - te).count();
     r.train_loss.push_back(loss_sum / double(idx[0].size()));
@@ -249,14 +272,9 @@ TrainCtResult train_ct(const TrainCtOptions& o) {
   r.test_at_val_threshold = {threshold, double(tp) / std::max(1, tp + fn), double(tn) / std::max(1, tn + fp)};
   r.volumes_per_s = train_seconds > 0 ? double(seen) / train_seconds : 0;
 
-  std::filesystem::create_directories(o.out);
   r.checkpoint = (std::filesystem::path(o.out) / "last.safetensors").string();
-  nlohmann::json config = {{"kind", kCtCheckpointKind},
-                           {"model", cfg.to_json()},
-                           {"data", data_json(o.data_options)},
-                           {"train", {{"data", o.data}, {"loss", o.loss}, {"gamma", o.gamma}, {"alpha", o.alpha},
-                                      {"epochs", o.epochs}, {"batch", o.batch}, {"lr", o.lr}, {"seed", o.seed},
-                                      {"split_seed", o.split_seed}, {"bf16", o.bf16}, {"augment", o.augment}}}};
+  if (!dist::is_main()) return r;  // the same results as rank 0's, which writes them
+  std::filesystem::create_directories(o.out);
   io::save_checkpoint(r.checkpoint, io::Checkpoint{model.state_dict(), {}, int64_t(o.epochs), {}, config, {}});
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   nlohmann::json curve = nlohmann::json::array();

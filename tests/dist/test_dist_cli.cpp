@@ -132,6 +132,37 @@ TEST(DistCli, TwoRanksEqualOneProcessWithTwiceTheBatch) {
   EXPECT_EQ(ck.config["train"]["batch"], 4);
 }
 
+// The translation model (no dropout): the loss is a mean over target tokens, so each rank's
+// share is weighted by its tokens. Adam divides by tiny second moments, hence 1e-4.
+TEST(DistCli, TranslationTwoRanksEqualOneProcess) {
+  const std::string d = testing::temp_dir("dist_mt");
+  const std::string mt = " train mt --steps 4 --layers 1 --d-model 16 --heads 2 --train-pairs 300 --valid-pairs 20 "
+                         "--test-pairs 20 --eval-sentences 5 --quiet --threads 1";
+  Result one = run(kQiusuo + mt + " --batch 8 --out " + d + "/one");
+  ASSERT_EQ(one.code, 0) << one.output;
+  Result two = run(kMpirun + " -np 2 " + kQiusuo + mt + " --batch 4 --out " + d + "/two");
+  ASSERT_EQ(two.code, 0) << two.output;
+  expect_same_state(d + "/one/step-4.safetensors", d + "/two/step-4.safetensors", 1e-4);
+}
+
+// The CT classifier and the defect detector train under mpirun too; one report, by rank 0.
+TEST(DistCli, CtAndDefectTrainOnTwoRanks) {
+  const std::string d = testing::temp_dir("dist_apps");
+  ASSERT_EQ(run(kQiusuo + " ct synth --out " + d + "/ct --cases 30 --slices 24 --matrix 64 --pixel-mm 2 --seed 11").code, 0);
+  Result ct = run(kMpirun + " -np 2 " + kQiusuo + " train ct --data " + d + "/ct --out " + d +
+                  "/ct_run --epochs 2 --batch 4 --width 4 --patch 16 --bootstrap 100 --quiet");
+  ASSERT_EQ(ct.code, 0) << ct.output;
+  EXPECT_EQ(ct.output.find("test ROC AUC"), ct.output.rfind("test ROC AUC")) << ct.output;
+  EXPECT_EQ(io::load_checkpoint(d + "/ct_run/last.safetensors").config["train"]["world_size"], 2);
+
+  ASSERT_EQ(run(kQiusuo + " defect synth --out " + d + "/defect --train 3 --val 1 --test 1 --frames 4 --size 64 --speed 6").code, 0);
+  Result df = run(kMpirun + " -np 2 " + kQiusuo + " train defect --data " + d + "/defect --out " + d +
+                  "/defect_run --model spatiotemporal --frames 2 --epochs 2 --batch 2 --width 8 --channels 16 --heads 2 --quiet");
+  ASSERT_EQ(df.code, 0) << df.output;
+  EXPECT_EQ(df.output.find("best epoch"), df.output.rfind("best epoch")) << df.output;
+  EXPECT_TRUE(fs::exists(d + "/defect_run/pr.svg"));
+}
+
 TEST(DistCli, ResumeIsExactAndNeedsTheSameRanks) {
   const std::string d = testing::temp_dir("dist_resume");
   const std::string two = kMpirun + " -np 2 " + kQiusuo + kLm + " --steps 6 --batch 4";

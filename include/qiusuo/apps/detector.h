@@ -96,7 +96,16 @@ DetectorTargets fcos_targets(const std::vector<Tensor>& boxes, const std::vector
 struct DetectorLoss {
   Tensor total, cls, box, ctr;
 };
+// What the loss terms are divided by: positive locations (focal and centre-ness terms)
+// and the sum of their centre-ness targets (GIoU term). By default a batch's own; a
+// data-parallel rank passes the global batch's divided by the number of ranks, so that the
+// mean of the ranks' gradients is the global batch's gradient.
+struct DetectorNorms {
+  double pos = 0, ctr = 0;
+};
+DetectorNorms detector_norms(const DetectorTargets& t);
 DetectorLoss detector_loss(const DetectorMaps& maps, const DetectorTargets& t);
+DetectorLoss detector_loss(const DetectorMaps& maps, const DetectorTargets& t, const DetectorNorms& norms);
 
 struct FoundBox {
   int cls = 0;
