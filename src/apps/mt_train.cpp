@@ -152,7 +152,8 @@ TrainMtResult train_mt(const TrainMtOptions& o) {
     const double loss_value = sums[0] / sums[1];
     const int64_t global_tokens = int64_t(sums[1]);
     check_loss_finite("train mt", loss_value, step + 1, o.lr);
-    if (ddp) ddp->set_sample_weight(double(b.tokens) * dist::world_size() / sums[1]);
+    // This rank's share of the global batch's tokens, relative to an even split.
+    if (ddp) loss = mul(loss, scalar_tensor(double(b.tokens) * dist::world_size() / sums[1]));
     loss.backward();
     if (ddp) ddp->finish();
     if (o.grad_clip > 0) optim::clip_grad_norm_(params, o.grad_clip);

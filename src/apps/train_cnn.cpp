@@ -12,6 +12,7 @@
 #include "qiusuo/data/dataloader.h"
 #include "qiusuo/data/idx.h"
 #include "qiusuo/dist/dist.h"
+#include "qiusuo/nn/norm.h"
 #include "qiusuo/io/checkpoint.h"
 #include "qiusuo/ops.h"
 #include "qiusuo/optim/optim.h"
@@ -28,7 +29,7 @@ nlohmann::json config_of(const TrainCnnOptions& o, const CnnWidths& widths) {
           {"seed", o.seed},        {"bf16", o.bf16},       {"limit_train", o.limit_train},
           {"nesterov", o.nesterov}, {"label_smoothing", o.label_smoothing}, {"hflip", o.hflip},
           {"widths", widths.to_json()}, {"init", o.init}, {"bn_l1", o.bn_l1},
-          {"world_size", dist::world_size()}};
+          {"world_size", dist::world_size()}, {"sync_bn", o.sync_bn}};
 }
 
 // Resuming is exact only with the settings the run started with.
@@ -38,7 +39,7 @@ void check_resume_config(const nlohmann::json& saved, const nlohmann::json& now,
                             "'qiusuo train cnn'",
                             path, saved.dump()));
   for (const char* k : {"batch", "lr", "momentum", "weight_decay", "seed", "bf16", "limit_train", "epochs", "nesterov",
-                        "label_smoothing", "hflip", "widths", "init", "bn_l1"})
+                        "label_smoothing", "hflip", "widths", "init", "bn_l1", "sync_bn"})
     if (saved.contains(k) && saved[k] != now[k])
       throw Error(fmt::format("{}: the checkpoint was trained with {}={}, this run asks for {}; an exact resume needs "
                               "the same settings",
@@ -127,6 +128,7 @@ TrainCnnResult train_fashion_cnn(const TrainCnnOptions& o) {
     loader.set_epoch(ck.extra.value("epoch", int64_t(0)), ck.extra.value("batch", int64_t(0)));
   }
   check_same_command(config, o.resume, o.out_dir);
+  nn::set_sync_batch_norm(model, o.sync_bn);
   std::unique_ptr<dist::DistributedDataParallel> ddp;
   if (dist::active()) ddp = std::make_unique<dist::DistributedDataParallel>(model.named_parameters(), model.buffers());
   if (!o.out_dir.empty() && dist::is_main()) std::filesystem::create_directories(o.out_dir);
@@ -162,7 +164,8 @@ TrainCnnResult train_fashion_cnn(const TrainCnnOptions& o) {
       // The step's loss over the global batch (each rank's mean, weighted by its samples).
       const double loss_value = ddp ? dist::all_reduce_sum(loss.item() * double(n_local)) / double(n_global) : loss.item();
       check_loss_finite("train cnn", loss_value, step + 1, o.lr);
-      if (ddp) ddp->set_sample_weight(double(n_local) * dist::world_size() / double(n_global));
+      // This rank's share of the global batch, relative to an even split.
+      if (ddp) loss = mul(loss, scalar_tensor(double(n_local) * dist::world_size() / double(n_global)));
       loss.backward();
       if (ddp) ddp->finish();
       sgd.step();

@@ -115,6 +115,7 @@ int cmd_train_ct(Args& a) {
   o.lr = a.number("lr", o.lr);
   o.weight_decay = a.number("weight-decay", o.weight_decay);
   o.augment = !a.flag("no-augment");
+  o.sync_bn = a.flag("sync-bn");
   o.bf16 = a.flag("bf16");
   o.seed = uint64_t(a.integer("seed", 0, 0, int64_t(1) << 40));
   o.split_seed = uint64_t(a.integer("split-seed", 0, 0, int64_t(1) << 40));

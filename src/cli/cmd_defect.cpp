@@ -121,6 +121,7 @@ int cmd_train_defect(Args& a) {
   o.lr = a.number("lr", o.lr);
   o.weight_decay = a.number("weight-decay", o.weight_decay);
   o.hflip = !a.flag("no-hflip");
+  o.sync_bn = a.flag("sync-bn");
   o.seed = uint64_t(a.integer("seed", 0, 0, int64_t(1) << 40));
   o.quiet = a.flag("quiet");
   if (const int t = a.threads(); t > 0) set_num_threads(t);

@@ -31,6 +31,7 @@ std::string train_usage() {
              "                    'qiusuo prune --method bn-scale --global' finds the channels it drove to zero\n"
              "  --hflip 0|1       mirror each training image left-right with probability 1/2 ({:d})\n"
              "  --seed N          initialisation and shuffling seed ({})\n"
+             "  --sync-bn         under mpirun: batch norm statistics over every rank's samples (docs/distributed.md)\n"
              "  --threads N       OpenMP threads (all cores)\n"
              "  --bf16            bf16 autocast for convolutions and linear layers\n"
              "  --resume CKPT     continue exactly from a checkpoint of this command (same settings)\n"
@@ -49,7 +50,7 @@ std::string train_usage() {
          "figures/ (gate and Grad-CAM maps).\n\n"
          "  --model base|fusion|fusion+gates  (fusion+gates)   --width N  channels of the first stage (8)\n"
          "  --loss focal|ce  --gamma X (2)  --alpha A (none: focal weight of the malignant class)\n"
-         "  --epochs N (20)  --batch N (16)  --lr X (1e-3)  --weight-decay X (1e-4)  --no-augment  --bf16\n"
+         "  --epochs N (20)  --batch N (16)  --lr X (1e-3)  --weight-decay X (1e-4)  --no-augment  --bf16  --sync-bn\n"
          "  --patch-mm X (32)  --patch N (32)  --seed N  --split-seed N  --bootstrap N (1000)  --threads N  --quiet\n"
          "\ndefect: a steel-surface defect detector (docs/defect.md) on inspection sequences (qiusuo defect synth writes\n"
          "DIR/train, val, test): a ResNet, a feature pyramid at stride 8 and an FCOS-style head, each frame alone (cnn) or\n"
@@ -60,7 +61,9 @@ std::string train_usage() {
          "  --travel PX (0: pixels the strip moves up per frame; the spatiotemporal model aligns earlier frames by it)\n"
          "  --depth 18|34|50 (18)  --width N (32: the ResNet's first stage)  --channels N (64)  --window N (4: frames\n"
          "  t >= N - 1 are evaluated, the same for both models)  --epochs N (12)  --batch N (8)  --lr X (1e-3)\n"
-         "  --weight-decay X (1e-4)  --no-hflip  --seed N  --threads N  --quiet\n";
+         "  --weight-decay X (1e-4)  --no-hflip  --seed N  --threads N  --quiet\n"
+         "\nUnder mpirun -np N, every trainer trains data-parallel: --batch is per rank, rank 0 logs and writes; ct, defect\n"
+         "and cnn take --sync-bn (docs/distributed.md).\n";
 }
 
 int cmd_train(Args a) {
@@ -80,6 +83,7 @@ int cmd_train(Args a) {
   o.label_smoothing = a.number("label-smoothing", o.label_smoothing);
   o.bn_l1 = a.number("bn-l1", o.bn_l1);
   o.hflip = a.integer("hflip", o.hflip) != 0;
+  o.sync_bn = a.flag("sync-bn");
   o.seed = uint64_t(a.integer("seed", int64_t(o.seed)));
   o.threads = a.threads(o.threads);
   o.bf16 = a.flag("bf16");

@@ -13,6 +13,7 @@
 #include "apps/train_guard.h"
 #include "io/atomic_file.h"
 #include "qiusuo/dist/dist.h"
+#include "qiusuo/nn/norm.h"
 #include "qiusuo/autograd.h"
 #include "qiusuo/error.h"
 #include "qiusuo/io/checkpoint.h"
@@ -170,12 +171,13 @@ TrainDefectResult train_defect(const TrainDefectOptions& o) {
       {"classes", neu_det_classes()},
       {"train", {{"data", o.data}, {"epochs", o.epochs}, {"batch", o.batch}, {"lr", o.lr},
                  {"weight_decay", o.weight_decay}, {"window", o.window}, {"hflip", o.hflip}, {"seed", o.seed},
-                 {"world_size", dist::world_size()}}}};
+                 {"world_size", dist::world_size()}, {"sync_bn", o.sync_bn}}}};
   // Data-parallel under mpirun: --batch is per rank. Every rank shuffles and draws the flips
   // of the global batch alike (one generator) and trains on its windows; the loss is
   // normalised by the global batch's positives, so the ranks' mean gradient is the global
   // batch's. Only rank 0 writes.
   apps::check_same_command(config, "", o.out);
+  nn::set_sync_batch_norm(model, o.sync_bn);
   std::unique_ptr<dist::DistributedDataParallel> ddp;
   if (dist::active()) ddp = std::make_unique<dist::DistributedDataParallel>(model.named_parameters(), model.buffers());
   const int64_t ranks = dist::world_size(), global_batch = o.batch * ranks;

@@ -340,6 +340,22 @@ void broadcast(const std::vector<Tensor>& tensors, int root) {
                  });
 }
 
+void all_reduce_sum_inplace(const Tensor& t) {
+  Group& g = group();
+  if (!g.mpi_up()) return;
+  QS_CHECK(t.is_contiguous() && (t.dtype() == DType::f32 || t.dtype() == DType::f64),
+           "dist::all_reduce_sum_inplace: expected a contiguous f32 or f64 tensor, got {} {}", dtype_name(t.dtype()),
+           shape_str(t.shape()));
+  void* p = t.raw_data();
+  const int64_t n = t.numel();
+  const bool f32 = t.dtype() == DType::f32;
+  g.run_blocking(fmt::format("all-reduce of a {} tensor of {} elements", dtype_name(t.dtype()), n),
+                 [=](const qs_mpi_api& api) {
+                   return f32 ? api.allreduce_sum_f32(static_cast<float*>(p), n)
+                              : api.allreduce_sum_f64(static_cast<double*>(p), n);
+                 });
+}
+
 std::vector<uint64_t> all_gather(uint64_t v) {
   Group& g = group();
   if (!g.mpi_up()) return {v};
@@ -417,7 +433,6 @@ struct DistributedDataParallel::Reducer {
   int next_launch = 0;
   bool sync = true;
   bool rebuilt = false;
-  double weight = 1;
   int64_t bucket_bytes;
   Clock::time_point step_t0;
   bool step_started = false;
@@ -473,7 +488,7 @@ struct DistributedDataParallel::Reducer {
     launch_ready();
   }
 
-  // The parameter's gradient, scaled by weight / world size, into its bucket slot (zeros
+  // The parameter's gradient, divided by the world size, into its bucket slot (zeros
   // where this rank has none).
   void copy_in(Bucket& b, int slot) {
     const Tensor& t = params[size_t(b.params[size_t(slot)])];
@@ -487,7 +502,7 @@ struct DistributedDataParallel::Reducer {
     if (g.dtype() != DType::f32) g = g.to(DType::f32);
     if (!g.is_contiguous()) g = g.contiguous();
     const float* src = g.data_ptr<float>();
-    const float s = float(weight / double(world_size()));
+    const float s = float(1.0 / double(world_size()));
     for (int64_t i = 0; i < n; ++i) dst[i] = src[i] * s;
   }
 
@@ -543,8 +558,26 @@ struct DistributedDataParallel::Reducer {
     // (torch's broadcast_buffers), so that every rank holds the same model.
     dist::broadcast(buffers, 0);
     trace.finish_end_ms = ms_since(step_t0);
+    if (util::verbose("dist")) print_trace();
     if (!rebuilt) rebuild_from_arrival();
     reset_step();
+  }
+
+  // QS_VERBOSE=dist: one line per step on stderr, the evidence of overlap: which buckets'
+  // all-reduces had finished before backward did.
+  void print_trace() const {
+    int64_t hidden = 0, total = 0;
+    std::string each;
+    for (size_t i = 0; i < trace.buckets.size(); ++i) {
+      const BucketTrace& b = trace.buckets[i];
+      total += b.bytes;
+      if (b.done_ms <= trace.backward_end_ms) hidden += b.bytes;
+      each += fmt::format(" | b{} {:.2f}MB q{:.1f} s{:.1f} d{:.1f}", i, double(b.bytes) * 1e-6, b.launched_ms,
+                          b.started_ms, b.done_ms);
+    }
+    std::fprintf(stderr, "[dist] rank %d step: first gradient to end of backward %.1f ms, then finish %.1f ms, all-reduced %.2f MB, %.2f MB of it before backward ended%s\n",
+                 rank(), trace.backward_end_ms, trace.finish_end_ms - trace.backward_end_ms, double(total) * 1e-6,
+                 double(hidden) * 1e-6, each.c_str());
   }
 
   void copy_out(const Bucket& b, const std::vector<int64_t>& has) {
@@ -632,11 +665,6 @@ DistributedDataParallel::DistributedDataParallel(const std::vector<std::pair<std
 }
 
 DistributedDataParallel::~DistributedDataParallel() = default;
-
-void DistributedDataParallel::set_sample_weight(double w) {
-  QS_CHECK(std::isfinite(w) && w >= 0, "DistributedDataParallel: sample weight {} is not a finite share", w);
-  r_->weight = w;
-}
 
 void DistributedDataParallel::finish() {
   if (!active()) return;

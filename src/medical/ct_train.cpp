@@ -12,6 +12,7 @@
 #include "apps/train_guard.h"
 #include "io/atomic_file.h"
 #include "qiusuo/dist/dist.h"
+#include "qiusuo/nn/norm.h"
 #include "qiusuo/autocast.h"
 #include "qiusuo/autograd.h"
 #include "qiusuo/io/checkpoint.h"
@@ -203,11 +204,12 @@ TrainCtResult train_ct(const TrainCtOptions& o) {
                                  {"train", {{"data", o.data}, {"loss", o.loss}, {"gamma", o.gamma}, {"alpha", o.alpha},
                                             {"epochs", o.epochs}, {"batch", o.batch}, {"lr", o.lr}, {"seed", o.seed},
                                             {"split_seed", o.split_seed}, {"bf16", o.bf16}, {"augment", o.augment},
-                                            {"world_size", dist::world_size()}}}};
+                                            {"world_size", dist::world_size()}, {"sync_bn", o.sync_bn}}}};
   // Data-parallel under mpirun: --batch is per rank. Every rank shuffles and augments the
   // global batch of batch × ranks volumes alike (one generator, the same draws) and trains
   // on its rows; only rank 0 writes.
   apps::check_same_command(config, "", o.out);
+  nn::set_sync_batch_norm(model, o.sync_bn);
   std::unique_ptr<dist::DistributedDataParallel> ddp;
   if (dist::active()) ddp = std::make_unique<dist::DistributedDataParallel>(model.named_parameters(), model.buffers());
   const int64_t ranks = dist::world_size(), global_batch = o.batch * ranks;
@@ -239,7 +241,8 @@ TrainCtResult train_ct(const TrainCtOptions& o) {
         loss = o.loss == "focal" ? focal_loss(logits, y, o.gamma, alpha) : cross_entropy(logits, y);
       }
       const double step_loss = ddp ? dist::all_reduce_sum(loss.item() * double(n_local)) / double(m) : loss.item();
-      if (ddp) ddp->set_sample_weight(double(n_local) * double(ranks) / double(m));
+      // This rank's share of the global batch, relative to an even split.
+      if (ddp) loss = mul(loss, scalar_tensor(double(n_local) * double(ranks) / double(m)));
       loss.backward();
       if (ddp) ddp->finish();
       opt.step();

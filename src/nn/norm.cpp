@@ -1,6 +1,7 @@
 #include "qiusuo/nn/norm.h"
 
 #include "qiusuo/autograd.h"
+#include "qiusuo/dist/dist.h"
 #include "qiusuo/ops.h"
 
 namespace qs::nn {
@@ -34,8 +35,46 @@ Tensor BatchNorm::normalise(const Tensor& x, bool relu) {
     NoGrad ng;
     num_batches_tracked_.fill_(num_batches_tracked_.item() + 1);
   }
+  if (sync_ && is_training() && dist::active()) return normalise_synced(x, relu);
   return (relu ? batch_norm_relu : batch_norm)(x, running_mean_, running_var_, weight_, bias_, is_training(),
                                                momentum_, eps_);
+}
+
+// The global batch's statistics, two-pass as the fused op computes them: the mean from
+// the ranks' sums and counts, then the biased variance from the ranks' sums of squared
+// deviations from it. Gradients flow through both all-reduces (their backward is an
+// all-reduce of the gradients), which gives each rank its part of the global gradient.
+Tensor BatchNorm::normalise_synced(const Tensor& x, bool relu) {
+  const Tensor xf = x.dtype() == DType::f32 ? x : x.to(DType::f32);
+  std::vector<int64_t> dims{0};
+  Shape per_channel(size_t(xf.dim()), 1);
+  per_channel[1] = c_;
+  for (int64_t d = 2; d < xf.dim(); ++d) dims.push_back(d);
+  const double local = double(xf.numel() / c_);
+  const double count = dist::all_reduce_sum(local);
+  const Tensor mean = div(dist::all_reduce(sum(xf, dims)), scalar_tensor(count));
+  const Tensor centred = sub(xf, mean.reshape(per_channel));
+  const Tensor var = div(dist::all_reduce(sum(mul(centred, centred), dims)), scalar_tensor(count));
+  Tensor scale = rsqrt(add(var, scalar_tensor(eps_)));
+  if (weight_.defined()) scale = mul(scale, weight_);
+  Tensor y = mul(centred, scale.reshape(per_channel));
+  if (bias_.defined()) y = add(y, bias_.reshape(per_channel));
+  if (relu) y = qs::relu(y);
+  {
+    NoGrad ng;
+    const double m = momentum_, unbias = count > 1 ? count / (count - 1) : 1.0;
+    running_mean_.copy_(add(mul(running_mean_, scalar_tensor(1 - m)), mul(mean.detach(), scalar_tensor(m))));
+    running_var_.copy_(add(mul(running_var_, scalar_tensor(1 - m)), mul(var.detach(), scalar_tensor(m * unbias))));
+  }
+  return y;
+}
+
+int set_sync_batch_norm(Module& m, bool on) {
+  int n = 0;
+  if (auto* bn = dynamic_cast<BatchNorm*>(&m)) bn->set_sync(on), ++n;
+  for (auto& [name, child] : m.named_modules())
+    if (auto* bn = dynamic_cast<BatchNorm*>(child.get())) bn->set_sync(on), ++n;
+  return n;
 }
 
 std::string BatchNorm::extra_repr() const {

@@ -11,6 +11,7 @@
 #include "qiusuo/autograd.h"
 #include "qiusuo/dist/dist.h"
 #include "qiusuo/nn/linear.h"
+#include "qiusuo/nn/norm.h"
 #include "qiusuo/nn/sequential.h"
 #include "qiusuo/nn/activation.h"
 #include "qiusuo/ops.h"
@@ -131,7 +132,7 @@ TEST(DistMpi, GradientsEqualTheGlobalBatchGradient) {
   }
 }
 
-// Rank 0 has 2 samples, rank 1 has 6: with the sample weights, the mean over all 8.
+// Rank 0 has 2 samples, rank 1 has 6: each rank's loss scaled by its share, the mean over all 8.
 TEST(DistMpi, UnevenSharesAreWeighted) {
   Mlp model(3), ref(4);
   dist::DistributedDataParallel ddp(model.named_parameters());
@@ -142,12 +143,44 @@ TEST(DistMpi, UnevenSharesAreWeighted) {
   }
   Tensor X = global_x(8), Y = global_y(8);
   const int64_t first = dist::rank() == 0 ? 0 : 2, n = dist::rank() == 0 ? 2 : 6;
-  ddp.set_sample_weight(double(n) * 2 / 8);
-  mse(model.forward(X.narrow(0, first, n)), Y.narrow(0, first, n)).backward();
+  const Tensor loss = mse(model.forward(X.narrow(0, first, n)), Y.narrow(0, first, n));
+  mul(loss, scalar_tensor(double(n) * 2 / 8)).backward();  // this rank's share
   ddp.finish();
   mse(ref.forward(X), Y).backward();
   auto mp = model.parameters(), rp = ref.parameters();
   for (size_t i = 0; i < mp.size(); ++i) expect_close(mp[i].grad(), rp[i].grad(), 1e-6, fmt::format("parameter {}", i));
+}
+
+// Sync batch norm on two ranks (2 and 4 samples) against the fused batch norm over all 6:
+// outputs, every input gradient, the sum of the ranks' weight gradients and the running
+// statistics agree. The loss is a sum, so the ranks' losses add up to the global one.
+TEST(DistMpi, SyncBatchNormEqualsBatchNormOverTheGlobalBatch) {
+  Generator g(21);
+  const Tensor X = randn({6, 3, 4, 5}, DType::f32, &g), G = randn({6, 3, 4, 5}, DType::f32, &g);
+  const Tensor w = randn({3}, DType::f32, &g), b = randn({3}, DType::f32, &g);
+  for (bool relu : {false, true}) {
+    nn::BatchNorm2d bn(3), ref(3);
+    {
+      NoGrad ng;
+      for (Tensor t : {bn.weight(), ref.weight()}) t.copy_(w);
+      for (Tensor t : {bn.bias(), ref.bias()}) t.copy_(b);
+    }
+    bn.set_sync(true);
+    EXPECT_EQ(nn::set_sync_batch_norm(ref, false), 1);
+    const int64_t first = dist::rank() == 0 ? 0 : 2, n = dist::rank() == 0 ? 2 : 4;
+    Tensor x = X.narrow(0, first, n).contiguous().detach().requires_grad_(true);
+    Tensor xr = X.detach().clone().requires_grad_(true);
+    Tensor y = relu ? bn.forward_relu(x) : bn.forward(x);
+    Tensor yr = relu ? ref.forward_relu(xr) : ref.forward(xr);
+    expect_close(y, yr.narrow(0, first, n).contiguous(), 2e-5, "output");
+    sum(mul(y, G.narrow(0, first, n))).backward();
+    sum(mul(yr, G)).backward();
+    expect_close(x.grad(), xr.grad().narrow(0, first, n).contiguous(), 2e-5, "input gradient");
+    expect_close(dist::all_reduce(bn.weight().grad()), ref.weight().grad(), 2e-4, "weight gradient");
+    expect_close(dist::all_reduce(bn.bias().grad()), ref.bias().grad(), 2e-4, "bias gradient");
+    expect_close(bn.running_mean(), ref.running_mean(), 1e-6, "running mean");
+    expect_close(bn.running_var(), ref.running_var(), 1e-5, "running variance");
+  }
 }
 
 // A parameter only rank 0 uses gets half rank 0's gradient; one no rank uses stays

@@ -74,6 +74,7 @@ struct TrainCnnOptions {
   // (Liu et al. 2017 use 1e-4 on VGG, 1e-5 on ResNet), before `qiusuo prune --method bn-scale --global`.
   double bn_l1 = 0;
   bool hflip = false;           // mirror each training image left-right with probability 1/2
+  bool sync_bn = false;         // under mpirun: batch statistics over every rank's samples
   uint64_t seed = 0;
   int threads = 0;
   bool bf16 = false;

@@ -44,6 +44,7 @@ struct TrainDefectOptions {
   double lr = 1e-3, weight_decay = 1e-4;
   int window = 4;
   bool hflip = true;  // mirror a window left-right with probability 1/2
+  bool sync_bn = false;  // under mpirun: batch statistics over every rank's samples
   uint64_t seed = 0;
   bool quiet = false;
 };

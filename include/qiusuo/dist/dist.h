@@ -65,6 +65,11 @@ void all_reduce_max(std::vector<int64_t>& v);
 // Rank `root`'s bytes of each tensor (contiguous, same shape and dtype on every rank).
 void broadcast(const std::vector<Tensor>& tensors, int root = 0);
 std::vector<uint64_t> all_gather(uint64_t v);
+// In place, over a contiguous f32 or f64 tensor; not recorded by autograd.
+void all_reduce_sum_inplace(const Tensor& t);
+// The sum of x over the ranks, as an op (all_reduce in the op table): differentiable, its
+// gradient the sum of the ranks' gradients. What sync batch norm is composed from.
+Tensor all_reduce(const Tensor& x);
 void barrier();
 // Every rank must hold the same `value` (hashed and gathered): otherwise an error naming
 // `what` and the ranks that differ from rank 0.
@@ -101,13 +106,12 @@ class DistributedDataParallel {
   DistributedDataParallel(const DistributedDataParallel&) = delete;
   DistributedDataParallel& operator=(const DistributedDataParallel&) = delete;
 
-  // This rank's share of the step's samples relative to an even split (local count ×
-  // world size / global count); 1 by default. Set before backward when a global batch
-  // does not split evenly, so that the average is the mean over all samples.
-  void set_sample_weight(double w);
-  // Waits for every bucket; each parameter's .grad becomes the weighted mean of the
-  // ranks' gradients (undefined only where no rank had one). Call after backward, before
-  // the optimiser. With one rank it does nothing.
+  // Waits for every bucket; each parameter's .grad becomes the mean of the ranks'
+  // gradients (undefined only where no rank had one). Call after backward, before the
+  // optimiser. With one rank it does nothing. When a global batch does not split evenly,
+  // scale each rank's loss by its share (local count × world size / global count) before
+  // backward: the mean is then the global batch's, also through sync batch norm, whose
+  // gradients cross ranks.
   void finish();
 
   // While alive, backward accumulates gradients locally (gradient accumulation); the

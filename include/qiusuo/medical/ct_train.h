@@ -48,6 +48,7 @@ struct TrainCtOptions {
   int64_t batch = 16;
   double lr = 1e-3, weight_decay = 1e-4;
   bool augment = true;
+  bool sync_bn = false;     // under mpirun: batch statistics over every rank's samples
   bool bf16 = false;
   std::vector<double> split = {0.6, 0.2, 0.2};  // train / validation / test, by patient
   uint64_t seed = 0;        // initialisation, shuffling and augmentation

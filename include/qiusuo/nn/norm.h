@@ -25,14 +25,26 @@ class BatchNorm : public Module {
   double eps() const { return eps_; }
   double momentum() const { return momentum_; }
   int spatial_dims() const { return dims_; }
+  // Sync batch norm (torch's SyncBatchNorm): in a data-parallel job, training-mode
+  // statistics over the global batch (every rank's samples) instead of this rank's, so
+  // that N ranks train as one process with N times the batch. Composed from ops around
+  // dist::all_reduce (two all-reduces per layer and step, forward and backward), slower
+  // than the fused op, which still runs with one rank, in evaluation, or when off.
+  void set_sync(bool on) { sync_ = on; }
+  bool sync() const { return sync_; }
 
  private:
   Tensor normalise(const Tensor& x, bool relu);
+  Tensor normalise_synced(const Tensor& x, bool relu);
+  bool sync_ = false;
   int dims_;
   int64_t c_;
   double eps_, momentum_;
   Tensor weight_, bias_, running_mean_, running_var_, num_batches_tracked_;
 };
+// Turns sync on (or off) in every BatchNorm of `m`; returns how many.
+int set_sync_batch_norm(Module& m, bool on = true);
+
 class BatchNorm1d : public BatchNorm {
  public:
   explicit BatchNorm1d(int64_t c, double eps = 1e-5, double momentum = 0.1, bool affine = true)
