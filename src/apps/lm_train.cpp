@@ -164,7 +164,7 @@ TrainLmResult train_lm(const TrainLmOptions& o) {
     ++step;
     tokens += global_batch * o.seq;
     r.losses.push_back(float(loss_value));
-    if (!o.quiet) progress.update(step, r.losses.back(), global_batch * o.seq);
+    if (!o.quiet && dist::is_main()) progress.update(step, r.losses.back(), global_batch * o.seq);
     const bool last = step == o.steps;
     if (last || (o.eval_every > 0 && step % o.eval_every == 0)) validate(step);
     if (last || (o.save_every > 0 && step % o.save_every == 0) || step == o.stop_after) save(step);

@@ -161,7 +161,7 @@ TrainMtResult train_mt(const TrainMtOptions& o) {
     ++step;
     tokens += global_tokens;
     r.losses.push_back(float(loss_value));
-    if (!o.quiet) progress.update(step, r.losses.back(), global_tokens);
+    if (!o.quiet && dist::is_main()) progress.update(step, r.losses.back(), global_tokens);
     const bool last = step == o.steps;
     if (last || (o.eval_every > 0 && step % o.eval_every == 0)) validate(step);
     if (last || (o.save_every > 0 && step % o.save_every == 0) || step == o.stop_after) save(step);

@@ -172,7 +172,7 @@ TrainCnnResult train_fashion_cnn(const TrainCnnOptions& o) {
       ++step;
       images += n_global;
       r.losses.push_back(float(loss_value));
-      if (!o.quiet) progress.update(step, r.losses.back(), n_global);
+      if (!o.quiet && dist::is_main()) progress.update(step, r.losses.back(), n_global);
       if (o.save_every > 0 && step % o.save_every == 0) save(fmt::format("step-{}.safetensors", step));
       if (o.stop_after > 0 && step >= o.stop_after) {
         save(fmt::format("step-{}.safetensors", step));

@@ -230,7 +230,7 @@ TrainDefectResult train_defect(const TrainDefectOptions& o) {
       loss_sum += lv * double(m);
       counted += m;
       seen += m;
-      if (!o.quiet) progress.update((epoch - 1) * steps + s + 1, lv, m);
+      if (!o.quiet && dist::is_main()) progress.update((epoch - 1) * steps + s + 1, lv, m);
     }
     train_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - te).count();
     r.train_loss.push_back(loss_sum / double(std::max<int64_t>(1, counted)));

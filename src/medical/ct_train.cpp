@@ -248,7 +248,7 @@ TrainCtResult train_ct(const TrainCtOptions& o) {
       opt.step();
       loss_sum += step_loss * double(m);
       seen += m;
-      if (!o.quiet) progress.update((epoch - 1) * steps_per_epoch + b + 1, step_loss, m);
+      if (!o.quiet && dist::is_main()) progress.update((epoch - 1) * steps_per_epoch + b + 1, step_loss, m);
     }
     train_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - te).count();
     r.train_loss.push_back(loss_sum / double(idx[0].size()));

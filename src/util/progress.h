@@ -1,6 +1,5 @@
 // A one-line progress display for long work: step, loss, throughput, ETA. Writes to
-// stderr; redraws in place on a terminal, prints every `every` steps otherwise. In a
-// data-parallel run only rank 0 shows it.
+// stderr; redraws in place on a terminal, prints every `every` steps otherwise.
 #pragma once
 #include <unistd.h>
 
@@ -9,8 +8,6 @@
 #include <string>
 
 #include <fmt/core.h>
-
-#include "qiusuo/dist/dist.h"
 
 namespace qs::util {
 
@@ -23,7 +20,6 @@ class Progress {
   // `done` steps finished, each of `items` units (images, tokens).
   void update(int64_t done, double loss, int64_t items) {
     items_ += items;
-    if (!dist::is_main()) return;
     if (!tty_ && done % every_ != 0 && done != total_) return;
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
     double rate = secs > 0 ? double(items_) / secs : 0;
