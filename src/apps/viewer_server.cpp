@@ -1,4 +1,5 @@
-// The viewer's HTTP server: cpp-httplib routes for the JSON API and the static page.
+// The viewer's HTTP server: cpp-httplib routes for the JSON API and the static page, behind
+// the gate of http_gate.h (slow clients wait there, not on a worker thread).
 #include <fmt/format.h>
 #include <httplib.h>
 
@@ -6,6 +7,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "apps/http_gate.h"
 #include "qiusuo/apps/viewer.h"
 #include "qiusuo/error.h"
 
@@ -74,11 +76,11 @@ bool is_loopback(const std::string& host) { return host == "127.0.0.1" || host =
 }  // namespace
 
 struct ViewerServer::Impl {
-  Impl(LoadedLm lm, const ViewerOptions& o) : opt(o), api(std::move(lm), o) {}
-  Impl(LoadedMt mt, const ViewerOptions& o) : opt(o), api(std::move(mt), o) {}
+  Impl(LoadedLm lm, const ViewerOptions& o) : opt(o), api(std::move(lm), o), http(o.http) {}
+  Impl(LoadedMt mt, const ViewerOptions& o) : opt(o), api(std::move(mt), o), http(o.http) {}
   ViewerOptions opt;
   ViewerApi api;
-  httplib::Server http;
+  GatedServer http;
   std::string assets;
   int port = 0;
   void routes();
@@ -148,8 +150,14 @@ void ViewerServer::Impl::routes() {
     res.set_header("Cache-Control", "no-cache");
   });
   // Errors httplib answers itself (413 body too large, 400 bad request line, 404 for
-  // other methods) get the API's {"error": ...} body too.
+  // other methods) get the API's {"error": ...} body too. A body that missed the request's
+  // deadline is a 400 to httplib (its read failed): the gate knows it was time.
   http.set_error_handler([this](const httplib::Request& req, httplib::Response& res) {
+    if (GatedServer::request_timed_out()) {
+      res.set_header("Connection", "close");  // the gate closes it: the rest of the body is unread
+      return send_error(res, 408, fmt::format("the request did not arrive within {} s of its first byte",
+                                              opt.http.request_timeout_s));
+    }
     if (!res.body.empty()) return;
     const std::string msg =
         res.status == 413 ? fmt::format("the request body is too large: the limit is {} bytes", opt.body_limit)
@@ -192,7 +200,7 @@ int ViewerServer::bind() {
   return port;
 }
 
-void ViewerServer::run() { impl_->http.listen_after_bind(); }
+void ViewerServer::run() { impl_->http.serve(); }
 void ViewerServer::stop() { impl_->http.stop(); }
 ViewerApi& ViewerServer::api() { return impl_->api; }
 

@@ -27,6 +27,21 @@
 
 namespace qs::apps {
 
+// What one client may hold of the server (issue 19: eight connections sending a header line
+// a second held all eight worker threads). A connection waits for its request head without a
+// worker thread; only a request whose head has arrived whole reaches one.
+struct HttpLimits {
+  double request_timeout_s = 10;  // the head and body of a request must arrive within this of its first byte (408)
+  int keep_alive_s = 5;           // an idle connection is closed after this many seconds
+  size_t head_max = 32 * 1024;    // bytes of request line and headers (431 beyond)
+  int workers = 8;                // threads that run requests
+  int workers_per_client = 4;     // of them, how many requests of one client address may hold at once
+  // Open connections, waiting or served: more are answered 503 at once. cpp-httplib refuses
+  // (500) a socket numbered 1024 or above (select()), so the total stays below that.
+  int connections_max = 512;
+  int connections_per_client = 128;
+};
+
 struct ViewerOptions {
   std::string host = "127.0.0.1";
   int port = 8080;                 // 0: any free port (bind() returns it)
@@ -35,6 +50,7 @@ struct ViewerOptions {
   int64_t max_tokens = 1024;       // per request; also capped by the model's position encoding
   size_t body_limit = 256 * 1024;  // request bodies above it get 413
   std::string checkpoint;          // the path shown in /api/model
+  HttpLimits http;
 };
 
 // A request the API refuses: the HTTP status (400, 404, 413, 422) and a message for the page.
