@@ -22,8 +22,8 @@ PKGS=(
   # data-parallel training: Open MPI's headers and library (the libqiusuo_mpi.so plugin) and
   # its launcher, mpirun (the dist tests run two ranks over loopback)
   libopenmpi-dev openmpi-bin
-  # tests and benchmarks
-  libgtest-dev libbenchmark-dev
+  # tests and benchmarks; wrk: the HTTP load generator of scripts/load_test.sh (ctest load.serve)
+  libgtest-dev libbenchmark-dev wrk
   # the oracle for golden tests (torchvision: the ResNet oracle) and the benchmark peer (never a
   # runtime dependency);
   # OpenBLAS, or Debian's PyTorch falls back to netlib BLAS (shared/peers/README.md)
