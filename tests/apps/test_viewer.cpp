@@ -34,15 +34,11 @@ class ViewerTest : public ::testing::Test {
     o.assets_dir = root_ + "/www";
     o.max_tokens = 300;
     o.body_limit = kBodyLimit;
-    server_ = new ViewerServer(tiny_lm(), o);
-    port_ = server_->bind();
-    thread_ = new std::thread([] { server_->run(); });
+    running_ = new RunningServer(o);
+    port_ = running_->port;
   }
   static void TearDownTestSuite() {
-    server_->stop();
-    thread_->join();
-    delete thread_;
-    delete server_;
+    delete running_;
   }
   static httplib::Result post(const json& body) { return post_raw(body.dump()); }
   // Sanitizer and valgrind runs on a busy machine can take longer than httplib's 5 s.
@@ -84,8 +80,7 @@ class ViewerTest : public ::testing::Test {
     return out;
   }
   static inline std::string root_;
-  static inline ViewerServer* server_ = nullptr;
-  static inline std::thread* thread_ = nullptr;
+  static inline RunningServer* running_ = nullptr;
   static inline int port_ = 0;
 };
 

@@ -39,15 +39,11 @@ class ViewerLimitsTest : public ::testing::Test {
     o.http.workers = kWorkers;
     o.http.workers_per_client = kPerClient;
     o.http.connections_per_client = kConnsPerClient;
-    server_ = new ViewerServer(tiny_lm(), o);
-    port_ = server_->bind();
-    thread_ = new std::thread([] { server_->run(); });
+    running_ = new RunningServer(o);
+    port_ = running_->port;
   }
   static void TearDownTestSuite() {
-    server_->stop();
-    thread_->join();
-    delete thread_;
-    delete server_;
+    delete running_;
   }
 
   // A TCP connection to the server from the loopback address `from` (127.0.0.x: each is a
@@ -116,8 +112,7 @@ class ViewerLimitsTest : public ::testing::Test {
     for (auto& c : s) ::close(c.fd);
   }
 
-  static inline ViewerServer* server_ = nullptr;
-  static inline std::thread* thread_ = nullptr;
+  static inline RunningServer* running_ = nullptr;
   static inline int port_ = 0;
 };
 

@@ -1,8 +1,9 @@
-// What the viewer's server tests share: a tiny language model and an asset folder.
+// What the viewer's server tests share: a tiny language model, an asset folder, a running server.
 #pragma once
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "qiusuo/apps/viewer.h"
 #include "qiusuo/nn/transformer.h"
@@ -38,5 +39,19 @@ inline std::string make_assets(const std::string& tag) {
   std::filesystem::create_symlink(root + "/secret.txt", root + "/www/link.txt");
   return root;
 }
+
+// tiny_lm() served with `o` on a free port, by a thread of its own until destroyed.
+struct RunningServer {
+  explicit RunningServer(const ViewerOptions& o) : server(tiny_lm(), o), port(server.bind()) {
+    thread = std::thread([this] { server.run(); });
+  }
+  ~RunningServer() {
+    server.stop();
+    thread.join();
+  }
+  ViewerServer server;
+  int port;
+  std::thread thread;
+};
 
 }  // namespace qs::apps
