@@ -50,6 +50,7 @@ std::vector<std::vector<std::string>> FashionCNN::fuse_groups() {
 }
 
 Tensor FashionCNN::forward(const Tensor& x) {
+  nn::ModuleScope scope(*this);
   QS_CHECK(x.dim() == 4 && x.size(1) == 1, "FashionCNN: expected images [N, 1, H, W], got {}", shape_str(x.shape()));
   // conv -> batch-norm -> ReLU; the last two as one fused op while they are the plain
   // modules (quantisation's prepare swaps in fused or observed ones, which run as given).
@@ -78,6 +79,7 @@ CNN3D::CNN3D(Generator& gen) : Module("CNN3D") {
 }
 
 Tensor CNN3D::forward(const Tensor& x) {
+  nn::ModuleScope scope(*this);
   QS_CHECK(x.dim() == 5 && x.size(1) == 1, "CNN3D: expected volumes [N, 1, D, H, W], got {}", shape_str(x.shape()));
   Tensor h = max_pool3d(b1_->forward_relu((*c1_)(x)), 2);
   h = max_pool3d(b2_->forward_relu((*c2_)(h)), 2);

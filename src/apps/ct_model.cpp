@@ -25,6 +25,7 @@ ResBlock3d::ResBlock3d(int64_t in, int64_t out, Generator& gen) : Module("ResBlo
 }
 
 Tensor ResBlock3d::forward(const Tensor& x) {
+  nn::ModuleScope scope(*this);
   Tensor h = bn2_->forward((*conv2_)(bn1_->forward_relu((*conv1_)(x))));
   return relu(h + (skip_ ? skip_bn_->forward((*skip_)(x)) : x));
 }
@@ -40,6 +41,7 @@ Tensor AttentionGate3d::forward(const Tensor&) {
 }
 
 std::pair<Tensor, Tensor> AttentionGate3d::gate(const Tensor& x, const Tensor& g) {
+  nn::ModuleScope scope(*this);
   QS_CHECK(x.dim() == 5 && g.dim() == 5 && x.size(2) == 2 * g.size(2) && x.size(3) == 2 * g.size(3) &&
                x.size(4) == 2 * g.size(4),
            "AttentionGate3d: x {} must be twice g {} in D, H, W", shape_str(x.shape()), shape_str(g.shape()));
@@ -91,6 +93,7 @@ CtNet::CtNet(const CtNetConfig& cfg, Generator& gen) : Module("CtNet"), cfg_(cfg
 Tensor CtNet::forward(const Tensor& x) { return forward_gates(x, nullptr); }
 
 Tensor CtNet::forward_gates(const Tensor& x, std::vector<Tensor>* gates, Tensor* features) {
+  nn::ModuleScope scope(*this);
   const int64_t S = cfg_.patch;
   QS_CHECK(x.dim() == 5 && x.size(1) == 1 && x.size(2) == S && x.size(3) == S && x.size(4) == S,
            "CtNet: expected patches [N, 1, {}, {}, {}], got {}", S, S, S, shape_str(x.shape()));

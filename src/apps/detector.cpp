@@ -104,6 +104,7 @@ Detector::Detector(const DetectorConfig& cfg, Generator& gen) : Module("Detector
 }
 
 DetectorMaps Detector::maps(const Tensor& x_in) {
+  nn::ModuleScope scope(*this);
   const int64_t T = cfg_.frames_in();
   Tensor x = x_in.dim() == 4 && T == 1 ? x_in.unsqueeze(1) : x_in;
   QS_CHECK(x.dim() == 5 && x.size(1) == T && x.size(2) == cfg_.in_channels, "Detector ({}): expected frames [B, {}, {}, "

@@ -47,6 +47,7 @@ BasicBlock::BasicBlock(int64_t in, int64_t planes, int64_t stride, Generator& ge
 }
 
 Tensor BasicBlock::forward(const Tensor& x) {
+  nn::ModuleScope scope(*this);
   Tensor h = bn2_->forward((*conv2_)(bn1_->forward_relu((*conv1_)(x))));
   return relu(h + (downsample_ ? (*downsample_)(x) : x));
 }
@@ -62,6 +63,7 @@ Bottleneck::Bottleneck(int64_t in, int64_t planes, int64_t stride, Generator& ge
 }
 
 Tensor Bottleneck::forward(const Tensor& x) {
+  nn::ModuleScope scope(*this);
   Tensor h = bn2_->forward_relu((*conv2_)(bn1_->forward_relu((*conv1_)(x))));
   h = bn3_->forward((*conv3_)(h));
   return relu(h + (downsample_ ? (*downsample_)(x) : x));
@@ -111,6 +113,7 @@ std::vector<Tensor> ResNet::stages(const Tensor& x) {
 }
 
 Tensor ResNet::forward(const Tensor& x) {
+  nn::ModuleScope scope(*this);
   Tensor c5 = stages(x).back();
   if (!fc_) return c5;
   return (*fc_)(mean(c5, {2, 3}));

@@ -31,6 +31,8 @@ struct Node {
   std::weak_ptr<TensorImpl> leaf;
   bool is_accumulator = false;
   bool not_differentiable = false;  // reaching it is an error
+  // The module whose forward recorded it (kept only in anomaly mode, for its errors).
+  std::shared_ptr<const std::string> scope;
 };
 struct AutogradMeta {
   bool requires_grad = false;

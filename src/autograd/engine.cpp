@@ -3,6 +3,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "autograd/anomaly.h"
 #include "autograd/autograd.h"
 #include "ops/functional_internal.h"
 
@@ -115,6 +116,7 @@ void record(const ops::OpDef& def, ops::OpCall& call) {
   node->name = def.name;
   node->op = def.kind;
   node->not_differentiable = !(def.flags & ops::kDiff);
+  if (anomaly_enabled()) node->scope = anomaly_scope();
   auto& ctx = node->ctx;
   ctx.attrs = call.attrs;
   size_t nin = call.in.size();
@@ -176,6 +178,7 @@ Tensor apply_hooks(const std::vector<Hook>& hooks, Tensor g) {
 std::vector<Tensor> run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads,
                                  bool retain_graph, const std::vector<Tensor>& inputs) {
   NoGrad no_grad;  // gradients are computed without recording (no higher-order graphs)
+  InBackward in_backward;  // anomaly mode checks each node's gradients, not the ops of its formula
   std::vector<std::pair<std::shared_ptr<Node>, int>> root_edges;
   std::vector<Tensor> root_grads;
   for (size_t r = 0; r < roots.size(); ++r) {
@@ -295,6 +298,7 @@ std::vector<Tensor> run_backward(const std::vector<Tensor>& roots, const std::ve
             is_floating(n->out_spec[k].dtype) && is_floating(gin[k].dtype()))
           gin[k] = gin[k].to(n->out_spec[k].dtype);
       gout = ops::op_def(n->op).impl->backward(n->ctx, gin);
+      if (anomaly_enabled()) check_backward(*n, gin, gout);
     }
     if (!retain_graph) {
       n->ctx.in.clear();

@@ -5,14 +5,29 @@
 
 namespace qs::nn {
 
-Tensor ReLU::forward(const Tensor& x) { return relu(x); }
+Tensor ReLU::forward(const Tensor& x) {
+  ModuleScope scope(*this);
+  return relu(x);
+}
 GELU::GELU(std::string approximate) : Module("GELU"), approximate_(std::move(approximate)) {
   QS_CHECK(approximate_ == "none" || approximate_ == "tanh", "GELU: approximate must be 'none' or 'tanh', got '{}'",
            approximate_);
 }
-Tensor GELU::forward(const Tensor& x) { return gelu(x, approximate_); }
-Tensor SiLU::forward(const Tensor& x) { return silu(x); }
-Tensor Tanh::forward(const Tensor& x) { return tanh(x); }
-Tensor Sigmoid::forward(const Tensor& x) { return sigmoid(x); }
+Tensor GELU::forward(const Tensor& x) {
+  ModuleScope scope(*this);
+  return gelu(x, approximate_);
+}
+Tensor SiLU::forward(const Tensor& x) {
+  ModuleScope scope(*this);
+  return silu(x);
+}
+Tensor Tanh::forward(const Tensor& x) {
+  ModuleScope scope(*this);
+  return tanh(x);
+}
+Tensor Sigmoid::forward(const Tensor& x) {
+  ModuleScope scope(*this);
+  return sigmoid(x);
+}
 
 }  // namespace qs::nn

@@ -38,6 +38,7 @@ ConvNd::ConvNd(int spatial_dims, int64_t in_channels, int64_t out_channels, Size
 }
 
 Tensor ConvNd::forward(const Tensor& x) {
+  ModuleScope scope(*this);
   switch (dims_) {
     case 1: return conv1d(x, weight_, bias_, opt_.stride, opt_.padding, opt_.dilation, opt_.groups);
     case 2: return conv2d(x, weight_, bias_, opt_.stride, opt_.padding, opt_.dilation, opt_.groups);
@@ -58,6 +59,7 @@ MaxPool::MaxPool(int spatial_dims, SizeArg kernel, SizeArg stride, SizeArg paddi
     : Module(spatial_dims == 2 ? "MaxPool2d" : "MaxPool3d"), dims_(spatial_dims), kernel_(std::move(kernel)),
       stride_(std::move(stride)), padding_(std::move(padding)) {}
 Tensor MaxPool::forward(const Tensor& x) {
+  ModuleScope scope(*this);
   return dims_ == 2 ? max_pool2d(x, kernel_, stride_, padding_) : max_pool3d(x, kernel_, stride_, padding_);
 }
 std::string MaxPool::extra_repr() const {
@@ -69,6 +71,7 @@ AvgPool::AvgPool(int spatial_dims, SizeArg kernel, SizeArg stride, SizeArg paddi
     : Module(spatial_dims == 2 ? "AvgPool2d" : "AvgPool3d"), dims_(spatial_dims), kernel_(std::move(kernel)),
       stride_(std::move(stride)), padding_(std::move(padding)), count_include_pad_(count_include_pad) {}
 Tensor AvgPool::forward(const Tensor& x) {
+  ModuleScope scope(*this);
   return dims_ == 2 ? avg_pool2d(x, kernel_, stride_, padding_, count_include_pad_)
                     : avg_pool3d(x, kernel_, stride_, padding_, count_include_pad_);
 }
@@ -81,6 +84,7 @@ AdaptiveAvgPool::AdaptiveAvgPool(int spatial_dims, SizeArg output_size)
     : Module(spatial_dims == 1 ? "AdaptiveAvgPool1d" : spatial_dims == 2 ? "AdaptiveAvgPool2d" : "AdaptiveAvgPool3d"),
       dims_(spatial_dims), out_(std::move(output_size)) {}
 Tensor AdaptiveAvgPool::forward(const Tensor& x) {
+  ModuleScope scope(*this);
   switch (dims_) {
     case 1: return adaptive_avg_pool1d(x, out_);
     case 2: return adaptive_avg_pool2d(x, out_);

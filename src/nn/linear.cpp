@@ -23,6 +23,7 @@ Linear::Linear(int64_t in_features, int64_t out_features, bool bias, Generator& 
 }
 
 Tensor Linear::forward(const Tensor& x) {
+  ModuleScope scope(*this);
   QS_CHECK(x.dim() >= 1 && x.size(-1) == in_, "Linear: expected input [..., {}], got {}", in_, shape_str(x.shape()));
   return linear(x, weight_, bias_);
 }
@@ -43,7 +44,10 @@ Embedding::Embedding(int64_t num_embeddings, int64_t embedding_dim, int64_t padd
   }
 }
 
-Tensor Embedding::forward(const Tensor& indices) { return embedding(indices, weight_, padding_idx_); }
+Tensor Embedding::forward(const Tensor& indices) {
+  ModuleScope scope(*this);
+  return embedding(indices, weight_, padding_idx_);
+}
 
 std::string Embedding::extra_repr() const {
   std::string s = fmt::format("{}, {}", num_, dim_);

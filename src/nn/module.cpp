@@ -5,9 +5,31 @@
 #include <map>
 #include <ostream>
 
+#include "autograd/anomaly.h"
 #include "qiusuo/autograd.h"
 
 namespace qs::nn {
+
+Module::~Module() {
+  for (auto& [n, c] : children_)
+    if (c->parent_ == this) c->parent_ = nullptr;
+}
+
+std::string Module::path() const {
+  std::string p;
+  for (const Module* m = this; m->parent_; m = m->parent_) p = p.empty() ? m->name_ : m->name_ + "." + p;
+  return p;
+}
+
+ModuleScope::ModuleScope(const Module& m) : open_(anomaly_enabled()) {
+  if (!open_) return;
+  const std::string p = m.path();
+  autograd::push_anomaly_scope(p.empty() ? m.type_name() : fmt::format("{} ({})", p, m.type_name()));
+}
+
+ModuleScope::~ModuleScope() {
+  if (open_) autograd::pop_anomaly_scope();
+}
 
 Tensor Module::forward(const Tensor&) {
   QS_FAIL("{}: has no single-tensor forward(); call its own forward signature", type_name_);
@@ -44,6 +66,8 @@ Tensor Module::register_buffer(const std::string& name, Tensor t) {
 void Module::add_child(const std::string& name, std::shared_ptr<Module> m) {
   check_new_name(name);
   QS_CHECK(m != nullptr, "{}: child module '{}' is null", type_name_, name);
+  m->parent_ = this;
+  m->name_ = name;
   children_.emplace_back(name, std::move(m));
 }
 
@@ -60,6 +84,9 @@ std::shared_ptr<Module> Module::replace_child(const std::string& name, std::shar
   for (auto& [n, c] : children_)
     if (n == name) {
       std::shared_ptr<Module> old = std::move(c);
+      if (old->parent_ == this) old->parent_ = nullptr;
+      m->parent_ = this;
+      m->name_ = name;
       c = std::move(m);
       return old;
     }

@@ -20,6 +20,7 @@ SwiGLU::SwiGLU(int64_t d_model, int64_t d_hidden, bool bias, Generator& gen)
 }
 
 Tensor SwiGLU::forward(const Tensor& x) {
+  ModuleScope scope(*this);
   QS_CHECK(x.dim() >= 1 && x.size(-1) == d_model_, "SwiGLU: expected input [..., {}], got {}", d_model_,
            shape_str(x.shape()));
   // Through child(): quantisation may have replaced the projections.
@@ -118,6 +119,7 @@ Routing MoE::route(const Tensor& x) const {
 }
 
 Tensor MoE::forward(const Tensor& x) {
+  ModuleScope scope(*this);
   QS_CHECK(x.dim() == 3 && x.size(2) == cfg_.d_model, "MoE: expected x [b, n, {}], got {}", cfg_.d_model,
            shape_str(x.shape()));
   const int64_t B = x.size(0), N = x.size(1), T = B * N, D = cfg_.d_model, K = cfg_.top_k;

@@ -26,6 +26,7 @@ Tensor BatchNorm::forward(const Tensor& x) { return normalise(x, false); }
 Tensor BatchNorm::forward_relu(const Tensor& x) { return normalise(x, true); }
 
 Tensor BatchNorm::normalise(const Tensor& x, bool relu) {
+  ModuleScope scope(*this);
   int64_t want = dims_ + 2;
   QS_CHECK(x.dim() == want || (dims_ == 1 && x.dim() == 2), "{}: expected a {}-D input [N, C, ...], got shape {}",
            type_name(), want, shape_str(x.shape()));
@@ -88,7 +89,10 @@ LayerNorm::LayerNorm(Shape normalized_shape, double eps, bool elementwise_affine
     if (bias) bias_ = register_parameter("bias", zeros(shape_));
   }
 }
-Tensor LayerNorm::forward(const Tensor& x) { return layer_norm(x, shape_, weight_, bias_, eps_); }
+Tensor LayerNorm::forward(const Tensor& x) {
+  ModuleScope scope(*this);
+  return layer_norm(x, shape_, weight_, bias_, eps_);
+}
 std::string LayerNorm::extra_repr() const {
   return fmt::format("{}, eps={:g}, elementwise_affine={}", shape_str(shape_), eps_, weight_.defined() ? "True" : "False");
 }
@@ -97,13 +101,19 @@ RMSNorm::RMSNorm(Shape normalized_shape, double eps, bool elementwise_affine)
     : Module("RMSNorm"), shape_(std::move(normalized_shape)), eps_(eps) {
   if (elementwise_affine) weight_ = register_parameter("weight", ones(shape_));
 }
-Tensor RMSNorm::forward(const Tensor& x) { return rms_norm(x, shape_, weight_, eps_); }
+Tensor RMSNorm::forward(const Tensor& x) {
+  ModuleScope scope(*this);
+  return rms_norm(x, shape_, weight_, eps_);
+}
 std::string RMSNorm::extra_repr() const { return fmt::format("{}, eps={:g}", shape_str(shape_), eps_); }
 
 Dropout::Dropout(double p, Generator* gen) : Module("Dropout"), p_(p), gen_(gen) {
   QS_CHECK(p >= 0 && p < 1, "Dropout: p must be in [0, 1), got {}", p);
 }
-Tensor Dropout::forward(const Tensor& x) { return dropout(x, p_, is_training(), gen_); }
+Tensor Dropout::forward(const Tensor& x) {
+  ModuleScope scope(*this);
+  return dropout(x, p_, is_training(), gen_);
+}
 std::string Dropout::extra_repr() const { return fmt::format("p={:g}", p_); }
 
 }  // namespace qs::nn

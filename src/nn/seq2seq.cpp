@@ -81,6 +81,7 @@ DecoderBlock::DecoderBlock(const Seq2SeqConfig& c, int64_t layer, Generator& gen
 }
 
 Tensor DecoderBlock::forward(const Tensor& x, const Tensor& memory, const Tensor& src_mask, LayerKVCache* cache) {
+  ModuleScope scope(*this);
   AttentionArgs self;
   self.causal = true;
   self.cache = cache;
@@ -167,6 +168,7 @@ Tensor Seq2SeqTransformer::embed(Embedding& table, Embedding* wpe, const Tensor&
 }
 
 Tensor Seq2SeqTransformer::encode(const Tensor& src) {
+  ModuleScope scope(*this);
   Tensor x = embed(*src_embed_, enc_wpe_.get(), src, 0);
   AttentionArgs args;
   args.key_padding_mask = padding_mask(src);
@@ -175,6 +177,7 @@ Tensor Seq2SeqTransformer::encode(const Tensor& src) {
 }
 
 Tensor Seq2SeqTransformer::decode(const Tensor& tgt, const Tensor& memory, const Tensor& src_mask, KVCacheSet* cache) {
+  ModuleScope scope(*this);
   const int64_t start = cache ? cache->length() : 0;
   if (cache && cache->layers.empty()) cache->layers.resize(dec_blocks_.size());
   QS_CHECK(!cache || cache->layers.size() == dec_blocks_.size(),

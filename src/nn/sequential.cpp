@@ -9,6 +9,7 @@ Sequential::Sequential(std::initializer_list<std::shared_ptr<Module>> modules) :
 void Sequential::push_back(std::shared_ptr<Module> m) { register_module(std::to_string(size()), std::move(m)); }
 
 Tensor Sequential::forward(const Tensor& x) {
+  ModuleScope scope(*this);
   Tensor y = x;
   for (auto& [name, m] : named_children()) y = m->forward(y);
   return y;

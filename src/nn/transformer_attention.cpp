@@ -111,6 +111,7 @@ Tensor merge_heads(const Tensor& t) {  // [B, H, T, dh] -> [B, T, H * dh]
 }  // namespace
 
 AttentionResult MultiheadAttention::attend(const Tensor& x, const AttentionArgs& a) {
+  ModuleScope scope(*this);
   QS_CHECK(x.dim() == 3 && x.size(2) == d_, "MultiheadAttention: expected x [B, T, {}], got {}", d_,
            shape_str(x.shape()));
   const int64_t b = x.size(0), qw = h_ * dh_, kw = g_ * dh_;

@@ -13,6 +13,7 @@ GeluMLP::GeluMLP(int64_t d_model, int64_t hidden, bool bias, Generator& gen) : M
 // record, c_fc and GELU run as one linear with the gelu activation (one pass over the
 // [.., hidden] activations instead of two).
 Tensor GeluMLP::forward(const Tensor& x) {
+  ModuleScope scope(*this);
   const auto fc = child("c_fc");
   Tensor h = fc.get() == c_fc_.get() && !grad_enabled() ? linear(x, c_fc_->weight(), c_fc_->bias(), "gelu")
                                                           : gelu(fc->forward(x));
@@ -34,6 +35,7 @@ TransformerBlock::TransformerBlock(bool rms_norm, int64_t d_model, double norm_e
 }
 
 Tensor TransformerBlock::forward(const Tensor& x, const AttentionArgs& args) {
+  ModuleScope scope(*this);
   Tensor h = x + attn_->attend(ln_1_->forward(x), args).out;
   return h + mlp_->forward(ln_2_->forward(h));
 }

@@ -111,6 +111,7 @@ double TransformerLM::sinusoidal_embed_scale() const {
 }
 
 Tensor TransformerLM::run(const Tensor& idx, KVCacheSet* cache) {
+  ModuleScope scope(*this);
   QS_CHECK(idx.dim() == 2 && idx.dtype() == DType::i64, "TransformerLM: expected idx i64 [B, T], got {} {}",
            dtype_name(idx.dtype()), shape_str(idx.shape()));
   const int64_t n = idx.size(1), start = cache ? cache->length() : 0;

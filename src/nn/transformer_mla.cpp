@@ -36,6 +36,7 @@ Tensor MultiheadLatentAttention::queries(const Tensor& x) const {
 }
 
 AttentionResult MultiheadLatentAttention::attend(const Tensor& x, const AttentionArgs& a) {
+  ModuleScope scope(*this);
   QS_CHECK(x.dim() == 3 && x.size(2) == cfg_.d_model, "MultiheadLatentAttention: expected x [B, T, {}], got {}",
            cfg_.d_model, shape_str(x.shape()));
   QS_CHECK(!a.memory.defined(), "MultiheadLatentAttention: self-attention only (no memory)");

@@ -4,6 +4,7 @@
 #include <optional>
 #include <unordered_map>
 
+#include "autograd/anomaly.h"
 #include "autograd/autograd.h"
 #include "qiusuo/autograd.h"
 #include "ops/op.h"
@@ -185,6 +186,7 @@ std::vector<Tensor> dispatch(OpKind op, std::vector<Tensor> in, Attrs attrs) {
     if (g_kernel_log) KernelLog::note(op, kernel_name);
   }
   if (timer) timer->finish(def.name, kernel_name, profiler::detail::record_shapes() ? describe_inputs(call.in) : "");
+  if (anomaly_enabled()) autograd::check_forward(def, call);
 
   if (grad_enabled()) {
     bool any = false;

@@ -2,6 +2,7 @@
 #include <cmath>
 #include <map>
 
+#include "autograd/anomaly.h"
 #include "kernels/elementwise_fns.h"
 #include "qiusuo/autograd.h"
 #include "qiusuo/ops.h"
@@ -34,6 +35,7 @@ void Optimizer::step() {
     QS_CHECK(g.shape() == params_[i].shape(), "{}: gradient of parameter {} has shape {}, the parameter {}", name_, i,
              shape_str(g.shape()), shape_str(params_[i].shape()));
     update(i, g.to(params_[i].dtype()).contiguous());
+    if (anomaly_enabled()) autograd::check_update(name_, lr_, i, params_[i], g);
   }
   ++steps_;
   for (auto& fn : step_hooks_) fn();

@@ -50,6 +50,7 @@ void FakeQuantize::update_from_observer() {
 }
 
 Tensor FakeQuantize::forward(const Tensor& x) {
+  nn::ModuleScope scope(*this);
   if (observer_enabled()) {
     observer_->observe(x);
     update_from_observer();

@@ -66,6 +66,7 @@ QuantizedLinear::QuantizedLinear(const nn::Linear& lin, const QParams& input, st
 }
 
 Tensor QuantizedLinear::forward(const Tensor& x) {
+  nn::ModuleScope scope(*this);
   return quantised_forward(*this, x, relu_, [&](const Tensor& xq, const QParams& in, const QOutput& o) {
     return qlinear(xq, in, weight_, scale_, bias_, o);
   });
@@ -111,6 +112,7 @@ QuantizedConv::QuantizedConv(const nn::ConvNd& conv, const QParams& input, std::
 }
 
 Tensor QuantizedConv::forward(const Tensor& x) {
+  nn::ModuleScope scope(*this);
   QConvOptions c;
   c.stride = opt_.stride, c.padding = opt_.padding, c.dilation = opt_.dilation, c.groups = opt_.groups;
   c.channels_last_out = chain_out_;
@@ -186,6 +188,7 @@ int64_t QuantizedConv::weight_bytes() const { return bytes(weight_) + bytes(scal
 // ---- Quantize / DeQuantize
 Quantize::Quantize(const QParams& p) : Module("Quantize") { register_act(*this, "output", p); }
 Tensor Quantize::forward(const Tensor& x) {
+  nn::ModuleScope scope(*this);
   NoGrad ng;
   return quantize(x, read_act(*this, "output"));
 }
@@ -193,6 +196,7 @@ std::string Quantize::extra_repr() const { return act_json(read_act(*this, "outp
 
 DeQuantize::DeQuantize(const QParams& p) : Module("DeQuantize") { register_act(*this, "input", p); }
 Tensor DeQuantize::forward(const Tensor& x) {
+  nn::ModuleScope scope(*this);
   NoGrad ng;
   return dequantize(x, read_act(*this, "input"));
 }

@@ -28,6 +28,7 @@ DynamicQuantizedLinear::DynamicQuantizedLinear(const nn::Linear& lin, const std:
 }
 
 Tensor DynamicQuantizedLinear::forward(const Tensor& x) {
+  nn::ModuleScope scope(*this);
   detail::require_float_input(*this, x);
   NoGrad ng;
   return dynamic_linear(x, weight_, scale_, bias_, granularity_, reduce_range_);
@@ -70,6 +71,7 @@ WeightOnlyLinear::WeightOnlyLinear(const nn::Linear& lin, int bits, int64_t grou
 }
 
 Tensor WeightOnlyLinear::forward(const Tensor& x) {
+  nn::ModuleScope scope(*this);
   detail::require_float_input(*this, x);
   NoGrad ng;
   return woq_linear(x, weight_, scale_, bias_, bits_, group_);

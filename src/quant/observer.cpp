@@ -52,6 +52,7 @@ Observer::Observer(std::string type_name, ObserverOptions opt, bool per_channel)
 }
 
 Tensor Observer::forward(const Tensor& x) {
+  nn::ModuleScope scope(*this);
   observe(x);
   return x;
 }

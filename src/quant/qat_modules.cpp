@@ -94,6 +94,7 @@ QatLinear::QatLinear(const nn::Linear& linear, const LayerQConfig& cfg, bool rel
 }
 
 Tensor QatLinear::forward(const Tensor& x) {
+  nn::ModuleScope scope(*this);
   Tensor y = linear((*input_fq_)(x), (*weight_fq_)(weight_), bias_);
   return (*output_fq_)(relu_ ? qs::relu(y) : y);
 }
@@ -110,6 +111,7 @@ QatConv::QatConv(const nn::ConvNd& conv, const LayerQConfig& cfg, bool relu)
 }
 
 Tensor QatConv::forward(const Tensor& x) {
+  nn::ModuleScope scope(*this);
   Tensor y = conv_forward((*input_fq_)(x), (*weight_fq_)(weight_), bias_);
   return (*output_fq_)(relu_ ? qs::relu(y) : y);
 }
@@ -136,6 +138,7 @@ Tensor QatConvBn::bn_scale_factor() const {
 // PyTorch's _ConvBnNd._forward: conv with fq(w * factor) and a zero bias, divided back
 // by the factor, plus the conv bias, then the batch norm with its own statistics.
 Tensor QatConvBn::forward(const Tensor& x) {
+  nn::ModuleScope scope(*this);
   int64_t rank = weight_.dim();
   Tensor factor = bn_scale_factor();
   Tensor w = (*weight_fq_)(weight_ * channel_view(factor, rank, 0));

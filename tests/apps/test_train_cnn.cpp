@@ -1,11 +1,13 @@
-// The Fashion-MNIST training job: exact resume (mid-epoch and at an epoch end) and
-// clear errors for checkpoints that do not belong to it.
+// The Fashion-MNIST training job: exact resume (mid-epoch and at an epoch end), clear
+// errors for checkpoints that do not belong to it, a diverging run in anomaly mode.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 
 #include "qiusuo/apps/cnn.h"
+#include "qiusuo/autograd.h"
 #include "qiusuo/io/checkpoint.h"
 #include "test_util.h"
 
@@ -95,4 +97,33 @@ TEST(TrainCnn, RejectsCheckpointsItCannotResume) {
   msg = error_of([&] { apps::train_fashion_cnn(r); });
   EXPECT_NE(msg.find("trunc.safetensors"), std::string::npos) << msg;
   EXPECT_NO_THROW(io::load_checkpoint(ckpt));
+}
+
+// A diverging run (learning rate 1e30) with a checkpoint every step: in anomaly mode it stops
+// at the op that first made a non-finite value, named with its module, not at the loss check
+// one op later, and every checkpoint it wrote is finite.
+TEST(TrainCnn, AnomalyModeStopsAtTheOpThatDiverged) {
+  std::string dir = qs::testing::temp_dir("train_anomaly");
+  apps::TrainCnnOptions o = small_run(dir);
+  o.epochs = 1;
+  o.lr = 1e30;
+  o.save_every = 1;
+  std::string msg;
+  {
+    DetectAnomaly on;
+    msg = error_of([&] { apps::train_fashion_cnn(o); });
+  }
+  EXPECT_EQ(msg.rfind("anomaly mode: ", 0), 0u) << msg;
+  EXPECT_NE(msg.find(" in module "), std::string::npos) << msg;
+  int checkpoints = 0;
+  for (const auto& f : std::filesystem::directory_iterator(dir)) {
+    if (f.path().extension() != ".safetensors") continue;
+    ++checkpoints;
+    for (const auto& [name, t] : io::load_checkpoint(f.path().string()).model)
+      for (double v : t.to_vector()) ASSERT_TRUE(std::isfinite(v)) << f.path() << " " << name;
+  }
+  EXPECT_GE(checkpoints, 1);  // step 1's, before the weights it wrote blew up step 2
+  // Without anomaly mode the same run stops at the loss check.
+  DetectAnomaly off(false);  // also when QS_DETECT_ANOMALY=1 is set
+  EXPECT_NE(error_of([&] { apps::train_fashion_cnn(o); }).find("the training loss is"), std::string::npos);
 }

@@ -33,7 +33,7 @@ struct LoadResult {
 class Module {
  public:
   explicit Module(std::string type_name) : type_name_(std::move(type_name)) {}
-  virtual ~Module() = default;
+  virtual ~Module();
   Module(const Module&) = delete;
   Module& operator=(const Module&) = delete;
 
@@ -69,6 +69,9 @@ class Module {
   // if its forward reaches them through child(name) (as Sequential and FashionCNN do):
   // this is how quantisation swaps layers (quant::prepare_qat).
   std::shared_ptr<Module> replace_child(const std::string& name, std::shared_ptr<Module> m);
+  // The dotted name of this module from the root of the tree it was last registered in
+  // ("blocks.1.attn"); "" for a root, or a module whose parent is gone.
+  std::string path() const;
   int64_t num_parameters() const;  // total elements over all parameters
 
   // ---- modes and gradients
@@ -93,10 +96,27 @@ class Module {
   void collect(const std::string& prefix, bool params, bool buffers, bool recurse, NamedTensors& out) const;
 
   std::string type_name_;
+  const Module* parent_ = nullptr;  // set by registration; cleared by the parent's destructor
+  std::string name_;                // the name in parent_
   bool training_ = true;
   NamedTensors params_;
   NamedTensors buffers_;
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
+};
+
+// Names `m` in anomaly mode's errors (qs::set_detect_anomaly) while its forward runs:
+// "blocks.1.attn (MultiheadAttention)", its path() and type. Every forward of the project's
+// modules opens one first (a new module's forward should too); while anomaly mode is off it
+// costs one flag test.
+class ModuleScope {
+ public:
+  explicit ModuleScope(const Module& m);
+  ~ModuleScope();
+  ModuleScope(const ModuleScope&) = delete;
+  ModuleScope& operator=(const ModuleScope&) = delete;
+
+ private:
+  bool open_;
 };
 
 // Puts a module (and its descendants) in eval mode for a scope and restores the mode it
