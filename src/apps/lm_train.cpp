@@ -110,11 +110,10 @@ TrainLmResult train_lm(const TrainLmOptions& o) {
     for (auto& e : resumed.extra.value("val_history", nlohmann::json::array()))
       r.val_history.emplace_back(e[0].get<int64_t>(), e[1].get<double>());
   }
-  check_same_command(nlohmann::json{{"train", train_cfg}, {"model", model_cfg}}, o.resume, o.out_dir);
   // Data-parallel under mpirun: --batch is per rank. Every rank draws the global batch of
   // batch × ranks windows from the same generator and trains on its rows of it.
-  std::unique_ptr<dist::DistributedDataParallel> ddp;
-  if (dist::active()) ddp = std::make_unique<dist::DistributedDataParallel>(model.named_parameters(), model.buffers());
+  const std::unique_ptr<dist::DistributedDataParallel> ddp =
+      data_parallel(model, nlohmann::json{{"train", train_cfg}, {"model", model_cfg}}, o.resume, o.out_dir);
   const int64_t ranks = dist::world_size(), global_batch = o.batch * ranks;
   if (!o.out_dir.empty() && dist::is_main()) std::filesystem::create_directories(o.out_dir);
 

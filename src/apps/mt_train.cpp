@@ -104,11 +104,10 @@ TrainMtResult train_mt(const TrainMtOptions& o) {
     for (auto& e : resumed.extra.value("val_history", nlohmann::json::array()))
       r.val_history.emplace_back(e[0].get<int64_t>(), e[1].get<double>(), e[2].get<double>());
   }
-  check_same_command(nlohmann::json{{"train", train_cfg}, {"data", data_cfg}, {"model", model_cfg}}, o.resume, o.out_dir);
   // Data-parallel under mpirun: --batch is per rank; every rank draws the global batch's
   // sentence pairs from the same generator and trains on its share of them.
-  std::unique_ptr<dist::DistributedDataParallel> ddp;
-  if (dist::active()) ddp = std::make_unique<dist::DistributedDataParallel>(model.named_parameters(), model.buffers());
+  const std::unique_ptr<dist::DistributedDataParallel> ddp = data_parallel(
+      model, nlohmann::json{{"train", train_cfg}, {"data", data_cfg}, {"model", model_cfg}}, o.resume, o.out_dir);
   if (!o.out_dir.empty() && dist::is_main()) std::filesystem::create_directories(o.out_dir);
 
   auto save = [&](int64_t at) {

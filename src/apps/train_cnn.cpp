@@ -127,10 +127,7 @@ TrainCnnResult train_fashion_cnn(const TrainCnnOptions& o) {
     if (!ck.rng_state.empty()) default_generator().set_state(ck.rng_state);
     loader.set_epoch(ck.extra.value("epoch", int64_t(0)), ck.extra.value("batch", int64_t(0)));
   }
-  check_same_command(config, o.resume, o.out_dir);
-  nn::set_sync_batch_norm(model, o.sync_bn);
-  std::unique_ptr<dist::DistributedDataParallel> ddp;
-  if (dist::active()) ddp = std::make_unique<dist::DistributedDataParallel>(model.named_parameters(), model.buffers());
+  const std::unique_ptr<dist::DistributedDataParallel> ddp = data_parallel(model, config, o.resume, o.out_dir, o.sync_bn);
   if (!o.out_dir.empty() && dist::is_main()) std::filesystem::create_directories(o.out_dir);
 
   TrainCnnResult r;

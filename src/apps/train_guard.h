@@ -7,8 +7,12 @@
 #include <cmath>
 #include <string>
 
+#include <memory>
+
 #include "qiusuo/dist/dist.h"
 #include "qiusuo/error.h"
+#include "qiusuo/nn/module.h"
+#include "qiusuo/nn/norm.h"
 
 namespace qs::apps {
 
@@ -40,11 +44,17 @@ inline void check_resume_world(const char* job, const std::string& path, int64_t
           job, path, saved, dist::world_size(), saved);
 }
 
-// Every rank of a data-parallel run must have been started with the same command: its
-// training settings (`config`), what it resumes and where it writes are compared by hash.
-inline void check_same_command(const nlohmann::json& config, const std::string& resume, const std::string& out) {
-  if (!dist::active()) return;
+// A trainer's data-parallel set-up (docs/distributed.md), null with one rank. Every rank
+// must have been started with the same command: its training settings (`config`), what it
+// resumes and where it writes are compared by hash first. sync_bn: batch norms take their
+// statistics over every rank's samples.
+inline std::unique_ptr<dist::DistributedDataParallel> data_parallel(nn::Module& model, const nlohmann::json& config,
+                                                                    const std::string& resume, const std::string& out,
+                                                                    bool sync_bn = false) {
+  nn::set_sync_batch_norm(model, sync_bn);
+  if (!dist::active()) return nullptr;
   dist::check_same("the training settings", nlohmann::json{{"config", config}, {"resume", resume}, {"out", out}}.dump());
+  return std::make_unique<dist::DistributedDataParallel>(model.named_parameters(), model.buffers());
 }
 
 }  // namespace qs::apps

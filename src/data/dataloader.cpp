@@ -3,6 +3,8 @@
 #include <cstring>
 #include <numeric>
 
+#include "qiusuo/dist/dist.h"
+
 namespace qs::data {
 
 namespace {
@@ -104,8 +106,8 @@ void DataLoader::set_epoch(int64_t epoch, int64_t start_batch) {
 Batch DataLoader::make_batch(int64_t b) const {
   const int64_t g = batch_size_ * world_;
   const int64_t first = b * g, m = std::min<int64_t>(g, int64_t(order_.size()) - first);
-  // This rank's part of the m samples: [m*r/world, m*(r+1)/world).
-  const int64_t begin = first + m * rank_ / world_, end = first + m * (rank_ + 1) / world_;
+  const dist::Share mine = dist::share_of(m, rank_, world_);
+  const int64_t begin = first + mine.begin, end = begin + mine.count;
   return dataset_->get_batch(std::vector<int64_t>(order_.begin() + begin, order_.begin() + end));
 }
 

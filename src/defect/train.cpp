@@ -176,10 +176,7 @@ TrainDefectResult train_defect(const TrainDefectOptions& o) {
   // of the global batch alike (one generator) and trains on its windows; the loss is
   // normalised by the global batch's positives, so the ranks' mean gradient is the global
   // batch's. Only rank 0 writes.
-  apps::check_same_command(config, "", o.out);
-  nn::set_sync_batch_norm(model, o.sync_bn);
-  std::unique_ptr<dist::DistributedDataParallel> ddp;
-  if (dist::active()) ddp = std::make_unique<dist::DistributedDataParallel>(model.named_parameters(), model.buffers());
+  const std::unique_ptr<dist::DistributedDataParallel> ddp = apps::data_parallel(model, config, "", o.out, o.sync_bn);
   const int64_t ranks = dist::world_size(), global_batch = o.batch * ranks;
   const int64_t steps = (int64_t(samples.size()) + global_batch - 1) / global_batch;
   util::Progress progress("defect train", int64_t(o.epochs) * steps, "frames", 10);
@@ -197,10 +194,10 @@ TrainDefectResult train_defect(const TrainDefectOptions& o) {
       if (m < 2 * ranks) continue;  // batch norm needs two on every rank
       std::vector<bool> flip(part.size());
       for (size_t b = 0; b < part.size(); ++b) flip[b] = o.hflip && gen.next_double() < 0.5;
-      if (ddp) {  // this rank's windows [m r / ranks, m (r + 1) / ranks), as DataLoader::shard splits
-        const int64_t lo = m * dist::rank() / ranks, hi = m * (dist::rank() + 1) / ranks;
-        part = std::vector<Window>(part.begin() + lo, part.begin() + hi);
-        flip = std::vector<bool>(flip.begin() + lo, flip.begin() + hi);
+      if (ddp) {  // this rank's windows
+        const dist::Share mine = dist::share_of(m, dist::rank(), int(ranks));
+        part = std::vector<Window>(part.begin() + mine.begin, part.begin() + mine.begin + mine.count);
+        flip = std::vector<bool>(flip.begin() + mine.begin, flip.begin() + mine.begin + mine.count);
       }
       const Tensor x = batch_frames(train, part, T, flip);
       std::vector<Tensor> boxes, labels;

@@ -208,10 +208,7 @@ TrainCtResult train_ct(const TrainCtOptions& o) {
   // Data-parallel under mpirun: --batch is per rank. Every rank shuffles and augments the
   // global batch of batch × ranks volumes alike (one generator, the same draws) and trains
   // on its rows; only rank 0 writes.
-  apps::check_same_command(config, "", o.out);
-  nn::set_sync_batch_norm(model, o.sync_bn);
-  std::unique_ptr<dist::DistributedDataParallel> ddp;
-  if (dist::active()) ddp = std::make_unique<dist::DistributedDataParallel>(model.named_parameters(), model.buffers());
+  const std::unique_ptr<dist::DistributedDataParallel> ddp = apps::data_parallel(model, config, "", o.out, o.sync_bn);
   const int64_t ranks = dist::world_size(), global_batch = o.batch * ranks;
   const int64_t steps_per_epoch = (int64_t(idx[0].size()) + global_batch - 1) / global_batch;
   util::Progress progress("ct train", int64_t(o.epochs) * steps_per_epoch, "vol", 10);
@@ -230,9 +227,9 @@ TrainCtResult train_ct(const TrainCtOptions& o) {
       std::vector<double> yv;
       for (int64_t i : part) yv.push_back(ds.samples[size_t(i)].label);
       Tensor y = from_vector(yv, {m}, DType::i64);
-      // This rank's rows [m r / ranks, m (r + 1) / ranks), as DataLoader::shard splits.
-      const int64_t lo = m * dist::rank() / ranks, n_local = m * (dist::rank() + 1) / ranks - lo;
-      if (ddp) x = x.narrow(0, lo, n_local), y = y.narrow(0, lo, n_local);
+      const dist::Share mine = dist::share_of(m, dist::rank(), int(ranks));  // this rank's rows
+      const int64_t n_local = mine.count;
+      if (ddp) x = x.narrow(0, mine.begin, n_local), y = y.narrow(0, mine.begin, n_local);
       opt.zero_grad();
       Tensor loss;
       {

@@ -76,6 +76,17 @@ void barrier();
 void check_same(const std::string& what, const std::string& value);
 
 // ---- data parallelism
+// Rank `r` of `world`'s contiguous part of m samples: [m r / world, m (r + 1) / world), as
+// even as integers allow. DataLoader::shard and the trainers that sample their own
+// batches split a global batch with it.
+struct Share {
+  int64_t begin = 0, count = 0;
+};
+inline Share share_of(int64_t m, int r, int world) {
+  const int64_t b = m * r / world, e = m * (r + 1) / world;
+  return {b, e - b};
+}
+
 struct DdpOptions {
   int64_t bucket_bytes = int64_t(25) << 20;  // PyTorch's default; QS_DDP_BUCKET_MB overrides
 };
