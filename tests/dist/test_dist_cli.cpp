@@ -25,6 +25,11 @@ using Clock = std::chrono::steady_clock;
 
 // Open MPI refuses to run as root unless told (CI runs as root).
 const bool kRootAllowed = setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 0) == 0 && setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 0) == 0;
+#ifdef __SANITIZE_ADDRESS__
+// Under ASan the ranks this test starts: Open MPI's allocations left at MPI_Finalize are not
+// ours to fix (tests/CMakeLists.txt says more); memory errors are still caught.
+const bool kNoMpiLeakChecks = setenv("ASAN_OPTIONS", "detect_leaks=0", 0) == 0;
+#endif
 const std::string kQiusuo = QS_CLI;
 const std::string kMpirun = std::string(QS_MPIRUN) + " --oversubscribe";
 // A small LM: one layer, d 32, 64-token windows of the KJV corpus.
