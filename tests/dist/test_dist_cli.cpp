@@ -240,7 +240,7 @@ TEST(DistCli, ARankThatDiesEndsTheJob) {
 // what they waited for.
 TEST(DistCli, ARankThatHangsTimesOut) {
   const std::string d = testing::temp_dir("dist_hang"), marker = "hang" + std::to_string(getpid());
-  Background job = start("QS_DIST_TIMEOUT=3 QS_TEST_MARKER=" + marker + " " + kMpirun +
+  Background job = start("QS_DIST_TIMEOUT=5 QS_TEST_MARKER=" + marker + " " + kMpirun +
                              " -x QS_TEST_MARKER -x QS_DIST_TIMEOUT -np 2 " + kQiusuo + kLm + " --steps 100000 --batch 4 --out " +
                              d + "/out",
                          d + "/log");
@@ -253,7 +253,9 @@ TEST(DistCli, ARankThatHangsTimesOut) {
   if (code < 0) kill(-job.pid, SIGKILL);
   ASSERT_GE(code, 0) << "the job did not end within 60 s of a rank hanging:\n" << job.output();
   EXPECT_NE(code, 0);
-  EXPECT_NE(job.output().find("rank 0 of 2: waited 3 s for"), std::string::npos) << job.output();
+  // Rank 0 waits for the stopped rank 1 (on a loaded machine rank 1 may already have waited
+  // as long for a slow rank 0 at start; either way the job ends with the deadline's message).
+  EXPECT_NE(job.output().find(" of 2: waited 5 s for"), std::string::npos) << job.output();
 }
 
 }  // namespace
