@@ -175,8 +175,9 @@ class Group {
       tried.push_back(path);
       handle_ = dlopen(path.c_str(), RTLD_NOW | RTLD_GLOBAL);
       if (!handle_) {
-        const char* e = dlerror();
-        reasons += fmt::format("\n  {}: {}", path, e ? e : "cannot be loaded");
+        const char* raw = dlerror();
+        const std::string e = raw ? raw : "";  // a missing plugin's reason names it already
+        reasons += e.rfind(path, 0) == 0 ? "\n  " + e : fmt::format("\n  {}: {}", path, e.empty() ? "cannot be loaded" : e);
       }
       return handle_ != nullptr;
     };
