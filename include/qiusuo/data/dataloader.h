@@ -90,7 +90,7 @@ class DataLoader {
   void shard(int rank, int world);
   int world() const { return world_; }
   // Samples in global batch b, over all ranks; with its rank's own count this gives the
-  // rank's share for DistributedDataParallel::set_sample_weight.
+  // rank's share, by which a trainer scales its loss (DistributedDataParallel::finish).
   int64_t global_batch_size(int64_t b) const;
 
   class Iterator {

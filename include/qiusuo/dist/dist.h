@@ -16,7 +16,9 @@
 // Started by `mpirun` (Open MPI's OMPI_COMM_WORLD_* variables, or a PMI launcher's), init()
 // loads MPI from the plugin libqiusuo_mpi.so; without a launcher qiusuo is one process of
 // one and never touches MPI. Collectives run on one communication thread in the order they
-// were asked for, which is the same on every rank. Every wait has a deadline
+// were asked for, which must be the same on every rank: every rank runs the same graph (a
+// collective inside forward or backward, as sync batch norm's, meets the gradient buckets
+// in the same order everywhere). Every wait has a deadline
 // (QS_DIST_TIMEOUT seconds, 300 by default): a rank that stopped answering ends the whole
 // job with a message naming what was awaited, never a hang.
 #pragma once
