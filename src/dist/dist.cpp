@@ -150,7 +150,6 @@ class Group {
   const Launch& launch() const { return launch_; }
   bool initialized() const { return initialized_; }
   bool mpi_up() const { return mpi_up_; }
-  double timeout() const { return timeout_; }
   const std::string& library() const { return library_; }
 
   static constexpr int kTimeoutExit = 124, kMpiErrorExit = 70;
@@ -292,12 +291,10 @@ void init() {
     set_num_threads(int(std::max(1u, hw / unsigned(g.launch().local_size))));
   }
 }
-bool initialized() { return Group::get().initialized(); }
 int rank() { return Group::get().launch().rank; }
 int world_size() { return Group::get().launch().size; }
 bool active() { return world_size() > 1; }
 bool is_main() { return rank() == 0; }
-double timeout_s() { return group().timeout(); }
 std::string mpi_library() { return group().library(); }
 void finalize() { Group::get().finalize(); }
 void abort_job(int code) { Group::get().abort_job(code); }

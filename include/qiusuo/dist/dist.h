@@ -46,13 +46,11 @@ Launch detect_launch();
 // shared among this machine's ranks. Without one: nothing. Idempotent. Errors: MPI cannot
 // be loaded or initialised (message names the plugin and the loader's reason).
 void init();
-bool initialized();
 // These four read the launcher's variables only (no MPI is loaded for them).
 int rank();
 int world_size();
 bool active();   // more than one rank
 bool is_main();  // rank 0: the one that logs and writes files
-double timeout_s();
 std::string mpi_library();  // the MPI library's version text, empty without MPI
 
 // At the end of a run: MPI_Finalize (a collective: every rank must get here). Idempotent.
