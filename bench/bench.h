@@ -58,5 +58,6 @@ std::vector<Workload> moe_workloads();
 std::vector<Workload> lm_workloads();
 std::vector<Workload> quant_workloads();
 std::vector<Workload> defect_workloads();
+std::vector<Workload> memory_workloads();
 
 }  // namespace qs::bench

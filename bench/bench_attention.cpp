@@ -49,12 +49,29 @@ std::vector<nlohmann::json> attention_train(const Options& o) {
            {"speedup_over_explicit", expl / fused}}};
 }
 
+// One decoding step's attention: 1 query against a cache of 384 keys, 16 heads of 64 (shape B
+// of the llama.cpp comparison), k and v views of larger buffers as the KV cache holds them.
+std::vector<nlohmann::json> attention_decode(const Options& o) {
+  Generator g(0);
+  const int64_t h = 16, m = 384, d = 64;
+  Tensor q = randn({1, h, 1, d}, DType::f32, &g);
+  Tensor kb = randn({1, h, 512, d}, DType::f32, &g), vb = randn({1, h, 512, d}, DType::f32, &g);
+  Tensor k = kb.narrow(2, 0, m), v = vb.narrow(2, 0, m);
+  AttentionOptions opt;
+  opt.causal = true;
+  NoGrad ng;
+  const int iters = o.iters ? o.iters : 200;
+  double fused = time_per_call([&] { attention(q, k, v, opt); }, 10, iters);
+  return {{{"workload", "attention_decode_h16_m384_d64"}, {"us", fused * 1e6}}};
+}
+
 }  // namespace
 
 std::vector<Workload> attention_workloads() {
   return {{"attention_fwd_b8_h8_n256_d32", "causal attention forward, fused vs explicit (ms)", attention_fwd},
           {"attention_train_b8_h8_n256_d32", "causal attention forward + backward, fused vs explicit (ms)",
-           attention_train}};
+           attention_train},
+          {"attention_decode_h16_m384_d64", "one query against a 384-key cache, 16 heads of 64 (us)", attention_decode}};
 }
 
 }  // namespace qs::bench

@@ -7,6 +7,7 @@
 //   lm_gen_b1_p256_g128                   greedy KV-cache decoding after a 256-token prompt (--weights int8|int4)
 // The forward and generation workloads take --model CKPT[_Q] (a trained LM, float or quantised).
 //   lm_train_mem_n1024, _n4096            peak memory of one step with 8192 tokens
+#include <chrono>
 #include <memory>
 #include <string>
 
@@ -120,12 +121,13 @@ std::vector<nlohmann::json> lm_fwd(const Options& o, bool bf16, bool int8dyn = f
   return {r};
 }
 
-// Prefill is timed on its own (a fresh cache, the 256-token prompt); the decode rate is
-// (generate's time - prefill) over the 128 new tokens.
-// --weights int8|int4: every Linear of the blocks weight-only quantised (int4 in groups of 128).
-// --model: a float checkpoint (quantised here by --weights) or a quantised one (any method, no
-// --weights); a model trained shorter than 384 tokens decodes min(128, L/2) tokens after a
-// prompt of min(256, L - new) ("prompt", "new_tokens").
+// One round: a fresh cache, the prompt (prefill), then kNew greedy steps of one token each, as
+// TransformerLM::generate does (decode = the steps' time / kNew: llama-bench's t(pg) - t(pp)
+// over the new tokens). Medians over the rounds; --profile covers the decoding steps only.
+// --weights int8|int4: every Linear of the blocks weight-only quantised (int4 in groups of 128,
+// q8 activations). --model: a float checkpoint (quantised here by --weights) or a quantised one
+// (any method, no --weights); a model trained shorter than 384 tokens decodes min(128, L/2)
+// tokens after a prompt of min(256, L - new) ("prompt", "new_tokens").
 std::vector<nlohmann::json> lm_gen(const Options& o) {
   Generator g(0);
   const std::string quantize = o.weights.empty() ? "" : "weight-" + o.weights;
@@ -135,23 +137,33 @@ std::vector<nlohmann::json> lm_gen(const Options& o) {
   const int64_t limit = m.config().max_supported_length();
   const int64_t kNew = std::min<int64_t>(128, limit / 2), kPrompt = std::min<int64_t>(256, limit - kNew);
   Tensor p = randint(0, m.config().vocab_size, {1, kPrompt}, DType::i64, &g);
-  std::vector<int64_t> prompt = p.to_vector_as<int64_t>();
   NoGrad ng;
-  int iters = o.iters ? o.iters : 3;
-  double prefill = time_per_call(
-      [&] {
-        nn::KVCacheSet cache = m.make_cache();
-        m.forward_cached(p, cache);
-      },
-      1, iters);
-  double total = time_per_call([&] { m.generate(prompt, kNew); }, 1, iters);
-  double per_token = (total - prefill) / double(kNew);
+  const int rounds = o.iters ? o.iters : 3;
+  std::vector<double> prefill, decode;
+  for (int round = -1; round < rounds; ++round) {  // round -1 warms up
+    nn::KVCacheSet cache = m.make_cache();
+    auto t0 = std::chrono::steady_clock::now();
+    Tensor logits = m.forward_cached(p, cache);
+    auto t1 = std::chrono::steady_clock::now();
+    if (round >= 0 && profile_timed_calls()) profiler::start({}, /*keep=*/true);
+    for (int64_t t = 0; t < kNew; ++t) {
+      const int64_t next = int64_t(argmax(logits.select(0, 0).select(0, logits.size(1) - 1)).item());
+      logits = m.forward_cached(full({1, 1}, double(next), DType::i64), cache);
+    }
+    if (round >= 0 && profile_timed_calls()) profiler::stop();
+    auto t2 = std::chrono::steady_clock::now();
+    if (round < 0) continue;
+    prefill.push_back(std::chrono::duration<double>(t1 - t0).count());
+    decode.push_back(std::chrono::duration<double>(t2 - t1).count() / double(kNew));
+  }
+  const double per_token = util::median(decode), pre = util::median(prefill);
   const std::string weights = lm.method == "fp32" ? "f32" : lm.method.rfind("weight-", 0) == 0 ? lm.method.substr(7)
                                                                                                 : lm.method;
   nlohmann::json r = {{"workload", "lm_gen_b1_p256_g128"}, {"tokens_per_s", 1.0 / per_token},
-                      {"ms_per_token", per_token * 1e3},   {"prefill_ms", prefill * 1e3},
+                      {"ms_per_token", per_token * 1e3},   {"prefill_ms", pre * 1e3},
+                      {"prefill_tokens_per_s", double(kPrompt) / pre},
                       {"weights", weights},                {"prompt", kPrompt},
-                      {"new_tokens", kNew}};
+                      {"new_tokens", kNew},                {"rounds", rounds}};
   r.update(lm.fields);
   return {r};
 }

@@ -3,7 +3,7 @@
 //   qlinear_b256_1024x4096       the LM MLP's up-projection at 256 tokens
 //   qconv2d_b64_32x64_14         the Fashion CNN's second conv (3x3, pad 1) on 64 images
 //   dynamic_linear_b256_1024x1024  per-token dynamic INT8 vs f32
-//   woq_gemv_4096x4096_{fp32,int8,int4}  batch-1 generation GEMV (weights 64 / 16 / 8 MB)
+//   woq_gemv_4096x4096_{fp32,int8,int4}  batch-1 generation GEMV (weights 64 / 16 / 8 MB; q8 and f32 activations)
 //   woq_prefill_b256_4096x4096   the same layer on a 256-token prompt
 #include "bench/bench.h"
 #include "qiusuo/autograd.h"
@@ -87,29 +87,74 @@ std::vector<nlohmann::json> dynamic_b256(const Options& o) {
            {"speedup_vs_fp32", fp32 / d7}}};
 }
 
-// y = x W^T for x [1, 4096] with W in f32, int8 per channel or int4 in groups of 128.
+// y = x W^T for x [1, 4096] with W in f32, int8 per channel or int4 in groups of 128; the
+// quantised ones with q8 activations (what quantize_linears makes: "ms") and with f32 ones.
 std::vector<nlohmann::json> woq_gemv(const Options& o, int bits) {
   const int64_t n = 4096;
   Generator g(0);
   int iters = o.iters ? o.iters : 50;
   Tensor x = uniform({1, n}, -1, 1, DType::f32, &g), w = randn({n, n}, DType::f32, &g);
   NoGrad ng;
-  double s = 0;
+  double s = 0, s_f32 = 0;
   int64_t weight_bytes = n * n * 4;
   if (bits == 32) {
     s = time_per_call([&] { linear(x, w, Tensor()); }, 5, iters);
-  } else if (bits == 8) {
-    auto [q, sc] = quantize_weight_per_channel(w);
-    weight_bytes = q.numel() + sc.numel() * 4;
-    s = time_per_call([&] { woq_linear(x, q, sc, Tensor(), 8); }, 5, iters);
   } else {
-    auto [q, sc] = quantize_weight_int4_groups(w, 128);
+    auto [q, sc] = bits == 8 ? quantize_weight_per_channel(w) : quantize_weight_int4_groups(w, 128);
     weight_bytes = q.numel() + sc.numel() * 4;
-    s = time_per_call([&] { woq_linear(x, q, sc, Tensor(), 4, 128); }, 5, iters);
+    const int64_t group = bits == 8 ? 0 : 128;
+    for (int round = 0; round < 2; ++round) {  // alternated: one run's drift touches both
+      s += time_per_call([&] { woq_linear(x, q, sc, Tensor(), bits, group, "q8"); }, 5, iters) / 2;
+      s_f32 += time_per_call([&] { woq_linear(x, q, sc, Tensor(), bits, group, "f32"); }, 5, iters) / 2;
+    }
   }
   std::string name = bits == 32 ? "woq_gemv_4096x4096_fp32" : bits == 8 ? "woq_gemv_4096x4096_int8" : "woq_gemv_4096x4096_int4";
-  return {{{"workload", name}, {"ms", s * 1e3}, {"weight_mb", double(weight_bytes) / 1e6},
-           {"weight_gb_per_s", double(weight_bytes) / s / 1e9}}};
+  nlohmann::json r = {{"workload", name}, {"ms", s * 1e3}, {"weight_mb", double(weight_bytes) / 1e6},
+                      {"weight_gb_per_s", double(weight_bytes) / s / 1e9}};
+  if (bits != 32) r["activations"] = "q8", r["f32_activations_ms"] = s_f32 * 1e3;
+  return {r};
+}
+
+// One decoding step's weight stream: the 5 linears of 8 blocks of shape B of the llama.cpp
+// comparison (d 1024, FFN 4096: q/k/v 3072x1024, o 1024x1024, gate and up 4096x1024, down
+// 1024x4096), 134M weights (f32 537 MB, int8 134 MB, int4 71 MB: far beyond the caches), at
+// batch 1 in sequence. GB/s over the weight bytes: compare with mem_read_bw.
+std::vector<nlohmann::json> gemv_stream(const Options& o, int bits) {
+  const int64_t d = 1024, f = 4096, layers = 8;
+  const std::vector<std::pair<int64_t, int64_t>> shapes = {{3 * d, d}, {d, d}, {f, d}, {f, d}, {d, f}};
+  Generator g(0);
+  NoGrad ng;
+  struct Layer {
+    Tensor w, q, s;
+    int64_t k;
+  };
+  std::vector<Layer> ls;
+  int64_t bytes = 0;
+  for (int64_t l = 0; l < layers; ++l)
+    for (auto [n, k] : shapes) {
+      Tensor w = randn({n, k}, DType::f32, &g) * 0.02;
+      Layer x;
+      x.k = k;
+      if (bits == 32) {
+        x.w = w;
+      } else {
+        auto [q, sc] = bits == 8 ? quantize_weight_per_channel(w) : quantize_weight_int4_groups(w, 128);
+        x.q = q, x.s = sc;
+      }
+      bytes += bits == 32 ? w.numel() * 4 : x.q.numel() + x.s.numel() * 4;
+      ls.push_back(x);
+    }
+  Tensor xd = uniform({1, d}, -1, 1, DType::f32, &g), xf = uniform({1, f}, -1, 1, DType::f32, &g);
+  auto pass = [&] {
+    for (auto& x : ls) {
+      const Tensor& in = x.k == f ? xf : xd;
+      if (bits == 32) linear(in, x.w, Tensor());
+      else woq_linear(in, x.q, x.s, Tensor(), bits, bits == 4 ? 128 : 0, "q8");
+    }
+  };
+  double s = time_per_call(pass, 2, o.iters ? o.iters : 20);
+  std::string name = std::string("gemv_stream_") + (bits == 32 ? "fp32" : bits == 8 ? "int8" : "int4");
+  return {{{"workload", name}, {"ms", s * 1e3}, {"weight_mb", double(bytes) / 1e6}, {"weight_gb_per_s", double(bytes) / s / 1e9}}};
 }
 
 // A 256-token prompt through the same layer: the blocked f32 path of woq_linear.
@@ -138,6 +183,12 @@ std::vector<Workload> quant_workloads() {
       {"dynamic_linear_b256_1024x1024", "dynamic INT8 linear (per token) vs f32, M=256 K=N=1024 (ms)", dynamic_b256},
       {"woq_gemv_4096x4096_fp32", "f32 GEMV 4096x4096 at batch 1 (ms)", [](const Options& o) { return woq_gemv(o, 32); }},
       {"woq_gemv_4096x4096_int8", "weight-only INT8 GEMV 4096x4096 at batch 1 (ms)", [](const Options& o) { return woq_gemv(o, 8); }},
+      {"gemv_stream_fp32", "8 blocks of LM linears (d1024, FFN 4096) at batch 1, f32: one decoding step's weights",
+       [](const Options& o) { return gemv_stream(o, 32); }},
+      {"gemv_stream_int8", "the same weight stream, weight-only INT8, q8 activations",
+       [](const Options& o) { return gemv_stream(o, 8); }},
+      {"gemv_stream_int4", "the same weight stream, weight-only INT4 (g128), q8 activations",
+       [](const Options& o) { return gemv_stream(o, 4); }},
       {"woq_gemv_4096x4096_int4", "weight-only INT4 (g128) GEMV 4096x4096 at batch 1 (ms)",
        [](const Options& o) { return woq_gemv(o, 4); }},
       {"woq_prefill_b256_4096x4096", "weight-only INT8 / INT4 vs f32 at 256 tokens (ms)", woq_prefill},

@@ -1,5 +1,5 @@
 // qiusuo quantize CKPT --method ptq|qat [--calib-batches N] [--qat-epochs N] --out CKPT_Q   (FashionCNN)
-// qiusuo quantize CKPT --method dynamic|weight-int8|weight-int4 [--group 128] --out CKPT_Q   (language model)
+// qiusuo quantize CKPT --method dynamic|weight-int8|weight-int4 [--group 128] [--activations q8|f32] --out CKPT_Q (LM)
 // qiusuo quantize CKPT --method ptq|qat [--calib-batches 16] [--qat-steps 100] [--qat-lr 1e-4] [--windows 50] --out CKPT_Q (LM)
 // qiusuo eval cnn CKPT [--limit-test N]   (float or quantised FashionCNN)
 #include <filesystem>
@@ -86,14 +86,19 @@ std::pair<int64_t, ResidentGrowth> float_lm_footprint(io::Checkpoint ck, const s
 
 int cmd_quantize_lm(Args& a, const std::string& ckpt, const std::string& method) {
   const int64_t group = a.integer("group", 128);
+  const std::string activations = a.str("activations", "q8");
   const std::string out = a.required("out");
   a.finish();
+  if (activations != "q8" && activations != "f32")
+    throw UsageError("qiusuo quantize: --activations must be q8 or f32, got '" + activations + "'");
+  if (activations != "q8" && method == "dynamic")
+    throw UsageError("qiusuo quantize: --activations is for weight-int8 and weight-int4 (dynamic quantises its own)");
   io::Checkpoint ck = io::load_checkpoint(ckpt);
   if (quant::is_quantized_checkpoint(ck))
     throw UsageError("qiusuo quantize: " + ckpt + " is already quantised; quantise the float checkpoint");
   apps::LoadedLm lm = apps::load_lm(ckpt);
   const int64_t fp32 = quant::model_weight_bytes(*lm.model);
-  const int64_t n = quant::quantize_linears(*lm.model, method, group);
+  const int64_t n = quant::quantize_linears(*lm.model, method, group, {"blocks."}, activations);
   const int64_t q = quant::model_weight_bytes(*lm.model);
   quant::save_quantized_checkpoint(out, *lm.model, ck.config, method, ck.extra);
   lm = {};
@@ -108,6 +113,7 @@ int cmd_quantize_lm(Args& a, const std::string& ckpt, const std::string& method)
                            q_rss.retained_bytes / 1024);
   nlohmann::json s = {{"method", method},          {"layers", n},
                       {"group", method == "weight-int4" ? group : 0},
+                      {"activations", method == "dynamic" ? "u8 per token" : activations},
                       {"fp32_weight_bytes", fp32}, {"weight_bytes", q},
                       {"fp32_file_bytes", fp32_size}, {"file_bytes", out_size},
                       {"fp32_rss_peak_bytes", fp32_rss.peak_bytes}, {"fp32_rss_model_bytes", fp32_rss.retained_bytes},

@@ -28,8 +28,10 @@ QS_UNARY_FN(abs, std::abs(x), x > T(0) ? T(1) : (x < T(0) ? T(-1) : T(0)))
 QS_UNARY_FN(relu, x > T(0) ? x : T(0), y > T(0) ? T(1) : T(0))  // backward sees only y
 QS_UNARY_FN(sigmoid, T(1) / (T(1) + std::exp(-x)), y * (T(1) - y))
 QS_UNARY_FN(tanh, std::tanh(x), T(1) - y * y)
-QS_UNARY_FN(silu, x / (T(1) + std::exp(-x)),
-            (T(1) / (T(1) + std::exp(-x))) * (T(1) + x * (T(1) - T(1) / (T(1) + std::exp(-x)))))
+// silu: f32 through fast_exp (vectorised: libm's scalar exp made it the costliest op of a
+// SwiGLU decoding step after the products), f64 through libm.
+QS_UNARY_FN(silu, x / (T(1) + fast_exp(-x)),
+            (T(1) / (T(1) + fast_exp(-x))) * (T(1) + x * (T(1) - T(1) / (T(1) + fast_exp(-x)))))
 QS_UNARY_FN(sin, std::sin(x), std::cos(x))
 QS_UNARY_FN(cos, std::cos(x), -std::sin(x))
 // gelu, exact: x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2))  (Hendrycks & Gimpel 2016)

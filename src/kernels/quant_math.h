@@ -46,4 +46,29 @@ inline float dequantize_acc(int32_t acc, float acc_scale, float bias, bool relu)
   return relu ? std::max(real, 0.0f) : real;
 }
 
+// Weight-only linears with q8 activations (woq_linear, activations "q8"; llama.cpp's Q8_0
+// activation blocks): x is cut along K into blocks of kActBlock (the last one shorter when K is
+// not a multiple), and each block is stored as codes q in [-127, 127] and one scale
+//   d = max |x| / 127,   q = quantize_value(x, 1 / d, 0, -127, 127)   (all codes 0 when d is 0),
+// so the block stands for q * d. A NaN or infinite x makes d NaN, so that every output the block
+// feeds is NaN (as with f32 activations) instead of a finite value that hides the bad input.
+constexpr int64_t kActBlock = 32;
+inline float act_block_scale(const float* x, int64_t n) {
+  float amax = 0.0f;
+  bool finite = true;
+  for (int64_t i = 0; i < n; ++i) {
+    const float a = std::fabs(x[i]);
+    finite = finite && a <= 3.40282347e38f;  // false for NaN and inf
+    amax = std::max(amax, a);
+  }
+  return finite ? amax / 127.0f : std::nanf("");
+}
+// Codes of one block given its scale d; returns their sum.
+inline int32_t quantize_act_block(const float* x, int64_t n, float d, int8_t* q) {
+  const float inv = d > 0.0f ? inv_scale(d) : 0.0f;  // 0 for d = 0 and for NaN
+  int32_t sum = 0;
+  for (int64_t i = 0; i < n; ++i) sum += q[i] = int8_t(quantize_value(x[i], inv, 0, -127, 127));
+  return sum;
+}
+
 }  // namespace qs::quant

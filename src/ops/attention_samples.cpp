@@ -1,6 +1,7 @@
 // Sample inputs for the attention rows: every option alone and in combination, odd
 // sizes, GQA / MQA, MLA-like dk != dv, causal with a KV-cache offset (n < m), strided
-// q/k/v taken from a packed qkv tensor, fully masked rows, and tiles crossing 64.
+// q/k/v taken from a packed qkv tensor, fully masked rows, tiles crossing 64, and the few
+// query rows of decoding against long caches.
 #include "kernels/attention_common.h"
 #include "kernels/ref/ref_kernels.h"
 #include "ops/samples.h"
@@ -39,6 +40,14 @@ std::vector<AttnCase> attention_cases(DType dt) {
       {"tiles n=67 m=131 gqa causal", 1, 2, 1, 67, 131, 5, 3, true},
       {"tiles shaw bucket_weights t=70", 1, 1, 1, 70, 70, 2, 3, false, true, false, AttnRel::shaw, false, true, false,
        5},
+      // n <= 4: the decoding path (one pass of scores per row): cache lengths across tiles,
+      // every mask and bias, GQA / MQA, dk != dv
+      {"decode n=1 m=300 gqa 8/2 causal", 1, 8, 2, 1, 300, 16, 16, true},
+      {"decode n=4 m=130 padding alibi causal", 2, 4, 2, 4, 130, 6, 5, true, true, true},
+      {"decode n=1 m=70 t5 causal", 1, 2, 2, 1, 70, 8, 8, true, false, false, AttnRel::t5, false, false, false, 6},
+      {"decode n=2 m=70 shaw causal", 1, 2, 1, 2, 70, 5, 5, true, false, false, AttnRel::shaw},
+      {"decode n=1 m=65 mqa dk 24 dv 16", 1, 4, 1, 1, 65, 24, 16, true},
+      {"decode n=1 m=9 bidirectional padding", 2, 2, 2, 1, 9, 3, 3, false, true},
   };
   if (dt == DType::f32) {
     cs.push_back({"realistic b2 h4 n127 d32 causal", 2, 4, 4, 127, 127, 32, 32, true});

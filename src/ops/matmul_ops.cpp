@@ -92,6 +92,14 @@ std::vector<Sample> linear_samples(DType dt, Generator& g) {
                "gelu strided no bias"});
   s.push_back({{sample_uniform({64, 256}, dt, g), sample_uniform({96, 256}, dt, g), sample_uniform({96}, dt, g)}, gelu,
                "gelu 64x256x96"});
+  // at most 4 rows: the GEMV kernel (tails of K and of the 4-row passes, threaded and not)
+  s.push_back({{sample_uniform({1, 37}, dt, g), sample_uniform({9, 37}, dt, g), sample_uniform({9}, dt, g)}, {},
+               "gemv 1x37x9"});
+  s.push_back({{sample_uniform({4, 40}, dt, g), sample_uniform({13, 40}, dt, g), Tensor()}, {}, "gemv 4x40x13 no bias"});
+  s.push_back({{sample_transposed({3, 24}, dt, g, -2, 2), sample_uniform({6, 24}, dt, g), sample_uniform({6}, dt, g)},
+               gelu, "gemv gelu strided x 3x24x6"});
+  s.push_back({{sample_uniform({1, 1, 512}, dt, g), sample_uniform({70, 512}, dt, g), sample_uniform({70}, dt, g)}, {},
+               "gemv 1x512x70 (threaded)"});
   return s;
 }
 

@@ -170,6 +170,9 @@ std::vector<TensorSpec> woq_linear_meta(const OpCall& c) {
              "woq_linear: scales must be f32 [{}, {}], got {} {}", N, K / g, dtype_name(s.dtype()),
              shape_str(s.shape()));
   }
+  if (c.attrs.has("activations"))
+    QS_CHECK(c.attrs.s("activations") == "f32" || c.attrs.s("activations") == "q8",
+             "woq_linear: activations '{}' (expected f32 or q8)", c.attrs.s("activations"));
   if (b.defined())
     QS_CHECK(b.dtype() == DType::f32 && b.dim() == 1 && b.size(0) == N, "woq_linear: bias must be f32 [{}], got {} {}",
              N, dtype_name(b.dtype()), shape_str(b.shape()));

@@ -6,6 +6,7 @@
 
 #include "ops/quant_ops.h"
 #include "ops/samples.h"
+#include "qiusuo/ops.h"
 
 namespace qs::ops {
 
@@ -239,15 +240,40 @@ std::vector<Sample> dynamic_linear_samples(DType dt, Generator& g) {
 std::vector<Sample> woq_linear_samples(DType dt, Generator& g) {
   if (dt != DType::f32) return {};
   std::vector<Sample> s;
-  auto add = [&](Tensor x, int64_t N, int64_t bits, int64_t group, bool bias, const std::string& label) {
+  auto add = [&](Tensor x, int64_t N, int64_t bits, int64_t group, bool bias, const std::string& label,
+                 const std::string& act = "f32") {
     int64_t K = x.size(-1);
-    Tensor w = bits == 8 ? ints({N, K}, -127, 127, DType::i8, g) : ints({N, K / 2}, 0, 255, DType::u8, g);
+    Tensor w = bits == 8 ? ints({N, K}, -128, 127, DType::i8, g) : ints({N, K / 2}, 0, 255, DType::u8, g);
     Tensor sc = bits == 8 ? uniform({N}, 0.001, 0.01, DType::f32, &g)
                           : uniform({N, K / group}, 0.01, 0.1, DType::f32, &g);
     Tensor b = bias ? uniform({N}, -1, 1, DType::f32, &g) : Tensor();
-    s.push_back({{x, w, sc, b}, Attrs().set("bits", bits).set("group_size", group),
-                 fmt::format("int{} {} {}x{}{}", bits, label, shape_str(x.shape()), N, bias ? "" : " no bias")});
+    s.push_back({{x, w, sc, b}, Attrs().set("bits", bits).set("group_size", group).set("activations", act),
+                 fmt::format("int{} {}{} {}x{}{}", bits, act == "q8" ? "q8 " : "", label, shape_str(x.shape()), N,
+                             bias ? "" : " no bias")});
   };
+  // q8 activations: every batch size of the GEMV (1..8) and the prefill path, row counts that
+  // leave 1-3 rows after the passes of 4, K with a partial last block (int8), int4 groups of
+  // 32, 64 and 128, an all-zero block and blocks of very different magnitudes, a NaN.
+  for (int64_t m : {1, 2, 5, 8}) add(sample_uniform({m, 96}, dt, g), 4 * m + 3, 8, 0, m % 2 == 1, "", "q8");
+  add(sample_uniform({3, 77}, dt, g), 10, 8, 0, true, "tail", "q8");
+  add(sample_uniform({1, 5}, dt, g), 6, 8, 0, true, "short", "q8");
+  add(sample_transposed({4, 256}, dt, g), 9, 8, 0, false, "transposed", "q8");
+  add(sample_uniform({12, 160}, dt, g), 37, 8, 0, true, "prefill", "q8");
+  for (int64_t group : {32, 64, 128})
+    for (int64_t m : {1, 3, 9}) add(sample_uniform({m, 256}, dt, g), 13, 4, group, m != 3, "g" + std::to_string(group), "q8");
+  add(sample_uniform({2, 64}, dt, g), 5, 4, 16, true, "g16", "q8");
+  {
+    Tensor x = sample_uniform({2, 128}, dt, g);
+    x.narrow(1, 0, 32).fill_(0.0);
+    x.narrow(1, 32, 32).copy_(x.narrow(1, 32, 32) * 1e4);
+    x.narrow(1, 64, 32).copy_(x.narrow(1, 64, 32) * 1e-30);
+    x.narrow(1, 96, 32).copy_(x.narrow(1, 96, 32) * 1e-40);  // subnormal: 1 / d overflows
+    add(x, 11, 8, 0, true, "zero/large/tiny/subnormal blocks", "q8");
+    add(x.clone(), 11, 4, 32, true, "zero/large/tiny/subnormal blocks", "q8");
+    Tensor xn = x.clone();
+    xn.select(0, 1).narrow(0, 100, 1).fill_(std::nan(""));
+    add(xn, 7, 8, 0, false, "NaN in one block", "q8");
+  }
   for (int64_t m : {1, 3, 7}) add(sample_uniform({m, 17 * m + 10}, dt, g), 2 * m + 1, 8, 0, true, "");
   add(sample_uniform({2, 3, 33}, dt, g), 9, 8, 0, false, "3-D");
   add(sample_transposed({5, 127}, dt, g), 17, 8, 0, true, "transposed");

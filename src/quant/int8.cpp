@@ -185,9 +185,9 @@ Tensor dynamic_linear(const Tensor& x, const Tensor& wq, const Tensor& w_scale, 
 }
 
 Tensor woq_linear(const Tensor& x, const Tensor& w, const Tensor& scales, const Tensor& bias, int bits,
-                  int64_t group_size) {
+                  int64_t group_size, const std::string& activations) {
   Attrs a;
-  a.set("bits", int64_t(bits)).set("group_size", group_size);
+  a.set("bits", int64_t(bits)).set("group_size", group_size).set("activations", activations);
   return ops::dispatch1(ops::OpKind::woq_linear, {x, w, scales, bias}, std::move(a));
 }
 

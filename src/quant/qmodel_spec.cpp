@@ -109,8 +109,11 @@ std::shared_ptr<nn::Module> quantized_module_from_spec(const std::string& name, 
     return std::make_shared<DynamicQuantizedLinear>(in, out, bias, field<std::string>(name, spec, "granularity"),
                                                     field<bool>(name, spec, "reduce_range"));
   if (type == "WeightOnlyLinear")
+    // files written before q8 activations existed hold none: they ran with f32 activations
     return std::make_shared<WeightOnlyLinear>(in, out, bias, field<int>(name, spec, "bits"),
-                                              field<int64_t>(name, spec, "group_size"));
+                                              field<int64_t>(name, spec, "group_size"),
+                                              spec.contains("activations") ? field<std::string>(name, spec, "activations")
+                                                                           : std::string("f32"));
   QS_FAIL("quantised layer '{}': unknown type '{}' (expected QuantizedLinear, QuantizedConvNd, "
           "DynamicQuantizedLinear, WeightOnlyLinear or Identity)",
           name, type);

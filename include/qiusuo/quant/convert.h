@@ -61,12 +61,13 @@ int64_t chain_quantized_layers(nn::Module& model, const Tensor& example);
 //   "dynamic"      DynamicQuantizedLinear (s8 per-channel weights, u8 activations per token)
 //   "weight-int8"  WeightOnlyLinear bits 8 (per channel)
 //   "weight-int4"  WeightOnlyLinear bits 4 (groups of `group` inputs)
-// Returns how many were replaced. The parent must reach its Linear children through
+// `activations` of the weight-only layers: "q8" (x quantised per block of 32 at run time, as
+// llama.cpp does; integer dot products) or "f32" (x as it is). Returns how many were replaced. The parent must reach its Linear children through
 // child(name) (MultiheadAttention, GeluMLP, SwiGLU, Sequential do). Errors (naming the
 // layer): an unknown method, a Linear inside a module that keeps a typed pointer to it
 // (MultiheadLatentAttention, MoE), in_features not a multiple of `group` (int4).
 int64_t quantize_linears(nn::Module& model, const std::string& method, int64_t group = 128,
-                         const std::vector<std::string>& prefixes = {"blocks."});
+                         const std::vector<std::string>& prefixes = {"blocks."}, const std::string& activations = "q8");
 
 // ---- describing a quantised model (for checkpoints)
 // {"<dotted name>": spec} for every quantised module (its qparams_json()) and every

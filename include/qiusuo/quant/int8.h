@@ -9,7 +9,7 @@
 //   u8/s8 out  q = quantise(y, out scale, out zp, out range)
 // Reference and optimised kernels agree bit for bit for quantize, dequantize, qlinear,
 // qconv and dynamic_linear (zero tolerance in `qiusuo check`); woq_linear sums floats in
-// another order and agrees within f32 tolerance.
+// another order and agrees within f32 tolerance (its q8 activation codes are bit-exact).
 //
 // On CPUs without VNNI (AVX2 only) oneDNN's u8 x s8 kernels add pairs of products
 // in s16 with saturation (vpmaddubsw): activations of 8 bits give wrong sums, 7 bits
@@ -100,9 +100,13 @@ Tensor dynamic_linear(const Tensor& x, const Tensor& wq, const Tensor& w_scale, 
                       const std::string& granularity = "token", bool reduce_range = default_reduce_range());
 
 // Weight-only: x f32 [..., K]; bits 8: w i8 [N, K], scales [N]; bits 4: w u8 packed [N, K/2],
-// scales [N, K / group_size] -> f32 [..., N] = x (q * scale)^T + bias. Dequantises on the fly.
+// scales [N, K / group_size] -> f32 [..., N] = x^ (q * scale)^T + bias.
+// activations "f32": x^ = x (the weights are dequantised on the fly). "q8": x^ is x quantised
+// per block of 32 along K to codes in [-127, 127] times the block's max |x| / 127, as llama.cpp
+// does for Q8_0 / Q4_0 weights; at batch 1 the products are then integer dot products (VNNI),
+// faster where the weights stream from memory at a few bytes per cycle.
 Tensor woq_linear(const Tensor& x, const Tensor& w, const Tensor& scales, const Tensor& bias, int bits,
-                  int64_t group_size = 0);
+                  int64_t group_size = 0, const std::string& activations = "f32");
 
 // Pre-packed weights (oneDNN's blocked layouts, weight column sums) are cached by weight
 // storage, shape and a sample of its bytes. After writing into a quantised weight in

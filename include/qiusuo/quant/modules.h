@@ -116,11 +116,13 @@ class DynamicQuantizedLinear : public nn::Module {
   Tensor weight_, scale_, bias_;
 };
 
-// y = woq_linear(x, ...): bits 8 (per channel) or 4 (groups of group_size, 32 or 128 typical).
+// y = woq_linear(x, ...): bits 8 (per channel) or 4 (groups of group_size, 32 or 128 typical);
+// activations "q8" (quantised per block of 32 at run time: integer products) or "f32".
 class WeightOnlyLinear : public nn::Module {
  public:
-  WeightOnlyLinear(const nn::Linear& lin, int bits, int64_t group_size = 128);
-  WeightOnlyLinear(int64_t in_features, int64_t out_features, bool bias, int bits, int64_t group_size = 128);
+  WeightOnlyLinear(const nn::Linear& lin, int bits, int64_t group_size = 128, const std::string& activations = "q8");
+  WeightOnlyLinear(int64_t in_features, int64_t out_features, bool bias, int bits, int64_t group_size = 128,
+                   const std::string& activations = "q8");
   Tensor forward(const Tensor& x) override;
   std::string extra_repr() const override { return qparams_json(); }
   std::string qparams_json() const;
@@ -129,6 +131,7 @@ class WeightOnlyLinear : public nn::Module {
  private:
   int bits_;
   int64_t group_;
+  std::string activations_;
   Tensor weight_, scale_, bias_;
 };
 

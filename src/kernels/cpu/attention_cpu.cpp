@@ -206,11 +206,80 @@ Tensor last_dim_contiguous(const Tensor& t) {
   return !t.defined() || t.size(-1) <= 1 || t.stride(-1) == 1 ? t : t.contiguous();
 }
 
+// A few query rows (LM decoding: one new token against its cache): per (batch, head, row)
+// the scores of every visible key in one pass, with the same masks and biases
+// (attn_mask_row), then one softmax and one weighted sum of V rows. The tiled kernels
+// transpose key tiles and block query rows, which at n = 1 costs more than the product.
+constexpr int64_t kDecodeRows = 4;
+
+template <class T> struct DecodeScratch {
+  std::vector<T> s, q, acc;
+  explicit DecodeScratch(const AttnConfig& c)
+      : s(size_t((c.m + kAttnBc - 1) / kAttnBc * kAttnBc)), q(size_t(c.dk)), acc(size_t(c.dv)) {}
+};
+
+template <class T>
+void decode_row(const AttnPlan<T>& p, ops::OpCall& call, int64_t b, int64_t h, int64_t i, DecodeScratch<T>& w) {
+  const AttnConfig& c = p.c;
+  const int64_t g = h / c.group(), end = c.key_end(i), dk = c.dk;
+  const T* qr = p.q_row(b, h, i);
+  T* q = w.q.data();
+  for (int64_t x = 0; x < dk; ++x) q[x] = T(c.scale) * qr[x];
+  T mx = T(-INFINITY);
+  for (int64_t j0 = 0; j0 < end; j0 += kAttnBc) {
+    const int64_t jn = std::min(kAttnBc, c.m - j0);
+    T* s = w.s.data() + j0;
+    for (int64_t jj = 0; jj < jn; ++jj) {
+      const T* kr = p.k_row(b, g, j0 + jj);
+      T d = 0;
+#pragma omp simd reduction(+ : d)
+      for (int64_t x = 0; x < dk; ++x) d += q[x] * kr[x];
+      s[jj] = d;
+    }
+    mx = std::max(mx, attn_mask_row(p, b, h, i, j0, jn, s, s));
+  }
+  T* acc = w.acc.data();
+  std::fill_n(acc, c.dv, T(0));
+  T sum = 0;
+  if (mx != T(-INFINITY)) {
+    T* s = w.s.data();
+#pragma omp simd reduction(+ : sum)
+    for (int64_t j = 0; j < end; ++j) {
+      s[j] = fast_exp(s[j] - mx);
+      sum += s[j];
+    }
+    const T* rows[kAttnBc];
+    for (int64_t j0 = 0; j0 < end; j0 += kAttnBc) {
+      const int64_t jn = std::min(kAttnBc, end - j0);
+      for (int64_t jj = 0; jj < jn; ++jj) rows[jj] = p.v_row(b, g, j0 + jj);
+      attn_axpy(acc, c.dv, jn, s + j0, rows, 0);
+    }
+  }
+  const Tensor& out = call.out[0];
+  T* o = static_cast<T*>(out.raw_data()) + b * out.stride(0) + h * out.stride(1) + i * out.stride(2);
+  const T inv = sum > 0 ? T(1) / sum : T(0);
+  for (int64_t y = 0; y < c.dv; ++y) o[y * out.stride(3)] = acc[y] * inv;
+  static_cast<T*>(call.out[1].raw_data())[(b * c.hq + h) * c.n + i] =
+      sum > 0 ? mx + std::log(sum) : attn_empty_lse<T>();
+}
+
+template <class T> void attention_decode_cpu(const AttnPlan<T>& p, ops::OpCall& call) {
+  const AttnConfig& c = p.c;
+  const int64_t rows = c.b * c.hq * c.n;
+#pragma omp parallel if (rows > 1 && rows * c.m * (c.dk + c.dv) > 65536)
+  {
+    DecodeScratch<T> w(c);
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < rows; ++r) decode_row(p, call, r / (c.hq * c.n), r / c.n % c.hq, r % c.n, w);
+  }
+}
+
 template <class T> void attention_forward_cpu(ops::OpCall& call) {
   const auto& in = call.in;
   Tensor q = last_dim_contiguous(in[0]), k = last_dim_contiguous(in[1]), v = last_dim_contiguous(in[2]);
   const AttnConfig c = attn_config(q, k, &v, call.attrs);
   const AttnPlan<T> p = make_attn_plan<T>(c, q, k, v, in[3], in[4], in[5]);
+  if (c.n <= kDecodeRows && !c.bucket_weights && c.dv > 0) return attention_decode_cpu(p, call);
   if constexpr (std::is_same_v<T, float>)
     if (!attention_fast_f32_declines(c, call)) return attention_forward_fast_f32(p, call);
   const int64_t nqb = (c.n + kAttnBr - 1) / kAttnBr, tasks = c.b * c.hkv * nqb;

@@ -12,6 +12,7 @@ namespace qs::kernels {
 const char* f32_or_widened_bf16(const ops::OpCall& c);
 
 void register_elementwise_cpu(ops::KernelTable& t);
+void register_gemv_f32_cpu(ops::KernelTable& t);  // gemv_f32_cpu.cpp: linear at <= 4 rows, before oneDNN
 void register_matmul_dnnl(ops::KernelTable& t);
 void register_matmul_f64(ops::KernelTable& t);
 void register_index_cpu(ops::KernelTable& t);

@@ -1,16 +1,20 @@
 // woq_linear: weight-only INT8 / INT4 GEMV and small-M GEMM for LM generation (larger
-// batches, such as a prompt's prefill, go through blocks of f32 weights). Weights are
-// dequantised on the fly (AVX2: s8 or packed nibbles -> s32 -> f32, FMA with x); at batch 1
-// the product is memory-bound, and INT8 reads 4x fewer weight bytes than f32, INT4 8x.
-// Sums run in f32 in another order than the reference (which sums in double): equal within
-// f32 tolerance, the one quantised row that is not bit-exact.
+// batches, such as a prompt's prefill, go through blocks of f32 weights).
+//   activations "f32": weights are dequantised on the fly (AVX2: s8 or packed nibbles ->
+//     s32 -> f32, FMA with x); sums run in f32 in another order than the reference (which
+//     sums in double): equal within f32 tolerance.
+//   activations "q8": x is quantised per block of 32 and the products are integer dot
+//     products (quant_quant_woq_q8_cpu.cpp), by AVX-512 VNNI (kernel "vnni") or AVX2 (kernel "avx2").
+// At batch 1 the product is memory-bound: INT8 reads 4x fewer weight bytes than f32, INT4 8x.
 #include <immintrin.h>
 #include <omp.h>
 
 #include <vector>
 
 #include "kernels/cpu/cpu_kernels.h"
+#include "backend/dnnl_util.h"
 #include "kernels/cpu/simd_avx2.h"
+#include "kernels/cpu/quant_woq_q8.h"
 
 namespace qs::kernels {
 
@@ -141,10 +145,18 @@ void permute_x32(const float* x, int64_t K, float* xp) {
       for (int l = 0; l < 8; ++l) xp[b + 8 * j + l] = x[b + 4 * l + j];
 }
 
+bool q8_activations(const ops::OpCall& c) { return c.attrs.has("activations") && c.attrs.s("activations") == "q8"; }
+
 const char* woq_supports(const ops::OpCall& c) {
   if (c.out[0].numel() == 0) return "empty output";
   if (c.attrs.i("bits", 8) == 4 && c.attrs.i("group_size") % 32 != 0) return "int4 group size not a multiple of 32";
   return nullptr;
+}
+// VEX-encoded AVX-VNNI (avx2_vnni) has other intrinsics; such CPUs take the AVX2 kernel.
+const char* woq_vnni_supports(const ops::OpCall& c) {
+  if (!q8_activations(c)) return "f32 activations (the avx2 kernel's)";
+  if (!backend::avx512() || !backend::exact_u8s8()) return "no AVX-512 VNNI (or capped below it)";
+  return woq_supports(c);
 }
 
 // Prefill-sized batches (M > kGemvRows) reuse each weight many times: dequantise blocks
@@ -186,7 +198,42 @@ void woq_blocked(const Tensor& x, const Tensor& w, const float* sp, const float*
   }
 }
 
+// activations "q8": rows of x quantised once, then woq::gemv; prefill-sized batches multiply
+// the dequantised codes (x^) by blocks of f32 weights.
+void woq_q8(ops::OpCall& c, bool vnni) {
+  const Tensor x = c.in[0].contiguous(), w = c.in[1].contiguous(), s = c.in[2].contiguous();
+  const Tensor b = c.in[3].defined() ? c.in[3].contiguous() : Tensor();
+  const bool int4 = c.attrs.i("bits", 8) == 4;
+  const int64_t group = int4 ? c.attrs.i("group_size") : 0;
+  const int64_t K = x.size(-1), N = w.size(0), M = K == 0 ? c.out[0].numel() / N : x.numel() / K;
+  const float* sp = s.data_ptr<float>();
+  const float* bp = b.defined() ? b.data_ptr<float>() : nullptr;
+  float* y = c.out[0].data_ptr<float>();
+  if (K == 0) {
+    for (int64_t i = 0; i < M * N; ++i) y[i] = bp ? bp[i % N] : 0.0f;
+    return;
+  }
+  const float* xp = x.data_ptr<float>();
+  if (M > kGemvRows) {
+    Tensor xh = empty({M, K});
+    float* h = xh.data_ptr<float>();
+#pragma omp parallel for if (M * K > 32768)
+    for (int64_t m = 0; m < M; ++m) woq::dequantized_row(xp + m * K, K, h + m * K);
+    woq_blocked(xh, w, sp, bp, int4, group, M, K, N, y);
+    return;
+  }
+  const woq::Kind kind = int4 ? (vnni ? woq::Kind::s4_vnni : woq::Kind::s4_avx2)
+                              : (vnni ? woq::Kind::s8_vnni : woq::Kind::s8_avx2);
+  thread_local std::vector<woq::ActQ8> rows;  // reused: no allocation per token
+  if (rows.size() < size_t(M)) rows.resize(size_t(M));
+  for (int64_t m = 0; m < M; ++m) woq::quantize_row(xp + m * K, K, kind, rows[size_t(m)]);
+  woq::gemv(kind, w.raw_data(), sp, N, group, rows.data(), M, bp, y);
+}
+
+void woq_vnni_cpu(ops::OpCall& c) { woq_q8(c, true); }
+
 void woq_linear_cpu(ops::OpCall& c) {
+  if (q8_activations(c)) return woq_q8(c, false);
   const Tensor x = c.in[0].contiguous(), w = c.in[1].contiguous(), s = c.in[2].contiguous();
   const Tensor& b = c.in[3];
   Tensor bc = b.defined() ? b.contiguous() : Tensor();
@@ -235,6 +282,7 @@ void woq_linear_cpu(ops::OpCall& c) {
 }  // namespace
 
 void register_quant_woq_cpu(ops::KernelTable& t) {
+  ops::add_kernel(t, ops::OpKind::woq_linear, {"vnni", woq_vnni_supports, woq_vnni_cpu});
   ops::add_kernel(t, ops::OpKind::woq_linear, {"avx2", woq_supports, woq_linear_cpu});
 }
 

@@ -21,6 +21,7 @@ namespace qs::ops {
 
 void register_optimised_kernels(KernelTable& table) {
   kernels::register_elementwise_cpu(table);
+  kernels::register_gemv_f32_cpu(table);  // before oneDNN: linear at batch <= 4 (decoding)
   kernels::register_matmul_dnnl(table);
   kernels::register_matmul_f64(table);
   kernels::register_index_cpu(table);

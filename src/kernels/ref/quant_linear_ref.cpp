@@ -8,9 +8,13 @@
 //     optimised kernel sums in f32 in another order: equal within f32 tolerance only)
 //     int4: q[n, k] is the low nibble of byte w[n, k / 2] for even k, the high one for odd k,
 //     as two's complement in [-8, 7].
+//     activations "q8": x replaced first by its q8 blocks, codes times scale (quant_math.h:
+//     blocks of 32 along K, as llama.cpp's Q8_0); "f32" (the default) uses x as it is.
 #include <limits>
+#include <vector>
 
 #include "kernels/quant_epilogue.h"
+#include "kernels/quant_math.h"
 #include "kernels/ref/ref_kernels.h"
 #include "tensor/strided.h"
 
@@ -62,12 +66,24 @@ void woq_linear_ref(ops::OpCall& c) {
     int64_t nib = k % 2 == 0 ? byte & 15 : byte >> 4;
     return double(nib >= 8 ? nib - 16 : nib) * at(s, n * s.stride(0) + (k / group) * s.stride(1));
   };
-  for (int64_t r = 0; r < rows; ++r)
+  const bool q8 = c.attrs.has("activations") && c.attrs.s("activations") == "q8";
+  std::vector<float> xr(static_cast<size_t>(K));
+  std::vector<int8_t> code(static_cast<size_t>(quant::kActBlock));
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t k = 0; k < K; ++k) xr[size_t(k)] = float(at(x, ix.offset(r * K + k)));
+    if (q8)  // each block of x becomes its codes times its scale (quant_math.h)
+      for (int64_t k0 = 0; k0 < K; k0 += quant::kActBlock) {
+        const int64_t len = std::min(quant::kActBlock, K - k0);
+        const float d = quant::act_block_scale(&xr[size_t(k0)], len);
+        quant::quantize_act_block(&xr[size_t(k0)], len, d, code.data());
+        for (int64_t i = 0; i < len; ++i) xr[size_t(k0 + i)] = float(double(code[size_t(i)]) * d);
+      }
     for (int64_t n = 0; n < N; ++n) {
       double acc = b.defined() ? at(b, n * b.stride(0)) : 0.0;
-      for (int64_t k = 0; k < K; ++k) acc += at(x, ix.offset(r * K + k)) * weight(n, k);
+      for (int64_t k = 0; k < K; ++k) acc += double(xr[size_t(k)]) * weight(n, k);
       y[r * N + n] = float(acc);
     }
+  }
 }
 
 }  // namespace qs::kernels
