@@ -231,6 +231,12 @@ void decode_row(const AttnPlan<T>& p, ops::OpCall& call, int64_t b, int64_t h, i
     T* s = w.s.data() + j0;
     for (int64_t jj = 0; jj < jn; ++jj) {
       const T* kr = p.k_row(b, g, j0 + jj);
+      // the cache streams from memory once per token: ask for the keys ahead and for this
+      // key's value row, which the weighted sum reads next (from L2)
+      for (int64_t x = 0; x < c.dk * int64_t(sizeof(T)); x += 64)
+        __builtin_prefetch(reinterpret_cast<const char*>(p.k_row(b, g, std::min(j0 + jj + 8, end - 1))) + x, 0, 2);
+      for (int64_t x = 0; x < c.dv * int64_t(sizeof(T)); x += 64)
+        __builtin_prefetch(reinterpret_cast<const char*>(p.v_row(b, g, j0 + jj)) + x, 0, 2);
       T d = 0;
 #pragma omp simd reduction(+ : d)
       for (int64_t x = 0; x < dk; ++x) d += q[x] * kr[x];
