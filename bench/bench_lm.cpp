@@ -159,7 +159,14 @@ std::vector<nlohmann::json> lm_gen(const Options& o) {
   const double per_token = util::median(decode), pre = util::median(prefill);
   const std::string weights = lm.method == "fp32" ? "f32" : lm.method.rfind("weight-", 0) == 0 ? lm.method.substr(7)
                                                                                                 : lm.method;
+  // bytes one decoding step reads at least: every parameter (quantised ones as stored) and the
+  // cache of the prompt and half the new tokens (on average), in the cache's dtype (f32)
+  const int64_t weight_bytes = quant::model_weight_bytes(m);
+  const int64_t kv_per_token = m.kv_cache_bytes_per_token(DType::f32);
+  const double step_bytes = double(weight_bytes) + double(kv_per_token) * double(kPrompt + kNew / 2);
   nlohmann::json r = {{"workload", "lm_gen_b1_p256_g128"}, {"tokens_per_s", 1.0 / per_token},
+                      {"weight_bytes", weight_bytes}, {"kv_bytes_per_token", kv_per_token},
+                      {"step_gb_per_s", step_bytes / per_token / 1e9},
                       {"ms_per_token", per_token * 1e3},   {"prefill_ms", pre * 1e3},
                       {"prefill_tokens_per_s", double(kPrompt) / pre},
                       {"weights", weights},                {"prompt", kPrompt},
