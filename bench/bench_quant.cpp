@@ -157,7 +157,7 @@ std::vector<nlohmann::json> gemv_stream(const Options& o, int bits) {
   return {{{"workload", name}, {"ms", s * 1e3}, {"weight_mb", double(bytes) / 1e6}, {"weight_gb_per_s", double(bytes) / s / 1e9}}};
 }
 
-// A 256-token prompt through the same layer: the blocked f32 path of woq_linear.
+// A 256-token prompt through the same layer (q8 activations, as quantize_linears makes them).
 std::vector<nlohmann::json> woq_prefill(const Options& o) {
   const int64_t n = 4096;
   Generator g(0);
@@ -167,8 +167,8 @@ std::vector<nlohmann::json> woq_prefill(const Options& o) {
   auto [q4, s4] = quantize_weight_int4_groups(w, 128);
   NoGrad ng;
   double fp32 = time_per_call([&] { linear(x, w, Tensor()); }, 1, iters);
-  double i8 = time_per_call([&] { woq_linear(x, q8, s8, Tensor(), 8); }, 1, iters);
-  double i4 = time_per_call([&] { woq_linear(x, q4, s4, Tensor(), 4, 128); }, 1, iters);
+  double i8 = time_per_call([&] { woq_linear(x, q8, s8, Tensor(), 8, 0, "q8"); }, 1, iters);
+  double i4 = time_per_call([&] { woq_linear(x, q4, s4, Tensor(), 4, 128, "q8"); }, 1, iters);
   return {{{"workload", "woq_prefill_b256_4096x4096"}, {"fp32_ms", fp32 * 1e3}, {"int8_ms", i8 * 1e3},
            {"int4_ms", i4 * 1e3}}};
 }

@@ -251,16 +251,19 @@ std::vector<Sample> woq_linear_samples(DType dt, Generator& g) {
                  fmt::format("int{} {}{} {}x{}{}", bits, act == "q8" ? "q8 " : "", label, shape_str(x.shape()), N,
                              bias ? "" : " no bias")});
   };
-  // q8 activations: every batch size of the GEMV (1..8) and the prefill path, row counts that
-  // leave 1-3 rows after the passes of 4, K with a partial last block (int8), int4 groups of
-  // 32, 64 and 128, an all-zero block and blocks of very different magnitudes, a NaN.
+  // q8 activations: every batch size of the GEMV (1..8) and the prefill GEMM (> 8 rows: tiles
+  // of 6 rows, panels of 32 columns, both with remainders), row counts that leave 1-3 rows
+  // after the GEMV's passes of 4, K with a partial last block (int8), int4 groups of 32, 64
+  // and 128, an all-zero block and blocks of very different magnitudes, a NaN.
   for (int64_t m : {1, 2, 5, 8}) add(sample_uniform({m, 96}, dt, g), 4 * m + 3, 8, 0, m % 2 == 1, "", "q8");
   add(sample_uniform({3, 77}, dt, g), 10, 8, 0, true, "tail", "q8");
   add(sample_uniform({1, 5}, dt, g), 6, 8, 0, true, "short", "q8");
   add(sample_transposed({4, 256}, dt, g), 9, 8, 0, false, "transposed", "q8");
   add(sample_uniform({12, 160}, dt, g), 37, 8, 0, true, "prefill", "q8");
+  add(sample_uniform({10, 77}, dt, g), 33, 8, 0, false, "prefill tail", "q8");
+  add(sample_uniform({13, 128}, dt, g), 70, 4, 64, true, "prefill g64", "q8");
   for (int64_t group : {32, 64, 128})
-    for (int64_t m : {1, 3, 9}) add(sample_uniform({m, 256}, dt, g), 13, 4, group, m != 3, "g" + std::to_string(group), "q8");
+    for (int64_t m : {1, 3, 9}) add(sample_uniform({m, 256}, dt, g), 13, 4, group, m != 3, fmt::format("g{}", group), "q8");
   add(sample_uniform({2, 64}, dt, g), 5, 4, 16, true, "g16", "q8");
   {
     Tensor x = sample_uniform({2, 128}, dt, g);

@@ -198,8 +198,9 @@ void woq_blocked(const Tensor& x, const Tensor& w, const float* sp, const float*
   }
 }
 
-// activations "q8": rows of x quantised once, then woq::gemv; prefill-sized batches multiply
-// the dequantised codes (x^) by blocks of f32 weights.
+// activations "q8": rows of x quantised once, then woq::gemv; prefill-sized batches run
+// woq::gemm_vnni (integer products, VNNI), or on AVX2 multiply the dequantised codes (x^) by
+// blocks of f32 weights.
 void woq_q8(ops::OpCall& c, bool vnni) {
   const Tensor x = c.in[0].contiguous(), w = c.in[1].contiguous(), s = c.in[2].contiguous();
   const Tensor b = c.in[3].defined() ? c.in[3].contiguous() : Tensor();
@@ -214,6 +215,10 @@ void woq_q8(ops::OpCall& c, bool vnni) {
     return;
   }
   const float* xp = x.data_ptr<float>();
+  if (M > kGemvRows && vnni) {
+    woq::gemm_vnni(w.raw_data(), int4, sp, N, group, xp, M, K, bp, y);
+    return;
+  }
   if (M > kGemvRows) {
     Tensor xh = empty({M, K});
     float* h = xh.data_ptr<float>();

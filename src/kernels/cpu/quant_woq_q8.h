@@ -31,4 +31,9 @@ void dequantized_row(const float* x, int64_t K, float* out);
 void gemv(Kind kind, const void* w, const float* scale, int64_t N, int64_t group, const ActQ8* rows, int64_t M,
           const float* bias, float* y);
 
+// The same product for many rows of x (a prompt's prefill), on AVX-512 VNNI only: y [M, N] =
+// x^ w^T + bias, x f32 [M, K] contiguous, w and scale as for gemv.
+void gemm_vnni(const void* w, bool int4, const float* scale, int64_t N, int64_t group, const float* x, int64_t M,
+               int64_t K, const float* bias, float* y);
+
 }  // namespace qs::kernels::woq

@@ -29,6 +29,9 @@
 #include "kernels/cpu/quant_woq_q8.h"
 #include "kernels/quant_math.h"
 
+// GCC 12 reports _mm512_cvtepi32_ps's _mm512_undefined_ps() source as maybe uninitialized.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
 #define QS_VNNI __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")))
 
 namespace qs::kernels::woq {
@@ -194,6 +197,89 @@ void rows_s4_avx2(const uint8_t* w, int64_t ldw, const float* scale, int64_t lds
 
 constexpr int kR = 4;  // weight rows per pass over a block of x: x loads shared, 4 independent chains
 
+// ---- prefill (many rows of x), AVX-512 VNNI: a GEMM whose K is cut into the activation
+// blocks. A panel of 32 output columns is packed per call into vpdpbusd's layout (4
+// consecutive k of 16 columns per 64 bytes, u8 = int8 w + 128 or int4 q + 8, K padded to
+// whole blocks with zero weights); a tile of kMr rows x 32 columns keeps 2 s32 accumulators
+// per row, started at the block's -offset * (sum of the row's codes) so that they end exact,
+// and adds each block's integer sums into f32 accumulators with the row's block scale (times
+// the columns' group scale for int4).
+constexpr int kMr = 6;
+constexpr int64_t kPanel = 32;
+
+// out[(k / 4) * 128 + c * 4 + k % 4] = the u8 form of weight (n0 + c, k) for c < 32: int8 w + 128,
+// int4 q + 8 (q = 0 beyond N or K); 4 weights (one 32-bit lane) at a time.
+QS_VNNI void pack_panel(const void* w, bool int4, int64_t K, int64_t n0, int64_t nc, int64_t kp, uint8_t* out) {
+  const uint32_t zero4 = int4 ? 0x08080808u : 0x80808080u;
+  for (int64_t c = 0; c < kPanel; ++c) {
+    uint32_t* dst = reinterpret_cast<uint32_t*>(out) + c;  // lane (k4, c) at dst[k4 * kPanel]
+    int64_t k4 = 0;
+    if (c < nc && int4) {  // K is a multiple of 32 here: whole lanes of 2 bytes
+      const uint8_t* row = static_cast<const uint8_t*>(w) + (n0 + c) * (K / 2);
+      for (; 4 * k4 < K; ++k4) {
+        const uint32_t b = uint32_t(row[2 * k4]) | uint32_t(row[2 * k4 + 1]) << 8;
+        dst[k4 * kPanel] = ((b & 15) | ((b >> 4) & 15) << 8 | ((b >> 8) & 15) << 16 | ((b >> 12) & 15) << 24) ^ zero4;
+      }
+    } else if (c < nc) {
+      const int8_t* row = static_cast<const int8_t*>(w) + (n0 + c) * K;
+      for (; 4 * k4 + 4 <= K; ++k4) {
+        uint32_t v;
+        __builtin_memcpy(&v, row + 4 * k4, 4);
+        dst[k4 * kPanel] = v ^ zero4;
+      }
+      if (4 * k4 < K) {  // the lane K falls in
+        uint32_t v = zero4;
+        for (int64_t j = 0; 4 * k4 + j < K; ++j)
+          v = (v & ~(0xffu << (8 * j))) | uint32_t(uint8_t(row[4 * k4 + j] ^ 0x80)) << (8 * j);
+        dst[k4 * kPanel] = v;
+        ++k4;
+      }
+    }
+    for (; k4 < kp / 4; ++k4) dst[k4 * kPanel] = zero4;
+  }
+}
+
+// gscale: int4's weight scales of the panel's columns, [group][32] (one group per
+// blocks_per_group blocks); null for int8 (its per-column scale is applied by the caller).
+template <int MR>
+QS_VNNI void tile(const uint8_t* pw, const int8_t* xq, int64_t ldx, const float* d, const int32_t* corr, int64_t ldb,
+                  int64_t blocks, const float* gscale, int64_t blocks_per_group, __m512 (&out)[kMr][2]) {
+  __m512 f[MR][2];
+  for (int r = 0; r < MR; ++r) f[r][0] = f[r][1] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < blocks; ++b) {
+    __m512i s[MR][2];
+    for (int r = 0; r < MR; ++r) s[r][0] = s[r][1] = _mm512_set1_epi32(corr[r * ldb + b]);
+    const uint8_t* wb = pw + b * kActBlock * kPanel;
+#pragma GCC unroll 8
+    for (int kk = 0; kk < kActBlock / 4; ++kk) {
+      const __m512i w0 = _mm512_loadu_si512(wb + kk * 4 * kPanel), w1 = _mm512_loadu_si512(wb + kk * 4 * kPanel + 64);
+      for (int r = 0; r < MR; ++r) {
+        int32_t a4;
+        __builtin_memcpy(&a4, xq + r * ldx + b * kActBlock + 4 * kk, 4);
+        const __m512i a = _mm512_set1_epi32(a4);
+        s[r][0] = _mm512_dpbusd_epi32(s[r][0], w0, a);
+        s[r][1] = _mm512_dpbusd_epi32(s[r][1], w1, a);
+      }
+    }
+    if (gscale) {
+      const float* gs = gscale + b / blocks_per_group * kPanel;
+      const __m512 g0 = _mm512_loadu_ps(gs), g1 = _mm512_loadu_ps(gs + 16);
+      for (int r = 0; r < MR; ++r) {
+        const __m512 dv = _mm512_set1_ps(d[r * ldb + b]);
+        f[r][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[r][0]), _mm512_mul_ps(dv, g0), f[r][0]);
+        f[r][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[r][1]), _mm512_mul_ps(dv, g1), f[r][1]);
+      }
+    } else {
+      for (int r = 0; r < MR; ++r) {
+        const __m512 dv = _mm512_set1_ps(d[r * ldb + b]);
+        f[r][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[r][0]), dv, f[r][0]);
+        f[r][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[r][1]), dv, f[r][1]);
+      }
+    }
+  }
+  for (int r = 0; r < MR; ++r) out[r][0] = f[r][0], out[r][1] = f[r][1];
+}
+
 }  // namespace
 
 void quantize_row(const float* x, int64_t K, Kind kind, ActQ8& a) {
@@ -269,6 +355,67 @@ void gemv(Kind kind, const void* w, const float* scale, int64_t N, int64_t group
         for (int r = 0; r < nr; ++r) out[r] = (out[r] + tail_s8(wp + r * ldw, a)) * scale[n0 + r];
       }
       for (int r = 0; r < nr; ++r) y[m * N + n0 + r] = out[r] + (bias ? bias[n0 + r] : 0.0f);
+    }
+  }
+}
+
+QS_VNNI void gemm_vnni(const void* w, bool int4, const float* scale, int64_t N, int64_t group, const float* x,
+                       int64_t M, int64_t K, const float* bias, float* y) {
+  const int64_t blocks = (K + kActBlock - 1) / kActBlock, kp = blocks * kActBlock;
+  const int64_t offset = int4 ? 8 : 128, groups = int4 ? K / group : 0;
+  // the rows of x: codes padded to whole blocks, block scales, -offset * block code sums
+  std::vector<int8_t> xq(size_t(M * kp), 0);
+  std::vector<float> d(size_t(M * blocks));
+  std::vector<int32_t> corr(size_t(M * blocks));
+#pragma omp parallel for if (M * K > 32768)
+  for (int64_t m = 0; m < M; ++m) {
+    ActQ8 a;
+    quantize_row(x + m * K, K, Kind::s8_avx2, a);
+    std::copy(a.q.begin(), a.q.end(), xq.begin() + m * kp);
+    for (int64_t b = 0; b < blocks; ++b) {
+      d[size_t(m * blocks + b)] = a.d[size_t(b)];
+      int32_t sum = 0;
+      for (int64_t k = b * kActBlock; k < std::min(K, (b + 1) * kActBlock); ++k) sum += a.q[size_t(k)];
+      corr[size_t(m * blocks + b)] = int32_t(-offset) * sum;
+    }
+  }
+  const int64_t panels = (N + kPanel - 1) / kPanel;
+#pragma omp parallel
+  {
+    std::vector<uint8_t> pw(size_t(kp * kPanel));
+    std::vector<float> gs(size_t(groups * kPanel));
+#pragma omp for schedule(static)
+    for (int64_t p = 0; p < panels; ++p) {
+      const int64_t n0 = p * kPanel, nc = std::min(kPanel, N - n0);
+      pack_panel(w, int4, K, n0, nc, kp, pw.data());
+      alignas(64) float sc[kPanel] = {}, bs[kPanel] = {};
+      for (int64_t c = 0; c < nc; ++c) sc[c] = int4 ? 1.0f : scale[n0 + c], bs[c] = bias ? bias[n0 + c] : 0.0f;
+      for (int64_t g = 0; g < groups; ++g)
+        for (int64_t c = 0; c < kPanel; ++c) gs[size_t(g * kPanel + c)] = c < nc ? scale[(n0 + c) * groups + g] : 0.0f;
+      const __m512 s0 = _mm512_load_ps(sc), s1 = _mm512_load_ps(sc + 16), b0 = _mm512_load_ps(bs), b1 = _mm512_load_ps(bs + 16);
+      const float* gsp = int4 ? gs.data() : nullptr;
+      const int64_t bpg = int4 ? group / kActBlock : 1;
+      for (int64_t m0 = 0; m0 < M; m0 += kMr) {
+        const int mr = int(std::min<int64_t>(kMr, M - m0));
+        __m512 acc[kMr][2];
+        const int8_t* xr = xq.data() + m0 * kp;
+        const float* dr = d.data() + m0 * blocks;
+        const int32_t* cr = corr.data() + m0 * blocks;
+        switch (mr) {
+          case 6: tile<6>(pw.data(), xr, kp, dr, cr, blocks, blocks, gsp, bpg, acc); break;
+          case 5: tile<5>(pw.data(), xr, kp, dr, cr, blocks, blocks, gsp, bpg, acc); break;
+          case 4: tile<4>(pw.data(), xr, kp, dr, cr, blocks, blocks, gsp, bpg, acc); break;
+          case 3: tile<3>(pw.data(), xr, kp, dr, cr, blocks, blocks, gsp, bpg, acc); break;
+          case 2: tile<2>(pw.data(), xr, kp, dr, cr, blocks, blocks, gsp, bpg, acc); break;
+          default: tile<1>(pw.data(), xr, kp, dr, cr, blocks, blocks, gsp, bpg, acc); break;
+        }
+        for (int r = 0; r < mr; ++r) {
+          alignas(64) float row[kPanel];
+          _mm512_store_ps(row, _mm512_fmadd_ps(acc[r][0], s0, b0));
+          _mm512_store_ps(row + 16, _mm512_fmadd_ps(acc[r][1], s1, b1));
+          std::copy(row, row + nc, y + (m0 + r) * N + n0);
+        }
+      }
     }
   }
 }
