@@ -108,12 +108,17 @@ std::shared_ptr<nn::Module> quantized_module_from_spec(const std::string& name, 
   if (type == "DynamicQuantizedLinear")
     return std::make_shared<DynamicQuantizedLinear>(in, out, bias, field<std::string>(name, spec, "granularity"),
                                                     field<bool>(name, spec, "reduce_range"));
-  if (type == "WeightOnlyLinear")
+  if (type == "WeightOnlyLinear") {
+    const int bits = field<int>(name, spec, "bits");
+    const int64_t group = field<int64_t>(name, spec, "group_size");
     // files written before q8 activations existed hold none: they ran with f32 activations
-    return std::make_shared<WeightOnlyLinear>(in, out, bias, field<int>(name, spec, "bits"),
-                                              field<int64_t>(name, spec, "group_size"),
-                                              spec.contains("activations") ? field<std::string>(name, spec, "activations")
-                                                                           : std::string("f32"));
+    const std::string act = spec.contains("activations") ? field<std::string>(name, spec, "activations") : "f32";
+    try {
+      return std::make_shared<WeightOnlyLinear>(in, out, bias, bits, group, act);
+    } catch (const std::exception& e) {
+      QS_FAIL("quantised layer '{}': {}", name, e.what());
+    }
+  }
   QS_FAIL("quantised layer '{}': unknown type '{}' (expected QuantizedLinear, QuantizedConvNd, "
           "DynamicQuantizedLinear, WeightOnlyLinear or Identity)",
           name, type);

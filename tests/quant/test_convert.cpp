@@ -212,6 +212,64 @@ TEST(QuantizeLinears, LmCheckpointRebuildsTheQuantisedTree) {
   EXPECT_EQ(max_abs_diff((*back)(ids), (*m)(ids)), 0.0);
 }
 
+// INT4 files that lie: every problem is named with its layer or tensor. A file written before
+// q8 activations existed (no "activations") loads as f32 activations, the product it was made
+// with; new files keep q8.
+TEST(QuantizeLinears, BadInt4CheckpointsFailNamingTheTensor) {
+  auto m = tiny_lm("gpt");
+  quantize_linears(*m, "weight-int4", 16);
+  const std::string dir = qs::testing::temp_dir("qconvert_int4_bad");
+  auto load_edited = [&](const std::function<void(io::Checkpoint&)>& edit, nn::TransformerLM& into) {
+    std::string p = dir + "/lm.safetensors";
+    save_quantized_checkpoint(p, *m, {{"kind", "test"}}, "weight-int4");
+    io::Checkpoint ck = io::load_checkpoint(p);
+    edit(ck);
+    io::save_checkpoint(p, ck);
+    load_quantized_checkpoint(p, io::load_checkpoint(p), into);
+  };
+  auto error = [&](const std::function<void(io::Checkpoint&)>& edit) {
+    auto back = tiny_lm("gpt");
+    return error_of([&] { load_edited(edit, *back); });
+  };
+  const std::string layer = "blocks.1.mlp.c_fc";
+  auto spec = [&](io::Checkpoint& ck) -> nlohmann::json& { return ck.config["quantized"]["layers"][layer]; };
+  std::string msg = error([&](io::Checkpoint& ck) { spec(ck)["group_size"] = 24; });  // 32 inputs
+  EXPECT_NE(msg.find(layer), std::string::npos) << msg;
+  EXPECT_NE(msg.find("group_size 24"), std::string::npos) << msg;
+  msg = error([&](io::Checkpoint& ck) {
+    for (auto it = ck.model.begin(); it != ck.model.end(); ++it)
+      if (it->first == layer + ".weight_scale") {
+        ck.model.erase(it);
+        break;
+      }
+  });
+  EXPECT_NE(msg.find(layer + ".weight_scale"), std::string::npos) << msg;
+  for (double bad : {std::nan(""), double(INFINITY), 0.0}) {
+    msg = error([&](io::Checkpoint& ck) {
+      for (auto& [n, t] : ck.model)
+        if (n == layer + ".weight_scale") t.narrow(1, 0, 1).narrow(0, 3, 1).fill_(bad);
+    });
+    EXPECT_NE(msg.find("'" + layer + ".weight_scale' holds"), std::string::npos) << bad << ": " << msg;
+  }
+  msg = error([&](io::Checkpoint& ck) { spec(ck)["activations"] = "q9"; });
+  EXPECT_NE(msg.find(layer), std::string::npos) << msg;
+  EXPECT_NE(msg.find("activations 'q9'"), std::string::npos) << msg;
+
+  Generator g(16);
+  Tensor ids = randint(0, 40, {1, 16}, DType::i64, &g);
+  NoGrad ng;
+  auto old_file = tiny_lm("gpt");
+  load_edited([&](io::Checkpoint& ck) { spec(ck).erase("activations"); }, *old_file);
+  auto* loaded = old_file->child("blocks")->child("1")->child("mlp")->child("c_fc").get();
+  EXPECT_NE(loaded->extra_repr().find("\"activations\":\"f32\""), std::string::npos) << loaded->extra_repr();
+  auto same = tiny_lm("gpt");
+  load_edited([](io::Checkpoint&) {}, *same);
+  EXPECT_EQ(max_abs_diff((*same)(ids), (*m)(ids)), 0.0);
+  const double q8_vs_f32 = max_abs_diff((*old_file)(ids), (*m)(ids));
+  EXPECT_GT(q8_vs_f32, 0.0) << "q8 and f32 activations are different products";
+  EXPECT_LT(q8_vs_f32, 0.02 * amax(abs((*m)(ids))).item());
+}
+
 // Static PTQ of a Transformer: MultiheadAttention, GeluMLP and SwiGLU keep typed pointers to
 // their projections but call them through child(name), so prepare may swap them; the
 // converted model computes what its fake-quantised twin simulates.
