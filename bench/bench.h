@@ -20,6 +20,7 @@ struct Options {
   int iters = 0;      // 0: the workload's default
   std::string weights;  // lm_gen_b1_p256_g128: "" (f32), "int8" or "int4" (weight-only linears, group 128)
   std::string model;    // --model CKPT: a trained (float or quantised) checkpoint instead of the random model
+  std::string kv_cache = "f16";  // lm_gen_b1_p256_g128: the KV cache's dtype (f16 as llama.cpp's default, or f32)
 };
 
 struct Workload {

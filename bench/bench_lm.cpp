@@ -121,8 +121,8 @@ std::vector<nlohmann::json> lm_fwd(const Options& o, bool bf16, bool int8dyn = f
   return {r};
 }
 
-// One round: a fresh cache, the prompt (prefill), then kNew greedy steps of one token each, as
-// TransformerLM::generate does (decode = the steps' time / kNew: llama-bench's t(pg) - t(pp)
+// One round: a fresh cache (--kv-cache: f16, llama.cpp's default, or f32), the prompt (prefill),
+// then kNew greedy steps of one token each, as TransformerLM::generate does (decode = the steps' time / kNew: llama-bench's t(pg) - t(pp)
 // over the new tokens). Medians over the rounds; --profile covers the decoding steps only.
 // --weights int8|int4: every Linear of the blocks weight-only quantised (int4 in groups of 128,
 // q8 activations). --model: a float checkpoint (quantised here by --weights) or a quantised one
@@ -139,9 +139,10 @@ std::vector<nlohmann::json> lm_gen(const Options& o) {
   Tensor p = randint(0, m.config().vocab_size, {1, kPrompt}, DType::i64, &g);
   NoGrad ng;
   const int rounds = o.iters ? o.iters : 3;
+  const DType kv = o.kv_cache == "f32" ? DType::f32 : DType::f16;
   std::vector<double> prefill, decode;
   for (int round = -1; round < rounds; ++round) {  // round -1 warms up
-    nn::KVCacheSet cache = m.make_cache();
+    nn::KVCacheSet cache = m.make_cache(kv);
     auto t0 = std::chrono::steady_clock::now();
     Tensor logits = m.forward_cached(p, cache);
     auto t1 = std::chrono::steady_clock::now();
@@ -160,9 +161,12 @@ std::vector<nlohmann::json> lm_gen(const Options& o) {
   const std::string weights = lm.method == "fp32" ? "f32" : lm.method.rfind("weight-", 0) == 0 ? lm.method.substr(7)
                                                                                                 : lm.method;
   // bytes one decoding step reads at least: every parameter (quantised ones as stored) and the
-  // cache of the prompt and half the new tokens (on average), in the cache's dtype (f32)
+  // cache of the prompt and half the new tokens (on average), in the cache's dtype
   const int64_t weight_bytes = quant::model_weight_bytes(m);
-  const int64_t kv_per_token = m.kv_cache_bytes_per_token(DType::f32);
+  int64_t kv_per_token = 0;  // make_cache's dtypes: f16 only in MultiheadAttention layers
+  for (auto& b : m.blocks())
+    kv_per_token += b->attention().cache_bytes_per_token(
+        dynamic_cast<const nn::MultiheadAttention*>(&b->attention()) ? kv : DType::f32);
   const double step_bytes = double(weight_bytes) + double(kv_per_token) * double(kPrompt + kNew / 2);
   nlohmann::json r = {{"workload", "lm_gen_b1_p256_g128"}, {"tokens_per_s", 1.0 / per_token},
                       {"weight_bytes", weight_bytes}, {"kv_bytes_per_token", kv_per_token},
@@ -170,7 +174,8 @@ std::vector<nlohmann::json> lm_gen(const Options& o) {
                       {"ms_per_token", per_token * 1e3},   {"prefill_ms", pre * 1e3},
                       {"prefill_tokens_per_s", double(kPrompt) / pre},
                       {"weights", weights},                {"prompt", kPrompt},
-                      {"new_tokens", kNew},                {"rounds", rounds}};
+                      {"new_tokens", kNew},                {"rounds", rounds},
+                      {"kv_cache", o.kv_cache}};
   r.update(lm.fields);
   return {r};
 }

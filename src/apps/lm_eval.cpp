@@ -117,7 +117,7 @@ std::string generate_text(LoadedLm& lm, const std::string& prompt, const Generat
   so.temperature = opt.temperature;
   so.top_k = opt.top_k;
   so.top_p = opt.top_p;
-  std::vector<int64_t> out = lm.model->generate(p, opt.max_tokens, nn::make_sampler(so), opt.seed);
+  std::vector<int64_t> out = lm.model->generate(p, opt.max_tokens, nn::make_sampler(so), opt.seed, -1, opt.kv_cache);
   return lm.tokenizer->decode(std::vector<int32_t>(out.begin() + int64_t(p.size()), out.end()));
 }
 

@@ -1,4 +1,5 @@
-// qiusuo bench <workload|all> [--json] [--bf16] [--threads N] [--iters N] [--weights int8|int4] [--model CKPT] [--profile]
+// qiusuo bench <workload|all> [--json] [--bf16] [--threads N] [--iters N] [--weights int8|int4] [--kv-cache f16|f32]
+//              [--model CKPT] [--profile]
 // --model: the inference workloads (cnn_infer_*, lm_fwd_*, lm_gen_*) run a trained float or quantised
 // checkpoint instead of their random model; with `all` the others are skipped, named ones refused.
 // --profile: the op table of each workload's timed calls (qiusuo/profiler.h) on stderr.
@@ -23,6 +24,9 @@ int cmd_bench(Args a) {
   if (!o.weights.empty() && o.weights != "int8" && o.weights != "int4")
     throw UsageError("qiusuo bench: --weights must be int8 or int4, got '" + o.weights + "'");
   o.model = a.str("model", "");
+  o.kv_cache = a.str("kv-cache", "f16");
+  if (o.kv_cache != "f16" && o.kv_cache != "f32")
+    throw UsageError("qiusuo bench: --kv-cache must be f16 or f32, got '" + o.kv_cache + "'");
   bench::profile_timed_calls() = a.flag("profile");
   bool list = a.flag("list");
   a.finish();

@@ -166,6 +166,9 @@ int cmd_generate(Args a) {
   g.top_k = a.integer("top-k", g.top_k);
   g.top_p = a.number("top-p", g.top_p);
   g.seed = uint64_t(a.integer("seed", 0));
+  const std::string kv = a.str("kv-cache", "f32");
+  if (kv != "f32" && kv != "f16") throw UsageError("qiusuo generate: --kv-cache must be f32 or f16, got '" + kv + "'");
+  g.kv_cache = kv == "f16" ? DType::f16 : DType::f32;
   if (int t = a.threads(); t > 0) set_num_threads(t);
   a.finish();
   apps::LoadedLm lm = apps::load_lm(ckpt);

@@ -38,6 +38,7 @@ const std::vector<Command>& commands() {
        "  --threads N  OpenMP threads (default: all cores)\n"
        "  --iters N    timed iterations (default: the workload's)\n"
        "  --weights int8|int4  lm_gen_b1_p256_g128 with weight-only quantised linears (int4: groups of 128)\n"
+       "  --kv-cache f16|f32   lm_gen_b1_p256_g128's KV cache (f16, as llama.cpp's default)\n"
        "  --profile    print each workload's op table (time per op and kernel, timed calls only) to stderr;\n"
        "               QS_PROFILE=1 (or =shapes) does the same for any command, at exit\n",
        cmd_bench},
@@ -187,8 +188,10 @@ const std::vector<Command>& commands() {
        cmd_experiment},
       {"generate", "generate text from a language-model checkpoint",
        "usage: qiusuo generate CKPT --prompt TEXT [--max-tokens 200] [--temperature 0.8] [--top-k 0] [--top-p 0.95]\n"
-       "                       [--seed 0] [--threads N]\n\n"
-       "Samples with the KV cache (temperature 0: greedy). Prints the prompt and its continuation.\n",
+       "                       [--seed 0] [--kv-cache f32|f16] [--threads N]\n\n"
+       "Samples with the KV cache (temperature 0: greedy). Prints the prompt and its continuation.\n"
+       "--kv-cache f16 keeps the keys and values of the attention layers in half precision (llama.cpp's\n"
+       "default): half the bytes each new token reads from the cache; MLA's compressed cache stays f32.\n",
        cmd_generate},
       {"heads", "what each attention head does: positional, syntactic, rare-word, alignment heads; importance",
        "usage: qiusuo heads CKPT --out DIR [--data synthetic|corpus|FILE] [--sentences 500] [--importance-sentences 200]\n"

@@ -38,18 +38,20 @@ Tensor grow_into(Tensor& buf, int64_t len, const Tensor& add) {
 void LayerKVCache::append(const Tensor& k_new, const Tensor& v_new) {
   const int64_t len = length();
   if (len > 0)
-    QS_CHECK(k_new.dim() == k.dim() && v_new.dim() == v.dim() && k_new.dtype() == k.dtype(),
+    QS_CHECK(k_new.dim() == k.dim() && v_new.dim() == v.dim() &&
+                 (k_new.dtype() == k.dtype() || (k.dtype() == DType::f16 && k_new.dtype() == DType::f32)),
              "KV cache: appending {} {} to a cache of {} {}", dtype_name(k_new.dtype()), shape_str(k_new.shape()),
              dtype_name(k.dtype()), shape_str(k.shape()));
-  if (grad_enabled() && (k_new.requires_grad() || v_new.requires_grad())) {
-    k = len > 0 ? cat({k, k_new}, -2) : k_new;
-    v = len > 0 ? cat({v, v_new}, -2) : v_new;
+  if (grad_enabled() && (k_new.requires_grad() || v_new.requires_grad())) {  // rows held in f16 rejoin as f32
+    k = len > 0 ? cat({k.to(k_new.dtype()), k_new}, -2) : k_new;
+    v = len > 0 ? cat({v.to(v_new.dtype()), v_new}, -2) : v_new;
     kbuf_ = vbuf_ = Tensor();
     return;
   }
   if (len > 0 && !kbuf_.defined()) kbuf_ = k.contiguous(), vbuf_ = v.contiguous();  // after an autograd step
-  k = grow_into(kbuf_, len, k_new.detach());
-  v = grow_into(vbuf_, len, v_new.detach());
+  const bool half = store == DType::f16 && k_new.dtype() == DType::f32 && (len == 0 || k.dtype() == DType::f16);
+  k = grow_into(kbuf_, len, half ? k_new.detach().to(DType::f16) : k_new.detach());
+  v = grow_into(vbuf_, len, half ? v_new.detach().to(DType::f16) : v_new.detach());
 }
 
 int64_t KVCacheSet::length() const { return layers.empty() ? 0 : layers[0].length(); }

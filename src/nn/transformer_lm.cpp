@@ -141,14 +141,18 @@ Tensor TransformerLM::run(const Tensor& idx, KVCacheSet* cache) {
 Tensor TransformerLM::forward(const Tensor& idx) { return run(idx, nullptr); }
 Tensor TransformerLM::forward_cached(const Tensor& idx, KVCacheSet& cache) { return run(idx, &cache); }
 
-KVCacheSet TransformerLM::make_cache() const {
+KVCacheSet TransformerLM::make_cache(DType kv) const {
+  QS_CHECK(kv == DType::f32 || kv == DType::f16, "TransformerLM::make_cache: the KV cache is f32 or f16, not {}",
+           dtype_name(kv));
   KVCacheSet c;
   c.layers.resize(size_t(cfg_.n_layers));
+  for (size_t i = 0; i < blocks_.size(); ++i)
+    if (dynamic_cast<const MultiheadAttention*>(&blocks_[i]->attention())) c.layers[i].store = kv;
   return c;
 }
 
 std::vector<int64_t> TransformerLM::generate(const std::vector<int64_t>& prompt, int64_t max_tokens,
-                                             const Sampler& sampler, uint64_t seed, int64_t eos_id) {
+                                             const Sampler& sampler, uint64_t seed, int64_t eos_id, DType kv) {
   QS_CHECK(!prompt.empty(), "TransformerLM::generate: the prompt is empty");
   QS_CHECK(max_tokens >= 0, "TransformerLM::generate: max_tokens must be >= 0, got {}", max_tokens);
   const int64_t n = int64_t(prompt.size());
@@ -156,7 +160,7 @@ std::vector<int64_t> TransformerLM::generate(const std::vector<int64_t>& prompt,
                                                                           : n + max_tokens);
   NoGrad ng;
   Generator gen(seed);
-  KVCacheSet cache = make_cache();
+  KVCacheSet cache = make_cache(kv);
   std::vector<int64_t> out = prompt;
   std::vector<double> ids(prompt.begin(), prompt.end());
   Tensor logits = forward_cached(from_vector(ids, {1, int64_t(ids.size())}, DType::i64), cache);

@@ -41,9 +41,13 @@ AttnConfig check_attention(const Tensor& q, const Tensor& k, const Tensor* v, co
            v ? shape_str(v->shape()) : "-", shape_str(q.shape()));
   QS_CHECK(c.hkv > 0 && c.hq % c.hkv == 0, "attention: {} query heads are not a multiple of {} key/value heads", c.hq,
            c.hkv);
-  QS_CHECK(q.is_floating_point() && q.dtype() == k.dtype() && (!v || v->dtype() == q.dtype()),
-           "attention: q, k, v must share one floating dtype, got {}, {}, {}", dtype_name(q.dtype()),
-           dtype_name(k.dtype()), v ? dtype_name(v->dtype()) : "-");
+  // f16 keys and values with f32 queries: a KV cache kept in half precision (inference only)
+  const bool half_kv = q.dtype() == DType::f32 && k.dtype() == DType::f16;
+  QS_CHECK(q.is_floating_point() && (q.dtype() == k.dtype() || half_kv) && (!v || v->dtype() == k.dtype()),
+           "attention: q, k, v must share one floating dtype (or f32 q with f16 k and v), got {}, {}, {}",
+           dtype_name(q.dtype()), dtype_name(k.dtype()), v ? dtype_name(v->dtype()) : "-");
+  QS_CHECK(!half_kv || !grad_enabled() || !(q.requires_grad() || k.requires_grad() || (v && v->requires_grad())),
+           "attention: f16 keys and values are for inference; no gradient flows through them");
   QS_CHECK(c.scale > 0, "attention: scale must be positive, got {}", c.scale);
   QS_CHECK(!c.causal || c.n <= c.m, "attention: causal with {} queries but only {} keys", c.n, c.m);
   if (padding.defined())

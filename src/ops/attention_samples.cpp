@@ -21,6 +21,7 @@ struct AttnCase {
   AttnRel rel = AttnRel::none;
   bool bidirectional = false, bucket_weights = false, packed = false;
   int64_t max_distance = 3;
+  bool half_kv = false;  // k and v in f16 (a half-precision KV cache; f32 q, forward only)
 };
 
 std::vector<AttnCase> attention_cases(DType dt) {
@@ -59,6 +60,15 @@ std::vector<AttnCase> attention_cases(DType dt) {
     cs.push_back({"blocked t5 bidirectional n=33 dv 32", 1, 2, 2, 33, 33, 5, 32, false, false, false, AttnRel::t5,
                   true, false, false, 6});
     cs.push_back({"blocked shaw causal n=17 dv 16", 1, 2, 1, 17, 17, 3, 16, true, false, false, AttnRel::shaw});
+    // f16 keys and values: the decoding path reads them as f16 (F16C), other paths widen them
+    cs.push_back({"f16 kv decode n=1 m=300 gqa 8/2 causal", 1, 8, 2, 1, 300, 16, 16, true, false, false,
+                  AttnRel::none, false, false, false, 3, true});
+    cs.push_back({"f16 kv decode n=3 m=70 padding alibi dk 20 dv 40", 2, 4, 2, 3, 70, 20, 40, true, true, true,
+                  AttnRel::none, false, false, false, 3, true});
+    cs.push_back({"f16 kv decode n=1 m=65 t5 dv 64", 1, 2, 2, 1, 65, 8, 64, true, false, false, AttnRel::t5, false,
+                  false, false, 6, true});
+    cs.push_back({"f16 kv n=9 m=40 causal (widened)", 1, 2, 1, 9, 40, 8, 8, true, false, false, AttnRel::none, false,
+                  false, false, 3, true});
   }
   return cs;
 }
@@ -106,6 +116,7 @@ std::vector<Sample> attention_samples(DType dt, Generator& gen) {
     if (k.rel == AttnRel::shaw) rel = sample_uniform({k.b, k.hq, k.n, 2 * k.max_distance + 1}, dt, gen, -1, 1);
     std::vector<int> grads = {0, 1, 2};
     if (rel.defined()) grads.push_back(5);
+    if (k.half_kv) key = key.to(DType::f16), v = v.to(DType::f16), grads.clear();
     s.push_back({{q, key, v, pad, slopes, rel}, case_attrs(k), k.label, grads});
   }
   return s;
@@ -124,6 +135,7 @@ std::vector<Tensor> reference_forward(const Sample& f) {
 std::vector<Sample> attention_backward_samples(DType dt, Generator& gen) {
   std::vector<Sample> s;
   for (const Sample& f : attention_samples(dt, gen)) {
+    if (f.in[1].dtype() != f.in[0].dtype()) continue;  // f16 keys and values: forward only
     auto o = reference_forward(f);
     bool bw = f.attrs.b("return_bucket_weights");
     Tensor dout = sample_uniform(o[0].shape(), dt, gen), dlse = sample_uniform(o[1].shape(), dt, gen);
@@ -138,6 +150,7 @@ std::vector<Sample> attention_backward_samples(DType dt, Generator& gen) {
 std::vector<Sample> attention_weights_samples(DType dt, Generator& gen) {
   std::vector<Sample> s;
   for (const Sample& f : attention_samples(dt, gen)) {
+    if (f.in[1].dtype() != f.in[0].dtype()) continue;  // the weights take one dtype
     auto o = reference_forward(f);
     s.push_back({{f.in[0], f.in[1], f.in[3], f.in[4], f.in[5], o[1]}, f.attrs, f.label, {}});
   }

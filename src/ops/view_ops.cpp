@@ -103,6 +103,16 @@ std::vector<Sample> cast_samples(DType dt, Generator& g) {
   std::vector<Sample> s = {{{sample_uniform({7, 17}, dt, g)}, to(other), "float cast"}};
   if (dt == DType::f32) s.push_back({{sample_uniform({7, 17}, dt, g, -300, 300)}, to(DType::bf16), "to bf16"});
   if (dt == DType::bf16) s.push_back({{sample_uniform({7, 17}, dt, g)}, to(DType::f32), "bf16 to f32"});
+  if (dt == DType::f32) {  // f16 both ways (a half-precision KV cache): overflow, subnormals, strided
+    Tensor x = sample_uniform({7, 17}, dt, g, -1, 1);
+    x.select(0, 1).copy_(x.select(0, 1) * 1e5);   // beyond 65504: inf
+    x.select(0, 2).copy_(x.select(0, 2) * 1e-5);  // subnormal halves
+    x.select(0, 3).copy_(x.select(0, 3) * 1e-8);  // below the smallest: 0 or the smallest
+    s.push_back({{x}, to(DType::f16), "to f16"});
+    s.push_back({{sample_transposed({9, 13}, dt, g, -3, 3)}, to(DType::f16), "strided to f16"});
+    s.push_back({{sample_uniform({7, 17}, dt, g, -8, 8).to(DType::f16)}, to(DType::f32), "f16 to f32"});
+    s.push_back({{sample_uniform({5, 11}, dt, g).to(DType::f16)}, to(DType::f64), "f16 to f64"});
+  }
   return s;
 }
 

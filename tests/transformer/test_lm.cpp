@@ -84,6 +84,41 @@ TEST(TransformerLM, CachedLogitsAndGreedyGenerationEqualFullRecomputation) {
     }
 }
 
+// A half-precision KV cache: the attention layers' keys and values kept as f16 (MLA's
+// compressed cache stays f32), logits within f16 rounding of the f32 recomputation through
+// prefill (n > 4: widened) and single-token steps (read as f16), half the bytes, and the
+// explicit attention path agreeing with the fused one.
+TEST(TransformerLM, HalfPrecisionKvCacheStaysCloseAndHalvesTheBytes) {
+  for (const Variant& var : kVariants)
+    for (PositionEncoding kind : {PositionEncoding::rope, PositionEncoding::alibi, PositionEncoding::learned}) {
+      const std::string what = std::string(var.block) + "/" + var.attn + "/" + position_encoding_name(kind);
+      Generator g(12);
+      TransformerLM lm(tiny(var.block, var.attn, kind, var.ffn), {}, g);
+      NoGrad ng;
+      Tensor idx = randint(0, 11, {1, 9}, DType::i64, &g);
+      Tensor full = lm.forward(idx);
+      KVCacheSet cache = lm.make_cache(DType::f16);
+      std::vector<Tensor> parts = {lm.forward_cached(idx.narrow(1, 0, 6), cache)};
+      for (int64_t t = 6; t < 9; ++t) parts.push_back(lm.forward_cached(idx.narrow(1, t, 1), cache));
+      const double err = max_diff(cat(parts, 1), full);
+      EXPECT_LT(err, 2e-2 * max_diff(full, zeros_like(full))) << what;
+      const bool mha = std::string(var.attn) == "mha";
+      if (mha) EXPECT_GT(err, 0.0) << what << ": the f16 rows must be the ones read";
+      EXPECT_EQ(cache.layers[0].k.dtype(), mha ? DType::f16 : DType::f32) << what;
+      EXPECT_EQ(cache.bytes(), 9 * lm.kv_cache_bytes_per_token(mha ? DType::f16 : DType::f32)) << what;
+      lm.set_explicit_attention(true);
+      KVCacheSet cache2 = lm.make_cache(DType::f16);
+      lm.forward_cached(idx.narrow(1, 0, 8), cache2);
+      EXPECT_LT(max_diff(lm.forward_cached(idx.narrow(1, 8, 1), cache2), parts.back()), 1e-4) << what;
+      lm.set_explicit_attention(false);
+      std::vector<int64_t> got = lm.generate({1, 2, 3}, 5, {}, 0, -1, DType::f16);
+      EXPECT_EQ(got.size(), 8u) << what;
+    }
+  Generator g(13);
+  TransformerLM lm(tiny("gpt", "mha", PositionEncoding::rope, "swiglu"), {}, g);
+  EXPECT_THROW(lm.make_cache(DType::bf16), Error);
+}
+
 // qs::gradcheck over the model's parameters: the perturbed copies it passes are written
 // into the parameters for the call and restored after it.
 std::string lm_gradcheck(TransformerLM& lm, const Tensor& idx) {

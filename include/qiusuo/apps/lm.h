@@ -127,6 +127,7 @@ struct GenerateOptions {
   int64_t top_k = 0;
   double top_p = 0.95;
   uint64_t seed = 0;
+  DType kv_cache = DType::f32;  // or f16: TransformerLM::make_cache
 };
 // prompt (UTF-8) -> the generated continuation (UTF-8 text of the new tokens only).
 std::string generate_text(LoadedLm& lm, const std::string& prompt, const GenerateOptions& opt);

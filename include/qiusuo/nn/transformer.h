@@ -42,8 +42,12 @@ namespace qs::nn {
 // k and v are views of buffers that grow by doubling, so a generation step copies only
 // its new rows; under autograd (new rows requiring grad) append concatenates instead, so
 // gradients flow into earlier steps.
+// `store`: the dtype the held rows are kept in: f32, or f16 for a MultiheadAttention layer
+// (half the bytes a decoding step reads; attention reads them as f16, inference only, while
+// rows appended under autograd stay f32). TransformerLM::make_cache(DType::f16) sets it.
 struct LayerKVCache {
   Tensor k, v;
+  DType store = DType::f32;
   int64_t length() const;  // tokens held (0 when empty)
   int64_t bytes() const;   // of the held tokens (the buffers may be up to twice that)
   // Appends k_new, v_new (the same shapes as k, v except along the sequence dim).
@@ -121,8 +125,11 @@ class AttentionLayer : public Module {
   void set_explicit_attention(bool on) { explicit_ = on; }
 
  protected:
+  // The explicit path multiplies in one dtype: an f16 cache's keys and values are widened for it.
   AttentionOutput run_attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionOptions& o) const {
-    return explicit_ ? attention_explicit(q, k, v, o) : attention(q, k, v, o);
+    if (!explicit_) return attention(q, k, v, o);
+    return k.dtype() == q.dtype() ? attention_explicit(q, k, v, o)
+                                  : attention_explicit(q, k.to(q.dtype()), v.to(q.dtype()), o);
   }
   static bool wants_weights(const AttentionArgs& a) { return a.need_weights || AttentionCapture::active(); }
   // Records into the active capture (if any) and keeps the weights only when asked for.
@@ -290,12 +297,14 @@ class TransformerLM : public Module {
   Tensor forward(const Tensor& idx) override;
   // The next T tokens after the cache's: positions [cache.length(), + T); appends to cache.
   Tensor forward_cached(const Tensor& idx, KVCacheSet& cache);
-  KVCacheSet make_cache() const;
+  // kv f16: the MultiheadAttention layers keep their keys and values in half precision (as
+  // llama.cpp does by default); MLA's compressed cache stays f32.
+  KVCacheSet make_cache(DType kv = DType::f32) const;
   // Greedy (or `sampler`) decoding with the KV cache, batch 1: returns prompt + up to
   // max_tokens new ids, stopping after eos_id (if >= 0). Errors on an empty prompt or when
-  // prompt + max_tokens exceeds max_supported_length(). Runs under NoGrad.
+  // prompt + max_tokens exceeds max_supported_length(). Runs under NoGrad. kv: make_cache's.
   std::vector<int64_t> generate(const std::vector<int64_t>& prompt, int64_t max_tokens, const Sampler& sampler = {},
-                                uint64_t seed = 0, int64_t eos_id = -1);
+                                uint64_t seed = 0, int64_t eos_id = -1, DType kv = DType::f32);
   // The MoE feed-forwards, in layer order, so the trainer can read expert load
   // (load_stats) and update the routing biases (update_bias) after each optimiser step.
   std::vector<MoE*> moe_layers() const;

@@ -11,19 +11,23 @@
 #include <algorithm>
 
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/simd_avx2.h"
 
 namespace qs::kernels {
 
 template <class T>
 AttnPlan<T> make_attn_plan(const AttnConfig& c, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& pad,
-                           const Tensor& slopes, const Tensor& rel_bias) {
+                           const Tensor& slopes, const Tensor& rel_bias, const Tensor* half_k, const Tensor* half_v) {
   AttnPlan<T> p;
   p.c = c;
-  p.q = static_cast<const T*>(q.raw_data()), p.k = static_cast<const T*>(k.raw_data());
+  const Tensor& ks = half_k ? *half_k : k;
+  const Tensor& vs = half_v ? *half_v : v;
+  p.q = static_cast<const T*>(q.raw_data());
+  p.k = half_k ? nullptr : static_cast<const T*>(k.raw_data());
   p.v = v.defined() ? static_cast<const T*>(v.raw_data()) : nullptr;
   for (int d = 0; d < 3; ++d) {
-    p.qs[d] = q.stride(d), p.ks[d] = k.stride(d);
-    p.vs[d] = v.defined() ? v.stride(d) : 0;
+    p.qs[d] = q.stride(d), p.ks[d] = ks.stride(d);
+    p.vs[d] = vs.defined() ? vs.stride(d) : 0;
   }
   std::vector<int64_t> buckets = attn_t5_buckets(c);
   for (int64_t h = 0; h < c.hq; ++h) {
@@ -203,7 +207,9 @@ void forward_task(const AttnPlan<T>& p, ops::OpCall& call, int64_t b, int64_t g,
 
 // q, k, v with a contiguous last dim (copied only when it is not).
 Tensor last_dim_contiguous(const Tensor& t) {
-  return !t.defined() || t.size(-1) <= 1 || t.stride(-1) == 1 ? t : t.contiguous();
+  if (!t.defined() || t.size(-1) <= 1 || t.stride(-1) == 1) return t;
+  QS_CHECK(t.dtype() != DType::f16, "attention: f16 keys and values need a contiguous last dim");
+  return t.contiguous();
 }
 
 // A few query rows (LM decoding: one new token against its cache): per (batch, head, row)
@@ -218,10 +224,45 @@ template <class T> struct DecodeScratch {
       : s(size_t((c.m + kAttnBc - 1) / kAttnBc * kAttnBc)), q(size_t(c.dk)), acc(size_t(c.dv)) {}
 };
 
-template <class T>
-void decode_row(const AttnPlan<T>& p, ops::OpCall& call, int64_t b, int64_t h, int64_t i, DecodeScratch<T>& w) {
+// q . k for a key row held as f16 (a half-precision KV cache), widened by F16C.
+inline float dot_f16(const float* q, const f16* k, int64_t d) {
+  __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+  int64_t x = 0;
+  for (; x + 16 <= d; x += 16) {
+    a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + x), _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(k + x))), a0);
+    a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + x + 8),
+                         _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(k + x + 8))), a1);
+  }
+  float s = hsum(_mm256_add_ps(a0, a1));
+  for (; x < d; ++x) s += q[x] * f16_to_f32(k[x]);
+  return s;
+}
+
+// acc[0, dv) += sum_j p[j] v_j[0, dv) over f16 value rows, 32 outputs at a time in registers.
+inline void axpy_f16(float* acc, int64_t dv, int64_t n, const float* pj, const f16* const* rows) {
+  int64_t y0 = 0;
+  for (; y0 + 32 <= dv; y0 += 32) {
+    __m256 a[4];
+    for (int t = 0; t < 4; ++t) a[t] = _mm256_loadu_ps(acc + y0 + 8 * t);
+    for (int64_t j = 0; j < n; ++j) {
+      const __m256 c = _mm256_set1_ps(pj[j]);
+      for (int t = 0; t < 4; ++t)
+        a[t] = _mm256_fmadd_ps(c, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[j] + y0 + 8 * t))), a[t]);
+    }
+    for (int t = 0; t < 4; ++t) _mm256_storeu_ps(acc + y0 + 8 * t, a[t]);
+  }
+  for (int64_t j = 0; j < n; ++j)
+    for (int64_t y = y0; y < dv; ++y) acc[y] += pj[j] * f16_to_f32(rows[j][y]);
+}
+
+// KV: T, or f16 for f32 queries (the call's k and v in half precision: a KV cache kept so).
+template <class T, class KV>
+void decode_row(const AttnPlan<T>& p, const KV* kb, const KV* vb, ops::OpCall& call, int64_t b, int64_t h, int64_t i,
+                DecodeScratch<T>& w) {
   const AttnConfig& c = p.c;
   const int64_t g = h / c.group(), end = c.key_end(i), dk = c.dk;
+  auto k_row = [&](int64_t j) { return kb + b * p.ks[0] + g * p.ks[1] + j * p.ks[2]; };
+  auto v_row = [&](int64_t j) { return vb + b * p.vs[0] + g * p.vs[1] + j * p.vs[2]; };
   const T* qr = p.q_row(b, h, i);
   T* q = w.q.data();
   for (int64_t x = 0; x < dk; ++x) q[x] = T(c.scale) * qr[x];
@@ -230,17 +271,21 @@ void decode_row(const AttnPlan<T>& p, ops::OpCall& call, int64_t b, int64_t h, i
     const int64_t jn = std::min(kAttnBc, c.m - j0);
     T* s = w.s.data() + j0;
     for (int64_t jj = 0; jj < jn; ++jj) {
-      const T* kr = p.k_row(b, g, j0 + jj);
+      const KV* kr = k_row(j0 + jj);
       // the cache streams from memory once per token: ask for the keys ahead and for this
       // key's value row, which the weighted sum reads next (from L2)
-      for (int64_t x = 0; x < c.dk * int64_t(sizeof(T)); x += 64)
-        __builtin_prefetch(reinterpret_cast<const char*>(p.k_row(b, g, std::min(j0 + jj + 8, end - 1))) + x, 0, 2);
-      for (int64_t x = 0; x < c.dv * int64_t(sizeof(T)); x += 64)
-        __builtin_prefetch(reinterpret_cast<const char*>(p.v_row(b, g, j0 + jj)) + x, 0, 2);
-      T d = 0;
+      for (int64_t x = 0; x < c.dk * int64_t(sizeof(KV)); x += 64)
+        __builtin_prefetch(reinterpret_cast<const char*>(k_row(std::min(j0 + jj + 8, end - 1))) + x, 0, 2);
+      for (int64_t x = 0; x < c.dv * int64_t(sizeof(KV)); x += 64)
+        __builtin_prefetch(reinterpret_cast<const char*>(v_row(j0 + jj)) + x, 0, 2);
+      if constexpr (std::is_same_v<KV, f16>) {
+        s[jj] = dot_f16(q, kr, dk);
+      } else {
+        T d = 0;
 #pragma omp simd reduction(+ : d)
-      for (int64_t x = 0; x < dk; ++x) d += q[x] * kr[x];
-      s[jj] = d;
+        for (int64_t x = 0; x < dk; ++x) d += q[x] * kr[x];
+        s[jj] = d;
+      }
     }
     mx = std::max(mx, attn_mask_row(p, b, h, i, j0, jn, s, s));
   }
@@ -254,11 +299,14 @@ void decode_row(const AttnPlan<T>& p, ops::OpCall& call, int64_t b, int64_t h, i
       s[j] = fast_exp(s[j] - mx);
       sum += s[j];
     }
-    const T* rows[kAttnBc];
+    const KV* rows[kAttnBc];
     for (int64_t j0 = 0; j0 < end; j0 += kAttnBc) {
       const int64_t jn = std::min(kAttnBc, end - j0);
-      for (int64_t jj = 0; jj < jn; ++jj) rows[jj] = p.v_row(b, g, j0 + jj);
-      attn_axpy(acc, c.dv, jn, s + j0, rows, 0);
+      for (int64_t jj = 0; jj < jn; ++jj) rows[jj] = v_row(j0 + jj);
+      if constexpr (std::is_same_v<KV, f16>)
+        axpy_f16(acc, c.dv, jn, s + j0, rows);
+      else
+        attn_axpy(acc, c.dv, jn, s + j0, rows, 0);
     }
   }
   const Tensor& out = call.out[0];
@@ -269,23 +317,52 @@ void decode_row(const AttnPlan<T>& p, ops::OpCall& call, int64_t b, int64_t h, i
       sum > 0 ? mx + std::log(sum) : attn_empty_lse<T>();
 }
 
-template <class T> void attention_decode_cpu(const AttnPlan<T>& p, ops::OpCall& call) {
+template <class T, class KV>
+void attention_decode_cpu(const AttnPlan<T>& p, const KV* kb, const KV* vb, ops::OpCall& call) {
   const AttnConfig& c = p.c;
   const int64_t rows = c.b * c.hq * c.n;
 #pragma omp parallel if (rows > 1 && rows * c.m * (c.dk + c.dv) > 65536)
   {
     DecodeScratch<T> w(c);
 #pragma omp for schedule(static)
-    for (int64_t r = 0; r < rows; ++r) decode_row(p, call, r / (c.hq * c.n), r / c.n % c.hq, r % c.n, w);
+    for (int64_t r = 0; r < rows; ++r) decode_row(p, kb, vb, call, r / (c.hq * c.n), r / c.n % c.hq, r % c.n, w);
   }
+}
+
+// f16 keys and values (f32 queries), for the paths other than decoding: widened to a
+// contiguous f32 copy first (t [b, h, m, d] with a contiguous last dim, as a cache holds it).
+Tensor widened_f32(const Tensor& t) {
+  Tensor f = empty(t.shape(), DType::f32);
+  const f16* src = static_cast<const f16*>(t.raw_data());
+  float* dst = f.data_ptr<float>();
+  const int64_t B = t.size(0), H = t.size(1), M = t.size(2), D = t.size(3);
+#pragma omp parallel for if (B * H * M * D > 65536)
+  for (int64_t r = 0; r < B * H * M; ++r) {
+    const f16* row = src + (r / (H * M)) * t.stride(0) + (r / M % H) * t.stride(1) + (r % M) * t.stride(2);
+    float* out = dst + r * D;
+    int64_t x = 0;
+    for (; x + 8 <= D; x += 8)
+      _mm256_storeu_ps(out + x, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + x))));
+    for (; x < D; ++x) out[x] = f16_to_f32(row[x]);
+  }
+  return f;
 }
 
 template <class T> void attention_forward_cpu(ops::OpCall& call) {
   const auto& in = call.in;
   Tensor q = last_dim_contiguous(in[0]), k = last_dim_contiguous(in[1]), v = last_dim_contiguous(in[2]);
   const AttnConfig c = attn_config(q, k, &v, call.attrs);
+  const bool decode = c.n <= kDecodeRows && !c.bucket_weights && c.dv > 0;
+  if constexpr (std::is_same_v<T, float>)
+    if (k.dtype() == DType::f16) {
+      if (decode) {
+        const AttnPlan<T> p = make_attn_plan<T>(c, q, Tensor(), Tensor(), in[3], in[4], in[5], &k, &v);
+        return attention_decode_cpu(p, static_cast<const f16*>(k.raw_data()), static_cast<const f16*>(v.raw_data()), call);
+      }
+      k = widened_f32(k), v = widened_f32(v);
+    }
   const AttnPlan<T> p = make_attn_plan<T>(c, q, k, v, in[3], in[4], in[5]);
-  if (c.n <= kDecodeRows && !c.bucket_weights && c.dv > 0) return attention_decode_cpu(p, call);
+  if (decode) return attention_decode_cpu(p, p.k, p.v, call);
   if constexpr (std::is_same_v<T, float>)
     if (!attention_fast_f32_declines(c, call)) return attention_forward_fast_f32(p, call);
   const int64_t nqb = (c.n + kAttnBr - 1) / kAttnBr, tasks = c.b * c.hkv * nqb;
@@ -335,10 +412,16 @@ template <class T> void attention_weights_cpu(ops::OpCall& call) {
 }
 
 const char* attention_supports(const ops::OpCall& call) {
-  for (const Tensor& t : call.in)
-    if (t.defined() && t.dtype() != DType::b8 && t.dtype() != DType::f32 && t.dtype() != DType::f64)
-      return "only f32/f64";
-  if (call.in[0].dtype() != call.in[1].dtype()) return "mixed dtypes";
+  // f16 k and v (a half-precision KV cache) with f32 q: inputs 1 and 2 of the forward only
+  const bool half_kv = call.op == ops::OpKind::attention && call.in[0].dtype() == DType::f32 &&
+                       call.in[1].dtype() == DType::f16;
+  for (size_t i = 0; i < call.in.size(); ++i) {
+    const Tensor& t = call.in[i];
+    if (!t.defined() || t.dtype() == DType::b8 || t.dtype() == DType::f32 || t.dtype() == DType::f64) continue;
+    if (half_kv && (i == 1 || i == 2)) continue;
+    return "only f32/f64 (and f16 keys and values with f32 queries)";
+  }
+  if (call.in[0].dtype() != call.in[1].dtype() && !half_kv) return "mixed dtypes";
   return nullptr;
 }
 
@@ -361,9 +444,11 @@ void register_attention_cpu(ops::KernelTable& t) {
 }
 
 template AttnPlan<float> make_attn_plan<float>(const AttnConfig&, const Tensor&, const Tensor&, const Tensor&,
-                                               const Tensor&, const Tensor&, const Tensor&);
+                                               const Tensor&, const Tensor&, const Tensor&, const Tensor*,
+                                               const Tensor*);
 template AttnPlan<double> make_attn_plan<double>(const AttnConfig&, const Tensor&, const Tensor&, const Tensor&,
-                                                 const Tensor&, const Tensor&, const Tensor&);
+                                                 const Tensor&, const Tensor&, const Tensor&, const Tensor*,
+                                                 const Tensor*);
 template void attn_load_kt<float>(const AttnPlan<float>&, int64_t, int64_t, int64_t, int64_t, float*);
 template void attn_load_kt<double>(const AttnPlan<double>&, int64_t, int64_t, int64_t, int64_t, double*);
 template float attn_score_row<float>(const AttnPlan<float>&, int64_t, int64_t, int64_t, const float*, const float*,

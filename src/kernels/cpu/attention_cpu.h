@@ -102,10 +102,13 @@ template <class T> inline void attn_dot_tile(const T* q, const T* kt, int64_t d,
   for (int64_t v = 0; v < NV; ++v) attn_store(acc + v * L, a[v]);
 }
 
-// The plan of a call: q, k, v (v may be undefined), padding, slopes, rel_bias.
+// The plan of a call: q, k, v (v may be undefined), padding, slopes, rel_bias. half_k and
+// half_v: f16 keys and values (given instead of k and v, which are then undefined): the plan
+// takes their strides and leaves k and v null for the caller to read them as f16.
 template <class T>
 AttnPlan<T> make_attn_plan(const AttnConfig& c, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& pad,
-                           const Tensor& slopes, const Tensor& rel_bias);
+                           const Tensor& slopes, const Tensor& rel_bias, const Tensor* half_k = nullptr,
+                           const Tensor* half_v = nullptr);
 
 // Kt[x][jj] = k[b, g, j0 + jj, x] for jj < jn, 0 for jn <= jj < kAttnBc.
 template <class T> void attn_load_kt(const AttnPlan<T>& p, int64_t b, int64_t g, int64_t j0, int64_t jn, T* kt);

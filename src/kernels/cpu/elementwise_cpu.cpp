@@ -193,17 +193,22 @@ void clamp_cpu(ops::OpCall& c) {
 
 // Copy and cast between f32, f64 and bf16 (the autocast path).
 const char* copy_supports(const ops::OpCall& c) {
-  auto ok = [](DType t) { return t == DType::f32 || t == DType::f64 || t == DType::bf16; };
-  if (!ok(c.in[0].dtype()) || !ok(c.out[0].dtype())) return "only f32/f64/bf16 copies and casts";
+  auto ok = [](DType t) { return t == DType::f32 || t == DType::f64 || t == DType::bf16 || t == DType::f16; };
+  if (!ok(c.in[0].dtype()) || !ok(c.out[0].dtype())) return "only f32/f64/bf16/f16 copies and casts";
   return nullptr;
 }
+// Half-precision values go through f32, narrowing from f32 (as the reference's store does).
 template <class S, class D> D convert(S v) {
   if constexpr (std::is_same_v<S, D>) {
     return v;
+  } else if constexpr (std::is_same_v<S, bf16>) {
+    return convert<float, D>(bf16_to_f32(v));
+  } else if constexpr (std::is_same_v<S, f16>) {
+    return convert<float, D>(f16_to_f32(v));
   } else if constexpr (std::is_same_v<D, bf16>) {
     return f32_to_bf16(float(v));
-  } else if constexpr (std::is_same_v<S, bf16>) {
-    return D(bf16_to_f32(v));
+  } else if constexpr (std::is_same_v<D, f16>) {
+    return f32_to_f16(float(v));
   } else {
     return D(v);
   }
@@ -220,6 +225,10 @@ template <class S, class D> void copy_loop(ops::OpCall& c) {
       if (sx == 1) return widen_bf16(xp, op, n);
     } else if constexpr (std::is_same_v<S, float> && std::is_same_v<D, bf16>) {
       if (sx == 1) return narrow_bf16(xp, op, n);
+    } else if constexpr (std::is_same_v<S, f16> && std::is_same_v<D, float>) {
+      if (sx == 1) return widen_f16(xp, op, n);
+    } else if constexpr (std::is_same_v<S, float> && std::is_same_v<D, f16>) {
+      if (sx == 1) return narrow_f16(xp, op, n);
     }
     if (sx == 1) {
 #pragma omp simd
@@ -233,6 +242,7 @@ template <class S> void copy_from(ops::OpCall& c) {
   switch (c.out[0].dtype()) {
     case DType::f32: copy_loop<S, float>(c); break;
     case DType::f64: copy_loop<S, double>(c); break;
+    case DType::f16: copy_loop<S, f16>(c); break;
     default: copy_loop<S, bf16>(c); break;
   }
 }
@@ -240,6 +250,7 @@ void copy_cpu(ops::OpCall& c) {
   switch (c.in[0].dtype()) {
     case DType::f32: copy_from<float>(c); break;
     case DType::f64: copy_from<double>(c); break;
+    case DType::f16: copy_from<f16>(c); break;
     default: copy_from<bf16>(c); break;
   }
 }

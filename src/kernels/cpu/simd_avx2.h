@@ -66,6 +66,21 @@ inline void widen_bf16(const bf16* src, float* dst, int64_t n) {
     std::memcpy(dst + i, out, size_t(n - i) * sizeof(float));
   }
 }
+// n values between f16 and f32 by F16C, eight at a time (the tail one by one): round to
+// nearest even, overflow to inf, subnormals exact, as f32_to_f16; a NaN stays a NaN (F16C keeps
+// the top bits of its payload where f32_to_f16 writes the canonical quiet NaN).
+inline void widen_f16(const f16* src, float* dst, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i))));
+  for (; i < n; ++i) dst[i] = f16_to_f32(src[i]);
+}
+inline void narrow_f16(const float* src, f16* dst, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i), _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
+  for (; i < n; ++i) dst[i] = f32_to_f16(src[i]);
+}
 inline void narrow_bf16(const float* src, bf16* dst, int64_t n) {
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) store8_bf16(dst + i, _mm256_loadu_ps(src + i));
