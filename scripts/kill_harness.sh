@@ -45,7 +45,7 @@ while :; do
   wait "$pid" || { echo "kill_harness: run $runs failed:" >&2; cat "$work/err" >&2; exit 1; }
   [ -f "$out/step-$steps.safetensors" ] && break
 done
-tmp=$(find "$out" -name '*.tmp*' | wc -l)
+tmp=$(find "$out" -name '*.tmp*' | wc -l)  # each run removes those of the runs before it (io::OutDirLock)
 if cmp -s "$work/straight/step-$steps.safetensors" "$out/step-$steps.safetensors"; then
   echo "kill_harness: $done_kills kills survived in $runs runs; step $steps equals the uninterrupted run byte for byte;" \
        "$tmp temporary file(s) left behind"

@@ -115,7 +115,7 @@ TrainLmResult train_lm(const TrainLmOptions& o) {
   const std::unique_ptr<dist::DistributedDataParallel> ddp =
       data_parallel(model, nlohmann::json{{"train", train_cfg}, {"model", model_cfg}}, o.resume, o.out_dir);
   const int64_t ranks = dist::world_size(), global_batch = o.batch * ranks;
-  if (!o.out_dir.empty() && dist::is_main()) std::filesystem::create_directories(o.out_dir);
+  const auto out_lock = claim_out_dir("train lm", o.out_dir);
 
   auto save = [&](int64_t at) {
     if (o.out_dir.empty() || !dist::is_main()) return;

@@ -108,7 +108,7 @@ TrainMtResult train_mt(const TrainMtOptions& o) {
   // sentence pairs from the same generator and trains on its share of them.
   const std::unique_ptr<dist::DistributedDataParallel> ddp = data_parallel(
       model, nlohmann::json{{"train", train_cfg}, {"data", data_cfg}, {"model", model_cfg}}, o.resume, o.out_dir);
-  if (!o.out_dir.empty() && dist::is_main()) std::filesystem::create_directories(o.out_dir);
+  const auto out_lock = claim_out_dir("train mt", o.out_dir);
 
   auto save = [&](int64_t at) {
     if (o.out_dir.empty() || !dist::is_main()) return;

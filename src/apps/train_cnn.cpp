@@ -128,7 +128,7 @@ TrainCnnResult train_fashion_cnn(const TrainCnnOptions& o) {
     loader.set_epoch(ck.extra.value("epoch", int64_t(0)), ck.extra.value("batch", int64_t(0)));
   }
   const std::unique_ptr<dist::DistributedDataParallel> ddp = data_parallel(model, config, o.resume, o.out_dir, o.sync_bn);
-  if (!o.out_dir.empty() && dist::is_main()) std::filesystem::create_directories(o.out_dir);
+  const auto out_lock = claim_out_dir("train cnn", o.out_dir);
 
   TrainCnnResult r;
   auto save = [&](const std::string& name) {

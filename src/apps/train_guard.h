@@ -1,16 +1,18 @@
 // What every trainer checks of each step's loss (issue 19: `--lr inf` used to train to the
-// end and write NaN checkpoints with exit 0).
+// end and write NaN checkpoints with exit 0), of what it resumes, and its claim on --out.
 #pragma once
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include <cmath>
+#include <iostream>
 #include <string>
 
 #include <memory>
 
 #include "qiusuo/dist/dist.h"
 #include "qiusuo/error.h"
+#include "qiusuo/io/out_dir.h"
 #include "qiusuo/nn/module.h"
 #include "qiusuo/nn/norm.h"
 
@@ -55,6 +57,18 @@ inline std::unique_ptr<dist::DistributedDataParallel> data_parallel(nn::Module& 
   if (!dist::active()) return nullptr;
   dist::check_same("the training settings", nlohmann::json{{"config", config}, {"resume", resume}, {"out", out}}.dump());
   return std::make_unique<dist::DistributedDataParallel>(model.named_parameters(), model.buffers());
+}
+
+// The output folder's claim (io::OutDirLock), taken by the rank that writes (null on the
+// others, and without a folder): a second run on the folder fails at once, and temporary
+// files that an interrupted run left there are removed (and said so on stderr).
+inline std::unique_ptr<io::OutDirLock> claim_out_dir(const std::string& job, const std::string& out) {
+  if (out.empty() || !dist::is_main()) return nullptr;
+  auto lock = std::make_unique<io::OutDirLock>(out, job);
+  if (!lock->removed().empty())
+    std::cerr << fmt::format("{}: removed {} temporary file(s) an interrupted run left in {}\n", job,
+                             lock->removed().size(), out);
+  return lock;
 }
 
 }  // namespace qs::apps

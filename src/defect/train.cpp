@@ -177,6 +177,7 @@ TrainDefectResult train_defect(const TrainDefectOptions& o) {
   // normalised by the global batch's positives, so the ranks' mean gradient is the global
   // batch's. Only rank 0 writes.
   const std::unique_ptr<dist::DistributedDataParallel> ddp = apps::data_parallel(model, config, "", o.out, o.sync_bn);
+  const auto out_lock = apps::claim_out_dir("train defect", o.out);
   const int64_t ranks = dist::world_size(), global_batch = o.batch * ranks;
   const int64_t steps = (int64_t(samples.size()) + global_batch - 1) / global_batch;
   util::Progress progress("defect train", int64_t(o.epochs) * steps, "frames", 10);

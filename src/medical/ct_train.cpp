@@ -209,6 +209,7 @@ TrainCtResult train_ct(const TrainCtOptions& o) {
   // global batch of batch × ranks volumes alike (one generator, the same draws) and trains
   // on its rows; only rank 0 writes.
   const std::unique_ptr<dist::DistributedDataParallel> ddp = apps::data_parallel(model, config, "", o.out, o.sync_bn);
+  const auto out_lock = apps::claim_out_dir("train ct", o.out);
   const int64_t ranks = dist::world_size(), global_batch = o.batch * ranks;
   const int64_t steps_per_epoch = (int64_t(idx[0].size()) + global_batch - 1) / global_batch;
   util::Progress progress("ct train", int64_t(o.epochs) * steps_per_epoch, "vol", 10);

@@ -1,11 +1,15 @@
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
 #include "io/atomic_file.h"
 #include "test_util.h"
 #include "qiusuo/io/checkpoint.h"
+#include "qiusuo/io/out_dir.h"
 
 using namespace qs;
 using namespace qs::testing;
@@ -182,4 +186,37 @@ TEST(Checkpoint, SaveAndLastNamesTheFolderItCannotMake) {
   } catch (const IOError& e) {
     EXPECT_NE(std::string(e.what()).find(file + "/sub"), std::string::npos) << e.what();
   }
+}
+
+// An output folder's claim: one holder at a time (a second fails naming the first's pid,
+// released when the first ends), and the temporary files interrupted saves leave are removed
+// when the folder is claimed, nothing else.
+TEST(OutDirLock, OneHolderAndStaleTemporaryFilesRemoved) {
+  namespace fs = std::filesystem;
+  const std::string dir = qs::testing::temp_dir("out_dir_lock") + "/run";
+  {
+    io::OutDirLock first(dir, "train test");
+    EXPECT_TRUE(fs::exists(dir + "/.qiusuo.lock"));
+    std::string msg;
+    try {
+      io::OutDirLock second(dir, "train test");
+    } catch (const IOError& e) {
+      msg = e.what();
+    }
+    EXPECT_NE(msg.find("is in use by another run (pid " + std::to_string(::getpid())), std::string::npos) << msg;
+    EXPECT_NE(msg.find("train test"), std::string::npos) << msg;
+  }
+  auto touch = [&](const std::string& name) { std::ofstream(dir + "/" + name) << "x"; };
+  for (const char* f : {"last.safetensors.tmp", "step-3.safetensors.tmp.12345", "report.json.tmp.7", "keep.safetensors",
+                        "notes.tmp.x", ".tmp", "a.tmp.", "tmp"})
+    touch(f);
+  fs::create_directories(dir + "/figures");
+  touch("figures/roc.svg.tmp.9");
+  io::OutDirLock again(dir, "train test");  // the first holder has gone
+  std::vector<std::string> removed = again.removed();
+  std::sort(removed.begin(), removed.end());
+  EXPECT_EQ(removed, (std::vector<std::string>{"last.safetensors.tmp", "report.json.tmp.7",
+                                               "step-3.safetensors.tmp.12345"}));
+  for (const char* f : {"keep.safetensors", "notes.tmp.x", ".tmp", "a.tmp.", "tmp", "figures/roc.svg.tmp.9"})
+    EXPECT_TRUE(fs::exists(dir + "/" + f)) << f;
 }
