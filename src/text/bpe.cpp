@@ -2,6 +2,7 @@
 // tokenizer.
 #include <algorithm>
 #include <climits>
+#include <functional>
 #include <unordered_set>
 
 #include "io/atomic_file.h"
@@ -114,28 +115,62 @@ void BpeTokenizer::encode_word(std::string_view word, std::vector<int32_t>& out)
              "holds all 256 bytes)", uint8_t(word[i]));
     sym[i] = id;
   }
-  // Merge the lowest-ranked adjacent pair, all its occurrences left to right, until no
-  // adjacent pair is a merge (GPT-2's bpe()).
-  while (sym.size() > 1) {
-    int32_t best_rank = INT32_MAX, best_l = 0, best_r = 0, best_id = 0;
-    for (size_t i = 0; i + 1 < sym.size(); ++i) {
-      auto it = merge_rank_.find(pair_key(sym[i], sym[i + 1]));
-      if (it == merge_rank_.end() || it->second.first >= best_rank) continue;
-      std::tie(best_rank, best_id) = it->second;
-      std::tie(best_l, best_r) = std::pair(sym[i], sym[i + 1]);
-    }
-    if (best_rank == INT32_MAX) break;
-    size_t j = 0;
-    for (size_t i = 0; i < sym.size();) {
-      if (i + 1 < sym.size() && sym[i] == best_l && sym[i + 1] == best_r) {
-        sym[j++] = best_id;
-        i += 2;
-      } else {
-        sym[j++] = sym[i++];
+  // GPT-2's bpe(): merge the lowest-ranked adjacent pair, all its occurrences left to right,
+  // until no adjacent pair is a merge. Rescanning the word for each merge is O(length x
+  // merges) (a 10 MB word took 48 s); here the symbols form a linked list and the candidate
+  // pairs a heap ordered by (rank, position), so a word costs O(length log length). One rank
+  // is one pair, so the entries of the smallest rank are that pair's occurrences, popped left
+  // to right; an entry whose symbols have changed is stale and skipped. The pairs a merge
+  // creates join the heap only when its rank's pass is over, as in the rescanning loop (with a
+  // merge list out of order, a new pair may rank lower than the pass).
+  struct Node {
+    int32_t id, prev, next;
+  };
+  struct Entry {
+    int32_t rank, pos, left, right;
+    bool operator>(const Entry& o) const { return rank != o.rank ? rank > o.rank : pos > o.pos; }
+  };
+  const int32_t n = int32_t(sym.size());
+  std::vector<Node> node;
+  node.resize(size_t(n));
+  for (int32_t i = 0; i < n; ++i) node[size_t(i)] = {sym[size_t(i)], i - 1, i + 1 < n ? i + 1 : -1};
+  std::vector<Entry> heap;
+  auto push = [&](int32_t i) {
+    if (i < 0 || node[size_t(i)].next < 0) return;
+    const Node& a = node[size_t(i)];
+    auto it = merge_rank_.find(pair_key(a.id, node[size_t(a.next)].id));
+    if (it == merge_rank_.end()) return;
+    heap.push_back({it->second.first, i, a.id, node[size_t(a.next)].id});
+    std::push_heap(heap.begin(), heap.end(), std::greater<Entry>());
+  };
+  for (int32_t i = 0; i + 1 < n; ++i) push(i);
+  std::vector<int32_t> pending;  // left ends of the pairs made during the current pass
+  int32_t pass = -1;
+  while (true) {
+    if (heap.empty() || heap.front().rank != pass) {
+      if (!pending.empty()) {
+        for (int32_t i : pending) push(i);
+        pending.clear();
+        continue;
       }
+      if (heap.empty()) break;
+      pass = heap.front().rank;
     }
-    sym.resize(j);
+    std::pop_heap(heap.begin(), heap.end(), std::greater<Entry>());
+    const Entry e = heap.back();
+    heap.pop_back();
+    Node& a = node[size_t(e.pos)];
+    if (a.id != e.left || a.next < 0 || node[size_t(a.next)].id != e.right) continue;  // stale
+    a.id = merge_rank_.at(pair_key(e.left, e.right)).second;
+    const int32_t gone = a.next;
+    a.next = node[size_t(gone)].next;
+    if (a.next >= 0) node[size_t(a.next)].prev = e.pos;
+    node[size_t(gone)].id = -1;  // unlinked: no entry can match it again
+    pending.push_back(a.prev);
+    pending.push_back(e.pos);
   }
+  sym.clear();
+  for (int32_t i = n > 0 ? 0 : -1; i >= 0; i = node[size_t(i)].next) sym.push_back(node[size_t(i)].id);
   out.insert(out.end(), sym.begin(), sym.end());
 }
 

@@ -71,8 +71,8 @@ class BpeTokenizer : public Tokenizer {
 
   struct Options {
     bool add_prefix_space = false;  // prepend " " to a text that does not start with one
-    bool use_regex = true;          // false: the whole text is one word (merging time grows
-                                    // with the square of a word's length: short texts only)
+    bool use_regex = true;          // false: the whole text is one word (merging costs
+                                    // O(length log length) per word)
     bool ignore_merges = false;     // a word that is itself a token maps to it directly
   };
 
