@@ -1,4 +1,5 @@
 // Optimizer base: parameter checks, the step loop, state dicts; gradient clipping.
+#include <fmt/ranges.h>
 #include <cmath>
 #include <map>
 
@@ -72,6 +73,7 @@ bool Optimizer::parse_buffer_key(const std::string& key, size_t& k, size_t& i) c
 void Optimizer::load_state_dict(const NamedTensors& dict) {
   std::vector<std::string> problems;
   std::vector<std::vector<Tensor>> loaded(buffer_specs_.size(), std::vector<Tensor>(params_.size()));
+  std::vector<std::vector<bool>> present(buffer_specs_.size(), std::vector<bool>(params_.size()));  // right or wrong
   const Tensor *step = nullptr, *lr = nullptr;
   auto check = [&](const std::string& key, const Tensor& t, const Shape& shape, DType dt) {
     if (!t.defined() || t.shape() != shape || t.dtype() != dt) {
@@ -99,12 +101,30 @@ void Optimizer::load_state_dict(const NamedTensors& dict) {
       continue;
     }
     const Tensor& p = params_[i];
+    present[k][i] = true;
     bool scalar = buffer_specs_[k].scalar;
     if (check(key, t, scalar ? Shape{} : p.shape(), scalar ? DType::f64 : p.dtype())) loaded[k][i] = t.clone();
   }
   if (!step) problems.push_back("missing key 'step'");
   else if (step->item() < 0) problems.push_back(fmt::format("'step' is {}, below 0", int64_t(step->item())));
   if (!lr) problems.push_back("missing key 'lr'");
+  // A parameter's buffers are made together at its first update: some without the others
+  // is a damaged file. None at all is a parameter that never had a gradient, but no buffer
+  // for any parameter after steps that needed them means the optimiser's state is gone
+  // (resuming would restart its moments silently).
+  bool any = false;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    std::vector<std::string> have, lack;
+    for (size_t k = 0; k < buffer_specs_.size(); ++k)
+      (present[k][i] ? have : lack).push_back(fmt::format("{}.{}", buffer_specs_[k].name, i));
+    any = any || !have.empty();
+    if (!have.empty() && !lack.empty())
+      problems.push_back(fmt::format("parameter {} has {} but not {} (a parameter's buffers come together)", i,
+                                     fmt::join(have, ", "), fmt::join(lack, ", ")));
+  }
+  if (step && step->item() > 0 && !any && keeps_state())
+    problems.push_back(fmt::format("'step' is {} but no parameter has its buffers (the optimiser's state is missing)",
+                                   int64_t(step->item())));
   if (!problems.empty()) {
     std::string msg = fmt::format("{}.load_state_dict: {} problem(s), nothing was loaded:", name_, problems.size());
     for (auto& p : problems) msg += "\n  " + p;

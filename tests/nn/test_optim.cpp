@@ -166,6 +166,24 @@ TEST(Optim, LoadStateDictChecks) {
   EXPECT_NE(msg.find("unexpected key 'exp_avg.7' (expected step, lr or <step|exp_avg|exp_avg_sq>.<0..1>)"),
             std::string::npos) << msg;
   EXPECT_NE(msg.find("unexpected key 'momentum_buffer.0'"), std::string::npos) << msg;
+
+  // A parameter with some of its buffers, and a stepped state with none (issue 19).
+  NamedTensors partial;
+  for (auto& kv : sd)
+    if (kv.first != "exp_avg_sq.1") partial.push_back(kv);
+  msg = error_of([&] { opt.load_state_dict(partial); });
+  EXPECT_NE(msg.find("parameter 1 has step.1, exp_avg.1 but not exp_avg_sq.1"), std::string::npos) << msg;
+  NamedTensors bare = {sd[0], sd[1]};  // step 1 and lr only
+  msg = error_of([&] { opt.load_state_dict(bare); });
+  EXPECT_NE(msg.find("'step' is 1 but no parameter has its buffers"), std::string::npos) << msg;
+  NamedTensors one_param;  // a parameter that never had a gradient keeps no buffers: accepted
+  for (auto& kv : sd)
+    if (kv.first.size() < 2 || kv.first.substr(kv.first.size() - 2) != ".1") one_param.push_back(kv);
+  EXPECT_NO_THROW(opt.load_state_dict(one_param));
+  SGD plain({p.w, p.b}, 0.1);  // no momentum: no buffers, a stepped state without any is whole
+  p.backward();
+  plain.step();
+  EXPECT_NO_THROW(plain.load_state_dict(plain.state_dict()));
 }
 
 // torch.nn.utils.clip_grad_norm_([g1, g2], 6.5) with grads [3, -4] and [[12]] (float64):

@@ -6,7 +6,8 @@
 //   skips a parameter whose .grad is undefined (as PyTorch does).
 // - state_dict() holds every per-parameter buffer as "<buffer>.<param index>" (e.g.
 //   "exp_avg.3", "momentum_buffer.0", "step.3") plus "step" (steps taken) and "lr".
-//   load_state_dict() checks names, shapes and dtypes against the parameters and
+//   load_state_dict() checks names, shapes and dtypes against the parameters, that each
+//   parameter has all of its buffers or none, and that a stepped state has some, and
 //   reports every problem at once; afterwards step() continues exactly as the saved
 //   optimiser would have.
 #pragma once
@@ -51,6 +52,9 @@ class Optimizer {
   };
   // Registers the per-parameter buffers (in state_dict order); call once, in the constructor.
   void declare_buffers(std::vector<BufferSpec> specs);
+  // Whether an update makes buffers (load_state_dict then refuses a stepped state without
+  // any): true by default; SGD without momentum keeps none.
+  virtual bool keeps_state() const { return !buffer_specs_.empty(); }
   // Buffer k (in declaration order) of parameter i; undefined until the subclass creates it.
   Tensor& buffer(size_t k, size_t i) { return buffers_[k][i]; }
 
@@ -77,6 +81,7 @@ class SGD : public Optimizer {
 
  protected:
   void update(size_t i, const Tensor& g) override;
+  bool keeps_state() const override { return momentum_ != 0; }
 
  private:
   double momentum_, dampening_, weight_decay_;
