@@ -58,7 +58,9 @@ while :; do
         loads "$f" >/dev/null 2>"$work/load_err" ||
           { echo "kill_harness: after kill $done_kills, $f does not load:" >&2; cat "$work/load_err" >&2; exit 1; }
       done
-      { ls -1v "$out"/step-*.safetensors 2>/dev/null || true; } | head -n -2 | xargs -r rm -f
+      for kind in step epoch; do  # keep the newest two of each: the checks above stay short
+        { ls -1v "$out"/$kind-*.safetensors 2>/dev/null || true; } | head -n -2 | xargs -r rm -f
+      done
       continue
     fi
   fi
