@@ -169,6 +169,9 @@ QS_VNNI void rows_s4_vnni(const uint8_t* w, int64_t ldw, const float* scale, int
   for (int r = 0; r < R; ++r) out[r] = hsum(acc[r]);
 }
 
+// rows_s4_vnni's loop again with AVX2's dot product: a function is compiled for one target
+// (the VNNI one may not be inlined into, or instantiated for, code that runs on AVX2-only CPUs),
+// so the two ISAs' loops are written out each.
 template <int R>
 void rows_s4_avx2(const uint8_t* w, int64_t ldw, const float* scale, int64_t lds, int64_t group, const ActQ8& a,
                   float* out) {
