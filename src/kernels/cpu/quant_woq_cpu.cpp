@@ -4,7 +4,7 @@
 //     s32 -> f32, FMA with x); sums run in f32 in another order than the reference (which
 //     sums in double): equal within f32 tolerance.
 //   activations "q8": x is quantised per block of 32 and the products are integer dot
-//     products (quant_quant_woq_q8_cpu.cpp), by AVX-512 VNNI (kernel "vnni") or AVX2 (kernel "avx2").
+//     products (quant_woq_q8_cpu.cpp), by AVX-512 VNNI (kernel "vnni") or AVX2 (kernel "avx2").
 // At batch 1 the product is memory-bound: INT8 reads 4x fewer weight bytes than f32, INT4 8x.
 #include <immintrin.h>
 #include <omp.h>

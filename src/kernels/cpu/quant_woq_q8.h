@@ -1,5 +1,5 @@
 // woq_linear with q8 activations at batch <= 8: the row quantiser and the GEMV
-// (quant_quant_woq_q8_cpu.cpp); quant_woq_cpu.cpp chooses the kind by ISA and calls them.
+// (quant_woq_q8_cpu.cpp); quant_woq_cpu.cpp chooses the kind by ISA and calls them.
 #pragma once
 #include <cstdint>
 #include <vector>
