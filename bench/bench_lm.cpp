@@ -122,8 +122,9 @@ std::vector<nlohmann::json> lm_fwd(const Options& o, bool bf16, bool int8dyn = f
 }
 
 // One round: a fresh cache (--kv-cache: f16, llama.cpp's default, or f32), the prompt (prefill),
-// then kNew greedy steps of one token each, as TransformerLM::generate does (decode = the steps' time / kNew: llama-bench's t(pg) - t(pp)
-// over the new tokens). Medians over the rounds; --profile covers the decoding steps only.
+// then kNew greedy steps of one token each, as TransformerLM::generate does. Decode = the steps'
+// time / kNew (llama-bench's t(pg) - t(pp) over the new tokens). Medians over the rounds;
+// --profile covers the decoding steps only.
 // --weights int8|int4: every Linear of the blocks weight-only quantised (int4 in groups of 128,
 // q8 activations). --model: a float checkpoint (quantised here by --weights) or a quantised one
 // (any method, no --weights); a model trained shorter than 384 tokens decodes min(128, L/2)
