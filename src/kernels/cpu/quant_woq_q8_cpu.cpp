@@ -362,8 +362,47 @@ void gemv(Kind kind, const void* w, const float* scale, int64_t N, int64_t group
   }
 }
 
-QS_VNNI void gemm_vnni(const void* w, bool int4, const float* scale, int64_t N, int64_t group, const float* x,
-                       int64_t M, int64_t K, const float* bias, float* y) {
+// One panel of 32 output columns against every row of x: the body of gemm_vnni's parallel
+// loop, a function of its own so that its AVX-512 code carries the target attribute (clang
+// does not give it to the region OpenMP outlines from a function that has it).
+QS_VNNI static void panel_product(const void* w, bool int4, const float* scale, const float* bias, int64_t N,
+                                  int64_t group, int64_t K, int64_t M, const int8_t* xq, const float* d,
+                                  const int32_t* corr, int64_t p, uint8_t* pw, float* gs, float* y) {
+  const int64_t blocks = (K + kActBlock - 1) / kActBlock, kp = blocks * kActBlock, groups = int4 ? K / group : 0;
+  const int64_t n0 = p * kPanel, nc = std::min(kPanel, N - n0);
+  pack_panel(w, int4, K, n0, nc, kp, pw);
+  alignas(64) float sc[kPanel] = {}, bs[kPanel] = {};
+  for (int64_t c = 0; c < nc; ++c) sc[c] = int4 ? 1.0f : scale[n0 + c], bs[c] = bias ? bias[n0 + c] : 0.0f;
+  for (int64_t g = 0; g < groups; ++g)
+    for (int64_t c = 0; c < kPanel; ++c) gs[g * kPanel + c] = c < nc ? scale[(n0 + c) * groups + g] : 0.0f;
+  const __m512 s0 = _mm512_load_ps(sc), s1 = _mm512_load_ps(sc + 16), b0 = _mm512_load_ps(bs), b1 = _mm512_load_ps(bs + 16);
+  const float* gsp = int4 ? gs : nullptr;
+  const int64_t bpg = int4 ? group / kActBlock : 1;
+  for (int64_t m0 = 0; m0 < M; m0 += kMr) {
+    const int mr = int(std::min<int64_t>(kMr, M - m0));
+    __m512 acc[kMr][2];
+    const int8_t* xr = xq + m0 * kp;
+    const float* dr = d + m0 * blocks;
+    const int32_t* cr = corr + m0 * blocks;
+    switch (mr) {
+      case 6: tile<6>(pw, xr, kp, dr, cr, blocks, blocks, gsp, bpg, acc); break;
+      case 5: tile<5>(pw, xr, kp, dr, cr, blocks, blocks, gsp, bpg, acc); break;
+      case 4: tile<4>(pw, xr, kp, dr, cr, blocks, blocks, gsp, bpg, acc); break;
+      case 3: tile<3>(pw, xr, kp, dr, cr, blocks, blocks, gsp, bpg, acc); break;
+      case 2: tile<2>(pw, xr, kp, dr, cr, blocks, blocks, gsp, bpg, acc); break;
+      default: tile<1>(pw, xr, kp, dr, cr, blocks, blocks, gsp, bpg, acc); break;
+    }
+    for (int r = 0; r < mr; ++r) {
+      alignas(64) float row[kPanel];
+      _mm512_store_ps(row, _mm512_fmadd_ps(acc[r][0], s0, b0));
+      _mm512_store_ps(row + 16, _mm512_fmadd_ps(acc[r][1], s1, b1));
+      std::copy(row, row + nc, y + (m0 + r) * N + n0);
+    }
+  }
+}
+
+void gemm_vnni(const void* w, bool int4, const float* scale, int64_t N, int64_t group, const float* x, int64_t M,
+               int64_t K, const float* bias, float* y) {
   const int64_t blocks = (K + kActBlock - 1) / kActBlock, kp = blocks * kActBlock;
   const int64_t offset = int4 ? 8 : 128, groups = int4 ? K / group : 0;
   // the rows of x: codes padded to whole blocks, block scales, -offset * block code sums
@@ -388,38 +427,8 @@ QS_VNNI void gemm_vnni(const void* w, bool int4, const float* scale, int64_t N, 
     std::vector<uint8_t> pw(size_t(kp * kPanel));
     std::vector<float> gs(size_t(groups * kPanel));
 #pragma omp for schedule(static)
-    for (int64_t p = 0; p < panels; ++p) {
-      const int64_t n0 = p * kPanel, nc = std::min(kPanel, N - n0);
-      pack_panel(w, int4, K, n0, nc, kp, pw.data());
-      alignas(64) float sc[kPanel] = {}, bs[kPanel] = {};
-      for (int64_t c = 0; c < nc; ++c) sc[c] = int4 ? 1.0f : scale[n0 + c], bs[c] = bias ? bias[n0 + c] : 0.0f;
-      for (int64_t g = 0; g < groups; ++g)
-        for (int64_t c = 0; c < kPanel; ++c) gs[size_t(g * kPanel + c)] = c < nc ? scale[(n0 + c) * groups + g] : 0.0f;
-      const __m512 s0 = _mm512_load_ps(sc), s1 = _mm512_load_ps(sc + 16), b0 = _mm512_load_ps(bs), b1 = _mm512_load_ps(bs + 16);
-      const float* gsp = int4 ? gs.data() : nullptr;
-      const int64_t bpg = int4 ? group / kActBlock : 1;
-      for (int64_t m0 = 0; m0 < M; m0 += kMr) {
-        const int mr = int(std::min<int64_t>(kMr, M - m0));
-        __m512 acc[kMr][2];
-        const int8_t* xr = xq.data() + m0 * kp;
-        const float* dr = d.data() + m0 * blocks;
-        const int32_t* cr = corr.data() + m0 * blocks;
-        switch (mr) {
-          case 6: tile<6>(pw.data(), xr, kp, dr, cr, blocks, blocks, gsp, bpg, acc); break;
-          case 5: tile<5>(pw.data(), xr, kp, dr, cr, blocks, blocks, gsp, bpg, acc); break;
-          case 4: tile<4>(pw.data(), xr, kp, dr, cr, blocks, blocks, gsp, bpg, acc); break;
-          case 3: tile<3>(pw.data(), xr, kp, dr, cr, blocks, blocks, gsp, bpg, acc); break;
-          case 2: tile<2>(pw.data(), xr, kp, dr, cr, blocks, blocks, gsp, bpg, acc); break;
-          default: tile<1>(pw.data(), xr, kp, dr, cr, blocks, blocks, gsp, bpg, acc); break;
-        }
-        for (int r = 0; r < mr; ++r) {
-          alignas(64) float row[kPanel];
-          _mm512_store_ps(row, _mm512_fmadd_ps(acc[r][0], s0, b0));
-          _mm512_store_ps(row + 16, _mm512_fmadd_ps(acc[r][1], s1, b1));
-          std::copy(row, row + nc, y + (m0 + r) * N + n0);
-        }
-      }
-    }
+    for (int64_t p = 0; p < panels; ++p)
+      panel_product(w, int4, scale, bias, N, group, K, M, xq.data(), d.data(), corr.data(), p, pw.data(), gs.data(), y);
   }
 }
 
