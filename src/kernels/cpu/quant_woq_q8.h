@@ -8,7 +8,9 @@ namespace qs::kernels::woq {
 
 // Which weights and which dot-product instruction: AVX2 (vpmaddubsw / vpmaddwd) or
 // AVX-512 VNNI (vpdpbusd on 256-bit vectors).
-enum class Kind { s8_avx2, s8_vnni, s4_avx2, s4_vnni };
+// `codes`: the codes and scales only, in K order (the prefill paths, which lay them out
+// themselves).
+enum class Kind { s8_avx2, s8_vnni, s4_avx2, s4_vnni, codes };
 
 // One row of x as q8 blocks (kernels/quant_math.h), laid out for `Kind`.
 struct ActQ8 {

@@ -309,6 +309,7 @@ void quantize_row(const float* x, int64_t K, Kind kind, ActQ8& a) {
       std::copy(tmp, tmp + len, qb);
     }
   }
+  if (kind == Kind::codes) return;
   if (kind == Kind::s8_avx2) {
     a.q16.resize(size_t(K));
     for (int64_t k = 0; k < K; ++k) a.q16[size_t(k)] = a.q[size_t(k)];
@@ -325,7 +326,7 @@ void quantize_row(const float* x, int64_t K, Kind kind, ActQ8& a) {
 
 void dequantized_row(const float* x, int64_t K, float* out) {
   ActQ8 a;
-  quantize_row(x, K, Kind::s8_avx2, a);
+  quantize_row(x, K, Kind::codes, a);
   for (int64_t k = 0; k < K; ++k) out[k] = float(a.q[size_t(k)]) * a.d[size_t(k / kActBlock)];
 }
 
@@ -412,7 +413,7 @@ void gemm_vnni(const void* w, bool int4, const float* scale, int64_t N, int64_t 
 #pragma omp parallel for if (M * K > 32768)
   for (int64_t m = 0; m < M; ++m) {
     ActQ8 a;
-    quantize_row(x + m * K, K, Kind::s8_avx2, a);
+    quantize_row(x + m * K, K, Kind::codes, a);
     std::copy(a.q.begin(), a.q.end(), xq.begin() + m * kp);
     for (int64_t b = 0; b < blocks; ++b) {
       d[size_t(m * blocks + b)] = a.d[size_t(b)];
