@@ -222,7 +222,7 @@ const std::vector<Command>& commands() {
       {"ct", "CT data: a synthetic chest CT set (DICOM + LIDC XML + NIfTI), or a description of one",
        "usage: qiusuo ct synth --out DIR [--cases 8] [--seed 0] [--slices 48] [--matrix 128] [--pixel-mm 1.2]\n"
        "                       [--slice-mm 2] [--max-nodules 3] [--transfer-syntax explicit-little|implicit-little|\n"
-       "                       jpeg-ls-lossless|rle]\n"
+       "                       jpeg-ls-lossless|jpeg-lossless|rle]\n"
        "       qiusuo ct info PATH\n"
 "\n"
        "synth writes chest CT volumes with lung nodules whose look follows a latent malignancy, each as a DICOM\n"

@@ -5,8 +5,11 @@
 // DCMTK's headers after its config.
 #include <dcmtk/dcmdata/dcrledrg.h>
 #include <dcmtk/dcmdata/dcrleerg.h>
+#include <dcmtk/dcmdata/dcpixseq.h>
+#include <dcmtk/dcmdata/dcpxitem.h>
 #include <dcmtk/dcmdata/dctk.h>
 #include <dcmtk/dcmjpeg/djdecode.h>
+#include <dcmtk/dcmjpeg/djencode.h>
 #include <dcmtk/dcmjpls/djdecode.h>
 #include <dcmtk/dcmjpls/djencode.h>
 #include <dcmtk/oflog/oflog.h>
@@ -34,6 +37,7 @@ void init_dcmtk() {
   static const bool done = [] {
     OFLog::configure(OFLogger::FATAL_LOG_LEVEL);  // errors are reported here
     DJDecoderRegistration::registerCodecs();
+    DJEncoderRegistration::registerCodecs();
     DJLSDecoderRegistration::registerCodecs();
     // Raw, not "cooked", encoding: DCMTK 3.6.7's cooked JPEG-LS path (fixPaddingIfNecessary)
     // writes past its buffer on small frames (valgrind shows it on a 6 x 7 slice).
@@ -136,6 +140,49 @@ void cross(const double* a, const double* b, double* out) {
   out[2] = a[0] * b[1] - a[1] * b[0];
 }
 
+// DCMTK 3.6.7 decodes a JPEG transfer syntax (not JPEG-LS) only after walking the markers of
+// the first fragment for the frame header's sample precision
+// (DJCodecDecoder::scanJpegDataForBitDepth). That walk never steps over a TEM marker (FF01):
+// a stream that holds one before its SOF keeps the process spinning forever (a hang found by
+// fuzz_dicom, tests/malformed/dicom_jpeg_tem_before_sof_hang.dcm). This replays the walk
+// and says whether it would reach TEM; every other path of it ends (a SOF, a byte that is
+// no marker, or the end of the fragment).
+bool dcmtk_precision_scan_spins(const Uint8* d, size_t len) {
+  auto u16 = [&](size_t at) { return size_t(d[at]) << 8 | d[at + 1]; };
+  size_t off = 0;
+  while (off + 4 < len) {
+    const size_t m = u16(off);
+    if (m == 0xff01) return true;                                      // TEM: the walk does not move
+    if (m >= 0xffc0 && m <= 0xffcf && m != 0xffc4 && m != 0xffc8 && m != 0xffcc) return false;  // SOF
+    if (m == 0xffc4 || m == 0xffc8 || m == 0xffcc || (m >= 0xffda && m <= 0xfffe))
+      off += u16(off + 2) + 2;                                         // a segment with a length
+    else if ((m >= 0xffd0 && m <= 0xffd9) || (d[off] == 0xff && d[off + 1] > 2 && d[off + 1] <= 0xbf))
+      off += 2;                                                        // RSTn, SOI, EOI, RES
+    else
+      return false;                                                    // not a marker: DCMTK gives up
+  }
+  return false;
+}
+
+// Refuses a JPEG-coded slice whose first fragment would make DCMTK's precision walk spin.
+void check_jpeg_fragment(DcmElement* px, E_TransferSyntax xfer, const std::string& file) {
+  if (xfer < EXS_JPEGProcess1 || xfer > EXS_JPEGProcess14SV1) return;  // not a JPEG (ITU T.81) syntax
+  E_TransferSyntax rep = EXS_Unknown;
+  const DcmRepresentationParameter* param = nullptr;
+  auto* pixel = OFstatic_cast(DcmPixelData*, px);
+  pixel->getOriginalRepresentationKey(rep, param);
+  DcmPixelSequence* seq = nullptr;
+  DcmPixelItem* item = nullptr;
+  Uint8* bytes = nullptr;
+  if (pixel->getEncapsulatedRepresentation(rep, param, seq).bad() || !seq || seq->getItem(item, 1).bad() || !item ||
+      item->getUint8Array(bytes).bad() || !bytes)
+    return;  // no first fragment: DCMTK reports that itself
+  if (dcmtk_precision_scan_spins(bytes, item->getLength()))
+    throw IOError(fmt::format("{}: its {} stream holds a TEM marker (FF01) before its frame header; DCMTK 3.6.7's "
+                              "decoder cannot read past it",
+                              file, DcmXfer(xfer).getXferName()));
+}
+
 // The stored values of one slice, decoded and rescaled to HU, into dst [rows * cols].
 void decode(Slice& s, float* dst) {
   DcmDataset& ds = *s.ff->getDataset();
@@ -145,6 +192,7 @@ void decode(Slice& s, float* dst) {
     throw IOError(fmt::format("{}: no PixelData", s.file));
   const E_TransferSyntax xfer = ds.getOriginalXfer();
   if (DcmXfer(xfer).isEncapsulated()) {
+    check_jpeg_fragment(px, xfer, s.file);
     if (ds.chooseRepresentation(EXS_LittleEndianExplicit, nullptr).bad() || !ds.canWriteXfer(EXS_LittleEndianExplicit))
       throw IOError(fmt::format("{}: its transfer syntax {} could not be decoded", s.file, DcmXfer(xfer).getXferName()));
   } else {
@@ -320,9 +368,11 @@ DicomSeries write_dicom_series(const std::string& dir, const Volume& v, const Di
   E_TransferSyntax xfer = EXS_LittleEndianExplicit;
   if (opt.transfer_syntax == "implicit-little") xfer = EXS_LittleEndianImplicit;
   else if (opt.transfer_syntax == "jpeg-ls-lossless") xfer = EXS_JPEGLSLossless;
+  else if (opt.transfer_syntax == "jpeg-lossless") xfer = EXS_JPEGProcess14SV1;
   else if (opt.transfer_syntax == "rle") xfer = EXS_RLELossless;
   else QS_CHECK(opt.transfer_syntax == "explicit-little",
-                "write_dicom_series: unknown transfer syntax '{}' (explicit-little, implicit-little, jpeg-ls-lossless, rle)",
+                "write_dicom_series: unknown transfer syntax '{}' (explicit-little, implicit-little, jpeg-ls-lossless, "
+                "jpeg-lossless, rle)",
                 opt.transfer_syntax);
   // Back to LPS; the columns give the directions and spacings.
   Affine lps = v.affine;

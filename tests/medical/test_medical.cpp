@@ -6,6 +6,7 @@
 #include <dcmtk/dcmdata/dctk.h>
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -178,7 +179,7 @@ TEST(Nifti, BadFilesAreClearErrorsWithoutHugeAllocations) {
 // geometry (DICOM's decimal strings carry 8 significant digits), the slices in order.
 TEST(Dicom, SeriesRoundTripsInEveryTransferSyntax) {
   const Volume v = sample_volume();
-  for (const char* ts : {"explicit-little", "implicit-little", "jpeg-ls-lossless", "rle"}) {
+  for (const char* ts : {"explicit-little", "implicit-little", "jpeg-ls-lossless", "jpeg-lossless", "rle"}) {
     SCOPED_TRACE(ts);
     const std::string dir = qs::testing::temp_dir(std::string("dicom_rt_") + ts);
     const DicomSeries w = write_dicom_series(dir, v, {.patient_id = "SYN-1", .uid_seed = 7, .transfer_syntax = ts});
@@ -279,6 +280,43 @@ TEST(Dicom, BadSeriesAreClearErrors) {
     qs::testing::write_bytes(dir + "/a.txt", "hello");
     expect_error(dir, "no DICOM file");
   }
+}
+
+// A JPEG stream with a TEM marker (FF01) before its frame header: DCMTK 3.6.7's precision walk
+// never steps over it and spun forever (fuzz_dicom). Refused before DCMTK decodes, both as the
+// fuzzer's file (tests/malformed/) and as a valid JPEG Lossless series with TEM put after SOI.
+TEST(Dicom, MalformedCatalogue) {
+  auto expect_error = [](const std::string& dir, const std::string& what) {
+    const std::string e = error_of([&] { read_dicom_series(dir); });
+    EXPECT_NE(e.find(what), std::string::npos) << "expected '" << what << "' in: " << e;
+  };
+  {
+    const std::string dir = qs::testing::temp_dir("dicom_malformed_tem");
+    fs::copy_file(std::string(QS_SOURCE_DIR) + "/tests/malformed/dicom_jpeg_tem_before_sof_hang.dcm", dir + "/a.dcm");
+    expect_error(dir, "a.dcm: its JPEG Lossless");
+    expect_error(dir, "stream holds a TEM marker (FF01) before its frame header");
+  }
+  const std::string dir = qs::testing::temp_dir("dicom_jpeg_tem");
+  const DicomSeries w = write_dicom_series(dir, sample_volume(), {.uid_seed = 5, .transfer_syntax = "jpeg-lossless"});
+  // Bytes: PixelData (7FE0,0010) holds items (FFFE,E000): the offset table, then the first
+  // fragment, whose data starts FFD8 (SOI). Put FF01 after SOI and make the item 2 bytes longer.
+  std::string b = qs::testing::read_bytes(w.files[2]);
+  const std::string item("\xFE\xFF\x00\xE0", 4), soi("\xFF\xD8", 2);
+  auto u32_at = [&](size_t at) {
+    uint32_t v = 0;
+    std::memcpy(&v, b.data() + at, 4);
+    return v;
+  };
+  const size_t table = b.find(item, b.find(std::string("\xE0\x7F\x10\x00", 4)));
+  ASSERT_NE(table, std::string::npos);
+  const size_t frag = table + 8 + u32_at(table + 4), data_at = frag + 8;
+  ASSERT_EQ(b.substr(frag, 4), item);
+  ASSERT_EQ(b.substr(data_at, 2), soi);
+  const uint32_t len = u32_at(frag + 4) + 2;
+  std::memcpy(b.data() + frag + 4, &len, 4);
+  b.insert(data_at + 2, std::string("\xFF\x01", 2));
+  qs::testing::write_bytes(w.files[2], b);
+  expect_error(dir, "stream holds a TEM marker (FF01) before its frame header");
 }
 
 // ---- LIDC-IDRI annotations

@@ -56,7 +56,8 @@ struct DicomWriteOptions {
   std::string study_uid, series_uid;  // "" : derived from uid_seed
   uint64_t uid_seed = 0;              // UIDs "2.25.<number>" from this seed: the same seed, the same UIDs
   // "explicit-little" (Explicit VR Little Endian), "implicit-little", "jpeg-ls-lossless",
-  // "rle" (both lossless compressions, through DCMTK's encoders).
+  // "jpeg-lossless" (JPEG Process 14, first-order prediction) or "rle" (the three lossless
+  // compressions, through DCMTK's encoders).
   std::string transfer_syntax = "explicit-little";
   std::string series_description = "qiusuo";
 };
