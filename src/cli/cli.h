@@ -87,6 +87,7 @@ int cmd_quantize_lm(Args& a, const std::string& ckpt, const std::string& method)
 int cmd_generate(Args a);
 int cmd_serve(Args a);
 int cmd_experiment(Args a);
+int cmd_report(Args a);
 int cmd_tokenizer(Args a);
 
 }  // namespace qs::cli

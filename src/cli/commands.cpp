@@ -150,6 +150,16 @@ const std::vector<Command>& commands() {
        "after, optionally after AdamW fine-tuning on training windows, and a JSON line with what was removed.\n"
        "See docs/prune.md.\n",
        cmd_prune},
+      {"report", "the handbook's claims beside qiusuo's measurements: every claim experiment, one page",
+       "usage: qiusuo report --out DIR [--quick] [--experiments pe,heads,quant,prune,ct,defect] [--threads N] [--quiet]\n"
+       "       qiusuo report --out DIR --from RESULTS   (read RESULTS/<experiment>/results.json, run nothing)\n\n"
+       "Runs every claim experiment into DIR/<experiment>/ (pe, quant, prune, ct and defect as `qiusuo experiment`\n"
+       "does; heads: a translation model trained on the synthetic task, then `qiusuo heads`), at full budgets\n"
+       "(hours) or with --quick at their CI sizes (minutes), and writes DIR/report.md, report.html (the table and\n"
+       "every plot) and report.json: a row per handbook claim with the handbook's number, ours, the setting and a\n"
+       "verdict (reproduced, not reproduced, inconclusive, not measurable, not run) with its rule or reason.\n"
+       "--from reads the results of earlier runs instead (e.g. docs/results). See docs/results/report/.\n",
+       cmd_report},
       {"experiment", "run a measured experiment of the curriculum: pe (positional encodings), quant, prune, ct",
        std::string("usage: qiusuo experiment pe --out DIR [--quick] [--corpus PATH] [--encodings rope,alibi,...] "
                    "[--train-len N]\n"
