@@ -42,7 +42,7 @@ std::string run_heads(const fs::path& dir, bool quick, int threads, bool quiet) 
   t.model.pos.kind = nn::PositionEncoding::learned;
   if (quick) {
     t.model.d_model = 64, t.model.n_heads = 8, t.model.enc_layers = t.model.dec_layers = 2;
-    t.steps = 300, t.batch = 32, t.eval_every = 0, t.eval_sentences = 50, t.test_sentences = 100;
+    t.steps = 1500, t.batch = 32, t.eval_every = 0, t.eval_sentences = 50, t.test_sentences = 200;
   } else {
     t.model.d_model = 128, t.model.n_heads = 8, t.model.enc_layers = t.model.dec_layers = 3;
     t.steps = 4000, t.batch = 64, t.eval_every = 0;
