@@ -86,7 +86,13 @@ ClaimRow pe_row(const ReportInputs& in) {
   if (const json* row = find_row(d, "rows", "name", "none"))
     none = num(*row, {"perplexity", std::to_string(n).c_str()});
   const std::string at = n == 1024 ? "" : fmt::format(" (measured at {} tokens, not the claim's 1024)", n);
-  if (none && *sin > *none) {
+  if (d.contains("converged") && d["converged"].is_boolean() && !d["converged"].get<bool>()) {
+    r.verdict = "inconclusive";
+    r.reason = fmt::format("the runs have not converged: the validation loss of {} still fell by more than 1% over the "
+                           "last fifth of training, so the margin says how fast each encoding learns, not where it "
+                           "ends{}",
+                           str(d, "still_falling", "some encodings"), at);
+  } else if (none && *sin > *none) {
     r.verdict = "inconclusive";
     r.reason = fmt::format("the sinusoidal model is worse than the model with no position encoding at all ({:.3f} against "
                            "{:.3f}): it has not converged, so the margin says how fast each encoding learns, not where "
@@ -391,7 +397,7 @@ std::string duration(double s) {
 // The plots of each experiment, in the page's order.
 const std::vector<std::pair<std::string, std::vector<std::string>>>& plots() {
   static const std::vector<std::pair<std::string, std::vector<std::string>>> p = {
-      {"pe", {"perplexity.svg"}},
+      {"pe", {"perplexity.svg", "learning_curves.svg"}},
       {"heads", {"heads.svg"}},
       {"quant", {"retained.svg", "speedup.svg"}},
       {"prune", {"accuracy_vs_flops.svg", "speedup.svg"}},

@@ -111,6 +111,7 @@ int cmd_experiment(Args a) {
   o.eval_tokens = a.integer("eval-tokens", 0);
   o.threads = a.threads(0);
   o.seed = uint64_t(a.integer("seed", 0));
+  o.seeds = int(a.integer("seeds", 0, 0, 100));
   a.finish();
   nlohmann::json r = apps::run_pe_experiment(o);
   std::cout << "wrote " << o.out_dir << "/results.json, results.md, perplexity.svg\n" << r["claim"].dump() << std::endl;

@@ -163,12 +163,14 @@ const std::vector<Command>& commands() {
       {"experiment", "run a measured experiment of the curriculum: pe (positional encodings), quant, prune, ct",
        std::string("usage: qiusuo experiment pe --out DIR [--quick] [--corpus PATH] [--encodings rope,alibi,...] "
                    "[--train-len N]\n"
-                   "                            [--steps N] [--eval-tokens N] [--threads N] [--seed N]\n\n"
+                   "                            [--steps N] [--eval-tokens N] [--seeds 3] [--seed N] [--threads N]\n\n"
                    "pe: one language model per positional encoding (") +
            fmt::format("{}", fmt::join(encodings, ", ")) + "), same\n"
        "size, data, seed and steps, trained at --train-len (1024) and evaluated at 0.5x, 1x, 2x and 4x that\n"
-       "length (RoPE also with NTK and YaRN scaling). Writes DIR/results.json, results.md, perplexity.svg and one\n"
-       "checkpoint folder per encoding. --quick: a CI-sized run (tiny models, 128 tokens). See docs/experiments/pe.md.\n\n"
+       "length (RoPE also with NTK and YaRN scaling), --seeds models each (seeds --seed, --seed + 1, ...): the mean\n"
+       "and sd over seeds, the validation loss every steps/10 and whether it had flattened (fell < 1% over the last\n"
+       "fifth). Writes DIR/results.json, results.md, perplexity.svg, learning_curves.svg and one checkpoint folder\n"
+       "per encoding and seed. --quick: a CI-sized run (tiny models, 128 tokens, 2 seeds). See docs/experiments/pe.md.\n\n"
        "usage: qiusuo experiment quant --out DIR [--quick] [--cnn CKPT] [--lm CKPT] [--threads N]\n"
        "       qiusuo experiment quant --replot DIR    (redraw DIR's plots from its results.json)\n\n"
        "quant: the Fashion-MNIST CNN in FP32, PTQ-INT8 and QAT-INT8 and a KJV LM in FP32, dynamic INT8 and\n"

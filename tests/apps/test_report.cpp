@@ -72,6 +72,12 @@ TEST(Report, PositionalEncodingVerdicts) {
   EXPECT_NE(r.reason.find("has not converged"), std::string::npos);
   EXPECT_NE(r.ours.find("40.3% lower"), std::string::npos) << r.ours;
   EXPECT_EQ(verdict(pe_doc(12.0, 10.0, 8.0)).verdict, "reproduced");       // 20% lower
+  json falling = pe_doc(12.0, 10.0, 8.0);
+  falling["converged"] = false, falling["still_falling"] = "rope, alibi";
+  EXPECT_EQ(verdict(falling).verdict, "inconclusive");
+  EXPECT_NE(verdict(falling).reason.find("validation loss of rope, alibi still fell"), std::string::npos);
+  falling["converged"] = true;
+  EXPECT_EQ(verdict(falling).verdict, "reproduced");
   EXPECT_EQ(verdict(pe_doc(12.0, 10.0, 9.5)).verdict, "not reproduced");   // 5% lower
   EXPECT_EQ(verdict(pe_doc(12.0, 10.0, 10.5)).verdict, "not reproduced");  // higher
   EXPECT_NE(verdict(pe_doc(12.0, 10.0, 8.0, 128)).reason.find("measured at 128 tokens"), std::string::npos);
@@ -176,6 +182,18 @@ TEST(ReportQuick, DISABLED_EveryRowMeasuredAndThePeRunHasItsShape) {
       EXPECT_TRUE(std::isfinite(p.get<double>()) && p.get<double>() > 1.0) << l << ": " << p;
     }
   }
+  // Two seeds per encoding, each with its validation-loss history; the spread and the
+  // learning curves written.
+  EXPECT_EQ(pe["seeds"], 2);
+  EXPECT_TRUE(pe["converged"].is_boolean());
+  for (const json& r : pe["rows"]) {
+    if (!r.contains("runs")) continue;  // rope+ntk, rope+yarn: RoPE's weights rescaled
+    SCOPED_TRACE(r["name"].get<std::string>());
+    ASSERT_EQ(r["runs"].size(), 2u);
+    for (const json& run : r["runs"]) EXPECT_GE(run["val_history"].size(), 2u);
+    EXPECT_TRUE(r["perplexity_sd"][std::to_string(len)].is_number());
+  }
+  EXPECT_TRUE(std::filesystem::exists(std::string(dir) + "/pe/learning_curves.svg"));
   const double a1 = by_name["alibi"][std::to_string(len)], a4 = by_name["alibi"][std::to_string(4 * len)];
   EXPECT_LE(a4, 1.5 * a1) << "ALiBi at 4x the trained length";
 }

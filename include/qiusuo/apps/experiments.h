@@ -23,10 +23,16 @@ struct PeExperimentOptions {
   int64_t steps = 0;             // 0: the size's default
   int64_t eval_tokens = 0;       // tokens evaluated per length (0: the size's default)
   int threads = 0;
-  uint64_t seed = 0;
+  uint64_t seed = 0;             // the first seed; seed i of an encoding is seed + i
+  int seeds = 0;                 // models per encoding, the same seeds for every encoding (0: 3; quick: 2)
 };
 
-// Returns the results.json document (also written to out_dir).
+// Returns the results.json document (also written to out_dir): per encoding the mean and
+// sample sd over seeds of the perplexity at each length, every run's validation-loss history
+// (every steps / 10) and its "late drop" (how much the validation loss still fell over the
+// last fifth of training); "converged" when every encoding's mean late drop is under 1%.
+// Writes results.md (opening with the claim's numbers and whether the runs can decide it),
+// perplexity.svg and learning_curves.svg.
 nlohmann::json run_pe_experiment(const PeExperimentOptions& opt);
 
 // `qiusuo experiment quant`: the Fashion-MNIST CNN in FP32, BF16 (autocast), PTQ-INT8 and
