@@ -243,7 +243,6 @@ nlohmann::json run_pe_experiment(const PeExperimentOptions& o) {
       t.model.pos.kind = nn::parse_position_encoding(e);
       t.corpus = o.corpus, t.batch = s.batch, t.seq = s.train_len, t.steps = s.steps, t.lr = s.lr;
       t.eval_every = eval_every, t.eval_windows = 16, t.seed = o.seed + uint64_t(k), t.threads = o.threads;
-      t.quiet = true;
       const std::string run_dir = seeds == 1 ? (dir / e).string() : (dir / fmt::format("{}-seed{}", e, k)).string();
       t.out_dir = run_dir;
       std::fprintf(stderr, "experiment pe: training %s (seed %lld)\n", e.c_str(), static_cast<long long>(t.seed));

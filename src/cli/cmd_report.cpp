@@ -79,12 +79,13 @@ int cmd_report(Args a) {
   for (const std::string& e : only)
     if (std::find(all.begin(), all.end(), e) == all.end())
       throw UsageError(fmt::format("qiusuo report: unknown experiment '{}' (available: {})", e, fmt::join(all, ", ")));
+  const std::string subset = only.empty() ? "" : fmt::format(" --experiments {}", fmt::join(only, ","));
   if (only.empty()) only = all;
   if (threads > 0) set_num_threads(threads);
 
   apps::ReportPage page;
   page.command = "qiusuo report" + std::string(quick ? " --quick" : "") + (from.empty() ? "" : " --from " + from) +
-                 " --out " + out;
+                 subset + " --out " + out;
   page.cpu = fmt::format("oneDNN ISA {}, {} threads", backend::cpu_isa_name(), get_num_threads());
   page.mode = !from.empty() ? "read from " + from : quick ? "quick: every experiment at its CI size" : "full budgets";
   const fs::path results = from.empty() ? fs::path(out) : fs::path(from);

@@ -169,7 +169,8 @@ void check_jpeg_fragment(DcmElement* px, E_TransferSyntax xfer, const std::strin
   if (xfer < EXS_JPEGProcess1 || xfer > EXS_JPEGProcess14SV1) return;  // not a JPEG (ITU T.81) syntax
   E_TransferSyntax rep = EXS_Unknown;
   const DcmRepresentationParameter* param = nullptr;
-  auto* pixel = OFstatic_cast(DcmPixelData*, px);
+  auto* pixel = dynamic_cast<DcmPixelData*>(px);
+  if (!pixel) return;  // not DCMTK's pixel data class: DCMTK will not decode it either
   pixel->getOriginalRepresentationKey(rep, param);
   DcmPixelSequence* seq = nullptr;
   DcmPixelItem* item = nullptr;
