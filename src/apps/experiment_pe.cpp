@@ -12,6 +12,7 @@
 #include "qiusuo/apps/experiments.h"
 #include "qiusuo/apps/lm.h"
 #include "qiusuo/error.h"
+#include "qiusuo/util/stats.h"
 #include "qiusuo/util/svg_plot.h"
 
 namespace qs::apps {
@@ -48,20 +49,8 @@ std::string fmt_ppl(const nlohmann::json& v) {
   return v.is_number() ? fmt::format("{:.3f}", v.get<double>()) : std::string("—");
 }
 
-double mean_of(const std::vector<double>& v) {
-  double s = 0;
-  for (double x : v) s += x;
-  return v.empty() ? std::nan("") : s / double(v.size());
-}
-
-// Sample standard deviation (0 for one value).
-double sd_of(const std::vector<double>& v) {
-  if (v.size() < 2) return 0;
-  const double m = mean_of(v);
-  double s = 0;
-  for (double x : v) s += (x - m) * (x - m);
-  return std::sqrt(s / double(v.size() - 1));
-}
+using util::mean_of;
+using util::sd_of;
 
 // How much the validation loss still fell over the last fifth of training, relative to its
 // value there: (loss at 80% - final loss) / loss at 80%. NaN without two points.
