@@ -4,6 +4,7 @@
 #include <memory>
 #include <string>
 
+#include "qiusuo/apps/lm.h"
 #include "qiusuo/io/checkpoint.h"
 #include "qiusuo/nn/transformer.h"
 #include "qiusuo/text/tokenizer.h"
@@ -20,7 +21,25 @@ std::unique_ptr<text::Tokenizer> tokenizer_of(const io::Checkpoint& ck, const st
 Tensor add_aux_losses(nn::TransformerLM& model, const Tensor& loss);
 // After the optimiser step: MoE router bias updates (auxiliary-loss-free balancing).
 void after_step(nn::TransformerLM& model);
-// "expert load: layer 0 max/mean 1.31 cv 0.22, ..." since the last call (then reset); "" without MoE.
-std::string expert_load_summary(nn::TransformerLM& model);
+// The routed experts' load while training: record(step) before each validation takes the
+// MoE layers' counts since the previous record (the training forwards) as one point;
+// discard() after it drops what the validation forwards counted.
+class ExpertLoadLog {
+ public:
+  explicit ExpertLoadLog(nn::TransformerLM& model);
+  ExpertLoadPoint record(int64_t step);
+  void discard();
+  // "expert load: layer 0 max/mean 1.31 cv 0.22, ..." over every recorded step (of the
+  // runs before a resume too); "" without MoE layers.
+  std::string summary() const;
+  // The counts not yet recorded and the run's sums, for a checkpoint; restore() puts them
+  // back (errors naming `path` when they do not fit the model's MoE layers).
+  nlohmann::json state() const;
+  void restore(const nlohmann::json& state, const std::string& path);
+
+ private:
+  std::vector<nn::MoE*> layers_;
+  std::vector<std::vector<int64_t>> run_counts_;  // per layer, the sum of the recorded counts
+};
 
 }  // namespace qs::apps

@@ -98,6 +98,7 @@ TrainLmResult train_lm(const TrainLmOptions& o) {
   const nlohmann::json tok_json = nlohmann::json::parse(tok->to_json());
 
   TrainLmResult r;
+  ExpertLoadLog load_log(model);
   int64_t step = 0;
   if (!o.resume.empty()) {
     check_resume(resumed, train_cfg, model_cfg, o.resume);
@@ -109,6 +110,9 @@ TrainLmResult train_lm(const TrainLmOptions& o) {
     data_gen.set_state(resumed.extra.at("data_rng").get<std::vector<uint64_t>>());
     for (auto& e : resumed.extra.value("val_history", nlohmann::json::array()))
       r.val_history.emplace_back(e[0].get<int64_t>(), e[1].get<double>());
+    for (auto& e : resumed.extra.value("load_history", nlohmann::json::array()))
+      r.load_history.push_back({e[0].get<int64_t>(), e[1].get<std::vector<double>>(), e[2].get<std::vector<double>>()});
+    if (resumed.extra.contains("expert_load")) load_log.restore(resumed.extra["expert_load"], o.resume);
   }
   // Data-parallel under mpirun: --batch is per rank. Every rank draws the global batch of
   // batch × ranks windows from the same generator and trains on its rows of it.
@@ -121,14 +125,22 @@ TrainLmResult train_lm(const TrainLmOptions& o) {
     if (o.out_dir.empty() || !dist::is_main()) return;
     nlohmann::json hist = nlohmann::json::array();
     for (auto& [s, l] : r.val_history) hist.push_back({s, l});
+    nlohmann::json extra = {{"tokenizer", tok_json}, {"data_rng", data_gen.state()}, {"val_history", hist}};
+    if (!r.load_history.empty()) {
+      nlohmann::json loads = nlohmann::json::array();
+      for (const ExpertLoadPoint& p : r.load_history) loads.push_back({p.step, p.max_over_mean, p.cv});
+      extra["load_history"] = loads;
+    }
+    if (!model.moe_layers().empty()) extra["expert_load"] = load_log.state();
     io::Checkpoint ck{model.state_dict(), opt.state_dict(), at, default_generator().state(),
-                      {{"kind", kLmCheckpointKind}, {"model", model_cfg}, {"train", train_cfg}},
-                      {{"tokenizer", tok_json}, {"data_rng", data_gen.state()}, {"val_history", hist}}};
+                      {{"kind", kLmCheckpointKind}, {"model", model_cfg}, {"train", train_cfg}}, extra};
     r.checkpoint = io::save_checkpoint_and_last(o.out_dir, fmt::format("step-{}.safetensors", at), ck);
   };
   auto validate = [&](int64_t at) {
+    if (!model.moe_layers().empty()) r.load_history.push_back(load_log.record(at));
     r.validation = evaluate_lm(model, val, o.seq, o.batch, o.eval_windows, o.bf16);
     r.val_history.emplace_back(at, r.validation.loss);
+    load_log.discard();
     if (!o.quiet && dist::is_main())
       std::fprintf(stderr, "%s\n",
                    fmt::format("step {}: validation loss {:.4f}, perplexity {:.3f}, {:.4f} bits/byte", at,
@@ -173,7 +185,7 @@ TrainLmResult train_lm(const TrainLmOptions& o) {
   r.tokens_per_s = r.seconds > 0 ? double(tokens) / r.seconds : 0;
   r.steps = step;
   r.final_train_loss = r.losses.empty() ? 0 : r.losses.back();
-  r.expert_load = expert_load_summary(model);
+  r.expert_load = load_log.summary();
   return r;
 }
 

@@ -11,7 +11,7 @@
 namespace qs::cli {
 
 int cmd_experiment(Args a) {
-  if (a.positionals().size() != 1) throw UsageError("qiusuo experiment: which one? (available: pe, quant, prune, ct, defect)");
+  if (a.positionals().size() != 1) throw UsageError("qiusuo experiment: which one? (available: pe, quant, prune, ct, defect, deepseek)");
   const std::string what = a.positionals()[0];
   if (what == "ct") {
     medical::CtExperimentOptions c;
@@ -54,6 +54,28 @@ int cmd_experiment(Args a) {
                                row["coco_map_mean"].get<double>());
     std::cout << fmt::format("spatiotemporal - cnn: {:+.3f} mAP@0.5 (the handbook: +0.086 on NEU-DET)\n",
                              r["delta_map50"].get<double>());
+    return kExitOk;
+  }
+  if (what == "deepseek") {
+    apps::DeepseekExperimentOptions d;
+    d.quick = a.flag("quick");
+    d.out_dir = a.required("out");
+    d.corpus = a.str("corpus", "");
+    d.models = a.list("models");
+    d.steps = a.integer("steps", 0, 0, int64_t(1) << 40);
+    d.seq = a.integer("seq", 0, 0, int64_t(1) << 20);
+    d.seeds = int(a.integer("seeds", 0, 0, 100));
+    d.seed = uint64_t(a.integer("seed", 0));
+    d.threads = a.threads(0);
+    d.quiet = a.flag("quiet");
+    a.finish();
+    nlohmann::json r = apps::run_deepseek_experiment(d);
+    std::cout << "wrote " << d.out_dir << "/results.json, results.md, learning_curves.svg, expert_load.svg\n";
+    for (const auto& row : r["rows"])
+      std::cout << fmt::format("{}: test perplexity {:.3f}, KV cache {} bytes/token, {} of {} parameters active\n",
+                               row["name"].get<std::string>(), row["test_perplexity"].get<double>(),
+                               row["kv_bytes_per_token"].get<int64_t>(), row["active_parameters"].get<int64_t>(),
+                               row["parameters"].get<int64_t>());
     return kExitOk;
   }
   if (what == "quant" && a.has("replot")) {
@@ -100,7 +122,7 @@ int cmd_experiment(Args a) {
               << "sensitivity.svg, lm_perplexity.svg\n";
     return kExitOk;
   }
-  if (what != "pe") throw UsageError("qiusuo experiment: unknown experiment '" + what + "' (available: pe, quant, prune, ct, defect)");
+  if (what != "pe") throw UsageError("qiusuo experiment: unknown experiment '" + what + "' (available: pe, quant, prune, ct, defect, deepseek)");
   apps::PeExperimentOptions o;
   o.quick = a.flag("quick");
   o.out_dir = a.required("out");

@@ -160,7 +160,7 @@ const std::vector<Command>& commands() {
        "verdict (reproduced, not reproduced, inconclusive, not measurable, not run) with its rule or reason.\n"
        "--from reads the results of earlier runs instead (e.g. docs/results). See docs/results/report/.\n",
        cmd_report},
-      {"experiment", "run a measured experiment of the curriculum: pe (positional encodings), quant, prune, ct",
+      {"experiment", "run a measured experiment of the curriculum: pe (positional encodings), quant, prune, ct, defect, deepseek",
        std::string("usage: qiusuo experiment pe --out DIR [--quick] [--corpus PATH] [--encodings rope,alibi,...] "
                    "[--train-len N]\n"
                    "                            [--steps N] [--eval-tokens N] [--seeds 3] [--seed N] [--threads N]\n\n"
@@ -196,7 +196,14 @@ const std::vector<Command>& commands() {
        "defect: the per-frame CNN detector against the spatiotemporal one (a Transformer over the last --frames\n"
        "frames), --seeds each on synthetic inspection sequences (written to DIR/data unless --data), scored on the\n"
        "same test frames: mAP@0.5 and COCO mAP with their spread, AP per class, the difference beside the\n"
-       "handbook's +8.6% on NEU-DET. DIR/results.json, results.md, map.svg, per_class.svg, runs/. See docs/defect.md.\n",
+       "handbook's +8.6% on NEU-DET. DIR/results.json, results.md, map.svg, per_class.svg, runs/. See docs/defect.md.\n\n"
+       "usage: qiusuo experiment deepseek --out DIR [--quick] [--models dense,mla-moe,mla-moe-nobias] [--steps 2000]\n"
+       "                                  [--seq 256] [--seeds 2] [--seed N] [--corpus PATH] [--threads N] [--quiet]\n\n"
+       "deepseek: KJV language models of DeepSeek blocks alike but for attention (MHA or MLA) and feed-forward\n"
+       "(dense SwiGLU or MoE of equal active width): dense, mla, moe, mla-moe (balanced by router biases, no\n"
+       "auxiliary loss), mla-moe-nobias (no balancing), mla-moe-aux (a balance loss). Test perplexity, parameters\n"
+       "(all and active per token), KV-cache bytes per token, training speed, validation loss and expert load over\n"
+       "training. DIR/results.json, results.md, learning_curves.svg, expert_load.svg. See docs/experiments/deepseek.md.\n",
        cmd_experiment},
       {"generate", "generate text from a language-model checkpoint",
        "usage: qiusuo generate CKPT --prompt TEXT [--max-tokens 200] [--temperature 0.8] [--top-k 0] [--top-p 0.95]\n"

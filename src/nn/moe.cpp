@@ -184,9 +184,9 @@ void MoE::update_bias() {
   std::fill(pending_counts_.begin(), pending_counts_.end(), 0);
 }
 
-ExpertLoad MoE::load_stats() const {
+ExpertLoad expert_load_of(std::vector<int64_t> counts) {
   ExpertLoad s;
-  s.counts = stats_counts_;
+  s.counts = std::move(counts);
   for (int64_t c : s.counts) s.total += c;
   s.fraction.assign(s.counts.size(), 0.0);
   if (s.total == 0) return s;
@@ -202,6 +202,8 @@ ExpertLoad MoE::load_stats() const {
   s.cv = std::sqrt(var / double(s.counts.size())) / mean_c;
   return s;
 }
+
+ExpertLoad MoE::load_stats() const { return expert_load_of(stats_counts_); }
 
 void MoE::reset_stats() { std::fill(stats_counts_.begin(), stats_counts_.end(), 0); }
 

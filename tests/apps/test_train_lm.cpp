@@ -65,7 +65,21 @@ TEST(TrainLm, ResumeIsExactForEachBlockType) {
     apps::TrainLmResult full = apps::train_lm(o);
     ASSERT_EQ(full.losses.size(), 8u);
     EXPECT_LT(full.losses.back(), full.losses.front());
-    if (std::string(block) == "deepseek") EXPECT_NE(full.expert_load.find("max/mean"), std::string::npos);
+    const bool moe = std::string(block) == "deepseek";
+    if (moe) EXPECT_NE(full.expert_load.find("max/mean"), std::string::npos);
+    // One load point per validation (steps 4 and 8), one value per MoE layer; every point
+    // counts 4 training steps of 4 x 32 tokens, so max/mean is at least 1 and at most 4 / 2
+    // (all tokens on top_k = 2 of 4 experts); nothing without MoE.
+    ASSERT_EQ(full.load_history.size(), moe ? 2u : 0u);
+    for (const apps::ExpertLoadPoint& p : full.load_history) {
+      ASSERT_EQ(p.max_over_mean.size(), 2u);
+      ASSERT_EQ(p.cv.size(), 2u);
+      for (double m : p.max_over_mean) EXPECT_TRUE(m >= 1.0 && m <= 2.0) << m;
+    }
+    if (moe) {
+      EXPECT_EQ(full.load_history[0].step, 4);
+      EXPECT_EQ(full.load_history[1].step, 8);
+    }
 
     apps::TrainLmOptions first = o;
     first.out_dir = dir + "/part";
@@ -79,6 +93,14 @@ TEST(TrainLm, ResumeIsExactForEachBlockType) {
     ASSERT_EQ(b.losses.size(), 5u);
     for (size_t i = 0; i < b.losses.size(); ++i) EXPECT_EQ(b.losses[i], full.losses[3 + i]) << "step " << 4 + i;
     EXPECT_EQ(b.validation.loss, full.validation.loss);
+    // The resumed run carries the first part's points and counts and adds its own, as the
+    // full run's.
+    EXPECT_EQ(b.expert_load, full.expert_load);
+    ASSERT_EQ(b.load_history.size(), full.load_history.size());
+    for (size_t i = 0; i < b.load_history.size(); ++i) {
+      EXPECT_EQ(b.load_history[i].step, full.load_history[i].step);
+      EXPECT_EQ(b.load_history[i].max_over_mean, full.load_history[i].max_over_mean) << "point " << i;
+    }
   }
 }
 

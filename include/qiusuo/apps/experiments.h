@@ -80,4 +80,28 @@ nlohmann::json run_prune_experiment(const PruneExperimentOptions& opt);
 // name the file and what is missing.
 void write_prune_plots(const std::string& dir);
 
+// `qiusuo experiment deepseek`: small KJV language models of DeepSeek blocks (RMSNorm, RoPE)
+// that differ in attention (MHA or MLA, multi-head latent attention) and feed-forward
+// (dense SwiGLU or a mixture of experts whose active width per token equals the SwiGLU's),
+// trained alike: test perplexity, parameters (all and active per token), KV-cache bytes per
+// token, training speed, the validation loss and the experts' load over training. Models
+// (deepseek_experiment_models()): dense, mla, moe, mla-moe (balanced without an auxiliary
+// loss: DeepSeek-V3's router bias), mla-moe-nobias (no balancing), mla-moe-aux (a balance
+// loss, DeepSeek-V2's way). Writes results.json, results.md (opening with sentences computed
+// from its table), learning_curves.svg, expert_load.svg and one checkpoint folder per run.
+struct DeepseekExperimentOptions {
+  bool quick = false;              // CI size: tiny models, 64 tokens, 20 steps, one seed
+  std::string out_dir;
+  std::string corpus;              // empty: the King James Bible
+  std::vector<std::string> models; // empty: dense, mla-moe, mla-moe-nobias
+  int64_t steps = 0;               // 0: 2000 (quick: 20)
+  int64_t seq = 0;                 // training and evaluation length; 0: 256 (quick: 64)
+  int seeds = 0;                   // 0: 2 (quick: 1); seed k of every model is seed + k
+  uint64_t seed = 0;
+  int threads = 0;
+  bool quiet = false;
+};
+nlohmann::json run_deepseek_experiment(const DeepseekExperimentOptions& opt);
+std::vector<std::string> deepseek_experiment_models();
+
 }  // namespace qs::apps

@@ -51,6 +51,13 @@ struct EvalLmResult {
   int64_t tokens = 0, windows = 0, seq = 0;
 };
 
+// The routed experts' load of a MoE model's layers over the training steps since the
+// previous point (training forwards only), one point per validation.
+struct ExpertLoadPoint {
+  int64_t step = 0;
+  std::vector<double> max_over_mean, cv;  // per MoE layer: nn::ExpertLoad's
+};
+
 struct TrainLmResult {
   int64_t steps = 0;
   double seconds = 0, tokens_per_s = 0;
@@ -59,7 +66,8 @@ struct TrainLmResult {
   std::vector<float> losses;                // every step's training loss (this run only)
   std::vector<std::pair<int64_t, double>> val_history;  // (step, validation loss)
   std::string checkpoint;                   // the last checkpoint written
-  std::string expert_load;                  // a one-line summary for MoE models ("" otherwise)
+  std::string expert_load;                  // MoE models: a one-line summary of this run's load ("" otherwise)
+  std::vector<ExpertLoadPoint> load_history;  // MoE models: one point per validation, kept across resumes
 };
 
 TrainLmResult train_lm(const TrainLmOptions& opt);

@@ -52,6 +52,8 @@ struct ExpertLoad {
   double max_over_mean = 0;  // max(counts) / mean(counts): 1 is perfect balance (0 when total is 0)
   double cv = 0;             // coefficient of variation: population std / mean (0 when total is 0)
 };
+// The load statistics of per-expert routing counts.
+ExpertLoad expert_load_of(std::vector<int64_t> counts);
 
 // One routing decision for T tokens.
 struct Routing {
@@ -92,6 +94,8 @@ class MoE : public Module {
   Tensor aux_loss() const { return aux_loss_; }
   ExpertLoad load_stats() const;
   void reset_stats();
+  // The counts load_stats() reports, so a resumed training run can restore them.
+  std::vector<int64_t>& stats_counts() { return stats_counts_; }
 
   const MoEConfig& config() const { return cfg_; }
   const Tensor& gate_weight() const { return gate_weight_; }  // [n_routed, d_model]
