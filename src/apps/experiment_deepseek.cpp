@@ -30,7 +30,7 @@ struct Size {
 };
 
 Size size_for(const DeepseekExperimentOptions& o) {
-  Size s = o.quick ? Size{64, 2, 4, 4, 20, 64, 2048, 2e-3} : Size{128, 4, 4, 16, 2000, 256, 65536, 2e-3};
+  Size s = o.quick ? Size{64, 2, 4, 4, 20, 64, 2048, 2e-3} : Size{128, 4, 4, 8, 1500, 256, 65536, 2e-3};
   if (o.steps > 0) s.steps = o.steps;
   if (o.seq > 0) s.seq = o.seq;
   QS_CHECK(s.eval_tokens >= s.seq, "experiment deepseek: --seq {} is longer than the {} test tokens evaluated", s.seq,

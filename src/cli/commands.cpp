@@ -197,7 +197,7 @@ const std::vector<Command>& commands() {
        "frames), --seeds each on synthetic inspection sequences (written to DIR/data unless --data), scored on the\n"
        "same test frames: mAP@0.5 and COCO mAP with their spread, AP per class, the difference beside the\n"
        "handbook's +8.6% on NEU-DET. DIR/results.json, results.md, map.svg, per_class.svg, runs/. See docs/defect.md.\n\n"
-       "usage: qiusuo experiment deepseek --out DIR [--quick] [--models dense,mla-moe,mla-moe-nobias] [--steps 2000]\n"
+       "usage: qiusuo experiment deepseek --out DIR [--quick] [--models dense,mla-moe,mla-moe-nobias] [--steps 1500]\n"
        "                                  [--seq 256] [--seeds 2] [--seed N] [--corpus PATH] [--threads N] [--quiet]\n\n"
        "deepseek: KJV language models of DeepSeek blocks alike but for attention (MHA or MLA) and feed-forward\n"
        "(dense SwiGLU or MoE of equal active width): dense, mla, moe, mla-moe (balanced by router biases, no\n"

@@ -94,7 +94,7 @@ struct DeepseekExperimentOptions {
   std::string out_dir;
   std::string corpus;              // empty: the King James Bible
   std::vector<std::string> models; // empty: dense, mla-moe, mla-moe-nobias
-  int64_t steps = 0;               // 0: 2000 (quick: 20)
+  int64_t steps = 0;               // 0: 1500 of 8 sequences (quick: 20 of 4)
   int64_t seq = 0;                 // training and evaluation length; 0: 256 (quick: 64)
   int seeds = 0;                   // 0: 2 (quick: 1); seed k of every model is seed + k
   uint64_t seed = 0;
