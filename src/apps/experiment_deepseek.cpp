@@ -214,6 +214,7 @@ std::vector<std::string> deepseek_experiment_models() {
 
 nlohmann::json run_deepseek_experiment(const DeepseekExperimentOptions& o) {
   QS_CHECK(!o.out_dir.empty(), "experiment deepseek: --out DIR is required");
+  const auto started = std::chrono::steady_clock::now();
   const Size s = size_for(o);
   const int64_t seeds = o.seeds > 0 ? o.seeds : (o.quick ? 1 : 2);
   std::vector<std::string> names = o.models;
@@ -298,6 +299,7 @@ nlohmann::json run_deepseek_experiment(const DeepseekExperimentOptions& o) {
     const nn::MoEConfig mc = nn::TransformerLM(c).moe_layers()[0]->config();
     res["moe"] = {{"n_routed", mc.n_routed}, {"top_k", mc.top_k}, {"n_shared", mc.n_shared}, {"d_expert", mc.d_expert}};
   }
+  stamp_run(res, started);
   io::write_file_atomic((dir / "results.json").string(), res.dump(2) + "\n");
   write_report(res, dir);
   return res;

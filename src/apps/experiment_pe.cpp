@@ -184,6 +184,7 @@ std::string command_of(const PeExperimentOptions& o) {
 
 nlohmann::json run_pe_experiment(const PeExperimentOptions& o) {
   QS_CHECK(!o.out_dir.empty(), "experiment pe: --out DIR is required");
+  const auto started = std::chrono::steady_clock::now();
   const Size s = size_for(o);
   const int64_t seeds = o.seeds > 0 ? o.seeds : (o.quick ? 2 : 3);
   std::vector<std::string> encs = o.encodings;
@@ -291,6 +292,7 @@ nlohmann::json run_pe_experiment(const PeExperimentOptions& o) {
                   {"rope_reduction_sd", sd_of(reds)}};
   res["converged"] = still_falling.empty();
   res["still_falling"] = fmt::format("{}", fmt::join(still_falling, ", "));
+  stamp_run(res, started);
   io::write_file_atomic((dir / "results.json").string(), res.dump(2) + "\n");
   write_report(res, lens, dir);
   return res;

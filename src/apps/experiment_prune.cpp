@@ -256,6 +256,7 @@ void write_prune_plots(const std::string& dir) {
 
 json run_prune_experiment(const PruneExperimentOptions& o) {
   QS_CHECK(!o.out_dir.empty(), "experiment prune: --out is required");
+  const auto started = std::chrono::steady_clock::now();
   if (o.threads > 0) set_num_threads(o.threads);
   fs::create_directories(o.out_dir);
   const std::string ckpt = o.cnn.empty() ? train_default(o) : o.cnn;
@@ -278,6 +279,7 @@ json run_prune_experiment(const PruneExperimentOptions& o) {
   doc["lm_rows"] = json::array({lm_row(o, lm, 0.0)});
   for (double r : ratios) doc["lm_rows"].push_back(lm_row(o, lm, r));
   doc["reference"] = reference();
+  stamp_run(doc, started);
   io::write_file_atomic((fs::path(o.out_dir) / "results.json").string(), doc.dump(2) + "\n");
   io::write_file_atomic((fs::path(o.out_dir) / "results.md").string(), markdown(doc));
   write_plots(doc, o.out_dir);

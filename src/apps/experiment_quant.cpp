@@ -249,6 +249,7 @@ void write_plots(const json& rows, const fs::path& dir) {
 
 json run_quant_experiment(const QuantExperimentOptions& o) {
   QS_CHECK(!o.out_dir.empty(), "experiment quant: --out is required");
+  const auto started = std::chrono::steady_clock::now();
   if (o.threads > 0) set_num_threads(o.threads);
   fs::create_directories(o.out_dir);
   std::string cnn = o.cnn.empty() ? train_defaults(o, true) : o.cnn, lm = o.lm.empty() ? train_defaults(o, false) : o.lm;
@@ -259,6 +260,7 @@ json run_quant_experiment(const QuantExperimentOptions& o) {
   doc["rows"] = cnn_rows(o, cnn);
   for (auto& r : lm_rows(o, lm)) doc["rows"].push_back(r);
   doc["claims"] = claims(doc["rows"]);
+  stamp_run(doc, started);
   io::write_file_atomic((fs::path(o.out_dir) / "results.json").string(), doc.dump(2) + "\n");
   io::write_file_atomic((fs::path(o.out_dir) / "results.md").string(), markdown(doc));
   write_plots(doc["rows"], o.out_dir);

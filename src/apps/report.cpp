@@ -430,6 +430,8 @@ json write_report(const std::vector<ClaimRow>& rows, const ReportPage& page, con
     json x = json::object();
     if (auto it = page.experiment_seconds.find(e); it != page.experiment_seconds.end()) x["seconds"] = it->second;
     if (auto it = page.experiment_commands.find(e); it != page.experiment_commands.end()) x["command"] = it->second;
+    if (auto it = page.recorded_seconds.find(e); it != page.recorded_seconds.end()) x["recorded_seconds"] = it->second;
+    if (auto it = page.recorded_machine.find(e); it != page.recorded_machine.end()) x["recorded_machine"] = it->second;
     doc["experiments"][e] = x;
   }
   std::map<std::string, int> counts;
@@ -470,12 +472,26 @@ json write_report(const std::vector<ClaimRow>& rows, const ReportPage& page, con
   if (page.experiment_seconds.empty())
     md += "None was run by this command: each row reads the results an earlier run left in its folder, made by the "
           "command below where the results name it; their budgets and times are in their own pages.\n\n";
-  md += "| experiment | time here | command |\n|---|---|---|\n";
+  md += "| experiment | time here | time of the run that made its results | command |\n|---|---|---|---|\n";
+  double recorded = 0;
+  int n_recorded = 0;
   for (const std::string& e : report_experiments()) {
     const json& x = doc["experiments"][e];
-    md += fmt::format("| {} | {} | {} |\n", e, x.contains("seconds") ? duration(x["seconds"].get<double>()) : "not run here",
-                      x.contains("command") ? "`" + x["command"].get<std::string>() + "`" : "—");
+    std::string run = "not recorded";
+    if (x.contains("recorded_seconds")) {
+      recorded += x["recorded_seconds"].get<double>(), ++n_recorded;
+      run = duration(x["recorded_seconds"].get<double>()) + " (" + x.value("recorded_machine", std::string("machine not recorded")) + ")";
+    }
+    md += fmt::format("| {} | {} | {} | {} |\n", e, x.contains("seconds") ? duration(x["seconds"].get<double>()) : "not run here",
+                      run, x.contains("command") ? "`" + x["command"].get<std::string>() + "`" : "—");
   }
+  const std::string recorded_time =
+      n_recorded == 0 ? std::string()
+                      : fmt::format("The runs behind these results took {} in all, as recorded by the {} of {} "
+                                    "experiments whose results record their time{}.",
+                                    duration(recorded), n_recorded, report_experiments().size(),
+                                    n_recorded < int(report_experiments().size()) ? " (older results do not)" : "");
+  if (!recorded_time.empty()) md += "\n" + recorded_time + "\n";
   md += "\n## Plots\n\n";
   const fs::path rel = fs::absolute(results_dir).lexically_proximate(fs::absolute(out_dir));
   for (const auto& [e, files] : plots())
@@ -508,6 +524,7 @@ json write_report(const std::vector<ClaimRow>& rows, const ReportPage& page, con
                         r.setting.empty() ? "" : "<br><small>" + xml_escape(r.setting) + "</small>");
   }
   html += "</table>\n";
+  if (!recorded_time.empty()) html += "<p>" + xml_escape(recorded_time) + "</p>\n";
   for (const auto& [e, files] : plots())
     for (const std::string& f : files) {
       const fs::path p = fs::path(results_dir) / e / f;

@@ -4,7 +4,6 @@
 #include <filesystem>
 #include <iostream>
 
-#include "backend/dnnl_util.h"
 #include "cli/cli.h"
 #include "io/read_file.h"
 #include "qiusuo/apps/experiments.h"
@@ -86,7 +85,7 @@ int cmd_report(Args a) {
   apps::ReportPage page;
   page.command = "qiusuo report" + std::string(quick ? " --quick" : "") + (from.empty() ? "" : " --from " + from) +
                  subset + " --out " + out;
-  page.cpu = fmt::format("oneDNN ISA {}, {} threads", backend::cpu_isa_name(), get_num_threads());
+  page.cpu = apps::machine_summary();
   page.mode = !from.empty() ? "read from " + from : quick ? "quick: every experiment at its CI size" : "full budgets";
   const fs::path results = from.empty() ? fs::path(out) : fs::path(from);
   apps::ReportInputs in;
@@ -134,6 +133,8 @@ int cmd_report(Args a) {
     }
     if (std::optional<nlohmann::json> doc = read_results(results, e)) {
       if (const std::string c = doc->value("command", ""); !from.empty() && !c.empty()) page.experiment_commands[e] = c;
+      if (doc->contains("seconds") && (*doc)["seconds"].is_number()) page.recorded_seconds[e] = (*doc)["seconds"].get<double>();
+      if (doc->contains("machine") && (*doc)["machine"].is_string()) page.recorded_machine[e] = (*doc)["machine"].get<std::string>();
       in[e] = std::move(*doc);
     }
   }

@@ -3,11 +3,13 @@
 
 #include <fmt/format.h>
 
+#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <iostream>
 
 #include "io/atomic_file.h"
+#include "qiusuo/apps/experiments.h"
 #include "qiusuo/defect/synth.h"
 #include "qiusuo/defect/train.h"
 #include "qiusuo/error.h"
@@ -29,6 +31,7 @@ nlohmann::json run_defect_experiment(const DefectExperimentOptions& o) {
   namespace fs = std::filesystem;
   QS_CHECK(!o.out_dir.empty(), "experiment defect: --out is required");
   QS_CHECK(o.seeds >= 1 && o.epochs >= 1, "experiment defect: seeds and epochs must be positive");
+  const auto started = std::chrono::steady_clock::now();
   fs::create_directories(o.out_dir);
   int seeds = o.seeds, epochs = o.epochs;
   TrainDefectOptions base;
@@ -102,6 +105,7 @@ nlohmann::json run_defect_experiment(const DefectExperimentOptions& o) {
                            {"delta_map50", delta}, {"delta_map50_sd", sd},
                            {"handbook", {{"claim", "+8.6% mAP on NEU-DET for temporal + spatial features against a CNN-only "
                                                    "baseline"}, {"delta_map50", kHandbookGain}}}};
+  apps::stamp_run(result, started);
   io::write_file_atomic((fs::path(o.out_dir) / "results.json").string(), result.dump(1) + "\n");
 
   std::string md = "# Defect detection: a per-frame CNN against a spatiotemporal model\n\n";

@@ -1,11 +1,13 @@
 // The CT ablation (include/qiusuo/medical/ct_experiment.h).
 #include "qiusuo/medical/ct_experiment.h"
 
+#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <iostream>
 
 #include "io/atomic_file.h"
+#include "qiusuo/apps/experiments.h"
 #include "qiusuo/medical/ct_train.h"
 #include "qiusuo/medical/synth.h"
 #include "qiusuo/util/stats.h"
@@ -33,6 +35,7 @@ nlohmann::json run_ct_experiment(const CtExperimentOptions& o) {
   namespace fs = std::filesystem;
   QS_CHECK(!o.out_dir.empty(), "experiment ct: --out is required");
   QS_CHECK(o.seeds >= 1 && o.epochs >= 1, "experiment ct: seeds and epochs must be positive");
+  const auto started = std::chrono::steady_clock::now();
   fs::create_directories(o.out_dir);
   SynthOptions so;
   int cases = o.cases, eval_cases = o.eval_cases, seeds = o.seeds, epochs = o.epochs;
@@ -94,6 +97,7 @@ nlohmann::json run_ct_experiment(const CtExperimentOptions& o) {
                            {"seeds", seeds}, {"epochs", epochs},
                            {"quick", o.quick}, {"rows", rows},
                            {"handbook", {{"claim", "AUC 0.962 on LIDC-IDRI (3D CNN with attention gates and focal loss)"}}}};
+  apps::stamp_run(result, started);
   io::write_file_atomic((fs::path(o.out_dir) / "results.json").string(), result.dump(1) + "\n");
 
   std::string md = "# CT nodule classification: the ablation\n\n";

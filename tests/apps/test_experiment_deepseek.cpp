@@ -75,6 +75,8 @@ TEST(ExperimentDeepseek, QuickRunMeasuresEveryModel) {
   EXPECT_NE(row(res, "mla-moe")["test_perplexity"], row(res, "mla-moe-nobias")["test_perplexity"]);
   EXPECT_NE(row(res, "mla-moe")["test_perplexity"], row(res, "mla-moe-aux")["test_perplexity"]);
 
+  EXPECT_GT(res["seconds"].get<double>(), 0.0);  // the run's own time and machine, for qiusuo report
+  EXPECT_EQ(res["machine"].get<std::string>().rfind("oneDNN ISA ", 0), 0u);
   const std::filesystem::path dir(o.out_dir);
   for (const char* f : {"results.json", "results.md", "learning_curves.svg", "expert_load.svg", "mla-moe/last.safetensors"})
     EXPECT_TRUE(std::filesystem::exists(dir / f)) << f;

@@ -142,6 +142,28 @@ TEST(Report, PageHoldsEveryRowAndEscapesText) {
     EXPECT_NE(html.find(r.verdict), std::string::npos) << r.id;
   }
   EXPECT_NE(md.find("in 12 s"), std::string::npos);
+  EXPECT_EQ(md.find("took"), std::string::npos);  // no experiment recorded its run's time
+}
+
+// Read from committed results (--from), the page states what each recorded run took and the
+// sum of those, and says how many experiments recorded theirs.
+TEST(Report, PageStatesTheRecordedTimesOfTheRuns) {
+  const std::string dir = qs::testing::temp_dir("report_times");
+  apps::ReportPage page;
+  page.command = "qiusuo report --from r --out x", page.cpu = "test", page.mode = "read from r";
+  page.recorded_seconds = {{"pe", 5400}, {"ct", 1800}};
+  page.recorded_machine = {{"pe", "oneDNN ISA avx2, 2 threads"}};
+  json doc = apps::write_report(apps::claim_rows({}), page, dir, dir);
+  EXPECT_EQ(doc["experiments"]["pe"]["recorded_seconds"], 5400);
+  EXPECT_EQ(doc["experiments"]["pe"]["recorded_machine"], "oneDNN ISA avx2, 2 threads");
+  const std::string md = qs::testing::read_bytes(dir + "/report.md"), html = qs::testing::read_bytes(dir + "/report.html");
+  EXPECT_NE(md.find("| pe | not run here | 90.0 min (oneDNN ISA avx2, 2 threads) |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| ct | not run here | 30.0 min (machine not recorded) |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| quant | not run here | not recorded |"), std::string::npos) << md;
+  const std::string sum = "The runs behind these results took 2.0 h in all, as recorded by the 2 of 6 experiments "
+                          "whose results record their time (older results do not).";
+  EXPECT_NE(md.find(sum), std::string::npos) << md;
+  EXPECT_NE(html.find(sum), std::string::npos);
 }
 
 // The output of `qiusuo report --quick`: ctest cli.report_quick writes it, and

@@ -1,6 +1,7 @@
 // The curriculum's experiments: each trains and measures, then writes results.json, a
 // Markdown table (results.md) and SVG figures into its output folder.
 #pragma once
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -8,6 +9,12 @@
 #include <nlohmann/json.hpp>
 
 namespace qs::apps {
+
+// "oneDNN ISA avx512_core_bf16, 2 threads": the machine a measurement ran on.
+std::string machine_summary();
+// What every experiment's results.json records of its own run: "seconds", the wall time
+// since `started`, and "machine" (machine_summary()); `qiusuo report --from` states both.
+void stamp_run(nlohmann::json& results, std::chrono::steady_clock::time_point started);
 
 // `qiusuo experiment pe`: one language model per positional encoding (same size, data,
 // seed, steps and tokens seen), trained at one length and evaluated at 0.5x, 1x, 2x and

@@ -52,6 +52,10 @@ struct ReportPage {
   double seconds = -1;     // wall time of the whole run (< 0: not timed, e.g. read from a folder)
   std::map<std::string, double> experiment_seconds;  // per experiment run here
   std::map<std::string, std::string> experiment_commands;  // what made each result
+  // Per experiment, what its results.json records of the run that made it ("seconds",
+  // "machine": apps::stamp_run), so a page read from committed results states their times.
+  std::map<std::string, double> recorded_seconds;
+  std::map<std::string, std::string> recorded_machine;
 };
 
 // report.json (rows + page facts), report.md and report.html (the table, then the plots of

@@ -1,0 +1,19 @@
+// What the experiments record of their own runs (include/qiusuo/apps/experiments.h).
+#include <fmt/format.h>
+
+#include "backend/dnnl_util.h"
+#include "qiusuo/apps/experiments.h"
+#include "qiusuo/tensor.h"
+
+namespace qs::apps {
+
+std::string machine_summary() {
+  return fmt::format("oneDNN ISA {}, {} threads", backend::cpu_isa_name(), get_num_threads());
+}
+
+void stamp_run(nlohmann::json& results, std::chrono::steady_clock::time_point started) {
+  results["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  results["machine"] = machine_summary();
+}
+
+}  // namespace qs::apps
