@@ -9,6 +9,7 @@
 #include <fmt/ranges.h>
 
 #include "io/atomic_file.h"
+#include "io/read_file.h"
 #include "qiusuo/apps/experiments.h"
 #include "qiusuo/apps/lm.h"
 #include "qiusuo/error.h"
@@ -95,14 +96,20 @@ std::string headline(const nlohmann::json& res) {
     const nlohmann::json* r = row_named(res, name);
     if (!dense || !r) continue;
     const double pd = (*dense)["test_perplexity"].get<double>(), pr = (*r)["test_perplexity"].get<double>();
+    const double spread = std::hypot((*dense)["test_perplexity_sd"].get<double>(), (*r)["test_perplexity_sd"].get<double>());
     const double kd = (*dense)["kv_bytes_per_token"].get<double>(), kr = (*r)["kv_bytes_per_token"].get<double>();
     const double ad = (*dense)["active_parameters"].get<double>(), ar = (*r)["active_parameters"].get<double>();
     const double tot = (*r)["parameters"].get<double>();
     s += fmt::format(
-        "**{}** reaches a test perplexity of {:.3f} against the dense model's {:.3f} ({:.1f}% {}), with {:.0f}% of its "
-        "active parameters per token ({} of {} in all), a KV cache of {:.0f} against {:.0f} bytes per token ({:.1f}% "
-        "smaller) and {:.0f}% of its training speed. ",
-        name, pr, pd, std::fabs(100 * (pr / pd - 1)), pr <= pd ? "lower" : "higher", 100 * ar / ad, int64_t(ar),
+        "**{}** reaches a test perplexity of {:.3f} against the dense model's {:.3f} ({:.1f}% {}{}), with {:.0f}% of "
+        "its active parameters per token ({} of {} in all), a KV cache of {:.0f} against {:.0f} bytes per token "
+        "({:.1f}% smaller) and {:.0f}% of its training speed. ",
+        name, pr, pd, std::fabs(100 * (pr / pd - 1)), pr <= pd ? "lower" : "higher",
+        res["seeds"].get<int64_t>() < 2 ? "; one seed, so its spread is unknown"
+        : std::fabs(pr - pd) < 2 * spread
+            ? fmt::format(", less than twice the seeds' spread of {:.3f}: no difference is shown", spread)
+            : fmt::format(", more than twice the seeds' spread of {:.3f}", spread),
+        100 * ar / ad, int64_t(ar),
         int64_t(tot), kr, kd, 100 * (1 - kr / kd),
         100 * (*r)["tokens_per_s"].get<double>() / (*dense)["tokens_per_s"].get<double>());
     break;  // the fullest DeepSeek variant run leads
@@ -116,14 +123,6 @@ std::string headline(const nlohmann::json& res) {
     s += fmt::format("Over the last tenth of training the busiest expert of a layer got, on average over layers, this "
                      "multiple of the mean load (1x is perfect balance): {}.",
                      fmt::join(loads, "; "));
-  if (res["seeds"].get<int64_t>() > 1) {
-    const double sd = dense ? (*dense)["test_perplexity_sd"].get<double>() : 0;
-    s += fmt::format(" The sd over {} seeds is given beside each perplexity (dense: {:.3f}); a difference smaller "
-                     "than about twice it is not a difference.",
-                     res["seeds"].get<int64_t>(), sd);
-  } else {
-    s += " One seed: the spread between seeds is not measured, so small differences decide nothing.";
-  }
   return s;
 }
 
@@ -170,11 +169,11 @@ void write_report(const nlohmann::json& res, const fs::path& dir) {
   std::vector<util::PlotSeries> curves, loads;
   for (const auto& r : res["rows"]) {
     util::PlotSeries c{r["name"].get<std::string>(), {}, {}};
-    for (const auto& pt : r["val_curve"]) c.x.push_back(pt[0].get<double>()), c.y.push_back(pt[1].get<double>());
+    for (const auto& pt : r["val_curve"]) c.x.push_back(pt.at(0).get<double>()), c.y.push_back(pt.at(1).get<double>());
     curves.push_back(std::move(c));
     if (!r["load_curve"].empty()) {
       util::PlotSeries l{r["name"].get<std::string>(), {}, {}};
-      for (const auto& pt : r["load_curve"]) l.x.push_back(pt[0].get<double>()), l.y.push_back(pt[1].get<double>());
+      for (const auto& pt : r["load_curve"]) l.x.push_back(pt.at(0).get<double>()), l.y.push_back(pt.at(1).get<double>());
       loads.push_back(std::move(l));
     }
   }
@@ -205,6 +204,33 @@ std::string command_of(const DeepseekExperimentOptions& o) {
 }
 
 }  // namespace
+
+void write_deepseek_report(const std::string& dir) {
+  const fs::path file = fs::path(dir) / "results.json";
+  nlohmann::json res;
+  try {
+    res = nlohmann::json::parse(io::read_file_bounded(file.string(), uint64_t(64) << 20, "experiment results"));
+    // Every field the page reads, present (the page reads them through const access).
+    auto need = [&](const nlohmann::json& j, std::initializer_list<const char*> keys, const std::string& where) {
+      for (const char* k : keys)
+        if (!j.is_object() || !j.contains(k))
+          throw Error(fmt::format("{}: not the results of `qiusuo experiment deepseek`: {} has no \"{}\"", file.string(),
+                                  where, k));
+    };
+    need(res, {"command", "model", "seq", "steps", "batch", "tokens_seen", "seeds", "corpus", "eval_tokens", "moe", "rows"},
+         "the document");
+    need(res["moe"], {"n_routed", "top_k", "n_shared", "d_expert"}, "\"moe\"");
+    if (!res["rows"].is_array() || res["rows"].empty())
+      throw Error(fmt::format("{}: not the results of `qiusuo experiment deepseek`: no rows", file.string()));
+    for (const auto& r : res["rows"])
+      need(r, {"name", "what", "parameters", "active_parameters", "kv_bytes_per_token", "tokens_per_s", "final_val_loss",
+               "test_perplexity", "test_perplexity_sd", "final_load_max_over_mean", "val_curve", "load_curve"},
+           "a row");
+    write_report(res, dir);
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(fmt::format("{}: not the results of `qiusuo experiment deepseek`: {}", file.string(), e.what()));
+  }
+}
 
 std::vector<std::string> deepseek_experiment_models() {
   std::vector<std::string> v;
@@ -252,6 +278,9 @@ nlohmann::json run_deepseek_experiment(const DeepseekExperimentOptions& o) {
       t.corpus = o.corpus, t.batch = s.batch, t.seq = s.seq, t.steps = s.steps, t.lr = s.lr;
       t.eval_every = eval_every, t.eval_windows = 16, t.seed = o.seed + uint64_t(k), t.threads = o.threads;
       t.quiet = o.quiet;
+      // Rerunning the same command continues: finished runs are read back, an interrupted
+      // one resumes from its last checkpoint (one every fifth of training).
+      t.continue_run = true, t.save_every = std::max<int64_t>(1, s.steps / 5);
       t.out_dir = seeds == 1 ? (dir / name).string() : (dir / fmt::format("{}-seed{}", name, k)).string();
       std::fprintf(stderr, "experiment deepseek: training %s (seed %lld)\n", name.c_str(),
                    static_cast<long long>(t.seed));
@@ -267,7 +296,7 @@ nlohmann::json run_deepseek_experiment(const DeepseekExperimentOptions& o) {
       for (const Tensor& p : trained.model->parameters()) params += p.numel();
       active = active_parameters(*trained.model);
       kv = trained.model->kv_cache_bytes_per_token();
-      tps.push_back(tr.tokens_per_s), val_loss.push_back(tr.validation.loss), ppl.push_back(ev.perplexity);
+      tps.push_back(double(s.steps * s.batch * s.seq) / tr.total_seconds), val_loss.push_back(tr.validation.loss), ppl.push_back(ev.perplexity);
       nlohmann::json hist = nlohmann::json::array(), loads = nlohmann::json::array();
       for (const auto& [step, loss] : tr.val_history) hist.push_back({step, loss}), curve[step].push_back(loss);
       // The load of a point is the mean over layers of each layer's max/mean.
@@ -279,7 +308,7 @@ nlohmann::json run_deepseek_experiment(const DeepseekExperimentOptions& o) {
         if (p.step > s.steps - s.steps / 10) late.push_back(m);
       }
       if (!late.empty()) end_load.push_back(mean_of(late));
-      runs.push_back({{"seed", t.seed}, {"tokens_per_s", tr.tokens_per_s}, {"final_val_loss", tr.validation.loss},
+      runs.push_back({{"seed", t.seed}, {"tokens_per_s", tps.back()}, {"final_val_loss", tr.validation.loss},
                       {"test_perplexity", ev.perplexity}, {"val_history", hist}, {"load_history", loads},
                       {"expert_load", tr.expert_load}});
     }

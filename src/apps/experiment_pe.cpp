@@ -52,6 +52,13 @@ std::string fmt_ppl(const nlohmann::json& v) {
 using util::mean_of;
 using util::sd_of;
 
+// A number, or null where it is not one (a value an older run did not record).
+nlohmann::json finite_or_null(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(); }
+
+std::string fmt_num(const nlohmann::json& v, const char* f) {
+  return v.is_number() ? fmt::format(fmt::runtime(f), v.get<double>()) : std::string("—");
+}
+
 // How much the validation loss still fell over the last fifth of training, relative to its
 // value there: (loss at 80% - final loss) / loss at 80%. NaN without two points.
 double late_drop(const std::vector<std::pair<int64_t, double>>& hist, int64_t steps) {
@@ -105,8 +112,8 @@ void write_report(const nlohmann::json& res, const std::vector<int64_t>& lens, c
   md += "\n";
   for (auto& row : res["rows"]) {
     md += fmt::format("| {} | {} | {} | {} |", row["name"].get<std::string>(),
-                      row.contains("train_seconds") ? fmt::format("{:.0f}", row["train_seconds"].get<double>()) : "",
-                      row.contains("final_train_loss") ? fmt::format("{:.3f}", row["final_train_loss"].get<double>()) : "",
+                      row.contains("train_seconds") ? fmt_num(row["train_seconds"], "{:.0f}") : "",
+                      row.contains("final_train_loss") ? fmt_num(row["final_train_loss"], "{:.3f}") : "",
                       row.contains("late_drop") && row["late_drop"].is_number()
                           ? fmt::format("{:.1f}%", 100 * row["late_drop"].get<double>())
                           : "");
@@ -233,6 +240,9 @@ nlohmann::json run_pe_experiment(const PeExperimentOptions& o) {
       t.model.pos.kind = nn::parse_position_encoding(e);
       t.corpus = o.corpus, t.batch = s.batch, t.seq = s.train_len, t.steps = s.steps, t.lr = s.lr;
       t.eval_every = eval_every, t.eval_windows = 16, t.seed = o.seed + uint64_t(k), t.threads = o.threads;
+      // Rerunning the same command continues: finished runs are read back, an interrupted
+      // one resumes from its last checkpoint (one every fifth of training).
+      t.continue_run = true, t.save_every = std::max<int64_t>(1, s.steps / 5);
       const std::string run_dir = seeds == 1 ? (dir / e).string() : (dir / fmt::format("{}-seed{}", e, k)).string();
       t.out_dir = run_dir;
       std::fprintf(stderr, "experiment pe: training %s (seed %lld)\n", e.c_str(), static_cast<long long>(t.seed));
@@ -255,12 +265,13 @@ nlohmann::json run_pe_experiment(const PeExperimentOptions& o) {
           ppl["rope+" + nn::rope_scaling_name(sc)].push_back(q);
         }
       const double drop = late_drop(tr.val_history, s.steps);
-      secs.push_back(tr.seconds), final_loss.push_back(tr.final_train_loss), drops.push_back(drop);
+      secs.push_back(tr.total_seconds), final_loss.push_back(tr.final_train_loss), drops.push_back(drop);
       nlohmann::json hist = nlohmann::json::array();
       for (const auto& [step, loss] : tr.val_history) hist.push_back({step, loss}), curve[step].push_back(loss);
       nlohmann::json pj = nlohmann::json::object();
       for (int64_t l : lens) pj[std::to_string(l)] = std::isfinite(p[l]) ? nlohmann::json(p[l]) : nlohmann::json();
-      runs.push_back({{"seed", t.seed}, {"train_seconds", tr.seconds}, {"final_train_loss", tr.final_train_loss},
+      runs.push_back({{"seed", t.seed}, {"train_seconds", finite_or_null(tr.total_seconds)},
+                      {"final_train_loss", finite_or_null(tr.final_train_loss)},
                       {"late_drop", std::isfinite(drop) ? nlohmann::json(drop) : nlohmann::json()},
                       {"val_history", hist}, {"perplexity", pj}});
     }
@@ -268,7 +279,7 @@ nlohmann::json run_pe_experiment(const PeExperimentOptions& o) {
     for (const auto& [step, v] : curve) val_curve.push_back({step, mean_of(v)});
     const double drop = mean_of(drops);
     if (!(drop < 0.01)) still_falling.push_back(e);
-    add_row(e, {{"train_seconds", mean_of(secs)}, {"final_train_loss", mean_of(final_loss)},
+    add_row(e, {{"train_seconds", finite_or_null(mean_of(secs))}, {"final_train_loss", finite_or_null(mean_of(final_loss))},
                 {"late_drop", std::isfinite(drop) ? nlohmann::json(drop) : nlohmann::json()}, {"val_curve", val_curve},
                 {"runs", runs}});
     if (e == "rope")

@@ -8,7 +8,8 @@
 namespace qs::apps {
 
 std::string machine_summary() {
-  return fmt::format("oneDNN ISA {}, {} threads", backend::cpu_isa_name(), get_num_threads());
+  const int n = get_num_threads();
+  return fmt::format("oneDNN ISA {}, {} thread{}", backend::cpu_isa_name(), n, n == 1 ? "" : "s");
 }
 
 void stamp_run(nlohmann::json& results, std::chrono::steady_clock::time_point started) {

@@ -2,6 +2,7 @@
 // clipping, periodic validation, checkpoints that carry the model config and the
 // tokenizer, and an exact resume (weights, optimiser, step, both generators).
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 
 #include "apps/lm_internal.h"
@@ -69,7 +70,11 @@ void check_options(const TrainLmOptions& o) {
 
 }  // namespace
 
-TrainLmResult train_lm(const TrainLmOptions& o) {
+TrainLmResult train_lm(const TrainLmOptions& options) {
+  TrainLmOptions o = options;
+  if (o.continue_run && o.resume.empty() && !o.out_dir.empty() &&
+      std::filesystem::exists(std::filesystem::path(o.out_dir) / "last.safetensors"))
+    o.resume = (std::filesystem::path(o.out_dir) / "last.safetensors").string();
   check_options(o);
   if (o.threads > 0) set_num_threads(o.threads);
   text::TextCorpus corpus = open_corpus(o.corpus, o.cache_dir);
@@ -100,6 +105,8 @@ TrainLmResult train_lm(const TrainLmOptions& o) {
   TrainLmResult r;
   ExpertLoadLog load_log(model);
   int64_t step = 0;
+  // Training time and the last loss of the runs before a resume (recorded in the checkpoint).
+  double prior_seconds = 0, prior_loss = std::nan("");
   if (!o.resume.empty()) {
     check_resume(resumed, train_cfg, model_cfg, o.resume);
     check_resume_step("train lm", o.resume, resumed.step, o.steps);
@@ -113,6 +120,10 @@ TrainLmResult train_lm(const TrainLmOptions& o) {
     for (auto& e : resumed.extra.value("load_history", nlohmann::json::array()))
       r.load_history.push_back({e[0].get<int64_t>(), e[1].get<std::vector<double>>(), e[2].get<std::vector<double>>()});
     if (resumed.extra.contains("expert_load")) load_log.restore(resumed.extra["expert_load"], o.resume);
+    const nlohmann::json secs = resumed.extra.value("train_seconds", nlohmann::json()),
+                         loss = resumed.extra.value("train_loss", nlohmann::json());
+    prior_seconds = secs.is_number() ? secs.get<double>() : (step > 0 ? std::nan("") : 0.0);
+    if (loss.is_number()) prior_loss = loss.get<double>();
   }
   // Data-parallel under mpirun: --batch is per rank. Every rank draws the global batch of
   // batch × ranks windows from the same generator and trains on its rows of it.
@@ -121,6 +132,7 @@ TrainLmResult train_lm(const TrainLmOptions& o) {
   const int64_t ranks = dist::world_size(), global_batch = o.batch * ranks;
   const auto out_lock = claim_out_dir("train lm", o.out_dir);
 
+  auto t0 = std::chrono::steady_clock::now();
   auto save = [&](int64_t at) {
     if (o.out_dir.empty() || !dist::is_main()) return;
     nlohmann::json hist = nlohmann::json::array();
@@ -132,6 +144,10 @@ TrainLmResult train_lm(const TrainLmOptions& o) {
       extra["load_history"] = loads;
     }
     if (!model.moe_layers().empty()) extra["expert_load"] = load_log.state();
+    const double secs = prior_seconds + std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double loss = r.losses.empty() ? prior_loss : double(r.losses.back());
+    if (std::isfinite(secs)) extra["train_seconds"] = secs;
+    if (std::isfinite(loss)) extra["train_loss"] = loss;
     io::Checkpoint ck{model.state_dict(), opt.state_dict(), at, default_generator().state(),
                       {{"kind", kLmCheckpointKind}, {"model", model_cfg}, {"train", train_cfg}}, extra};
     r.checkpoint = io::save_checkpoint_and_last(o.out_dir, fmt::format("step-{}.safetensors", at), ck);
@@ -149,7 +165,7 @@ TrainLmResult train_lm(const TrainLmOptions& o) {
   };
 
   util::Progress progress("train lm", o.steps, "tok", 20);
-  const auto t0 = std::chrono::steady_clock::now();
+  t0 = std::chrono::steady_clock::now();
   int64_t tokens = 0;
   const int64_t V = cfg.vocab_size;
   model.train();
@@ -181,10 +197,17 @@ TrainLmResult train_lm(const TrainLmOptions& o) {
     if (last || (o.save_every > 0 && step % o.save_every == 0) || step == o.stop_after) save(step);
     if (o.stop_after > 0 && step >= o.stop_after) break;
   }
-  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  // A resumed job that had already finished: nothing was trained; its result is the
+  // checkpoint's (the validation measured again on the same windows gives the same loss).
+  if (r.losses.empty() && step == o.steps) {
+    r.validation = evaluate_lm(model, val, o.seq, o.batch, o.eval_windows, o.bf16);
+    r.checkpoint = o.resume;
+  }
+  r.seconds = tokens > 0 ? std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() : 0;
   r.tokens_per_s = r.seconds > 0 ? double(tokens) / r.seconds : 0;
+  r.total_seconds = prior_seconds + r.seconds;
   r.steps = step;
-  r.final_train_loss = r.losses.empty() ? 0 : r.losses.back();
+  r.final_train_loss = r.losses.empty() ? prior_loss : r.losses.back();
   r.expert_load = load_log.summary();
   return r;
 }

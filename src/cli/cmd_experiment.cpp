@@ -56,6 +56,13 @@ int cmd_experiment(Args a) {
                              r["delta_map50"].get<double>());
     return kExitOk;
   }
+  if (what == "deepseek" && a.has("replot")) {
+    const std::string dir = a.str("replot", "");
+    a.finish();
+    apps::write_deepseek_report(dir);
+    std::cout << "wrote " << dir << "/results.md, learning_curves.svg, expert_load.svg\n";
+    return kExitOk;
+  }
   if (what == "deepseek") {
     apps::DeepseekExperimentOptions d;
     d.quick = a.flag("quick");

@@ -89,7 +89,23 @@ TEST(ExperimentDeepseek, QuickRunMeasuresEveryModel) {
             std::string::npos)
       << md;
   EXPECT_NE(md.find(fmt::format("a KV cache of {} against {} bytes per token", mla_kv, mha_kv)), std::string::npos);
-  EXPECT_NE(md.find("One seed"), std::string::npos);
+  EXPECT_NE(md.find("one seed, so its spread is unknown"), std::string::npos);
+
+  // --replot writes the same page again from results.json alone.
+  std::filesystem::remove(dir / "results.md");
+  std::filesystem::remove(dir / "expert_load.svg");
+  apps::write_deepseek_report(o.out_dir);
+  EXPECT_EQ(read(dir / "results.md"), md);
+  EXPECT_TRUE(std::filesystem::exists(dir / "expert_load.svg"));
+}
+
+TEST(ExperimentDeepseek, ReplotNamesTheFileItCannotUse) {
+  const std::string dir = qs::testing::temp_dir("deepseek_replot_bad");
+  std::ofstream(dir + "/results.json") << R"({"rows": []})";
+  const std::string e = qs::testing::error_of([&] { apps::write_deepseek_report(dir); });
+  EXPECT_NE(e.find(dir + "/results.json: not the results of `qiusuo experiment deepseek`"), std::string::npos) << e;
+  const std::string missing = qs::testing::error_of([&] { apps::write_deepseek_report(dir + "/nothing"); });
+  EXPECT_NE(missing.find("nothing/results.json"), std::string::npos) << missing;
 }
 
 TEST(ExperimentDeepseek, UnknownModelIsRefusedBeforeAnyWork) {

@@ -101,6 +101,30 @@ TEST(TrainLm, ResumeIsExactForEachBlockType) {
       EXPECT_EQ(b.load_history[i].step, full.load_history[i].step);
       EXPECT_EQ(b.load_history[i].max_over_mean, full.load_history[i].max_over_mean) << "point " << i;
     }
+    EXPECT_GE(b.total_seconds, b.seconds);
+
+    // continue_run: the same options again, without naming a checkpoint. A stopped run
+    // continues from the folder's last.safetensors; a finished one is read back, trains
+    // nothing and reports what the uninterrupted run did.
+    apps::TrainLmOptions cont = o;
+    cont.out_dir = dir + "/cont";
+    cont.stop_after = 3;
+    apps::train_lm(cont);
+    cont.stop_after = 0, cont.continue_run = true;
+    apps::TrainLmResult c = apps::train_lm(cont);
+    ASSERT_EQ(c.losses.size(), 5u);
+    EXPECT_EQ(c.losses.back(), full.losses.back());
+    apps::TrainLmResult again = apps::train_lm(cont);
+    EXPECT_TRUE(again.losses.empty());
+    EXPECT_EQ(again.steps, 8);
+    EXPECT_EQ(again.seconds, 0.0);
+    EXPECT_GT(again.total_seconds, 0.0);
+    EXPECT_EQ(again.final_train_loss, full.losses.back());
+    EXPECT_EQ(again.validation.loss, full.validation.loss);
+    EXPECT_EQ(again.val_history, full.val_history);
+    EXPECT_EQ(again.expert_load, full.expert_load);
+    ASSERT_EQ(again.load_history.size(), full.load_history.size());
+    EXPECT_EQ(again.checkpoint, dir + "/cont/last.safetensors");
   }
 }
 

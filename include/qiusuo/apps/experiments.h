@@ -109,6 +109,9 @@ struct DeepseekExperimentOptions {
   bool quiet = false;
 };
 nlohmann::json run_deepseek_experiment(const DeepseekExperimentOptions& opt);
+// Writes DIR/results.md and the plots again from DIR/results.json (what
+// run_deepseek_experiment wrote). Errors name the file and what is missing.
+void write_deepseek_report(const std::string& dir);
 std::vector<std::string> deepseek_experiment_models();
 
 }  // namespace qs::apps

@@ -41,6 +41,9 @@ struct TrainLmOptions {
   bool quiet = false;
   std::string out_dir;             // step-<N>.safetensors and last.safetensors
   std::string resume;              // continue exactly from a checkpoint of this job
+  // Resume from out_dir/last.safetensors when it exists (an experiment rerun after an
+  // interruption continues each run; a finished run is read back without training).
+  bool continue_run = false;
   std::string cache_dir;           // for the KJV text; empty: text::default_cache_dir()
 };
 
@@ -60,8 +63,9 @@ struct ExpertLoadPoint {
 
 struct TrainLmResult {
   int64_t steps = 0;
-  double seconds = 0, tokens_per_s = 0;
-  double final_train_loss = 0;
+  double seconds = 0, tokens_per_s = 0;  // of this run (0 when it resumed a finished job)
+  double total_seconds = 0;  // training wall time over every run of the job (NaN if an earlier run did not record it)
+  double final_train_loss = 0;  // the last step's (NaN when it was not recorded: a finished job of an older version)
   EvalLmResult validation;
   std::vector<float> losses;                // every step's training loss (this run only)
   std::vector<std::pair<int64_t, double>> val_history;  // (step, validation loss)
