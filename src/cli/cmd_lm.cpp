@@ -1,4 +1,5 @@
 // qiusuo train lm / eval lm / generate: the language-model verbs.
+#include <cmath>
 #include <fmt/ranges.h>
 
 #include <iostream>
@@ -72,7 +73,9 @@ std::string train_lm_usage() {
       "  --seq N --batch N --steps N   ({}, {}, {})\n"
       "  --lr X --weight-decay X --grad-clip X --warmup N   ({}, {}, {}, min(100, steps/10))\n"
       "  --eval-every N --eval-windows N --save-every N   ({}, {}, 0 = at the end)\n"
-      "  --seed N --threads N --bf16 --quiet --resume CKPT\n",
+      "  --seed N --threads N --bf16 --quiet --resume CKPT\n"
+      "  --continue           resume from DIR/last.safetensors when it exists: the same command run again after an\n"
+      "                       interruption carries on (a finished run is read back, nothing is trained)\n",
       o.tokenizer, o.bpe_vocab, fmt::join(nn::position_encoding_names(), " | "), nn::position_encoding_name(m.pos.kind),
       m.block, m.n_layers, m.d_model, m.n_heads, m.moe_n_routed, m.moe_n_shared, m.moe_top_k, m.moe_aux_loss_alpha,
       m.moe_bias_update_speed, m.pos.rope_base, m.pos.shaw_max_distance, o.seq, o.batch, o.steps, o.lr,
@@ -101,13 +104,15 @@ int cmd_train_lm(Args& a) {
   o.bf16 = a.flag("bf16");
   o.quiet = a.flag("quiet");
   o.resume = a.str("resume", o.resume);
+  o.continue_run = a.flag("continue");
   o.out_dir = a.required("out");
   a.finish();
   apps::TrainLmResult r = apps::train_lm(o);
   if (!r.expert_load.empty()) std::cout << r.expert_load << "\n";
-  print_eval(r.validation, "validation");
+  if (r.validation.windows > 0) print_eval(r.validation, "validation");  // none when --stop-after ended it early
   nlohmann::json s = {{"steps", r.steps},
                       {"seconds", r.seconds},
+                      {"total_seconds", std::isfinite(r.total_seconds) ? nlohmann::json(r.total_seconds) : nlohmann::json()},
                       {"tokens_per_s", r.tokens_per_s},
                       {"final_train_loss", r.final_train_loss},
                       {"val_loss", r.validation.loss},
