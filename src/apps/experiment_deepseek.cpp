@@ -264,6 +264,7 @@ nlohmann::json run_deepseek_experiment(const DeepseekExperimentOptions& o) {
                         {"seq", s.seq}, {"steps", s.steps}, {"batch", s.batch},
                         {"tokens_seen", s.steps * s.batch * s.seq}, {"eval_tokens", s.eval_tokens},
                         {"seeds", seeds}, {"eval_every", eval_every}, {"rows", nlohmann::json::array()}};
+  double earlier = 0;  // training time of earlier invocations on the runs this one continued
   for (const std::string& name : names) {
     const Variant& v = variant(name);
     nlohmann::json runs = nlohmann::json::array();
@@ -285,6 +286,7 @@ nlohmann::json run_deepseek_experiment(const DeepseekExperimentOptions& o) {
       std::fprintf(stderr, "experiment deepseek: training %s (seed %lld)\n", name.c_str(),
                    static_cast<long long>(t.seed));
       TrainLmResult tr = train_lm(t);
+      earlier += tr.total_seconds - tr.seconds;
       LoadedLm trained = load_lm(t.out_dir + "/last.safetensors");
       const EvalLmResult ev = evaluate_lm(*trained.model, test, s.seq, std::max<int64_t>(1, 4096 / s.seq),
                                           s.eval_tokens / s.seq);
@@ -328,7 +330,7 @@ nlohmann::json run_deepseek_experiment(const DeepseekExperimentOptions& o) {
     const nn::MoEConfig mc = nn::TransformerLM(c).moe_layers()[0]->config();
     res["moe"] = {{"n_routed", mc.n_routed}, {"top_k", mc.top_k}, {"n_shared", mc.n_shared}, {"d_expert", mc.d_expert}};
   }
-  stamp_run(res, started);
+  stamp_run(res, started, earlier);
   io::write_file_atomic((dir / "results.json").string(), res.dump(2) + "\n");
   write_report(res, dir);
   return res;

@@ -229,6 +229,7 @@ nlohmann::json run_pe_experiment(const PeExperimentOptions& o) {
     res["rows"].push_back(row);
   };
   std::vector<std::string> still_falling;
+  double earlier = 0;  // training time of earlier invocations on the runs this one continued
   for (const std::string& e : encs) {
     nlohmann::json runs = nlohmann::json::array();
     std::vector<double> secs, final_loss, drops;
@@ -247,6 +248,7 @@ nlohmann::json run_pe_experiment(const PeExperimentOptions& o) {
       t.out_dir = run_dir;
       std::fprintf(stderr, "experiment pe: training %s (seed %lld)\n", e.c_str(), static_cast<long long>(t.seed));
       TrainLmResult tr = train_lm(t);
+      earlier += tr.total_seconds - tr.seconds;
       const std::string ckpt = run_dir + "/last.safetensors";
       LoadedLm trained = load_lm(ckpt);
       std::map<int64_t, double> p;
@@ -303,7 +305,7 @@ nlohmann::json run_pe_experiment(const PeExperimentOptions& o) {
                   {"rope_reduction_sd", sd_of(reds)}};
   res["converged"] = still_falling.empty();
   res["still_falling"] = fmt::format("{}", fmt::join(still_falling, ", "));
-  stamp_run(res, started);
+  stamp_run(res, started, earlier);
   io::write_file_atomic((dir / "results.json").string(), res.dump(2) + "\n");
   write_report(res, lens, dir);
   return res;

@@ -1,4 +1,6 @@
 // What the experiments record of their own runs (include/qiusuo/apps/experiments.h).
+#include <cmath>
+
 #include <fmt/format.h>
 
 #include "backend/dnnl_util.h"
@@ -12,8 +14,9 @@ std::string machine_summary() {
   return fmt::format("oneDNN ISA {}, {} thread{}", backend::cpu_isa_name(), n, n == 1 ? "" : "s");
 }
 
-void stamp_run(nlohmann::json& results, std::chrono::steady_clock::time_point started) {
-  results["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+void stamp_run(nlohmann::json& results, std::chrono::steady_clock::time_point started, double earlier_seconds) {
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count() + earlier_seconds;
+  results["seconds"] = std::isfinite(s) ? nlohmann::json(s) : nlohmann::json();
   results["machine"] = machine_summary();
 }
 

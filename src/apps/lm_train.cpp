@@ -132,7 +132,11 @@ TrainLmResult train_lm(const TrainLmOptions& options) {
   const int64_t ranks = dist::world_size(), global_batch = o.batch * ranks;
   const auto out_lock = claim_out_dir("train lm", o.out_dir);
 
+  // Wall time of this run's training up to the end of its latest step (periodic validations
+  // included, the last step's validation and save not), so the time a checkpoint records is
+  // the time its run reports.
   auto t0 = std::chrono::steady_clock::now();
+  double elapsed = 0;
   auto save = [&](int64_t at) {
     if (o.out_dir.empty() || !dist::is_main()) return;
     nlohmann::json hist = nlohmann::json::array();
@@ -144,7 +148,7 @@ TrainLmResult train_lm(const TrainLmOptions& options) {
       extra["load_history"] = loads;
     }
     if (!model.moe_layers().empty()) extra["expert_load"] = load_log.state();
-    const double secs = prior_seconds + std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double secs = prior_seconds + elapsed;
     const double loss = r.losses.empty() ? prior_loss : double(r.losses.back());
     if (std::isfinite(secs)) extra["train_seconds"] = secs;
     if (std::isfinite(loss)) extra["train_loss"] = loss;
@@ -190,6 +194,7 @@ TrainLmResult train_lm(const TrainLmOptions& options) {
     after_step(model);
     ++step;
     tokens += global_batch * o.seq;
+    elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     r.losses.push_back(float(loss_value));
     if (!o.quiet && dist::is_main()) progress.update(step, r.losses.back(), global_batch * o.seq);
     const bool last = step == o.steps;
@@ -203,7 +208,7 @@ TrainLmResult train_lm(const TrainLmOptions& options) {
     r.validation = evaluate_lm(model, val, o.seq, o.batch, o.eval_windows, o.bf16);
     r.checkpoint = o.resume;
   }
-  r.seconds = tokens > 0 ? std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() : 0;
+  r.seconds = elapsed;
   r.tokens_per_s = r.seconds > 0 ? double(tokens) / r.seconds : 0;
   r.total_seconds = prior_seconds + r.seconds;
   r.steps = step;

@@ -3,6 +3,7 @@
 // for the MoE models only, and the page's sentences quote its table.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -90,6 +91,16 @@ TEST(ExperimentDeepseek, QuickRunMeasuresEveryModel) {
       << md;
   EXPECT_NE(md.find(fmt::format("a KV cache of {} against {} bytes per token", mla_kv, mha_kv)), std::string::npos);
   EXPECT_NE(md.find("one seed, so its spread is unknown"), std::string::npos);
+
+  // The same command again continues the experiment: every run is read back from its
+  // checkpoint (nothing trained), measured again alike, and the recorded time counts the
+  // training the first invocation did.
+  const auto t0 = std::chrono::steady_clock::now();
+  const json again = apps::run_deepseek_experiment(o);
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  for (const std::string& name : o.models)
+    EXPECT_EQ(row(again, name)["test_perplexity"], row(res, name)["test_perplexity"]) << name;
+  EXPECT_GT(again["seconds"].get<double>(), wall);
 
   // --replot writes the same page again from results.json alone.
   std::filesystem::remove(dir / "results.md");

@@ -13,8 +13,10 @@ namespace qs::apps {
 // "oneDNN ISA avx512_core_bf16, 2 threads": the machine a measurement ran on.
 std::string machine_summary();
 // What every experiment's results.json records of its own run: "seconds", the wall time
-// since `started`, and "machine" (machine_summary()); `qiusuo report --from` states both.
-void stamp_run(nlohmann::json& results, std::chrono::steady_clock::time_point started);
+// since `started` plus `earlier_seconds` (the training time earlier invocations spent on runs
+// this one continued or read back; null when that is not known), and "machine"
+// (machine_summary()); `qiusuo report --from` states both.
+void stamp_run(nlohmann::json& results, std::chrono::steady_clock::time_point started, double earlier_seconds = 0);
 
 // `qiusuo experiment pe`: one language model per positional encoding (same size, data,
 // seed, steps and tokens seen), trained at one length and evaluated at 0.5x, 1x, 2x and
