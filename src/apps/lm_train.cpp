@@ -6,6 +6,8 @@
 #include <filesystem>
 
 #include "apps/lm_internal.h"
+#include "io/atomic_file.h"
+#include "io/read_file.h"
 #include "util/progress.h"
 #include "qiusuo/apps/lm.h"
 #include "qiusuo/autocast.h"
@@ -68,6 +70,36 @@ void check_options(const TrainLmOptions& o) {
            "train lm: need --lr > 0, 0 <= min_lr_ratio <= 1, --grad-clip >= 0, --weight-decay >= 0");
 }
 
+// The training time up to each saved step, kept beside the checkpoints in DIR/train_seconds.json
+// ({"<step>": seconds}) rather than in them, so that a checkpoint's bytes depend on the training
+// alone (an interrupted and resumed run writes the same files as an uninterrupted one).
+constexpr const char* kSecondsFile = "train_seconds.json";
+
+void record_seconds(const std::string& dir, int64_t step, double seconds) {
+  const std::filesystem::path file = std::filesystem::path(dir) / kSecondsFile;
+  nlohmann::json j = nlohmann::json::object();
+  try {
+    if (std::filesystem::exists(file)) j = nlohmann::json::parse(io::read_file_bounded(file.string(), 1 << 20, "training times"));
+  } catch (const std::exception&) {
+    j = nlohmann::json::object();  // unreadable: started again (the times are a record, not state)
+  }
+  if (!j.is_object()) j = nlohmann::json::object();
+  j[std::to_string(step)] = std::isfinite(seconds) ? nlohmann::json(seconds) : nlohmann::json();
+  io::write_file_atomic(file.string(), j.dump() + "\n");
+}
+
+// The training time recorded for `step` beside the checkpoint `path`; NaN when none was.
+double recorded_seconds(const std::string& path, int64_t step) {
+  const std::filesystem::path file = std::filesystem::path(path).parent_path() / kSecondsFile;
+  try {
+    const nlohmann::json j = nlohmann::json::parse(io::read_file_bounded(file.string(), 1 << 20, "training times"));
+    const nlohmann::json v = j.value(std::to_string(step), nlohmann::json());
+    return v.is_number() ? v.get<double>() : std::nan("");
+  } catch (const std::exception&) {
+    return std::nan("");
+  }
+}
+
 }  // namespace
 
 TrainLmResult train_lm(const TrainLmOptions& options) {
@@ -120,10 +152,9 @@ TrainLmResult train_lm(const TrainLmOptions& options) {
     for (auto& e : resumed.extra.value("load_history", nlohmann::json::array()))
       r.load_history.push_back({e[0].get<int64_t>(), e[1].get<std::vector<double>>(), e[2].get<std::vector<double>>()});
     if (resumed.extra.contains("expert_load")) load_log.restore(resumed.extra["expert_load"], o.resume);
-    const nlohmann::json secs = resumed.extra.value("train_seconds", nlohmann::json()),
-                         loss = resumed.extra.value("train_loss", nlohmann::json());
-    prior_seconds = secs.is_number() ? secs.get<double>() : (step > 0 ? std::nan("") : 0.0);
+    const nlohmann::json loss = resumed.extra.value("train_loss", nlohmann::json());
     if (loss.is_number()) prior_loss = loss.get<double>();
+    prior_seconds = step == 0 ? 0.0 : recorded_seconds(o.resume, step);
   }
   // Data-parallel under mpirun: --batch is per rank. Every rank draws the global batch of
   // batch × ranks windows from the same generator and trains on its rows of it.
@@ -148,13 +179,12 @@ TrainLmResult train_lm(const TrainLmOptions& options) {
       extra["load_history"] = loads;
     }
     if (!model.moe_layers().empty()) extra["expert_load"] = load_log.state();
-    const double secs = prior_seconds + elapsed;
     const double loss = r.losses.empty() ? prior_loss : double(r.losses.back());
-    if (std::isfinite(secs)) extra["train_seconds"] = secs;
     if (std::isfinite(loss)) extra["train_loss"] = loss;
     io::Checkpoint ck{model.state_dict(), opt.state_dict(), at, default_generator().state(),
                       {{"kind", kLmCheckpointKind}, {"model", model_cfg}, {"train", train_cfg}}, extra};
     r.checkpoint = io::save_checkpoint_and_last(o.out_dir, fmt::format("step-{}.safetensors", at), ck);
+    record_seconds(o.out_dir, at, prior_seconds + elapsed);
   };
   auto validate = [&](int64_t at) {
     if (!model.moe_layers().empty()) r.load_history.push_back(load_log.record(at));

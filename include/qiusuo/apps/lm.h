@@ -64,7 +64,9 @@ struct ExpertLoadPoint {
 struct TrainLmResult {
   int64_t steps = 0;
   double seconds = 0, tokens_per_s = 0;  // of this run (0 when it resumed a finished job)
-  double total_seconds = 0;  // training wall time over every run of the job (NaN if an earlier run did not record it)
+  // Training wall time over every run of the job (NaN where an earlier run's is not known: each
+  // save records it in out_dir/train_seconds.json, beside the checkpoints, not in them).
+  double total_seconds = 0;
   double final_train_loss = 0;  // the last step's (NaN when it was not recorded: a finished job of an older version)
   EvalLmResult validation;
   std::vector<float> losses;                // every step's training loss (this run only)
