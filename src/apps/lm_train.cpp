@@ -137,7 +137,8 @@ TrainLmResult train_lm(const TrainLmOptions& options) {
   TrainLmResult r;
   ExpertLoadLog load_log(model);
   int64_t step = 0;
-  // Training time and the last loss of the runs before a resume (recorded in the checkpoint).
+  // Training time and the last loss of the runs before a resume (train_seconds.json beside
+  // the checkpoint, and the checkpoint).
   double prior_seconds = 0, prior_loss = std::nan("");
   if (!o.resume.empty()) {
     check_resume(resumed, train_cfg, model_cfg, o.resume);
