@@ -8,6 +8,7 @@
 
 #include <fmt/ranges.h>
 
+#include "apps/experiment_util.h"
 #include "io/atomic_file.h"
 #include "io/read_file.h"
 #include "qiusuo/apps/experiments.h"
@@ -78,9 +79,6 @@ int64_t active_parameters(nn::TransformerLM& model) {
   return n;
 }
 
-std::string fmt_num(const nlohmann::json& v, const char* f = "{:.3f}") {
-  return v.is_number() ? fmt::format(fmt::runtime(f), v.get<double>()) : std::string("—");
-}
 
 const nlohmann::json* row_named(const nlohmann::json& res, const std::string& name) {
   for (const auto& r : res["rows"])
@@ -321,7 +319,7 @@ nlohmann::json run_deepseek_experiment(const DeepseekExperimentOptions& o) {
                            {"parameters", params}, {"active_parameters", active}, {"kv_bytes_per_token", kv},
                            {"tokens_per_s", mean_of(tps)}, {"final_val_loss", mean_of(val_loss)},
                            {"test_perplexity", mean_of(ppl)}, {"test_perplexity_sd", sd_of(ppl)},
-                           {"final_load_max_over_mean", end_load.empty() ? nlohmann::json() : nlohmann::json(mean_of(end_load))},
+                           {"final_load_max_over_mean", end_load.empty() ? nlohmann::json() : finite_or_null(mean_of(end_load))},
                            {"val_curve", val_curve}, {"load_curve", lc}, {"runs", runs}});
   }
   if (res.find("moe") == res.end()) {  // no MoE model run: state the configuration the MoE models would have

@@ -8,6 +8,7 @@
 
 #include <fmt/ranges.h>
 
+#include "apps/experiment_util.h"
 #include "io/atomic_file.h"
 #include "qiusuo/apps/experiments.h"
 #include "qiusuo/apps/lm.h"
@@ -45,19 +46,9 @@ double perplexity_at(LoadedLm& lm, const text::TokenStream& test, int64_t len, i
   return evaluate_lm(*lm.model, test, len, batch, tokens / len).perplexity;
 }
 
-std::string fmt_ppl(const nlohmann::json& v) {
-  return v.is_number() ? fmt::format("{:.3f}", v.get<double>()) : std::string("—");
-}
 
 using util::mean_of;
 using util::sd_of;
-
-// A number, or null where it is not one (a value an older run did not record).
-nlohmann::json finite_or_null(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(); }
-
-std::string fmt_num(const nlohmann::json& v, const char* f) {
-  return v.is_number() ? fmt::format(fmt::runtime(f), v.get<double>()) : std::string("—");
-}
 
 // How much the validation loss still fell over the last fifth of training, relative to its
 // value there: (loss at 80% - final loss) / loss at 80%. NaN without two points.
@@ -79,8 +70,8 @@ std::string headline(const nlohmann::json& res) {
   std::string s = fmt::format(
       "At {} tokens RoPE's perplexity is **{:.1f}% {}** than sinusoidal's ({} against {}; mean of {} seed{}, the "
       "reduction's sd {:.1f} points); the handbook says 17.3% lower.",
-      res["train_len"].get<int64_t>(), std::fabs(100 * red), red >= 0 ? "lower" : "higher", fmt_ppl(c["rope"]),
-      fmt_ppl(c["sinusoidal"]), res["seeds"].get<int64_t>(), res["seeds"].get<int64_t>() == 1 ? "" : "s",
+      res["train_len"].get<int64_t>(), std::fabs(100 * red), red >= 0 ? "lower" : "higher", fmt_num(c["rope"]),
+      fmt_num(c["sinusoidal"]), res["seeds"].get<int64_t>(), res["seeds"].get<int64_t>() == 1 ? "" : "s",
       100 * c["rope_reduction_sd"].get<double>());
   if (!res["converged"].get<bool>())
     s += fmt::format(
@@ -92,7 +83,7 @@ std::string headline(const nlohmann::json& res) {
     s += " Every run's validation loss had flattened (it fell by less than 1% over the last fifth of training).";
   if (c["none"].is_number() && c["sinusoidal"].get<double>() > c["none"].get<double>())
     s += fmt::format(" The sinusoidal model is worse than the one without any position encoding ({} against {}).",
-                     fmt_ppl(c["sinusoidal"]), fmt_ppl(c["none"]));
+                     fmt_num(c["sinusoidal"]), fmt_num(c["none"]));
   return s;
 }
 
@@ -120,7 +111,7 @@ void write_report(const nlohmann::json& res, const std::vector<int64_t>& lens, c
     for (int64_t l : lens) {
       const std::string k = std::to_string(l);
       const nlohmann::json p = row["perplexity"].value(k, nlohmann::json()), sd = row["perplexity_sd"].value(k, nlohmann::json());
-      md += " " + fmt_ppl(p) + (p.is_number() && sd.is_number() && res["seeds"].get<int64_t>() > 1
+      md += " " + fmt_num(p) + (p.is_number() && sd.is_number() && res["seeds"].get<int64_t>() > 1
                                     ? fmt::format(" ± {:.3f}", sd.get<double>())
                                     : std::string()) + " |";
     }
@@ -133,7 +124,7 @@ void write_report(const nlohmann::json& res, const std::vector<int64_t>& lens, c
   md += "\n## The handbook's claim\n\n";
   md += fmt::format("The handbook: RoPE has **17.3%** lower perplexity than sinusoidal at 1024 tokens. Measured here "
                     "at {} tokens: sinusoidal {}, RoPE {}: RoPE is **{}**.\n",
-                    lens[1], fmt_ppl(c["sinusoidal"]), fmt_ppl(c["rope"]),
+                    lens[1], fmt_num(c["sinusoidal"]), fmt_num(c["rope"]),
                     c["rope_reduction"].is_number()
                         ? fmt::format("{:.1f}% {}", std::fabs(100 * c["rope_reduction"].get<double>()),
                                       c["rope_reduction"].get<double>() >= 0 ? "lower" : "higher")
@@ -271,10 +262,10 @@ nlohmann::json run_pe_experiment(const PeExperimentOptions& o) {
       nlohmann::json hist = nlohmann::json::array();
       for (const auto& [step, loss] : tr.val_history) hist.push_back({step, loss}), curve[step].push_back(loss);
       nlohmann::json pj = nlohmann::json::object();
-      for (int64_t l : lens) pj[std::to_string(l)] = std::isfinite(p[l]) ? nlohmann::json(p[l]) : nlohmann::json();
+      for (int64_t l : lens) pj[std::to_string(l)] = finite_or_null(p[l]);
       runs.push_back({{"seed", t.seed}, {"train_seconds", finite_or_null(tr.total_seconds)},
                       {"final_train_loss", finite_or_null(tr.final_train_loss)},
-                      {"late_drop", std::isfinite(drop) ? nlohmann::json(drop) : nlohmann::json()},
+                      {"late_drop", finite_or_null(drop)},
                       {"val_history", hist}, {"perplexity", pj}});
     }
     nlohmann::json val_curve = nlohmann::json::array();
@@ -282,7 +273,7 @@ nlohmann::json run_pe_experiment(const PeExperimentOptions& o) {
     const double drop = mean_of(drops);
     if (!(drop < 0.01)) still_falling.push_back(e);
     add_row(e, {{"train_seconds", finite_or_null(mean_of(secs))}, {"final_train_loss", finite_or_null(mean_of(final_loss))},
-                {"late_drop", std::isfinite(drop) ? nlohmann::json(drop) : nlohmann::json()}, {"val_curve", val_curve},
+                {"late_drop", finite_or_null(drop)}, {"val_curve", val_curve},
                 {"runs", runs}});
     if (e == "rope")
       for (const char* scaled : {"rope+ntk", "rope+yarn"}) add_row(scaled, nlohmann::json::object());
