@@ -90,7 +90,7 @@ double det3(const Affine& a) {
 // The header's fields that libnifti trusts, checked before it parses them: libnifti2 3.0.1
 // overflows its stack on a NIfTI-2 header whose dim[0] is huge (found by fuzz_nifti), so a
 // header reaches it only with a sane size, dim[0] in 1..7, dims >= 1, a known datatype and a
-// data offset at or after the header. Returns the version (1 or 2).
+// data offset that the file can hold. Returns the version (1 or 2).
 int check_header(const std::string& path) {
   const std::vector<uint8_t> h = read_bytes(path, 0, 540);
   auto get = [&](size_t off, size_t n, bool swap) {
@@ -116,14 +116,34 @@ int check_header(const std::string& path) {
   int nbyper = 0, swapsize = 0;
   nifti_datatype_sizes(dt, &nbyper, &swapsize);
   if (nbyper <= 0) throw IOError(fmt::format("{}: unknown datatype {}", path, dt));
+  double offset = 0;
   if (v2) {
     const int64_t off = int64_t(get(168, 8, swap));
     if (off < 0) throw IOError(fmt::format("{}: negative data offset {}", path, off));
+    offset = double(off);
   } else {
     uint32_t bits = uint32_t(get(108, 4, swap));
     float off = 0;
     std::memcpy(&off, &bits, 4);
     if (!std::isfinite(off) || off < 0) throw IOError(fmt::format("{}: data offset {} is not a byte position", path, off));
+    offset = off;
+  }
+  // In a one-file NIfTI ("n+1" / "n+2") libnifti reads the extensions between the header and
+  // the data offset, and allocates each extension's declared size (up to 2 GB) before reading
+  // it; the only bound it applies is the data offset. So the offset must lie within the file
+  // (within what deflate can expand the file to, for .gz) before libnifti sees it
+  // (fuzz_nifti's second finding: a 1.2 GB allocation for a file of a few hundred bytes).
+  const bool one_file = get(v2 ? 5 : 345, 1, false) == '+';
+  if (one_file) {
+    std::error_code ec;
+    const double file_bytes = double(std::filesystem::file_size(path, ec));
+    if (ec) throw IOError(fmt::format("{}: cannot read its size: {}", path, ec.message()));
+    if (!ends_with(path, ".gz") && offset > file_bytes)
+      throw IOError(fmt::format("{}: the data offset {:.0f} is past the end of the file ({:.0f} bytes)", path, offset,
+                                file_bytes));
+    if (ends_with(path, ".gz") && offset > 1032.0 * file_bytes + 1024)
+      throw IOError(fmt::format("{}: the data offset {:.0f} is past what a {:.0f}-byte gzip file can hold", path,
+                                offset, file_bytes));
   }
   return v2 ? 2 : 1;
 }

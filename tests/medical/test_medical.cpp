@@ -170,6 +170,28 @@ TEST(Nifti, BadFilesAreClearErrorsWithoutHugeAllocations) {
   patch<int64_t>(dim0, 16, int64_t(0x0092000000000003));
   e = error_of([&] { read_nifti(dim0); });
   EXPECT_NE(e.find("declares 41095346599755779 dimensions"), std::string::npos) << e;
+  // fuzz_nifti's second finding: libnifti allocates each extension's declared size, bounded
+  // only by the data offset, so a data offset past the end of the file (here with a 1.2 GB
+  // extension declared in a 400-byte file) is refused before libnifti reads the extensions.
+  for (const int version : {1, 2}) {
+    const std::string ext = dir + "/ext" + std::to_string(version) + ".nii";
+    write_nifti(ext, sample_volume(1, 1, 1), {.version = version});
+    std::string b = qs::testing::read_bytes(ext);
+    b.resize(version == 1 ? 400 : 600, '\0');
+    qs::testing::write_bytes(ext, b);
+    const int64_t hs = version == 1 ? 348 : 540;
+    if (version == 1)
+      patch<float>(ext, 108, 1.5e9f);
+    else
+      patch<int64_t>(ext, 168, 1500000000);
+    patch<uint8_t>(ext, hs, 1);                  // extender: extensions follow
+    patch<int32_t>(ext, hs + 4, 1200000000);     // esize
+    patch<int32_t>(ext, hs + 8, 4);              // ecode (AFNI)
+    e = error_of([&] { read_nifti(ext); });
+    EXPECT_NE(e.find(fmt::format("the data offset 1500000000 is past the end of the file ({} bytes)", b.size())),
+              std::string::npos)
+        << e;
+  }
   e = error_of([&] { read_nifti(dir + "/none.nii"); });
   EXPECT_NE(e.find("no such file"), std::string::npos) << e;
   EXPECT_NE(error_of([&] { write_nifti(dir + "/x.img", sample_volume()); }).find(".nii or .nii.gz"), std::string::npos);
