@@ -2,7 +2,9 @@
 
 #include <zlib.h>
 
+#include <algorithm>
 #include <cstring>
+#include <filesystem>
 #include <memory>
 #include <vector>
 
@@ -19,7 +21,11 @@ struct GzFile {
   explicit GzFile(const std::string& p) : path(p) {
     f = gzopen(p.c_str(), "rb");  // transparently reads uncompressed files too
     if (!f) fail(p, fmt::format("cannot open: {}", std::strerror(errno)));
-    gzbuffer(f, 1 << 18);  // fewer, larger reads than the 8 KiB default
+    // Fewer, larger reads than zlib's 8 KiB default, but no larger than the file: zlib
+    // allocates three times this size per open (input, and twice it for output).
+    std::error_code ec;
+    const uintmax_t size = std::filesystem::file_size(p, ec);
+    gzbuffer(f, unsigned(ec ? 8192 : std::clamp<uintmax_t>(size, 8192, 1 << 18)));
   }
   ~GzFile() {
     if (f) gzclose(f);
@@ -105,12 +111,13 @@ Tensor read_idx(const std::string& path) {
       fail(path, fmt::format("dims {}: the data would exceed the {} byte limit", shape_str(shape), kIdxMaxBytes));
     bytes *= s;  // <= nonzero_bytes: cannot overflow
   }
-  // Read what the stream really holds, chunk by chunk, so a lying header cannot make us
-  // allocate more than the data that exists.
+  // Read what the stream really holds, in chunks that double from 64 KiB to 4 MiB, so a
+  // lying header cannot make us allocate (or zero) much more than the data that exists.
   std::vector<uint8_t> buf;
-  constexpr size_t kChunk = size_t(1) << 22;
+  constexpr size_t kFirstChunk = size_t(1) << 16, kChunk = size_t(1) << 22;
   while (buf.size() < bytes) {
-    size_t want = size_t(std::min<uint64_t>(kChunk, bytes - buf.size()));
+    const size_t chunk = std::clamp(buf.size(), kFirstChunk, kChunk);
+    size_t want = size_t(std::min<uint64_t>(chunk, bytes - buf.size()));
     size_t old = buf.size();
     buf.resize(old + want);
     size_t r = f.read(buf.data() + old, want);
