@@ -24,6 +24,8 @@ int cmd_serve(Args a) {
   o.body_limit = size_t(a.integer("body-limit", int64_t(o.body_limit)));
   o.http.request_timeout_s = a.number("request-timeout", o.http.request_timeout_s);
   o.http.workers_per_client = int(a.integer("client-workers", o.http.workers_per_client, 1, o.http.workers));
+  o.http.connections_per_client =
+      int(a.integer("client-connections", o.http.connections_per_client, 1, o.http.connections_max));
   if (int t = a.threads(); t > 0) set_num_threads(t);
   a.finish();
   // SIGINT/SIGTERM are blocked in every thread (the server's pool and OpenMP's inherit

@@ -228,7 +228,7 @@ const std::vector<Command>& commands() {
       {"serve", "the attention viewer: a local web page over a language-model or translation checkpoint",
        "usage: qiusuo serve --model CKPT [--host 127.0.0.1] [--port 8080] [--analysis FILE] [--assets DIR]\n"
        "                    [--max-tokens 1024] [--body-limit 262144] [--request-timeout 10] [--client-workers 4]\n"
-       "                    [--threads N]\n\n"
+       "                    [--client-connections 128] [--threads N]\n\n"
        "Serves the viewer page (type a text; head view, model view, matrix heatmap) and its JSON API\n"
        "(GET /api/model, POST /api/attention; see docs/viewer-api.md) on http://HOST:PORT/ until Ctrl-C.\n"
        "  --port 0          any free port (printed)\n"
@@ -237,7 +237,9 @@ const std::vector<Command>& commands() {
        "  --assets DIR      the page's folder (default: web/viewer of the source tree)\n"
        "  --max-tokens N    tokens per request (1024; also capped by the model's position encoding)\n"
        "  --request-timeout S  a request's head and body must arrive within S seconds of its first byte (408)\n"
-       "  --client-workers N   of the 8 worker threads, how many one client address may hold at once\n",
+       "  --client-workers N   of the 8 worker threads, how many one client address may hold at once\n"
+       "  --client-connections N  open connections one client address may hold (128 of 512); clients behind\n"
+       "                    one NAT or proxy share an address: raise both for such a deployment\n",
        cmd_serve},
       {"ct", "CT data: a synthetic chest CT set (DICOM + LIDC XML + NIfTI), or a description of one",
        "usage: qiusuo ct synth --out DIR [--cases 8] [--seed 0] [--slices 48] [--matrix 128] [--pixel-mm 1.2]\n"
