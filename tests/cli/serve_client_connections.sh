@@ -37,8 +37,12 @@ third=$(status)
 echo "third connection: $third"
 [[ $third == "HTTP/1.1 503"* ]] || { echo "FAIL: expected 503 beyond --client-connections 2"; exit 1; }
 exec 3>&-
-sleep 0.5
-again=$(status)
+# The server frees the slot when its gate sees the close: allow it a few seconds on a busy machine.
+for _ in $(seq 10); do
+  sleep 0.5
+  again=$(status)
+  [[ $again == "HTTP/1.1 200"* ]] && break
+done
 echo "after one closed: $again"
 [[ $again == "HTTP/1.1 200"* ]] || { echo "FAIL: expected 200 once a connection closed"; exit 1; }
 echo "client connections capped at 2"
