@@ -79,7 +79,6 @@ int64_t active_parameters(nn::TransformerLM& model) {
   return n;
 }
 
-
 const nlohmann::json* row_named(const nlohmann::json& res, const std::string& name) {
   for (const auto& r : res["rows"])
     if (r["name"] == name) return &r;

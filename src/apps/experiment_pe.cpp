@@ -46,7 +46,6 @@ double perplexity_at(LoadedLm& lm, const text::TokenStream& test, int64_t len, i
   return evaluate_lm(*lm.model, test, len, batch, tokens / len).perplexity;
 }
 
-
 using util::mean_of;
 using util::sd_of;
 

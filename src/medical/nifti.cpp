@@ -138,10 +138,11 @@ int check_header(const std::string& path) {
     std::error_code ec;
     const double file_bytes = double(std::filesystem::file_size(path, ec));
     if (ec) throw IOError(fmt::format("{}: cannot read its size: {}", path, ec.message()));
-    if (!ends_with(path, ".gz") && offset > file_bytes)
+    const bool gz = ends_with(path, ".gz");
+    if (!gz && offset > file_bytes)
       throw IOError(fmt::format("{}: the data offset {:.0f} is past the end of the file ({:.0f} bytes)", path, offset,
                                 file_bytes));
-    if (ends_with(path, ".gz") && offset > 1032.0 * file_bytes + 1024)
+    if (gz && offset > 1032.0 * file_bytes + 1024)
       throw IOError(fmt::format("{}: the data offset {:.0f} is past what a {:.0f}-byte gzip file can hold", path,
                                 offset, file_bytes));
   }
