@@ -1,5 +1,5 @@
-// libFuzzer: viz::decode_image (stb_image's PNG, JPEG and BMP decoders behind the header
-// check) on arbitrary bytes.
+// libFuzzer: viz::decode_image (the header check, then libpng, libjpeg-turbo or stb_image's
+// BMP decoder) on arbitrary bytes.
 #include "fuzz_common.h"
 #include "qiusuo/viz/image.h"
 

@@ -318,4 +318,9 @@ TEST(Images, MalformedCatalogue) {
     viz::read_image(std::string(QS_SOURCE_DIR) + "/tests/malformed/bmp_70_bytes_claim_179m_pixels.bmp");
   });
   EXPECT_NE(b.find("at most 67108864 pixels"), std::string::npos) << b;
+  // 32 bytes: a BITMAPINFOHEADER (40 bytes) cut short after its height, 11325 x 188 pixels.
+  const std::string c = error_of([] {
+    viz::read_image(std::string(QS_SOURCE_DIR) + "/tests/malformed/bmp_header_cut_short_32_bytes.bmp");
+  });
+  EXPECT_NE(c.find("the BMP's header is cut short (32 bytes in the file)"), std::string::npos) << c;
 }
