@@ -60,6 +60,8 @@ std::vector<AttnCase> attention_cases(DType dt) {
     cs.push_back({"blocked t5 bidirectional n=33 dv 32", 1, 2, 2, 33, 33, 5, 32, false, false, false, AttnRel::t5,
                   true, false, false, 6});
     cs.push_back({"blocked shaw causal n=17 dv 16", 1, 2, 1, 17, 17, 3, 16, true, false, false, AttnRel::shaw});
+    // dv 48: the AVX-512 build's 32-column strips with a last strip of 16; n = 45 rows, 12 a block
+    cs.push_back({"blocked mqa causal kv offset n=45 m=50 dk 40 dv 48", 1, 3, 1, 45, 50, 40, 48, true});
     // f16 keys and values: the decoding path reads them as f16 (F16C), other paths widen them
     cs.push_back({"f16 kv decode n=1 m=300 gqa 8/2 causal", 1, 8, 2, 1, 300, 16, 16, true, false, false,
                   AttnRel::none, false, false, false, 3, true});

@@ -1,5 +1,6 @@
 // The speed paths of the LM training step, checked beyond the generic harness:
-// f32 erf/exp (gelu, softmax, attention) against libm over dense ranges and at their edges, and expanded
+// f32 erf/exp (gelu, softmax, attention) against libm over dense ranges and at their edges,
+// the attention forward's AVX-512 build taken by ISA, and expanded
 // (stride-0) operands reaching matmul/linear taking the oneDNN kernel, forward and
 // backward, with the reference's values.
 #include <gtest/gtest.h>
@@ -92,6 +93,42 @@ int64_t count(const ops::KernelLog& log, ops::OpKind op, const std::string& kern
   int64_t n = 0;
   for (auto& e : log.entries()) n += e.op == op && (e.kernel == kernel) == match;
   return n;
+}
+
+// The register-blocked f32 attention forward has an AVX-512 build, its own kernel
+// (cpu-avx512), taken exactly where oneDNN runs AVX-512 (CI's ONEDNN_MAX_CPU_ISA=AVX2 pass
+// takes the AVX2 build, "cpu"); both builds agree with the f64 reference.
+TEST(AttentionFastPaths, TheAvx512BuildRunsWhereOneDnnHasAvx512) {
+  Generator g(11);
+  Tensor q = randn({1, 4, 75, 32}, DType::f32, &g), k = randn({1, 2, 80, 32}, DType::f32, &g);
+  Tensor v = randn({1, 2, 80, 48}, DType::f32, &g);
+  const Attrs a = Attrs()
+                      .set("scale", 1.0 / std::sqrt(32.0))
+                      .set("causal", true)
+                      .set("relative", std::string("none"))
+                      .set("num_buckets", int64_t(32))
+                      .set("max_distance", int64_t(128))
+                      .set("bidirectional", false)
+                      .set("return_bucket_weights", false);
+  const std::vector<Tensor> in = {q, k, v, Tensor(), Tensor(), Tensor()};
+  Tensor out;
+  {
+    ops::KernelLog log;
+    out = ops::dispatch(ops::OpKind::attention, in, a)[0];
+    EXPECT_EQ(count(log, ops::OpKind::attention, "cpu-avx512", true), backend::avx512() ? 1 : 0);
+    EXPECT_EQ(count(log, ops::OpKind::attention, "cpu", true), backend::avx512() ? 0 : 1);
+  }
+  std::vector<Tensor> in64;
+  for (const Tensor& t : in) in64.push_back(t.defined() ? t.to(DType::f64) : t);
+  const Tensor want = ops::dispatch(ops::OpKind::attention, in64, a)[0];
+  EXPECT_LT(amax(abs(out.to(DType::f64) - want)).item(), 1e-5);
+  for (const char* kernel : {"cpu", "cpu-avx512"}) {
+    if (std::string(kernel) == "cpu-avx512" && !backend::avx512()) continue;
+    ops::OpCall call{ops::OpKind::attention, in, a, {}};
+    for (auto& s : ops::run_meta(call)) call.out.push_back(ops::empty_output(s));
+    ops::run_kernel(call, kernel);
+    EXPECT_LT(amax(abs(call.out[0].to(DType::f64) - want)).item(), 1e-5) << kernel;
+  }
 }
 
 TEST(ExpandedOperands, MatmulTakesOneDnnAndMatchesTheReference) {

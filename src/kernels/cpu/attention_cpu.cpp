@@ -10,6 +10,7 @@
 
 #include <algorithm>
 
+#include "backend/dnnl_util.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/simd_avx2.h"
 
@@ -65,39 +66,6 @@ T attn_score_row(const AttnPlan<T>& p, int64_t b, int64_t h, int64_t i, const T*
   alignas(64) T acc[kAttnBc];
   attn_dot_tile(q, kt, p.c.dk, acc);
   return attn_mask_row(p, b, h, i, j0, jn, acc, s);
-}
-
-template <class T>
-T attn_mask_row(const AttnPlan<T>& p, int64_t b, int64_t h, int64_t i, int64_t j0, int64_t jn, T* acc, T* s) {
-  const AttnConfig& c = p.c;
-  const int64_t pos = i + c.offset();
-  if (!p.dist.empty()) {
-    const T* d = p.dist.data() + h * (c.n + c.m - 1) + (j0 - pos + c.m - 1);
-#pragma omp simd
-    for (int64_t jj = 0; jj < jn; ++jj) acc[jj] += d[jj];
-  }
-  if (p.shaw) {
-    const T* rb = p.shaw + b * p.ss[0] + h * p.ss[1] + i * p.ss[2];
-    const int64_t K = c.max_distance;
-    for (int64_t jj = 0; jj < jn; ++jj) acc[jj] += rb[(std::clamp(j0 + jj - pos, -K, K) + K) * p.ss[3]];
-  }
-  if (!p.pad.empty()) {
-    const T* pd = p.pad.data() + b * c.m + j0;
-#pragma omp simd
-    for (int64_t jj = 0; jj < jn; ++jj) acc[jj] += pd[jj];
-  }
-  const int64_t lim = c.causal ? std::min(jn, pos - j0 + 1) : jn;
-#pragma omp simd
-  for (int64_t jj = 0; jj < kAttnBc; ++jj) s[jj] = jj < lim ? acc[jj] : T(-INFINITY);
-  constexpr int64_t L = kAttnLanes<T>;
-  AttnVec<T> vm = attn_load(s);
-  for (int64_t v = 1; v < kAttnBc / L; ++v) {
-    AttnVec<T> x = attn_load(s + v * L);
-    vm = vm > x ? vm : x;
-  }
-  T mx = vm[0];
-  for (int64_t l = 1; l < L; ++l) mx = vm[l] > mx ? vm[l] : mx;
-  return mx;
 }
 
 namespace {
@@ -216,8 +184,6 @@ Tensor last_dim_contiguous(const Tensor& t) {
 // the scores of every visible key in one pass, with the same masks and biases
 // (attn_mask_row), then one softmax and one weighted sum of V rows. The tiled kernels
 // transpose key tiles and block query rows, which at n = 1 costs more than the product.
-constexpr int64_t kDecodeRows = 4;
-
 template <class T> struct DecodeScratch {
   std::vector<T> s, q, acc;
   explicit DecodeScratch(const AttnConfig& c)
@@ -352,7 +318,7 @@ template <class T> void attention_forward_cpu(ops::OpCall& call) {
   const auto& in = call.in;
   Tensor q = last_dim_contiguous(in[0]), k = last_dim_contiguous(in[1]), v = last_dim_contiguous(in[2]);
   const AttnConfig c = attn_config(q, k, &v, call.attrs);
-  const bool decode = c.n <= kDecodeRows && !c.bucket_weights && c.dv > 0;
+  const bool decode = attn_decodes(c);
   if constexpr (std::is_same_v<T, float>)
     if (k.dtype() == DType::f16) {
       if (decode) {
@@ -364,7 +330,7 @@ template <class T> void attention_forward_cpu(ops::OpCall& call) {
   const AttnPlan<T> p = make_attn_plan<T>(c, q, k, v, in[3], in[4], in[5]);
   if (decode) return attention_decode_cpu(p, p.k, p.v, call);
   if constexpr (std::is_same_v<T, float>)
-    if (!attention_fast_f32_declines(c, call)) return attention_forward_fast_f32(p, call);
+    if (!attention_fast_f32_declines(c, call)) return attention_forward_fast_f32(p, call, AttnIsa::avx2);
   const int64_t nqb = (c.n + kAttnBr - 1) / kAttnBr, tasks = c.b * c.hkv * nqb;
 #pragma omp parallel if (tasks > 1)
   {
@@ -425,6 +391,25 @@ const char* attention_supports(const ops::OpCall& call) {
   return nullptr;
 }
 
+// The AVX-512 build of the fast f32 forward: a kernel of its own, so that QS_VERBOSE=dispatch
+// shows the choice and QS_DISABLE=cpu-avx512 runs the AVX2 build on the same machine.
+const char* attention_avx512_supports(const ops::OpCall& call) {
+  if (!backend::avx512()) return "no AVX-512 (or oneDNN capped below it)";
+  for (size_t i = 0; i < 3; ++i)
+    if (!call.in[i].defined() || call.in[i].dtype() != DType::f32) return "f32 q, k and v only";
+  if (const char* why = attention_supports(call)) return why;
+  const AttnConfig c = attn_config(call.in[0], call.in[1], &call.in[2], call.attrs);
+  if (attn_decodes(c)) return "a few query rows (the decoding kernel's)";
+  return attention_fast_f32_declines(c, call);
+}
+
+void attention_forward_avx512(ops::OpCall& call) {
+  const auto& in = call.in;
+  const Tensor q = last_dim_contiguous(in[0]), k = last_dim_contiguous(in[1]), v = last_dim_contiguous(in[2]);
+  const AttnPlan<float> p = make_attn_plan<float>(attn_config(q, k, &v, call.attrs), q, k, v, in[3], in[4], in[5]);
+  attention_forward_fast_f32(p, call, AttnIsa::avx512);
+}
+
 template <void (*F32)(ops::OpCall&), void (*F64)(ops::OpCall&)> void by_dtype(ops::OpCall& call) {
   (call.out[0].dtype() == DType::f32 ? F32 : F64)(call);
 }
@@ -435,6 +420,7 @@ void attention_backward_cpu_f32(ops::OpCall& call);
 void attention_backward_cpu_f64(ops::OpCall& call);
 
 void register_attention_cpu(ops::KernelTable& t) {
+  ops::add_kernel(t, ops::OpKind::attention, {"cpu-avx512", attention_avx512_supports, attention_forward_avx512});
   ops::add_kernel(t, ops::OpKind::attention,
                   {"cpu", attention_supports, by_dtype<attention_forward_cpu<float>, attention_forward_cpu<double>>});
   ops::add_kernel(t, ops::OpKind::attention_weights,
@@ -453,10 +439,6 @@ template void attn_load_kt<float>(const AttnPlan<float>&, int64_t, int64_t, int6
 template void attn_load_kt<double>(const AttnPlan<double>&, int64_t, int64_t, int64_t, int64_t, double*);
 template float attn_score_row<float>(const AttnPlan<float>&, int64_t, int64_t, int64_t, const float*, const float*,
                                      int64_t, int64_t, float*);
-template float attn_mask_row<float>(const AttnPlan<float>&, int64_t, int64_t, int64_t, int64_t, int64_t, float*,
-                                    float*);
-template double attn_mask_row<double>(const AttnPlan<double>&, int64_t, int64_t, int64_t, int64_t, int64_t, double*,
-                                      double*);
 template double attn_score_row<double>(const AttnPlan<double>&, int64_t, int64_t, int64_t, const double*,
                                        const double*, int64_t, int64_t, double*);
 

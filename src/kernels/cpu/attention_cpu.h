@@ -8,6 +8,7 @@
 // tables of n + m - 1 relative positions and (backward, when the keys are split over
 // threads) one partial dq per split: O(n + m) per head, never O(n m).
 #pragma once
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <vector>
@@ -19,6 +20,11 @@ namespace qs::kernels {
 
 constexpr int64_t kAttnBc = 64;  // keys per tile
 constexpr int64_t kAttnBr = 32;  // query rows per forward task
+
+// A call of at most this many query rows (LM decoding) takes the decoding kernel, which scores
+// every visible key of a row in one pass instead of tiling.
+constexpr int64_t kAttnDecodeRows = 4;
+inline bool attn_decodes(const AttnConfig& c) { return c.n <= kAttnDecodeRows && !c.bucket_weights && c.dv > 0; }
 
 // Bytes of scratch one call allocates (all threads together), for the memory test.
 size_t attention_cpu_scratch_bytes(const AttnConfig& c, size_t elem, bool backward, int threads);
@@ -121,12 +127,46 @@ T attn_score_row(const AttnPlan<T>& p, int64_t b, int64_t h, int64_t i, const T*
 
 // The biases and masks of attn_score_row applied to raw dot products acc (clobbered; s may
 // alias acc): s[jj] = acc[jj] + biases, -inf where masked or jj >= jn. Returns the maximum.
+// Inline, so that a kernel compiled for a wider vector (target attributes) vectorises it so.
 template <class T>
-T attn_mask_row(const AttnPlan<T>& p, int64_t b, int64_t h, int64_t i, int64_t j0, int64_t jn, T* acc, T* s);
+inline T attn_mask_row(const AttnPlan<T>& p, int64_t b, int64_t h, int64_t i, int64_t j0, int64_t jn, T* acc, T* s) {
+  const AttnConfig& c = p.c;
+  const int64_t pos = i + c.offset();
+  if (!p.dist.empty()) {
+    const T* d = p.dist.data() + h * (c.n + c.m - 1) + (j0 - pos + c.m - 1);
+#pragma omp simd
+    for (int64_t jj = 0; jj < jn; ++jj) acc[jj] += d[jj];
+  }
+  if (p.shaw) {
+    const T* rb = p.shaw + b * p.ss[0] + h * p.ss[1] + i * p.ss[2];
+    const int64_t K = c.max_distance;
+    for (int64_t jj = 0; jj < jn; ++jj) acc[jj] += rb[(std::clamp(j0 + jj - pos, -K, K) + K) * p.ss[3]];
+  }
+  if (!p.pad.empty()) {
+    const T* pd = p.pad.data() + b * c.m + j0;
+#pragma omp simd
+    for (int64_t jj = 0; jj < jn; ++jj) acc[jj] += pd[jj];
+  }
+  const int64_t lim = c.causal ? std::min(jn, pos - j0 + 1) : jn;
+#pragma omp simd
+  for (int64_t jj = 0; jj < kAttnBc; ++jj) s[jj] = jj < lim ? acc[jj] : T(-INFINITY);
+  constexpr int64_t L = kAttnLanes<T>;
+  AttnVec<T> vm = attn_load(s);
+  for (int64_t v = 1; v < kAttnBc / L; ++v) {
+    AttnVec<T> x = attn_load(s + v * L);
+    vm = vm > x ? vm : x;
+  }
+  T mx = vm[0];
+  for (int64_t l = 1; l < L; ++l) mx = vm[l] > mx ? vm[l] : mx;
+  return mx;
+}
 
 // The f32 forward with register-blocked tile products (attention_cpu_fast.cpp); the reason
-// it does not apply to a call, or null.
+// it does not apply to a call, or null. Its products and softmax come in two builds: AVX2
+// (ymm, the binary's baseline) and AVX-512 (zmm, through target attributes; run only where
+// backend::avx512(): the `cpu-avx512` kernel of attention).
 const char* attention_fast_f32_declines(const AttnConfig& c, const ops::OpCall& call);
-void attention_forward_fast_f32(const AttnPlan<float>& p, ops::OpCall& call);
+enum class AttnIsa { avx2, avx512 };
+void attention_forward_fast_f32(const AttnPlan<float>& p, ops::OpCall& call, AttnIsa isa);
 
 }  // namespace qs::kernels

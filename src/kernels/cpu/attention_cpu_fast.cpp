@@ -1,10 +1,16 @@
 // Fused attention forward in f32, GEMM-shaped: the same tiled online softmax as
 // attention_cpu.cpp (same tiles, same masks, same exp), but a task's query rows are
-// processed as a block, so both products run as register-blocked AVX2 micro-kernels
+// processed as a block, so both products run as register-blocked micro-kernels
 //   S[Br x Bc] = Q_scaled[Br x dk] K_tile^T      O[Br x dv] = corr * O + P[Br x Bc] V_tile
-// with 6 rows x 16 columns of accumulators (12 ymm registers, 8 loads per 12 FMAs).
 // The per-row kernel computed a row of scores and then a row of P V at a time, each FMA
-// waiting on a load of its own; this one reuses every loaded K or V vector six times.
+// waiting on a load of its own; this one reuses every loaded K or V vector across rows.
+// Two builds of the products and the softmax step, chosen per call (AttnIsa):
+//   AVX2:    6 rows x 16 columns of accumulators (12 ymm registers, 8 loads per 12 FMAs)
+//   AVX-512: 12 rows x 32 columns (24 zmm registers, 14 loads per 24 FMAs), and the
+//            softmax's exp 16 lanes wide; compiled through target attributes, so the binary
+//            stays x86-64-v3 and runs it only where oneDNN's effective ISA is AVX-512.
+// Both sum every product in the same order (t ascending, one accumulator per output) and
+// compute the same exp; they differ only in how a row's sum of P is reduced (8 or 16 lanes).
 // Extra memory stays O(Br (Bc + dk + dv)) per thread: no n x n matrix.
 #include <immintrin.h>
 #include <omp.h>
@@ -63,6 +69,67 @@ void gemm_strips(int64_t rows, int64_t cols, int64_t T, const float* A, int64_t 
     }
 }
 
+#define QS_AVX512 __attribute__((target("avx2,fma,avx512f,avx512vl,avx512bw,avx512dq,prefer-vector-width=512")))
+
+constexpr int kMrZ = 12;  // rows of an AVX-512 micro-kernel block
+
+// C[r][0, 32) = (acc ? C[r] : 0) + sum_{t < T} A[r * lda + t] * B[t * ldb + (0, 32)] for r < R.
+template <int R, bool kAcc>
+QS_AVX512 void micro_12x32(int64_t T, const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
+                           int64_t ldc) {
+  __m512 c0[R], c1[R];
+#pragma GCC unroll 12
+  for (int r = 0; r < R; ++r) {
+    c0[r] = kAcc ? _mm512_loadu_ps(C + r * ldc) : _mm512_setzero_ps();
+    c1[r] = kAcc ? _mm512_loadu_ps(C + r * ldc + 16) : _mm512_setzero_ps();
+  }
+  for (int64_t t = 0; t < T; ++t) {
+    const __m512 b0 = _mm512_loadu_ps(B + t * ldb), b1 = _mm512_loadu_ps(B + t * ldb + 16);
+#pragma GCC unroll 12
+    for (int r = 0; r < R; ++r) {
+      const __m512 a = _mm512_set1_ps(A[r * lda + t]);
+      c0[r] = _mm512_fmadd_ps(a, b0, c0[r]);
+      c1[r] = _mm512_fmadd_ps(a, b1, c1[r]);
+    }
+  }
+#pragma GCC unroll 12
+  for (int r = 0; r < R; ++r) {
+    _mm512_storeu_ps(C + r * ldc, c0[r]);
+    _mm512_storeu_ps(C + r * ldc + 16, c1[r]);
+  }
+}
+
+template <bool kAcc>
+QS_AVX512 void micro_rows_x32(int64_t rows, int64_t T, const float* A, int64_t lda, const float* B, int64_t ldb,
+                              float* C, int64_t ldc) {
+  switch (rows) {
+    case 12: return micro_12x32<12, kAcc>(T, A, lda, B, ldb, C, ldc);
+    case 11: return micro_12x32<11, kAcc>(T, A, lda, B, ldb, C, ldc);
+    case 10: return micro_12x32<10, kAcc>(T, A, lda, B, ldb, C, ldc);
+    case 9: return micro_12x32<9, kAcc>(T, A, lda, B, ldb, C, ldc);
+    case 8: return micro_12x32<8, kAcc>(T, A, lda, B, ldb, C, ldc);
+    case 7: return micro_12x32<7, kAcc>(T, A, lda, B, ldb, C, ldc);
+    case 6: return micro_12x32<6, kAcc>(T, A, lda, B, ldb, C, ldc);
+    case 5: return micro_12x32<5, kAcc>(T, A, lda, B, ldb, C, ldc);
+    case 4: return micro_12x32<4, kAcc>(T, A, lda, B, ldb, C, ldc);
+    case 3: return micro_12x32<3, kAcc>(T, A, lda, B, ldb, C, ldc);
+    case 2: return micro_12x32<2, kAcc>(T, A, lda, B, ldb, C, ldc);
+    default: return micro_12x32<1, kAcc>(T, A, lda, B, ldb, C, ldc);
+  }
+}
+
+// gemm_strips with 32-column strips (a last strip of 16 takes the AVX2 micro-kernel).
+template <bool kAcc>
+QS_AVX512 void gemm_strips_zmm(int64_t rows, int64_t cols, int64_t T, const float* A, int64_t lda, const float* B,
+                               int64_t ldb, float* C, int64_t ldc) {
+  int64_t c0 = 0;
+  for (; c0 + 32 <= cols; c0 += 32)
+    for (int64_t r0 = 0; r0 < rows; r0 += kMrZ)
+      micro_rows_x32<kAcc>(std::min<int64_t>(kMrZ, rows - r0), T, A + r0 * lda, lda, B + c0, ldb, C + r0 * ldc + c0,
+                           ldc);
+  if (c0 < cols) gemm_strips<kAcc>(rows, cols - c0, T, A, lda, B + c0, ldb, C + c0, ldc);
+}
+
 // Row stride of the transposed keys: whole tiles, plus 16 floats so that the rows of a tile
 // do not all fall into the same few L1 sets when m is a multiple of 256.
 int64_t padded_keys(const AttnConfig& c) { return (c.m + kAttnBc - 1) / kAttnBc * kAttnBc + 16; }
@@ -92,7 +159,7 @@ struct FastScratch {
 };
 
 // Row r of a block after its raw scores: masks, then the online-softmax step; leaves P in s.
-void softmax_step(const AttnPlan<float>& p, int64_t b, int64_t h, int64_t i, int64_t j0, int64_t jn, float* s,
+__attribute__((always_inline)) inline void softmax_step(const AttnPlan<float>& p, int64_t b, int64_t h, int64_t i, int64_t j0, int64_t jn, float* s,
                   float& mx, float& l, float* o) {
   const float bm = attn_mask_row(p, b, h, i, j0, jn, s, s), mnew = std::max(mx, bm);
   if (mnew == -INFINITY) {  // nothing visible yet: P = 0
@@ -109,6 +176,23 @@ void softmax_step(const AttnPlan<float>& p, int64_t b, int64_t h, int64_t i, int
   l = l * corr + total, mx = mnew;
   if (corr != 1.0f)
     for (int64_t y = 0; y < p.c.dv; ++y) o[y] *= corr;
+}
+
+// softmax_step for rows [0, rows) of a block, query rows i, i + 1, ...: one build per ISA
+// (inlined there, so the AVX-512 one computes its exp 16 lanes wide).
+__attribute__((always_inline)) inline void softmax_rows(const AttnPlan<float>& p, int64_t b, int64_t h, int64_t i,
+                                                        int64_t j0, int64_t jn, int64_t rows, float* s, float* mx,
+                                                        float* l, float* o) {
+  for (int64_t r = 0; r < rows; ++r)
+    softmax_step(p, b, h, i + r, j0, jn, s + r * kAttnBc, mx[r], l[r], o + r * p.c.dv);
+}
+void softmax_rows_avx2(const AttnPlan<float>& p, int64_t b, int64_t h, int64_t i, int64_t j0, int64_t jn,
+                       int64_t rows, float* s, float* mx, float* l, float* o) {
+  softmax_rows(p, b, h, i, j0, jn, rows, s, mx, l, o);
+}
+QS_AVX512 void softmax_rows_avx512(const AttnPlan<float>& p, int64_t b, int64_t h, int64_t i, int64_t j0, int64_t jn,
+                                   int64_t rows, float* s, float* mx, float* l, float* o) {
+  softmax_rows(p, b, h, i, j0, jn, rows, s, mx, l, o);
 }
 
 // out = O / l and lse = mx + log l for the task's rows (out's last dim is contiguous).
@@ -131,6 +215,7 @@ void finish_rows(ops::OpCall& call, const AttnConfig& c, int64_t b, int64_t g, i
 }
 
 // One task: batch b, kv head g, query rows [i0, i0 + nr) of every query head in the group.
+template <AttnIsa I>
 void fast_task(const AttnPlan<float>& p, const float* kt_all, ops::OpCall& call, int64_t b, int64_t g, int64_t i0,
                FastScratch& w) {
   const AttnConfig& c = p.c;
@@ -152,15 +237,35 @@ void fast_task(const AttnPlan<float>& p, const float* kt_all, ops::OpCall& call,
     if (rows == 0) continue;
     for (int64_t hh = 0; hh < G; ++hh) {
       const int64_t h = g * G + hh, base = hh * kAttnBr + r0;
-      float* s = w.s.data() + r0 * kAttnBc;
-      gemm_strips<false>(rows, kAttnBc, dk, &w.q[size_t(base * dk)], dk, kt + j0, mp, s, kAttnBc);
-      for (int64_t r = 0; r < rows; ++r)
-        softmax_step(p, b, h, i0 + r0 + r, j0, jn, s + r * kAttnBc, w.mx[size_t(base + r)], w.l[size_t(base + r)],
-                     &w.o[size_t((base + r) * dv)]);
-      gemm_strips<true>(rows, dv, jn, s, kAttnBc, p.v_row(b, g, j0), p.vs[2], &w.o[size_t(base * dv)], dv);
+      float *s = w.s.data() + r0 * kAttnBc, *q = &w.q[size_t(base * dk)], *o = &w.o[size_t(base * dv)];
+      float *mx = &w.mx[size_t(base)], *l = &w.l[size_t(base)];
+      if constexpr (I == AttnIsa::avx512) {
+        gemm_strips_zmm<false>(rows, kAttnBc, dk, q, dk, kt + j0, mp, s, kAttnBc);
+        softmax_rows_avx512(p, b, h, i0 + r0, j0, jn, rows, s, mx, l, o);
+        gemm_strips_zmm<true>(rows, dv, jn, s, kAttnBc, p.v_row(b, g, j0), p.vs[2], o, dv);
+      } else {
+        gemm_strips<false>(rows, kAttnBc, dk, q, dk, kt + j0, mp, s, kAttnBc);
+        softmax_rows_avx2(p, b, h, i0 + r0, j0, jn, rows, s, mx, l, o);
+        gemm_strips<true>(rows, dv, jn, s, kAttnBc, p.v_row(b, g, j0), p.vs[2], o, dv);
+      }
     }
   }
   finish_rows(call, c, b, g, i0, nr, w);
+}
+
+template <AttnIsa I> void forward_tasks(const AttnPlan<float>& p, ops::OpCall& call) {
+  const AttnConfig& c = p.c;
+  const int64_t nqb = (c.n + kAttnBr - 1) / kAttnBr, tasks = c.b * c.hkv * nqb;
+  const std::vector<float> kt = transpose_keys(p);
+#pragma omp parallel if (tasks > 1)
+  {
+    FastScratch w(c);
+#pragma omp for schedule(dynamic)
+    for (int64_t t = 0; t < tasks; ++t) {  // the longest (last, when causal) query blocks first
+      const int64_t qb = nqb - 1 - t / (c.b * c.hkv), bg = t % (c.b * c.hkv);
+      fast_task<I>(p, kt.data(), call, bg / c.hkv, bg % c.hkv, qb * kAttnBr, w);
+    }
+  }
 }
 
 }  // namespace
@@ -172,19 +277,9 @@ const char* attention_fast_f32_declines(const AttnConfig& c, const ops::OpCall& 
   return nullptr;
 }
 
-void attention_forward_fast_f32(const AttnPlan<float>& p, ops::OpCall& call) {
-  const AttnConfig& c = p.c;
-  const int64_t nqb = (c.n + kAttnBr - 1) / kAttnBr, tasks = c.b * c.hkv * nqb;
-  const std::vector<float> kt = transpose_keys(p);
-#pragma omp parallel if (tasks > 1)
-  {
-    FastScratch w(c);
-#pragma omp for schedule(dynamic)
-    for (int64_t t = 0; t < tasks; ++t) {  // the longest (last, when causal) query blocks first
-      const int64_t qb = nqb - 1 - t / (c.b * c.hkv), bg = t % (c.b * c.hkv);
-      fast_task(p, kt.data(), call, bg / c.hkv, bg % c.hkv, qb * kAttnBr, w);
-    }
-  }
+void attention_forward_fast_f32(const AttnPlan<float>& p, ops::OpCall& call, AttnIsa isa) {
+  if (isa == AttnIsa::avx512) return forward_tasks<AttnIsa::avx512>(p, call);
+  forward_tasks<AttnIsa::avx2>(p, call);
 }
 
 }  // namespace qs::kernels
