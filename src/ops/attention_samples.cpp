@@ -62,6 +62,10 @@ std::vector<AttnCase> attention_cases(DType dt) {
     cs.push_back({"blocked shaw causal n=17 dv 16", 1, 2, 1, 17, 17, 3, 16, true, false, false, AttnRel::shaw});
     // dv 48: the AVX-512 build's 32-column strips with a last strip of 16; n = 45 rows, 12 a block
     cs.push_back({"blocked mqa causal kv offset n=45 m=50 dk 40 dv 48", 1, 3, 1, 45, 50, 40, 48, true});
+    // dk and dv multiples of 16 without relative biases: the register-blocked backward too
+    cs.push_back({"blocked gqa padding alibi kv offset n=67 m=131 dk 16 dv 32", 2, 4, 2, 67, 131, 16, 32, true, true,
+                  true});
+    cs.push_back({"blocked bidirectional mqa n=40 m=70 dk 32 dv 48", 1, 3, 1, 40, 70, 32, 48});
     // f16 keys and values: the decoding path reads them as f16 (F16C), other paths widen them
     cs.push_back({"f16 kv decode n=1 m=300 gqa 8/2 causal", 1, 8, 2, 1, 300, 16, 16, true, false, false,
                   AttnRel::none, false, false, false, 3, true});

@@ -418,6 +418,17 @@ template <void (*F32)(ops::OpCall&), void (*F64)(ops::OpCall&)> void by_dtype(op
 
 void attention_backward_cpu_f32(ops::OpCall& call);
 void attention_backward_cpu_f64(ops::OpCall& call);
+void attention_backward_cpu_avx512(ops::OpCall& call);
+
+namespace {
+// The AVX-512 build of the register-blocked f32 backward (attention_cpu_backward.cpp).
+const char* attention_backward_avx512_supports(const ops::OpCall& call) {
+  if (!backend::avx512()) return "no AVX-512 (or oneDNN capped below it)";
+  if (call.out[0].dtype() != DType::f32) return "f32 only";
+  if (const char* why = attention_supports(call)) return why;
+  return attention_backward_fast_f32_declines(attn_config(call.in[3], call.in[4], &call.in[5], call.attrs));
+}
+}  // namespace
 
 void register_attention_cpu(ops::KernelTable& t) {
   ops::add_kernel(t, ops::OpKind::attention, {"cpu-avx512", attention_avx512_supports, attention_forward_avx512});
@@ -425,6 +436,8 @@ void register_attention_cpu(ops::KernelTable& t) {
                   {"cpu", attention_supports, by_dtype<attention_forward_cpu<float>, attention_forward_cpu<double>>});
   ops::add_kernel(t, ops::OpKind::attention_weights,
                   {"cpu", attention_supports, by_dtype<attention_weights_cpu<float>, attention_weights_cpu<double>>});
+  ops::add_kernel(t, ops::OpKind::attention_backward,
+                  {"cpu-avx512", attention_backward_avx512_supports, attention_backward_cpu_avx512});
   ops::add_kernel(t, ops::OpKind::attention_backward,
                   {"cpu", attention_supports, by_dtype<attention_backward_cpu_f32, attention_backward_cpu_f64>});
 }

@@ -169,4 +169,19 @@ const char* attention_fast_f32_declines(const AttnConfig& c, const ops::OpCall& 
 enum class AttnIsa { avx2, avx512 };
 void attention_forward_fast_f32(const AttnPlan<float>& p, ops::OpCall& call, AttnIsa isa);
 
+// The same micro-kernels for the f32 backward (attention_cpu_backward.cpp), in the build of
+// `isa`: C[rows x cols] (+)= A[rows x T] B[T x cols], row-major with leading dims lda, ldb,
+// ldc; cols a multiple of 16.
+void attn_gemm_f32(AttnIsa isa, bool accumulate, int64_t rows, int64_t cols, int64_t T, const float* A, int64_t lda,
+                   const float* B, int64_t ldb, float* C, int64_t ldc);
+// The backward's elementwise step for query rows i, i + 1, ... (rows of them) of head h
+// against the key tile at j0 (jn keys), row r at s + r kAttnBc and dp + r kAttnBc:
+// s holds raw scores (Q_scaled K^T), masked here, and becomes P = exp(s - lse[r]); dp holds
+// dout V^T and becomes scale P (dp - D[r]).
+void attn_backward_p_ds(AttnIsa isa, const AttnPlan<float>& p, int64_t b, int64_t h, int64_t i, int64_t j0, int64_t jn,
+                        int64_t rows, const float* lse, const float* D, float* s, float* dp);
+// The register-blocked f32 backward's reason not to take a call (relative biases and
+// bucket weights stay on the per-row kernel; dk and dv multiples of 16), or null.
+const char* attention_backward_fast_f32_declines(const AttnConfig& c);
+
 }  // namespace qs::kernels

@@ -7,6 +7,9 @@
 // there are fewer (batch, kv head) pairs than twice the threads, the keys are split into
 // ranges and each range accumulates its own partial dQ (and Shaw drel_bias), summed at
 // the end: O(n) memory per head and split.
+// f32 without relative biases (attention_backward_fast_f32_declines) runs the same tasks
+// GEMM-shaped (fast_backward_task): a block of 32 query rows against a key tile as five
+// register-blocked products (attention_cpu_fast.cpp's micro-kernels, AVX2 or AVX-512).
 #include <omp.h>
 
 #include <algorithm>
@@ -143,6 +146,62 @@ void backward_task(const BwdCall<T>& bc, ops::OpCall& call, int64_t b, int64_t g
   }
 }
 
+// The register-blocked f32 task, per key tile and block of kAttnBr query rows of each head:
+//   S = Q_scaled K^T     dP = dout V^T     P, dS = attn_backward_p_ds(S, dP)  (dS has the scale)
+//   dQ += dS K           dV += P^T dout    dK += dS^T Q
+// with K^T and V^T tiles loaded once per key tile and P^T, dS^T transposed per block.
+struct FastBwdScratch {
+  std::vector<float> kt, vt, q, s, dp, pt, dst, dk, dv;
+  explicit FastBwdScratch(const AttnConfig& c)
+      : kt(size_t(c.dk * kAttnBc)), vt(size_t(c.dv * kAttnBc)), q(size_t(kAttnBr * c.dk)),
+        s(size_t(kAttnBr * kAttnBc)), dp(s.size()), pt(s.size()), dst(s.size()), dk(size_t(kAttnBc * c.dk)),
+        dv(size_t(kAttnBc * c.dv)) {}
+  static size_t floats(const AttnConfig& c) {
+    return size_t((c.dk + c.dv) * kAttnBc * 2 + kAttnBr * c.dk + 4 * kAttnBr * kAttnBc);
+  }
+};
+
+void fast_backward_task(const BwdCall<float>& bc, ops::OpCall& call, AttnIsa isa, int64_t b, int64_t g, int64_t kb0,
+                        int64_t kb1, FastBwdScratch& w, float* dq) {
+  const AttnPlan<float>& p = bc.p;
+  const AttnConfig& c = p.c;
+  const int64_t dk = c.dk, dv = c.dv;
+  float* dk_out = call.out[1].data_ptr<float>();
+  float* dv_out = call.out[2].data_ptr<float>();
+  for (int64_t kb = kb0; kb < kb1; ++kb) {
+    const int64_t j0 = kb * kAttnBc, jn = std::min(kAttnBc, c.m - j0);
+    attn_load_kt(p, b, g, j0, jn, w.kt.data());
+    load_vt(p, b, g, j0, jn, w.vt.data());
+    std::fill(w.dk.begin(), w.dk.end(), 0.0f);
+    std::fill(w.dv.begin(), w.dv.end(), 0.0f);
+    const int64_t first = c.causal ? std::max<int64_t>(0, j0 - c.offset()) : 0;  // rows that see a key of the tile
+    for (int64_t h = g * c.group(); h < (g + 1) * c.group(); ++h)
+      for (int64_t i0 = first; i0 < c.n; i0 += kAttnBr) {
+        const int64_t R = std::min(kAttnBr, c.n - i0), row = (b * c.hq + h) * c.n + i0;
+        for (int64_t r = 0; r < R; ++r) {
+          const float* qr = p.q_row(b, h, i0 + r);
+          for (int64_t x = 0; x < dk; ++x) w.q[size_t(r * dk + x)] = float(c.scale) * qr[x];
+        }
+        const float* dout = bc.dout + b * bc.ds[0] + h * bc.ds[1] + i0 * bc.ds[2];
+        attn_gemm_f32(isa, false, R, kAttnBc, dk, w.q.data(), dk, w.kt.data(), kAttnBc, w.s.data(), kAttnBc);
+        attn_gemm_f32(isa, false, R, kAttnBc, dv, dout, bc.ds[2], w.vt.data(), kAttnBc, w.dp.data(), kAttnBc);
+        attn_backward_p_ds(isa, p, b, h, i0, j0, jn, R, bc.lse + row, bc.D.data() + row, w.s.data(), w.dp.data());
+        attn_gemm_f32(isa, true, R, dk, jn, w.dp.data(), kAttnBc, p.k_row(b, g, j0), p.ks[2], dq + row * dk, dk);
+        for (int64_t r = 0; r < R; ++r)
+          for (int64_t jj = 0; jj < jn; ++jj) {
+            w.pt[size_t(jj * kAttnBr + r)] = w.s[size_t(r * kAttnBc + jj)];
+            w.dst[size_t(jj * kAttnBr + r)] = w.dp[size_t(r * kAttnBc + jj)];
+          }
+        attn_gemm_f32(isa, true, jn, dv, R, w.pt.data(), kAttnBr, dout, bc.ds[2], w.dv.data(), dv);
+        attn_gemm_f32(isa, true, jn, dk, R, w.dst.data(), kAttnBr, p.q_row(b, h, i0), p.qs[2], w.dk.data(), dk);
+      }
+    for (int64_t jj = 0; jj < jn; ++jj) {
+      std::copy_n(w.dk.begin() + jj * dk, dk, dk_out + ((b * c.hkv + g) * c.m + j0 + jj) * dk);
+      std::copy_n(w.dv.begin() + jj * dv, dv, dv_out + ((b * c.hkv + g) * c.m + j0 + jj) * dv);
+    }
+  }
+}
+
 template <class T> BwdCall<T> make_bwd_call(ops::OpCall& call, const Tensor& dout, const Tensor& out, const Tensor& q,
                                             const Tensor& k, const Tensor& v) {
   const auto& in = call.in;
@@ -180,7 +239,7 @@ Tensor last_dim_contiguous(const Tensor& t) {
   return !t.defined() || t.size(-1) <= 1 || t.stride(-1) == 1 ? t : t.contiguous();
 }
 
-template <class T> void attention_backward_cpu(ops::OpCall& call) {
+template <class T> void attention_backward_cpu(ops::OpCall& call, AttnIsa isa = AttnIsa::avx2) {
   Tensor dout = last_dim_contiguous(call.in[0]), out = last_dim_contiguous(call.in[6]);
   Tensor q = last_dim_contiguous(call.in[3]), k = last_dim_contiguous(call.in[4]), v = last_dim_contiguous(call.in[5]);
   const BwdCall<T> bc = make_bwd_call<T>(call, dout, out, q, k, v);
@@ -191,16 +250,29 @@ template <class T> void attention_backward_cpu(ops::OpCall& call) {
   std::vector<T> ddist(c.rel == AttnRel::t5 ? size_t(tasks * c.group() * (c.n + c.m - 1)) : 0);
   T* dq = call.out[0].data_ptr<T>();
   if (S == 1) std::fill_n(dq, nq, T(0));
+  const bool fast = std::is_same_v<T, float> && !attention_backward_fast_f32_declines(c);
 #pragma omp parallel if (tasks > 1)
   {
-    BwdScratch<T> w(c);
+    if constexpr (std::is_same_v<T, float>)
+      if (fast) {
+        FastBwdScratch w(c);
 #pragma omp for schedule(dynamic)
-    for (int64_t t = 0; t < tasks; ++t) {
-      const int64_t pair = t / S, s = t % S, kb0 = nkb * s / S, kb1 = nkb * (s + 1) / S;
-      RowTargets<T> tg{S > 1 ? dq_parts.data() + s * nq : dq, rel_parts.data() + s * nrel};
-      std::fill(w.ddist.begin(), w.ddist.end(), T(0));
-      backward_task(bc, call, pair / c.hkv, pair % c.hkv, kb0, kb1, w, tg);
-      std::copy(w.ddist.begin(), w.ddist.end(), ddist.begin() + t * int64_t(w.ddist.size()));
+        for (int64_t t = 0; t < tasks; ++t) {
+          const int64_t pair = t / S, s = t % S, kb0 = nkb * s / S, kb1 = nkb * (s + 1) / S;
+          fast_backward_task(bc, call, isa, pair / c.hkv, pair % c.hkv, kb0, kb1, w,
+                             S > 1 ? dq_parts.data() + s * nq : dq);
+        }
+      }
+    if (!fast) {
+      BwdScratch<T> w(c);
+#pragma omp for schedule(dynamic)
+      for (int64_t t = 0; t < tasks; ++t) {
+        const int64_t pair = t / S, s = t % S, kb0 = nkb * s / S, kb1 = nkb * (s + 1) / S;
+        RowTargets<T> tg{S > 1 ? dq_parts.data() + s * nq : dq, rel_parts.data() + s * nrel};
+        std::fill(w.ddist.begin(), w.ddist.end(), T(0));
+        backward_task(bc, call, pair / c.hkv, pair % c.hkv, kb0, kb1, w, tg);
+        std::copy(w.ddist.begin(), w.ddist.end(), ddist.begin() + t * int64_t(w.ddist.size()));
+      }
     }
   }
   if (S > 1) {
@@ -227,6 +299,7 @@ template <class T> void attention_backward_cpu(ops::OpCall& call) {
 }  // namespace
 
 void attention_backward_cpu_f32(ops::OpCall& call) { attention_backward_cpu<float>(call); }
+void attention_backward_cpu_avx512(ops::OpCall& call) { attention_backward_cpu<float>(call, AttnIsa::avx512); }
 void attention_backward_cpu_f64(ops::OpCall& call) { attention_backward_cpu<double>(call); }
 
 size_t attention_cpu_scratch_bytes(const AttnConfig& c, size_t elem, bool backward, int threads) {
@@ -241,6 +314,7 @@ size_t attention_cpu_scratch_bytes(const AttnConfig& c, size_t elem, bool backwa
   }
   const int64_t pairs = c.b * c.hkv, S = backward_splits(c, threads);
   int64_t per_thread = (c.dk + c.dv) * kAttnBc * 2 + 2 * kAttnBc + c.dk + (c.rel == AttnRel::t5 ? G * nd : 0);
+  if (elem == 4 && !attention_backward_fast_f32_declines(c)) per_thread = int64_t(FastBwdScratch::floats(c));
   int64_t parts = (S > 1 ? S : 0) * c.b * c.hq * c.n * c.dk;
   if (c.rel == AttnRel::shaw) parts += S * c.b * c.hq * c.n * c.nbw();
   int64_t t5 = c.rel == AttnRel::t5 ? pairs * S * G * nd : 0;

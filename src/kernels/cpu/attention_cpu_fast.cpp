@@ -270,6 +270,53 @@ template <AttnIsa I> void forward_tasks(const AttnPlan<float>& p, ops::OpCall& c
 
 }  // namespace
 
+void attn_gemm_f32(AttnIsa isa, bool accumulate, int64_t rows, int64_t cols, int64_t T, const float* A, int64_t lda,
+                   const float* B, int64_t ldb, float* C, int64_t ldc) {
+  if (isa == AttnIsa::avx512)
+    return accumulate ? gemm_strips_zmm<true>(rows, cols, T, A, lda, B, ldb, C, ldc)
+                      : gemm_strips_zmm<false>(rows, cols, T, A, lda, B, ldb, C, ldc);
+  accumulate ? gemm_strips<true>(rows, cols, T, A, lda, B, ldb, C, ldc)
+             : gemm_strips<false>(rows, cols, T, A, lda, B, ldb, C, ldc);
+}
+
+namespace {
+__attribute__((always_inline)) inline void p_ds_rows(const AttnPlan<float>& p, int64_t b, int64_t h, int64_t i,
+                                                     int64_t j0, int64_t jn, int64_t rows, const float* lse,
+                                                     const float* D, float* s, float* dp) {
+  const float scale = float(p.c.scale);
+  for (int64_t r = 0; r < rows; ++r) {
+    float *sr = s + r * kAttnBc, *dr = dp + r * kAttnBc;
+    attn_mask_row(p, b, h, i + r, j0, jn, sr, sr);
+    const float l = lse[r], d = D[r];
+#pragma omp simd
+    for (int64_t jj = 0; jj < kAttnBc; ++jj) {
+      sr[jj] = fast_exp(sr[jj] - l);
+      dr[jj] = scale * sr[jj] * (dr[jj] - d);
+    }
+  }
+}
+void p_ds_rows_avx2(const AttnPlan<float>& p, int64_t b, int64_t h, int64_t i, int64_t j0, int64_t jn, int64_t rows,
+                    const float* lse, const float* D, float* s, float* dp) {
+  p_ds_rows(p, b, h, i, j0, jn, rows, lse, D, s, dp);
+}
+QS_AVX512 void p_ds_rows_avx512(const AttnPlan<float>& p, int64_t b, int64_t h, int64_t i, int64_t j0, int64_t jn,
+                                int64_t rows, const float* lse, const float* D, float* s, float* dp) {
+  p_ds_rows(p, b, h, i, j0, jn, rows, lse, D, s, dp);
+}
+}  // namespace
+
+void attn_backward_p_ds(AttnIsa isa, const AttnPlan<float>& p, int64_t b, int64_t h, int64_t i, int64_t j0, int64_t jn,
+                        int64_t rows, const float* lse, const float* D, float* s, float* dp) {
+  (isa == AttnIsa::avx512 ? p_ds_rows_avx512 : p_ds_rows_avx2)(p, b, h, i, j0, jn, rows, lse, D, s, dp);
+}
+
+const char* attention_backward_fast_f32_declines(const AttnConfig& c) {
+  if (c.rel != AttnRel::none) return "a relative bias (its gradient is summed per row)";
+  if (c.bucket_weights) return "Shaw bucket weights are returned";
+  if (c.dk % 16 != 0 || c.dv % 16 != 0) return "dk or dv is not a multiple of 16";
+  return nullptr;
+}
+
 const char* attention_fast_f32_declines(const AttnConfig& c, const ops::OpCall& call) {
   if (c.bucket_weights) return "Shaw bucket weights are returned";
   if (c.dv % 16 != 0) return "dv is not a multiple of 16";
