@@ -1,6 +1,6 @@
 // The speed paths of the LM training step, checked beyond the generic harness:
 // f32 erf/exp (gelu, softmax, attention) against libm over dense ranges and at their edges,
-// the attention forward's AVX-512 build taken by ISA, and expanded
+// the attention kernels' AVX-512 builds taken by ISA, and expanded
 // (stride-0) operands reaching matmul/linear taking the oneDNN kernel, forward and
 // backward, with the reference's values.
 #include <gtest/gtest.h>
@@ -95,7 +95,7 @@ int64_t count(const ops::KernelLog& log, ops::OpKind op, const std::string& kern
   return n;
 }
 
-// The register-blocked f32 attention forward has an AVX-512 build, its own kernel
+// The register-blocked f32 attention forward and backward have an AVX-512 build, its own kernel
 // (cpu-avx512), taken exactly where oneDNN runs AVX-512 (CI's ONEDNN_MAX_CPU_ISA=AVX2 pass
 // takes the AVX2 build, "cpu"); both builds agree with the f64 reference.
 TEST(AttentionFastPaths, TheAvx512BuildRunsWhereOneDnnHasAvx512) {
@@ -129,6 +129,26 @@ TEST(AttentionFastPaths, TheAvx512BuildRunsWhereOneDnnHasAvx512) {
     ops::run_kernel(call, kernel);
     EXPECT_LT(amax(abs(call.out[0].to(DType::f64) - want)).item(), 1e-5) << kernel;
   }
+  // The backward (register-blocked too: no relative bias, dk and dv multiples of 16) takes
+  // the same choice, with the f64 gradients.
+  std::vector<Tensor> leaves = {q.detach().requires_grad_(true), k.detach().requires_grad_(true),
+                                v.detach().requires_grad_(true)};
+  std::vector<Tensor> leaves64;
+  for (const Tensor& t : leaves) leaves64.push_back(t.detach().to(DType::f64).requires_grad_(true));
+  const Tensor r = randn(out.shape(), DType::f32, &g);
+  {
+    ops::KernelLog log;
+    Tensor o = ops::dispatch(ops::OpKind::attention, {leaves[0], leaves[1], leaves[2], Tensor(), Tensor(), Tensor()},
+                             a)[0];
+    sum(o * r).backward();
+    EXPECT_EQ(count(log, ops::OpKind::attention_backward, "cpu-avx512", true), backend::avx512() ? 1 : 0);
+    EXPECT_EQ(count(log, ops::OpKind::attention_backward, "cpu", true), backend::avx512() ? 0 : 1);
+  }
+  Tensor o64 =
+      ops::dispatch(ops::OpKind::attention, {leaves64[0], leaves64[1], leaves64[2], Tensor(), Tensor(), Tensor()}, a)[0];
+  sum(o64 * r.to(DType::f64)).backward();
+  for (size_t i = 0; i < 3; ++i)
+    EXPECT_LT(amax(abs(leaves[i].grad().to(DType::f64) - leaves64[i].grad())).item(), 1e-4) << "input " << i;
 }
 
 TEST(ExpandedOperands, MatmulTakesOneDnnAndMatchesTheReference) {
