@@ -211,6 +211,31 @@ std::vector<Sample> qconv_samples(DType dt, Generator& g) {
     s.push_back({{x, w, w_scales(k.w[0], g), b}, a, fmt::format("{} {} -> {}", k.label, k.act.name, k.out)});
   }
   for (auto& c : chained_qconv_samples(g)) s.push_back(std::move(c));
+  // One input channel into channels-last outputs: the avx512-vnni-c1 kernel (kernel rows of up
+  // to 4 taps as one 32-bit load, padding worth the zero point, s8 inputs offset into u8).
+  struct C1 {
+    Shape x, w;
+    std::vector<int64_t> stride, padding;
+    Act act;
+    const char* out;
+    bool relu, bias;
+    const char* label;
+  };
+  const std::vector<C1> c1 = {
+      {{4, 1, 28, 28}, {32, 1, 3, 3}, {1}, {1}, kU8r, "u8", true, true, "c1 cnn conv1 3x3 pad 1"},
+      {{2, 1, 9, 11}, {16, 1, 2, 4}, {2}, {0}, kS8, "s8", false, false, "c1 2x4 stride 2 no bias"},
+      {{3, 1, 7, 8}, {48, 1, 4, 3}, {1, 2}, {2, 1}, kU8, "f32", false, true, "c1 4x3 strides 1,2 pad 2,1"},
+      {{2, 1, 6, 5}, {64, 1, 3, 3}, {1}, {1}, kU8, "u8", false, true, "c1 64 channels"},
+  };
+  for (auto& k : c1) {
+    const int64_t K = k.w[2] * k.w[3];
+    Tensor b = k.bias ? uniform({k.w[0]}, -1, 1, DType::f32, &g) : Tensor();
+    Attrs a = out_attrs(k.out, k.relu, K).set("x_zp", k.act.zp);
+    a.set("stride", k.stride).set("padding", k.padding).set("dilation", std::vector<int64_t>{1}).set("groups", int64_t(1));
+    a.set("channels_last_out", true);
+    s.push_back({{ints(k.x, k.act.lo, k.act.hi, k.act.dt, g), ints(k.w, -128, 127, DType::i8, g), w_scales(k.w[0], g), b},
+                 a, fmt::format("{} {} -> {} channels-last", k.label, k.act.name, k.out)});
+  }
   return s;
 }
 

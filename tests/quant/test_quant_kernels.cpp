@@ -8,6 +8,7 @@
 #include <random>
 #include <vector>
 
+#include "backend/dnnl_util.h"
 #include "kernels/cpu/lut_u8.h"
 #include "kernels/cpu/transpose_u8.h"
 #include "kernels/quant_epilogue.h"
@@ -160,6 +161,33 @@ TEST(QConv, MatchesFloatConvolutionOfDequantisedValues) {
     ASSERT_EQ(got.size(), ref.size());
     for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], ref[i], 1e-4 * (1 + std::abs(ref[i]))) << i;
   }
+}
+
+// A convolution of one input channel into a channels-last u8 output (the CNN's first layer)
+// takes the avx512-vnni-c1 kernel exactly where oneDNN runs AVX-512 VNNI (CI's
+// ONEDNN_MAX_CPU_ISA=AVX2 pass takes onednn-int8), with the reference's bits either way.
+TEST(QConv, OneInputChannelTakesTheVnniKernelWhereItExists) {
+  Generator g(9);
+  Tensor xq = randint(0, 256, {3, 1, 13, 10}, DType::u8, &g), wq = randint(-128, 128, {32, 1, 3, 3}, DType::i8, &g);
+  Tensor ws = uniform({32}, 0.002, 0.01, DType::f32, &g), b = uniform({32}, -1, 1, DType::f32, &g);
+  QConvOptions opt;
+  opt.padding = 1, opt.channels_last_out = true;
+  QOutput o;
+  o.relu = true, o.out = per_tensor(QDtype::u8, 0.05f, 0);
+  Tensor y;
+  {
+    ops::KernelLog log;
+    y = qconv(xq, per_tensor(QDtype::u8, 0.03f, 77), wq, ws, b, opt, o);
+    ASSERT_EQ(log.entries().size(), 1u);
+    EXPECT_EQ(log.entries()[0].kernel,
+              backend::avx512() && backend::exact_u8s8() ? "avx512-vnni-c1" : "onednn-int8");
+  }
+  Tensor want;
+  {
+    ops::ReferenceKernels only_ref;
+    want = qconv(xq, per_tensor(QDtype::u8, 0.03f, 77), wq, ws, b, opt, o);
+  }
+  EXPECT_EQ(y.to_vector(), want.to_vector());
 }
 
 TEST(Int4, PackUnpackRoundTripAndLayout) {

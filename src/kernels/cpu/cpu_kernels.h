@@ -31,6 +31,7 @@ void register_rope_cpu(ops::KernelTable& t);
 void register_topk_cpu(ops::KernelTable& t);
 void register_quant_cpu(ops::KernelTable& t);
 void register_quant_dnnl(ops::KernelTable& t);
+void register_quant_conv_c1_cpu(ops::KernelTable& t);
 void register_quant_woq_cpu(ops::KernelTable& t);
 void register_fake_quant_cpu(ops::KernelTable& t);
 

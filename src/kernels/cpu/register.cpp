@@ -39,6 +39,7 @@ void register_optimised_kernels(KernelTable& table) {
   kernels::register_rope_cpu(table);
   kernels::register_topk_cpu(table);
   kernels::register_quant_cpu(table);
+  kernels::register_quant_conv_c1_cpu(table);  // before oneDNN: one input channel, AVX-512 VNNI
   kernels::register_quant_dnnl(table);
   kernels::register_quant_woq_cpu(table);
   kernels::register_fake_quant_cpu(table);
