@@ -3,6 +3,7 @@
 
 #include <omp.h>
 
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <unordered_map>
@@ -20,7 +21,7 @@ using dnnl::memory;
 
 // ---- the cache of packed weights. An entry belongs to one weight tensor (storage,
 // offset, shape, strides) and dies with its storage (weak_ptr); a sample of 4096 bytes
-// guards against a weight rewritten in place (clear_packed_weights() for certainty).
+// (fingerprint) guards against a weight rewritten in place (clear_packed_weights() for certainty).
 struct Packed {
   std::weak_ptr<Storage> owner;
   uint64_t fingerprint = 0;
@@ -54,10 +55,29 @@ uint64_t fingerprint(const Tensor& w) {
   const bool flat = w.is_contiguous();  // every call checks: no index arithmetic when it can be avoided
   StridedIndex ix(w.shape(), w.strides());
   auto at = [&](int64_t i) { return uint8_t(p[flat ? i : ix.offset(i)]); };
-  int64_t n = w.numel(), step = std::max<int64_t>(1, n / 4096);
-  uint64_t h = 1469598103934665603ull;
-  for (int64_t i = 0; i < n; i += step) h = (h ^ at(i)) * 1099511628211ull;
-  return h ^ uint64_t(at(n - 1));
+  // 4096 bytes as 64 runs of 64 consecutive ones (about a cache line each: the weights are
+  // cold here), each run hashed as eight 8-byte words (FNV-1a's step on words), then folded:
+  // 4096 single bytes hashed one by one, a chain of 4096 dependent multiplies over 4096
+  // lines, took 3.5% of an INT8 LM forward.
+  const int64_t n = w.numel();
+  if (n == 0) return 0;
+  const int64_t runs = std::min<int64_t>(64, (n + 63) / 64), step = n / runs;
+  uint64_t f = 1469598103934665603ull;
+  for (int64_t r = 0; r < runs; ++r) {
+    const int64_t i0 = r * step, len = std::min<int64_t>(64, n - i0);
+    uint64_t h = 1469598103934665603ull;
+    for (int64_t t = 0; t < len; t += 8) {
+      uint64_t word = 0;
+      if (flat && t + 8 <= len) {
+        std::memcpy(&word, p + i0 + t, 8);
+      } else {
+        for (int64_t u = t; u < std::min<int64_t>(t + 8, len); ++u) word = word << 8 | at(i0 + u);
+      }
+      h = (h ^ word) * 1099511628211ull;
+    }
+    f = (f ^ h) * 1099511628211ull;
+  }
+  return f ^ uint64_t(at(n - 1));
 }
 
 // The entry for (w, what), built by `make` when absent or stale.
