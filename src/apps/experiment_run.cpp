@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include "apps/experiment_util.h"
 #include "backend/dnnl_util.h"
 #include "qiusuo/apps/experiments.h"
 #include "qiusuo/tensor.h"
@@ -16,7 +17,7 @@ std::string machine_summary() {
 
 void stamp_run(nlohmann::json& results, std::chrono::steady_clock::time_point started, double earlier_seconds) {
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count() + earlier_seconds;
-  results["seconds"] = std::isfinite(s) ? nlohmann::json(s) : nlohmann::json();
+  results["seconds"] = finite_or_null(s);
   results["machine"] = machine_summary();
 }
 

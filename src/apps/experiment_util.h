@@ -1,4 +1,4 @@
-// What the experiments' results and pages share (src/apps/experiment_*.cpp).
+// What the apps' JSON results and pages share (the experiments, `heads`, the LM trainer).
 #pragma once
 #include <cmath>
 #include <string>

@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include "apps/experiment_util.h"
 #include "qiusuo/error.h"
 
 namespace qs::apps {
@@ -216,8 +217,6 @@ HeadMetrics finish_head(const MapAcc& acc, int64_t h, const HeadAnalysisOptions&
   return m;
 }
 
-nlohmann::json num(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); }
-
 }  // namespace
 
 void assign_roles(HeadMetrics& m, const HeadAnalysisOptions& opt) {
@@ -268,16 +267,16 @@ nlohmann::json heads_to_json(const std::vector<HeadMetrics>& heads) {
     nlohmann::json rels = nlohmann::json::array();
     for (const RelationScore& r : m.relations)
       rels.push_back({{"relation", r.relation}, {"direction", r.direction}, {"instances", r.instances},
-                      {"accuracy", num(r.accuracy)}, {"baseline", num(r.baseline)},
+                      {"accuracy", finite_or_null(r.accuracy)}, {"baseline", finite_or_null(r.baseline)},
                       {"baseline_offset", r.baseline_offset}, {"syntactic", r.syntactic}});
     list.push_back({{"name", m.name}, {"layer", m.layer}, {"head", m.head}, {"kind", m.kind}, {"roles", m.roles},
-                    {"confidence", num(m.confidence)}, {"rows", m.rows}, {"offset", m.offset},
-                    {"offset_share", num(m.offset_share)},
-                    {"offset_share_all", num(m.offset_share_all)}, {"offset_rows", m.offset_rows},
-                    {"positional", m.positional}, {"eos", num(m.eos)}, {"first", num(m.first)}, {"relations", rels},
-                    {"rare", num(m.rare)}, {"rare_chance", num(m.rare_chance)}, {"alignment", num(m.alignment)},
-                    {"alignment_reading", num(m.alignment_reading)}, {"delta_loss", num(m.delta_loss)},
-                    {"delta_bleu", num(m.delta_bleu)}, {"pruned", m.pruned}});
+                    {"confidence", finite_or_null(m.confidence)}, {"rows", m.rows}, {"offset", m.offset},
+                    {"offset_share", finite_or_null(m.offset_share)},
+                    {"offset_share_all", finite_or_null(m.offset_share_all)}, {"offset_rows", m.offset_rows},
+                    {"positional", m.positional}, {"eos", finite_or_null(m.eos)}, {"first", finite_or_null(m.first)}, {"relations", rels},
+                    {"rare", finite_or_null(m.rare)}, {"rare_chance", finite_or_null(m.rare_chance)}, {"alignment", finite_or_null(m.alignment)},
+                    {"alignment_reading", finite_or_null(m.alignment_reading)}, {"delta_loss", finite_or_null(m.delta_loss)},
+                    {"delta_bleu", finite_or_null(m.delta_bleu)}, {"pruned", m.pruned}});
   }
   return {{"heads", list}};
 }

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <filesystem>
 
+#include "apps/experiment_util.h"
 #include "apps/lm_internal.h"
 #include "io/atomic_file.h"
 #include "io/read_file.h"
@@ -84,7 +85,7 @@ void record_seconds(const std::string& dir, int64_t step, double seconds) {
     j = nlohmann::json::object();  // unreadable: started again (the times are a record, not state)
   }
   if (!j.is_object()) j = nlohmann::json::object();
-  j[std::to_string(step)] = std::isfinite(seconds) ? nlohmann::json(seconds) : nlohmann::json();
+  j[std::to_string(step)] = finite_or_null(seconds);
   io::write_file_atomic(file.string(), j.dump() + "\n");
 }
 
