@@ -122,28 +122,40 @@ void backward_rows(const BwdCall<T>& bc, int64_t b, int64_t h, int64_t i0, int64
   }
 }
 
-// Key tiles [kb0, kb1) of kv head g of batch b.
+// The frame of both backward tasks: for each key tile of [kb0, kb1) of kv head g of batch
+// b, its K^T and V^T tiles loaded (into kt, vt) and its dK, dV rows zeroed (dk, dv: kAttnBc
+// rows), then rows(j0, jn, first) (first: the first query row that sees a key of the tile),
+// then the tile's dK and dV rows stored into the outputs.
+template <class T, class Rows>
+void over_key_tiles(const BwdCall<T>& bc, ops::OpCall& call, int64_t b, int64_t g, int64_t kb0, int64_t kb1, T* kt,
+                    T* vt, std::vector<T>& dk, std::vector<T>& dv, Rows&& rows) {
+  const AttnPlan<T>& p = bc.p;
+  const AttnConfig& c = p.c;
+  T* dk_out = call.out[1].data_ptr<T>();
+  T* dv_out = call.out[2].data_ptr<T>();
+  for (int64_t kb = kb0; kb < kb1; ++kb) {
+    const int64_t j0 = kb * kAttnBc, jn = std::min(kAttnBc, c.m - j0);
+    attn_load_kt(p, b, g, j0, jn, kt);
+    load_vt(p, b, g, j0, jn, vt);
+    std::fill(dk.begin(), dk.end(), T(0));
+    std::fill(dv.begin(), dv.end(), T(0));
+    rows(j0, jn, c.causal ? std::max<int64_t>(0, j0 - c.offset()) : int64_t(0));
+    for (int64_t jj = 0; jj < jn; ++jj) {
+      std::copy_n(dk.begin() + jj * c.dk, c.dk, dk_out + ((b * c.hkv + g) * c.m + j0 + jj) * c.dk);
+      std::copy_n(dv.begin() + jj * c.dv, c.dv, dv_out + ((b * c.hkv + g) * c.m + j0 + jj) * c.dv);
+    }
+  }
+}
+
+// Key tiles [kb0, kb1) of kv head g of batch b, kRows query rows at a time.
 template <class T>
 void backward_task(const BwdCall<T>& bc, ops::OpCall& call, int64_t b, int64_t g, int64_t kb0, int64_t kb1,
                    BwdScratch<T>& w, RowTargets<T> tg) {
-  const AttnPlan<T>& p = bc.p;
-  const AttnConfig& c = p.c;
-  T* dk = call.out[1].data_ptr<T>();
-  T* dv = call.out[2].data_ptr<T>();
-  for (int64_t kb = kb0; kb < kb1; ++kb) {
-    const int64_t j0 = kb * kAttnBc, jn = std::min(kAttnBc, c.m - j0);
-    attn_load_kt(p, b, g, j0, jn, w.kt.data());
-    load_vt(p, b, g, j0, jn, w.vt.data());
-    std::fill(w.dk.begin(), w.dk.end(), T(0));
-    std::fill(w.dv.begin(), w.dv.end(), T(0));
-    const int64_t first = c.causal ? std::max<int64_t>(0, j0 - c.offset()) : 0;  // rows that see a key of the tile
+  const AttnConfig& c = bc.p.c;
+  over_key_tiles(bc, call, b, g, kb0, kb1, w.kt.data(), w.vt.data(), w.dk, w.dv, [&](int64_t j0, int64_t jn, int64_t first) {
     for (int64_t h = g * c.group(); h < (g + 1) * c.group(); ++h)
       for (int64_t i = first; i < c.n; i += kRows) backward_rows(bc, b, h, i, std::min(kRows, c.n - i), j0, jn, w, tg);
-    for (int64_t jj = 0; jj < jn; ++jj) {
-      std::copy_n(w.dk.begin() + jj * c.dk, c.dk, dk + ((b * c.hkv + g) * c.m + j0 + jj) * c.dk);
-      std::copy_n(w.dv.begin() + jj * c.dv, c.dv, dv + ((b * c.hkv + g) * c.m + j0 + jj) * c.dv);
-    }
-  }
+  });
 }
 
 // The register-blocked f32 task, per key tile and block of kAttnBr query rows of each head:
@@ -166,15 +178,7 @@ void fast_backward_task(const BwdCall<float>& bc, ops::OpCall& call, AttnIsa isa
   const AttnPlan<float>& p = bc.p;
   const AttnConfig& c = p.c;
   const int64_t dk = c.dk, dv = c.dv;
-  float* dk_out = call.out[1].data_ptr<float>();
-  float* dv_out = call.out[2].data_ptr<float>();
-  for (int64_t kb = kb0; kb < kb1; ++kb) {
-    const int64_t j0 = kb * kAttnBc, jn = std::min(kAttnBc, c.m - j0);
-    attn_load_kt(p, b, g, j0, jn, w.kt.data());
-    load_vt(p, b, g, j0, jn, w.vt.data());
-    std::fill(w.dk.begin(), w.dk.end(), 0.0f);
-    std::fill(w.dv.begin(), w.dv.end(), 0.0f);
-    const int64_t first = c.causal ? std::max<int64_t>(0, j0 - c.offset()) : 0;  // rows that see a key of the tile
+  over_key_tiles(bc, call, b, g, kb0, kb1, w.kt.data(), w.vt.data(), w.dk, w.dv, [&](int64_t j0, int64_t jn, int64_t first) {
     for (int64_t h = g * c.group(); h < (g + 1) * c.group(); ++h)
       for (int64_t i0 = first; i0 < c.n; i0 += kAttnBr) {
         const int64_t R = std::min(kAttnBr, c.n - i0), row = (b * c.hq + h) * c.n + i0;
@@ -195,11 +199,7 @@ void fast_backward_task(const BwdCall<float>& bc, ops::OpCall& call, AttnIsa isa
         attn_gemm_f32(isa, true, jn, dv, R, w.pt.data(), kAttnBr, dout, bc.ds[2], w.dv.data(), dv);
         attn_gemm_f32(isa, true, jn, dk, R, w.dst.data(), kAttnBr, p.q_row(b, h, i0), p.qs[2], w.dk.data(), dk);
       }
-    for (int64_t jj = 0; jj < jn; ++jj) {
-      std::copy_n(w.dk.begin() + jj * dk, dk, dk_out + ((b * c.hkv + g) * c.m + j0 + jj) * dk);
-      std::copy_n(w.dv.begin() + jj * dv, dv, dv_out + ((b * c.hkv + g) * c.m + j0 + jj) * dv);
-    }
-  }
+  });
 }
 
 template <class T> BwdCall<T> make_bwd_call(ops::OpCall& call, const Tensor& dout, const Tensor& out, const Tensor& q,
