@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs every Debian package qiusuo's build, tests and demo need. Idempotent.
 # Run as root or with sudo on Debian 12. With --tests (scripts/test.sh passes it) it also
-# installs what only the tests use: npm and ONNX Runtime for the ONNX checks.
+# installs what only the tests use: npm and ONNX Runtime for the ONNX checks, qemu-user for
+# the emulated-CPU checks.
 set -euo pipefail
 tests=0
 [ "${1:-}" = --tests ] && tests=1
@@ -40,6 +41,9 @@ PKGS=(
 # npm, for ONNX Runtime in the ONNX tests (tests/onnx): Debian's nodejs does not bring it,
 # but a nodejs from elsewhere may (and then conflicts with Debian's npm package).
 [ $tests -eq 0 ] || command -v npm >/dev/null 2>&1 || PKGS+=(npm)
+# qemu-user, for the ctests that run qiusuo on emulated CPUs (portability.*: an AVX2-only
+# Haswell, a Nehalem below x86-64-v3)
+[ $tests -eq 0 ] || PKGS+=(qemu-user)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
