@@ -122,13 +122,16 @@ TEST(AttentionFastPaths, TheAvx512BuildRunsWhereOneDnnHasAvx512) {
   for (const Tensor& t : in) in64.push_back(t.defined() ? t.to(DType::f64) : t);
   const Tensor want = ops::dispatch(ops::OpKind::attention, in64, a)[0];
   EXPECT_LT(amax(abs(out.to(DType::f64) - want)).item(), 1e-5);
+  std::vector<std::vector<double>> builds;
   for (const char* kernel : {"cpu", "cpu-avx512"}) {
     if (std::string(kernel) == "cpu-avx512" && !backend::avx512()) continue;
     ops::OpCall call{ops::OpKind::attention, in, a, {}};
     for (auto& s : ops::run_meta(call)) call.out.push_back(ops::empty_output(s));
     ops::run_kernel(call, kernel);
     EXPECT_LT(amax(abs(call.out[0].to(DType::f64) - want)).item(), 1e-5) << kernel;
+    builds.push_back(call.out[0].to_vector());
   }
+  if (builds.size() == 2) EXPECT_EQ(builds[0], builds[1]) << "the two builds sum in the same order";
   // The backward (register-blocked too: no relative bias, dk and dv multiples of 16) takes
   // the same choice, with the f64 gradients.
   std::vector<Tensor> leaves = {q.detach().requires_grad_(true), k.detach().requires_grad_(true),

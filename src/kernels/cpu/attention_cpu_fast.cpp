@@ -10,7 +10,8 @@
 //            softmax's exp 16 lanes wide; compiled through target attributes, so the binary
 //            stays x86-64-v3 and runs it only where oneDNN's effective ISA is AVX-512.
 // Both sum every product in the same order (t ascending, one accumulator per output) and
-// compute the same exp; they differ only in how a row's sum of P is reduced (8 or 16 lanes).
+// run the same softmax (the row sums as the same tree of 16 partials), so they give the same
+// bits (AttentionFastPaths.TheAvx512BuildRunsWhereOneDnnHasAvx512).
 // Extra memory stays O(Br (Bc + dk + dv)) per thread: no n x n matrix.
 #include <immintrin.h>
 #include <omp.h>
