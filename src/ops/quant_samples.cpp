@@ -103,6 +103,17 @@ std::vector<Sample> quantize_samples(DType dt, Generator& g) {
   Tensor halves = from_vector({-2.5, -1.5, -0.5, 0.5, 1.5, 2.5, 1e6, -1e6, 127.5, 128.5, -128.5, 0.0}, {12}, dt);
   s.push_back({{halves, floats({1.0}), zps({0})}, per_tensor("s8", -128, 127), "halves and saturation s8"});
   s.push_back({{halves, floats({0.5}), zps({100})}, per_tensor("u8", 0, 255), "halves u8 zp 100"});
+  // The same, NaN (-> the zero point) and infinities among them, 40 long: the 8- and 16-lane
+  // loops of the optimised kernel and their tails.
+  std::vector<double> edge;
+  for (int r = 0; r < 3; ++r)
+    for (double v : {-2.5, 0.5, 1.5, 1e6, -1e6, 127.5, -128.5, std::nan(""), double(INFINITY), -double(INFINITY), 3.25, -0.75, 0.0})
+      edge.push_back(v + (std::isfinite(v) ? 0.125 * r : 0.0));
+  edge.push_back(std::nan(""));
+  s.push_back({{from_vector(edge, {int64_t(edge.size())}, dt), floats({0.5}), zps({3})}, per_tensor("u8", 0, 255),
+               "NaN, infinities, halves, saturation u8 n=40"});
+  s.push_back({{from_vector(edge, {int64_t(edge.size())}, dt), floats({0.25}), zps({-5})}, per_tensor("s8", -128, 127),
+               "NaN, infinities, halves, saturation s8 n=40"});
   s.push_back({{sample_uniform({7, 17}, dt, g, -1, 3), floats({0.013}), zps({61})}, per_tensor("u8", 0, 127),
                "u8 reduce_range"});
   Tensor sc = uniform({7}, 0.005, 0.05, DType::f32, &g);

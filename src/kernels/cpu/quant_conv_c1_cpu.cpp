@@ -9,9 +9,9 @@
 // 16 output channels' 4 weights at once and sums into s32, exactly. With padding worth the
 // zero point, acc - zp * sum(w) is the reference's sum of (x - zp) w over the window.
 //
-// The requantisation is quant_epilogue_avx2.h's, 16 lanes wide, with the same f32 operations
-// in the same order (this file is compiled without FMA contraction, as quant*.cpp are), so
-// the result equals the reference bit for bit. s8 inputs are offset into u8 (x + 128, and the
+// The requantisation is quant_epilogue_avx512.h's (quant_epilogue_avx2.h's 16 lanes wide: the
+// same f32 operations in the same order; this file is compiled without FMA contraction, as
+// quant*.cpp are), so the result equals the reference bit for bit. s8 inputs are offset into u8 (x + 128, and the
 // zero point with them). Channels-last outputs only (the chained CNN's); other cases, and
 // CPUs without AVX-512 VNNI (or oneDNN capped below it), go to the onednn-int8 kernel.
 #include <immintrin.h>
@@ -21,11 +21,8 @@
 
 #include "backend/dnnl_util.h"
 #include "kernels/cpu/cpu_kernels.h"
-#include "kernels/quant_epilogue.h"
+#include "kernels/cpu/quant_epilogue_avx512.h"
 #include "kernels/spatial.h"
-
-// GCC 12 reports the _mm512_undefined_*() sources of AVX-512 intrinsics as maybe uninitialized.
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
 #define QS_VNNI512 __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")))
 
@@ -72,9 +69,8 @@ QS_VNNI512 inline void pixels(const uint8_t* const* rows, int64_t kh, int64_t sw
       const __m512i u = _mm512_set1_epi32(quad);
       for (int b = 0; b < NB; ++b) acc[p][b] = _mm512_dpbusd_epi32(acc[p][b], u, wq[r * NB + b]);
     }
-  const __m512 zero = _mm512_setzero_ps(), inv = _mm512_set1_ps(e.inv_out_scale);
-  const __m512 lo = _mm512_set1_ps(float(e.out_qmin - e.out_zp - 1)), hi = _mm512_set1_ps(float(e.out_qmax - e.out_zp + 1));
-  const __m512i qzp = _mm512_set1_epi32(e.out_zp), qlo = _mm512_set1_epi32(e.out_qmin), qhi = _mm512_set1_epi32(e.out_qmax);
+  const __m512 zero = _mm512_setzero_ps();
+  const Requant16 k = requant16(e.inv_out_scale, e.out_zp, e.out_qmin, e.out_qmax);
   for (int p = 0; p < P; ++p)
     for (int b = 0; b < NB; ++b) {
       __m512 real = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc[p][b], zp_sums[b])), scale[b]);
@@ -84,13 +80,7 @@ QS_VNNI512 inline void pixels(const uint8_t* const* rows, int64_t kh, int64_t sw
         _mm512_storeu_ps(reinterpret_cast<float*>(out + p * out_step) + 16 * b, real);
         continue;
       }
-      __m512 y = _mm512_mul_ps(real, inv);
-      y = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(y, y, _CMP_ORD_Q), y);  // NaN -> 0 -> zp
-      y = _mm512_min_ps(_mm512_max_ps(y, lo), hi);
-      __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(y), qzp);
-      q = _mm512_min_epi32(_mm512_max_epi32(q, qlo), qhi);
-      // in [qmin, qmax], so keeping the low byte of each lane is exact for u8 and s8 alike
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(out + p * out_step + 16 * b), _mm512_cvtepi32_epi8(q));
+      store_codes16(requant_codes16(k, real), out + p * out_step + 16 * b);
     }
 }
 

@@ -7,7 +7,7 @@
 
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/quant_pack.h"
-#include "kernels/cpu/quant_epilogue_avx2.h"
+#include "kernels/cpu/quant_epilogue_avx512.h"
 
 namespace qs::kernels {
 
@@ -67,7 +67,7 @@ void quantize_cpu(ops::OpCall& c) {
     for (int64_t t = 0; t < runs * per_run; ++t) {
       const int64_t r = t / per_run, k0 = (t % per_run) * block, base = r * ch.inner + k0;
       const size_t cc = size_t(r % ch.C);
-      quantize_avx2(xp + base, std::min(block, ch.inner - k0), inv[cc], zp[cc], lo, hi, q + base, dt);
+      quantize_f32(xp + base, std::min(block, ch.inner - k0), inv[cc], zp[cc], lo, hi, q + base, dt);
     }
     return;
   }
@@ -112,7 +112,7 @@ std::vector<quant::DynamicQParams> quantize_rows(const float* x, int64_t M, int6
                                                  uint8_t* u) {
   std::vector<float> lo(size_t(M), std::numeric_limits<float>::infinity()), hi(size_t(M), -lo[0]);
 #pragma omp parallel for if (M * K > 32768)
-  for (int64_t m = 0; m < M; ++m) min_max_avx2(x + m * K, K, lo[size_t(m)], hi[size_t(m)]);
+  for (int64_t m = 0; m < M; ++m) min_max_f32(x + m * K, K, lo[size_t(m)], hi[size_t(m)]);
   std::vector<quant::DynamicQParams> p(static_cast<size_t>(M));
   if (per_token) {
     for (int64_t m = 0; m < M; ++m) p[size_t(m)] = quant::dynamic_qparams(lo[size_t(m)], hi[size_t(m)], qmax);
@@ -123,7 +123,7 @@ std::vector<quant::DynamicQParams> quantize_rows(const float* x, int64_t M, int6
   }
 #pragma omp parallel for if (M * K > 32768)
   for (int64_t m = 0; m < M; ++m)
-    quantize_avx2(x + m * K, K, quant::inv_scale(p[size_t(m)].scale), p[size_t(m)].zp, 0, qmax, u + m * K, DType::u8);
+    quantize_f32(x + m * K, K, quant::inv_scale(p[size_t(m)].scale), p[size_t(m)].zp, 0, qmax, u + m * K, DType::u8);
   return p;
 }
 
@@ -153,7 +153,7 @@ void dynamic_linear_cpu(ops::OpCall& c) {
 #pragma omp for
     for (int64_t m = 0; m < M; ++m) {
       for (int64_t n = 0; n < N; ++n) scale[size_t(n)] = p[size_t(m)].scale * ws[size_t(n)];
-      quant_epilogue_run(real, acc + m * N, p[size_t(m)].zp, sums->data(), scale.data(), bias.data(), N, y + m * N,
+      quant_epilogue(real, acc + m * N, p[size_t(m)].zp, sums->data(), scale.data(), bias.data(), N, y + m * N,
                          DType::f32);
     }
   }

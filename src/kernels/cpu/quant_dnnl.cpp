@@ -12,7 +12,7 @@
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/lut_u8.h"
 #include "kernels/cpu/quant_pack.h"
-#include "kernels/cpu/quant_epilogue_avx2.h"
+#include "kernels/cpu/quant_epilogue_avx512.h"
 #include "kernels/cpu/transpose_u8.h"
 
 namespace qs::kernels {
@@ -175,7 +175,7 @@ void qlinear_cpu(ops::OpCall& c) {
   size_t es = dtype_size(dt);
 #pragma omp parallel for if (M * N > 16384)
   for (int64_t m = 0; m < M; ++m)
-    quant_epilogue_run(epi, acc + m * N, zp, sums->data(), scale.data(), bias.data(), N, o + m * N * es, dt);
+    quant_epilogue(epi, acc + m * N, zp, sums->data(), scale.data(), bias.data(), N, o + m * N * es, dt);
 }
 
 void qconv_cpu(ops::OpCall& c) {
@@ -207,7 +207,7 @@ void qconv_cpu(ops::OpCall& c) {
   auto taps = conv_tap_sums(s, w, G);
 #pragma omp parallel for if (out.numel() > 16384)
   for (int64_t np = 0; np < s.N * P; ++np)
-    quant_epilogue_run(epi, acc + np * O, zp, taps->data() + (np % P) * O, scale.data(), bias.data(), O, tmp + np * O * es,
+    quant_epilogue(epi, acc + np * O, zp, taps->data() + (np % P) * O, scale.data(), bias.data(), O, tmp + np * O * es,
                        dt);
   if (!cl_out) to_channels_first(tmp, s.N, P, O, es, out.raw_data());
 }
