@@ -41,6 +41,13 @@ bool isa_has(dnnl_cpu_isa_t x) { return (int(cpu_isa()) & int(x)) == int(x); }
 
 bool avx512() { return isa_has(dnnl_cpu_isa_avx512_core); }
 
+bool avx512_loops(const char* what) {
+  const bool wide = avx512();
+  if (util::verbose("dispatch"))
+    std::cerr << "qs dispatch: " << what << " -> " << (wide ? "16 lanes (AVX-512 build)" : "8 lanes (AVX2 build)") << "\n";
+  return wide;
+}
+
 bool exact_u8s8() { return isa_has(dnnl_cpu_isa_avx512_core_vnni) || isa_has(dnnl_cpu_isa_avx2_vnni); }
 
 void note_impl(const std::string& what, const std::string& impl, const char* detail) {

@@ -32,6 +32,10 @@ const char* cpu_isa_name();
 bool exact_u8s8();
 // oneDNN runs its AVX-512 kernels (avx512_core and above).
 bool avx512();
+// avx512(), for a loop inside a kernel that has a 16-lane build beside its 8-lane one (the
+// choice is not a kernel of its own): QS_VERBOSE=dispatch names `what` and the build taken.
+// Call once and keep the answer.
+bool avx512_loops(const char* what);
 // oneDNN multiplies bf16 natively (AVX512-BF16 or AMX); public as qs::native_bf16_available().
 bool native_bf16();
 

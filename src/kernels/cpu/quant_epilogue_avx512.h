@@ -88,7 +88,7 @@ QS_AVX512_QUANT inline void quantize_avx512(const float* x, int64_t n, float inv
 
 // ---- the entry points: the AVX-512 build where oneDNN runs AVX-512, else the AVX2 one.
 inline bool quant_wide() {
-  static const bool wide = backend::avx512();
+  static const bool wide = backend::avx512_loops("INT8 requantisation and dynamic quantisation loops");
   return wide;
 }
 inline void quant_epilogue(const quant::QEpilogue& e, const int32_t* acc, int32_t zp, const int32_t* sums,
