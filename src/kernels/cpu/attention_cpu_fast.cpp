@@ -19,6 +19,7 @@
 #include <algorithm>
 
 #include "kernels/cpu/attention_cpu.h"
+#include "kernels/cpu/target_avx512.h"
 
 namespace qs::kernels {
 
@@ -70,7 +71,7 @@ void gemm_strips(int64_t rows, int64_t cols, int64_t T, const float* A, int64_t 
     }
 }
 
-#define QS_AVX512 __attribute__((target("avx2,fma,avx512f,avx512vl,avx512bw,avx512dq,prefer-vector-width=512")))
+#define QS_AVX512 QS_TARGET_AVX512
 
 constexpr int kMrZ = 12;  // rows of an AVX-512 micro-kernel block
 

@@ -8,6 +8,7 @@
 #include "backend/dnnl_util.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/simd_avx2.h"
+#include "kernels/cpu/target_avx512.h"
 #include "kernels/elementwise_fns.h"
 #include "tensor/strided.h"
 
@@ -111,7 +112,7 @@ bool wide_unary() {
   return wide;
 }
 template <class Fn>
-__attribute__((target("avx2,fma,avx512f,avx512dq,avx512vl,avx512bw,prefer-vector-width=512"))) void unary_row_avx512(
+QS_TARGET_AVX512 void unary_row_avx512(
     const float* x, float* y, int64_t n) {
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) y[i] = Fn::f(x[i]);

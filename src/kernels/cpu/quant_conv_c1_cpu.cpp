@@ -85,34 +85,41 @@ QS_VNNI512 inline void pixels(const uint8_t* const* rows, int64_t kh, int64_t sw
     }
 }
 
+// Output row nr (batch n, row oh) of every channel. A function of its own, with the target
+// attribute: clang outlines an OpenMP loop body into a function that does not inherit it.
 template <int NB>
-QS_VNNI512 void run_c1(const std::vector<uint8_t>& padded, int64_t N, int64_t Hp, int64_t Wp, const ops::Spatial& s,
+QS_VNNI512 void c1_row(int64_t nr, const std::vector<uint8_t>& padded, int64_t Hp, int64_t Wp, const ops::Spatial& s,
                        int64_t kh, const std::vector<int32_t>& wpack, const C1Epilogue& ep, const quant::QEpilogue& e,
-                       DType dt, char* out) {
+                       size_t es, char* out) {
   const int64_t OH = s.out[1], OW = s.out[2], sh = s.stride[1], sw = s.stride[2], O = 16 * NB;
+  __m512i wq[4 * NB], zs[NB];  // kh <= 4 (qconv_c1_supports)
+  __m512 sc[NB], bi[NB];
+  for (int64_t i = 0; i < kh * NB; ++i) wq[i] = _mm512_loadu_si512(wpack.data() + 16 * i);
+  for (int b = 0; b < NB; ++b)
+    sc[b] = _mm512_load_ps(ep.scale[b]), bi[b] = _mm512_load_ps(ep.bias[b]), zs[b] = _mm512_load_si512(ep.zp_sums[b]);
+  const int64_t n = nr / OH, oh = nr % OH;
+  const uint8_t* img = padded.data() + n * Hp * Wp;
+  const uint8_t* rows[4];
+  uint8_t* o = reinterpret_cast<uint8_t*>(out) + nr * OW * O * int64_t(es);
+  const int64_t step = O * int64_t(es);
+  int64_t ow = 0;
+  for (; ow + 4 <= OW; ow += 4) {
+    for (int64_t r = 0; r < kh; ++r) rows[r] = img + (oh * sh + r) * Wp + ow * sw;
+    pixels<NB, 4>(rows, kh, sw, wq, sc, bi, zs, e, o + ow * step, step);
+  }
+  for (; ow < OW; ++ow) {
+    for (int64_t r = 0; r < kh; ++r) rows[r] = img + (oh * sh + r) * Wp + ow * sw;
+    pixels<NB, 1>(rows, kh, sw, wq, sc, bi, zs, e, o + ow * step, step);
+  }
+}
+
+template <int NB>
+void run_c1(const std::vector<uint8_t>& padded, int64_t N, int64_t Hp, int64_t Wp, const ops::Spatial& s, int64_t kh,
+            const std::vector<int32_t>& wpack, const C1Epilogue& ep, const quant::QEpilogue& e, DType dt, char* out) {
+  const int64_t OH = s.out[1], OW = s.out[2], O = 16 * NB;
   const size_t es = dtype_size(dt);
 #pragma omp parallel for if (N * OH * OW * O > 65536)
-  for (int64_t nr = 0; nr < N * OH; ++nr) {
-    __m512i wq[4 * NB], zs[NB];  // kh <= 4 (qconv_c1_supports)
-    __m512 sc[NB], bi[NB];
-    for (int64_t i = 0; i < kh * NB; ++i) wq[i] = _mm512_loadu_si512(wpack.data() + 16 * i);
-    for (int b = 0; b < NB; ++b)
-      sc[b] = _mm512_load_ps(ep.scale[b]), bi[b] = _mm512_load_ps(ep.bias[b]), zs[b] = _mm512_load_si512(ep.zp_sums[b]);
-    const int64_t n = nr / OH, oh = nr % OH;
-    const uint8_t* img = padded.data() + n * Hp * Wp;
-    const uint8_t* rows[4];
-    uint8_t* o = reinterpret_cast<uint8_t*>(out) + nr * OW * O * int64_t(es);
-    const int64_t step = O * int64_t(es);
-    int64_t ow = 0;
-    for (; ow + 4 <= OW; ow += 4) {
-      for (int64_t r = 0; r < kh; ++r) rows[r] = img + (oh * sh + r) * Wp + ow * sw;
-      pixels<NB, 4>(rows, kh, sw, wq, sc, bi, zs, e, o + ow * step, step);
-    }
-    for (; ow < OW; ++ow) {
-      for (int64_t r = 0; r < kh; ++r) rows[r] = img + (oh * sh + r) * Wp + ow * sw;
-      pixels<NB, 1>(rows, kh, sw, wq, sc, bi, zs, e, o + ow * step, step);
-    }
-  }
+  for (int64_t nr = 0; nr < N * OH; ++nr) c1_row<NB>(nr, padded, Hp, Wp, s, kh, wpack, ep, e, es, out);
 }
 
 void qconv_c1_cpu(ops::OpCall& c) {
