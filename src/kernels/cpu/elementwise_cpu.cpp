@@ -112,8 +112,7 @@ bool wide_unary() {
   return wide;
 }
 template <class Fn>
-QS_TARGET_AVX512 void unary_row_avx512(
-    const float* x, float* y, int64_t n) {
+QS_TARGET_AVX512 void unary_row_avx512(const float* x, float* y, int64_t n) {
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) y[i] = Fn::f(x[i]);
 }

@@ -23,9 +23,8 @@
 #include "backend/dnnl_util.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/quant_epilogue_avx512.h"
+#include "kernels/cpu/target_avx512.h"
 #include "kernels/spatial.h"
-
-#define QS_VNNI512 __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")))
 
 namespace qs::kernels {
 
@@ -57,7 +56,7 @@ struct C1Epilogue {
 // P consecutive output pixels (P independent chains of vpdpbusd in flight): acc of every
 // channel block, then the epilogue into out (O values per pixel, 16 per block).
 template <int NB, int P>
-QS_VNNI512 inline void pixels(const uint8_t* const* rows, int64_t kh, int64_t sw, const __m512i* wq,
+QS_TARGET_AVX512_VNNI inline void pixels(const uint8_t* const* rows, int64_t kh, int64_t sw, const __m512i* wq,
                               const __m512* scale, const __m512* bias, const __m512i* zp_sums,
                               const quant::QEpilogue& e, uint8_t* out, int64_t out_step) {
   __m512i acc[P][NB];
@@ -88,7 +87,7 @@ QS_VNNI512 inline void pixels(const uint8_t* const* rows, int64_t kh, int64_t sw
 // Output row nr (batch n, row oh) of every channel. A function of its own, with the target
 // attribute: clang outlines an OpenMP loop body into a function that does not inherit it.
 template <int NB>
-QS_VNNI512 void c1_row(int64_t nr, const std::vector<uint8_t>& padded, int64_t Hp, int64_t Wp, const ops::Spatial& s,
+QS_TARGET_AVX512_VNNI void c1_row(int64_t nr, const std::vector<uint8_t>& padded, int64_t Hp, int64_t Wp, const ops::Spatial& s,
                        int64_t kh, const std::vector<int32_t>& wpack, const C1Epilogue& ep, const quant::QEpilogue& e,
                        size_t es, char* out) {
   const int64_t OH = s.out[1], OW = s.out[2], sh = s.stride[1], sw = s.stride[2], O = 16 * NB;

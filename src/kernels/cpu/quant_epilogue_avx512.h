@@ -8,12 +8,11 @@
 
 #include "backend/dnnl_util.h"
 #include "kernels/cpu/quant_epilogue_avx2.h"
+#include "kernels/cpu/target_avx512.h"
 
 // GCC 12 reports the _mm512_undefined_*() sources of AVX-512 intrinsics as maybe uninitialized
 // (in every file that includes this one).
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-
-#define QS_AVX512_QUANT __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl")))
 
 namespace qs::kernels {
 
@@ -24,11 +23,11 @@ struct Requant16 {
   __m512 inv, lo, hi;
   __m512i zp, qlo, qhi;
 };
-QS_AVX512_QUANT inline Requant16 requant16(float inv_out_scale, int32_t out_zp, int32_t qmin, int32_t qmax) {
+QS_TARGET_AVX512_INT inline Requant16 requant16(float inv_out_scale, int32_t out_zp, int32_t qmin, int32_t qmax) {
   return {_mm512_set1_ps(inv_out_scale), _mm512_set1_ps(float(qmin - out_zp - 1)), _mm512_set1_ps(float(qmax - out_zp + 1)),
           _mm512_set1_epi32(out_zp), _mm512_set1_epi32(qmin), _mm512_set1_epi32(qmax)};
 }
-QS_AVX512_QUANT inline __m512i requant_codes16(const Requant16& k, __m512 real) {
+QS_TARGET_AVX512_INT inline __m512i requant_codes16(const Requant16& k, __m512 real) {
   __m512 y = _mm512_mul_ps(real, k.inv);
   y = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(y, y, _CMP_ORD_Q), y);
   y = _mm512_min_ps(_mm512_max_ps(y, k.lo), k.hi);
@@ -36,11 +35,11 @@ QS_AVX512_QUANT inline __m512i requant_codes16(const Requant16& k, __m512 real) 
   return _mm512_min_epi32(_mm512_max_epi32(q, k.qlo), k.qhi);
 }
 // 16 codes in [qmin, qmax] (within u8 or s8) -> 16 bytes: keeping each lane's low byte is exact.
-QS_AVX512_QUANT inline void store_codes16(__m512i q, void* out) {
+QS_TARGET_AVX512_INT inline void store_codes16(__m512i q, void* out) {
   _mm_storeu_si128(static_cast<__m128i*>(out), _mm512_cvtepi32_epi8(q));
 }
 
-QS_AVX512_QUANT inline void quant_epilogue_run_avx512(const quant::QEpilogue& e, const int32_t* acc, int32_t zp,
+QS_TARGET_AVX512_INT inline void quant_epilogue_run_avx512(const quant::QEpilogue& e, const int32_t* acc, int32_t zp,
                                                       const int32_t* sums, const float* scale, const float* bias,
                                                       int64_t n, void* out, DType dt) {
   const __m512i vzp = _mm512_set1_epi32(zp);
@@ -62,7 +61,7 @@ QS_AVX512_QUANT inline void quant_epilogue_run_avx512(const quant::QEpilogue& e,
   for (; c < n; ++c) e.store(acc[c] - (sums ? zp * sums[c] : 0), scale[c], bias[c], out, dt, c);
 }
 
-QS_AVX512_QUANT inline void min_max_avx512(const float* x, int64_t n, float& lo, float& hi) {
+QS_TARGET_AVX512_INT inline void min_max_avx512(const float* x, int64_t n, float& lo, float& hi) {
   __m512 vl = _mm512_set1_ps(lo), vh = _mm512_set1_ps(hi);
   int64_t k = 0;
   for (; k + 16 <= n; k += 16) {
@@ -77,7 +76,7 @@ QS_AVX512_QUANT inline void min_max_avx512(const float* x, int64_t n, float& lo,
   for (; k < n; ++k) lo = std::min(lo, x[k]), hi = std::max(hi, x[k]);
 }
 
-QS_AVX512_QUANT inline void quantize_avx512(const float* x, int64_t n, float inv, int32_t zp, int32_t qmin,
+QS_TARGET_AVX512_INT inline void quantize_avx512(const float* x, int64_t n, float inv, int32_t zp, int32_t qmin,
                                             int32_t qmax, void* out) {
   const Requant16 k = requant16(inv, zp, qmin, qmax);
   auto* o = static_cast<uint8_t*>(out);

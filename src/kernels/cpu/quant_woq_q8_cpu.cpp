@@ -27,12 +27,11 @@
 
 #include "kernels/cpu/simd_avx2.h"
 #include "kernels/cpu/quant_woq_q8.h"
+#include "kernels/cpu/target_avx512.h"
 #include "kernels/quant_math.h"
 
 // GCC 12 reports _mm512_cvtepi32_ps's _mm512_undefined_ps() source as maybe uninitialized.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-
-#define QS_VNNI __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")))
 
 namespace qs::kernels::woq {
 
@@ -82,7 +81,7 @@ constexpr int64_t kPrefetchRows = 8;
 // (before the row scale).
 
 template <int R>
-QS_VNNI void rows_s8_vnni(const int8_t* w, int64_t ldw, const ActQ8& a, float* out) {
+QS_TARGET_AVX512_VNNI void rows_s8_vnni(const int8_t* w, int64_t ldw, const ActQ8& a, float* out) {
   __m256 acc[R];
   for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
   const __m256i flip = _mm256_set1_epi8(char(0x80));
@@ -139,14 +138,14 @@ inline __m256i nibbles_u8(const uint8_t* p) {
   return _mm256_xor_si256(_mm256_and_si256(v, _mm256_set1_epi8(15)), _mm256_set1_epi8(8));
 }
 // The same with the mask and the xor in one ternary-logic instruction ((a ^ b) & c: 0x28).
-QS_VNNI inline __m256i nibbles_u8_vnni(const uint8_t* p) {
+QS_TARGET_AVX512_VNNI inline __m256i nibbles_u8_vnni(const uint8_t* p) {
   __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
   v = _mm256_srlv_epi64(v, _mm256_setr_epi64x(0, 0, 4, 4));
   return _mm256_ternarylogic_epi32(v, _mm256_set1_epi8(8), _mm256_set1_epi8(15), 0x28);
 }
 
 template <int R>
-QS_VNNI void rows_s4_vnni(const uint8_t* w, int64_t ldw, const float* scale, int64_t lds, int64_t group,
+QS_TARGET_AVX512_VNNI void rows_s4_vnni(const uint8_t* w, int64_t ldw, const float* scale, int64_t lds, int64_t group,
                           const ActQ8& a, float* out) {
   __m256 acc[R];
   for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
@@ -212,7 +211,7 @@ constexpr int64_t kPanel = 32;
 
 // out[(k / 4) * 128 + c * 4 + k % 4] = the u8 form of weight (n0 + c, k) for c < 32: int8 w + 128,
 // int4 q + 8 (q = 0 beyond N or K); 4 weights (one 32-bit lane) at a time.
-QS_VNNI void pack_panel(const void* w, bool int4, int64_t K, int64_t n0, int64_t nc, int64_t kp, uint8_t* out) {
+QS_TARGET_AVX512_VNNI void pack_panel(const void* w, bool int4, int64_t K, int64_t n0, int64_t nc, int64_t kp, uint8_t* out) {
   const uint32_t zero4 = int4 ? 0x08080808u : 0x80808080u;
   for (int64_t c = 0; c < kPanel; ++c) {
     uint32_t* dst = reinterpret_cast<uint32_t*>(out) + c;  // lane (k4, c) at dst[k4 * kPanel]
@@ -245,7 +244,7 @@ QS_VNNI void pack_panel(const void* w, bool int4, int64_t K, int64_t n0, int64_t
 // gscale: int4's weight scales of the panel's columns, [group][32] (one group per
 // blocks_per_group blocks); null for int8 (its per-column scale is applied by the caller).
 template <int MR>
-QS_VNNI void tile(const uint8_t* pw, const int8_t* xq, int64_t ldx, const float* d, const int32_t* corr, int64_t ldb,
+QS_TARGET_AVX512_VNNI void tile(const uint8_t* pw, const int8_t* xq, int64_t ldx, const float* d, const int32_t* corr, int64_t ldb,
                   int64_t blocks, const float* gscale, int64_t blocks_per_group, __m512 (&out)[kMr][2]) {
   __m512 f[MR][2];
   for (int r = 0; r < MR; ++r) f[r][0] = f[r][1] = _mm512_setzero_ps();
@@ -366,7 +365,7 @@ void gemv(Kind kind, const void* w, const float* scale, int64_t N, int64_t group
 // One panel of 32 output columns against every row of x: the body of gemm_vnni's parallel
 // loop, a function of its own so that its AVX-512 code carries the target attribute (clang
 // does not give it to the region OpenMP outlines from a function that has it).
-QS_VNNI static void panel_product(const void* w, bool int4, const float* scale, const float* bias, int64_t N,
+QS_TARGET_AVX512_VNNI static void panel_product(const void* w, bool int4, const float* scale, const float* bias, int64_t N,
                                   int64_t group, int64_t K, int64_t M, const int8_t* xq, const float* d,
                                   const int32_t* corr, int64_t p, uint8_t* pw, float* gs, float* y) {
   const int64_t blocks = (K + kActBlock - 1) / kActBlock, kp = blocks * kActBlock, groups = int4 ? K / group : 0;
