@@ -148,8 +148,9 @@ inline T attn_mask_row(const AttnPlan<T>& p, int64_t b, int64_t h, int64_t i, in
     for (int64_t jj = 0; jj < jn; ++jj) acc[jj] += pd[jj];
   }
   const int64_t lim = c.causal ? std::min(jn, pos - j0 + 1) : jn;
+  if (lim < kAttnBc || s != acc)  // in place with every key visible: nothing to copy or mask
 #pragma omp simd
-  for (int64_t jj = 0; jj < kAttnBc; ++jj) s[jj] = jj < lim ? acc[jj] : T(-INFINITY);
+    for (int64_t jj = 0; jj < kAttnBc; ++jj) s[jj] = jj < lim ? acc[jj] : T(-INFINITY);
   constexpr int64_t L = kAttnLanes<T>;
   AttnVec<T> vm = attn_load(s);
   for (int64_t v = 1; v < kAttnBc / L; ++v) {

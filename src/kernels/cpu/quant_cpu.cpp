@@ -107,23 +107,32 @@ void dequantize_cpu(ops::OpCall& c) {
     dequantize_loop(q.data_ptr<int8_t>(), y, ch, scale, zp);
 }
 
-// Per-row (or whole-tensor) u8 parameters and the quantised rows u [M, K].
+// Per-row (or whole-tensor) u8 parameters and the quantised rows u [M, K]. Per token, each
+// row is measured and quantised in one visit (K floats stay in L1 between the two loops);
+// per tensor needs every row's extremes first.
 std::vector<quant::DynamicQParams> quantize_rows(const float* x, int64_t M, int64_t K, bool per_token, int32_t qmax,
                                                  uint8_t* u) {
-  std::vector<float> lo(size_t(M), std::numeric_limits<float>::infinity()), hi(size_t(M), -lo[0]);
+  std::vector<quant::DynamicQParams> p(static_cast<size_t>(M));
+  constexpr float inf = std::numeric_limits<float>::infinity();
+  if (per_token) {
+#pragma omp parallel for if (M * K > 32768)
+    for (int64_t m = 0; m < M; ++m) {
+      float lo = inf, hi = -inf;
+      min_max_f32(x + m * K, K, lo, hi);
+      p[size_t(m)] = quant::dynamic_qparams(lo, hi, qmax);
+      quantize_f32(x + m * K, K, quant::inv_scale(p[size_t(m)].scale), p[size_t(m)].zp, 0, qmax, u + m * K, DType::u8);
+    }
+    return p;
+  }
+  std::vector<float> lo(size_t(M), inf), hi(size_t(M), -inf);
 #pragma omp parallel for if (M * K > 32768)
   for (int64_t m = 0; m < M; ++m) min_max_f32(x + m * K, K, lo[size_t(m)], hi[size_t(m)]);
-  std::vector<quant::DynamicQParams> p(static_cast<size_t>(M));
-  if (per_token) {
-    for (int64_t m = 0; m < M; ++m) p[size_t(m)] = quant::dynamic_qparams(lo[size_t(m)], hi[size_t(m)], qmax);
-  } else {
-    float l = std::numeric_limits<float>::infinity(), h = -l;
-    for (int64_t m = 0; m < M; ++m) l = std::min(l, lo[size_t(m)]), h = std::max(h, hi[size_t(m)]);
-    std::fill(p.begin(), p.end(), quant::dynamic_qparams(l, h, qmax));
-  }
+  float l = inf, h = -inf;
+  for (int64_t m = 0; m < M; ++m) l = std::min(l, lo[size_t(m)]), h = std::max(h, hi[size_t(m)]);
+  std::fill(p.begin(), p.end(), quant::dynamic_qparams(l, h, qmax));
+  const float inv = quant::inv_scale(p[0].scale);
 #pragma omp parallel for if (M * K > 32768)
-  for (int64_t m = 0; m < M; ++m)
-    quantize_f32(x + m * K, K, quant::inv_scale(p[size_t(m)].scale), p[size_t(m)].zp, 0, qmax, u + m * K, DType::u8);
+  for (int64_t m = 0; m < M; ++m) quantize_f32(x + m * K, K, inv, p[0].zp, 0, qmax, u + m * K, DType::u8);
   return p;
 }
 
