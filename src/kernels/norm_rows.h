@@ -14,26 +14,16 @@ namespace qs::kernels {
 struct RowStats {
   double mean, rstd;
 };
-// Sum of f(x[j]) in double as kParts interleaved partial sums added pairwise at the end: one
-// accumulator made every add wait for the one before (4 cycles each), which held a
-// 256-wide row to a quarter of the adds the CPU can issue.
-template <class T, class F> double sum_in_double(const T* x, int64_t n, F f) {
-  constexpr int64_t kParts = 32;
-  double part[kParts] = {};
-  int64_t j = 0;
-  for (; j + kParts <= n; j += kParts)
-#pragma omp simd
-    for (int64_t k = 0; k < kParts; ++k) part[k] += f(double(x[j + k]));
-  for (int64_t k = 0; j + k < n; ++k) part[k] += f(double(x[j + k]));
-  for (int64_t w = kParts / 2; w >= 1; w /= 2)
-    for (int64_t k = 0; k < w; ++k) part[k] += part[k + w];
-  return part[0];
-}
-
 // layer_norm: mean and 1/sqrt(biased var + eps). rms_norm: mean 0 and 1/sqrt(mean x^2 + eps).
 template <class T> RowStats row_stats(const T* x, int64_t n, double eps, bool rms) {
-  const double mu = rms ? 0.0 : sum_in_double(x, n, [](double v) { return v; }) / double(n);
-  const double ss = sum_in_double(x, n, [mu](double v) { return (v - mu) * (v - mu); });
+  double mu = 0, ss = 0;
+  if (!rms) {
+#pragma omp simd reduction(+ : mu)
+    for (int64_t j = 0; j < n; ++j) mu += double(x[j]);
+    mu /= double(n);
+  }
+#pragma omp simd reduction(+ : ss)
+  for (int64_t j = 0; j < n; ++j) ss += (double(x[j]) - mu) * (double(x[j]) - mu);
   return {mu, 1.0 / std::sqrt(ss / double(n) + eps)};
 }
 
