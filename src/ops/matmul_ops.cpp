@@ -69,9 +69,9 @@ std::vector<Tensor> linear_backward(const GradCtx& c, const std::vector<Tensor>&
   const Tensor g0 = kernels::linear_gelu(c.attrs) ? gelu_grad(g[0], linear(x, w, c.in[2]).to(g[0].dtype())) : g[0];
   int64_t N = w.size(0), K = w.size(1);
   Tensor gx, gw, gb;
-  // The bias gradient sums g0 right after a pass that read it: the products when they read
-  // g0 itself, the cast when they read its bf16 copy (autocast; summing after the products
-  // then read g0 back from memory, 1.3-1.6x the time).
+  // The bias gradient sums g0 beside another pass over it, while it is in cache: after the
+  // products when they read g0 itself, before the cast when they read its bf16 copy
+  // (autocast; summing after those products read g0 back from memory, 1.3-1.6x the time).
   const bool cast = g0.dtype() != x.dtype();
   if (c.needs_grad[2] && cast) gb = sum(g0.reshape({-1, N}), {0});
   Tensor g2 = g0.to(x.dtype()).reshape({-1, N});
