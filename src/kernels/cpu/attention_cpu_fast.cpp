@@ -71,14 +71,13 @@ void gemm_strips(int64_t rows, int64_t cols, int64_t T, const float* A, int64_t 
     }
 }
 
-#define QS_AVX512 QS_TARGET_AVX512
-
 constexpr int kMrZ = 12;  // rows of an AVX-512 micro-kernel block
 
 // C[r][0, 32) = (acc ? C[r] : 0) + sum_{t < T} A[r * lda + t] * B[t * ldb + (0, 32)] for r < R.
 template <int R, bool kAcc>
-QS_AVX512 void micro_12x32(int64_t T, const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
-                           int64_t ldc) {
+QS_TARGET_AVX512
+void micro_12x32(int64_t T, const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
+                 int64_t ldc) {
   __m512 c0[R], c1[R];
 #pragma GCC unroll 12
   for (int r = 0; r < R; ++r) {
@@ -102,8 +101,9 @@ QS_AVX512 void micro_12x32(int64_t T, const float* A, int64_t lda, const float* 
 }
 
 template <bool kAcc>
-QS_AVX512 void micro_rows_x32(int64_t rows, int64_t T, const float* A, int64_t lda, const float* B, int64_t ldb,
-                              float* C, int64_t ldc) {
+QS_TARGET_AVX512
+void micro_rows_x32(int64_t rows, int64_t T, const float* A, int64_t lda, const float* B, int64_t ldb,
+                    float* C, int64_t ldc) {
   switch (rows) {
     case 12: return micro_12x32<12, kAcc>(T, A, lda, B, ldb, C, ldc);
     case 11: return micro_12x32<11, kAcc>(T, A, lda, B, ldb, C, ldc);
@@ -122,8 +122,9 @@ QS_AVX512 void micro_rows_x32(int64_t rows, int64_t T, const float* A, int64_t l
 
 // gemm_strips with 32-column strips (a last strip of 16 takes the AVX2 micro-kernel).
 template <bool kAcc>
-QS_AVX512 void gemm_strips_zmm(int64_t rows, int64_t cols, int64_t T, const float* A, int64_t lda, const float* B,
-                               int64_t ldb, float* C, int64_t ldc) {
+QS_TARGET_AVX512
+void gemm_strips_zmm(int64_t rows, int64_t cols, int64_t T, const float* A, int64_t lda, const float* B,
+                     int64_t ldb, float* C, int64_t ldc) {
   int64_t c0 = 0;
   for (; c0 + 32 <= cols; c0 += 32)
     for (int64_t r0 = 0; r0 < rows; r0 += kMrZ)
@@ -205,8 +206,9 @@ void softmax_rows_avx2(const AttnPlan<float>& p, int64_t b, int64_t h, int64_t i
                        int64_t rows, float* s, float* mx, float* l, float* o) {
   softmax_rows(p, b, h, i, j0, jn, rows, s, mx, l, o);
 }
-QS_AVX512 void softmax_rows_avx512(const AttnPlan<float>& p, int64_t b, int64_t h, int64_t i, int64_t j0, int64_t jn,
-                                   int64_t rows, float* s, float* mx, float* l, float* o) {
+QS_TARGET_AVX512
+void softmax_rows_avx512(const AttnPlan<float>& p, int64_t b, int64_t h, int64_t i, int64_t j0, int64_t jn,
+                         int64_t rows, float* s, float* mx, float* l, float* o) {
   softmax_rows(p, b, h, i, j0, jn, rows, s, mx, l, o);
 }
 
@@ -314,8 +316,9 @@ void p_ds_rows_avx2(const AttnPlan<float>& p, int64_t b, int64_t h, int64_t i, i
                     const float* lse, const float* D, float* s, float* dp) {
   p_ds_rows(p, b, h, i, j0, jn, rows, lse, D, s, dp);
 }
-QS_AVX512 void p_ds_rows_avx512(const AttnPlan<float>& p, int64_t b, int64_t h, int64_t i, int64_t j0, int64_t jn,
-                                int64_t rows, const float* lse, const float* D, float* s, float* dp) {
+QS_TARGET_AVX512
+void p_ds_rows_avx512(const AttnPlan<float>& p, int64_t b, int64_t h, int64_t i, int64_t j0, int64_t jn,
+                      int64_t rows, const float* lse, const float* D, float* s, float* dp) {
   p_ds_rows(p, b, h, i, j0, jn, rows, lse, D, s, dp);
 }
 }  // namespace

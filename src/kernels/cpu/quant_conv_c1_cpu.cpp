@@ -56,9 +56,10 @@ struct C1Epilogue {
 // P consecutive output pixels (P independent chains of vpdpbusd in flight): acc of every
 // channel block, then the epilogue into out (O values per pixel, 16 per block).
 template <int NB, int P>
-QS_TARGET_AVX512_VNNI inline void pixels(const uint8_t* const* rows, int64_t kh, int64_t sw, const __m512i* wq,
-                              const __m512* scale, const __m512* bias, const __m512i* zp_sums,
-                              const quant::QEpilogue& e, uint8_t* out, int64_t out_step) {
+QS_TARGET_AVX512_VNNI
+inline void pixels(const uint8_t* const* rows, int64_t kh, int64_t sw, const __m512i* wq,
+                   const __m512* scale, const __m512* bias, const __m512i* zp_sums,
+                   const quant::QEpilogue& e, uint8_t* out, int64_t out_step) {
   __m512i acc[P][NB];
   for (int p = 0; p < P; ++p)
     for (int b = 0; b < NB; ++b) acc[p][b] = _mm512_setzero_si512();
@@ -87,9 +88,10 @@ QS_TARGET_AVX512_VNNI inline void pixels(const uint8_t* const* rows, int64_t kh,
 // Output row nr (batch n, row oh) of every channel. A function of its own, with the target
 // attribute: clang outlines an OpenMP loop body into a function that does not inherit it.
 template <int NB>
-QS_TARGET_AVX512_VNNI void c1_row(int64_t nr, const std::vector<uint8_t>& padded, int64_t Hp, int64_t Wp, const ops::Spatial& s,
-                       int64_t kh, const std::vector<int32_t>& wpack, const C1Epilogue& ep, const quant::QEpilogue& e,
-                       size_t es, char* out) {
+QS_TARGET_AVX512_VNNI
+void c1_row(int64_t nr, const std::vector<uint8_t>& padded, int64_t Hp, int64_t Wp, const ops::Spatial& s,
+            int64_t kh, const std::vector<int32_t>& wpack, const C1Epilogue& ep, const quant::QEpilogue& e,
+            size_t es, char* out) {
   const int64_t OH = s.out[1], OW = s.out[2], sh = s.stride[1], sw = s.stride[2], O = 16 * NB;
   __m512i wq[4 * NB], zs[NB];  // kh <= 4 (qconv_c1_supports)
   __m512 sc[NB], bi[NB];

@@ -145,8 +145,9 @@ QS_TARGET_AVX512_VNNI inline __m256i nibbles_u8_vnni(const uint8_t* p) {
 }
 
 template <int R>
-QS_TARGET_AVX512_VNNI void rows_s4_vnni(const uint8_t* w, int64_t ldw, const float* scale, int64_t lds, int64_t group,
-                          const ActQ8& a, float* out) {
+QS_TARGET_AVX512_VNNI
+void rows_s4_vnni(const uint8_t* w, int64_t ldw, const float* scale, int64_t lds, int64_t group,
+                  const ActQ8& a, float* out) {
   __m256 acc[R];
   for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
   const int64_t per_group = group / kActBlock;
@@ -244,8 +245,9 @@ QS_TARGET_AVX512_VNNI void pack_panel(const void* w, bool int4, int64_t K, int64
 // gscale: int4's weight scales of the panel's columns, [group][32] (one group per
 // blocks_per_group blocks); null for int8 (its per-column scale is applied by the caller).
 template <int MR>
-QS_TARGET_AVX512_VNNI void tile(const uint8_t* pw, const int8_t* xq, int64_t ldx, const float* d, const int32_t* corr, int64_t ldb,
-                  int64_t blocks, const float* gscale, int64_t blocks_per_group, __m512 (&out)[kMr][2]) {
+QS_TARGET_AVX512_VNNI
+void tile(const uint8_t* pw, const int8_t* xq, int64_t ldx, const float* d, const int32_t* corr, int64_t ldb,
+          int64_t blocks, const float* gscale, int64_t blocks_per_group, __m512 (&out)[kMr][2]) {
   __m512 f[MR][2];
   for (int r = 0; r < MR; ++r) f[r][0] = f[r][1] = _mm512_setzero_ps();
   for (int64_t b = 0; b < blocks; ++b) {
@@ -365,9 +367,10 @@ void gemv(Kind kind, const void* w, const float* scale, int64_t N, int64_t group
 // One panel of 32 output columns against every row of x: the body of gemm_vnni's parallel
 // loop, a function of its own so that its AVX-512 code carries the target attribute (clang
 // does not give it to the region OpenMP outlines from a function that has it).
-QS_TARGET_AVX512_VNNI static void panel_product(const void* w, bool int4, const float* scale, const float* bias, int64_t N,
-                                  int64_t group, int64_t K, int64_t M, const int8_t* xq, const float* d,
-                                  const int32_t* corr, int64_t p, uint8_t* pw, float* gs, float* y) {
+QS_TARGET_AVX512_VNNI
+static void panel_product(const void* w, bool int4, const float* scale, const float* bias, int64_t N,
+                          int64_t group, int64_t K, int64_t M, const int8_t* xq, const float* d,
+                          const int32_t* corr, int64_t p, uint8_t* pw, float* gs, float* y) {
   const int64_t blocks = (K + kActBlock - 1) / kActBlock, kp = blocks * kActBlock, groups = int4 ? K / group : 0;
   const int64_t n0 = p * kPanel, nc = std::min(kPanel, N - n0);
   pack_panel(w, int4, K, n0, nc, kp, pw);
