@@ -128,12 +128,14 @@ std::vector<ConvCase> conv_cases(DType dt) {
     cs.push_back({{2, 1, 33, 17}, {32, 1, 3, 3}, true, {1}, {1}, {1}, 1, "first layer C=1"});
     cs.push_back({{2, 16, 8, 8, 8}, {32, 16, 3, 3, 3}, true, {1}, {1}, {1}, 1, "cnn3d conv2 (2 volumes)"});
     // One input channel (the 'c1' kernel): 3-D, an odd channel count, a wide 2-D kernel
-    // without bias, a strided input, more taps than one pass holds.
+    // without bias, a strided input, more taps than one pass holds (8 and 16 lanes).
     cs.push_back({{3, 1, 9, 13, 11}, {5, 1, 3, 3, 3}, true, {1}, {1}, {1}, 1, "3d C=1 O=5"});
     cs.push_back({{2, 1, 7, 30}, {6, 1, 3, 5}, false, {1}, {1, 2}, {1}, 1, "2d C=1 3x5 no bias"});
     cs.push_back({{2, 1, 9, 9}, {3, 1, 3, 3}, true, {1}, {0}, {1}, 1, "2d C=1 strided x", true});
     cs.push_back({{2, 1, 40}, {3, 1, 11}, true, {1}, {5}, {1}, 1, "1d C=1 kernel 11"});
     cs.push_back({{4, 1, 28, 28}, {32, 1, 3, 3}, true, {1}, {1}, {1}, 1, "cnn conv1 (4 images)"});
+    cs.push_back({{2, 1, 12, 37}, {9, 1, 7, 7}, true, {1}, {3}, {1}, 1, "2d C=1 7x7 (two passes of taps)"});
+    cs.push_back({{6, 1, 4, 3}, {12, 1, 3, 3}, true, {1}, {1}, {1}, 1, "2d C=1 rows narrower than a vector"});
     // Channels in multiples of 8 (the 'direct8' backward-weights): one o-vector, a kernel
     // wider than the padding, 1-D, a strided input, 24 input channels (groups of 6).
     cs.push_back({{3, 8, 9, 7}, {8, 8, 3, 2}, true, {1}, {1, 0}, {1}, 1, "2d C=8 O=8 3x2 pad (1,0)"});
