@@ -283,6 +283,30 @@ TEST(ConvFastPaths, EightChannelBlocksTakeTheDirectBackwardWeights) {
     EXPECT_EQ(amax(abs(d1 - d2)).item(), 0.0);
   }
 }
+
+// bf16 max pooling backward with disjoint windows writes each gradient's bits to its input
+// element: the same bits as the reference's sum 0 + g, -0 and NaN included.
+TEST(PoolFastPaths, Bf16DisjointMaxPoolBackwardGivesTheSumsBits) {
+  Generator g(9);
+  Tensor x = randn({2, 3, 4, 6}, DType::f32, &g).to(DType::bf16);
+  Attrs a = Attrs().set("kernel", Shape{2}).set("stride", Shape{2}).set("padding", Shape{0});
+  auto fwd = ops::dispatch(ops::OpKind::max_pool, {x}, a);
+  Tensor gy = randn(fwd[0].shape(), DType::f32, &g).to(DType::bf16).contiguous();
+  bf16* gp = static_cast<bf16*>(gy.raw_data());
+  gp[0].bits = 0x8000;  // -0
+  gp[1].bits = 0x7f81;  // a signalling NaN
+  gp[2].bits = 0xffc0;  // a quiet NaN
+  Attrs ab = Attrs(a).set("input_shape", x.shape());
+  ops::KernelLog log;
+  Tensor got = ops::dispatch1(ops::OpKind::max_pool_backward, {gy, fwd[1]}, ab);
+  EXPECT_EQ(count(log, ops::OpKind::max_pool_backward, "cpu", true), 1);
+  ops::OpCall ref{ops::OpKind::max_pool_backward, {gy, fwd[1]}, ab, {empty(x.shape(), DType::bf16)}};
+  ops::op_def(ops::OpKind::max_pool_backward).impl->ref(ref);
+  const bf16 *gb = static_cast<const bf16*>(got.raw_data()), *rb = static_cast<const bf16*>(ref.out[0].raw_data());
+  int64_t differ = 0;
+  for (int64_t i = 0; i < x.numel(); ++i) differ += gb[i].bits != rb[i].bits;
+  EXPECT_EQ(differ, 0);
+}
 #endif
 
 }  // namespace

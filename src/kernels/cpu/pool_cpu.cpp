@@ -3,7 +3,8 @@
 // Backward kernels own a whole input plane each, so the scatters need no atomics. Max
 // pooling and its backward also take bf16 (autocast's activations): each plane is widened
 // into f32 scratch, run through the same loops and rounded once on the way out (a maximum
-// of bf16 values is one of them, so the forward's values are exact).
+// of bf16 values is one of them, so the forward's values are exact); the backward of
+// disjoint windows in bf16 writes each gradient's bits to its input element directly.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -219,6 +220,21 @@ void max_pool_cpu(ops::OpCall& c) {
   }
 }
 
+// Windows that cannot overlap (stride >= extent in every dim, the CNNs' 2 x 2 and 2 x 2 x 2
+// pools): each input element is the maximum of at most one window.
+bool disjoint(const Spatial& g) {
+  for (size_t d = 0; d < 3; ++d)
+    if (g.stride[d] < g.dil[d] * (g.k[d] - 1) + 1) return false;
+  return true;
+}
+
+// The bf16 bits of 0 + v rounded to bf16 (what the f32 sum makes of one gradient): v,
+// except -0 -> +0 and a NaN made quiet.
+inline uint16_t plus_zero_bf16(uint16_t v) {
+  if (v == 0x8000) return 0;
+  return (v & 0x7fff) > 0x7f80 ? uint16_t(v | 0x40) : v;
+}
+
 void max_pool_backward_cpu(ops::OpCall& c) {
   const Tensor& out = c.out[0];
   const bool lowp = out.dtype() == DType::bf16;
@@ -227,6 +243,21 @@ void max_pool_backward_cpu(ops::OpCall& c) {
   const int64_t* idx = c.in[1].data_ptr<int64_t>();
   const void* gy = c.in[0].raw_data();
   void* dx = out.raw_data();
+  if (lowp && disjoint(ops::pool_spatial(c.attrs.ints("input_shape"), c.attrs, "max_pool_backward", 2, 3))) {
+    // bf16, one gradient per input element at most: its bits go straight to dx (no f32
+    // plane to clear, fill and round: half the bytes written, none read back).
+    const uint16_t* g = static_cast<const uint16_t*>(gy);
+    uint16_t* d = static_cast<uint16_t*>(dx);
+#pragma omp parallel for schedule(static)
+    for (int64_t nc = 0; nc < planes; ++nc) {
+      uint16_t* dp = d + nc * inP;
+      const uint16_t* gp = g + nc * outP;
+      const int64_t* ip = idx + nc * outP;
+      std::memset(dp, 0, size_t(inP) * sizeof(uint16_t));
+      for (int64_t p = 0; p < outP; ++p) dp[ip[p]] = plus_zero_bf16(gp[p]);
+    }
+    return;
+  }
 #pragma omp parallel for schedule(static)
   for (int64_t nc = 0; nc < planes; ++nc) {
     float* buf = lowp ? scratch(inP + outP) : nullptr;
