@@ -46,6 +46,19 @@ template <class T> QS_TARGET_AVX512 inline __m512 load16_tail(const T* p, const 
   return _mm512_maskz_mov_ps(m, v);
 }
 
+// The lanes of m of 32 bf16 values at p (the others 0), as load16_tail.
+QS_TARGET_AVX512 inline __m512i load32_bf16_tail(const bf16* p, const bf16* end, __mmask32 m) {
+  if (p + 32 > end) return _mm512_maskz_loadu_epi16(m, p);
+  __m512i v = _mm512_loadu_si512(p);
+  __asm__("" : "+v"(v));
+  return _mm512_maskz_mov_epi16(m, v);
+}
+
+// Lanes [0, n) of 32 (n in 0..32).
+QS_TARGET_AVX512 inline __mmask32 lanes32(int64_t n) {
+  return n >= 32 ? __mmask32(0xffffffffu) : __mmask32((1u << unsigned(n)) - 1u);
+}
+
 // Sixteen f32 values rounded to bf16 exactly as f32_to_bf16 and store8_bf16 (nearest even;
 // a NaN stays a quiet NaN), the lanes of m stored to p. Masked stores, like masked loads, are
 // slow on Zen 5: a whole store where m has every lane, and callers keep partial ones rare.

@@ -6,6 +6,7 @@
 //                          has no such target option and would ignore the whole attribute.
 //   QS_TARGET_AVX512_INT   integer and quantisation loops (quant_epilogue_avx512.h)
 //   QS_TARGET_AVX512_VNNI  the same with vpdpbusd (quant_woq_q8_cpu.cpp, quant_conv_c1_cpu.cpp)
+//   QS_TARGET_AVX512_BF16  f32 loops with vdpbf16ps (conv_c1_cpu.cpp), where backend::native_bf16()
 #pragma once
 
 #if defined(__clang__)
@@ -15,3 +16,4 @@
 #endif
 #define QS_TARGET_AVX512_INT __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl")))
 #define QS_TARGET_AVX512_VNNI __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")))
+#define QS_TARGET_AVX512_BF16 __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")))
