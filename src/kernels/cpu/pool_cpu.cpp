@@ -5,12 +5,15 @@
 // into f32 scratch, run through the same loops and rounded once on the way out (a maximum
 // of bf16 values is one of them, so the forward's values are exact); the backward of
 // disjoint windows in bf16 writes each gradient's bits to its input element directly.
+// Adaptive average pooling (the CNNs' global pooling) takes bf16 too, summed in f32 and
+// rounded once, so autocast keeps the head's activations bf16 (no casts around it).
 #include <immintrin.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/cpu/cpu_kernels.h"
@@ -29,6 +32,7 @@ const char* pool_supports(const ops::OpCall& c) {
     if (!t.is_contiguous()) return "non-contiguous operand";
   return nullptr;
 }
+// Max pooling and adaptive average pooling (autocast's activations pass through both).
 const char* max_pool_supports(const ops::OpCall& c) {
   if (c.in[0].dtype() != DType::f32 && c.in[0].dtype() != DType::bf16) return "f32 or bf16 only";
   for (auto& t : c.in)
@@ -271,42 +275,43 @@ void max_pool_backward_cpu(ops::OpCall& c) {
   }
 }
 
-void avg_forward(ops::OpCall& c, const Spatial& g, bool adaptive) {
-  const float* x = c.in[0].data_ptr<float>();
-  float* y = c.out[0].data_ptr<float>();
+template <class T> void avg_forward(ops::OpCall& c, const Spatial& g, bool adaptive) {
+  const T* x = static_cast<const T*>(c.in[0].raw_data());
+  T* y = static_cast<T*>(c.out[0].raw_data());
   bool include_pad = !adaptive && c.attrs.b("count_include_pad", true);
   int64_t H = g.in[1], W = g.in[2];
 #pragma omp parallel for schedule(static)
   for (int64_t nc = 0; nc < g.N * g.C; ++nc) {
-    const float* xp = x + nc * g.in_plane();
-    float* yp = y + nc * g.out_plane();
+    const T* xp = x + nc * g.in_plane();
+    T* yp = y + nc * g.out_plane();
     each_window(g, adaptive, [&](int64_t p, const Box& b) {
       float s = 0;
       for (int64_t d = b.lo[0]; d < b.hi[0]; ++d)
         for (int64_t h = b.lo[1]; h < b.hi[1]; ++h) {
-          const float* row = xp + (d * H + h) * W;
+          const T* row = xp + (d * H + h) * W;
 #pragma omp simd reduction(+ : s)
-          for (int64_t w = b.lo[2]; w < b.hi[2]; ++w) s += row[w];
+          for (int64_t w = b.lo[2]; w < b.hi[2]; ++w) s += to_f32(row[w]);
         }
       int64_t n = include_pad ? b.full : (b.hi[0] - b.lo[0]) * (b.hi[1] - b.lo[1]) * (b.hi[2] - b.lo[2]);
-      yp[p] = s / float(n);
+      from_f32(yp + p, s / float(n));
     });
   }
 }
 
-void avg_backward(ops::OpCall& c, const Spatial& g, bool adaptive) {
-  const float* gy = c.in[0].data_ptr<float>();
-  float* dx = c.out[0].data_ptr<float>();
+// bf16: each plane's sums in f32 scratch (windows may overlap), rounded once.
+template <class T> void avg_backward(ops::OpCall& c, const Spatial& g, bool adaptive) {
+  const T* gy = static_cast<const T*>(c.in[0].raw_data());
+  T* dx = static_cast<T*>(c.out[0].raw_data());
   bool include_pad = !adaptive && c.attrs.b("count_include_pad", true);
   int64_t H = g.in[1], W = g.in[2];
 #pragma omp parallel for schedule(static)
   for (int64_t nc = 0; nc < g.N * g.C; ++nc) {
-    float* d = dx + nc * g.in_plane();
+    float* d = std::is_same_v<T, float> ? reinterpret_cast<float*>(dx + nc * g.in_plane()) : scratch(g.in_plane());
     std::memset(d, 0, size_t(g.in_plane()) * sizeof(float));
-    const float* gp = gy + nc * g.out_plane();
+    const T* gp = gy + nc * g.out_plane();
     each_window(g, adaptive, [&](int64_t p, const Box& b) {
       int64_t n = include_pad ? b.full : (b.hi[0] - b.lo[0]) * (b.hi[1] - b.lo[1]) * (b.hi[2] - b.lo[2]);
-      float share = gp[p] / float(n);
+      float share = to_f32(gp[p]) / float(n);
       for (int64_t z = b.lo[0]; z < b.hi[0]; ++z)
         for (int64_t h = b.lo[1]; h < b.hi[1]; ++h) {
           float* row = d + (z * H + h) * W;
@@ -314,45 +319,55 @@ void avg_backward(ops::OpCall& c, const Spatial& g, bool adaptive) {
           for (int64_t w = b.lo[2]; w < b.hi[2]; ++w) row[w] += share;
         }
     });
+    if constexpr (std::is_same_v<T, bf16>) narrow_bf16(d, dx + nc * g.in_plane(), g.in_plane());
   }
 }
 
-void avg_pool_cpu(ops::OpCall& c) { avg_forward(c, ops::pool_spatial(c.in[0].shape(), c.attrs, "avg_pool", 2, 3), false); }
+void avg_pool_cpu(ops::OpCall& c) {
+  avg_forward<float>(c, ops::pool_spatial(c.in[0].shape(), c.attrs, "avg_pool", 2, 3), false);
+}
 void avg_pool_backward_cpu(ops::OpCall& c) {
-  avg_backward(c, ops::pool_spatial(c.attrs.ints("input_shape"), c.attrs, "avg_pool_backward", 2, 3), false);
+  avg_backward<float>(c, ops::pool_spatial(c.attrs.ints("input_shape"), c.attrs, "avg_pool_backward", 2, 3), false);
 }
 // Global pooling (every output size 1, the CNN's head): one contiguous sum per plane
-// instead of a window walk row by row (7-wide rows leave SIMD loops mostly idle).
+// instead of a window walk row by row (7-wide rows leave SIMD loops mostly idle). f32, or
+// bf16 (autocast's activations) summed in f32 and rounded once.
 bool global(const Spatial& g) { return g.out_plane() == 1; }
 
-void adaptive_avg_pool_cpu(ops::OpCall& c) {
+template <class T> void adaptive_avg_pool_t(ops::OpCall& c) {
   Spatial g = ops::adaptive_spatial(c.in[0].shape(), c.attrs, "adaptive_avg_pool");
-  if (!global(g)) return avg_forward(c, g, true);
-  const float* x = c.in[0].data_ptr<float>();
-  float* y = c.out[0].data_ptr<float>();
+  if (!global(g)) return avg_forward<T>(c, g, true);
+  const T* x = static_cast<const T*>(c.in[0].raw_data());
+  T* y = static_cast<T*>(c.out[0].raw_data());
   const int64_t P = g.in_plane();
 #pragma omp parallel for schedule(static) if (g.N * g.C * P > 32768)
   for (int64_t nc = 0; nc < g.N * g.C; ++nc) {
-    const float* xp = x + nc * P;
+    const T* xp = x + nc * P;
     float s = 0;
 #pragma omp simd reduction(+ : s)
-    for (int64_t i = 0; i < P; ++i) s += xp[i];
-    y[nc] = s / float(P);
+    for (int64_t i = 0; i < P; ++i) s += to_f32(xp[i]);
+    from_f32(y + nc, s / float(P));
   }
 }
-void adaptive_avg_pool_backward_cpu(ops::OpCall& c) {
+template <class T> void adaptive_avg_pool_backward_t(ops::OpCall& c) {
   Spatial g = ops::adaptive_spatial(c.attrs.ints("input_shape"), c.attrs, "adaptive_avg_pool_backward");
-  if (!global(g)) return avg_backward(c, g, true);
-  const float* gy = c.in[0].data_ptr<float>();
-  float* dx = c.out[0].data_ptr<float>();
+  if (!global(g)) return avg_backward<T>(c, g, true);
+  const T* gy = static_cast<const T*>(c.in[0].raw_data());
+  T* dx = static_cast<T*>(c.out[0].raw_data());
   const int64_t P = g.in_plane();
 #pragma omp parallel for schedule(static) if (g.N * g.C * P > 32768)
   for (int64_t nc = 0; nc < g.N * g.C; ++nc) {
-    float* d = dx + nc * P;
-    const float share = gy[nc] / float(P);
-#pragma omp simd
-    for (int64_t i = 0; i < P; ++i) d[i] = share;
+    T* d = dx + nc * P;
+    T share;
+    from_f32(&share, to_f32(gy[nc]) / float(P));
+    std::fill(d, d + P, share);
   }
+}
+void adaptive_avg_pool_cpu(ops::OpCall& c) {
+  c.in[0].dtype() == DType::bf16 ? adaptive_avg_pool_t<bf16>(c) : adaptive_avg_pool_t<float>(c);
+}
+void adaptive_avg_pool_backward_cpu(ops::OpCall& c) {
+  c.in[0].dtype() == DType::bf16 ? adaptive_avg_pool_backward_t<bf16>(c) : adaptive_avg_pool_backward_t<float>(c);
 }
 
 }  // namespace
@@ -362,8 +377,8 @@ void register_pool_cpu(ops::KernelTable& t) {
   ops::add_kernel(t, ops::OpKind::max_pool_backward, {"cpu", max_pool_supports, max_pool_backward_cpu});
   ops::add_kernel(t, ops::OpKind::avg_pool, {"cpu", pool_supports, avg_pool_cpu});
   ops::add_kernel(t, ops::OpKind::avg_pool_backward, {"cpu", pool_supports, avg_pool_backward_cpu});
-  ops::add_kernel(t, ops::OpKind::adaptive_avg_pool, {"cpu", pool_supports, adaptive_avg_pool_cpu});
-  ops::add_kernel(t, ops::OpKind::adaptive_avg_pool_backward, {"cpu", pool_supports, adaptive_avg_pool_backward_cpu});
+  ops::add_kernel(t, ops::OpKind::adaptive_avg_pool, {"cpu", max_pool_supports, adaptive_avg_pool_cpu});
+  ops::add_kernel(t, ops::OpKind::adaptive_avg_pool_backward, {"cpu", max_pool_supports, adaptive_avg_pool_backward_cpu});
 }
 
 }  // namespace qs::kernels
