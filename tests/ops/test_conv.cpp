@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 
 #include "ops/op.h"
 #include "qiusuo/autograd.h"
@@ -256,6 +257,36 @@ std::vector<dnnl::memory::desc> gradient_layouts(const Tensor& gy) {
 // leaves one: 8c on AVX2, 16c on AVX-512), each kernel gets the layout it asked for and
 // the results equal the reference's. direct8 (8-channel blocks) takes the weights where
 // oneDNN runs AVX2.
+// Our bf16 reorder between plain and 16-channel blocks gives oneDNN's bytes, padding
+// channels included, both ways: channel counts that are and are not multiples of 16,
+// spatial sizes with and without a tail of 16, 2-D and 3-D.
+TEST(ConvLayouts, OwnBf16BlockReorderEqualsOneDnns) {
+  using dt = dnnl::memory::data_type;
+  using tag = dnnl::memory::format_tag;
+  Generator g(22);
+  for (dnnl::memory::dims d : {dnnl::memory::dims{3, 37, 5, 7}, {2, 32, 4, 4}, {2, 16, 1, 1}, {1, 5, 3, 6},
+                               {2, 20, 3, 4, 5}, {1, 48, 2, 4, 4}}) {
+    SCOPED_TRACE(::testing::PrintToString(d));
+    const bool five = d.size() == 5;
+    dnnl::memory::desc plain(d, dt::bf16, five ? tag::abcde : tag::abcd);
+    dnnl::memory::desc blocked(d, dt::bf16, five ? tag::aBcde16b : tag::aBcd16b);
+    auto& eng = backend::dnnl_engine();
+    dnnl::memory src(plain, eng), ours(blocked, eng), theirs(blocked, eng), back_ours(plain, eng), back_theirs(plain, eng);
+    Tensor vals = randn({int64_t(plain.get_size() / 2)}, DType::f32, &g).to(DType::bf16);
+    std::memcpy(src.get_data_handle(), vals.raw_data(), plain.get_size());
+    std::memset(ours.get_data_handle(), 0xff, blocked.get_size());  // padding must be written
+    kernels::reorder(src, ours, true);
+    kernels::reorder(src, theirs, false);
+    backend::dnnl_stream().wait();
+    EXPECT_EQ(std::memcmp(ours.get_data_handle(), theirs.get_data_handle(), blocked.get_size()), 0);
+    kernels::reorder(theirs, back_ours, true);
+    kernels::reorder(theirs, back_theirs, false);
+    backend::dnnl_stream().wait();
+    EXPECT_EQ(std::memcmp(back_ours.get_data_handle(), back_theirs.get_data_handle(), plain.get_size()), 0);
+    EXPECT_EQ(std::memcmp(back_ours.get_data_handle(), src.get_data_handle(), plain.get_size()), 0);
+  }
+}
+
 TEST(ConvLayouts, BackwardKernelsReadTheirOwnLayoutWhateverIsKept) {
   for (bool three : {false, true}) {
     SCOPED_TRACE(three ? "3-D" : "2-D");

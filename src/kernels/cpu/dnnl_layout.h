@@ -12,6 +12,10 @@ namespace qs::kernels {
 // A key that tells two memory descriptors apart (dims, type, strides, inner blocks).
 std::string md_key(const dnnl::memory::desc& md);
 
+// from -> to (same dims, any layouts and types oneDNN converts between): oneDNN's reorder,
+// or with `own` our own where one applies (bf16 between plain and 16-channel blocks).
+void reorder(const dnnl::memory& from, const dnnl::memory& to, bool own = true);
+
 class Layouts {
  public:
   // A memory to read from in layout `want`: the user's buffer when the layouts agree,
