@@ -265,7 +265,7 @@ TEST(ConvLayouts, OwnBf16BlockReorderEqualsOneDnns) {
   using tag = dnnl::memory::format_tag;
   Generator g(22);
   for (dnnl::memory::dims d : {dnnl::memory::dims{3, 37, 5, 7}, {2, 32, 4, 4}, {2, 16, 1, 1}, {1, 5, 3, 6},
-                               {2, 20, 3, 4, 5}, {1, 48, 2, 4, 4}}) {
+                               {2, 20, 3, 4, 5}, {1, 48, 2, 4, 4}, {1, 16, 32, 64}}) {  // the last: oneDNN's (4 KiB rows)
     SCOPED_TRACE(::testing::PrintToString(d));
     const bool five = d.size() == 5;
     dnnl::memory::desc plain(d, dt::bf16, five ? tag::abcde : tag::abcd);
