@@ -115,6 +115,33 @@ TEST(Pool, MaxPoolPairsMatchReferenceOnTiesAndNaN) {
   }
 }
 
+// Padded windows (a ResNet stem's 3 x 3, stride 2, pad 1, and others): the interior runs in
+// SIMD rows, the border window by window; both match the reference on ties, NaN and -inf
+// (padding never wins), f32 and bf16, 2-D and 3-D.
+TEST(Pool, PaddedMaxPoolInteriorAndBorderMatchReference) {
+  Generator g(4);
+  struct Case {
+    Shape x, k, s, p;
+  };
+  for (DType dt : {DType::f32, DType::bf16})
+    for (const Case& c : {Case{{2, 3, 17, 16}, {3}, {2}, {1}}, Case{{1, 2, 9, 33}, {3, 5}, {1, 2}, {1, 2}},
+                          Case{{1, 2, 5, 6, 7}, {3}, {2}, {1}}, Case{{1, 1, 4, 4}, {3}, {1}, {1}}}) {
+      std::vector<double> v = rand(c.x, DType::f32, &g).to_vector();
+      for (double& e : v) e = std::round(e * 3.0);
+      for (size_t i = 5; i < v.size(); i += 19) v[i] = std::nan("");
+      for (size_t i = 11; i < v.size(); i += 29) v[i] = -INFINITY;
+      Tensor x = from_vector(v, c.x).to(dt);
+      Attrs a = Attrs().set("kernel", c.k).set("stride", c.s).set("padding", c.p);
+      auto fast = ops::dispatch(ops::OpKind::max_pool, {x}, a);
+      ops::OpCall ref{ops::OpKind::max_pool, {x}, a, {empty_like(fast[0]), empty_like(fast[1])}};
+      ops::op_def(ops::OpKind::max_pool).impl->ref(ref);
+      auto fv = fast[0].to_vector(), rv = ref.out[0].to_vector();
+      for (size_t i = 0; i < fv.size(); ++i)
+        EXPECT_TRUE(fv[i] == rv[i] || (std::isnan(fv[i]) && std::isnan(rv[i]))) << shape_str(c.x) << " output " << i;
+      EXPECT_EQ(fast[1].to_vector(), ref.out[1].to_vector()) << shape_str(c.x);
+    }
+}
+
 TEST(Pool, MaxPoolPaddingNeverWins) {
   Tensor x = full({1, 1, 2, 2}, -3.0);
   auto [y, idx] = max_pool2d_with_indices(x, 3, 1, 1);
