@@ -53,6 +53,7 @@ std::vector<Sample> reduce_samples(DType dt, Generator& g) {
   s.push_back({{sample_transposed({33, 5}, dt, g)}, Attrs().set("dims", Shape{0}), "strided cols"});
   s.push_back({{sample_uniform({64, 1000}, dt, g)}, Attrs().set("dims", Shape{1}), "64x1000"});
   s.push_back({{sample_uniform({300, 65}, dt, g)}, Attrs().set("dims", Shape{0}), "300x65 cols"});
+  s.push_back({{sample_uniform({300, 300}, dt, g)}, Attrs().set("dims", Shape{0}), "300x300 cols (whole rows a task)"});
   s.push_back({{sample_uniform({}, dt, g)}, Attrs(), "0-d"});
   return s;
 }

@@ -19,6 +19,7 @@ namespace {
 constexpr int64_t kTileB = 256;        // columns summed together (fits the accumulator)
 constexpr int64_t kMinChunkR = 4096;   // smallest slice of R worth a thread of its own
 constexpr int64_t kParallelGrain = 32768;
+constexpr int64_t kWholeRows = 4096;   // widest rows summed whole per task (32 KiB of doubles)
 
 struct Plan {
   Tensor x;  // contiguous, laid out as [A, R, B]
@@ -70,17 +71,25 @@ template <class T> void sum_cpu_t(ops::OpCall& c, bool mean) {
   Plan p = plan_reduce(c.in[0], dims);
   const T* x = p.x.data_ptr<T>();
   T* out = c.out[0].data_ptr<T>();
-  int64_t tiles = (p.B + kTileB - 1) / kTileB, work = p.A * tiles, total = p.A * p.R * p.B;
   int threads = omp_get_max_threads();
+  // Few slabs of columns (a bias gradient: [2048, 1024] summed over rows): whole rows per
+  // task and the rows split among the threads instead. A tile of 256 columns walked down
+  // the rows touches a new 4 KiB page every row, where the prefetchers stop: Zen 5, 2
+  // threads, 0.37-0.68 ms for those 8 MB in the LM's training step.
+  const bool whole = p.B > kTileB && p.B <= kWholeRows && p.A * ((p.B + kTileB - 1) / kTileB) < 4 * threads;
+  const int64_t tile_b = whole ? p.B : kTileB;
+  int64_t tiles = (p.B + tile_b - 1) / tile_b, work = p.A * tiles, total = p.A * p.R * p.B;
   int64_t chunks = 1;
-  if (total > kParallelGrain && work < 4 * threads)
-    chunks = std::clamp<int64_t>(4 * threads / std::max<int64_t>(work, 1), 1, std::max<int64_t>(1, p.R / kMinChunkR));
+  if (total > kParallelGrain && work < 4 * threads) {
+    const int64_t min_rows = whole ? std::max<int64_t>(1, kParallelGrain / p.B) : kMinChunkR;
+    chunks = std::clamp<int64_t>(4 * threads / std::max<int64_t>(work, 1), 1, std::max<int64_t>(1, p.R / min_rows));
+  }
   int64_t AB = p.A * p.B;
   std::vector<double> part(size_t(AB * chunks));
 #pragma omp parallel for if (total > kParallelGrain) schedule(static)
   for (int64_t w = 0; w < work * chunks; ++w) {
-    int64_t ch = w / work, a = (w % work) / tiles, b0 = (w % tiles) * kTileB;
-    int64_t b1 = std::min(p.B, b0 + kTileB);
+    int64_t ch = w / work, a = (w % work) / tiles, b0 = (w % tiles) * tile_b;
+    int64_t b1 = std::min(p.B, b0 + tile_b);
     int64_t r0 = p.R * ch / chunks, r1 = p.R * (ch + 1) / chunks;
     sum_slab(x + a * p.R * p.B, p.B, r0, r1, b0, b1, part.data() + ch * AB + a * p.B + b0);
   }
