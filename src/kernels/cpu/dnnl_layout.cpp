@@ -125,9 +125,11 @@ bool own_reorder(const dnnl::memory& from, const dnnl::memory& to) {
   int64_t S = 0, S2 = 0;
   const bool to_blocked = dense_layout(f, false, S) && dense_layout(t, true, S2);
   if (!to_blocked && !(dense_layout(f, true, S) && dense_layout(t, false, S2))) return false;
-  // Channel rows a multiple of 4 KiB apart put all 16 rows of a tile in one set of the L1
-  // (and, by chance of the physical pages, of the L2): the 3-D CNN's 16^3 planes made
-  // some runs of its bf16 step 30% slower (Zen 5). Those stay with oneDNN.
+  // Channel rows a multiple of 4 KiB apart (the 3-D CNN's 16^3 and 32^3 planes) stay with
+  // oneDNN: with ours there the 3-D CNN's bf16 step took 15.6-17.3 ms against 12-13 (Zen 5),
+  // though alone the reorder is 4-6x faster than oneDNN's. Those rows share cache sets, but
+  // reading whole lines per row or staging rows through an L1 tile did not help: the cause
+  // is not understood.
   if (S * 2 % 4096 == 0) return false;
   const int64_t N = f.dims()[0], C = f.dims()[1];
   const auto* src = static_cast<const uint16_t*>(from.get_data_handle());
