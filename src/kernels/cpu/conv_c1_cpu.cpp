@@ -420,7 +420,7 @@ constexpr BwdwFn<G> kBwdw[kMaxGroup] = {bwdw_taps<1, G>, bwdw_taps<2, G>, bwdw_t
 // channel (29 registers, 28 loads for 27 products) ran slower than three passes of 9 for
 // two (Zen 5, 3-D f32 layer: 2.1 against 1.3-1.6 ms).
 constexpr int kMaxGroup16 = 12;
-constexpr int c1_channels16(int nt) { return nt <= 5 ? 4 : nt <= 7 ? 3 : nt <= 12 ? 2 : 1; }
+constexpr int c1_channels16(int nt) { return nt <= 5 ? 4 : nt <= 7 ? 3 : 2; }  // nt <= kMaxGroup16
 
 template <int NT, class G>
 QS_TARGET_AVX512 void bwdw_taps16(const Padded& p, const int64_t* taps, const G* const* gy, const G* end, int64_t image_stride,
@@ -431,7 +431,7 @@ QS_TARGET_AVX512 void bwdw_taps16(const Padded& p, const int64_t* taps, const G*
 #pragma GCC unroll 4
   for (int oc = 0; oc < OC; ++oc) {
     bacc[oc] = _mm512_setzero_ps();
-#pragma GCC unroll 27
+#pragma GCC unroll 12
     for (int t = 0; t < NT; ++t) acc[oc][t] = _mm512_setzero_ps();
   }
   const int64_t oW = s.out[2];
@@ -448,7 +448,7 @@ QS_TARGET_AVX512 void bwdw_taps16(const Padded& p, const int64_t* taps, const G*
             gv[oc] = v + 1 < p.vecs ? load16(gy[oc] + row + 16 * v) : load16_tail(gy[oc] + row + 16 * v, end, tail);
             if (db) bacc[oc] = _mm512_add_ps(bacc[oc], gv[oc]);
           }
-#pragma GCC unroll 27
+#pragma GCC unroll 12
           for (int t = 0; t < NT; ++t) {
             const __m512 xv = _mm512_loadu_ps(in + taps[t] + 16 * v);
 #pragma GCC unroll 4
@@ -458,7 +458,7 @@ QS_TARGET_AVX512 void bwdw_taps16(const Padded& p, const int64_t* taps, const G*
       }
 #pragma GCC unroll 4
   for (int oc = 0; oc < OC; ++oc) {
-#pragma GCC unroll 27
+#pragma GCC unroll 12
     for (int t = 0; t < NT; ++t) dw[oc][t] = _mm512_reduce_add_ps(acc[oc][t]);
     if (db) *db[oc] = _mm512_reduce_add_ps(bacc[oc]);
   }

@@ -33,7 +33,7 @@ const char* pool_supports(const ops::OpCall& c) {
   return nullptr;
 }
 // Max pooling and adaptive average pooling (autocast's activations pass through both).
-const char* max_pool_supports(const ops::OpCall& c) {
+const char* f32_or_bf16_supports(const ops::OpCall& c) {
   if (c.in[0].dtype() != DType::f32 && c.in[0].dtype() != DType::bf16) return "f32 or bf16 only";
   for (auto& t : c.in)
     if (!t.is_contiguous()) return "non-contiguous operand";
@@ -222,6 +222,9 @@ inline void max_pool_window(const float* xp, const Spatial& g, int64_t p, const 
 void max_pool_plane(const float* xp, const Spatial& g, bool pairs, const Interior& in, float* yp, int64_t* ip) {
   if (pairs) return max_pool_pairs(xp, g, yp, ip);
   if (!in.empty()) max_pool_interior(xp, g, in, yp, ip);
+  if (in.lo[0] == 0 && in.lo[1] == 0 && in.lo[2] == 0 && in.hi[0] == g.out[0] && in.hi[1] == g.out[1] &&
+      in.hi[2] == g.out[2])
+    return;  // no border (unpadded windows)
   int64_t p = 0;
   for (int64_t od = 0; od < g.out[0]; ++od)
     for (int64_t oh = 0; oh < g.out[1]; ++oh) {
@@ -405,12 +408,12 @@ void adaptive_avg_pool_backward_cpu(ops::OpCall& c) {
 }  // namespace
 
 void register_pool_cpu(ops::KernelTable& t) {
-  ops::add_kernel(t, ops::OpKind::max_pool, {"cpu", max_pool_supports, max_pool_cpu});
-  ops::add_kernel(t, ops::OpKind::max_pool_backward, {"cpu", max_pool_supports, max_pool_backward_cpu});
+  ops::add_kernel(t, ops::OpKind::max_pool, {"cpu", f32_or_bf16_supports, max_pool_cpu});
+  ops::add_kernel(t, ops::OpKind::max_pool_backward, {"cpu", f32_or_bf16_supports, max_pool_backward_cpu});
   ops::add_kernel(t, ops::OpKind::avg_pool, {"cpu", pool_supports, avg_pool_cpu});
   ops::add_kernel(t, ops::OpKind::avg_pool_backward, {"cpu", pool_supports, avg_pool_backward_cpu});
-  ops::add_kernel(t, ops::OpKind::adaptive_avg_pool, {"cpu", max_pool_supports, adaptive_avg_pool_cpu});
-  ops::add_kernel(t, ops::OpKind::adaptive_avg_pool_backward, {"cpu", max_pool_supports, adaptive_avg_pool_backward_cpu});
+  ops::add_kernel(t, ops::OpKind::adaptive_avg_pool, {"cpu", f32_or_bf16_supports, adaptive_avg_pool_cpu});
+  ops::add_kernel(t, ops::OpKind::adaptive_avg_pool_backward, {"cpu", f32_or_bf16_supports, adaptive_avg_pool_backward_cpu});
 }
 
 }  // namespace qs::kernels
